@@ -1,0 +1,244 @@
+//! The account's rules, as a pure function: given the account as it is and a certified request,
+//! the account as it will be, or the reason the request is refused.
+
+use onlinebank_core::event::{AuthCertified, WriteKind};
+use onlinebank_core::money::{Amount, Balance, MoneyError};
+use onlinebank_core::Reason;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    Closed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Closed => "closed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Self {
+        if raw == "closed" {
+            Status::Closed
+        } else {
+            Status::Open
+        }
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub account_no: String,
+    pub customer_id: String,
+    pub balance: Balance,
+    pub status: Status,
+    pub version: i64,
+}
+
+/// What applying a request does to the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub after: Account,
+    /// Won moved (opening amount for open, 0 for close).
+    pub amount: i64,
+}
+
+fn money_reason(error: MoneyError) -> Reason {
+    match error {
+        MoneyError::NotPositive | MoneyError::OverLimit => Reason::InvalidAmount,
+        MoneyError::InsufficientFunds => Reason::InsufficientFunds,
+        MoneyError::Overflow => Reason::BalanceOverflow,
+    }
+}
+
+/// Decides the outcome of `request` on `current` (None: no such account).
+pub fn decide(
+    current: Option<&Account>,
+    request: &AuthCertified,
+    max_amount: i64,
+) -> Result<Change, Reason> {
+    if request.kind == WriteKind::Open {
+        if current.is_some() {
+            return Err(Reason::AccountExists);
+        }
+        let balance = match request.amount {
+            0 => Balance::ZERO,
+            raw => Balance::ZERO
+                .deposit(Amount::parse(raw, max_amount).map_err(money_reason)?)
+                .map_err(money_reason)?,
+        };
+        return Ok(Change {
+            after: Account {
+                account_no: request.account_no.clone(),
+                customer_id: request.customer_id.clone(),
+                balance,
+                status: Status::Open,
+                version: 1,
+            },
+            amount: balance.won(),
+        });
+    }
+    let account = current.ok_or(Reason::AccountNotFound)?;
+    if account.customer_id != request.customer_id {
+        return Err(Reason::NotOwner);
+    }
+    if account.status == Status::Closed {
+        return Err(Reason::AccountClosed);
+    }
+    let (balance, status, amount) = match request.kind {
+        WriteKind::Deposit => {
+            let amount = Amount::parse(request.amount, max_amount).map_err(money_reason)?;
+            (
+                account.balance.deposit(amount).map_err(money_reason)?,
+                Status::Open,
+                amount.won(),
+            )
+        }
+        WriteKind::Withdraw => {
+            let amount = Amount::parse(request.amount, max_amount).map_err(money_reason)?;
+            (
+                account.balance.withdraw(amount).map_err(money_reason)?,
+                Status::Open,
+                amount.won(),
+            )
+        }
+        WriteKind::Close => {
+            if !account.balance.is_zero() {
+                return Err(Reason::BalanceNotZero);
+            }
+            (account.balance, Status::Closed, 0)
+        }
+        WriteKind::Open => return Err(Reason::AccountExists),
+    };
+    Ok(Change {
+        after: Account {
+            balance,
+            status,
+            version: account.version + 1,
+            ..account.clone()
+        },
+        amount,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    const MAX: i64 = 1_000_000;
+
+    fn request(kind: WriteKind, amount: i64) -> AuthCertified {
+        AuthCertified {
+            request_id: Uuid::now_v7(),
+            customer_id: "alice".into(),
+            kind,
+            account_no: "1001".into(),
+            amount,
+        }
+    }
+
+    fn account(balance: i64, status: Status) -> Account {
+        Account {
+            account_no: "1001".into(),
+            customer_id: "alice".into(),
+            balance: Balance::from_stored(balance).unwrap(),
+            status,
+            version: 4,
+        }
+    }
+
+    #[test]
+    fn open_creates_version_one_with_the_opening_amount() {
+        let change = decide(None, &request(WriteKind::Open, 500), MAX).unwrap();
+        assert_eq!(change.after.balance.won(), 500);
+        assert_eq!(change.after.version, 1);
+        assert_eq!(
+            decide(None, &request(WriteKind::Open, 0), MAX)
+                .unwrap()
+                .amount,
+            0
+        );
+        assert_eq!(
+            decide(
+                Some(&account(0, Status::Open)),
+                &request(WriteKind::Open, 0),
+                MAX
+            ),
+            Err(Reason::AccountExists)
+        );
+        assert_eq!(
+            decide(None, &request(WriteKind::Open, MAX + 1), MAX),
+            Err(Reason::InvalidAmount)
+        );
+    }
+
+    #[test]
+    fn deposit_and_withdraw_move_the_balance_and_version() {
+        let open = account(100, Status::Open);
+        let deposited = decide(Some(&open), &request(WriteKind::Deposit, 50), MAX).unwrap();
+        assert_eq!(
+            (deposited.after.balance.won(), deposited.after.version),
+            (150, 5)
+        );
+        let withdrawn = decide(Some(&open), &request(WriteKind::Withdraw, 100), MAX).unwrap();
+        assert_eq!(withdrawn.after.balance.won(), 0);
+    }
+
+    #[test]
+    fn refusals_carry_their_reason() {
+        let open = account(100, Status::Open);
+        let closed = account(0, Status::Closed);
+        assert_eq!(
+            decide(None, &request(WriteKind::Deposit, 1), MAX),
+            Err(Reason::AccountNotFound)
+        );
+        assert_eq!(
+            decide(Some(&open), &request(WriteKind::Withdraw, 101), MAX),
+            Err(Reason::InsufficientFunds)
+        );
+        assert_eq!(
+            decide(Some(&closed), &request(WriteKind::Deposit, 1), MAX),
+            Err(Reason::AccountClosed)
+        );
+        assert_eq!(
+            decide(Some(&open), &request(WriteKind::Close, 0), MAX),
+            Err(Reason::BalanceNotZero)
+        );
+        assert_eq!(
+            decide(Some(&open), &request(WriteKind::Deposit, 0), MAX),
+            Err(Reason::InvalidAmount)
+        );
+        assert_eq!(
+            decide(Some(&open), &request(WriteKind::Deposit, MAX + 1), MAX),
+            Err(Reason::InvalidAmount)
+        );
+        let mut foreign = request(WriteKind::Deposit, 1);
+        foreign.customer_id = "mallory".into();
+        assert_eq!(decide(Some(&open), &foreign, MAX), Err(Reason::NotOwner));
+    }
+
+    #[test]
+    fn close_needs_zero_and_keeps_the_account_readable() {
+        let change = decide(
+            Some(&account(0, Status::Open)),
+            &request(WriteKind::Close, 0),
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(change.after.status, Status::Closed);
+        assert_eq!(change.after.version, 5);
+    }
+
+    #[test]
+    fn overflow_is_refused() {
+        let rich = account(i64::MAX - 1, Status::Open);
+        assert_eq!(
+            decide(Some(&rich), &request(WriteKind::Deposit, 2), MAX),
+            Err(Reason::BalanceOverflow)
+        );
+    }
+}

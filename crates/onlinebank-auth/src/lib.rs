@@ -1,0 +1,74 @@
+//! The auth role: customers, their argon2id password hashes, sessions and tokens, step-up
+//! verification with its audit, and lockout after repeated failures.
+//!
+//! Public API (through the gateway): `POST /api/v1/customers`, `POST /api/v1/sessions`.
+//! Internal API (request role only): `POST /internal/v1/step-up`.
+
+mod api;
+pub mod password;
+mod store;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use axum::Router;
+use onlinebank_core::token::TokenKey;
+use onlinebank_core::{RoleContext, Settings};
+use password::StepUpKeys;
+use sqlx::SqlitePool;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Shared state of the auth handlers.
+#[derive(Clone)]
+pub(crate) struct AuthState {
+    pool: SqlitePool,
+    settings: Arc<Settings>,
+    token_key: TokenKey,
+    step_up: StepUpKeys,
+    /// Bounds concurrent argon2 work to the machine's cores so logins cannot starve the rest.
+    argon2_slots: Arc<Semaphore>,
+}
+
+impl FromRef<AuthState> for TokenKey {
+    fn from_ref(state: &AuthState) -> Self {
+        state.token_key.clone()
+    }
+}
+
+/// Opens auth's database, applies migrations and returns its router.
+pub async fn build(ctx: &RoleContext) -> anyhow::Result<Router> {
+    let settings = ctx.settings.clone();
+    let pool =
+        onlinebank_core::db::open_sqlite(&settings.database_url(onlinebank_core::Role::Auth))
+            .await?;
+    sqlx::migrate!("migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("migrating the auth database")?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let state = AuthState {
+        pool,
+        token_key: settings.token_key(),
+        step_up: StepUpKeys::new(settings.secret.derive("onlinebank step-up v1")),
+        settings,
+        argon2_slots: Arc::new(Semaphore::new(cores)),
+    };
+    Ok(api::router(state))
+}
+
+/// Creates a customer unless it exists (for `up --demo`). Returns whether it was created.
+pub async fn ensure_customer(
+    settings: &Settings,
+    user_id: &str,
+    name: &str,
+    password: &str,
+) -> anyhow::Result<bool> {
+    let pool =
+        onlinebank_core::db::open_sqlite(&settings.database_url(onlinebank_core::Role::Auth))
+            .await?;
+    sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || password::hash_password(&password)).await??;
+    let outcome = store::insert_customer(&pool, user_id, name, &hash).await?;
+    Ok(outcome == store::Inserted::Yes)
+}

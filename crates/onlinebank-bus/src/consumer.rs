@@ -1,0 +1,92 @@
+//! Consuming events: batches in, one handler transaction per batch, then the position commit.
+
+use crate::embedded::EmbeddedSubscription;
+use crate::{Bus, Delivery};
+use std::future::Future;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A consumer group's subscription on some backend.
+#[derive(Debug)]
+pub enum Subscription {
+    Embedded(EmbeddedSubscription),
+}
+
+impl Subscription {
+    pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
+        match self {
+            Subscription::Embedded(sub) => sub.next_batch(max).await,
+        }
+    }
+
+    pub async fn commit(&mut self, position: i64) -> anyhow::Result<()> {
+        match self {
+            Subscription::Embedded(sub) => sub.commit(position).await,
+        }
+    }
+
+    pub async fn rewind(&mut self) -> anyhow::Result<()> {
+        match self {
+            Subscription::Embedded(sub) => sub.rewind().await,
+        }
+    }
+}
+
+/// Feeds batches of up to `batch_size` events to `handler` until `shutdown`.
+///
+/// The handler applies a whole batch in one database transaction (with its inbox) and returns
+/// only after it committed; then the group's position moves past the batch. A failed batch is
+/// retried from the last committed position after a short pause: events are never skipped.
+pub async fn run<H, Fut>(
+    bus: Bus,
+    group: &'static str,
+    topics: &'static [&'static str],
+    batch_size: usize,
+    shutdown: CancellationToken,
+    mut handler: H,
+) where
+    H: FnMut(Vec<Delivery>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut subscription = loop {
+        match bus.subscribe(group, topics).await {
+            Ok(subscription) => break subscription,
+            Err(error) => {
+                tracing::warn!(group, error = %format!("{error:#}"), "subscribe failed, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    loop {
+        let batch = tokio::select! {
+            batch = subscription.next_batch(batch_size) => batch,
+            _ = shutdown.cancelled() => return,
+        };
+        let outcome = match batch {
+            Ok(batch) => {
+                let last = batch.last().map(|delivery| delivery.position);
+                match handler(batch).await {
+                    Ok(()) => match last {
+                        Some(position) => subscription.commit(position).await,
+                        None => Ok(()),
+                    },
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(group, error = %format!("{error:#}"), "consumer batch failed, retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(error) = subscription.rewind().await {
+                tracing::warn!(group, error = %format!("{error:#}"), "consumer rewind failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The embedded durable event log: one SQLite file (`bus.db` in the data directory).
+//!
+//! Every process that shares the data directory opens the same file, so `onlinebank up` (all roles
+//! in one process) and `onlinebank serve <role>` (one process per role) use the same log. Records
+//! are appended in one transaction per batch with `synchronous=FULL`; a record's position is its
+//! total order. Consumer groups keep their committed position in the same file.
+//!
+//! Consumers in this process are woken at once by a [`Notify`]; consumers in other processes
+//! notice new records by polling every few milliseconds.
+
+use crate::{Delivery, Record};
+use anyhow::Context;
+use sqlx::SqlitePool;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How often a consumer looks for records published by another process.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedLog {
+    pool: SqlitePool,
+    /// Wakes this process's consumers when this process appends.
+    appended: Arc<Notify>,
+}
+
+impl EmbeddedLog {
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let pool = onlinebank_core::db::open_sqlite(&path.display().to_string()).await?;
+        let mut tx = onlinebank_core::db::begin_write(&pool).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS events (
+                position INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                topic TEXT NOT NULL,
+                key TEXT NOT NULL,
+                body TEXT NOT NULL,
+                appended_at INTEGER NOT NULL
+            )",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, position)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS consumer_positions (
+                group_name TEXT PRIMARY KEY,
+                position INTEGER NOT NULL
+            )",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("creating the event log")?;
+        Ok(Self {
+            pool,
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    pub async fn publish(&self, records: &[Record]) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = onlinebank_core::time::now_ms();
+        let mut tx = onlinebank_core::db::begin_write(&self.pool).await?;
+        for record in records {
+            sqlx::query(
+                "INSERT INTO events (id, topic, key, body, appended_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&record.id)
+            .bind(&record.topic)
+            .bind(&record.key)
+            .bind(&record.body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    pub async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> anyhow::Result<EmbeddedSubscription> {
+        let committed: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
+                .bind(group)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(EmbeddedSubscription {
+            log: self.clone(),
+            group: group.to_owned(),
+            topics: topics.iter().map(|topic| topic.to_string()).collect(),
+            next_after: committed.unwrap_or(0),
+        })
+    }
+
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn lag(&self, group: &str, topics: &[&str]) -> anyhow::Result<i64> {
+        let committed: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
+                .bind(group)
+                .fetch_optional(&self.pool)
+                .await?;
+        let sql = format!(
+            "SELECT COUNT(*) FROM events WHERE position > ? AND topic IN ({})",
+            placeholders(topics.len())
+        );
+        let mut query = sqlx::query_scalar(&sql).bind(committed.unwrap_or(0));
+        for topic in topics {
+            query = query.bind(*topic);
+        }
+        Ok(query.fetch_one(&self.pool).await?)
+    }
+}
+
+fn placeholders(count: usize) -> String {
+    vec!["?"; count.max(1)].join(", ")
+}
+
+/// A consumer group's reading position in the embedded log.
+#[derive(Debug)]
+pub struct EmbeddedSubscription {
+    log: EmbeddedLog,
+    group: String,
+    topics: Vec<String>,
+    /// The position after which the next read starts.
+    next_after: i64,
+}
+
+impl EmbeddedSubscription {
+    /// Waits for and returns up to `max` records after the last one returned.
+    pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT position, topic, key, body FROM events
+             WHERE position > ? AND topic IN ({}) ORDER BY position LIMIT ?",
+            placeholders(self.topics.len())
+        );
+        loop {
+            // Register interest before reading, so an append between the read and the wait
+            // still wakes us.
+            let appended = self.log.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let mut query =
+                sqlx::query_as::<_, (i64, String, String, String)>(&sql).bind(self.next_after);
+            for topic in &self.topics {
+                query = query.bind(topic);
+            }
+            let rows = query
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .fetch_all(&self.log.pool)
+                .await?;
+            if let Some(last) = rows.last() {
+                self.next_after = last.0;
+                return Ok(rows
+                    .into_iter()
+                    .map(|(position, topic, key, body)| Delivery {
+                        position,
+                        topic,
+                        key,
+                        body,
+                    })
+                    .collect());
+            }
+            let _ = tokio::time::timeout(POLL_INTERVAL, appended).await;
+        }
+    }
+
+    /// Records that every record up to `position` has been applied. Never moves backwards.
+    pub async fn commit(&mut self, position: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO consumer_positions (group_name, position) VALUES (?, ?)
+             ON CONFLICT (group_name) DO UPDATE SET position = MAX(position, excluded.position)",
+        )
+        .bind(&self.group)
+        .bind(position)
+        .execute(&self.log.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Re-reads from the last committed position (after a failed batch).
+    pub async fn rewind(&mut self) -> anyhow::Result<()> {
+        let committed: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
+                .bind(&self.group)
+                .fetch_optional(&self.log.pool)
+                .await?;
+        self.next_after = committed.unwrap_or(0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, topic: &str) -> Record {
+        Record {
+            id: id.into(),
+            topic: topic.into(),
+            key: "k".into(),
+            body: format!("{{\"id\":\"{id}\"}}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_read_in_order_once_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus.db");
+        let log = EmbeddedLog::open(&path).await.unwrap();
+        log.publish(&[record("a", "t1"), record("b", "t2"), record("a", "t1")])
+            .await
+            .unwrap();
+        log.publish(&[record("c", "t1")]).await.unwrap();
+        let mut sub = log.subscribe("g", &["t1"]).await.unwrap();
+        let batch = sub.next_batch(10).await.unwrap();
+        let ids: Vec<_> = batch.iter().map(|d| d.body.clone()).collect();
+        assert_eq!(ids, vec!["{\"id\":\"a\"}", "{\"id\":\"c\"}"]);
+        sub.commit(batch[0].position).await.unwrap();
+        assert_eq!(log.lag("g", &["t1"]).await.unwrap(), 1);
+
+        // A new process opening the same file resumes after the committed position.
+        drop(sub);
+        let reopened = EmbeddedLog::open(&path).await.unwrap();
+        let mut sub = reopened.subscribe("g", &["t1"]).await.unwrap();
+        let batch = sub.next_batch(10).await.unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].body, "{\"id\":\"c\"}");
+        sub.commit(batch[0].position).await.unwrap();
+        // Committing an older position never moves the group backwards.
+        sub.commit(1).await.unwrap();
+        assert_eq!(reopened.lag("g", &["t1"]).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_consumer_wakes_on_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("bus.db")).await.unwrap();
+        let mut sub = log.subscribe("g", &["t"]).await.unwrap();
+        let publisher = log.clone();
+        let waiter = tokio::spawn(async move { sub.next_batch(10).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        publisher.publish(&[record("x", "t")]).await.unwrap();
+        let batch = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.len(), 1);
+    }
+}

@@ -1,0 +1,104 @@
+//! The event bus and the two halves of reliable messaging around it.
+//!
+//! - [`outbox`]: a publisher writes its events into its own database in the same transaction as
+//!   its state change; the [`outbox::Relay`] ships them to the bus afterwards. No event without its
+//!   state, no state without its event.
+//! - [`inbox`]: a consumer records each event id in the same transaction as the event's effect, so
+//!   an event delivered twice applies once.
+//! - [`Bus`]: where events travel. The embedded default is a durable log in one SQLite file
+//!   ([`embedded::EmbeddedLog`]) that every process sharing a data directory can use at once.
+//! - [`consumer`]: the loop that feeds batches of events to a handler and commits its position
+//!   only after the handler's transaction has committed.
+
+pub mod consumer;
+pub mod embedded;
+pub mod inbox;
+pub mod outbox;
+
+use std::path::Path;
+
+/// One event on its way to the bus.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The event id (unique; publishing the same id twice stores it once).
+    pub id: String,
+    pub topic: String,
+    /// The partition key: the account number.
+    pub key: String,
+    /// The JSON envelope.
+    pub body: String,
+}
+
+/// One event read from the bus.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Position in the log; a consumer commits the last position it applied.
+    pub position: i64,
+    pub topic: String,
+    pub key: String,
+    pub body: String,
+}
+
+impl Delivery {
+    pub fn envelope(&self) -> Result<onlinebank_core::event::Envelope, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+}
+
+/// The event bus a process publishes to and consumes from.
+#[derive(Debug, Clone)]
+pub enum Bus {
+    Embedded(embedded::EmbeddedLog),
+}
+
+impl Bus {
+    /// Opens the bus named by `url`, or the embedded log under `data_dir` when none is given.
+    /// Accepted URLs: `embedded://PATH` (a log file) or nothing.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        match url {
+            None | Some("") | Some("embedded") => Ok(Bus::Embedded(
+                embedded::EmbeddedLog::open(&data_dir.join("bus.db")).await?,
+            )),
+            Some(url) => match url.strip_prefix("embedded://") {
+                Some(path) => Ok(Bus::Embedded(
+                    embedded::EmbeddedLog::open(Path::new(path)).await?,
+                )),
+                None => anyhow::bail!("unsupported bus url {url}: expected embedded://PATH"),
+            },
+        }
+    }
+
+    /// Appends records durably, in order; records whose id is already there are skipped.
+    pub async fn publish(&self, records: &[Record]) -> anyhow::Result<()> {
+        match self {
+            Bus::Embedded(log) => log.publish(records).await,
+        }
+    }
+
+    /// Joins consumer group `group` on `topics`.
+    pub async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> anyhow::Result<consumer::Subscription> {
+        match self {
+            Bus::Embedded(log) => Ok(consumer::Subscription::Embedded(
+                log.subscribe(group, topics).await?,
+            )),
+        }
+    }
+
+    /// Whether the bus answers (for readiness).
+    pub async fn ping(&self) -> bool {
+        match self {
+            Bus::Embedded(log) => log.ping().await,
+        }
+    }
+
+    /// How many events the group has not yet committed (for tests, metrics and drains).
+    pub async fn lag(&self, group: &str, topics: &[&str]) -> anyhow::Result<i64> {
+        match self {
+            Bus::Embedded(log) => log.lag(group, topics).await,
+        }
+    }
+}

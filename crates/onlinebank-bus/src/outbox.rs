@@ -1,0 +1,189 @@
+//! The transactional outbox and its relay.
+//!
+//! [`enqueue`] writes an event into the publisher's own database inside the caller's transaction.
+//! The [`Relay`] ships committed rows to the bus in batches and deletes them once the bus has them.
+//! A crash between the two steps ships a row twice; the bus keeps one copy per event id.
+
+use crate::{Bus, Record};
+use onlinebank_core::event::{Envelope, Event};
+use sqlx::{SqliteConnection, SqlitePool};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Rows shipped per bus transaction.
+const RELAY_BATCH: i64 = 512;
+
+/// The tables a publisher needs: the outbox and per-aggregate sequence counters.
+pub const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS aggregate_sequences (
+        aggregate TEXT PRIMARY KEY,
+        last INTEGER NOT NULL
+    )",
+];
+
+/// Creates the outbox, sequence and inbox tables if missing.
+pub async fn ensure_schema(pool: &SqlitePool) -> anyhow::Result<()> {
+    for statement in SCHEMA.iter().chain([&crate::inbox::SCHEMA]) {
+        sqlx::query(statement).execute(pool).await?;
+    }
+    Ok(())
+}
+
+/// Writes `event` to the outbox inside the caller's transaction and returns its envelope.
+pub async fn enqueue(conn: &mut SqliteConnection, event: Event) -> anyhow::Result<Envelope> {
+    let sequence: i64 = sqlx::query_scalar(
+        "INSERT INTO aggregate_sequences (aggregate, last) VALUES (?, 1)
+         ON CONFLICT (aggregate) DO UPDATE SET last = last + 1 RETURNING last",
+    )
+    .bind(event.account_no())
+    .fetch_one(&mut *conn)
+    .await?;
+    let topic = event.topic();
+    let envelope = event.into_envelope(sequence)?;
+    sqlx::query("INSERT INTO outbox (id, topic, key, body, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(envelope.id.to_string())
+        .bind(topic)
+        .bind(&envelope.aggregate)
+        .bind(serde_json::to_string(&envelope)?)
+        .bind(onlinebank_core::time::now_ms())
+        .execute(&mut *conn)
+        .await?;
+    Ok(envelope)
+}
+
+/// Ships a publisher's outbox to the bus.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pool: SqlitePool,
+    bus: Bus,
+    /// Rung after a transaction that enqueued events commits.
+    wake: Arc<Notify>,
+}
+
+impl Relay {
+    pub fn new(pool: SqlitePool, bus: Bus) -> Self {
+        Self {
+            pool,
+            bus,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Tells the relay there is something to ship.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Ships one batch; returns how many rows it shipped.
+    pub async fn ship_batch(&self) -> anyhow::Result<usize> {
+        let rows: Vec<(i64, String, String, String, String)> =
+            sqlx::query_as("SELECT seq, id, topic, key, body FROM outbox ORDER BY seq LIMIT ?")
+                .bind(RELAY_BATCH)
+                .fetch_all(&self.pool)
+                .await?;
+        let Some(last_seq) = rows.last().map(|row| row.0) else {
+            return Ok(0);
+        };
+        let records: Vec<Record> = rows
+            .into_iter()
+            .map(|(_, id, topic, key, body)| Record {
+                id,
+                topic,
+                key,
+                body,
+            })
+            .collect();
+        self.bus.publish(&records).await?;
+        sqlx::query("DELETE FROM outbox WHERE seq <= ?")
+            .bind(last_seq)
+            .execute(&self.pool)
+            .await?;
+        Ok(records.len())
+    }
+
+    /// Ships until the outbox is empty.
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        while self.ship_batch().await? > 0 {}
+        Ok(())
+    }
+
+    /// Runs until `shutdown`, then flushes what is left.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.ship_batch().await {
+                Ok(shipped) if shipped as i64 >= RELAY_BATCH => continue,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "outbox relay failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        if let Err(error) = self.flush().await {
+            tracing::warn!(error = %format!("{error:#}"), "outbox relay could not flush on shutdown");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::event::{AuthCertified, WriteKind};
+    use uuid::Uuid;
+
+    #[tokio::test]
+    async fn relay_ships_committed_events_once_with_sequences() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool =
+            onlinebank_core::db::open_sqlite(&dir.path().join("svc.db").display().to_string())
+                .await
+                .unwrap();
+        ensure_schema(&pool).await.unwrap();
+        let bus = Bus::open(None, dir.path()).await.unwrap();
+        let relay = Relay::new(pool.clone(), bus.clone());
+        let event = |amount| {
+            Event::AuthCertified(AuthCertified {
+                request_id: Uuid::now_v7(),
+                customer_id: "c".into(),
+                kind: WriteKind::Deposit,
+                account_no: "1001".into(),
+                amount,
+            })
+        };
+        let mut tx = pool.begin().await.unwrap();
+        let first = enqueue(&mut tx, event(1)).await.unwrap();
+        let second = enqueue(&mut tx, event(2)).await.unwrap();
+        tx.commit().await.unwrap();
+        // A rolled-back transaction publishes nothing.
+        let mut tx = pool.begin().await.unwrap();
+        enqueue(&mut tx, event(3)).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!((first.sequence, second.sequence), (1, 2));
+
+        assert_eq!(relay.ship_batch().await.unwrap(), 2);
+        assert_eq!(relay.ship_batch().await.unwrap(), 0);
+        let mut sub = bus
+            .subscribe("g", &[onlinebank_core::event::TOPIC_REQUESTS])
+            .await
+            .unwrap();
+        let batch = sub.next_batch(10).await.unwrap();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].envelope().unwrap().id, first.id);
+        assert_eq!(batch[1].envelope().unwrap().id, second.id);
+    }
+}

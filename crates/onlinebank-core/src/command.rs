@@ -1,0 +1,226 @@
+//! The body of `POST /api/v1/requests`, parsed into a command that can only hold valid values.
+
+use crate::error::ApiError;
+use crate::event::WriteKind;
+use crate::ids::AccountNo;
+use crate::money::{Amount, MoneyError};
+use crate::reason::Reason;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The raw body, as the client sent it. Fields are optional here so that each missing or
+/// malformed one gets its own precise error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestBody {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub account_no: Option<String>,
+    pub amount: Option<Value>,
+    pub password: Option<String>,
+}
+
+/// The reads a request can ask for; answered by mypage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    Balance,
+    History,
+}
+
+impl ReadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadKind::Balance => "balance",
+            ReadKind::History => "history",
+        }
+    }
+}
+
+/// A valid request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Write {
+        kind: WriteKind,
+        /// None only for `open` without a number: the bank assigns one.
+        account_no: Option<AccountNo>,
+        /// Won; for `open` the opening amount (>= 0), for `close` 0.
+        amount: i64,
+        password: String,
+    },
+    Read {
+        kind: ReadKind,
+        account_no: AccountNo,
+    },
+}
+
+fn invalid_amount(message: &str) -> ApiError {
+    ApiError::from_reason(Reason::InvalidAmount).with_message(message)
+}
+
+fn parse_amount(raw: Option<&Value>, max_amount: i64, allow_zero: bool) -> Result<i64, ApiError> {
+    let Some(raw) = raw else {
+        return if allow_zero {
+            Ok(0)
+        } else {
+            Err(invalid_amount("amount is required"))
+        };
+    };
+    let Some(won) = raw.as_i64() else {
+        return Err(invalid_amount(
+            "amount must be an integer number of won within the per-transaction limit",
+        ));
+    };
+    if allow_zero && won == 0 {
+        return Ok(0);
+    }
+    Amount::parse(won, max_amount)
+        .map(Amount::won)
+        .map_err(|error| match error {
+            MoneyError::OverLimit => invalid_amount("amount exceeds the per-transaction limit"),
+            _ => invalid_amount("amount must be greater than zero"),
+        })
+}
+
+fn parse_account_no(raw: Option<&str>) -> Result<AccountNo, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::validation("accountNo is required"))?;
+    AccountNo::parse(raw).map_err(|error| ApiError::validation(error.to_string()))
+}
+
+impl RequestBody {
+    pub fn parse(&self, max_amount: i64) -> Result<Command, ApiError> {
+        let kind = self
+            .kind
+            .as_deref()
+            .ok_or_else(|| ApiError::validation("type is required"))?;
+        let read = match kind {
+            "balance" => Some(ReadKind::Balance),
+            "history" => Some(ReadKind::History),
+            _ => None,
+        };
+        if let Some(kind) = read {
+            return Ok(Command::Read {
+                kind,
+                account_no: parse_account_no(self.account_no.as_deref())?,
+            });
+        }
+        let kind = WriteKind::parse(kind).ok_or_else(|| {
+            ApiError::validation(
+                "type must be one of open, close, deposit, withdraw, balance, history",
+            )
+        })?;
+        let account_no = match (kind, self.account_no.as_deref()) {
+            (WriteKind::Open, None) => None,
+            (_, raw) => Some(parse_account_no(raw)?),
+        };
+        let amount = match kind {
+            WriteKind::Open => parse_amount(self.amount.as_ref(), max_amount, true)?,
+            WriteKind::Deposit | WriteKind::Withdraw => {
+                parse_amount(self.amount.as_ref(), max_amount, false)?
+            }
+            WriteKind::Close => 0,
+        };
+        let password = match self.password.as_deref() {
+            Some(password) if !password.is_empty() && password.len() <= 512 => password.to_owned(),
+            _ => {
+                return Err(ApiError::validation(
+                    "password is required for step-up authentication",
+                ))
+            }
+        };
+        Ok(Command::Write {
+            kind,
+            account_no,
+            amount,
+            password,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(value: Value) -> RequestBody {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn deposits_need_account_amount_and_password() {
+        let command = body(json!({"type":"deposit","accountNo":"1001","amount":5,"password":"pw"}))
+            .parse(100)
+            .unwrap();
+        assert_eq!(
+            command,
+            Command::Write {
+                kind: WriteKind::Deposit,
+                account_no: Some(AccountNo::parse("1001").unwrap()),
+                amount: 5,
+                password: "pw".into()
+            }
+        );
+        for bad in [
+            json!({"type":"deposit","accountNo":"1001","password":"pw"}),
+            json!({"type":"deposit","accountNo":"1001","amount":0,"password":"pw"}),
+            json!({"type":"deposit","accountNo":"1001","amount":-1,"password":"pw"}),
+            json!({"type":"deposit","accountNo":"1001","amount":101,"password":"pw"}),
+            json!({"type":"deposit","accountNo":"1001","amount":1.5,"password":"pw"}),
+            json!({"type":"deposit","accountNo":"1001","amount":"5","password":"pw"}),
+            json!({"type":"withdraw","accountNo":"1001","amount":1e30,"password":"pw"}),
+        ] {
+            let error = body(bad).parse(100).unwrap_err();
+            assert_eq!(error.code, "invalid_amount");
+        }
+        let error = body(json!({"type":"deposit","accountNo":"1001","amount":5}))
+            .parse(100)
+            .unwrap_err();
+        assert_eq!(error.code, "invalid_request");
+    }
+
+    #[test]
+    fn open_may_omit_number_and_amount() {
+        let command = body(json!({"type":"open","password":"pw"}))
+            .parse(100)
+            .unwrap();
+        assert!(matches!(
+            command,
+            Command::Write {
+                account_no: None,
+                amount: 0,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn reads_need_only_the_account() {
+        let command = body(json!({"type":"balance","accountNo":"1001"}))
+            .parse(100)
+            .unwrap();
+        assert!(matches!(
+            command,
+            Command::Read {
+                kind: ReadKind::Balance,
+                ..
+            }
+        ));
+        assert_eq!(
+            body(json!({"type":"transfer"}))
+                .parse(100)
+                .unwrap_err()
+                .code,
+            "invalid_request"
+        );
+        assert_eq!(
+            body(json!({})).parse(100).unwrap_err().code,
+            "invalid_request"
+        );
+        assert_eq!(
+            body(json!({"type":"balance","accountNo":"bad no"}))
+                .parse(100)
+                .unwrap_err()
+                .code,
+            "invalid_request"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The event envelope shared by every publisher and consumer, and the typed events it carries.
+//!
+//! Every event travels as one JSON [`Envelope`]; its `payload` is decoded into an [`Event`] by
+//! type name. Events are keyed by account number so one account's events stay in order.
+
+use crate::reason::Reason;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Topic of the request role: AuthCertified and AuthCancelled.
+pub const TOPIC_REQUESTS: &str = "onlinebank.requests";
+/// Topic of the account role: account outcomes.
+pub const TOPIC_ACCOUNTS: &str = "onlinebank.accounts";
+
+/// The schema version of the payloads this build writes.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// One event as it travels on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct Envelope {
+    /// Unique id; consumers record it in their inbox to apply each event once.
+    pub id: Uuid,
+    /// The event's type name, e.g. `MoneyDeposited`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Schema version of the payload.
+    pub version: u32,
+    /// The aggregate the event belongs to: the account number.
+    pub aggregate: String,
+    /// Position of this event among its publisher's events for the same aggregate.
+    pub sequence: i64,
+    /// The request that caused the event.
+    pub correlation_id: Uuid,
+    /// When the event happened (RFC 3339, UTC).
+    pub occurred_at: String,
+    /// The typed payload, see [`Event`].
+    pub payload: serde_json::Value,
+}
+
+/// The kinds of request that move money or change an account (and so need step-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteKind {
+    Open,
+    Close,
+    Deposit,
+    Withdraw,
+}
+
+impl WriteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteKind::Open => "open",
+            WriteKind::Close => "close",
+            WriteKind::Deposit => "deposit",
+            WriteKind::Withdraw => "withdraw",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "open" => Some(WriteKind::Open),
+            "close" => Some(WriteKind::Close),
+            "deposit" => Some(WriteKind::Deposit),
+            "withdraw" => Some(WriteKind::Withdraw),
+            _ => None,
+        }
+    }
+}
+
+/// Step-up succeeded: the account role is to apply this request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthCertified {
+    pub request_id: Uuid,
+    pub customer_id: String,
+    pub kind: WriteKind,
+    pub account_no: String,
+    /// Won to move; for `open` the opening amount (may be 0); for `close` 0.
+    pub amount: i64,
+}
+
+/// Step-up refused: nothing happens; recorded for audit and for the read side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthCancelled {
+    pub request_id: Uuid,
+    pub customer_id: String,
+    pub kind: WriteKind,
+    pub account_no: String,
+    pub amount: i64,
+    pub reason: Reason,
+}
+
+/// An account changed: opened, deposited into, withdrawn from, or closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountChanged {
+    pub request_id: Uuid,
+    pub customer_id: String,
+    pub account_no: String,
+    /// Won moved by this change (opening amount for open, 0 for close).
+    pub amount: i64,
+    /// The balance after the change.
+    pub balance: i64,
+    /// The account's version after the change (1 on open, +1 per change).
+    pub version: i64,
+}
+
+/// The account role refused the request; the request is compensated (deleted) with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRequestCancelled {
+    pub request_id: Uuid,
+    pub customer_id: String,
+    pub kind: WriteKind,
+    pub account_no: String,
+    pub amount: i64,
+    pub reason: Reason,
+    /// The legacy system's message, e.g. "Not Sufficient".
+    pub message: String,
+}
+
+/// Every event type of the bank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    AuthCertified(AuthCertified),
+    AuthCancelled(AuthCancelled),
+    AccountOpened(AccountChanged),
+    MoneyDeposited(AccountChanged),
+    MoneyWithdrawn(AccountChanged),
+    AccountClosed(AccountChanged),
+    AccountRequestCancelled(AccountRequestCancelled),
+}
+
+/// An envelope whose type is unknown or whose payload does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+    #[error("bad payload for {event_type}: {source}")]
+    Payload {
+        event_type: String,
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::AuthCertified(_) => "AuthCertified",
+            Event::AuthCancelled(_) => "AuthCancelled",
+            Event::AccountOpened(_) => "AccountOpened",
+            Event::MoneyDeposited(_) => "MoneyDeposited",
+            Event::MoneyWithdrawn(_) => "MoneyWithdrawn",
+            Event::AccountClosed(_) => "AccountClosed",
+            Event::AccountRequestCancelled(_) => "AccountRequestCancelled",
+        }
+    }
+
+    /// The topic the event is published on.
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Event::AuthCertified(_) | Event::AuthCancelled(_) => TOPIC_REQUESTS,
+            _ => TOPIC_ACCOUNTS,
+        }
+    }
+
+    /// The account number the event is keyed by.
+    pub fn account_no(&self) -> &str {
+        match self {
+            Event::AuthCertified(e) => &e.account_no,
+            Event::AuthCancelled(e) => &e.account_no,
+            Event::AccountOpened(e)
+            | Event::MoneyDeposited(e)
+            | Event::MoneyWithdrawn(e)
+            | Event::AccountClosed(e) => &e.account_no,
+            Event::AccountRequestCancelled(e) => &e.account_no,
+        }
+    }
+
+    /// The request that caused the event.
+    pub fn request_id(&self) -> Uuid {
+        match self {
+            Event::AuthCertified(e) => e.request_id,
+            Event::AuthCancelled(e) => e.request_id,
+            Event::AccountOpened(e)
+            | Event::MoneyDeposited(e)
+            | Event::MoneyWithdrawn(e)
+            | Event::AccountClosed(e) => e.request_id,
+            Event::AccountRequestCancelled(e) => e.request_id,
+        }
+    }
+
+    fn payload(&self) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            Event::AuthCertified(e) => serde_json::to_value(e),
+            Event::AuthCancelled(e) => serde_json::to_value(e),
+            Event::AccountOpened(e)
+            | Event::MoneyDeposited(e)
+            | Event::MoneyWithdrawn(e)
+            | Event::AccountClosed(e) => serde_json::to_value(e),
+            Event::AccountRequestCancelled(e) => serde_json::to_value(e),
+        }
+    }
+
+    /// Wraps the event in a new envelope with a fresh id.
+    pub fn into_envelope(self, sequence: i64) -> Result<Envelope, serde_json::Error> {
+        Ok(Envelope {
+            id: Uuid::now_v7(),
+            event_type: self.type_name().to_owned(),
+            version: EVENT_SCHEMA_VERSION,
+            aggregate: self.account_no().to_owned(),
+            sequence,
+            correlation_id: self.request_id(),
+            occurred_at: crate::time::now_rfc3339(),
+            payload: self.payload()?,
+        })
+    }
+
+    /// Decodes an envelope's payload by its type name.
+    pub fn from_envelope(envelope: &Envelope) -> Result<Self, DecodeError> {
+        fn decode<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, DecodeError> {
+            serde_json::from_value(envelope.payload.clone()).map_err(|source| {
+                DecodeError::Payload {
+                    event_type: envelope.event_type.clone(),
+                    source,
+                }
+            })
+        }
+        Ok(match envelope.event_type.as_str() {
+            "AuthCertified" => Event::AuthCertified(decode(envelope)?),
+            "AuthCancelled" => Event::AuthCancelled(decode(envelope)?),
+            "AccountOpened" => Event::AccountOpened(decode(envelope)?),
+            "MoneyDeposited" => Event::MoneyDeposited(decode(envelope)?),
+            "MoneyWithdrawn" => Event::MoneyWithdrawn(decode(envelope)?),
+            "AccountClosed" => Event::AccountClosed(decode(envelope)?),
+            "AccountRequestCancelled" => Event::AccountRequestCancelled(decode(envelope)?),
+            other => return Err(DecodeError::UnknownType(other.to_owned())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_the_envelope() {
+        let event = Event::MoneyDeposited(AccountChanged {
+            request_id: Uuid::now_v7(),
+            customer_id: "1@sk.com".into(),
+            account_no: "1001".into(),
+            amount: 500,
+            balance: 1500,
+            version: 3,
+        });
+        let envelope = event.clone().into_envelope(7).unwrap();
+        assert_eq!(envelope.event_type, "MoneyDeposited");
+        assert_eq!(envelope.aggregate, "1001");
+        assert_eq!(envelope.sequence, 7);
+        let wire = serde_json::to_string(&envelope).unwrap();
+        assert!(wire.contains("\"type\":\"MoneyDeposited\""));
+        assert!(wire.contains("\"correlation_id\""));
+        let back: Envelope = serde_json::from_str(&wire).unwrap();
+        assert_eq!(Event::from_envelope(&back).unwrap(), event);
+    }
+
+    #[test]
+    fn unknown_types_are_reported() {
+        let mut envelope = Event::AuthCertified(AuthCertified {
+            request_id: Uuid::now_v7(),
+            customer_id: "c".into(),
+            kind: WriteKind::Deposit,
+            account_no: "1".into(),
+            amount: 1,
+        })
+        .into_envelope(1)
+        .unwrap();
+        envelope.event_type = "Nope".into();
+        assert!(matches!(
+            Event::from_envelope(&envelope),
+            Err(DecodeError::UnknownType(_))
+        ));
+    }
+}

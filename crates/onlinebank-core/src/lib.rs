@@ -1,0 +1,24 @@
+//! The shared kernel of onlinebank: what every role agrees on.
+//!
+//! Money and identifiers that can only hold valid values, the event envelope and event types,
+//! failure reasons and the one HTTP error shape, bearer tokens, settings, and the SQLite and HTTP
+//! plumbing every role uses. Role crates never import each other; they meet here.
+
+pub mod command;
+pub mod db;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod ids;
+pub mod money;
+pub mod reason;
+pub mod role;
+pub mod secret;
+pub mod settings;
+pub mod time;
+pub mod token;
+
+pub use error::ApiError;
+pub use reason::Reason;
+pub use role::{Role, RoleContext};
+pub use settings::Settings;

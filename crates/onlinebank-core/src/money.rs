@@ -1,0 +1,127 @@
+//! Money in the currency's minor unit (KRW: won) as `i64`, with every operation checked.
+//!
+//! An [`Amount`] can only hold a value that a single transaction may move: strictly positive and
+//! at most the configured per-transaction limit. A [`Balance`] is never negative. Arithmetic that
+//! would overflow or go below zero returns an error instead of wrapping.
+
+use serde::{Deserialize, Serialize};
+
+/// The default per-transaction limit: 10,000,000,000 won.
+pub const DEFAULT_MAX_AMOUNT: i64 = 10_000_000_000;
+
+/// Why a value is not a valid amount or balance change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("amount must be greater than zero")]
+    NotPositive,
+    #[error("amount exceeds the per-transaction limit")]
+    OverLimit,
+    #[error("insufficient funds")]
+    InsufficientFunds,
+    #[error("balance would overflow")]
+    Overflow,
+}
+
+/// A strictly positive amount of won, at most the per-transaction limit it was parsed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Amount(i64);
+
+impl Amount {
+    /// Parses a raw value against the per-transaction limit.
+    pub fn parse(raw: i64, max_amount: i64) -> Result<Self, MoneyError> {
+        if raw <= 0 {
+            return Err(MoneyError::NotPositive);
+        }
+        if raw > max_amount {
+            return Err(MoneyError::OverLimit);
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn won(self) -> i64 {
+        self.0
+    }
+}
+
+/// A non-negative account balance in won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Balance(i64);
+
+impl Balance {
+    pub const ZERO: Balance = Balance(0);
+
+    /// Wraps a stored balance; a negative stored value is corruption and is refused.
+    pub fn from_stored(raw: i64) -> Result<Self, MoneyError> {
+        if raw < 0 {
+            return Err(MoneyError::InsufficientFunds);
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn won(self) -> i64 {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn deposit(self, amount: Amount) -> Result<Self, MoneyError> {
+        self.0
+            .checked_add(amount.0)
+            .map(Self)
+            .ok_or(MoneyError::Overflow)
+    }
+
+    pub fn withdraw(self, amount: Amount) -> Result<Self, MoneyError> {
+        match self.0.checked_sub(amount.0) {
+            Some(left) if left >= 0 => Ok(Self(left)),
+            _ => Err(MoneyError::InsufficientFunds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amount_must_be_positive_and_within_limit() {
+        assert_eq!(Amount::parse(0, 100), Err(MoneyError::NotPositive));
+        assert_eq!(Amount::parse(-5, 100), Err(MoneyError::NotPositive));
+        assert_eq!(Amount::parse(101, 100), Err(MoneyError::OverLimit));
+        assert_eq!(Amount::parse(100, 100).map(Amount::won), Ok(100));
+        assert_eq!(Amount::parse(1, 100).map(Amount::won), Ok(1));
+    }
+
+    #[test]
+    fn withdraw_never_goes_negative() {
+        let balance = Balance::from_stored(50).unwrap();
+        assert_eq!(
+            balance.withdraw(Amount::parse(51, 100).unwrap()),
+            Err(MoneyError::InsufficientFunds)
+        );
+        assert_eq!(
+            balance
+                .withdraw(Amount::parse(50, 100).unwrap())
+                .map(Balance::won),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn deposit_overflow_is_an_error_not_a_wrap() {
+        let balance = Balance::from_stored(i64::MAX - 1).unwrap();
+        assert_eq!(
+            balance.deposit(Amount::parse(2, 100).unwrap()),
+            Err(MoneyError::Overflow)
+        );
+    }
+
+    #[test]
+    fn negative_stored_balance_is_refused() {
+        assert!(Balance::from_stored(-1).is_err());
+    }
+}

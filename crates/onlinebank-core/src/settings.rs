@@ -1,0 +1,115 @@
+//! Typed settings shared by every role, built by the binary from flags and `ONLINEBANK_*` env.
+
+use crate::role::Role;
+use crate::secret::MasterSecret;
+use crate::token::TokenKey;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a role finds its peers: one or more base URLs each (several = instances to balance).
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    pub gateway: Vec<String>,
+    pub request: Vec<String>,
+    pub auth: Vec<String>,
+    pub account: Vec<String>,
+    pub history: Vec<String>,
+    pub mypage: Vec<String>,
+}
+
+impl Peers {
+    pub fn of(&self, role: Role) -> &[String] {
+        match role {
+            Role::Gateway => &self.gateway,
+            Role::Request => &self.request,
+            Role::Auth => &self.auth,
+            Role::Account => &self.account,
+            Role::History => &self.history,
+            Role::Mypage => &self.mypage,
+        }
+    }
+
+    pub fn set(&mut self, role: Role, urls: Vec<String>) {
+        let slot = match role {
+            Role::Gateway => &mut self.gateway,
+            Role::Request => &mut self.request,
+            Role::Auth => &mut self.auth,
+            Role::Account => &mut self.account,
+            Role::History => &mut self.history,
+            Role::Mypage => &mut self.mypage,
+        };
+        *slot = urls;
+    }
+
+    /// The first URL of a role, or an error naming the missing flag.
+    pub fn first(&self, role: Role) -> anyhow::Result<String> {
+        self.of(role)
+            .first()
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .ok_or_else(|| anyhow::anyhow!("--{role}-url is required"))
+    }
+}
+
+/// Everything a role needs to know to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Holds the SQLite files, the embedded event log and the secret.
+    pub data_dir: PathBuf,
+    /// The role's database URL; default: `sqlite://<data_dir>/<role>.db`.
+    pub database: Option<String>,
+    /// The event bus URL; default: the embedded log `<data_dir>/bus.db`.
+    pub bus: Option<String>,
+    pub peers: Peers,
+    /// The master secret keys are derived from.
+    pub secret: MasterSecret,
+    /// Per-transaction limit in won.
+    pub max_amount: i64,
+    /// How long `POST /api/v1/requests` waits for the outcome before answering 202.
+    pub request_wait: Duration,
+    /// Timeout of the request -> auth step-up call.
+    pub step_up_timeout: Duration,
+    /// Lifetime of a login token.
+    pub token_ttl: Duration,
+    /// Consecutive failed logins or step-ups before a lockout.
+    pub lockout_threshold: u32,
+    /// How long a lockout lasts.
+    pub lockout_duration: Duration,
+}
+
+impl Settings {
+    pub fn new(data_dir: PathBuf, secret: MasterSecret) -> Self {
+        Self {
+            data_dir,
+            database: None,
+            bus: None,
+            peers: Peers::default(),
+            secret,
+            max_amount: crate::money::DEFAULT_MAX_AMOUNT,
+            request_wait: Duration::from_secs(5),
+            step_up_timeout: Duration::from_millis(610),
+            token_ttl: Duration::from_secs(3600),
+            lockout_threshold: 5,
+            lockout_duration: Duration::from_secs(300),
+        }
+    }
+
+    pub fn token_key(&self) -> TokenKey {
+        TokenKey::new(self.secret.derive("onlinebank token v1"))
+    }
+
+    /// The shared value roles present to each other's `/internal` endpoints.
+    pub fn internal_token(&self) -> String {
+        hex::encode(self.secret.derive("onlinebank internal v1").0)
+    }
+
+    /// The role's database URL.
+    pub fn database_url(&self, role: Role) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join(format!("{role}.db")).display()
+            ),
+        }
+    }
+}

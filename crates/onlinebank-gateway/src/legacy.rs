@@ -1,0 +1,380 @@
+//! The original Spring system's endpoints, translated onto the v1 API.
+//!
+//! `POST /requests` takes `{accountNo, requestId:"01".."06", requestName, amountOfMoney, userId,
+//! userName, userPassword}`: the credentials log in (auth) and act as the step-up password; the
+//! answer keeps the original shape (Spring Data REST with `_links`) without ever echoing the
+//! password. `GET /requests` and `GET /mypages/search/findByAccountNo` answer HAL documents too,
+//! but unlike the original they need credentials (Bearer or Basic) and show only the caller's own.
+
+use crate::proxy::Answer;
+use crate::GatewayState;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use onlinebank_core::http::{bearer_token, JsonBody};
+use onlinebank_core::{ApiError, Reason, Role};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// The legacy operation codes and names, by v1 type.
+const OPERATIONS: [(&str, &str, &str); 6] = [
+    ("01", "Deposit", "deposit"),
+    ("02", "Withdraw", "withdraw"),
+    ("03", "Balance", "balance"),
+    ("04", "Transaction", "history"),
+    ("05", "addAccount", "open"),
+    ("06", "deleteAccount", "close"),
+];
+
+fn by_code(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    OPERATIONS.into_iter().find(|(c, _, _)| *c == code)
+}
+
+fn by_type(kind: &str) -> (&'static str, &'static str) {
+    OPERATIONS
+        .into_iter()
+        .find(|(_, _, t)| *t == kind)
+        .map(|(code, name, _)| (code, name))
+        .unwrap_or(("", ""))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyRequest {
+    account_no: Option<String>,
+    request_id: Option<String>,
+    request_name: Option<String>,
+    amount_of_money: Option<Value>,
+    user_id: Option<String>,
+    user_name: Option<String>,
+    user_password: Option<String>,
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn json_headers(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    headers
+}
+
+/// Logs in with a user id and password; answers auth's error as is.
+async fn login(state: &GatewayState, user_id: &str, password: &str) -> Result<String, Response> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = json!({"userId": user_id, "password": password}).to_string();
+    let answer = state
+        .upstreams
+        .call(
+            Role::Auth,
+            Method::POST,
+            "/api/v1/sessions",
+            &headers,
+            Bytes::from(body),
+        )
+        .await
+        .map_err(IntoResponse::into_response)?;
+    if answer.status != StatusCode::OK {
+        return Err(answer.into_response());
+    }
+    answer
+        .json()
+        .get("token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::internal("login answered no token").into_response())
+}
+
+/// The caller's token from `Authorization: Bearer` or `Authorization: Basic userId:password`.
+async fn caller_token(state: &GatewayState, headers: &HeaderMap) -> Result<String, Response> {
+    if let Some(token) = bearer_token(headers) {
+        return Ok(token.to_owned());
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok());
+    let Some((user_id, password)) = basic.as_deref().and_then(|pair| pair.split_once(':')) else {
+        let mut response = ApiError::unauthorized().into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"onlinebank\""),
+        );
+        return Err(response);
+    };
+    login(state, user_id, password).await
+}
+
+fn amount_of(raw: Option<&Value>) -> Option<Value> {
+    match raw {
+        Some(Value::String(text)) => text.trim().parse::<i64>().ok().map(Value::from),
+        Some(other) => Some(other.clone()),
+        None => None,
+    }
+}
+
+/// `POST /requests` in the original system's shape.
+pub async fn submit(
+    State(state): State<GatewayState>,
+    headers: HeaderMap,
+    JsonBody(legacy): JsonBody<LegacyRequest>,
+) -> Response {
+    let Some((code, name, kind)) = legacy.request_id.as_deref().and_then(by_code) else {
+        return ApiError::validation("requestId must be one of \"01\" to \"06\"").into_response();
+    };
+    let (Some(user_id), Some(password)) =
+        (legacy.user_id.as_deref(), legacy.user_password.as_deref())
+    else {
+        return ApiError::validation("userId and userPassword are required").into_response();
+    };
+    let token = match login(&state, user_id, password).await {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
+    let amount = amount_of(legacy.amount_of_money.as_ref());
+    let mut body = json!({"type": kind, "accountNo": legacy.account_no, "password": password});
+    if matches!(kind, "deposit" | "withdraw") || (kind == "open" && amount.is_some()) {
+        body["amount"] = amount.clone().unwrap_or(Value::Null);
+    }
+    let role = if matches!(kind, "balance" | "history") {
+        Role::Mypage
+    } else {
+        Role::Request
+    };
+    let mut forward_headers = json_headers(&token);
+    if let Some(key) = headers.get("idempotency-key") {
+        forward_headers.insert("idempotency-key", key.clone());
+    }
+    let answer = match state
+        .upstreams
+        .call(
+            role,
+            Method::POST,
+            "/api/v1/requests",
+            &forward_headers,
+            Bytes::from(body.to_string()),
+        )
+        .await
+    {
+        Ok(answer) => answer,
+        Err(error) => return error.into_response(),
+    };
+    let result = answer.json();
+    let mut shaped = json!({
+        "accountNo": result.get("accountNo").cloned().or_else(|| legacy.account_no.clone().map(Value::from)),
+        "requestId": code,
+        "requestName": legacy.request_name.clone().unwrap_or_else(|| name.to_owned()),
+        "amountOfMoney": amount.unwrap_or(Value::from(0)),
+        "userId": user_id,
+        "userName": legacy.user_name,
+    });
+    if !answer.status.is_success() {
+        let reason = result
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .and_then(Reason::parse);
+        shaped["requestStatus"] = json!("RequestCancelled");
+        shaped["message"] = json!(reason
+            .map(Reason::legacy_message)
+            .unwrap_or("Request Failed"));
+        shaped["error"] = result.get("error").cloned().unwrap_or(Value::Null);
+        if let Some(id) = result.get("requestId") {
+            shaped["id"] = id.clone();
+        }
+        let mut response = (answer.status, Json(shaped)).into_response();
+        if let Some(retry) = answer.headers.get(header::RETRY_AFTER) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry.clone());
+        }
+        return response;
+    }
+    let completed = result.get("status").and_then(Value::as_str) == Some("completed");
+    shaped["requestStatus"] = json!(if completed {
+        "RequestCompleted"
+    } else {
+        "RequestPending"
+    });
+    shaped["balance"] = result.get("balance").cloned().unwrap_or(Value::Null);
+    if kind == "balance" || kind == "history" {
+        shaped["amountOfMoney"] = shaped["balance"].clone();
+    }
+    if kind == "history" {
+        shaped["transactions"] = result.get("transactions").cloned().unwrap_or(json!([]));
+    }
+    let id = result
+        .get("requestId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    shaped["id"] = json!(id);
+    let href = format!("{}/requests/{id}", base_url(&headers));
+    shaped["_links"] = json!({"self": {"href": href}, "request": {"href": href}});
+    let status = if completed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, Json(shaped)).into_response()
+}
+
+/// `GET /requests?page=&size=`: the caller's requests as a Spring Data REST page.
+pub async fn list(
+    State(state): State<GatewayState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let token = match caller_token(&state, &headers).await {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let size: usize = query
+        .get("size")
+        .and_then(|s| s.parse().ok())
+        .filter(|size| (1..=100).contains(size))
+        .unwrap_or(20);
+    let answer = match state
+        .upstreams
+        .call(
+            Role::Request,
+            Method::GET,
+            "/api/v1/requests?limit=100",
+            &json_headers(&token),
+            Bytes::new(),
+        )
+        .await
+    {
+        Ok(answer) if answer.status == StatusCode::OK => answer,
+        Ok(answer) => return answer.into_response(),
+        Err(error) => return error.into_response(),
+    };
+    let base = base_url(&headers);
+    let items: Vec<Value> = answer
+        .json()
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let total = items.len();
+    let rows: Vec<Value> = items
+        .iter()
+        .skip(page.saturating_mul(size))
+        .take(size)
+        .map(|item| {
+            let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
+            let (code, name) = by_type(kind);
+            let id = item
+                .get("requestId")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let completed = item.get("status").and_then(Value::as_str) == Some("completed");
+            let href = format!("{base}/requests/{id}");
+            json!({
+                "accountNo": item.get("accountNo"),
+                "requestId": code,
+                "requestName": name,
+                "amountOfMoney": item.get("amount"),
+                "balance": item.get("balance"),
+                "requestStatus": if completed { "RequestCompleted" } else { "RequestPending" },
+                "id": id,
+                "_links": {"self": {"href": href}, "request": {"href": href}},
+            })
+        })
+        .collect();
+    Json(json!({
+        "_embedded": {"requests": rows},
+        "_links": {
+            "self": {"href": format!("{base}/requests")},
+            "profile": {"href": format!("{base}/profile/requests")},
+        },
+        "page": {
+            "size": size,
+            "totalElements": total,
+            "totalPages": total.div_ceil(size),
+            "number": page,
+        },
+    }))
+    .into_response()
+}
+
+/// `GET /mypages/search/findByAccountNo?accountNo=`: the account's view row, if it is the caller's.
+pub async fn find_by_account_no(
+    State(state): State<GatewayState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let token = match caller_token(&state, &headers).await {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
+    let base = base_url(&headers);
+    let account_no = query.get("accountNo").cloned().unwrap_or_default();
+    let valid = onlinebank_core::ids::AccountNo::parse(&account_no).is_ok();
+    let mut rows = Vec::new();
+    if valid {
+        let answer: Answer = match state
+            .upstreams
+            .call(
+                Role::Mypage,
+                Method::GET,
+                &format!("/api/v1/accounts/{account_no}"),
+                &json_headers(&token),
+                Bytes::new(),
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) => return error.into_response(),
+        };
+        match answer.status {
+            StatusCode::OK => {
+                let view = answer.json();
+                let last = view.get("lastRequest").cloned().unwrap_or(Value::Null);
+                let kind = last.get("type").and_then(Value::as_str).unwrap_or_default();
+                let (code, name) = by_type(kind);
+                rows.push(json!({
+                    "accountNo": view.get("accountNo"),
+                    "lastRequestId": code,
+                    "lastRequestName": name,
+                    "requestMoney": last.get("amount"),
+                    "amountOfMoney": view.get("balance"),
+                    "requestStatus": last.get("status"),
+                    "lastModifiedDate": last.get("at").cloned().unwrap_or_else(|| view.get("updatedAt").cloned().unwrap_or(Value::Null)),
+                    "status": view.get("status"),
+                    "version": view.get("version"),
+                    "_links": {"self": {"href": format!("{base}/mypages/{account_no}")}},
+                }));
+            }
+            StatusCode::NOT_FOUND => {}
+            _ => return answer.into_response(),
+        }
+    }
+    Json(json!({
+        "_embedded": {"mypages": rows},
+        "_links": {"self": {"href": format!("{base}/mypages/search/findByAccountNo?accountNo={account_no}")}},
+    }))
+    .into_response()
+}

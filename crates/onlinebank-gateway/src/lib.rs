@@ -1,0 +1,121 @@
+//! The gateway role: the bank's one public door.
+//!
+//! It serves the web page, checks bearer tokens locally (no call to auth, so reads survive an
+//! auth outage), routes each call to the role that owns it — writes to request, reads to mypage,
+//! sign-up and login to auth — balancing across a role's instances, and translates the original
+//! system's legacy endpoints ([`legacy`]). It holds no state of its own.
+
+mod legacy;
+mod proxy;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use http::Method;
+use onlinebank_core::http::bearer_token;
+use onlinebank_core::token::TokenKey;
+use onlinebank_core::{ApiError, Role, RoleContext};
+use proxy::Upstreams;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The web page, embedded in the binary.
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+
+#[derive(Clone)]
+pub(crate) struct GatewayState {
+    upstreams: Arc<Upstreams>,
+    token_key: TokenKey,
+}
+
+pub async fn build(ctx: &RoleContext) -> anyhow::Result<Router> {
+    let settings = &ctx.settings;
+    for role in [Role::Request, Role::Auth, Role::Mypage] {
+        settings.peers.first(role)?;
+    }
+    // Long enough for the request role's bounded wait, short enough to never hang.
+    let timeout = settings.request_wait + settings.step_up_timeout + Duration::from_secs(5);
+    let http = onlinebank_core::http::peer_client(timeout)?;
+    let state = GatewayState {
+        upstreams: Arc::new(Upstreams::new(http, &settings.peers)),
+        token_key: settings.token_key(),
+    };
+    Ok(Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route("/index.html", get(|| async { Html(INDEX_HTML) }))
+        .route("/api/v1/customers", post(to_auth))
+        .route("/api/v1/sessions", post(to_auth))
+        .route("/api/v1/requests", post(submit_request).get(to_request))
+        .route("/api/v1/requests/{id}", get(to_request))
+        .route("/api/v1/accounts", get(to_mypage))
+        .route("/api/v1/accounts/{*rest}", get(to_mypage))
+        .route("/api/v1/ping", get(to_mypage_open))
+        .route("/requests", post(legacy::submit).get(legacy::list))
+        .route(
+            "/mypages/search/findByAccountNo",
+            get(legacy::find_by_account_no),
+        )
+        .route(
+            "/internal/{*rest}",
+            any(|| async { onlinebank_core::http::not_found().await }),
+        )
+        .with_state(state))
+}
+
+/// Refuses a call without a valid bearer token before it reaches any role.
+fn check_token(state: &GatewayState, request: &Request) -> Result<(), ApiError> {
+    let token = bearer_token(request.headers()).ok_or_else(ApiError::unauthorized)?;
+    state
+        .token_key
+        .verify(token, onlinebank_core::time::now_ms())
+        .map(|_| ())
+        .map_err(|_| ApiError::unauthorized())
+}
+
+async fn to_auth(State(state): State<GatewayState>, request: Request) -> Response {
+    state.upstreams.forward(Role::Auth, request).await
+}
+
+async fn to_request(State(state): State<GatewayState>, request: Request) -> Response {
+    if let Err(error) = check_token(&state, &request) {
+        return error.into_response();
+    }
+    state.upstreams.forward(Role::Request, request).await
+}
+
+async fn to_mypage(State(state): State<GatewayState>, request: Request) -> Response {
+    if let Err(error) = check_token(&state, &request) {
+        return error.into_response();
+    }
+    state.upstreams.forward(Role::Mypage, request).await
+}
+
+async fn to_mypage_open(State(state): State<GatewayState>, request: Request) -> Response {
+    state.upstreams.forward(Role::Mypage, request).await
+}
+
+/// `POST /api/v1/requests`: balance and history go to the read side, everything else to request.
+async fn submit_request(State(state): State<GatewayState>, request: Request) -> Response {
+    if let Err(error) = check_token(&state, &request) {
+        return error.into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match proxy::read_body(body).await {
+        Ok(bytes) => bytes,
+        Err(error) => return error.into_response(),
+    };
+    let role = match serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .as_ref()
+        .and_then(|body| body.get("type"))
+        .and_then(|kind| kind.as_str())
+    {
+        Some("balance" | "history") => Role::Mypage,
+        _ => Role::Request,
+    };
+    let request = Request::from_parts(parts, Body::from(bytes));
+    debug_assert!(request.method() == Method::POST);
+    state.upstreams.forward(role, request).await
+}

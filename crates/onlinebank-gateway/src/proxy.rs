@@ -1,0 +1,210 @@
+//! Forwarding calls to a role's instances over pooled keep-alive connections.
+//!
+//! Each role may have several instances; calls go round-robin. A call that cannot reach an
+//! instance (connection refused) is tried on the next one when it is safe to: always for reads
+//! (GET), and for writes only when the connection was never made, so the instance never saw it.
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, Method, StatusCode};
+use onlinebank_core::http::MAX_BODY_BYTES;
+use onlinebank_core::settings::Peers;
+use onlinebank_core::{ApiError, Role};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One role's instances.
+#[derive(Debug)]
+struct Instances {
+    urls: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl Instances {
+    fn pick(&self, attempt: usize) -> Option<&str> {
+        if self.urls.is_empty() {
+            return None;
+        }
+        let start = if attempt == 0 {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            self.next.load(Ordering::Relaxed)
+        };
+        self.urls
+            .get((start + attempt) % self.urls.len())
+            .map(String::as_str)
+    }
+}
+
+/// Every role's instances and the shared HTTP client.
+#[derive(Debug)]
+pub struct Upstreams {
+    http: reqwest::Client,
+    roles: Vec<(Role, Instances)>,
+}
+
+/// Headers that describe one connection, not the message: never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+];
+
+fn forwardable(name: &HeaderName) -> bool {
+    !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::CONTENT_LENGTH
+}
+
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            )
+        })
+}
+
+/// A role's answer, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = self.status;
+        for (name, value) in &self.headers {
+            if forwardable(name) {
+                response.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        response
+    }
+}
+
+impl Upstreams {
+    pub fn new(http: reqwest::Client, peers: &Peers) -> Self {
+        let roles = Role::ALL
+            .into_iter()
+            .map(|role| {
+                let urls = peers
+                    .of(role)
+                    .iter()
+                    .map(|url| url.trim_end_matches('/').to_owned())
+                    .collect();
+                (
+                    role,
+                    Instances {
+                        urls,
+                        next: AtomicUsize::new(0),
+                    },
+                )
+            })
+            .collect();
+        Self { http, roles }
+    }
+
+    fn instances(&self, role: Role) -> Option<&Instances> {
+        self.roles
+            .iter()
+            .find(|(candidate, _)| *candidate == role)
+            .map(|(_, instances)| instances)
+    }
+
+    /// Forwards a client's call to `role` and answers what it answered.
+    pub async fn forward(&self, role: Role, request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(error) => return error.into_response(),
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_owned())
+            .unwrap_or_else(|| parts.uri.path().to_owned());
+        match self
+            .call(role, parts.method, &path, &parts.headers, body)
+            .await
+        {
+            Ok(answer) => answer.into_response(),
+            Err(error) => error.into_response(),
+        }
+    }
+
+    /// Calls `role` at `path`; tries the next instance when one cannot be reached.
+    pub async fn call(
+        &self,
+        role: Role,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Answer, ApiError> {
+        let instances = self
+            .instances(role)
+            .filter(|instances| !instances.urls.is_empty())
+            .ok_or_else(ApiError::busy)?;
+        let idempotent = method == Method::GET || method == Method::HEAD;
+        let attempts = instances.urls.len();
+        let mut last_error = None;
+        for attempt in 0..attempts {
+            let Some(base) = instances.pick(attempt) else {
+                break;
+            };
+            let mut outgoing = self
+                .http
+                .request(method.clone(), format!("{base}{path}"))
+                .body(body.clone());
+            for (name, value) in headers {
+                if forwardable(name) {
+                    outgoing = outgoing.header(name, value);
+                }
+            }
+            match outgoing.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    return match response.bytes().await {
+                        Ok(body) => Ok(Answer {
+                            status,
+                            headers,
+                            body,
+                        }),
+                        Err(error) => {
+                            tracing::warn!(%role, %error, "reading a role's answer failed");
+                            Err(ApiError::busy())
+                        }
+                    };
+                }
+                Err(error) => {
+                    let retry = error.is_connect() || (idempotent && !error.is_timeout());
+                    tracing::warn!(%role, instance = base, %error, "role unreachable");
+                    last_error = Some(error);
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(error) = last_error {
+            tracing::debug!(%role, %error, "giving up on role");
+        }
+        Err(ApiError::busy())
+    }
+}

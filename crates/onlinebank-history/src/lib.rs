@@ -1,0 +1,133 @@
+//! The history role: the bank's append-only transaction ledger, built from account events.
+//!
+//! One entry per account change (open, deposit, withdraw, close), written with the event's id in
+//! the inbox in one transaction, so a redelivered event is recorded once. The database refuses
+//! updates and deletes of entries. Operators read per-account sums at `/internal/v1/ledger`;
+//! customers read their transactions from mypage.
+
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use onlinebank_bus::{consumer, Bus, Delivery};
+use onlinebank_core::event::{AccountChanged, Event, TOPIC_ACCOUNTS};
+use onlinebank_core::http::require_internal;
+use onlinebank_core::{ApiError, Role, RoleContext};
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+use std::sync::Arc;
+
+const BATCH: usize = 512;
+
+pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
+    let settings = ctx.settings.clone();
+    let pool = onlinebank_core::db::open_sqlite(&settings.database_url(Role::History)).await?;
+    sqlx::migrate!("migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("migrating the history database")?;
+    onlinebank_bus::outbox::ensure_schema(&pool).await?;
+    let consumer_pool = pool.clone();
+    ctx.tasks.spawn(consumer::run(
+        bus.clone(),
+        "history",
+        &[TOPIC_ACCOUNTS],
+        BATCH,
+        ctx.shutdown.clone(),
+        move |batch| {
+            let pool = consumer_pool.clone();
+            async move { append_batch(&pool, &batch).await }
+        },
+    ));
+    let internal_token: Arc<str> = settings.internal_token().into();
+    Ok(Router::new()
+        .route("/internal/v1/ledger", get(ledger_sums))
+        .route("/internal/v1/ledger/{account_no}", get(ledger_entries))
+        .route_layer(middleware::from_fn_with_state(
+            internal_token,
+            require_internal,
+        ))
+        .with_state(pool))
+}
+
+async fn append_batch(pool: &SqlitePool, batch: &[Delivery]) -> anyhow::Result<()> {
+    let mut tx = onlinebank_core::db::begin_write(pool).await?;
+    for delivery in batch {
+        let Ok(envelope) = delivery.envelope() else {
+            tracing::error!(position = delivery.position, "skipping undecodable event");
+            continue;
+        };
+        if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
+            continue;
+        }
+        let (kind, change, signed): (&str, AccountChanged, fn(i64) -> i64) =
+            match Event::from_envelope(&envelope) {
+                Ok(Event::AccountOpened(change)) => ("open", change, |a| a),
+                Ok(Event::MoneyDeposited(change)) => ("deposit", change, |a| a),
+                Ok(Event::MoneyWithdrawn(change)) => ("withdraw", change, |a: i64| -a),
+                Ok(Event::AccountClosed(change)) => ("close", change, |_| 0),
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::error!(event = %envelope.id, %error, "skipping undecodable event");
+                    continue;
+                }
+            };
+        sqlx::query(
+            "INSERT INTO ledger (event_id, request_id, account_no, customer_id, kind, amount,
+                                 signed_amount, balance_after, version, occurred_at, recorded_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(envelope.id.to_string())
+        .bind(change.request_id.to_string())
+        .bind(&change.account_no)
+        .bind(&change.customer_id)
+        .bind(kind)
+        .bind(change.amount)
+        .bind(signed(change.amount))
+        .bind(change.balance)
+        .bind(change.version)
+        .bind(&envelope.occurred_at)
+        .bind(onlinebank_core::time::now_ms())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn ledger_sums(State(pool): State<SqlitePool>) -> Result<Json<Value>, ApiError> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT account_no, SUM(signed_amount), COUNT(*) FROM ledger GROUP BY account_no ORDER BY account_no",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|(account_no, sum, entries)| json!({"accountNo": account_no, "sum": sum, "entries": entries}))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn ledger_entries(
+    State(pool): State<SqlitePool>,
+    Path(account_no): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rows: Vec<(String, String, i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM ledger
+         WHERE account_no = ? ORDER BY version",
+    )
+    .bind(&account_no)
+    .fetch_all(&pool)
+    .await?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(
+            |(request_id, kind, amount, balance_after, version, occurred_at)| {
+                json!({"requestId": request_id, "type": kind, "amount": amount,
+                   "balanceAfter": balance_after, "version": version, "occurredAt": occurred_at})
+            },
+        )
+        .collect();
+    Ok(Json(json!({ "accountNo": account_no, "items": items })))
+}

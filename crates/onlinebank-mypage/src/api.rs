@@ -1,0 +1,255 @@
+//! mypage's HTTP handlers: every customer read, from the read model only.
+
+use crate::MypageState;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use onlinebank_core::command::{Command, ReadKind, RequestBody};
+use onlinebank_core::http::{require_internal, Authenticated, JsonBody};
+use onlinebank_core::ApiError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub(crate) fn router(state: MypageState, internal_token: Arc<str>) -> Router {
+    let internal = Router::new()
+        .route("/internal/v1/accounts", get(all_accounts))
+        .route_layer(middleware::from_fn_with_state(
+            internal_token,
+            require_internal,
+        ));
+    Router::new()
+        .route(
+            "/api/v1/ping",
+            get(|| async { Json(json!({"pong": true})) }),
+        )
+        .route("/api/v1/accounts", get(my_accounts))
+        .route("/api/v1/accounts/{account_no}", get(account_detail))
+        .route(
+            "/api/v1/accounts/{account_no}/transactions",
+            get(account_transactions),
+        )
+        .route("/api/v1/requests", post(read_request))
+        .merge(internal)
+        .with_state(state)
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    account_no: String,
+    customer_id: String,
+    balance: i64,
+    status: String,
+    version: i64,
+    opened_at: String,
+    updated_at: String,
+    last_request_id: Option<String>,
+    last_request_kind: Option<String>,
+    last_request_amount: Option<i64>,
+    last_request_status: Option<String>,
+    last_request_at: Option<String>,
+}
+
+const ACCOUNT_COLUMNS: &str =
+    "account_no, customer_id, balance, status, version, opened_at, updated_at,
+    last_request_id, last_request_kind, last_request_amount, last_request_status, last_request_at";
+
+impl AccountRow {
+    fn summary(&self) -> Value {
+        json!({
+            "accountNo": self.account_no,
+            "balance": self.balance,
+            "status": self.status,
+            "version": self.version,
+            "openedAt": self.opened_at,
+            "updatedAt": self.updated_at,
+        })
+    }
+
+    fn last_request(&self) -> Value {
+        match &self.last_request_id {
+            Some(request_id) => json!({
+                "requestId": request_id,
+                "type": self.last_request_kind,
+                "amount": self.last_request_amount,
+                "status": self.last_request_status,
+                "at": self.last_request_at,
+            }),
+            None => Value::Null,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TransactionRow {
+    request_id: String,
+    kind: String,
+    amount: i64,
+    balance_after: i64,
+    version: i64,
+    occurred_at: String,
+}
+
+impl TransactionRow {
+    fn to_json(&self) -> Value {
+        json!({
+            "requestId": self.request_id,
+            "type": self.kind,
+            "amount": self.amount,
+            "balanceAfter": self.balance_after,
+            "version": self.version,
+            "occurredAt": self.occurred_at,
+        })
+    }
+}
+
+fn account_not_found() -> ApiError {
+    ApiError::not_found("account_not_found", "account not found")
+}
+
+/// The caller's own account, or 404 whether it is missing or someone else's.
+async fn own_account(
+    state: &MypageState,
+    bearer: &Authenticated,
+    account_no: &str,
+) -> Result<AccountRow, ApiError> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE account_no = ?");
+    let row: Option<AccountRow> = sqlx::query_as(&sql)
+        .bind(account_no)
+        .fetch_optional(&state.pool)
+        .await?;
+    row.filter(|row| row.customer_id == bearer.customer_id())
+        .ok_or_else(account_not_found)
+}
+
+/// Newest-first transactions of an account, `limit` at most, older than version `before`.
+async fn transactions(
+    state: &MypageState,
+    account_no: &str,
+    limit: i64,
+    before: Option<i64>,
+) -> Result<(Vec<TransactionRow>, Option<i64>), ApiError> {
+    let mut rows: Vec<TransactionRow> = sqlx::query_as(
+        "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM transactions_view
+         WHERE account_no = ? AND version < ? ORDER BY version DESC LIMIT ?",
+    )
+    .bind(account_no)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next = if more {
+        rows.last().map(|row| row.version)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+async fn my_accounts(
+    State(state): State<MypageState>,
+    bearer: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE customer_id = ? ORDER BY opened_at, account_no"
+    );
+    let rows: Vec<AccountRow> = sqlx::query_as(&sql)
+        .bind(bearer.customer_id())
+        .fetch_all(&state.pool)
+        .await?;
+    let items: Vec<Value> = rows.iter().map(AccountRow::summary).collect();
+    Ok(Json(json!({"items": items, "next": null})))
+}
+
+async fn account_detail(
+    State(state): State<MypageState>,
+    bearer: Authenticated,
+    Path(account_no): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let account = own_account(&state, &bearer, &account_no).await?;
+    let (recent, _) = transactions(&state, &account.account_no, 10, None).await?;
+    let mut body = account.summary();
+    body["transactions"] = recent.iter().map(TransactionRow::to_json).collect();
+    body["lastRequest"] = account.last_request();
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+async fn account_transactions(
+    State(state): State<MypageState>,
+    bearer: Authenticated,
+    Path(account_no): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match page.limit.as_deref() {
+        None => 20,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=100).contains(limit))
+            .ok_or_else(|| ApiError::validation("limit must be an integer from 1 to 100"))?,
+    };
+    let before =
+        match page.before.as_deref() {
+            None | Some("") => None,
+            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+                ApiError::validation("before must be a cursor from a previous page")
+            })?),
+        };
+    let account = own_account(&state, &bearer, &account_no).await?;
+    let (rows, next) = transactions(&state, &account.account_no, limit, before).await?;
+    let items: Vec<Value> = rows.iter().map(TransactionRow::to_json).collect();
+    Ok(Json(
+        json!({"items": items, "next": next.map(|v| v.to_string())}),
+    ))
+}
+
+/// `POST /api/v1/requests` of type balance or history (the gateway routes those here).
+async fn read_request(
+    State(state): State<MypageState>,
+    bearer: Authenticated,
+    JsonBody(body): JsonBody<RequestBody>,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(Command::Read { kind, account_no }) = body.parse(i64::MAX) else {
+        return Err(ApiError::validation(
+            "only balance and history are answered here",
+        ));
+    };
+    let account = own_account(&state, &bearer, account_no.as_str()).await?;
+    let mut answer = json!({
+        "requestId": uuid::Uuid::now_v7(),
+        "type": kind.as_str(),
+        "status": "completed",
+        "accountNo": account.account_no,
+        "balance": account.balance,
+        "version": account.version,
+        "accountStatus": account.status,
+        "updatedAt": account.updated_at,
+        "completedAt": onlinebank_core::time::now_rfc3339(),
+    });
+    if kind == ReadKind::History {
+        let (rows, _) = transactions(&state, &account.account_no, 100, None).await?;
+        answer["transactions"] = rows.iter().map(TransactionRow::to_json).collect();
+    }
+    Ok(Json(answer))
+}
+
+async fn all_accounts(State(state): State<MypageState>) -> Result<Json<Value>, ApiError> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view ORDER BY account_no");
+    let rows: Vec<AccountRow> = sqlx::query_as(&sql).fetch_all(&state.pool).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            json!({"accountNo": row.account_no, "customerId": row.customer_id,
+                   "balance": row.balance, "status": row.status, "version": row.version})
+        })
+        .collect();
+    Ok(Json(json!({"items": items})))
+}

@@ -1,0 +1,59 @@
+//! The mypage role: the read model, and every read customers make.
+//!
+//! It consumes account events into its own tables (balances, status, version, transactions) and
+//! answers balance and history from them alone, so reads keep working with every write-side
+//! service down. Each answer carries the account `version` it reflects. Updates apply only
+//! forward: an event older than the row's version changes nothing.
+
+mod api;
+mod projection;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use axum::Router;
+use onlinebank_bus::{consumer, Bus};
+use onlinebank_core::event::TOPIC_ACCOUNTS;
+use onlinebank_core::token::TokenKey;
+use onlinebank_core::{Role, RoleContext};
+use sqlx::SqlitePool;
+
+const BATCH: usize = 512;
+
+#[derive(Clone)]
+pub(crate) struct MypageState {
+    pool: SqlitePool,
+    token_key: TokenKey,
+}
+
+impl FromRef<MypageState> for TokenKey {
+    fn from_ref(state: &MypageState) -> Self {
+        state.token_key.clone()
+    }
+}
+
+pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
+    let settings = ctx.settings.clone();
+    let pool = onlinebank_core::db::open_sqlite(&settings.database_url(Role::Mypage)).await?;
+    sqlx::migrate!("migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("migrating the mypage database")?;
+    onlinebank_bus::outbox::ensure_schema(&pool).await?;
+    let consumer_pool = pool.clone();
+    ctx.tasks.spawn(consumer::run(
+        bus.clone(),
+        "mypage",
+        &[TOPIC_ACCOUNTS],
+        BATCH,
+        ctx.shutdown.clone(),
+        move |batch| {
+            let pool = consumer_pool.clone();
+            async move { projection::apply_batch(&pool, &batch).await }
+        },
+    ));
+    let state = MypageState {
+        pool,
+        token_key: settings.token_key(),
+    };
+    Ok(api::router(state, settings.internal_token().into()))
+}

@@ -1,0 +1,229 @@
+//! request's HTTP handlers.
+
+use crate::saga::{self, answer_live, request_json, Saga};
+use crate::store::{self, KeyClaim, Standing};
+use crate::RequestState;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use http::{HeaderMap, StatusCode};
+use onlinebank_core::command::{Command, RequestBody};
+use onlinebank_core::http::{require_internal, Authenticated, JsonBody};
+use onlinebank_core::ids::AccountNo;
+use onlinebank_core::ApiError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub(crate) fn router(state: RequestState, internal_token: Arc<str>) -> Router {
+    let internal = Router::new()
+        .route("/internal/v1/requests/pending", get(unfinished))
+        .route_layer(middleware::from_fn_with_state(
+            internal_token,
+            require_internal,
+        ));
+    Router::new()
+        .route("/api/v1/requests", get(list).post(submit))
+        .route("/api/v1/requests/{id}", get(show))
+        .merge(internal)
+        .with_state(state)
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| !key.is_empty() && key.len() <= 128)
+        .ok_or_else(|| {
+            ApiError::validation("Idempotency-Key must be 1 to 128 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// What makes two bodies "the same" for an idempotency key. The password is left out: it is not
+/// part of what the request does, and a hash of it must not be stored.
+fn body_fingerprint(body: &RequestBody) -> String {
+    let amount = body
+        .amount
+        .as_ref()
+        .map(Value::to_string)
+        .unwrap_or_default();
+    let canonical = json!([body.kind, body.account_no, amount]).to_string();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+async fn submit(
+    State(state): State<RequestState>,
+    bearer: Authenticated,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RequestBody>,
+) -> Result<Response, ApiError> {
+    let Command::Write {
+        kind,
+        account_no,
+        amount,
+        password,
+    } = body.parse(state.settings.max_amount)?
+    else {
+        return Err(ApiError::validation(
+            "balance and history are answered by the read side",
+        ));
+    };
+    let key = idempotency_key(&headers)?;
+    let request_id = Uuid::now_v7();
+    let account_no = account_no.unwrap_or_else(AccountNo::generate);
+    let row = store::RequestRow {
+        id: request_id.to_string(),
+        customer_id: bearer.customer_id().to_owned(),
+        kind: kind.as_str().to_owned(),
+        account_no: account_no.to_string(),
+        amount,
+        status: "PENDING".to_owned(),
+        balance: None,
+        version: None,
+        created_at: onlinebank_core::time::now_ms(),
+        completed_at: None,
+    };
+
+    let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+    if let Some(key) = &key {
+        match store::claim_key(
+            &mut tx,
+            &row.customer_id,
+            key,
+            &body_fingerprint(&body),
+            &row.id,
+        )
+        .await?
+        {
+            KeyClaim::Claimed => {}
+            KeyClaim::Replay(earlier) => {
+                tx.rollback().await?;
+                return replay(&state, &earlier).await;
+            }
+            KeyClaim::Reused => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request",
+                ))
+            }
+        }
+    }
+    store::insert_pending(&mut tx, &row).await?;
+    tx.commit().await?;
+
+    let saga = Saga {
+        request_id,
+        customer_id: row.customer_id,
+        session_id: bearer.session_id().to_owned(),
+        kind,
+        account_no: row.account_no,
+        amount,
+        password,
+    };
+    // The saga runs on its own task: if the client hangs up, it still finishes or compensates.
+    tokio::spawn(saga::run(state, saga))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// The answer to a replayed Idempotency-Key: the earlier request's answer as it stands.
+async fn replay(state: &RequestState, earlier: &str) -> Result<Response, ApiError> {
+    let earlier_id = Uuid::parse_str(earlier).map_err(ApiError::internal)?;
+    match store::standing(&state.pool, earlier).await? {
+        Standing::Live(row) if row.status == "COMPLETED" => Ok(answer_live(&row)),
+        Standing::Cancelled(reason) => {
+            Err(ApiError::from_reason(reason).with_request_id(earlier_id))
+        }
+        Standing::Live(_) | Standing::Unknown => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_flight",
+            "a request with this Idempotency-Key is still being processed",
+        )
+        .with_request_id(earlier_id)),
+    }
+}
+
+async fn show(
+    State(state): State<RequestState>,
+    bearer: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("request_not_found", "request not found");
+    let request_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let owner = store::owner(&state.pool, &id).await?;
+    if owner.as_deref() != Some(bearer.customer_id()) {
+        return Err(not_found());
+    }
+    match store::standing(&state.pool, &id).await? {
+        Standing::Live(row) => Ok(Json(request_json(&row)).into_response()),
+        Standing::Cancelled(reason) => {
+            let mut body = ApiError::not_found("request_cancelled", reason.message())
+                .with_request_id(request_id)
+                .body();
+            body["reason"] = json!(reason.code());
+            Ok((StatusCode::NOT_FOUND, Json(body)).into_response())
+        }
+        Standing::Unknown => Err(not_found()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+async fn list(
+    State(state): State<RequestState>,
+    bearer: Authenticated,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match query.limit.as_deref() {
+        None => 20,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=100).contains(limit))
+            .ok_or_else(|| ApiError::validation("limit must be an integer from 1 to 100"))?,
+    };
+    let mut rows = store::list_for_customer(
+        &state.pool,
+        bearer.customer_id(),
+        query.before.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next = if more {
+        rows.last().map(|row| row.id.clone())
+    } else {
+        None
+    };
+    let items: Vec<Value> = rows.iter().map(request_json).collect();
+    Ok(Json(json!({"items": items, "next": next})))
+}
+
+async fn unfinished(State(state): State<RequestState>) -> Result<Json<Value>, ApiError> {
+    let rows = store::unfinished(&state.pool).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let mut item = request_json(row);
+            item["stage"] = json!(row.status);
+            item["customerId"] = json!(row.customer_id);
+            item
+        })
+        .collect();
+    Ok(Json(json!({"count": items.len(), "items": items})))
+}

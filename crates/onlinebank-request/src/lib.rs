@@ -1,0 +1,70 @@
+//! The request role: the customers' requests and the saga that carries them out.
+//!
+//! `POST /api/v1/requests` validates, applies the Idempotency-Key, stores the request PENDING,
+//! and runs the [`saga`]: step-up with auth (timeout), then AUTHORIZED + AuthCertified in one
+//! transaction, then a bounded wait for the account's outcome. The [`outcomes`] consumer
+//! completes requests (COMPLETED with the balance after) or compensates them (deleted, reason
+//! kept), and a sweeper compensates requests whose step-up was cut short by a crash.
+
+mod api;
+mod outcomes;
+mod saga;
+mod stepup;
+mod store;
+mod waiters;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use axum::Router;
+use onlinebank_bus::outbox::Relay;
+use onlinebank_bus::Bus;
+use onlinebank_core::token::TokenKey;
+use onlinebank_core::{Role, RoleContext, Settings};
+use sqlx::SqlitePool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub(crate) struct RequestState {
+    pool: SqlitePool,
+    settings: Arc<Settings>,
+    token_key: TokenKey,
+    step_up: stepup::StepUpClient,
+    relay: Relay,
+    waiters: waiters::Waiters,
+}
+
+impl FromRef<RequestState> for TokenKey {
+    fn from_ref(state: &RequestState) -> Self {
+        state.token_key.clone()
+    }
+}
+
+pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
+    let settings = ctx.settings.clone();
+    let auth_url = settings.peers.first(Role::Auth)?;
+    let pool = onlinebank_core::db::open_sqlite(&settings.database_url(Role::Request)).await?;
+    sqlx::migrate!("migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("migrating the request database")?;
+    onlinebank_bus::outbox::ensure_schema(&pool).await?;
+    let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
+    let relay = Relay::new(pool.clone(), bus.clone());
+    ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
+    let state = RequestState {
+        step_up: stepup::StepUpClient::new(
+            http,
+            auth_url,
+            settings.internal_token(),
+            settings.step_up_timeout,
+        ),
+        token_key: settings.token_key(),
+        pool,
+        relay,
+        waiters: waiters::Waiters::default(),
+        settings: settings.clone(),
+    };
+    outcomes::start(ctx, bus, &state);
+    Ok(api::router(state, settings.internal_token().into()))
+}

@@ -1,0 +1,127 @@
+//! Closing the saga: account outcomes complete or compensate requests; a sweeper compensates
+//! requests whose step-up never finished (the process died mid-call).
+
+use crate::store;
+use crate::RequestState;
+use onlinebank_bus::{consumer, Bus, Delivery};
+use onlinebank_core::event::{Event, TOPIC_ACCOUNTS};
+use onlinebank_core::{Reason, RoleContext};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const BATCH: usize = 512;
+/// Compensated requests stay readable this long (at least 24 h).
+const KEEP_CANCELLED_MS: i64 = 7 * 24 * 3600 * 1000;
+
+pub fn start(ctx: &RoleContext, bus: &Bus, state: &RequestState) {
+    let consumer_state = state.clone();
+    ctx.tasks.spawn(consumer::run(
+        bus.clone(),
+        "request",
+        &[TOPIC_ACCOUNTS],
+        BATCH,
+        ctx.shutdown.clone(),
+        move |batch| {
+            let state = consumer_state.clone();
+            async move { apply_outcomes(&state, &batch).await }
+        },
+    ));
+    ctx.tasks.spawn(sweep(state.clone(), ctx.shutdown.clone()));
+}
+
+async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Result<()> {
+    let mut touched: Vec<Uuid> = Vec::with_capacity(batch.len());
+    let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+    for delivery in batch {
+        let Ok(envelope) = delivery.envelope() else {
+            tracing::error!(position = delivery.position, "skipping undecodable event");
+            continue;
+        };
+        if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
+            continue;
+        }
+        match Event::from_envelope(&envelope) {
+            Ok(
+                Event::AccountOpened(change)
+                | Event::MoneyDeposited(change)
+                | Event::MoneyWithdrawn(change)
+                | Event::AccountClosed(change),
+            ) => {
+                store::complete(
+                    &mut tx,
+                    &change.request_id.to_string(),
+                    change.balance,
+                    change.version,
+                )
+                .await?;
+                touched.push(change.request_id);
+            }
+            Ok(Event::AccountRequestCancelled(cancelled)) => {
+                store::cancel(
+                    &mut tx,
+                    &cancelled.request_id.to_string(),
+                    cancelled.reason,
+                    false,
+                )
+                .await?;
+                touched.push(cancelled.request_id);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(event = %envelope.id, %error, "skipping undecodable event")
+            }
+        }
+    }
+    tx.commit().await?;
+    for request_id in touched {
+        state.waiters.wake(request_id);
+    }
+    Ok(())
+}
+
+/// Compensates PENDING requests older than the step-up could take, and forgets old
+/// compensations and idempotency keys.
+async fn sweep(state: RequestState, shutdown: CancellationToken) {
+    let grace =
+        i64::try_from(state.settings.step_up_timeout.as_millis()).unwrap_or(i64::MAX / 4) + 5_000;
+    let mut round: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        round += 1;
+        let now = onlinebank_core::time::now_ms();
+        if let Err(error) = sweep_stale(&state, now - grace).await {
+            tracing::warn!(error = %format!("{error:#}"), "sweeping stale requests failed");
+        }
+        if round % 600 == 1 {
+            let purged = store::purge_cancelled(&state.pool, now - KEEP_CANCELLED_MS).await;
+            let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+                .bind(now - KEEP_CANCELLED_MS)
+                .execute(&state.pool)
+                .await;
+            if let (Err(error), _) | (_, Err(error)) = (&purged, &keys) {
+                tracing::warn!(%error, "purging old compensations failed");
+            }
+        }
+    }
+}
+
+async fn sweep_stale(state: &RequestState, cutoff: i64) -> anyhow::Result<()> {
+    let stale = store::stale_pending(&state.pool, cutoff).await?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+    for id in &stale {
+        store::cancel(&mut tx, id, Reason::Interrupted, true).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(
+        count = stale.len(),
+        "compensated requests whose step-up never finished"
+    );
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The write path of one request, from its PENDING record to the answer.
+//!
+//! Runs in a task of its own, not in the connection's handler: a client that hangs up cannot
+//! stop it half-way. Steps:
+//! 1. step-up with auth, bounded by a timeout;
+//! 2. verified in time -> in ONE transaction: PENDING -> AUTHORIZED and AuthCertified into the
+//!    outbox; refused -> the request is deleted (AuthCancelled recorded); no answer in time ->
+//!    the request is deleted and the client told "busy". A late OK can never move money: the
+//!    AUTHORIZED transition only happens here, right after an in-time OK;
+//! 3. wait (bounded) for the account's outcome, applied by the outcome consumer.
+
+use crate::stepup::Verdict;
+use crate::store::{self, Standing};
+use crate::RequestState;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{header, HeaderValue, StatusCode};
+use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
+use onlinebank_core::time::ms_to_rfc3339;
+use onlinebank_core::{ApiError, Reason};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// One request on its way through the saga.
+#[derive(Debug, Clone)]
+pub struct Saga {
+    pub request_id: Uuid,
+    pub customer_id: String,
+    pub session_id: String,
+    pub kind: WriteKind,
+    pub account_no: String,
+    pub amount: i64,
+    pub password: String,
+}
+
+/// Removes the waiter registration on every path out of the saga.
+struct WaiterGuard<'a> {
+    state: &'a RequestState,
+    request_id: Uuid,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.state.waiters.remove(self.request_id);
+    }
+}
+
+pub async fn run(state: RequestState, saga: Saga) -> Response {
+    match drive(&state, &saga).await {
+        Ok(response) => response,
+        Err(error) => error.with_request_id(saga.request_id).into_response(),
+    }
+}
+
+async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> {
+    let id = saga.request_id.to_string();
+    // Register before the outcome can possibly arrive.
+    let wake = state.waiters.register(saga.request_id);
+    let _guard = WaiterGuard {
+        state,
+        request_id: saga.request_id,
+    };
+    let verdict = state
+        .step_up
+        .verify(
+            &saga.customer_id,
+            &saga.session_id,
+            &saga.password,
+            saga.request_id,
+            saga.kind.as_str(),
+        )
+        .await;
+    match verdict {
+        Verdict::Verified => {
+            let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+            if !store::authorize(&mut tx, &id).await? {
+                // Swept while auth was answering: it was already compensated.
+                tx.rollback().await?;
+                return Err(ApiError::busy());
+            }
+            onlinebank_bus::outbox::enqueue(
+                &mut tx,
+                Event::AuthCertified(AuthCertified {
+                    request_id: saga.request_id,
+                    customer_id: saga.customer_id.clone(),
+                    kind: saga.kind,
+                    account_no: saga.account_no.clone(),
+                    amount: saga.amount,
+                }),
+            )
+            .await?;
+            tx.commit().await?;
+            state.relay.wake();
+        }
+        Verdict::Refused {
+            reason,
+            session_expired,
+            retry_after,
+        } => {
+            let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+            store::cancel(&mut tx, &id, reason, true).await?;
+            onlinebank_bus::outbox::enqueue(
+                &mut tx,
+                Event::AuthCancelled(AuthCancelled {
+                    request_id: saga.request_id,
+                    customer_id: saga.customer_id.clone(),
+                    kind: saga.kind,
+                    account_no: saga.account_no.clone(),
+                    amount: saga.amount,
+                    reason,
+                }),
+            )
+            .await?;
+            tx.commit().await?;
+            state.relay.wake();
+            if session_expired {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "session_expired",
+                    "the session has ended, please log in again",
+                ));
+            }
+            let mut error = ApiError::from_reason(reason);
+            if let Some(seconds) = retry_after {
+                error = error.with_retry_after(seconds);
+            }
+            return Err(error);
+        }
+        Verdict::Unavailable => {
+            let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+            store::cancel(&mut tx, &id, Reason::ServiceBusy, true).await?;
+            tx.commit().await?;
+            return Err(ApiError::busy());
+        }
+    }
+
+    // Wait for the outcome: woken by the consumer, polling as a fallback (another instance
+    // may have consumed it).
+    let deadline = Instant::now() + state.settings.request_wait;
+    loop {
+        match store::standing(&state.pool, &id).await? {
+            Standing::Live(row) if row.status == "COMPLETED" => return Ok(answer_live(&row)),
+            Standing::Cancelled(reason) => return Err(ApiError::from_reason(reason)),
+            Standing::Unknown => return Err(ApiError::internal("request vanished")),
+            Standing::Live(row) => {
+                if Instant::now() >= deadline {
+                    return Ok(answer_live(&row));
+                }
+            }
+        }
+        let poll = Instant::now() + Duration::from_millis(100);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(poll.min(deadline)) => {}
+        }
+    }
+}
+
+/// The JSON of a live (pending or completed) request.
+pub fn request_json(row: &store::RequestRow) -> Value {
+    let completed = row.status == "COMPLETED";
+    let mut body = json!({
+        "requestId": row.id,
+        "type": row.kind,
+        "status": if completed { "completed" } else { "pending" },
+        "accountNo": row.account_no,
+        "amount": row.amount,
+        "createdAt": ms_to_rfc3339(row.created_at),
+    });
+    if completed {
+        body["balance"] = json!(row.balance);
+        body["version"] = json!(row.version);
+        body["completedAt"] = json!(row.completed_at.map(ms_to_rfc3339));
+    }
+    body
+}
+
+/// 200 for a completed request, 202 with its Location for one still in flight.
+pub fn answer_live(row: &store::RequestRow) -> Response {
+    let body = Json(request_json(row));
+    if row.status == "COMPLETED" {
+        return (StatusCode::OK, body).into_response();
+    }
+    let mut response = (StatusCode::ACCEPTED, body).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/requests/{}", row.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}

@@ -1,0 +1,153 @@
+//! Command-line flags; every flag can also be set as `ONLINEBANK_<FLAG>` in the environment.
+
+use clap::{Args, Parser, Subcommand};
+use onlinebank_core::secret::MasterSecret;
+use onlinebank_core::{Role, Settings};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "onlinebank",
+    version,
+    about = "An online bank backend, event-driven, in one executable"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole bank in one process (embedded default: SQLite files + embedded event log)
+    Up(UpArgs),
+    /// Run one role in this process
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Port of the gateway (the bank's public address); 0 picks a free one
+    #[arg(long, env = "ONLINEBANK_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Address the gateway binds to (the other roles always bind to 127.0.0.1)
+    #[arg(long, env = "ONLINEBANK_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Also create a demo customer: userId 1@sk.com, name sam, password 1234
+    #[arg(long, env = "ONLINEBANK_DEMO")]
+    pub demo: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The role to run: gateway, request, auth, account, history or mypage
+    pub role: Role,
+    /// Address to listen on
+    #[arg(long, env = "ONLINEBANK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The role's database URL (default: sqlite://<data-dir>/<role>.db)
+    #[arg(long, env = "ONLINEBANK_DATABASE")]
+    pub database: Option<String>,
+    #[command(flatten)]
+    pub peers: PeerArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Where a role finds its peers; a comma-separated list means several instances.
+#[derive(Debug, Args, Default)]
+pub struct PeerArgs {
+    #[arg(long, env = "ONLINEBANK_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
+    #[arg(long, env = "ONLINEBANK_REQUEST_URL")]
+    pub request_url: Option<String>,
+    #[arg(long, env = "ONLINEBANK_AUTH_URL")]
+    pub auth_url: Option<String>,
+    #[arg(long, env = "ONLINEBANK_ACCOUNT_URL")]
+    pub account_url: Option<String>,
+    #[arg(long, env = "ONLINEBANK_HISTORY_URL")]
+    pub history_url: Option<String>,
+    #[arg(long, env = "ONLINEBANK_MYPAGE_URL")]
+    pub mypage_url: Option<String>,
+}
+
+impl PeerArgs {
+    fn list(raw: &Option<String>) -> Vec<String> {
+        raw.as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn apply(&self, settings: &mut Settings) {
+        for (role, raw) in [
+            (Role::Gateway, &self.gateway_url),
+            (Role::Request, &self.request_url),
+            (Role::Auth, &self.auth_url),
+            (Role::Account, &self.account_url),
+            (Role::History, &self.history_url),
+            (Role::Mypage, &self.mypage_url),
+        ] {
+            settings.peers.set(role, Self::list(raw));
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Directory of the SQLite files, the embedded event log and the secret
+    #[arg(long, env = "ONLINEBANK_DATA_DIR", default_value = "onlinebank-data")]
+    pub data_dir: PathBuf,
+    /// Event bus URL (default: the embedded log <data-dir>/bus.db)
+    #[arg(long, env = "ONLINEBANK_BUS")]
+    pub bus: Option<String>,
+    /// Secret that signs tokens and derives internal keys (default: <data-dir>/secret.key)
+    #[arg(long, env = "ONLINEBANK_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// Per-transaction limit in won
+    #[arg(long, env = "ONLINEBANK_MAX_AMOUNT", default_value_t = onlinebank_core::money::DEFAULT_MAX_AMOUNT)]
+    pub max_amount: i64,
+    /// How long POST /api/v1/requests waits for the outcome before answering 202
+    #[arg(long, env = "ONLINEBANK_REQUEST_WAIT_MS", default_value_t = 5000)]
+    pub request_wait_ms: u64,
+    /// Timeout of the step-up call to auth
+    #[arg(long, env = "ONLINEBANK_STEP_UP_TIMEOUT_MS", default_value_t = 610)]
+    pub step_up_timeout_ms: u64,
+    /// Lifetime of a login token
+    #[arg(long, env = "ONLINEBANK_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+    /// Consecutive failed logins or step-ups before a lockout
+    #[arg(long, env = "ONLINEBANK_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    pub lockout_threshold: u32,
+    /// How long a lockout lasts
+    #[arg(long, env = "ONLINEBANK_LOCKOUT_SECS", default_value_t = 300)]
+    pub lockout_secs: u64,
+}
+
+impl CommonArgs {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        anyhow::ensure!(self.max_amount > 0, "--max-amount must be positive");
+        anyhow::ensure!(
+            self.lockout_threshold > 0,
+            "--lockout-threshold must be positive"
+        );
+        let secret = match &self.token_secret {
+            Some(secret) => MasterSecret::from_bytes(secret.as_bytes().to_vec())?,
+            None => MasterSecret::load_or_create(&self.data_dir)?,
+        };
+        let mut settings = Settings::new(self.data_dir.clone(), secret);
+        settings.bus = self.bus.clone();
+        settings.max_amount = self.max_amount;
+        settings.request_wait = Duration::from_millis(self.request_wait_ms);
+        settings.step_up_timeout = Duration::from_millis(self.step_up_timeout_ms);
+        settings.token_ttl = Duration::from_secs(self.token_ttl_secs);
+        settings.lockout_threshold = self.lockout_threshold;
+        settings.lockout_duration = Duration::from_secs(self.lockout_secs);
+        Ok(settings)
+    }
+}

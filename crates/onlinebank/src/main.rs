@@ -1,0 +1,34 @@
+//! `onlinebank`: one executable for every role of the bank.
+//!
+//! - `onlinebank up`: the whole bank in one process (each role on its own loopback port, the
+//!   embedded event log and SQLite files under the data directory);
+//! - `onlinebank serve <role>`: one role per process, configured by flags or `ONLINEBANK_*` env.
+
+mod cli;
+mod run;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    let cli = cli::Cli::parse();
+    let outcome = match cli.command {
+        cli::Command::Up(args) => run::up(args).await,
+        cli::Command::Serve(args) => run::serve(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("onlinebank: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The crash test: one process per role, a stream of deposits and withdrawals from several
+//! concurrent clients, `kill -9` of the account process and then of the request process
+//! mid-stream, each restarted on its port. Once drained: every store agrees on every account,
+//! nothing is pending, and the ledger holds exactly the operations that completed (acknowledged
+//! ones included; operations whose answer was lost are resolved by their request id or by
+//! retrying with their Idempotency-Key, which must not apply them twice).
+
+use crate::support::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const OPENING: i64 = 50_000;
+const OP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+enum Answer {
+    /// 200 completed: acknowledged.
+    Completed { id: String, balance: i64 },
+    /// A definitive refusal (4xx) with its code; nothing applied.
+    Refused { code: String, id: Option<String> },
+    /// 202: the request exists, outcome later.
+    Pending { id: String },
+    /// 5xx, transport error or timeout: the outcome is unknown.
+    Unknown(String),
+}
+
+#[derive(Debug, Clone)]
+struct Op {
+    customer: usize,
+    account: String,
+    kind: &'static str,
+    amount: i64,
+    key: String,
+    first: Answer,
+    last: Answer,
+}
+
+impl Op {
+    fn body(&self, pw: &str) -> Value {
+        money(self.kind, &self.account, self.amount, pw)
+    }
+}
+
+fn classify(result: Result<Reply, String>) -> Answer {
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(error) => return Answer::Unknown(error),
+    };
+    let id = reply.body["requestId"].as_str().map(str::to_owned);
+    match reply.status {
+        200 if reply.body["status"] == "completed" => Answer::Completed {
+            id: id.unwrap_or_else(|| panic!("completed without requestId: {}", reply.text)),
+            balance: reply.body["balance"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("completed without balance: {}", reply.text)),
+        },
+        202 => Answer::Pending {
+            id: id.unwrap_or_else(|| panic!("202 without requestId: {}", reply.text)),
+        },
+        // "In flight" is not an outcome: resolve it later like an unknown one.
+        409 if reply.body["error"]["code"] == "idempotency_key_in_flight" => {
+            Answer::Unknown("idempotency_key_in_flight".into())
+        }
+        400..=499 => Answer::Refused {
+            code: reply.body["error"]["code"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned(),
+            id,
+        },
+        status => Answer::Unknown(format!("{status} {}", reply.text)),
+    }
+}
+
+async fn send(api: &Api, token: &str, key: &str, body: Value) -> Answer {
+    let sent = api
+        .post_req("/api/v1/requests")
+        .bearer(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .try_send();
+    match tokio::time::timeout(OP_TIMEOUT, sent).await {
+        Ok(result) => classify(result),
+        Err(_) => Answer::Unknown("client timeout".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_account_and_request_mid_stream_loses_no_money_and_leaves_nothing_pending() {
+    let mut cluster = Cluster::start_with(&["--request-wait-ms", "2000"]).await;
+
+    // Three customers with two accounts each.
+    let mut customers = Vec::new();
+    let mut accounts: Vec<Vec<String>> = Vec::new();
+    for c in 0..3 {
+        let customer = cluster.customer(&format!("c{c}@crash")).await;
+        let mut mine = Vec::new();
+        for a in 0..2 {
+            let no = format!("{}0{}", c + 1, a + 1);
+            cluster.open_ok(&customer, &no, OPENING).await;
+            mine.push(no);
+        }
+        customers.push(customer);
+        accounts.push(mine);
+    }
+    cluster.ops.drained(SETTLE).await;
+
+    // The stream: two clients per customer.
+    let ops: Arc<Mutex<Vec<Op>>> = Arc::new(Mutex::new(Vec::new()));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for client in 0..6 {
+        let c = client % 3;
+        let api = cluster.api.clone();
+        let customer = customers[c].clone();
+        let mine = accounts[c].clone();
+        let (ops, completed, stop) = (ops.clone(), completed.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut rng = Rng::new(client as u64 + 1);
+            while !stop.load(Ordering::SeqCst) {
+                let account = mine[rng.range(0, 1) as usize].clone();
+                let kind = if rng.range(0, 99) < 55 {
+                    "deposit"
+                } else {
+                    "withdraw"
+                };
+                let amount = rng.range(1, 3_000);
+                let key = uuid::Uuid::new_v4().to_string();
+                let answer = send(
+                    &api,
+                    &customer.token,
+                    &key,
+                    money(kind, &account, amount, &customer.pw),
+                )
+                .await;
+                let failed = matches!(answer, Answer::Unknown(_));
+                if matches!(answer, Answer::Completed { .. }) {
+                    completed.fetch_add(1, Ordering::SeqCst);
+                }
+                ops.lock().unwrap().push(Op {
+                    customer: c,
+                    account,
+                    kind,
+                    amount,
+                    key,
+                    first: answer.clone(),
+                    last: answer,
+                });
+                if failed {
+                    // Pace the retries of a client that sees the bank down.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+
+    let progress = |n: usize, what: &str| {
+        let completed = completed.clone();
+        let what = what.to_owned();
+        async move {
+            let target = completed.load(Ordering::SeqCst) + n;
+            eventually(&what, Duration::from_secs(60), || async {
+                let now = completed.load(Ordering::SeqCst);
+                if now >= target {
+                    Ok(())
+                } else {
+                    Err(format!("{now} completed, want {target}"))
+                }
+            })
+            .await
+        }
+    };
+
+    progress(20, "the stream to get going").await;
+    cluster.kill("account");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    cluster.restart("account").await;
+    progress(15, "completions after the account restart").await;
+    cluster.kill("request");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    cluster.restart("request").await;
+    progress(15, "completions after the request restart").await;
+
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.expect("a client task panicked");
+    }
+    let mut ops = ops.lock().unwrap().clone();
+    cluster.ops.drained(Duration::from_secs(60)).await;
+
+    // Resolve every operation whose outcome the client did not see.
+    for op in ops.iter_mut() {
+        let customer = &customers[op.customer];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match op.last.clone() {
+                Answer::Completed { .. } | Answer::Refused { .. } => break,
+                Answer::Pending { id } => {
+                    let (status, body) = cluster.get_request(&customer.token, &id).await;
+                    op.last = match (
+                        status,
+                        body["status"].as_str(),
+                        body["error"]["code"].as_str(),
+                    ) {
+                        (200, Some("completed"), _) => Answer::Completed {
+                            id,
+                            balance: body["balance"].as_i64().unwrap_or_else(|| panic!("{body}")),
+                        },
+                        (200, Some("pending"), _) => Answer::Pending { id },
+                        (404, _, Some("request_cancelled")) => Answer::Refused {
+                            code: body["reason"].as_str().unwrap_or("?").to_owned(),
+                            id: Some(id),
+                        },
+                        _ => panic!("request {id} answered 202 earlier, now: {status} {body}"),
+                    };
+                }
+                Answer::Unknown(_) => {
+                    op.last = send(
+                        &cluster.api,
+                        &customer.token,
+                        &op.key,
+                        op.body(&customer.pw),
+                    )
+                    .await;
+                }
+            }
+            if matches!(op.last, Answer::Completed { .. } | Answer::Refused { .. }) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "could not resolve {op:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let snapshot = cluster.ops.drained(Duration::from_secs(60)).await;
+
+    // What the client learnt.
+    let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
+    let acknowledged = count(&|op| matches!(op.first, Answer::Completed { .. }));
+    let pending = count(&|op| matches!(op.first, Answer::Pending { .. }));
+    let unknown = count(&|op| matches!(op.first, Answer::Unknown(_)));
+    eprintln!(
+        "crash stream: {} operations, {acknowledged} acknowledged, {pending} answered 202, {unknown} unknown",
+        ops.len()
+    );
+    for op in &ops {
+        if let Answer::Refused { code, .. } = &op.last {
+            assert!(
+                code == "insufficient_funds" || code == "interrupted" || code == "service_busy",
+                "an operation was refused for an unexpected reason: {op:?}"
+            );
+        }
+    }
+
+    let all_accounts: Vec<(usize, String)> = accounts
+        .iter()
+        .enumerate()
+        .flat_map(|(c, mine)| mine.iter().map(move |no| (c, no.clone())))
+        .collect();
+    assert_eq!(snapshot.accounts.len(), all_accounts.len(), "{snapshot:?}");
+    assert_eq!(snapshot.pending, 0);
+    for (c, no) in &all_accounts {
+        let row = &snapshot.accounts[no];
+        assert!(row.balance >= 0, "{no} negative: {row:?}");
+        assert_eq!(
+            snapshot.ledger.get(no).copied(),
+            Some(row.balance),
+            "{no}: history disagrees"
+        );
+        assert_eq!(
+            snapshot.mypage[no].balance, row.balance,
+            "{no}: mypage disagrees"
+        );
+
+        // The ledger as the customer reads it.
+        let token = &customers[*c].token;
+        let ledger = cluster.all_transactions(token, no).await;
+        let mut in_ledger: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        for entry in &ledger {
+            let id = entry["requestId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{entry}"))
+                .to_owned();
+            let kind = entry["type"].as_str().unwrap_or("?").to_owned();
+            let amount = entry["amount"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{entry}"));
+            assert!(
+                in_ledger.insert(id.clone(), (kind, amount)).is_none(),
+                "{no}: request {id} is in the ledger twice"
+            );
+        }
+        // The balance chain of the ledger: oldest to newest, never negative.
+        let mut by_version: Vec<&Value> = ledger.iter().collect();
+        by_version.sort_by_key(|e| e["version"].as_i64().unwrap_or(0));
+        let mut running = 0_i64;
+        for entry in &by_version {
+            let amount = entry["amount"].as_i64().unwrap();
+            running += match entry["type"].as_str() {
+                Some("open") | Some("deposit") => amount,
+                Some("withdraw") => -amount,
+                other => panic!("{no}: unexpected entry type {other:?}"),
+            };
+            assert!(running >= 0, "{no}: ledger goes negative at {entry}");
+            assert_eq!(
+                entry["balanceAfter"].as_i64(),
+                Some(running),
+                "{no}: broken chain at {entry}"
+            );
+        }
+        assert_eq!(
+            running, row.balance,
+            "{no}: the ledger does not add up to the balance"
+        );
+
+        // Exactly the completed operations are in the ledger, each once, as they were sent.
+        let mine: Vec<&Op> = ops.iter().filter(|op| &op.account == no).collect();
+        let mut expected_balance = OPENING;
+        let mut completed_ids = BTreeSet::new();
+        for op in &mine {
+            match &op.last {
+                Answer::Completed { id, balance } => {
+                    assert!(*balance >= 0, "{op:?}");
+                    let entry = in_ledger.get(id).unwrap_or_else(|| {
+                        panic!("{no}: completed operation missing from the ledger: {op:?}")
+                    });
+                    assert_eq!((entry.0.as_str(), entry.1), (op.kind, op.amount), "{op:?}");
+                    if let Answer::Completed { id: first, .. } = &op.first {
+                        assert_eq!(
+                            first, id,
+                            "an acknowledged operation changed its id: {op:?}"
+                        );
+                    }
+                    expected_balance += if op.kind == "deposit" {
+                        op.amount
+                    } else {
+                        -op.amount
+                    };
+                    completed_ids.insert(id.clone());
+                }
+                Answer::Refused { id: Some(id), .. } => {
+                    assert!(
+                        !in_ledger.contains_key(id),
+                        "{no}: a refused operation applied: {op:?}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        let unexplained: Vec<_> = in_ledger
+            .iter()
+            .filter(|(id, (kind, _))| kind != "open" && !completed_ids.contains(*id))
+            .collect();
+        assert!(
+            unexplained.is_empty(),
+            "{no}: ledger entries no operation completed as: {unexplained:?}"
+        );
+        assert_eq!(
+            row.balance, expected_balance,
+            "{no}: balance vs the completed operations"
+        );
+    }
+    assert!(
+        acknowledged >= 50,
+        "the stream hardly ran: {acknowledged} acknowledged"
+    );
+
+    // The bank works normally afterwards.
+    let c = &customers[0];
+    let before = snapshot.accounts[&accounts[0][0]].balance;
+    let reply = cluster.deposit(&c.token, &c.pw, &accounts[0][0], 1).await;
+    assert_eq!(expect_ok(&reply, 200)["balance"], before + 1, "{}", reply.1);
+}

@@ -1,0 +1,364 @@
+//! The original Spring system's endpoints: `POST /requests` with codes 01..06 and credentials in
+//! the body, `GET /requests` and `GET /mypages/search/findByAccountNo` as HAL documents. The
+//! password is never answered.
+
+use crate::support::*;
+use serde_json::{json, Value};
+
+fn legacy_body(no: &str, code: &str, amount: i64, c: &Customer) -> Value {
+    let name = match code {
+        "01" => "Deposit",
+        "02" => "Withdraw",
+        "03" => "Balance",
+        "04" => "Transaction",
+        "05" => "addAccount",
+        "06" => "deleteAccount",
+        _ => "Unknown",
+    };
+    json!({
+        "accountNo": no, "requestId": code, "requestName": name, "amountOfMoney": amount,
+        "userId": c.user, "userName": c.name, "userPassword": c.pw,
+    })
+}
+
+async fn legacy(bank: &TestBank, no: &str, code: &str, amount: i64, c: &Customer) -> (u16, Value) {
+    bank.post("/requests", None, legacy_body(no, code, amount, c))
+        .await
+}
+
+/// Asserts a completed legacy answer and returns it.
+#[track_caller]
+fn completed<'a>(reply: &'a (u16, Value), no: &str, code: &str, c: &Customer) -> &'a Value {
+    let body = expect_ok(reply, 201);
+    assert_eq!(body["requestStatus"], "RequestCompleted", "{body}");
+    assert_eq!(body["accountNo"], no, "{body}");
+    assert_eq!(body["requestId"], code, "{body}");
+    assert_eq!(body["userId"], c.user.as_str(), "{body}");
+    assert!(body["requestName"].is_string(), "{body}");
+    assert!(body["_links"]["self"]["href"].is_string(), "{body}");
+    assert!(body["_links"]["request"]["href"].is_string(), "{body}");
+    assert!(
+        body.get("userPassword").is_none_or(Value::is_null),
+        "password field answered: {body}"
+    );
+    body
+}
+
+/// Asserts a cancelled legacy answer: status, error code, RequestCancelled and legacy message.
+#[track_caller]
+fn cancelled(reply: &(u16, Value), status: u16, code: &str, message: &str) {
+    expect_error(reply, status, code);
+    assert_eq!(reply.1["requestStatus"], "RequestCancelled", "{}", reply.1);
+    assert_eq!(reply.1["message"], message, "{}", reply.1);
+    assert!(
+        reply.1.get("userPassword").is_none_or(Value::is_null),
+        "{}",
+        reply.1
+    );
+}
+
+#[tokio::test]
+async fn legacy_requests_01_to_06_work_and_answer_in_the_spring_shape() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+
+    let reply = legacy(&bank, "2001", "05", 0, &alice).await;
+    completed(&reply, "2001", "05", &alice);
+    cancelled(
+        &legacy(&bank, "2001", "05", 0, &alice).await,
+        409,
+        "account_exists",
+        "Account Exist",
+    );
+
+    let reply = legacy(&bank, "2001", "01", 5_000, &alice).await;
+    let body = completed(&reply, "2001", "01", &alice);
+    assert_eq!(body["amountOfMoney"], 5_000, "{body}");
+    assert_eq!(body["balance"], 5_000, "{body}");
+
+    let reply = legacy(&bank, "2001", "02", 2_000, &alice).await;
+    let body = completed(&reply, "2001", "02", &alice);
+    assert_eq!(body["amountOfMoney"], 2_000, "{body}");
+    assert_eq!(body["balance"], 3_000, "{body}");
+
+    cancelled(
+        &legacy(&bank, "2001", "02", 9_000, &alice).await,
+        409,
+        "insufficient_funds",
+        "Not Sufficient",
+    );
+    cancelled(
+        &legacy(&bank, "7777", "01", 1, &alice).await,
+        404,
+        "account_not_found",
+        "Account Not Exist",
+    );
+
+    // 03 answers the balance in amountOfMoney (from the read side, so poll until it caught up).
+    let reply = eventually("legacy balance 3000", SETTLE, || async {
+        let reply = legacy(&bank, "2001", "03", 0, &alice).await;
+        if reply.0 == 201 && reply.1["amountOfMoney"] == 3_000 {
+            Ok(reply)
+        } else {
+            Err(format!("{} {}", reply.0, reply.1))
+        }
+    })
+    .await;
+    let body = completed(&reply, "2001", "03", &alice);
+    assert_eq!(body["balance"], 3_000, "{body}");
+
+    let reply = eventually("legacy history with 3 transactions", SETTLE, || async {
+        let reply = legacy(&bank, "2001", "04", 0, &alice).await;
+        if reply.0 == 201 && reply.1["transactions"].as_array().map(Vec::len) == Some(3) {
+            Ok(reply)
+        } else {
+            Err(format!("{} {}", reply.0, reply.1))
+        }
+    })
+    .await;
+    completed(&reply, "2001", "04", &alice);
+
+    cancelled(
+        &legacy(&bank, "2001", "06", 0, &alice).await,
+        409,
+        "balance_not_zero",
+        "Balance Not Zero",
+    );
+    completed(
+        &legacy(&bank, "2001", "02", 3_000, &alice).await,
+        "2001",
+        "02",
+        &alice,
+    );
+    completed(
+        &legacy(&bank, "2001", "06", 0, &alice).await,
+        "2001",
+        "06",
+        &alice,
+    );
+    cancelled(
+        &legacy(&bank, "2001", "01", 1, &alice).await,
+        409,
+        "account_closed",
+        "Account Closed",
+    );
+
+    // The legacy calls are the same requests as the v1 API's.
+    let account = bank
+        .account_when(&alice.token, "2001", "2001 closed in the read model", |b| {
+            b["status"] == "closed"
+        })
+        .await;
+    assert_eq!(account["balance"], 0, "{account}");
+    let kinds: Vec<String> = bank
+        .all_transactions(&alice.token, "2001")
+        .await
+        .iter()
+        .map(|t| t["type"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(kinds, ["close", "withdraw", "withdraw", "deposit", "open"]);
+    bank.ops.drained(SETTLE).await;
+    bank.assert_never_answered(&alice.pw);
+}
+
+#[tokio::test]
+async fn legacy_credentials_are_checked_and_a_wrong_password_changes_nothing() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "2001", 100).await;
+    let mut wrong = alice.clone();
+    wrong.pw = "not-the-password".into();
+    for code in ["01", "02", "05", "06"] {
+        let reply = legacy(&bank, "2001", code, 10, &wrong).await;
+        let got = (reply.0, reply.1["error"]["code"].as_str());
+        assert!(
+            got == (401, Some("invalid_credentials")) || got == (403, Some("step_up_failed")),
+            "legacy {code} with a wrong password: {} {}",
+            reply.0,
+            reply.1
+        );
+    }
+    let mut stranger = alice.clone();
+    stranger.user = "nobody@test".into();
+    let reply = legacy(&bank, "2001", "03", 0, &stranger).await;
+    assert_eq!(reply.0, 401, "legacy with an unknown user: {}", reply.1);
+    let snapshot = bank.ops.drained(SETTLE).await;
+    assert_eq!(snapshot.accounts["2001"].balance, 100);
+    assert_eq!(snapshot.accounts.len(), 1);
+}
+
+#[tokio::test]
+async fn legacy_reads_need_credentials_and_show_only_my_requests_and_accounts_as_hal() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    let bob = bank.customer("bob@test").await;
+    completed(
+        &legacy(&bank, "2001", "05", 0, &alice).await,
+        "2001",
+        "05",
+        &alice,
+    );
+    completed(
+        &legacy(&bank, "2001", "01", 700, &alice).await,
+        "2001",
+        "01",
+        &alice,
+    );
+    completed(
+        &legacy(&bank, "3001", "05", 0, &bob).await,
+        "3001",
+        "05",
+        &bob,
+    );
+
+    // Without or with wrong credentials: 401 unauthorized.
+    expect_error(&bank.get("/requests", None).await, 401, "unauthorized");
+    expect_error(
+        &bank
+            .get("/mypages/search/findByAccountNo?accountNo=2001", None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    let reply = bank
+        .get_req("/requests")
+        .basic(&alice.user, "not-the-password")
+        .pair()
+        .await;
+    expect_error(&reply, 401, "unauthorized");
+
+    // GET /requests with Basic: alice's requests only, in the HAL shape.
+    let (status, doc) = bank
+        .get_req("/requests")
+        .basic(&alice.user, &alice.pw)
+        .pair()
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    let requests = doc["_embedded"]["requests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{doc}"))
+        .clone();
+    assert!(requests.len() >= 2, "alice's open and deposit: {doc}");
+    assert!(
+        requests.iter().all(|r| r["accountNo"] == "2001"),
+        "someone else's request: {doc}"
+    );
+    assert!(requests.iter().any(|r| r["amountOfMoney"] == 700), "{doc}");
+    assert!(doc["_links"].is_object(), "{doc}");
+    for field in ["size", "totalElements", "totalPages", "number"] {
+        assert!(
+            doc["page"][field].is_i64() || doc["page"][field].is_u64(),
+            "page.{field}: {doc}"
+        );
+    }
+    assert!(
+        doc["page"]["totalElements"].as_i64().unwrap() >= requests.len() as i64,
+        "{doc}"
+    );
+
+    // With Bearer works too.
+    let (status, doc) = bank.get_req("/requests").bearer(&bob.token).pair().await;
+    assert_eq!(status, 200, "{doc}");
+    let requests = doc["_embedded"]["requests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{doc}"))
+        .clone();
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r["accountNo"] == "3001"),
+        "{doc}"
+    );
+
+    // findByAccountNo: the view rows with the balance in amountOfMoney.
+    let doc = eventually("mypage row of 2001 at 700", SETTLE, || async {
+        let (status, doc) = bank
+            .get_req("/mypages/search/findByAccountNo?accountNo=2001")
+            .basic(&alice.user, &alice.pw)
+            .pair()
+            .await;
+        let rows = doc["_embedded"]["mypages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if status == 200 && rows.iter().any(|r| r["amountOfMoney"] == 700) {
+            Ok(doc)
+        } else {
+            Err(format!("{status} {doc}"))
+        }
+    })
+    .await;
+    assert!(doc["_links"].is_object(), "{doc}");
+    for row in doc["_embedded"]["mypages"].as_array().unwrap() {
+        assert_eq!(row["accountNo"], "2001", "{doc}");
+        for field in [
+            "lastRequestId",
+            "lastRequestName",
+            "requestMoney",
+            "amountOfMoney",
+            "requestStatus",
+            "lastModifiedDate",
+        ] {
+            assert!(
+                row.get(field).is_some(),
+                "mypage row without {field}: {doc}"
+            );
+        }
+    }
+    let rows = doc["_embedded"]["mypages"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["requestStatus"] == "RequestCompleted"),
+        "{doc}"
+    );
+
+    // Bob asking for alice's account gets nothing of it.
+    let (status, doc) = bank
+        .get_req("/mypages/search/findByAccountNo?accountNo=2001")
+        .basic(&bob.user, &bob.pw)
+        .pair()
+        .await;
+    match status {
+        200 => assert!(
+            doc["_embedded"]["mypages"]
+                .as_array()
+                .is_some_and(Vec::is_empty),
+            "bob sees alice's account: {doc}"
+        ),
+        404 => {}
+        _ => panic!("bob asking for alice's account: {status} {doc}"),
+    }
+    bank.assert_never_answered(&alice.pw);
+    bank.assert_never_answered(&bob.pw);
+}
+
+#[tokio::test]
+async fn the_original_demo_script_works_with_the_demo_customer() {
+    let bank = TestBank::start_with(&["--demo"]).await;
+    let sam = Customer {
+        user: "1@sk.com".into(),
+        name: "sam".into(),
+        pw: "1234".into(),
+        token: String::new(),
+    };
+    completed(&legacy(&bank, "1", "05", 0, &sam).await, "1", "05", &sam);
+    let reply = legacy(&bank, "1", "01", 10_000, &sam).await;
+    assert_eq!(completed(&reply, "1", "01", &sam)["balance"], 10_000);
+    let reply = legacy(&bank, "1", "02", 2_500, &sam).await;
+    assert_eq!(completed(&reply, "1", "02", &sam)["balance"], 7_500);
+    for body in bank.seen() {
+        let doc: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        assert!(
+            !contains_value(&doc, "1234"),
+            "the demo password was answered: {body}"
+        );
+    }
+}
+
+/// Whether any string in a JSON document equals `needle`.
+fn contains_value(doc: &Value, needle: &str) -> bool {
+    match doc {
+        Value::String(s) => s == needle,
+        Value::Array(items) => items.iter().any(|v| contains_value(v, needle)),
+        Value::Object(map) => map.values().any(|v| contains_value(v, needle)),
+        _ => false,
+    }
+}

@@ -1,0 +1,24 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end tests of onlinebank: the real binary, started on free ports, driven over HTTP as
+//! docs/api.md describes it.
+//!
+//! - `flows`: every customer flow through `onlinebank up`.
+//! - `failures`: every failure reason, with compensation.
+//! - `lockout`, `bad_input`, `idempotency`, `authorization`, `legacy`, `secrets`.
+//! - `concurrency`: parallel withdrawals and parallel opens.
+//! - `cluster`: one process per role; reads survive the write side.
+//! - `crash`: kill -9 of account and request mid-stream; every store agrees afterwards.
+
+mod support;
+
+mod authorization;
+mod bad_input;
+mod cluster;
+mod concurrency;
+mod crash;
+mod failures;
+mod flows;
+mod idempotency;
+mod legacy;
+mod lockout;
+mod secrets;
