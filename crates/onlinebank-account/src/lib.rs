@@ -29,17 +29,17 @@ const BATCH: usize = 256;
 /// Opens account's database, starts its consumer and relay, and returns its router.
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
     let settings = ctx.settings.clone();
-    let pool = onlinebank_core::db::open_sqlite(&settings.database_url(Role::Account)).await?;
+    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Account)).await?;
     sqlx::migrate!("migrations/sqlite")
-        .run(&pool)
+        .run(&db.write)
         .await
         .context("migrating the account database")?;
-    onlinebank_bus::outbox::ensure_schema(&pool).await?;
+    onlinebank_bus::outbox::ensure_schema(&db).await?;
 
-    let relay = Relay::new(pool.clone(), bus.clone());
+    let relay = Relay::new(db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
     let max_amount = settings.max_amount;
-    let consumer_pool = pool.clone();
+    let consumer_db = db.clone();
     ctx.tasks.spawn(consumer::run(
         bus.clone(),
         "account",
@@ -47,7 +47,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
         BATCH,
         ctx.shutdown.clone(),
         move |batch| {
-            let pool = consumer_pool.clone();
+            let pool = consumer_db.clone();
             let relay = relay.clone();
             async move {
                 apply_batch(&pool, &batch, max_amount).await?;
@@ -64,12 +64,16 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
             internal_token,
             require_internal,
         ))
-        .with_state(pool))
+        .with_state(db.read.clone()))
 }
 
 /// Applies a batch of request events in one transaction.
-async fn apply_batch(pool: &SqlitePool, batch: &[Delivery], max_amount: i64) -> anyhow::Result<()> {
-    let mut tx = onlinebank_core::db::begin_write(pool).await?;
+async fn apply_batch(
+    pool: &onlinebank_core::db::Db,
+    batch: &[Delivery],
+    max_amount: i64,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin_write().await?;
     for delivery in batch {
         let envelope = match delivery.envelope() {
             Ok(envelope) => envelope,

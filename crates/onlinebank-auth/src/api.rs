@@ -75,7 +75,7 @@ async fn register(
     check_password_shape(&body.password)?;
     let password = body.password;
     let hash = argon2_job(&state, move || hash_password(&password)).await??;
-    match store::insert_customer(&state.pool, user_id.as_str(), &name, &hash).await? {
+    match store::insert_customer(&state.db.write, user_id.as_str(), &name, &hash).await? {
         Inserted::Yes => {
             tracing::info!(customer = %user_id, "customer registered");
             Ok((
@@ -117,7 +117,7 @@ async fn login(
     State(state): State<AuthState>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(customer) = store::customer(&state.pool, &body.user_id).await? else {
+    let Some(customer) = store::customer(&state.db.read, &body.user_id).await? else {
         let password = body.password;
         argon2_job(&state, move || verify_against_dummy(&password)).await?;
         return Err(invalid_credentials());
@@ -132,19 +132,19 @@ async fn login(
     if !valid {
         let lock_until = now + millis(state.settings.lockout_duration);
         let threshold = i64::from(state.settings.lockout_threshold);
-        if store::record_failure(&state.pool, &customer.user_id, threshold, lock_until).await? {
+        if store::record_failure(&state.db.write, &customer.user_id, threshold, lock_until).await? {
             tracing::warn!(customer = %customer.user_id, "customer locked out after failed logins");
         }
         return Err(invalid_credentials());
     }
     if customer.failed_attempts > 0 {
-        store::reset_failures(&state.pool, &customer.user_id).await?;
+        store::reset_failures(&state.db.write, &customer.user_id).await?;
     }
     let session_id = uuid::Uuid::new_v4().to_string();
     let expires_at = now + millis(state.settings.token_ttl);
     let verifier = state.step_up.verifier(&session_id, &body.password);
     store::insert_session(
-        &state.pool,
+        &state.db.write,
         &session_id,
         &customer.user_id,
         &verifier,
@@ -188,7 +188,7 @@ async fn step_up(
     JsonBody(body): JsonBody<StepUpBody>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
-    let session = store::session(&state.pool, &body.session_id)
+    let session = store::session(&state.db.read, &body.session_id)
         .await?
         .filter(|session| session.user_id == body.customer_id && session.expires_at > now)
         .ok_or_else(|| {
@@ -198,12 +198,12 @@ async fn step_up(
                 "the session has ended, please log in again",
             )
         })?;
-    let customer = store::customer(&state.pool, &body.customer_id)
+    let customer = store::customer(&state.db.read, &body.customer_id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
     let audit = |outcome: &'static str| {
         store::audit_step_up(
-            &state.pool,
+            &state.db.write,
             &body.request_id,
             &body.customer_id,
             &body.session_id,
@@ -221,14 +221,14 @@ async fn step_up(
     {
         let lock_until = now + millis(state.settings.lockout_duration);
         let threshold = i64::from(state.settings.lockout_threshold);
-        if store::record_failure(&state.pool, &customer.user_id, threshold, lock_until).await? {
+        if store::record_failure(&state.db.write, &customer.user_id, threshold, lock_until).await? {
             tracing::warn!(customer = %customer.user_id, "customer locked out after failed step-ups");
         }
         audit("failed").await?;
         return Err(ApiError::from_reason(Reason::StepUpFailed));
     }
     if customer.failed_attempts > 0 {
-        store::reset_failures(&state.pool, &customer.user_id).await?;
+        store::reset_failures(&state.db.write, &customer.user_id).await?;
     }
     audit("verified").await?;
     Ok(Json(json!({"verified": true})))

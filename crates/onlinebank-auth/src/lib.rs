@@ -14,14 +14,13 @@ use axum::Router;
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{RoleContext, Settings};
 use password::StepUpKeys;
-use sqlx::SqlitePool;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// Shared state of the auth handlers.
 #[derive(Clone)]
 pub(crate) struct AuthState {
-    pool: SqlitePool,
+    db: onlinebank_core::db::Db,
     settings: Arc<Settings>,
     token_key: TokenKey,
     step_up: StepUpKeys,
@@ -38,16 +37,15 @@ impl FromRef<AuthState> for TokenKey {
 /// Opens auth's database, applies migrations and returns its router.
 pub async fn build(ctx: &RoleContext) -> anyhow::Result<Router> {
     let settings = ctx.settings.clone();
-    let pool =
-        onlinebank_core::db::open_sqlite(&settings.database_url(onlinebank_core::Role::Auth))
-            .await?;
+    let db =
+        onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth)).await?;
     sqlx::migrate!("migrations/sqlite")
-        .run(&pool)
+        .run(&db.write)
         .await
         .context("migrating the auth database")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = AuthState {
-        pool,
+        db,
         token_key: settings.token_key(),
         step_up: StepUpKeys::new(settings.secret.derive("onlinebank step-up v1")),
         settings,
@@ -63,12 +61,11 @@ pub async fn ensure_customer(
     name: &str,
     password: &str,
 ) -> anyhow::Result<bool> {
-    let pool =
-        onlinebank_core::db::open_sqlite(&settings.database_url(onlinebank_core::Role::Auth))
-            .await?;
-    sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+    let db =
+        onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth)).await?;
+    sqlx::migrate!("migrations/sqlite").run(&db.write).await?;
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || password::hash_password(&password)).await??;
-    let outcome = store::insert_customer(&pool, user_id, name, &hash).await?;
+    let outcome = store::insert_customer(&db.write, user_id, name, &hash).await?;
     Ok(outcome == store::Inserted::Yes)
 }

@@ -10,7 +10,7 @@
 
 use crate::{Delivery, Record};
 use anyhow::Context;
-use sqlx::SqlitePool;
+use onlinebank_core::db::Db;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,15 +21,15 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedLog {
-    pool: SqlitePool,
+    db: Db,
     /// Wakes this process's consumers when this process appends.
     appended: Arc<Notify>,
 }
 
 impl EmbeddedLog {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        let pool = onlinebank_core::db::open_sqlite(&path.display().to_string()).await?;
-        let mut tx = onlinebank_core::db::begin_write(&pool).await?;
+        let db = Db::open(&path.display().to_string()).await?;
+        let mut tx = db.begin_write().await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS events (
                 position INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,7 +55,7 @@ impl EmbeddedLog {
         .await?;
         tx.commit().await.context("creating the event log")?;
         Ok(Self {
-            pool,
+            db,
             appended: Arc::new(Notify::new()),
         })
     }
@@ -65,7 +65,7 @@ impl EmbeddedLog {
             return Ok(());
         }
         let now = onlinebank_core::time::now_ms();
-        let mut tx = onlinebank_core::db::begin_write(&self.pool).await?;
+        let mut tx = self.db.begin_write().await?;
         for record in records {
             sqlx::query(
                 "INSERT INTO events (id, topic, key, body, appended_at) VALUES (?, ?, ?, ?, ?)
@@ -92,7 +92,7 @@ impl EmbeddedLog {
         let committed: Option<i64> =
             sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
                 .bind(group)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.read)
                 .await?;
         Ok(EmbeddedSubscription {
             log: self.clone(),
@@ -103,14 +103,14 @@ impl EmbeddedLog {
     }
 
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        sqlx::query("SELECT 1").execute(&self.db.read).await.is_ok()
     }
 
     pub async fn lag(&self, group: &str, topics: &[&str]) -> anyhow::Result<i64> {
         let committed: Option<i64> =
             sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
                 .bind(group)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.read)
                 .await?;
         let sql = format!(
             "SELECT COUNT(*) FROM events WHERE position > ? AND topic IN ({})",
@@ -120,7 +120,7 @@ impl EmbeddedLog {
         for topic in topics {
             query = query.bind(*topic);
         }
-        Ok(query.fetch_one(&self.pool).await?)
+        Ok(query.fetch_one(&self.db.read).await?)
     }
 }
 
@@ -159,7 +159,7 @@ impl EmbeddedSubscription {
             }
             let rows = query
                 .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                .fetch_all(&self.log.pool)
+                .fetch_all(&self.log.db.read)
                 .await?;
             if let Some(last) = rows.last() {
                 self.next_after = last.0;
@@ -185,7 +185,7 @@ impl EmbeddedSubscription {
         )
         .bind(&self.group)
         .bind(position)
-        .execute(&self.log.pool)
+        .execute(&self.log.db.write)
         .await?;
         Ok(())
     }
@@ -195,7 +195,7 @@ impl EmbeddedSubscription {
         let committed: Option<i64> =
             sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
                 .bind(&self.group)
-                .fetch_optional(&self.log.pool)
+                .fetch_optional(&self.log.db.read)
                 .await?;
         self.next_after = committed.unwrap_or(0);
         Ok(())

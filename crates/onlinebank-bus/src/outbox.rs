@@ -5,8 +5,9 @@
 //! A crash between the two steps ships a row twice; the bus keeps one copy per event id.
 
 use crate::{Bus, Record};
+use onlinebank_core::db::Db;
 use onlinebank_core::event::{Envelope, Event};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqliteConnection;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -32,9 +33,9 @@ pub const SCHEMA: [&str; 2] = [
 ];
 
 /// Creates the outbox, sequence and inbox tables if missing.
-pub async fn ensure_schema(pool: &SqlitePool) -> anyhow::Result<()> {
+pub async fn ensure_schema(db: &Db) -> anyhow::Result<()> {
     for statement in SCHEMA.iter().chain([&crate::inbox::SCHEMA]) {
-        sqlx::query(statement).execute(pool).await?;
+        sqlx::query(statement).execute(&db.write).await?;
     }
     Ok(())
 }
@@ -64,16 +65,16 @@ pub async fn enqueue(conn: &mut SqliteConnection, event: Event) -> anyhow::Resul
 /// Ships a publisher's outbox to the bus.
 #[derive(Debug, Clone)]
 pub struct Relay {
-    pool: SqlitePool,
+    db: Db,
     bus: Bus,
     /// Rung after a transaction that enqueued events commits.
     wake: Arc<Notify>,
 }
 
 impl Relay {
-    pub fn new(pool: SqlitePool, bus: Bus) -> Self {
+    pub fn new(db: Db, bus: Bus) -> Self {
         Self {
-            pool,
+            db,
             bus,
             wake: Arc::new(Notify::new()),
         }
@@ -89,7 +90,7 @@ impl Relay {
         let rows: Vec<(i64, String, String, String, String)> =
             sqlx::query_as("SELECT seq, id, topic, key, body FROM outbox ORDER BY seq LIMIT ?")
                 .bind(RELAY_BATCH)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db.read)
                 .await?;
         let Some(last_seq) = rows.last().map(|row| row.0) else {
             return Ok(0);
@@ -106,7 +107,7 @@ impl Relay {
         self.bus.publish(&records).await?;
         sqlx::query("DELETE FROM outbox WHERE seq <= ?")
             .bind(last_seq)
-            .execute(&self.pool)
+            .execute(&self.db.write)
             .await?;
         Ok(records.len())
     }
@@ -149,13 +150,12 @@ mod tests {
     #[tokio::test]
     async fn relay_ships_committed_events_once_with_sequences() {
         let dir = tempfile::tempdir().unwrap();
-        let pool =
-            onlinebank_core::db::open_sqlite(&dir.path().join("svc.db").display().to_string())
-                .await
-                .unwrap();
-        ensure_schema(&pool).await.unwrap();
+        let db = Db::open(&dir.path().join("svc.db").display().to_string())
+            .await
+            .unwrap();
+        ensure_schema(&db).await.unwrap();
         let bus = Bus::open(None, dir.path()).await.unwrap();
-        let relay = Relay::new(pool.clone(), bus.clone());
+        let relay = Relay::new(db.clone(), bus.clone());
         let event = |amount| {
             Event::AuthCertified(AuthCertified {
                 request_id: Uuid::now_v7(),
@@ -165,12 +165,12 @@ mod tests {
                 amount,
             })
         };
-        let mut tx = pool.begin().await.unwrap();
+        let mut tx = db.begin_write().await.unwrap();
         let first = enqueue(&mut tx, event(1)).await.unwrap();
         let second = enqueue(&mut tx, event(2)).await.unwrap();
         tx.commit().await.unwrap();
         // A rolled-back transaction publishes nothing.
-        let mut tx = pool.begin().await.unwrap();
+        let mut tx = db.begin_write().await.unwrap();
         enqueue(&mut tx, event(3)).await.unwrap();
         tx.rollback().await.unwrap();
         assert_eq!((first.sequence, second.sequence), (1, 2));

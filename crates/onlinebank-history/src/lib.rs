@@ -21,13 +21,13 @@ const BATCH: usize = 512;
 
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
     let settings = ctx.settings.clone();
-    let pool = onlinebank_core::db::open_sqlite(&settings.database_url(Role::History)).await?;
+    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::History)).await?;
     sqlx::migrate!("migrations/sqlite")
-        .run(&pool)
+        .run(&db.write)
         .await
         .context("migrating the history database")?;
-    onlinebank_bus::outbox::ensure_schema(&pool).await?;
-    let consumer_pool = pool.clone();
+    onlinebank_bus::outbox::ensure_schema(&db).await?;
+    let consumer_db = db.clone();
     ctx.tasks.spawn(consumer::run(
         bus.clone(),
         "history",
@@ -35,7 +35,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
         BATCH,
         ctx.shutdown.clone(),
         move |batch| {
-            let pool = consumer_pool.clone();
+            let pool = consumer_db.clone();
             async move { append_batch(&pool, &batch).await }
         },
     ));
@@ -47,11 +47,11 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
             internal_token,
             require_internal,
         ))
-        .with_state(pool))
+        .with_state(db.read.clone()))
 }
 
-async fn append_batch(pool: &SqlitePool, batch: &[Delivery]) -> anyhow::Result<()> {
-    let mut tx = onlinebank_core::db::begin_write(pool).await?;
+async fn append_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> anyhow::Result<()> {
+    let mut tx = pool.begin_write().await?;
     for delivery in batch {
         let Ok(envelope) = delivery.envelope() else {
             tracing::error!(position = delivery.position, "skipping undecodable event");

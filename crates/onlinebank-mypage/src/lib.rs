@@ -33,13 +33,13 @@ impl FromRef<MypageState> for TokenKey {
 
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
     let settings = ctx.settings.clone();
-    let pool = onlinebank_core::db::open_sqlite(&settings.database_url(Role::Mypage)).await?;
+    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Mypage)).await?;
     sqlx::migrate!("migrations/sqlite")
-        .run(&pool)
+        .run(&db.write)
         .await
         .context("migrating the mypage database")?;
-    onlinebank_bus::outbox::ensure_schema(&pool).await?;
-    let consumer_pool = pool.clone();
+    onlinebank_bus::outbox::ensure_schema(&db).await?;
+    let consumer_db = db.clone();
     ctx.tasks.spawn(consumer::run(
         bus.clone(),
         "mypage",
@@ -47,12 +47,12 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
         BATCH,
         ctx.shutdown.clone(),
         move |batch| {
-            let pool = consumer_pool.clone();
+            let pool = consumer_db.clone();
             async move { projection::apply_batch(&pool, &batch).await }
         },
     ));
     let state = MypageState {
-        pool,
+        pool: db.read.clone(),
         token_key: settings.token_key(),
     };
     Ok(api::router(state, settings.internal_token().into()))

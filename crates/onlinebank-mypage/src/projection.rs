@@ -2,10 +2,9 @@
 
 use onlinebank_bus::Delivery;
 use onlinebank_core::event::{AccountChanged, Event};
-use sqlx::SqlitePool;
 
-pub async fn apply_batch(pool: &SqlitePool, batch: &[Delivery]) -> anyhow::Result<()> {
-    let mut tx = onlinebank_core::db::begin_write(pool).await?;
+pub async fn apply_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> anyhow::Result<()> {
+    let mut tx = pool.begin_write().await?;
     for delivery in batch {
         let Ok(envelope) = delivery.envelope() else {
             tracing::error!(position = delivery.position, "skipping undecodable event");

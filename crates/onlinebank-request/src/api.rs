@@ -93,7 +93,7 @@ async fn submit(
         completed_at: None,
     };
 
-    let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+    let mut tx = state.db.begin_write().await?;
     if let Some(key) = &key {
         match store::claim_key(
             &mut tx,
@@ -139,7 +139,7 @@ async fn submit(
 /// The answer to a replayed Idempotency-Key: the earlier request's answer as it stands.
 async fn replay(state: &RequestState, earlier: &str) -> Result<Response, ApiError> {
     let earlier_id = Uuid::parse_str(earlier).map_err(ApiError::internal)?;
-    match store::standing(&state.pool, earlier).await? {
+    match store::standing(&state.db.read, earlier).await? {
         Standing::Live(row) if row.status == "COMPLETED" => Ok(answer_live(&row)),
         Standing::Cancelled(reason) => {
             Err(ApiError::from_reason(reason).with_request_id(earlier_id))
@@ -160,11 +160,11 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("request_not_found", "request not found");
     let request_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let owner = store::owner(&state.pool, &id).await?;
+    let owner = store::owner(&state.db.read, &id).await?;
     if owner.as_deref() != Some(bearer.customer_id()) {
         return Err(not_found());
     }
-    match store::standing(&state.pool, &id).await? {
+    match store::standing(&state.db.read, &id).await? {
         Standing::Live(row) => Ok(Json(request_json(&row)).into_response()),
         Standing::Cancelled(reason) => {
             let mut body = ApiError::not_found("request_cancelled", reason.message())
@@ -197,7 +197,7 @@ async fn list(
             .ok_or_else(|| ApiError::validation("limit must be an integer from 1 to 100"))?,
     };
     let mut rows = store::list_for_customer(
-        &state.pool,
+        &state.db.read,
         bearer.customer_id(),
         query.before.as_deref(),
         limit + 1,
@@ -215,7 +215,7 @@ async fn list(
 }
 
 async fn unfinished(State(state): State<RequestState>) -> Result<Json<Value>, ApiError> {
-    let rows = store::unfinished(&state.pool).await?;
+    let rows = store::unfinished(&state.db.read).await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|row| {

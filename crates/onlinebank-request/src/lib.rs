@@ -20,13 +20,12 @@ use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::Bus;
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{Role, RoleContext, Settings};
-use sqlx::SqlitePool;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone)]
 pub(crate) struct RequestState {
-    pool: SqlitePool,
+    db: onlinebank_core::db::Db,
     settings: Arc<Settings>,
     token_key: TokenKey,
     step_up: stepup::StepUpClient,
@@ -43,14 +42,14 @@ impl FromRef<RequestState> for TokenKey {
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
     let settings = ctx.settings.clone();
     let auth_url = settings.peers.first(Role::Auth)?;
-    let pool = onlinebank_core::db::open_sqlite(&settings.database_url(Role::Request)).await?;
+    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Request)).await?;
     sqlx::migrate!("migrations/sqlite")
-        .run(&pool)
+        .run(&db.write)
         .await
         .context("migrating the request database")?;
-    onlinebank_bus::outbox::ensure_schema(&pool).await?;
+    onlinebank_bus::outbox::ensure_schema(&db).await?;
     let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
-    let relay = Relay::new(pool.clone(), bus.clone());
+    let relay = Relay::new(db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
     let state = RequestState {
         step_up: stepup::StepUpClient::new(
@@ -60,7 +59,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
             settings.step_up_timeout,
         ),
         token_key: settings.token_key(),
-        pool,
+        db,
         relay,
         waiters: waiters::Waiters::default(),
         settings: settings.clone(),

@@ -32,7 +32,7 @@ pub fn start(ctx: &RoleContext, bus: &Bus, state: &RequestState) {
 
 async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Result<()> {
     let mut touched: Vec<Uuid> = Vec::with_capacity(batch.len());
-    let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+    let mut tx = state.db.begin_write().await?;
     for delivery in batch {
         let Ok(envelope) = delivery.envelope() else {
             tracing::error!(position = delivery.position, "skipping undecodable event");
@@ -97,10 +97,10 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
             tracing::warn!(error = %format!("{error:#}"), "sweeping stale requests failed");
         }
         if round % 600 == 1 {
-            let purged = store::purge_cancelled(&state.pool, now - KEEP_CANCELLED_MS).await;
+            let purged = store::purge_cancelled(&state.db.write, now - KEEP_CANCELLED_MS).await;
             let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
                 .bind(now - KEEP_CANCELLED_MS)
-                .execute(&state.pool)
+                .execute(&state.db.write)
                 .await;
             if let (Err(error), _) | (_, Err(error)) = (&purged, &keys) {
                 tracing::warn!(%error, "purging old compensations failed");
@@ -110,11 +110,11 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
 }
 
 async fn sweep_stale(state: &RequestState, cutoff: i64) -> anyhow::Result<()> {
-    let stale = store::stale_pending(&state.pool, cutoff).await?;
+    let stale = store::stale_pending(&state.db.read, cutoff).await?;
     if stale.is_empty() {
         return Ok(());
     }
-    let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+    let mut tx = state.db.begin_write().await?;
     for id in &stale {
         store::cancel(&mut tx, id, Reason::Interrupted, true).await?;
     }

@@ -74,7 +74,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
         .await;
     match verdict {
         Verdict::Verified => {
-            let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+            let mut tx = state.db.begin_write().await?;
             if !store::authorize(&mut tx, &id).await? {
                 // Swept while auth was answering: it was already compensated.
                 tx.rollback().await?;
@@ -99,7 +99,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             session_expired,
             retry_after,
         } => {
-            let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+            let mut tx = state.db.begin_write().await?;
             store::cancel(&mut tx, &id, reason, true).await?;
             onlinebank_bus::outbox::enqueue(
                 &mut tx,
@@ -129,7 +129,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             return Err(error);
         }
         Verdict::Unavailable => {
-            let mut tx = onlinebank_core::db::begin_write(&state.pool).await?;
+            let mut tx = state.db.begin_write().await?;
             store::cancel(&mut tx, &id, Reason::ServiceBusy, true).await?;
             tx.commit().await?;
             return Err(ApiError::busy());
@@ -140,7 +140,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
     // may have consumed it).
     let deadline = Instant::now() + state.settings.request_wait;
     loop {
-        match store::standing(&state.pool, &id).await? {
+        match store::standing(&state.db.read, &id).await? {
             Standing::Live(row) if row.status == "COMPLETED" => return Ok(answer_live(&row)),
             Standing::Cancelled(reason) => return Err(ApiError::from_reason(reason)),
             Standing::Unknown => return Err(ApiError::internal("request vanished")),
