@@ -283,26 +283,7 @@ pub async fn list(
         .iter()
         .skip(page.saturating_mul(size))
         .take(size)
-        .map(|item| {
-            let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
-            let (code, name) = by_type(kind);
-            let id = item
-                .get("requestId")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let completed = item.get("status").and_then(Value::as_str) == Some("completed");
-            let href = format!("{base}/requests/{id}");
-            json!({
-                "accountNo": item.get("accountNo"),
-                "requestId": code,
-                "requestName": name,
-                "amountOfMoney": item.get("amount"),
-                "balance": item.get("balance"),
-                "requestStatus": if completed { "RequestCompleted" } else { "RequestPending" },
-                "id": id,
-                "_links": {"self": {"href": href}, "request": {"href": href}},
-            })
-        })
+        .map(|item| request_row(item, &base))
         .collect();
     Json(json!({
         "_embedded": {"requests": rows},
@@ -377,4 +358,59 @@ pub async fn find_by_account_no(
         "_links": {"self": {"href": format!("{base}/mypages/search/findByAccountNo?accountNo={account_no}")}},
     }))
     .into_response()
+}
+
+/// One request in the original system's shape.
+fn request_row(item: &Value, base: &str) -> Value {
+    let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
+    let (code, name) = by_type(kind);
+    let id = item
+        .get("requestId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let completed = item.get("status").and_then(Value::as_str) == Some("completed");
+    let href = format!("{base}/requests/{id}");
+    json!({
+        "accountNo": item.get("accountNo"),
+        "requestId": code,
+        "requestName": name,
+        "amountOfMoney": item.get("amount"),
+        "balance": item.get("balance"),
+        "requestStatus": if completed { "RequestCompleted" } else { "RequestPending" },
+        "id": id,
+        "_links": {"self": {"href": href}, "request": {"href": href}},
+    })
+}
+
+/// `GET /requests/{id}`: one of the caller's requests in the original shape.
+pub async fn show(
+    State(state): State<GatewayState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let token = match caller_token(&state, &headers).await {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return ApiError::not_found("request_not_found", "request not found").into_response();
+    };
+    let answer = match state
+        .upstreams
+        .call(
+            Role::Request,
+            Method::GET,
+            &format!("/api/v1/requests/{id}"),
+            &json_headers(&token),
+            Bytes::new(),
+        )
+        .await
+    {
+        Ok(answer) => answer,
+        Err(error) => return error.into_response(),
+    };
+    if answer.status != StatusCode::OK {
+        return answer.into_response();
+    }
+    Json(request_row(&answer.json(), &base_url(&headers))).into_response()
 }

@@ -53,6 +53,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<Router> {
         .route("/api/v1/accounts/{*rest}", get(to_mypage))
         .route("/api/v1/ping", get(to_mypage_open))
         .route("/requests", post(legacy::submit).get(legacy::list))
+        .route("/requests/{id}", get(legacy::show))
         .route(
             "/mypages/search/findByAccountNo",
             get(legacy::find_by_account_no),
