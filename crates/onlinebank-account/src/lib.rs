@@ -27,7 +27,7 @@ use std::sync::Arc;
 const BATCH: usize = 256;
 
 /// Opens account's database, starts its consumer and relay, and returns its router.
-pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
+pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Account)).await?;
     sqlx::migrate!("migrations/sqlite")
@@ -36,7 +36,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
         .context("migrating the account database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
 
-    let relay = Relay::new(db.clone(), bus.clone());
+    let relay = Relay::new("account", db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
     let max_amount = settings.max_amount;
     let consumer_db = db.clone();
@@ -58,13 +58,16 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
     ));
 
     let internal_token: Arc<str> = settings.internal_token().into();
-    Ok(Router::new()
-        .route("/internal/v1/accounts", get(list_accounts))
-        .route_layer(middleware::from_fn_with_state(
-            internal_token,
-            require_internal,
-        ))
-        .with_state(db.read.clone()))
+    Ok(onlinebank_core::RoleParts {
+        db: Some(db.clone()),
+        router: Router::new()
+            .route("/internal/v1/accounts", get(list_accounts))
+            .route_layer(middleware::from_fn_with_state(
+                internal_token,
+                require_internal,
+            ))
+            .with_state(db.read.clone()),
+    })
 }
 
 /// Applies a batch of request events in one transaction.

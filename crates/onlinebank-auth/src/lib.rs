@@ -10,7 +10,6 @@ mod store;
 
 use anyhow::Context;
 use axum::extract::FromRef;
-use axum::Router;
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{RoleContext, Settings};
 use password::StepUpKeys;
@@ -35,7 +34,7 @@ impl FromRef<AuthState> for TokenKey {
 }
 
 /// Opens auth's database, applies migrations and returns its router.
-pub async fn build(ctx: &RoleContext) -> anyhow::Result<Router> {
+pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth)).await?;
@@ -45,13 +44,16 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<Router> {
         .context("migrating the auth database")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = AuthState {
-        db,
+        db: db.clone(),
         token_key: settings.token_key(),
         step_up: StepUpKeys::new(settings.secret.derive("onlinebank step-up v1")),
         settings,
         argon2_slots: Arc::new(Semaphore::new(cores)),
     };
-    Ok(api::router(state))
+    Ok(onlinebank_core::RoleParts {
+        router: api::router(state),
+        db: Some(db),
+    })
 }
 
 /// Creates a customer unless it exists (for `up --demo`). Returns whether it was created.

@@ -60,7 +60,14 @@ pub async fn run<H, Fut>(
             }
         }
     };
+    let mut lag_checked = std::time::Instant::now();
     loop {
+        if lag_checked.elapsed() >= Duration::from_secs(1) {
+            lag_checked = std::time::Instant::now();
+            if let Ok(lag) = bus.lag(group, topics).await {
+                metrics::gauge!("consumer_lag", "group" => group).set(lag as f64);
+            }
+        }
         let batch = tokio::select! {
             batch = subscription.next_batch(batch_size) => batch,
             _ = shutdown.cancelled() => return,
@@ -68,9 +75,14 @@ pub async fn run<H, Fut>(
         let outcome = match batch {
             Ok(batch) => {
                 let last = batch.last().map(|delivery| delivery.position);
+                let count = batch.len() as u64;
                 match handler(batch).await {
                     Ok(()) => match last {
-                        Some(position) => subscription.commit(position).await,
+                        Some(position) => {
+                            metrics::counter!("consumer_events_total", "group" => group)
+                                .increment(count);
+                            subscription.commit(position).await
+                        }
                         None => Ok(()),
                     },
                     Err(error) => Err(error),

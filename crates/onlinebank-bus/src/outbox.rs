@@ -65,6 +65,8 @@ pub async fn enqueue(conn: &mut SqliteConnection, event: Event) -> anyhow::Resul
 /// Ships a publisher's outbox to the bus.
 #[derive(Debug, Clone)]
 pub struct Relay {
+    /// The publisher's name, for metrics and logs.
+    name: &'static str,
     db: Db,
     bus: Bus,
     /// Rung after a transaction that enqueued events commits.
@@ -72,8 +74,9 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(db: Db, bus: Bus) -> Self {
+    pub fn new(name: &'static str, db: Db, bus: Bus) -> Self {
         Self {
+            name,
             db,
             bus,
             wake: Arc::new(Notify::new()),
@@ -93,6 +96,7 @@ impl Relay {
                 .fetch_all(&self.db.read)
                 .await?;
         let Some(last_seq) = rows.last().map(|row| row.0) else {
+            metrics::gauge!("outbox_backlog", "publisher" => self.name).set(0.0);
             return Ok(0);
         };
         let records: Vec<Record> = rows
@@ -109,6 +113,14 @@ impl Relay {
             .bind(last_seq)
             .execute(&self.db.write)
             .await?;
+        metrics::counter!("outbox_shipped_total", "publisher" => self.name)
+            .increment(records.len() as u64);
+        if records.len() as i64 >= RELAY_BATCH {
+            let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+                .fetch_one(&self.db.read)
+                .await?;
+            metrics::gauge!("outbox_backlog", "publisher" => self.name).set(backlog as f64);
+        }
         Ok(records.len())
     }
 
@@ -155,7 +167,7 @@ mod tests {
             .unwrap();
         ensure_schema(&db).await.unwrap();
         let bus = Bus::open(None, dir.path()).await.unwrap();
-        let relay = Relay::new(db.clone(), bus.clone());
+        let relay = Relay::new("test", db.clone(), bus.clone());
         let event = |amount| {
             Event::AuthCertified(AuthCertified {
                 request_id: Uuid::now_v7(),

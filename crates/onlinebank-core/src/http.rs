@@ -124,6 +124,22 @@ pub async fn require_internal(
     next.run(request).await
 }
 
+/// Refuses calls beyond `limit` at once with 503 `service_busy` instead of queueing them.
+pub async fn shed(
+    axum::extract::State((role, limit)): axum::extract::State<(
+        &'static str,
+        Arc<tokio::sync::Semaphore>,
+    )>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = limit.try_acquire() else {
+        metrics::counter!("shed_total", "role" => role).increment(1);
+        return ApiError::busy().into_response();
+    };
+    next.run(request).await
+}
+
 /// Whether a role is ready to serve: false while starting and once draining.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -138,8 +154,14 @@ impl Readiness {
     }
 }
 
-/// `/health/live` and `/health/ready` for a role.
-pub fn health_router(role: &'static str, readiness: Readiness) -> Router {
+/// A role's own readiness check (database and bus reachable).
+pub type ReadyCheck = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync,
+>;
+
+/// `/health/live` (the runtime answers) and `/health/ready` (started, not draining, and the
+/// role's own check passes within a second) for a role.
+pub fn health_router(role: &'static str, readiness: Readiness, check: ReadyCheck) -> Router {
     Router::new()
         .route(
             "/health/live",
@@ -149,8 +171,13 @@ pub fn health_router(role: &'static str, readiness: Readiness) -> Router {
             "/health/ready",
             get(move || {
                 let readiness = readiness.clone();
+                let check = check.clone();
                 async move {
-                    if readiness.is_ready() {
+                    let healthy = readiness.is_ready()
+                        && tokio::time::timeout(Duration::from_secs(1), check())
+                            .await
+                            .unwrap_or(false);
+                    if healthy {
                         (
                             StatusCode::OK,
                             Json(json!({"status": "ready", "role": role})),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod money;
 pub mod reason;
 pub mod role;
@@ -20,5 +21,5 @@ pub mod token;
 
 pub use error::ApiError;
 pub use reason::Reason;
-pub use role::{Role, RoleContext};
+pub use role::{Role, RoleContext, RoleParts};
 pub use settings::Settings;

@@ -7,6 +7,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// What building a role gives back: its routes and its database (for readiness).
+#[derive(Debug)]
+pub struct RoleParts {
+    pub router: axum::Router,
+    pub db: Option<crate::db::Db>,
+}
+
 /// What every role gets when it is built, in `up` and in `serve` alike.
 #[derive(Debug, Clone)]
 pub struct RoleContext {

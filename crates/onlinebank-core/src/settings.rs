@@ -74,6 +74,17 @@ pub struct Settings {
     pub lockout_threshold: u32,
     /// How long a lockout lasts.
     pub lockout_duration: Duration,
+    /// Write calls a role serves at once; beyond, an immediate 503 `service_busy`.
+    pub max_in_flight_writes: usize,
+    /// Read calls a role serves at once; beyond, an immediate 503 `service_busy`.
+    pub max_in_flight_reads: usize,
+    /// The step-up circuit breaker: window, minimum calls, failure rate (0..=1), open time and
+    /// half-open trial calls.
+    pub breaker_window: Duration,
+    pub breaker_min_calls: usize,
+    pub breaker_failure_rate: f64,
+    pub breaker_open: Duration,
+    pub breaker_half_open_calls: u32,
 }
 
 impl Settings {
@@ -90,6 +101,13 @@ impl Settings {
             token_ttl: Duration::from_secs(3600),
             lockout_threshold: 5,
             lockout_duration: Duration::from_secs(300),
+            max_in_flight_writes: 256,
+            max_in_flight_reads: 1024,
+            breaker_window: Duration::from_secs(10),
+            breaker_min_calls: 5,
+            breaker_failure_rate: 0.5,
+            breaker_open: Duration::from_secs(3),
+            breaker_half_open_calls: 3,
         }
     }
 

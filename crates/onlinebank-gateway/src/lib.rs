@@ -14,12 +14,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use http::Method;
-use onlinebank_core::http::bearer_token;
+use onlinebank_core::http::{bearer_token, shed};
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use proxy::Upstreams;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// The web page, embedded in the binary.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -30,7 +31,7 @@ pub(crate) struct GatewayState {
     token_key: TokenKey,
 }
 
-pub async fn build(ctx: &RoleContext) -> anyhow::Result<Router> {
+pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = &ctx.settings;
     for role in [Role::Request, Role::Auth, Role::Mypage] {
         settings.peers.first(role)?;
@@ -38,31 +39,63 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<Router> {
     // Long enough for the request role's bounded wait, short enough to never hang.
     let timeout = settings.request_wait + settings.step_up_timeout + Duration::from_secs(5);
     let http = onlinebank_core::http::peer_client(timeout)?;
+    let upstreams = Arc::new(Upstreams::new(http, &settings.peers));
+    ctx.tasks
+        .spawn(upstreams.clone().watch_readiness(ctx.shutdown.clone()));
     let state = GatewayState {
-        upstreams: Arc::new(Upstreams::new(http, &settings.peers)),
+        upstreams,
         token_key: settings.token_key(),
     };
-    Ok(Router::new()
-        .route("/", get(|| async { Html(INDEX_HTML) }))
-        .route("/index.html", get(|| async { Html(INDEX_HTML) }))
-        .route("/api/v1/customers", post(to_auth))
-        .route("/api/v1/sessions", post(to_auth))
-        .route("/api/v1/requests", post(submit_request).get(to_request))
-        .route("/api/v1/requests/{id}", get(to_request))
-        .route("/api/v1/accounts", get(to_mypage))
-        .route("/api/v1/accounts/{*rest}", get(to_mypage))
-        .route("/api/v1/ping", get(to_mypage_open))
-        .route("/requests", post(legacy::submit).get(legacy::list))
-        .route("/requests/{id}", get(legacy::show))
-        .route(
-            "/mypages/search/findByAccountNo",
-            get(legacy::find_by_account_no),
-        )
-        .route(
-            "/internal/{*rest}",
-            any(|| async { onlinebank_core::http::not_found().await }),
-        )
-        .with_state(state))
+    let writes = |router: Router<GatewayState>| {
+        router.route_layer(axum::middleware::from_fn_with_state(
+            (
+                "gateway",
+                Arc::new(Semaphore::new(settings.max_in_flight_writes)),
+            ),
+            shed,
+        ))
+    };
+    let reads = |router: Router<GatewayState>| {
+        router.route_layer(axum::middleware::from_fn_with_state(
+            (
+                "gateway",
+                Arc::new(Semaphore::new(settings.max_in_flight_reads)),
+            ),
+            shed,
+        ))
+    };
+    Ok(onlinebank_core::RoleParts {
+        db: None,
+        router: Router::new()
+            .route("/", get(|| async { Html(INDEX_HTML) }))
+            .route("/index.html", get(|| async { Html(INDEX_HTML) }))
+            .route(
+                "/internal/{*rest}",
+                any(|| async { onlinebank_core::http::not_found().await }),
+            )
+            .merge(writes(
+                Router::new()
+                    .route("/api/v1/customers", post(to_auth))
+                    .route("/api/v1/sessions", post(to_auth))
+                    .route("/api/v1/requests", post(submit_request))
+                    .route("/requests", post(legacy::submit)),
+            ))
+            .merge(reads(
+                Router::new()
+                    .route("/api/v1/requests", get(to_request))
+                    .route("/api/v1/requests/{id}", get(to_request))
+                    .route("/api/v1/accounts", get(to_mypage))
+                    .route("/api/v1/accounts/{*rest}", get(to_mypage))
+                    .route("/api/v1/ping", get(to_mypage_open))
+                    .route("/requests", get(legacy::list))
+                    .route("/requests/{id}", get(legacy::show))
+                    .route(
+                        "/mypages/search/findByAccountNo",
+                        get(legacy::find_by_account_no),
+                    ),
+            ))
+            .with_state(state),
+    })
 }
 
 /// Refuses a call without a valid bearer token before it reaches any role.

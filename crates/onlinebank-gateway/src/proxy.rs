@@ -1,8 +1,10 @@
 //! Forwarding calls to a role's instances over pooled keep-alive connections.
 //!
-//! Each role may have several instances; calls go round-robin. A call that cannot reach an
-//! instance (connection refused) is tried on the next one when it is safe to: always for reads
+//! Each role may have several instances; calls go round-robin over the instances whose
+//! `/health/ready` answered 200 at the last check (every 500 ms; all of them if none did). A call
+//! that cannot reach an instance is tried on the next one when it is safe to: always for reads
 //! (GET), and for writes only when the connection was never made, so the instance never saw it.
+//! That is what lets a role restart, one instance at a time, without a failed client call.
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -11,28 +13,33 @@ use http::{HeaderMap, HeaderName, Method, StatusCode};
 use onlinebank_core::http::MAX_BODY_BYTES;
 use onlinebank_core::settings::Peers;
 use onlinebank_core::{ApiError, Role};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// One role's instances.
 #[derive(Debug)]
 struct Instances {
     urls: Vec<String>,
+    /// Whether each instance passed its last readiness check.
+    ready: Vec<AtomicBool>,
     next: AtomicUsize,
 }
 
 impl Instances {
-    fn pick(&self, attempt: usize) -> Option<&str> {
-        if self.urls.is_empty() {
-            return None;
-        }
-        let start = if attempt == 0 {
-            self.next.fetch_add(1, Ordering::Relaxed)
-        } else {
-            self.next.load(Ordering::Relaxed)
-        };
-        self.urls
-            .get((start + attempt) % self.urls.len())
-            .map(String::as_str)
+    /// The instances to try for one call, in order: ready ones first, round-robin.
+    fn order(&self) -> Vec<&str> {
+        let count = self.urls.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let rotated = (0..count).map(|offset| (start + offset) % count);
+        let (ready, unready): (Vec<usize>, Vec<usize>) =
+            rotated.partition(|index| self.ready[*index].load(Ordering::Relaxed));
+        ready
+            .into_iter()
+            .chain(unready)
+            .map(|index| self.urls[index].as_str())
+            .collect()
     }
 }
 
@@ -107,16 +114,46 @@ impl Upstreams {
                     .iter()
                     .map(|url| url.trim_end_matches('/').to_owned())
                     .collect();
+                let ready = (0..peers.of(role).len())
+                    .map(|_| AtomicBool::new(true))
+                    .collect();
                 (
                     role,
                     Instances {
                         urls,
+                        ready,
                         next: AtomicUsize::new(0),
                     },
                 )
             })
             .collect();
         Self { http, roles }
+    }
+
+    /// Checks every instance of every role with more than one instance, until `shutdown`.
+    pub async fn watch_readiness(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            for (_, instances) in self.roles.iter().filter(|(_, i)| i.urls.len() > 1) {
+                for (index, url) in instances.urls.iter().enumerate() {
+                    let ready = matches!(
+                        self.http
+                            .get(format!("{url}/health/ready"))
+                            .timeout(Duration::from_millis(300))
+                            .send()
+                            .await,
+                        Ok(response) if response.status().is_success()
+                    );
+                    let was = instances.ready[index].swap(ready, Ordering::Relaxed);
+                    if was != ready {
+                        tracing::info!(instance = %url, ready, "instance readiness changed");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 
     fn instances(&self, role: Role) -> Option<&Instances> {
@@ -161,12 +198,8 @@ impl Upstreams {
             .filter(|instances| !instances.urls.is_empty())
             .ok_or_else(ApiError::busy)?;
         let idempotent = method == Method::GET || method == Method::HEAD;
-        let attempts = instances.urls.len();
         let mut last_error = None;
-        for attempt in 0..attempts {
-            let Some(base) = instances.pick(attempt) else {
-                break;
-            };
+        for base in instances.order() {
             let mut outgoing = self
                 .http
                 .request(method.clone(), format!("{base}{path}"))

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 const BATCH: usize = 512;
 
-pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
+pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let db = onlinebank_core::db::Db::open(&settings.database_url(Role::History)).await?;
     sqlx::migrate!("migrations/sqlite")
@@ -40,14 +40,17 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
         },
     ));
     let internal_token: Arc<str> = settings.internal_token().into();
-    Ok(Router::new()
-        .route("/internal/v1/ledger", get(ledger_sums))
-        .route("/internal/v1/ledger/{account_no}", get(ledger_entries))
-        .route_layer(middleware::from_fn_with_state(
-            internal_token,
-            require_internal,
-        ))
-        .with_state(db.read.clone()))
+    Ok(onlinebank_core::RoleParts {
+        db: Some(db.clone()),
+        router: Router::new()
+            .route("/internal/v1/ledger", get(ledger_sums))
+            .route("/internal/v1/ledger/{account_no}", get(ledger_entries))
+            .route_layer(middleware::from_fn_with_state(
+                internal_token,
+                require_internal,
+            ))
+            .with_state(db.read.clone()),
+    })
 }
 
 async fn append_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> anyhow::Result<()> {

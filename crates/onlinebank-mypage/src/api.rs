@@ -5,13 +5,18 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use onlinebank_core::command::{Command, ReadKind, RequestBody};
-use onlinebank_core::http::{require_internal, Authenticated, JsonBody};
+use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
-pub(crate) fn router(state: MypageState, internal_token: Arc<str>) -> Router {
+pub(crate) fn router(
+    state: MypageState,
+    internal_token: Arc<str>,
+    max_in_flight_reads: usize,
+) -> Router {
     let internal = Router::new()
         .route("/internal/v1/accounts", get(all_accounts))
         .route_layer(middleware::from_fn_with_state(
@@ -30,6 +35,10 @@ pub(crate) fn router(state: MypageState, internal_token: Arc<str>) -> Router {
             get(account_transactions),
         )
         .route("/api/v1/requests", post(read_request))
+        .route_layer(middleware::from_fn_with_state(
+            ("mypage", Arc::new(Semaphore::new(max_in_flight_reads))),
+            shed,
+        ))
         .merge(internal)
         .with_state(state)
 }

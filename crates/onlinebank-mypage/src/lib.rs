@@ -10,7 +10,6 @@ mod projection;
 
 use anyhow::Context;
 use axum::extract::FromRef;
-use axum::Router;
 use onlinebank_bus::{consumer, Bus};
 use onlinebank_core::event::TOPIC_ACCOUNTS;
 use onlinebank_core::token::TokenKey;
@@ -31,7 +30,7 @@ impl FromRef<MypageState> for TokenKey {
     }
 }
 
-pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
+pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Mypage)).await?;
     sqlx::migrate!("migrations/sqlite")
@@ -55,5 +54,12 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
         pool: db.read.clone(),
         token_key: settings.token_key(),
     };
-    Ok(api::router(state, settings.internal_token().into()))
+    Ok(onlinebank_core::RoleParts {
+        router: api::router(
+            state,
+            settings.internal_token().into(),
+            settings.max_in_flight_reads,
+        ),
+        db: Some(db),
+    })
 }

@@ -5,17 +5,18 @@ use crate::store::{self, KeyClaim, Standing};
 use crate::RequestState;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use http::{HeaderMap, StatusCode};
 use onlinebank_core::command::{Command, RequestBody};
-use onlinebank_core::http::{require_internal, Authenticated, JsonBody};
+use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::AccountNo;
 use onlinebank_core::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 pub(crate) fn router(state: RequestState, internal_token: Arc<str>) -> Router {
@@ -25,9 +26,28 @@ pub(crate) fn router(state: RequestState, internal_token: Arc<str>) -> Router {
             internal_token,
             require_internal,
         ));
-    Router::new()
-        .route("/api/v1/requests", get(list).post(submit))
+    let writes = Router::new()
+        .route("/api/v1/requests", post(submit))
+        .route_layer(middleware::from_fn_with_state(
+            (
+                "request",
+                Arc::new(Semaphore::new(state.settings.max_in_flight_writes)),
+            ),
+            shed,
+        ));
+    let reads = Router::new()
+        .route("/api/v1/requests", get(list))
         .route("/api/v1/requests/{id}", get(show))
+        .route_layer(middleware::from_fn_with_state(
+            (
+                "request",
+                Arc::new(Semaphore::new(state.settings.max_in_flight_reads)),
+            ),
+            shed,
+        ));
+    Router::new()
+        .merge(writes)
+        .merge(reads)
         .merge(internal)
         .with_state(state)
 }
@@ -78,6 +98,10 @@ async fn submit(
         ));
     };
     let key = idempotency_key(&headers)?;
+    if state.step_up.is_refusing() {
+        // auth is failing or slow: answer at once, record nothing.
+        return Err(ApiError::busy());
+    }
     let request_id = Uuid::now_v7();
     let account_no = account_no.unwrap_or_else(AccountNo::generate);
     let row = store::RequestRow {

@@ -7,6 +7,7 @@
 //! kept), and a sweeper compensates requests whose step-up was cut short by a crash.
 
 mod api;
+mod breaker;
 mod outcomes;
 mod saga;
 mod stepup;
@@ -15,7 +16,6 @@ mod waiters;
 
 use anyhow::Context;
 use axum::extract::FromRef;
-use axum::Router;
 use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::Bus;
 use onlinebank_core::token::TokenKey;
@@ -39,7 +39,7 @@ impl FromRef<RequestState> for TokenKey {
     }
 }
 
-pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
+pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let auth_url = settings.peers.first(Role::Auth)?;
     let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Request)).await?;
@@ -49,7 +49,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
         .context("migrating the request database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
     let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
-    let relay = Relay::new(db.clone(), bus.clone());
+    let relay = Relay::new("request", db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
     let state = RequestState {
         step_up: stepup::StepUpClient::new(
@@ -57,13 +57,23 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
             auth_url,
             settings.internal_token(),
             settings.step_up_timeout,
+            breaker::BreakerConfig {
+                window: settings.breaker_window,
+                min_calls: settings.breaker_min_calls,
+                failure_rate: settings.breaker_failure_rate,
+                open_for: settings.breaker_open,
+                half_open_calls: settings.breaker_half_open_calls,
+            },
         ),
         token_key: settings.token_key(),
-        db,
+        db: db.clone(),
         relay,
         waiters: waiters::Waiters::default(),
         settings: settings.clone(),
     };
     outcomes::start(ctx, bus, &state);
-    Ok(api::router(state, settings.internal_token().into()))
+    Ok(onlinebank_core::RoleParts {
+        router: api::router(state, settings.internal_token().into()),
+        db: Some(db),
+    })
 }

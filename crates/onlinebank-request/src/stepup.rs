@@ -1,4 +1,10 @@
-//! The synchronous step-up call to auth, bounded by a timeout.
+//! The synchronous step-up call to auth, bounded by a timeout and guarded by a circuit breaker:
+//! when auth keeps failing or timing out, calls are refused at once for a while (the client gets
+//! 503 `service_busy` in milliseconds instead of after a timeout).
+
+use crate::breaker::{Admission, Breaker, BreakerConfig, State};
+use std::sync::Arc;
+use std::time::Instant;
 
 use onlinebank_core::http::INTERNAL_HEADER;
 use onlinebank_core::Reason;
@@ -26,6 +32,18 @@ pub struct StepUpClient {
     auth_url: String,
     internal_token: String,
     timeout: Duration,
+    breaker: Arc<Breaker>,
+}
+
+fn breaker_transition(state: State) {
+    metrics::gauge!("breaker_state", "target" => "auth").set(state.gauge());
+    metrics::counter!("breaker_transitions_total", "target" => "auth", "to" => state.as_str())
+        .increment(1);
+    match state {
+        State::Open => tracing::warn!("step-up breaker opened: auth is failing or slow"),
+        State::HalfOpen => tracing::info!("step-up breaker half-open: trying auth again"),
+        State::Closed => tracing::info!("step-up breaker closed: auth answers again"),
+    }
 }
 
 impl StepUpClient {
@@ -34,16 +52,49 @@ impl StepUpClient {
         auth_url: String,
         internal_token: String,
         timeout: Duration,
+        breaker: BreakerConfig,
     ) -> Self {
+        metrics::gauge!("breaker_state", "target" => "auth").set(State::Closed.gauge());
         Self {
             http,
             auth_url,
             internal_token,
             timeout,
+            breaker: Arc::new(Breaker::new(breaker, breaker_transition)),
         }
     }
 
+    /// Whether the breaker would refuse a call now (answer busy without doing any work).
+    pub fn is_refusing(&self) -> bool {
+        self.breaker.would_refuse(Instant::now())
+    }
+
+    /// Calls auth through the breaker.
     pub async fn verify(
+        &self,
+        customer_id: &str,
+        session_id: &str,
+        password: &str,
+        request_id: Uuid,
+        action: &str,
+    ) -> Verdict {
+        let Some(admission) = self.breaker.admit(Instant::now()) else {
+            tracing::debug!(request = %request_id, "step-up refused by the open breaker");
+            return Verdict::Unavailable;
+        };
+        let verdict = self
+            .call(customer_id, session_id, password, request_id, action)
+            .await;
+        self.record(admission, &verdict);
+        verdict
+    }
+
+    fn record(&self, admission: Admission, verdict: &Verdict) {
+        let success = !matches!(verdict, Verdict::Unavailable);
+        self.breaker.record(admission, success, Instant::now());
+    }
+
+    async fn call(
         &self,
         customer_id: &str,
         session_id: &str,

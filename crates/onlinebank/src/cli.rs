@@ -127,6 +127,30 @@ pub struct CommonArgs {
     /// How long a lockout lasts
     #[arg(long, env = "ONLINEBANK_LOCKOUT_SECS", default_value_t = 300)]
     pub lockout_secs: u64,
+    /// Write calls served at once per role; beyond, an immediate 503 service_busy
+    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_WRITES", default_value_t = 256)]
+    pub max_in_flight_writes: usize,
+    /// Read calls served at once per role; beyond, an immediate 503 service_busy
+    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_READS", default_value_t = 1024)]
+    pub max_in_flight_reads: usize,
+    /// Step-up breaker: how far back call outcomes count
+    #[arg(long, env = "ONLINEBANK_BREAKER_WINDOW_MS", default_value_t = 10_000)]
+    pub breaker_window_ms: u64,
+    /// Step-up breaker: calls in the window before the failure rate is judged
+    #[arg(long, env = "ONLINEBANK_BREAKER_MIN_CALLS", default_value_t = 5)]
+    pub breaker_min_calls: usize,
+    /// Step-up breaker: share of failed calls (0..1) that opens it
+    #[arg(long, env = "ONLINEBANK_BREAKER_FAILURE_RATE", default_value_t = 0.5)]
+    pub breaker_failure_rate: f64,
+    /// Step-up breaker: how long it stays open before trial calls
+    #[arg(long, env = "ONLINEBANK_BREAKER_OPEN_MS", default_value_t = 3000)]
+    pub breaker_open_ms: u64,
+    /// Step-up breaker: successful trial calls that close it again
+    #[arg(long, env = "ONLINEBANK_BREAKER_HALF_OPEN_CALLS", default_value_t = 3)]
+    pub breaker_half_open_calls: u32,
+    /// On SIGTERM, how long to answer not-ready before the listener stops accepting
+    #[arg(long, env = "ONLINEBANK_DRAIN_DELAY_MS")]
+    pub drain_delay_ms: Option<u64>,
 }
 
 impl CommonArgs {
@@ -148,6 +172,21 @@ impl CommonArgs {
         settings.token_ttl = Duration::from_secs(self.token_ttl_secs);
         settings.lockout_threshold = self.lockout_threshold;
         settings.lockout_duration = Duration::from_secs(self.lockout_secs);
+        anyhow::ensure!(
+            self.max_in_flight_writes > 0 && self.max_in_flight_reads > 0,
+            "--max-in-flight-writes and --max-in-flight-reads must be positive"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.breaker_failure_rate),
+            "--breaker-failure-rate must be between 0 and 1"
+        );
+        settings.max_in_flight_writes = self.max_in_flight_writes;
+        settings.max_in_flight_reads = self.max_in_flight_reads;
+        settings.breaker_window = Duration::from_millis(self.breaker_window_ms);
+        settings.breaker_min_calls = self.breaker_min_calls.max(1);
+        settings.breaker_failure_rate = self.breaker_failure_rate;
+        settings.breaker_open = Duration::from_millis(self.breaker_open_ms);
+        settings.breaker_half_open_calls = self.breaker_half_open_calls.max(1);
         Ok(settings)
     }
 }

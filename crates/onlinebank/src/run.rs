@@ -1,14 +1,16 @@
-//! Starting roles: each gets its router plus health endpoints on its own listener; `up` starts
-//! all six in one process, `serve` one. Shutdown on SIGTERM/SIGINT: readiness goes false, the
-//! listeners stop accepting and finish in-flight calls, background work (relays, consumers)
-//! stops and flushes, then the process exits 0.
+//! Starting roles: each gets its router plus health and metrics endpoints on its own listener;
+//! `up` starts all six in one process, `serve` one.
+//!
+//! Shutdown on SIGTERM/SIGINT, in order: readiness goes false (load balancers and the gateway stop
+//! sending new calls) for the drain delay; the listeners stop accepting and in-flight calls finish
+//! (bounded); then background work stops: consumers commit their position, relays flush the
+//! outbox; the process exits 0.
 
 use crate::cli::{ServeArgs, UpArgs};
 use anyhow::Context;
-use axum::Router;
 use onlinebank_bus::Bus;
-use onlinebank_core::http::{health_router, Readiness};
-use onlinebank_core::{Role, RoleContext, Settings};
+use onlinebank_core::http::{health_router, Readiness, ReadyCheck};
+use onlinebank_core::{Role, RoleContext, RoleParts, Settings};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -18,7 +20,7 @@ use tokio_util::task::TaskTracker;
 /// How long shutdown waits for in-flight work.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn build_role(role: Role, ctx: &RoleContext, bus: &Bus) -> anyhow::Result<Router> {
+async fn build_role(role: Role, ctx: &RoleContext, bus: &Bus) -> anyhow::Result<RoleParts> {
     let router = match role {
         Role::Gateway => onlinebank_gateway::build(ctx).await,
         Role::Request => onlinebank_request::build(ctx, bus).await,
@@ -30,20 +32,67 @@ async fn build_role(role: Role, ctx: &RoleContext, bus: &Bus) -> anyhow::Result<
     router.with_context(|| format!("starting the {role} role"))
 }
 
+/// The process's serving state: what shutdown has to stop, in order.
+struct Process {
+    ctx: RoleContext,
+    readiness: Readiness,
+    /// Fires first on shutdown: listeners stop accepting and finish in-flight calls.
+    stop_serving: CancellationToken,
+    servers: TaskTracker,
+    drain_delay: Duration,
+}
+
+impl Process {
+    fn new(settings: Settings, drain_delay: Duration) -> Self {
+        Self {
+            ctx: RoleContext {
+                settings: Arc::new(settings),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            },
+            readiness: Readiness::default(),
+            stop_serving: CancellationToken::new(),
+            servers: TaskTracker::new(),
+            drain_delay,
+        }
+    }
+}
+
 /// Builds `role` and serves it on `listener` in the background.
 async fn start_role(
     role: Role,
     listener: TcpListener,
-    ctx: &RoleContext,
+    process: &Process,
     bus: &Bus,
-    readiness: &Readiness,
 ) -> anyhow::Result<()> {
-    let router = build_role(role, ctx, bus)
-        .await?
-        .merge(health_router(role.as_str(), readiness.clone()));
+    let parts = build_role(role, &process.ctx, bus).await?;
+    let check: ReadyCheck = {
+        let db = parts.db.clone();
+        let bus = bus.clone();
+        let uses_bus = !matches!(role, Role::Gateway | Role::Auth);
+        Arc::new(move || {
+            let db = db.clone();
+            let bus = bus.clone();
+            Box::pin(async move {
+                let db_ok = match &db {
+                    Some(db) => sqlx::query("SELECT 1").execute(&db.read).await.is_ok(),
+                    None => true,
+                };
+                db_ok && (!uses_bus || bus.ping().await)
+            })
+        })
+    };
+    let name = role.as_str();
+    let router = parts
+        .router
+        .merge(health_router(name, process.readiness.clone(), check))
+        .merge(onlinebank_core::metrics::router())
+        .layer(axum::middleware::from_fn(move |request, next| {
+            onlinebank_core::metrics::track(name, request, next)
+        }));
     let address = listener.local_addr()?;
-    let shutdown = ctx.shutdown.clone();
-    ctx.tasks.spawn(async move {
+    let shutdown = process.stop_serving.clone();
+    process.servers.spawn(async move {
         if let Err(error) = onlinebank_core::http::serve(listener, router, shutdown).await {
             tracing::error!(%role, error = %format!("{error:#}"), "server stopped");
         }
@@ -59,27 +108,31 @@ async fn bind(address: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding {address}"))
 }
 
-fn context(settings: Settings) -> RoleContext {
-    RoleContext {
-        settings: Arc::new(settings),
-        tasks: TaskTracker::new(),
-        shutdown: CancellationToken::new(),
-    }
-}
-
-/// Waits for SIGTERM or SIGINT, then drains.
-async fn run_until_signal(ctx: RoleContext, readiness: Readiness) -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT, then drains in order.
+async fn run_until_signal(process: Process) -> anyhow::Result<()> {
     wait_for_signal().await;
-    tracing::info!("shutting down");
-    readiness.set(false);
-    ctx.shutdown.cancel();
-    ctx.tasks.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, ctx.tasks.wait())
+    tracing::info!("shutting down: not ready");
+    process.readiness.set(false);
+    tokio::time::sleep(process.drain_delay).await;
+    tracing::info!("shutting down: finishing in-flight calls");
+    process.stop_serving.cancel();
+    process.servers.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, process.servers.wait())
         .await
         .is_err()
     {
-        tracing::warn!("in-flight work did not finish in time");
+        tracing::warn!("in-flight calls did not finish in time");
     }
+    tracing::info!("shutting down: stopping consumers and flushing outboxes");
+    process.ctx.shutdown.cancel();
+    process.ctx.tasks.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, process.ctx.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work did not finish in time");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -103,19 +156,21 @@ async fn wait_for_signal() {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    onlinebank_core::metrics::install();
     let mut settings = args.common.settings()?;
     settings.database = args.database.clone();
     args.peers.apply(&mut settings);
     let listener = bind(&args.listen).await?;
     let bus = Bus::open(settings.bus.as_deref(), &settings.data_dir).await?;
-    let ctx = context(settings);
-    let readiness = Readiness::default();
-    start_role(args.role, listener, &ctx, &bus, &readiness).await?;
-    readiness.set(true);
-    run_until_signal(ctx, readiness).await
+    let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(1000));
+    let process = Process::new(settings, drain_delay);
+    start_role(args.role, listener, &process, &bus).await?;
+    process.readiness.set(true);
+    run_until_signal(process).await
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    onlinebank_core::metrics::install();
     let mut settings = args.common.settings()?;
     // Bind every listener first, so each role knows its peers' real addresses.
     let mut listeners = Vec::new();
@@ -139,12 +194,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let gateway_url = settings.peers.first(Role::Gateway)?;
     let bus = Bus::open(settings.bus.as_deref(), &settings.data_dir).await?;
-    let ctx = context(settings);
-    let readiness = Readiness::default();
+    let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(0));
+    let process = Process::new(settings, drain_delay);
     for (role, listener) in listeners {
-        start_role(role, listener, &ctx, &bus, &readiness).await?;
+        start_role(role, listener, &process, &bus).await?;
     }
-    readiness.set(true);
+    process.readiness.set(true);
     println!("onlinebank ready at {gateway_url}");
-    run_until_signal(ctx, readiness).await
+    run_until_signal(process).await
 }

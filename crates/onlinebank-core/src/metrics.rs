@@ -1,0 +1,74 @@
+//! Prometheus metrics: one recorder per process, `/metrics` on every role, and the middleware that
+//! counts and times HTTP calls by role, route and status.
+//!
+//! Names: `http_requests_total`, `http_request_duration_seconds` (histogram), `shed_total`,
+//! `breaker_state` (0 closed, 1 open, 2 half-open), `breaker_transitions_total`,
+//! `outbox_backlog`, `consumer_lag`.
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's recorder (once) and returns its handle.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".to_owned()),
+                    &buckets,
+                )
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(error) => {
+                    tracing::warn!(%error, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub fn router() -> Router {
+    Router::new().route(
+        "/metrics",
+        get(|| async {
+            let body = install().map(|handle| handle.render()).unwrap_or_default();
+            (
+                [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                body,
+            )
+                .into_response()
+        }),
+    )
+}
+
+/// Counts and times every call of `role` by route template and status.
+pub async fn track(role: &'static str, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "role" => role, "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "role" => role, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
