@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use http::{HeaderMap, StatusCode};
 use onlinebank_core::command::{Command, RequestBody};
+use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::AccountNo;
 use onlinebank_core::ApiError;
@@ -117,17 +118,34 @@ async fn submit(
         completed_at: None,
     };
 
+    let fingerprint = body_fingerprint(&body);
+    let session_id = bearer.session_id().to_owned();
+    // From here on the work runs on its own task: a client that hangs up cannot leave a
+    // transaction or a saga half-done; the request finishes or is compensated either way.
+    tokio::spawn(async move {
+        match record_and_run(state, row, key, fingerprint, session_id, kind, password).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+/// Claims the Idempotency-Key and records the request PENDING in one transaction, then runs the
+/// saga.
+async fn record_and_run(
+    state: RequestState,
+    row: store::RequestRow,
+    key: Option<String>,
+    fingerprint: String,
+    session_id: String,
+    kind: WriteKind,
+    password: String,
+) -> Result<Response, ApiError> {
     let mut tx = state.db.begin_write().await?;
     if let Some(key) = &key {
-        match store::claim_key(
-            &mut tx,
-            &row.customer_id,
-            key,
-            &body_fingerprint(&body),
-            &row.id,
-        )
-        .await?
-        {
+        match store::claim_key(&mut tx, &row.customer_id, key, &fingerprint, &row.id).await? {
             KeyClaim::Claimed => {}
             KeyClaim::Replay(earlier) => {
                 tx.rollback().await?;
@@ -144,20 +162,17 @@ async fn submit(
     }
     store::insert_pending(&mut tx, &row).await?;
     tx.commit().await?;
-
+    let request_id = Uuid::parse_str(&row.id).map_err(ApiError::internal)?;
     let saga = Saga {
         request_id,
         customer_id: row.customer_id,
-        session_id: bearer.session_id().to_owned(),
+        session_id,
         kind,
         account_no: row.account_no,
-        amount,
+        amount: row.amount,
         password,
     };
-    // The saga runs on its own task: if the client hangs up, it still finishes or compensates.
-    tokio::spawn(saga::run(state, saga))
-        .await
-        .map_err(ApiError::internal)
+    Ok(saga::run(state, saga).await)
 }
 
 /// The answer to a replayed Idempotency-Key: the earlier request's answer as it stands.

@@ -38,6 +38,8 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
             tracing::error!(position = delivery.position, "skipping undecodable event");
             continue;
         };
+        // Wake the waiter even if another instance applied this outcome first.
+        touched.push(envelope.correlation_id);
         if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
             continue;
         }
@@ -55,7 +57,6 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
                     change.version,
                 )
                 .await?;
-                touched.push(change.request_id);
             }
             Ok(Event::AccountRequestCancelled(cancelled)) => {
                 store::cancel(
@@ -65,7 +66,6 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
                     false,
                 )
                 .await?;
-                touched.push(cancelled.request_id);
             }
             Ok(_) => {}
             Err(error) => {
