@@ -88,15 +88,32 @@ async fn malformed_json_is_400_malformed_json_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn an_unknown_type_or_unknown_field_is_400_invalid_request_and_changes_nothing() {
+async fn an_unknown_type_is_400_invalid_request_and_changes_nothing() {
     let (bank, alice, before, requests) = bank_with_account().await;
     for body in [
         json!({"type": "transfer", "accountNo": "1001", "amount": 5, "password": alice.pw}),
         json!({"type": "DEPOSIT", "accountNo": "1001", "amount": 5, "password": alice.pw}),
         json!({"accountNo": "1001", "amount": 5, "password": alice.pw}),
-        json!({"type": "deposit", "accountNo": "1001", "amount": 5, "password": alice.pw, "to": "2002"}),
         json!(["deposit", "1001", 5]),
         json!({"type": 3, "accountNo": "1001"}),
+    ] {
+        let reply = bank.request(&alice.token, body.clone()).await;
+        assert_eq!(
+            (reply.0, reply.1["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "body {body}: {}",
+            reply.1
+        );
+    }
+    assert_nothing_changed(&bank, &alice, &before, requests).await;
+}
+
+#[tokio::test]
+async fn an_unknown_field_is_400_invalid_request_and_changes_nothing() {
+    let (bank, alice, before, requests) = bank_with_account().await;
+    for body in [
+        json!({"type": "deposit", "accountNo": "1001", "amount": 5, "password": alice.pw, "to": "2002"}),
+        json!({"type": "withdraw", "accountNo": "1001", "amount": 5, "password": alice.pw, "currency": "USD"}),
     ] {
         let reply = bank.request(&alice.token, body.clone()).await;
         assert_eq!(
@@ -140,21 +157,67 @@ async fn a_one_megabyte_body_is_413_payload_too_large_and_changes_nothing() {
     let mut body = money("deposit", "1001", 5, &alice.pw);
     body["padding"] = json!("x".repeat(1024 * 1024));
     let bytes = serde_json::to_vec(&body).unwrap();
-    let reply = bank
-        .post_req("/api/v1/requests")
-        .bearer(&alice.token)
-        .raw(Some("application/json"), bytes.clone())
-        .try_send()
-        .await
-        .unwrap_or_else(|error| panic!("a 1 MB body must get an answer (413), got: {error}"));
-    expect_error(&reply.pair(), 413, "payload_too_large");
-    let reply = bank
+    // Each on its own connection: this test is about the answer, not connection reuse.
+    for path in [
+        "/api/v1/requests",
+        "/api/v1/customers",
+        "/api/v1/sessions",
+        "/requests",
+    ] {
+        let reply = bank
+            .unpooled()
+            .post_req(path)
+            .bearer(&alice.token)
+            .raw(Some("application/json"), bytes.clone())
+            .try_send()
+            .await
+            .unwrap_or_else(|error| {
+                panic!("a 1 MB body to {path} must get an answer (413), got: {error}")
+            });
+        let got = (reply.status, reply.body["error"]["code"].as_str());
+        assert_eq!(
+            got,
+            (413, Some("payload_too_large")),
+            "1 MB to {path}: {}",
+            reply.text
+        );
+    }
+    assert_nothing_changed(&bank, &alice, &before, requests).await;
+}
+
+#[tokio::test]
+async fn after_a_413_the_next_request_on_the_same_keep_alive_connection_still_works() {
+    let (bank, alice, before, requests) = bank_with_account().await;
+    let mut body = money("deposit", "1001", 5, &alice.pw);
+    body["padding"] = json!("x".repeat(1024 * 1024));
+    let bytes = serde_json::to_vec(&body).unwrap();
+    // One client, one pooled connection: the 413, then an ordinary request.
+    let api = bank.with_http(
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    );
+    let reply = api
         .post_req("/api/v1/customers")
         .raw(Some("application/json"), bytes)
         .try_send()
         .await
         .unwrap_or_else(|error| panic!("a 1 MB body must get an answer (413), got: {error}"));
-    expect_error(&reply.pair(), 413, "payload_too_large");
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    let next = api
+        .get_req("/api/v1/accounts")
+        .bearer(&alice.token)
+        .try_send()
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "the request after a 413 failed (the server closed the kept-alive connection \
+                 without `Connection: close`): {error}"
+            )
+        });
+    assert_eq!(next.status, 200, "{}", next.text);
     assert_nothing_changed(&bank, &alice, &before, requests).await;
 }
 

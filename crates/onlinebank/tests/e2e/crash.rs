@@ -35,6 +35,8 @@ struct Op {
     amount: i64,
     key: String,
     first: Answer,
+    /// When the first answer arrived, as the server formats times.
+    first_at: String,
     last: Answer,
 }
 
@@ -90,7 +92,17 @@ async fn send(api: &Api, token: &str, key: &str, body: Value) -> Answer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_account_and_request_mid_stream_loses_no_money_and_leaves_nothing_pending() {
-    let mut cluster = Cluster::start_with(&["--request-wait-ms", "2000"]).await;
+    crash_stream(&["account", "request"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_history_mypage_and_auth_mid_stream_loses_no_money_and_leaves_nothing_pending() {
+    crash_stream(&["history", "mypage", "auth"]).await;
+}
+
+/// Runs the stream, `kill -9` and restarts each role in turn, then checks everything.
+async fn crash_stream(kills: &[&str]) {
+    let mut cluster = Cluster::start_with(&["--request-wait-ms", "1000"]).await;
 
     // Three customers with two accounts each.
     let mut customers = Vec::new();
@@ -147,6 +159,7 @@ async fn killing_account_and_request_mid_stream_loses_no_money_and_leaves_nothin
                     kind,
                     amount,
                     key,
+                    first_at: rfc3339_ms(std::time::SystemTime::now()),
                     first: answer.clone(),
                     last: answer,
                 });
@@ -176,14 +189,17 @@ async fn killing_account_and_request_mid_stream_loses_no_money_and_leaves_nothin
     };
 
     progress(20, "the stream to get going").await;
-    cluster.kill("account");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    cluster.restart("account").await;
-    progress(15, "completions after the account restart").await;
-    cluster.kill("request");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    cluster.restart("request").await;
-    progress(15, "completions after the request restart").await;
+    for role in kills {
+        cluster.kill(role);
+        let at = rfc3339_ms(std::time::SystemTime::now());
+        eprintln!("crash timeline: {at} kill {role}");
+        // Long enough for requests to outlive their wait (202) while a role is down.
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        cluster.restart(role).await;
+        let at = rfc3339_ms(std::time::SystemTime::now());
+        eprintln!("crash timeline: {at} restart {role}");
+        progress(15, &format!("completions after the {role} restart")).await;
+    }
 
     stop.store(true, Ordering::SeqCst);
     for client in clients {
@@ -249,6 +265,15 @@ async fn killing_account_and_request_mid_stream_loses_no_money_and_leaves_nothin
         "crash stream: {} operations, {acknowledged} acknowledged, {pending} answered 202, {unknown} unknown",
         ops.len()
     );
+    let reasons: BTreeSet<&str> = ops
+        .iter()
+        .filter_map(|op| match &op.first {
+            Answer::Unknown(why) => Some(why.as_str()),
+            _ => None,
+        })
+        .take(10)
+        .collect();
+    eprintln!("unknown outcomes (a sample): {reasons:?}");
     for op in &ops {
         if let Answer::Refused { code, .. } = &op.last {
             assert!(
@@ -376,4 +401,71 @@ async fn killing_account_and_request_mid_stream_loses_no_money_and_leaves_nothin
     let before = snapshot.accounts[&accounts[0][0]].balance;
     let reply = cluster.deposit(&c.token, &c.pw, &accounts[0][0], 1).await;
     assert_eq!(expect_ok(&reply, 200)["balance"], before + 1, "{}", reply.1);
+
+    // "service_busy: nothing happened": an operation answered busy was not applied by that
+    // attempt, so if its key's request completed, that request was created by the retry.
+    let mut busy_but_applied = Vec::new();
+    for op in &ops {
+        let busy = matches!(&op.first, Answer::Unknown(why) if why.starts_with("503") && why.contains("\"service_busy\""));
+        let Answer::Completed { id, .. } = &op.last else {
+            continue;
+        };
+        if !busy {
+            continue;
+        }
+        let token = &customers[op.customer].token;
+        let (status, request) = cluster.get_request(token, id).await;
+        assert_eq!(status, 200, "{request}");
+        if let Some(created) = request["createdAt"].as_str() {
+            if created.len() == op.first_at.len() && created < op.first_at.as_str() {
+                busy_but_applied.push(format!(
+                    "{} {} on {}: answered service_busy at {}, but request {id} created at {created} completed",
+                    op.kind, op.amount, op.account, op.first_at
+                ));
+            }
+        }
+    }
+    assert!(
+        busy_but_applied.is_empty(),
+        "503 service_busy means nothing happened, yet {} such operations were applied:\n{}",
+        busy_but_applied.len(),
+        busy_but_applied.join("\n")
+    );
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), the format the bank answers times in.
+fn rfc3339_ms(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+#[test]
+fn rfc3339_formatting_matches_known_dates() {
+    let at = |secs: u64, ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(secs * 1_000 + ms);
+    assert_eq!(rfc3339_ms(at(0, 0)), "1970-01-01T00:00:00.000Z");
+    assert_eq!(rfc3339_ms(at(951_782_400, 7)), "2000-02-29T00:00:00.007Z");
+    assert_eq!(
+        rfc3339_ms(at(1_795_609_234, 609)),
+        "2026-11-25T12:20:34.609Z"
+    );
 }

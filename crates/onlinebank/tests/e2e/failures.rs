@@ -129,7 +129,7 @@ async fn writes_to_another_customers_account_are_404_not_owner_and_change_nothin
 async fn invalid_amounts_are_400_invalid_amount_and_change_nothing() {
     let bank = TestBank::start_with(&["--max-amount", "1000000"]).await;
     let alice = bank.customer("alice@test").await;
-    let opened = bank.open_ok(&alice, "1001", 2_000_000).await;
+    let opened = bank.open_ok(&alice, "1001", 1_000_000).await;
     let version = opened["version"].as_i64().unwrap();
 
     for kind in ["deposit", "withdraw"] {
@@ -171,18 +171,18 @@ async fn invalid_amounts_are_400_invalid_amount_and_change_nothing() {
 
     let snapshot = bank.ops.drained(SETTLE).await;
     assert_eq!(snapshot.accounts.len(), 1, "{snapshot:?}");
-    assert_eq!(snapshot.accounts["1001"].balance, 2_000_000);
+    assert_eq!(snapshot.accounts["1001"].balance, 1_000_000);
     assert_eq!(snapshot.accounts["1001"].version, version);
 
     // The limit itself is allowed.
     let reply = bank
         .deposit(&alice.token, &alice.pw, "1001", 1_000_000)
         .await;
-    assert_eq!(expect_ok(&reply, 200)["balance"], 3_000_000);
+    assert_eq!(expect_ok(&reply, 200)["balance"], 2_000_000);
     let reply = bank
         .withdraw(&alice.token, &alice.pw, "1001", 1_000_000)
         .await;
-    assert_eq!(expect_ok(&reply, 200)["balance"], 2_000_000);
+    assert_eq!(expect_ok(&reply, 200)["balance"], 1_000_000);
 }
 
 #[tokio::test]
@@ -219,7 +219,7 @@ async fn a_wrong_step_up_password_is_403_step_up_failed_and_changes_nothing() {
     let version = opened["version"].as_i64().unwrap();
     let wrong = "not-alices-password";
 
-    let replies = vec![
+    let replies = [
         bank.deposit(&alice.token, wrong, "1001", 10).await,
         bank.withdraw(&alice.token, wrong, "1001", 10).await,
         bank.open(&alice.token, wrong, Some("1002"), Some(10)).await,

@@ -588,3 +588,29 @@ async fn the_demo_customer_exists_only_with_the_demo_flag() {
     let token = demo.token("1@sk.com", "1234").await;
     expect_ok(&demo.accounts(&token).await, 200);
 }
+
+#[tokio::test]
+async fn settings_can_come_from_onlinebank_environment_variables() {
+    let bank = TestBank::start_with_env(
+        &[],
+        &[
+            ("ONLINEBANK_MAX_AMOUNT", "100"),
+            ("ONLINEBANK_LOCKOUT_THRESHOLD", "2"),
+        ],
+    )
+    .await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 0).await;
+    let reply = bank.deposit(&alice.token, &alice.pw, "1001", 100).await;
+    assert_eq!(expect_ok(&reply, 200)["balance"], 100);
+    let reply = bank.deposit(&alice.token, &alice.pw, "1001", 101).await;
+    expect_error(&reply, 400, "invalid_amount");
+    for _ in 0..2 {
+        expect_error(
+            &bank.login(&alice.user, "wrong-password").await,
+            401,
+            "invalid_credentials",
+        );
+    }
+    expect_error(&bank.login(&alice.user, &alice.pw).await, 429, "locked_out");
+}

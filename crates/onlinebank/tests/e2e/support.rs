@@ -45,10 +45,12 @@ impl Proc {
     async fn start(
         name: &str,
         args: Vec<String>,
+        env: &[(String, String)],
         mut ready: impl FnMut(&str) -> bool,
     ) -> Result<Proc, String> {
         let mut child = Command::new(BIN)
             .args(&args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
                 std::env::var("ONLINEBANK_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -120,16 +122,27 @@ impl Proc {
         }
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`) with the system's `kill`.
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .map(Child::id)
+            .expect("a running process");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
     }
 
     /// Everything the process wrote (stdout lines are tagged `[stdout]`).
@@ -221,6 +234,7 @@ pub struct TestBank {
     pub ops: Ops,
     proc: Proc,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     // Declared last: the directory goes after the process is dead.
     pub dir: tempfile::TempDir,
 }
@@ -239,27 +253,41 @@ impl TestBank {
 
     /// Starts with extra flags, e.g. `["--lockout-secs", "2"]`.
     pub async fn start_with(extra: &[&str]) -> TestBank {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// Starts with extra flags and environment variables (e.g. `ONLINEBANK_MAX_AMOUNT`).
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TestBank {
         let dir = tempfile::tempdir().expect("tempdir");
         let extra = strings(extra);
-        let (proc, gateway, roles) = Self::launch(dir.path(), &extra).await;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (proc, gateway, roles) = Self::launch(dir.path(), &extra, &env).await;
         let ops = Ops::new(roles, internal_token(dir.path()));
         TestBank {
             api: Api::new(&gateway),
             ops,
             proc,
             extra,
+            env,
             dir,
         }
     }
 
-    async fn launch(dir: &Path, extra: &[String]) -> (Proc, String, HashMap<String, String>) {
+    async fn launch(
+        dir: &Path,
+        extra: &[String],
+        env: &[(String, String)],
+    ) -> (Proc, String, HashMap<String, String>) {
         let mut args = strings(&["up", "--data-dir"]);
         args.push(dir.display().to_string());
         args.extend(strings(&["--port", "0"]));
         args.extend(extra.iter().cloned());
         let mut roles = HashMap::new();
         let mut gateway = None;
-        let proc = Proc::start("up", args, |line| {
+        let proc = Proc::start("up", args, env, |line| {
             if let Some((role, url)) = listening_line(line) {
                 roles.insert(role, url);
             }
@@ -287,7 +315,7 @@ impl TestBank {
     /// SIGKILLs the bank and starts it again on the same data directory (new ports).
     pub async fn restart(&mut self) {
         self.proc.kill();
-        let (proc, gateway, roles) = Self::launch(self.dir.path(), &self.extra).await;
+        let (proc, gateway, roles) = Self::launch(self.dir.path(), &self.extra, &self.env).await;
         self.proc = proc;
         self.api.base = gateway;
         self.ops.urls = roles;
@@ -311,7 +339,8 @@ pub struct Cluster {
     pub api: Api,
     pub ops: Ops,
     procs: BTreeMap<String, Proc>,
-    pub dir: tempfile::TempDir,
+    // Declared last: the directory goes after the processes are dead.
+    _dir: tempfile::TempDir,
 }
 
 impl std::ops::Deref for Cluster {
@@ -355,13 +384,13 @@ impl Cluster {
             api: Api::new(&urls["gateway"]),
             ops,
             procs,
-            dir,
+            _dir: dir,
         }
     }
 
     async fn launch(role: &str, mut args: Vec<String>) -> (Proc, String) {
         let mut url = None;
-        let proc = Proc::start(role, args.clone(), |line| match listening_line(line) {
+        let proc = Proc::start(role, args.clone(), &[], |line| match listening_line(line) {
             Some((printed, printed_url)) if printed == role => {
                 url = Some(printed_url);
                 true
@@ -380,16 +409,20 @@ impl Cluster {
         (proc, url)
     }
 
-    pub fn url(&self, role: &str) -> &str {
-        &self.ops.urls[role]
-    }
-
     /// `kill -9` one role's process.
     pub fn kill(&mut self, role: &str) {
         self.procs
             .get_mut(role)
             .unwrap_or_else(|| panic!("no role {role}"))
             .kill();
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to one role's process.
+    pub fn signal(&self, role: &str, signal: &str) {
+        self.procs
+            .get(role)
+            .unwrap_or_else(|| panic!("no role {role}"))
+            .signal(signal);
     }
 
     /// Starts a killed role again on its previous port (retrying while the port is still held).
@@ -403,7 +436,7 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut url = None;
-            let started = Proc::start(role, args.clone(), |line| match listening_line(line) {
+            let started = Proc::start(role, args.clone(), &[], |line| match listening_line(line) {
                 Some((printed, printed_url)) if printed == role => {
                     url = Some(printed_url);
                     true
@@ -428,14 +461,6 @@ impl Cluster {
                 Err(error) => panic!("restarting {role}: {error}"),
             }
         }
-    }
-
-    pub fn log(&self, role: &str) -> String {
-        self.procs[role].log()
-    }
-
-    pub fn is_running(&self, role: &str) -> bool {
-        self.procs[role].is_running()
     }
 }
 
@@ -627,12 +652,6 @@ impl Ops {
         )
         .await
     }
-
-    /// The account role's row for one account (the source of truth).
-    pub async fn account_row(&self, no: &str) -> Option<AccountRow> {
-        let snapshot = self.snapshot().await.unwrap_or_else(|e| panic!("{e}"));
-        snapshot.accounts.get(no).cloned()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -741,7 +760,7 @@ impl<'a> Req<'a> {
         let response = builder
             .send()
             .await
-            .map_err(|error| format!("{} {url}: {error}", self.method))?;
+            .map_err(|error| format!("{} {url}: {}", self.method, chain(&error)))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response
@@ -781,6 +800,26 @@ impl Api {
                 .build()
                 .expect("http client"),
             seen: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// The same API through a client that never reuses a connection.
+    pub fn unpooled(&self) -> Api {
+        self.with_http(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("http client"),
+        )
+    }
+
+    /// The same API through another HTTP client.
+    pub fn with_http(&self, http: reqwest::Client) -> Api {
+        Api {
+            base: self.base.clone(),
+            http,
+            seen: self.seen.clone(),
         }
     }
 
@@ -1065,6 +1104,17 @@ impl Api {
         )
         .await
     }
+}
+
+/// An error with its causes, `a: b: c`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// A deposit or withdraw body.
