@@ -33,7 +33,7 @@ pub(crate) fn router(state: AuthState) -> Router {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RegisterBody {
     user_id: String,
     name: String,
@@ -94,7 +94,7 @@ async fn register(
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LoginBody {
     user_id: String,
     password: String,

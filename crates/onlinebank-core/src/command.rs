@@ -11,7 +11,7 @@ use serde_json::Value;
 /// The raw body, as the client sent it. Fields are optional here so that each missing or
 /// malformed one gets its own precise error.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RequestBody {
     #[serde(rename = "type")]
     pub kind: Option<String>,

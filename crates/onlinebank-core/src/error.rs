@@ -53,6 +53,18 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// The gateway lost its connection to a role after a write was sent: it may or may not have
+    /// been applied. Retrying with the same Idempotency-Key is safe.
+    pub fn outcome_unknown(status: StatusCode) -> Self {
+        Self::new(
+            status,
+            "outcome_unknown",
+            "the request may or may not have been applied; retry with the same Idempotency-Key \
+             or look it up with GET /api/v1/requests",
+        )
+        .with_retry_after(1)
+    }
+
     /// 503 `service_busy` with `Retry-After`: the customer should come back shortly.
     pub fn busy() -> Self {
         Self::from_reason(Reason::ServiceBusy)
@@ -125,6 +137,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read: this connection cannot carry another call.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

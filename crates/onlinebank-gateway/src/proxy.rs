@@ -198,7 +198,6 @@ impl Upstreams {
             .filter(|instances| !instances.urls.is_empty())
             .ok_or_else(ApiError::busy)?;
         let idempotent = method == Method::GET || method == Method::HEAD;
-        let mut last_error = None;
         for base in instances.order() {
             let mut outgoing = self
                 .http
@@ -221,23 +220,36 @@ impl Upstreams {
                         }),
                         Err(error) => {
                             tracing::warn!(%role, %error, "reading a role's answer failed");
-                            Err(ApiError::busy())
+                            Err(if idempotent {
+                                ApiError::busy()
+                            } else {
+                                ApiError::outcome_unknown(StatusCode::BAD_GATEWAY)
+                            })
                         }
                     };
                 }
-                Err(error) => {
-                    let retry = error.is_connect() || (idempotent && !error.is_timeout());
+                Err(error) if error.is_connect() => {
+                    // The instance never saw the call: trying another is always safe.
                     tracing::warn!(%role, instance = base, %error, "role unreachable");
-                    last_error = Some(error);
-                    if !retry {
+                }
+                Err(error) if idempotent => {
+                    tracing::warn!(%role, instance = base, %error, "role failed a read");
+                    if error.is_timeout() {
                         break;
                     }
                 }
+                Err(error) => {
+                    // The write was sent: it may have been applied. Never resend it here.
+                    tracing::warn!(%role, instance = base, %error, "role failed a write");
+                    return Err(ApiError::outcome_unknown(if error.is_timeout() {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    }));
+                }
             }
         }
-        if let Some(error) = last_error {
-            tracing::debug!(%role, %error, "giving up on role");
-        }
+        // Every instance was unreachable: nothing happened.
         Err(ApiError::busy())
     }
 }
