@@ -100,7 +100,7 @@ async fn apply_batch(
         let outcome = match domain::decide(current.as_ref(), &request, max_amount) {
             Ok(change) => {
                 store::save(&mut tx, &change.after, current.is_none()).await?;
-                tracing::info!(
+                tracing::debug!(
                     account = %request.account_no,
                     request = %request.request_id,
                     kind = request.kind.as_str(),
@@ -124,7 +124,7 @@ async fn apply_batch(
                 }
             }
             Err(reason) => {
-                tracing::info!(
+                tracing::debug!(
                     account = %request.account_no,
                     request = %request.request_id,
                     kind = request.kind.as_str(),

@@ -130,15 +130,19 @@ async fn login(
     let phc = customer.password_hash.clone();
     let valid = argon2_job(&state, move || verify_password(&password, &phc)).await?;
     if !valid {
-        let lock_until = now + millis(state.settings.lockout_duration);
-        let threshold = i64::from(state.settings.lockout_threshold);
-        if store::record_failure(&state.db.write, &customer.user_id, threshold, lock_until).await? {
+        if record_attempt(&state, &customer.user_id, Attempt::Failed, None).await? {
             tracing::warn!(customer = %customer.user_id, "customer locked out after failed logins");
         }
         return Err(invalid_credentials());
     }
     if customer.failed_attempts > 0 {
-        store::reset_failures(&state.db.write, &customer.user_id).await?;
+        record_attempt(
+            &state,
+            &customer.user_id,
+            Attempt::Succeeded { had_failures: true },
+            None,
+        )
+        .await?;
     }
     let session_id = uuid::Uuid::new_v4().to_string();
     let expires_at = now + millis(state.settings.token_ttl);
@@ -201,35 +205,95 @@ async fn step_up(
     let customer = store::customer(&state.db.read, &body.customer_id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    let audit = |outcome: &'static str| {
-        store::audit_step_up(
-            &state.db.write,
-            &body.request_id,
-            &body.customer_id,
-            &body.session_id,
-            &body.action,
-            outcome,
-        )
+    let audit = Audit {
+        request_id: body.request_id.clone(),
+        session_id: body.session_id.clone(),
+        action: body.action.clone(),
     };
     if customer.locked_until > now {
-        audit("locked_out").await?;
+        record_attempt(&state, &customer.user_id, Attempt::WhileLocked, Some(audit)).await?;
         return Err(locked_out(customer.locked_until, now));
     }
     if !state
         .step_up
         .check(&body.session_id, &body.password, &session.verifier)
     {
-        let lock_until = now + millis(state.settings.lockout_duration);
-        let threshold = i64::from(state.settings.lockout_threshold);
-        if store::record_failure(&state.db.write, &customer.user_id, threshold, lock_until).await? {
+        if record_attempt(&state, &customer.user_id, Attempt::Failed, Some(audit)).await? {
             tracing::warn!(customer = %customer.user_id, "customer locked out after failed step-ups");
         }
-        audit("failed").await?;
         return Err(ApiError::from_reason(Reason::StepUpFailed));
     }
-    if customer.failed_attempts > 0 {
-        store::reset_failures(&state.db.write, &customer.user_id).await?;
-    }
-    audit("verified").await?;
+    let had_failures = customer.failed_attempts > 0;
+    record_attempt(
+        &state,
+        &customer.user_id,
+        Attempt::Succeeded { had_failures },
+        Some(audit),
+    )
+    .await?;
     Ok(Json(json!({"verified": true})))
+}
+
+/// How a login or step-up attempt went, for the lockout count and the audit.
+#[derive(Debug, Clone, Copy)]
+enum Attempt {
+    Succeeded { had_failures: bool },
+    Failed,
+    WhileLocked,
+}
+
+/// The step-up being audited.
+struct Audit {
+    request_id: String,
+    session_id: String,
+    action: String,
+}
+
+/// Records an attempt (lockout count, and the step-up audit if any) through group commit, so
+/// concurrent step-ups share one fsync. Returns whether this attempt locked the customer.
+async fn record_attempt(
+    state: &AuthState,
+    user_id: &str,
+    attempt: Attempt,
+    audit: Option<Audit>,
+) -> Result<bool, ApiError> {
+    let user_id = user_id.to_owned();
+    let threshold = i64::from(state.settings.lockout_threshold);
+    let lock_until = now_ms() + millis(state.settings.lockout_duration);
+    let locked = state
+        .db
+        .group
+        .run(move |mut conn| async move {
+            let result = async {
+                let (locked, outcome) = match attempt {
+                    Attempt::Failed => (
+                        store::record_failure(&mut conn, &user_id, threshold, lock_until).await?,
+                        "failed",
+                    ),
+                    Attempt::Succeeded { had_failures } => {
+                        if had_failures {
+                            store::reset_failures(&mut conn, &user_id).await?;
+                        }
+                        (false, "verified")
+                    }
+                    Attempt::WhileLocked => (false, "locked_out"),
+                };
+                if let Some(audit) = &audit {
+                    store::audit_step_up(
+                        &mut conn,
+                        &audit.request_id,
+                        &user_id,
+                        &audit.session_id,
+                        &audit.action,
+                        outcome,
+                    )
+                    .await?;
+                }
+                Ok::<bool, sqlx::Error>(locked)
+            }
+            .await;
+            (conn, result)
+        })
+        .await?;
+    Ok(locked)
 }

@@ -1,7 +1,7 @@
 //! auth's SQLite store.
 
 use onlinebank_core::error::is_unique_violation;
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CustomerRow {
@@ -62,7 +62,7 @@ pub async fn customer(
 /// Counts a failed attempt; the attempt that reaches `threshold` locks the customer until
 /// `lock_until` and starts the count again. Returns whether this attempt locked.
 pub async fn record_failure(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     user_id: &str,
     threshold: i64,
     lock_until: i64,
@@ -77,17 +77,17 @@ pub async fn record_failure(
     .bind(threshold)
     .bind(lock_until)
     .bind(user_id)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
     Ok(locked.unwrap_or(false))
 }
 
-pub async fn reset_failures(pool: &SqlitePool, user_id: &str) -> Result<(), sqlx::Error> {
+pub async fn reset_failures(conn: &mut SqliteConnection, user_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE customers SET failed_attempts = 0 WHERE user_id = ? AND failed_attempts > 0",
     )
     .bind(user_id)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -131,7 +131,7 @@ pub async fn session(
 }
 
 pub async fn audit_step_up(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     request_id: &str,
     user_id: &str,
     session_id: &str,
@@ -148,7 +148,7 @@ pub async fn audit_step_up(
     .bind(action)
     .bind(outcome)
     .bind(onlinebank_core::time::now_ms())
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

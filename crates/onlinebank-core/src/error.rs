@@ -180,3 +180,14 @@ pub fn is_busy(error: &sqlx::Error) -> bool {
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
+
+impl<E: Into<ApiError>> From<crate::db::GroupError<E>> for ApiError {
+    fn from(error: crate::db::GroupError<E>) -> Self {
+        match error {
+            crate::db::GroupError::Job(error) => error.into(),
+            crate::db::GroupError::Commit(error) if is_busy(&error) => Self::busy(),
+            crate::db::GroupError::Commit(error) => Self::internal(error),
+            crate::db::GroupError::Closed => Self::busy(),
+        }
+    }
+}

@@ -29,6 +29,10 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 pub(crate) struct GatewayState {
     upstreams: Arc<Upstreams>,
     token_key: TokenKey,
+    /// Write calls in flight; beyond the limit, calls are shed.
+    write_slots: Arc<Semaphore>,
+    /// Read calls in flight; beyond the limit, calls are shed.
+    read_slots: Arc<Semaphore>,
 }
 
 pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RoleParts> {
@@ -45,22 +49,18 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     let state = GatewayState {
         upstreams,
         token_key: settings.token_key(),
+        write_slots: Arc::new(Semaphore::new(settings.max_in_flight_writes)),
+        read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
     };
     let writes = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(
-            (
-                "gateway",
-                Arc::new(Semaphore::new(settings.max_in_flight_writes)),
-            ),
+            ("gateway", state.write_slots.clone()),
             shed,
         ))
     };
     let reads = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(
-            (
-                "gateway",
-                Arc::new(Semaphore::new(settings.max_in_flight_reads)),
-            ),
+            ("gateway", state.read_slots.clone()),
             shed,
         ))
     };
@@ -77,9 +77,10 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
                 Router::new()
                     .route("/api/v1/customers", post(to_auth))
                     .route("/api/v1/sessions", post(to_auth))
-                    .route("/api/v1/requests", post(submit_request))
                     .route("/requests", post(legacy::submit)),
             ))
+            // Shed by what the call is: balance and history count as reads.
+            .route("/api/v1/requests", post(submit_request))
             .merge(reads(
                 Router::new()
                     .route("/api/v1/requests", get(to_request))
@@ -148,6 +149,15 @@ async fn submit_request(State(state): State<GatewayState>, request: Request) -> 
     {
         Some("balance" | "history") => Role::Mypage,
         _ => Role::Request,
+    };
+    let slots = if role == Role::Mypage {
+        &state.read_slots
+    } else {
+        &state.write_slots
+    };
+    let Ok(_slot) = slots.try_acquire() else {
+        metrics::counter!("shed_total", "role" => "gateway").increment(1);
+        return ApiError::busy().into_response();
     };
     let request = Request::from_parts(parts, Body::from(bytes));
     debug_assert!(request.method() == Method::POST);

@@ -143,25 +143,26 @@ async fn record_and_run(
     kind: WriteKind,
     password: String,
 ) -> Result<Response, ApiError> {
-    let mut tx = state.db.begin_write().await?;
-    if let Some(key) = &key {
-        match store::claim_key(&mut tx, &row.customer_id, key, &fingerprint, &row.id).await? {
-            KeyClaim::Claimed => {}
-            KeyClaim::Replay(earlier) => {
-                tx.rollback().await?;
-                return replay(&state, &earlier).await;
-            }
-            KeyClaim::Reused => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request",
-                ))
-            }
+    let pending = row.clone();
+    let claim = state
+        .db
+        .group
+        .run(move |mut conn| async move {
+            let result = record(&mut conn, &pending, key.as_deref(), &fingerprint).await;
+            (conn, result)
+        })
+        .await?;
+    match claim {
+        KeyClaim::Claimed => {}
+        KeyClaim::Replay(earlier) => return replay(&state, &earlier).await,
+        KeyClaim::Reused => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+            ))
         }
     }
-    store::insert_pending(&mut tx, &row).await?;
-    tx.commit().await?;
     let request_id = Uuid::parse_str(&row.id).map_err(ApiError::internal)?;
     let saga = Saga {
         request_id,
@@ -173,6 +174,24 @@ async fn record_and_run(
         password,
     };
     Ok(saga::run(state, saga).await)
+}
+
+/// Claims the key (if any) and inserts the request PENDING, in the caller's transaction.
+/// Nothing is written unless the key is new.
+async fn record(
+    conn: &mut sqlx::SqliteConnection,
+    row: &store::RequestRow,
+    key: Option<&str>,
+    fingerprint: &str,
+) -> Result<KeyClaim, sqlx::Error> {
+    if let Some(key) = key {
+        let claim = store::claim_key(conn, &row.customer_id, key, fingerprint, &row.id).await?;
+        if !matches!(claim, KeyClaim::Claimed) {
+            return Ok(claim);
+        }
+    }
+    store::insert_pending(conn, row).await?;
+    Ok(KeyClaim::Claimed)
 }
 
 /// The answer to a replayed Idempotency-Key: the earlier request's answer as it stands.

@@ -74,24 +74,26 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
         .await;
     match verdict {
         Verdict::Verified => {
-            let mut tx = state.db.begin_write().await?;
-            if !store::authorize(&mut tx, &id).await? {
+            let certified = Event::AuthCertified(AuthCertified {
+                request_id: saga.request_id,
+                customer_id: saga.customer_id.clone(),
+                kind: saga.kind,
+                account_no: saga.account_no.clone(),
+                amount: saga.amount,
+            });
+            let request = id.clone();
+            let authorized = state
+                .db
+                .group
+                .run(move |mut conn| async move {
+                    let result = authorize(&mut conn, &request, certified).await;
+                    (conn, result)
+                })
+                .await?;
+            if !authorized {
                 // Swept while auth was answering: it was already compensated.
-                tx.rollback().await?;
                 return Err(ApiError::busy());
             }
-            onlinebank_bus::outbox::enqueue(
-                &mut tx,
-                Event::AuthCertified(AuthCertified {
-                    request_id: saga.request_id,
-                    customer_id: saga.customer_id.clone(),
-                    kind: saga.kind,
-                    account_no: saga.account_no.clone(),
-                    amount: saga.amount,
-                }),
-            )
-            .await?;
-            tx.commit().await?;
             state.relay.wake();
         }
         Verdict::Refused {
@@ -99,21 +101,23 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             session_expired,
             retry_after,
         } => {
-            let mut tx = state.db.begin_write().await?;
-            store::cancel(&mut tx, &id, reason, true).await?;
-            onlinebank_bus::outbox::enqueue(
-                &mut tx,
-                Event::AuthCancelled(AuthCancelled {
-                    request_id: saga.request_id,
-                    customer_id: saga.customer_id.clone(),
-                    kind: saga.kind,
-                    account_no: saga.account_no.clone(),
-                    amount: saga.amount,
-                    reason,
-                }),
-            )
-            .await?;
-            tx.commit().await?;
+            let cancelled = Event::AuthCancelled(AuthCancelled {
+                request_id: saga.request_id,
+                customer_id: saga.customer_id.clone(),
+                kind: saga.kind,
+                account_no: saga.account_no.clone(),
+                amount: saga.amount,
+                reason,
+            });
+            let request = id.clone();
+            state
+                .db
+                .group
+                .run(move |mut conn| async move {
+                    let result = refuse(&mut conn, &request, reason, cancelled).await;
+                    (conn, result)
+                })
+                .await?;
             state.relay.wake();
             if session_expired {
                 return Err(ApiError::new(
@@ -129,9 +133,16 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             return Err(error);
         }
         Verdict::Unavailable => {
-            let mut tx = state.db.begin_write().await?;
-            store::cancel(&mut tx, &id, Reason::ServiceBusy, true).await?;
-            tx.commit().await?;
+            let request = id.clone();
+            state
+                .db
+                .group
+                .run(move |mut conn| async move {
+                    let result =
+                        store::cancel(&mut conn, &request, Reason::ServiceBusy, true).await;
+                    (conn, result)
+                })
+                .await?;
             return Err(ApiError::busy());
         }
     }
@@ -156,6 +167,31 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             _ = tokio::time::sleep_until(poll.min(deadline)) => {}
         }
     }
+}
+
+/// PENDING -> AUTHORIZED with AuthCertified in the outbox; false if no longer pending.
+async fn authorize(
+    conn: &mut sqlx::SqliteConnection,
+    request_id: &str,
+    certified: Event,
+) -> anyhow::Result<bool> {
+    if !store::authorize(conn, request_id).await? {
+        return Ok(false);
+    }
+    onlinebank_bus::outbox::enqueue(conn, certified).await?;
+    Ok(true)
+}
+
+/// Step-up refused: compensate (releasing the key) and record AuthCancelled.
+async fn refuse(
+    conn: &mut sqlx::SqliteConnection,
+    request_id: &str,
+    reason: Reason,
+    cancelled: Event,
+) -> anyhow::Result<()> {
+    store::cancel(conn, request_id, reason, true).await?;
+    onlinebank_bus::outbox::enqueue(conn, cancelled).await?;
+    Ok(())
 }
 
 /// The JSON of a live (pending or completed) request.
