@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How often a consumer looks for records published by another process.
+/// How often an idle consumer looks for records published by another process. Right after
+/// records arrived it looks again after 1 ms, doubling up to this.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
@@ -146,6 +147,7 @@ impl EmbeddedSubscription {
              WHERE position > ? AND topic IN ({}) ORDER BY position LIMIT ?",
             placeholders(self.topics.len())
         );
+        let mut idle_wait = Duration::from_millis(1);
         loop {
             // Register interest before reading, so an append between the read and the wait
             // still wakes us.
@@ -173,7 +175,8 @@ impl EmbeddedSubscription {
                     })
                     .collect());
             }
-            let _ = tokio::time::timeout(POLL_INTERVAL, appended).await;
+            let _ = tokio::time::timeout(idle_wait.min(POLL_INTERVAL), appended).await;
+            idle_wait = idle_wait.saturating_mul(2);
         }
     }
 

@@ -8,6 +8,8 @@
 //! - `concurrency`: parallel withdrawals and parallel opens.
 //! - `cluster`: one process per role; reads survive the write side.
 //! - `crash`: kill -9 of account and request mid-stream; every store agrees afterwards.
+//! - `resilience`: auth frozen or killed (timeout, breaker), write overload (shedding), rolling
+//!   restart of two request instances, clients hanging up, graceful shutdown, `/metrics`.
 
 mod support;
 
@@ -21,4 +23,5 @@ mod flows;
 mod idempotency;
 mod legacy;
 mod lockout;
+mod resilience;
 mod secrets;

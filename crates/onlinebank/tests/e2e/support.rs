@@ -50,6 +50,10 @@ impl Proc {
     ) -> Result<Proc, String> {
         let mut child = Command::new(BIN)
             .args(&args)
+            // Functional tests run many banks at once on a small machine: a generous step-up
+            // timeout keeps a slow scheduler from turning into `service_busy`. Tests of the
+            // timeout itself pass `--step-up-timeout-ms` (flags win over the environment).
+            .env("ONLINEBANK_STEP_UP_TIMEOUT_MS", "3000")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
@@ -137,6 +141,30 @@ impl Proc {
         assert!(status.success(), "kill -{signal} {pid} failed");
     }
 
+    /// Sends SIGTERM and waits (at most `timeout`) for the process to exit; `None` if it is
+    /// still running then (it is left running: the caller decides).
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.signal("TERM");
+        self.wait_exit(timeout).await
+    }
+
+    /// Waits (at most `timeout`) for the process to exit and reaps it; `None` if it is still
+    /// running then.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("a running process");
+            if let Some(status) = child.try_wait().expect("waiting for the process") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -207,6 +235,11 @@ fn port_of(url: &str) -> u16 {
         .next()
         .and_then(|port| port.trim_end_matches('/').parse().ok())
         .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+/// The role of a cluster process name: `request#2` is an instance of `request`.
+fn role_of(name: &str) -> &str {
+    name.split('#').next().unwrap_or(name)
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -357,27 +390,57 @@ impl Cluster {
 
     /// Starts every role with the same extra flags (the common knobs).
     pub async fn start_with(knobs: &[&str]) -> Cluster {
+        Self::start_scaled(knobs, 1).await
+    }
+
+    /// Like `start_with`, with `requests` instances of the request role sharing the data
+    /// directory, named `request`, `request#2`, ...; the gateway fronts all of them
+    /// (`--request-url A,B,...`).
+    pub async fn start_scaled(knobs: &[&str], requests: usize) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let knobs = strings(knobs);
         let mut urls: HashMap<String, String> = HashMap::new();
         let mut procs = BTreeMap::new();
         for role in ROLES {
-            let mut args = vec!["serve".to_owned(), role.to_owned()];
-            args.extend(strings(&["--listen", "127.0.0.1:0", "--data-dir"]));
-            args.push(dir.path().display().to_string());
-            let peers: &[&str] = match role {
-                "request" => &["auth"],
-                "gateway" => &["request", "auth", "mypage", "history", "account"],
-                _ => &[],
+            let instances = if role == "request" {
+                requests.max(1)
+            } else {
+                1
             };
-            for peer in peers {
-                args.push(format!("--{peer}-url"));
-                args.push(urls[*peer].clone());
+            for instance in 1..=instances {
+                let name = if instance == 1 {
+                    role.to_owned()
+                } else {
+                    format!("{role}#{instance}")
+                };
+                let mut args = vec!["serve".to_owned(), role.to_owned()];
+                args.extend(strings(&["--listen", "127.0.0.1:0", "--data-dir"]));
+                args.push(dir.path().display().to_string());
+                let peers: &[&str] = match role {
+                    "request" => &["auth"],
+                    "gateway" => &["request", "auth", "mypage", "history", "account"],
+                    _ => &[],
+                };
+                for peer in peers {
+                    let mut of_peer: Vec<(&String, &String)> = urls
+                        .iter()
+                        .filter(|(name, _)| role_of(name) == *peer)
+                        .collect();
+                    of_peer.sort();
+                    args.push(format!("--{peer}-url"));
+                    args.push(
+                        of_peer
+                            .iter()
+                            .map(|(_, url)| url.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
+                }
+                args.extend(knobs.iter().cloned());
+                let (proc, url) = Self::launch(&name, args).await;
+                urls.insert(name.clone(), url);
+                procs.insert(name, proc);
             }
-            args.extend(knobs.iter().cloned());
-            let (proc, url) = Self::launch(role, args).await;
-            urls.insert(role.to_owned(), url);
-            procs.insert(role.to_owned(), proc);
         }
         let ops = Ops::new(urls.clone(), internal_token(dir.path()));
         Cluster {
@@ -388,9 +451,10 @@ impl Cluster {
         }
     }
 
-    async fn launch(role: &str, mut args: Vec<String>) -> (Proc, String) {
+    async fn launch(name: &str, mut args: Vec<String>) -> (Proc, String) {
+        let role = role_of(name);
         let mut url = None;
-        let proc = Proc::start(role, args.clone(), &[], |line| match listening_line(line) {
+        let proc = Proc::start(name, args.clone(), &[], |line| match listening_line(line) {
             Some((printed, printed_url)) if printed == role => {
                 url = Some(printed_url);
                 true
@@ -425,7 +489,43 @@ impl Cluster {
             .signal(signal);
     }
 
-    /// Starts a killed role again on its previous port (retrying while the port is still held).
+    /// SIGTERM to one role's process; waits (at most `timeout`) for it to exit and returns how
+    /// it exited (`None`: still running at the deadline).
+    pub async fn terminate(
+        &mut self,
+        role: &str,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.procs
+            .get_mut(role)
+            .unwrap_or_else(|| panic!("no role {role}"))
+            .terminate(timeout)
+            .await
+    }
+
+    /// Waits (at most `timeout`) for one role's process to exit (after a `signal("TERM")`).
+    pub async fn wait_exit(
+        &mut self,
+        role: &str,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.procs
+            .get_mut(role)
+            .unwrap_or_else(|| panic!("no role {role}"))
+            .wait_exit(timeout)
+            .await
+    }
+
+    /// Everything one role's process logged so far.
+    pub fn log(&self, role: &str) -> String {
+        self.procs
+            .get(role)
+            .unwrap_or_else(|| panic!("no role {role}"))
+            .log()
+    }
+
+    /// Starts a killed (or terminated) role again on its previous port (retrying while the port
+    /// is still held). A role started by `start_scaled` is named `request#2` and so on.
     pub async fn restart(&mut self, role: &str) {
         let old = self
             .procs
@@ -433,10 +533,12 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no role {role}"));
         old.kill();
         let args = old.args.clone();
+        let name = role;
+        let role = role_of(name);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut url = None;
-            let started = Proc::start(role, args.clone(), &[], |line| match listening_line(line) {
+            let started = Proc::start(name, args.clone(), &[], |line| match listening_line(line) {
                 Some((printed, printed_url)) if printed == role => {
                     url = Some(printed_url);
                     true
@@ -449,16 +551,16 @@ impl Cluster {
                     proc.args = args;
                     let url = url.expect("listening line");
                     assert_eq!(
-                        url, self.ops.urls[role],
-                        "{role} came back on another address"
+                        url, self.ops.urls[name],
+                        "{name} came back on another address"
                     );
-                    self.procs.insert(role.to_owned(), proc);
+                    self.procs.insert(name.to_owned(), proc);
                     return;
                 }
                 Err(error) if Instant::now() < deadline && error.contains("in use") => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(error) => panic!("restarting {role}: {error}"),
+                Err(error) => panic!("restarting {name}: {error}"),
             }
         }
     }
@@ -579,6 +681,43 @@ impl Ops {
         ))
     }
 
+    /// `GET /metrics` on a role's own port: the Prometheus text and its content type.
+    pub async fn metrics(&self, role: &str) -> Result<(String, String), String> {
+        let url = format!("{}/metrics", self.urls[role]);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if response.status().as_u16() != 200 {
+            return Err(format!("GET {url}: {}", response.status()));
+        }
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        Ok((text, content_type))
+    }
+
+    /// The sum of every series of `name` on a role whose labels include all of `labels`
+    /// (`None`: no such series).
+    pub async fn metric(
+        &self,
+        role: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Option<f64>, String> {
+        let (text, _) = self.metrics(role).await?;
+        Ok(metric_value(&text, name, labels))
+    }
+
     async fn items(&self, role: &str, path: &str) -> Result<Vec<Value>, String> {
         let (status, body) = self.internal(role, path).await?;
         if status != 200 {
@@ -652,6 +791,41 @@ impl Ops {
         )
         .await
     }
+}
+
+/// In Prometheus text, the sum of the samples of `name` whose labels include all of `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(rest) => match rest.split_once('}') {
+                Some((labels, value)) => (labels, value),
+                None => continue,
+            },
+            None if rest.starts_with(' ') => ("", rest),
+            None => continue,
+        };
+        let matches = labels
+            .iter()
+            .all(|(key, want)| label_text.contains(&format!("{key}=\"{want}\"")));
+        if !matches {
+            continue;
+        }
+        if let Some(value) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            *total.get_or_insert(0.0) += value;
+        }
+    }
+    total
 }
 
 // ---------------------------------------------------------------------------------------------
