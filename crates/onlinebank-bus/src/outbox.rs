@@ -109,10 +109,19 @@ impl Relay {
             })
             .collect();
         self.bus.publish(&records).await?;
-        sqlx::query("DELETE FROM outbox WHERE seq <= ?")
-            .bind(last_seq)
-            .execute(&self.db.write)
-            .await?;
+        // Through group commit: the delete rides along with the next batch of writes instead of
+        // costing an fsync of its own (a crash before it only ships the rows again).
+        self.db
+            .group
+            .run(move |mut conn| async move {
+                let result = sqlx::query("DELETE FROM outbox WHERE seq <= ?")
+                    .bind(last_seq)
+                    .execute(&mut *conn)
+                    .await;
+                (conn, result)
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("deleting shipped outbox rows: {error}"))?;
         metrics::counter!("outbox_shipped_total", "publisher" => self.name)
             .increment(records.len() as u64);
         if records.len() as i64 >= RELAY_BATCH {
