@@ -8,14 +8,25 @@
 
 use crate::cli::{ServeArgs, UpArgs};
 use anyhow::Context;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use onlinebank_bus::Bus;
 use onlinebank_core::http::{health_router, Readiness, ReadyCheck};
+use onlinebank_core::ApiError;
 use onlinebank_core::{Role, RoleContext, RoleParts, Settings};
+use serde_json::json;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::service_fn;
+use tower::util::ServiceExt;
 
 /// How long shutdown waits for in-flight work.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +76,17 @@ async fn start_role(
     process: &Process,
     bus: &Bus,
 ) -> anyhow::Result<()> {
+    // Serve at once: while the role is being built, `/health/live` answers 200 and everything
+    // else (readiness included) 503 `starting`.
+    let built: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
+    let address = listener.local_addr()?;
+    let shutdown = process.stop_serving.clone();
+    let front = front_router(role.as_str(), built.clone());
+    process.servers.spawn(async move {
+        if let Err(error) = onlinebank_core::http::serve(listener, front, shutdown).await {
+            tracing::error!(%role, error = %format!("{error:#}"), "server stopped");
+        }
+    });
     let parts = build_role(role, &process.ctx, bus).await?;
     let check: ReadyCheck = {
         let db = parts.db.clone();
@@ -87,19 +109,43 @@ async fn start_role(
         .router
         .merge(health_router(name, process.readiness.clone(), check))
         .merge(onlinebank_core::metrics::router())
+        .fallback(onlinebank_core::http::not_found)
         .layer(axum::middleware::from_fn(move |request, next| {
             onlinebank_core::metrics::track(name, request, next)
         }));
-    let address = listener.local_addr()?;
-    let shutdown = process.stop_serving.clone();
-    process.servers.spawn(async move {
-        if let Err(error) = onlinebank_core::http::serve(listener, router, shutdown).await {
-            tracing::error!(%role, error = %format!("{error:#}"), "server stopped");
-        }
-    });
+    if built.set(router).is_err() {
+        anyhow::bail!("the {role} role was built twice");
+    }
     println!("onlinebank {role} listening on http://{address}");
     tracing::info!(%role, %address, "role started");
     Ok(())
+}
+
+/// The router a listener serves from its first moment: the role's router once built.
+fn front_router(role: &'static str, built: Arc<OnceLock<Router>>) -> Router {
+    Router::new()
+        .route(
+            "/health/live",
+            get(move || async move { Json(json!({"status": "live", "role": role})) }),
+        )
+        .fallback_service(service_fn(move |request: Request| {
+            let built = built.clone();
+            async move {
+                Ok::<Response, Infallible>(match built.get() {
+                    Some(router) => match router.clone().oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None => ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "starting",
+                        "the service is starting",
+                    )
+                    .with_retry_after(1)
+                    .into_response(),
+                })
+            }
+        }))
 }
 
 async fn bind(address: &str) -> anyhow::Result<TcpListener> {
