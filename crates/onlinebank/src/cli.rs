@@ -23,6 +23,8 @@ pub enum Command {
     Up(UpArgs),
     /// Run one role in this process
     Serve(ServeArgs),
+    /// Drive a mixed workload through the gateway, measure it, and check every touched account
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +56,47 @@ pub struct ServeArgs {
     pub peers: PeerArgs,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// `onlinebank bench`: a load generator that checks its own results (see `src/bench/`).
+///
+/// Without `--url` it starts the bank itself (`up --port 0` in a temporary directory); the
+/// started bank reads its settings from `ONLINEBANK_*` variables as usual.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The gateway of a running bank (e.g. http://127.0.0.1:8080); default: start one
+    #[arg(long)]
+    pub url: Option<String>,
+    /// How long the mixed workload runs (e.g. 30s, 2m)
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Clients sending at once (each waits for its answer before the next call)
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Accounts to open and spread the load over; 1 is the hot-account case
+    #[arg(long, default_value_t = 100)]
+    pub accounts: usize,
+    /// Customers owning the accounts (default: one per 10 accounts)
+    #[arg(long)]
+    pub customers: Option<usize>,
+    /// Weights of the operations: deposit, withdraw, balance, history
+    #[arg(long, default_value = "deposit=40,withdraw=20,balance=30,history=10")]
+    pub mix: String,
+    /// How long each ceiling (/health/live, /api/v1/ping) is measured; 0s skips them
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub ceiling_duration: Duration,
+    /// Opening deposit of every account, in won
+    #[arg(long, default_value_t = 1_000_000)]
+    pub opening_amount: i64,
+    /// Per-call timeout of the load generator's HTTP client
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Print one JSON document instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML page with charts over time
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 /// Where a role finds its peers; a comma-separated list means several instances.

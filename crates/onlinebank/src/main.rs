@@ -2,8 +2,10 @@
 //!
 //! - `onlinebank up`: the whole bank in one process (each role on its own loopback port, the
 //!   embedded event log and SQLite files under the data directory);
-//! - `onlinebank serve <role>`: one role per process, configured by flags or `ONLINEBANK_*` env.
+//! - `onlinebank serve <role>`: one role per process, configured by flags or `ONLINEBANK_*` env;
+//! - `onlinebank bench`: a load generator that checks its own results.
 
+mod bench;
 mod cli;
 mod run;
 
@@ -23,6 +25,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Up(args) => run::up(args).await,
         cli::Command::Serve(args) => run::serve(args).await,
+        cli::Command::Bench(args) => bench::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

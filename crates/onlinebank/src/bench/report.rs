@@ -1,0 +1,681 @@
+//! Presenting a run three ways from one set of numbers: text for a person at a terminal, one
+//! JSON document for scripts and tests (`--json`), and a self-contained HTML page with charts
+//! over time (`--report`, inline SVG, no external URL), so the three never disagree.
+
+use super::invariants::Verdict;
+use super::stats::OpSummary;
+use super::target::Memory;
+use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// What was run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub duration: Duration,
+    pub concurrency: usize,
+    pub accounts: usize,
+    pub customers: usize,
+    pub mix: String,
+    pub ceiling_duration: Duration,
+    pub opening: i64,
+}
+
+/// The bank the bench started itself.
+#[derive(Debug, Clone)]
+pub struct StartedBank {
+    pub ready_in: Duration,
+    pub idle_rss_kb: Option<u64>,
+    pub memory: Memory,
+}
+
+/// CPU used during the mixed workload, in cores (CPU seconds per second).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// The self-started bank (`None` with `--url`).
+    pub bank_cores: Option<f64>,
+    /// The load generator itself: it shares the machine with the bank.
+    pub bench_cores: Option<f64>,
+}
+
+/// Everything measured in one run.
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub url: String,
+    pub bank: Option<StartedBank>,
+    pub config: Config,
+    pub setup: Duration,
+    /// `health_live` then `ping`; empty when skipped.
+    pub ceilings: Vec<OpSummary>,
+    pub operations: Vec<OpSummary>,
+    pub elapsed: Duration,
+    pub cpu: Cpu,
+    pub verdict: Verdict,
+}
+
+impl Results {
+    fn ceiling(&self, name: &str) -> Option<&OpSummary> {
+        self.ceilings.iter().find(|ceiling| ceiling.name == name)
+    }
+
+    /// `op`'s throughput as a share of a ceiling's.
+    fn ratio(&self, op: &OpSummary, ceiling: &str) -> Option<f64> {
+        self.ceiling(ceiling)
+            .filter(|ceiling| ceiling.per_second > 0.0)
+            .map(|ceiling| op.per_second / ceiling.per_second)
+    }
+
+    fn total(&self) -> (u64, u64, f64) {
+        let ok: u64 = self.operations.iter().map(|op| op.ok).sum();
+        let errors: u64 = self.operations.iter().map(OpSummary::error_count).sum();
+        (ok, errors, ok as f64 / self.elapsed.as_secs_f64().max(1e-9))
+    }
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn round(value: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (value * scale).round() / scale
+}
+
+fn op_json(op: &OpSummary) -> Value {
+    let latency = op.latency.map(|latency| {
+        json!({
+            "p50": round(latency.p50, 3),
+            "p90": round(latency.p90, 3),
+            "p99": round(latency.p99, 3),
+            "max": round(latency.max, 3),
+        })
+    });
+    let timeline: Vec<Value> = op
+        .timeline
+        .iter()
+        .map(|point| {
+            json!({
+                "second": point.second,
+                "completed": point.ok,
+                "errors": point.errors,
+                "perSecond": round(point.rate, 1),
+                "p50Ms": point.p50_ms.map(|v| round(v, 3)),
+                "p99Ms": point.p99_ms.map(|v| round(v, 3)),
+            })
+        })
+        .collect();
+    json!({
+        "completed": op.ok,
+        "perSecond": round(op.per_second, 1),
+        "latencyMs": latency,
+        "errors": op.errors,
+        "timeline": timeline,
+    })
+}
+
+/// The `--json` document.
+pub fn to_json(results: &Results) -> Value {
+    let mut ceilings = Map::new();
+    for ceiling in &results.ceilings {
+        ceilings.insert(camel(&ceiling.name), op_json(ceiling));
+    }
+    let mut operations = Map::new();
+    for op in &results.operations {
+        let mut value = op_json(op);
+        value["ratioToHealthLive"] = json!(results.ratio(op, "health_live").map(|r| round(r, 4)));
+        value["ratioToPing"] = json!(results.ratio(op, "ping").map(|r| round(r, 4)));
+        operations.insert(op.name.clone(), value);
+    }
+    let (ok, errors, per_second) = results.total();
+    let bank = results.bank.as_ref().map(|bank| {
+        json!({
+            "readyMs": round(bank.ready_in.as_secs_f64() * 1000.0, 1),
+            "idleRssMb": bank.idle_rss_kb.map(|kb| round(mb(kb), 1)),
+            "peakRssMb": bank.memory.high_water_kb.map(|kb| round(mb(kb), 1)),
+            "peakRssSampledMb": bank.memory.peak_sampled_kb.map(|kb| round(mb(kb), 1)),
+            "peakRssWorkloadMb": bank.memory.peak_workload_kb.map(|kb| round(mb(kb), 1)),
+        })
+    });
+    let verdict = &results.verdict;
+    json!({
+        "url": results.url,
+        "selfStarted": results.bank.is_some(),
+        "bank": bank,
+        "config": {
+            "durationSeconds": results.config.duration.as_secs_f64(),
+            "concurrency": results.config.concurrency,
+            "accounts": results.config.accounts,
+            "customers": results.config.customers,
+            "mix": results.config.mix,
+            "ceilingSeconds": results.config.ceiling_duration.as_secs_f64(),
+            "openingAmount": results.config.opening,
+        },
+        "setupSeconds": round(results.setup.as_secs_f64(), 3),
+        "ceilings": ceilings,
+        "elapsedSeconds": round(results.elapsed.as_secs_f64(), 3),
+        "operations": operations,
+        "total": {"completed": ok, "errors": errors, "perSecond": round(per_second, 1)},
+        "cpuCores": {
+            "bank": results.cpu.bank_cores.map(|c| round(c, 2)),
+            "bench": results.cpu.bench_cores.map(|c| round(c, 2)),
+        },
+        "invariants": {
+            "ok": verdict.ok(),
+            "accounts": verdict.accounts,
+            "unknownOutcomes": {
+                "count": verdict.resolution.unknown,
+                "applied": verdict.resolution.applied,
+                "refused": verdict.resolution.refused,
+                "unresolved": verdict.resolution.unresolved,
+            },
+            "readSideCaughtUpMs": verdict.drained_in.map(|d| round(d.as_secs_f64() * 1000.0, 1)),
+            "violations": verdict.violations,
+        },
+    })
+}
+
+fn camel(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn errors_text(op: &OpSummary) -> String {
+    if op.errors.is_empty() {
+        return "-".to_owned();
+    }
+    op.errors
+        .iter()
+        .map(|(code, count)| format!("{code}={count}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn latency_cells(op: &OpSummary) -> String {
+    match op.latency {
+        Some(l) => format!(
+            "{:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            l.p50, l.p90, l.p99, l.max
+        ),
+        None => format!("{:>8} {:>8} {:>8} {:>8}", "-", "-", "-", "-"),
+    }
+}
+
+fn ratio_cell(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.3}x"))
+}
+
+/// The text report.
+pub fn to_text(results: &Results) -> String {
+    let mut out = String::new();
+    let c = &results.config;
+    let _ = write!(out, "onlinebank bench -> {}", results.url);
+    match &results.bank {
+        Some(bank) => {
+            let _ = write!(
+                out,
+                " (self-started: ready in {:.0} ms",
+                bank.ready_in.as_secs_f64() * 1000.0
+            );
+            if let Some(kb) = bank.idle_rss_kb {
+                let _ = write!(out, ", idle RSS {:.1} MB", mb(kb));
+            }
+            out.push_str(")\n");
+        }
+        None => out.push('\n'),
+    }
+    let _ = writeln!(
+        out,
+        "setup: {} customers, {} accounts opened with {} won each in {:.2} s",
+        c.customers,
+        c.accounts,
+        c.opening,
+        results.setup.as_secs_f64()
+    );
+    let header = format!(
+        "  {:<12} {:>10} {:>8} {:>8} {:>8} {:>8}",
+        "", "done/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    if !results.ceilings.is_empty() {
+        let _ = writeln!(
+            out,
+            "ceilings: {} clients, {:.1} s each",
+            c.concurrency,
+            c.ceiling_duration.as_secs_f64()
+        );
+        let _ = writeln!(out, "{header}   errors");
+        for ceiling in &results.ceilings {
+            let _ = writeln!(
+                out,
+                "  {:<12} {:>10.1} {}   {}",
+                ceiling.name,
+                ceiling.per_second,
+                latency_cells(ceiling),
+                errors_text(ceiling)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "workload: {:.1} s, {} clients, {} accounts, mix {}",
+        results.elapsed.as_secs_f64(),
+        c.concurrency,
+        c.accounts,
+        c.mix
+    );
+    let _ = writeln!(out, "{header} {:>9} {:>9}   errors", "vs live", "vs ping");
+    // Operations left out of the mix (nothing succeeded, nothing failed) get no row.
+    let active = results
+        .operations
+        .iter()
+        .filter(|op| op.ok > 0 || !op.errors.is_empty());
+    for op in active {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>10.1} {} {:>9} {:>9}   {}",
+            op.name,
+            op.per_second,
+            latency_cells(op),
+            ratio_cell(results.ratio(op, "health_live")),
+            ratio_cell(results.ratio(op, "ping")),
+            errors_text(op)
+        );
+    }
+    let (ok, errors, per_second) = results.total();
+    let _ = writeln!(
+        out,
+        "  {:<12} {:>10.1}   ({ok} completed, {errors} errors)",
+        "total", per_second
+    );
+    if let Some(bench) = results.cpu.bench_cores {
+        let _ = write!(out, "cpu during the workload: bench {bench:.2} cores");
+        if let Some(bank) = results.cpu.bank_cores {
+            let _ = write!(out, ", bank {bank:.2} cores");
+        }
+        let _ = writeln!(
+            out,
+            " (of {})",
+            std::thread::available_parallelism().map_or(0, usize::from)
+        );
+    }
+    if let Some(bank) = &results.bank {
+        if let Some(kb) = bank.memory.high_water_kb {
+            let _ = write!(
+                out,
+                "memory: peak RSS {:.1} MB (VmHWM, setup included)",
+                mb(kb)
+            );
+            if let Some(sampled) = bank.memory.peak_workload_kb {
+                let _ = write!(out, ", {:.1} MB during the workload", mb(sampled));
+            }
+            out.push('\n');
+        }
+    }
+    let verdict = &results.verdict;
+    let r = &verdict.resolution;
+    let _ = writeln!(
+        out,
+        "unknown outcomes: {} (applied {}, refused {}, unresolved {})",
+        r.unknown, r.applied, r.refused, r.unresolved
+    );
+    match verdict.drained_in {
+        Some(d) => {
+            let _ = writeln!(out, "read side caught up in {:.2} s", d.as_secs_f64());
+        }
+        None => {
+            let _ = writeln!(out, "read side did not catch up in time");
+        }
+    }
+    if verdict.ok() {
+        let _ = writeln!(out, "invariants: ok ({} accounts)", verdict.accounts);
+    } else {
+        let _ = writeln!(
+            out,
+            "invariants: FAILED ({} violations over {} accounts)",
+            verdict.violations.len(),
+            verdict.accounts
+        );
+        for violation in verdict.violations.iter().take(50) {
+            let _ = writeln!(out, "  {violation}");
+        }
+        if verdict.violations.len() > 50 {
+            let _ = writeln!(out, "  ... and {} more", verdict.violations.len() - 50);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+struct Line<'a> {
+    name: String,
+    color: &'a str,
+    dashed: bool,
+    points: Vec<(f64, f64)>,
+}
+
+/// A step of 1, 2 or 5 times a power of ten giving about `count` ticks up to `max`.
+fn nice_step(max: f64, count: f64) -> f64 {
+    let raw = (max / count).max(1e-9);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * magnitude)
+}
+
+/// A tick's label with as many decimals as the step needs.
+fn tick_label(value: f64, step: f64) -> String {
+    if step >= 1.0 {
+        format!("{value:.0}")
+    } else if step >= 0.1 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// An SVG line chart: x in seconds, y from 0.
+fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line]) -> String {
+    let (width, height) = (760.0, 280.0);
+    let (left, right, top, bottom) = (64.0, 150.0, 32.0, 36.0);
+    let plot_w = width - left - right;
+    let plot_h = height - top - bottom;
+    let x_max = x_max.max(1.0);
+    let y_data = lines
+        .iter()
+        .flat_map(|line| line.points.iter().map(|(_, y)| *y))
+        .fold(0.0f64, f64::max);
+    let y_step = nice_step(if y_data > 0.0 { y_data } else { 1.0 }, 5.0);
+    let y_max = ((y_data / y_step).ceil() * y_step).max(y_step);
+    let x = |v: f64| left + v / x_max * plot_w;
+    let y = |v: f64| top + plot_h - v / y_max * plot_h;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{left}" y="18" font-size="14" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
+    let mut tick = 0.0;
+    while tick <= y_max + y_step / 2.0 {
+        let ty = y(tick);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{ty:.1}" y2="{ty:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left + plot_w,
+            left - 6.0,
+            ty + 4.0,
+            tick_label(tick, y_step)
+        );
+        tick += y_step;
+    }
+    let x_step = nice_step(x_max, 10.0).max(1.0);
+    let mut tick = 0.0;
+    while tick <= x_max + 1e-9 {
+        let tx = x(tick);
+        let _ = write!(
+            svg,
+            r##"<line x1="{tx:.1}" x2="{tx:.1}" y1="{top}" y2="{}" stroke="#eee"/><text x="{tx:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            top + plot_h,
+            top + plot_h + 14.0,
+            tick_label(tick, x_step)
+        );
+        tick += x_step;
+    }
+    let _ = write!(
+        svg,
+        r##"<text x="{}" y="{}" text-anchor="middle">seconds</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"##,
+        left + plot_w / 2.0,
+        height - 4.0,
+        top + plot_h / 2.0,
+        top + plot_h / 2.0,
+        escape(unit)
+    );
+    let _ = write!(
+        svg,
+        r##"<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>"##
+    );
+    for (index, line) in lines.iter().enumerate() {
+        if !line.points.is_empty() {
+            let points: Vec<String> = line
+                .points
+                .iter()
+                .map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py)))
+                .collect();
+            let dash = if line.dashed {
+                r#" stroke-dasharray="6 4""#
+            } else {
+                ""
+            };
+            let _ = write!(
+                svg,
+                r#"<polyline fill="none" stroke="{}" stroke-width="1.8"{dash} points="{}"/>"#,
+                line.color,
+                points.join(" ")
+            );
+        }
+        let ly = top + 10.0 + index as f64 * 18.0;
+        let lx = left + plot_w + 12.0;
+        let dash = if line.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            svg,
+            r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
+            lx + 22.0,
+            line.color,
+            lx + 28.0,
+            ly + 4.0,
+            escape(&line.name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn table(results: &Results) -> String {
+    let mut html = String::from(
+        "<table><tr><th>operation</th><th>completed</th><th>completed/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>vs /health/live</th><th>vs /api/v1/ping</th><th>errors</th></tr>",
+    );
+    let rows = results
+        .ceilings
+        .iter()
+        .map(|op| (op, true))
+        .chain(results.operations.iter().map(|op| (op, false)));
+    for (op, is_ceiling) in rows {
+        let (p50, p90, p99, max) = match op.latency {
+            Some(l) => (
+                format!("{:.2}", l.p50),
+                format!("{:.2}", l.p90),
+                format!("{:.2}", l.p99),
+                format!("{:.2}", l.max),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let (live, ping) = if is_ceiling {
+            ("".to_owned(), "".to_owned())
+        } else {
+            (
+                ratio_cell(results.ratio(op, "health_live")),
+                ratio_cell(results.ratio(op, "ping")),
+            )
+        };
+        let name = if is_ceiling {
+            format!("<i>ceiling: {}</i>", escape(&op.name))
+        } else {
+            escape(&op.name)
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{name}</td><td>{}</td><td>{:.1}</td><td>{p50}</td><td>{p90}</td><td>{p99}</td><td>{max}</td><td>{live}</td><td>{ping}</td><td>{}</td></tr>",
+            op.ok,
+            op.per_second,
+            escape(&errors_text(op))
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
+/// The `--report` page.
+pub fn to_html(results: &Results) -> String {
+    let x_max = results.elapsed.as_secs_f64();
+    let throughput: Vec<Line> = results
+        .operations
+        .iter()
+        .enumerate()
+        .map(|(index, op)| Line {
+            name: op.name.clone(),
+            color: COLORS[index % COLORS.len()],
+            dashed: false,
+            points: op
+                .timeline
+                .iter()
+                .map(|p| (p.second as f64 + 0.5, p.rate))
+                .collect(),
+        })
+        .collect();
+    let mut charts = vec![chart(
+        "Completed operations per second",
+        "completed/s",
+        x_max,
+        &throughput,
+    )];
+    for (index, op) in results.operations.iter().enumerate() {
+        let color = COLORS[index % COLORS.len()];
+        let pick = |f: fn(&super::stats::SecondPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+            op.timeline
+                .iter()
+                .filter_map(|p| f(p).map(|v| (p.second as f64 + 0.5, v)))
+                .collect()
+        };
+        let lines = [
+            Line {
+                name: "p50".into(),
+                color,
+                dashed: false,
+                points: pick(|p| p.p50_ms),
+            },
+            Line {
+                name: "p99".into(),
+                color,
+                dashed: true,
+                points: pick(|p| p.p99_ms),
+            },
+        ];
+        charts.push(chart(
+            &format!("{} latency per second (p50, p99)", op.name),
+            "ms",
+            x_max,
+            &lines,
+        ));
+    }
+    if let Some(bank) = &results.bank {
+        if !bank.memory.samples.is_empty() {
+            let line = Line {
+                name: "RSS".into(),
+                color: COLORS[5],
+                dashed: false,
+                points: bank
+                    .memory
+                    .samples
+                    .iter()
+                    .filter(|(t, _)| *t <= x_max)
+                    .map(|(t, kb)| (*t, mb(*kb)))
+                    .collect(),
+            };
+            charts.push(chart("Bank resident memory", "MB", x_max, &[line]));
+        }
+    }
+    let verdict = if results.verdict.ok() {
+        format!(
+            r#"<p class="ok">invariants: ok ({} accounts)</p>"#,
+            results.verdict.accounts
+        )
+    } else {
+        let items: String = results
+            .verdict
+            .violations
+            .iter()
+            .take(200)
+            .map(|v| format!("<li>{}</li>", escape(v)))
+            .collect();
+        format!(
+            r#"<p class="bad">invariants: FAILED ({} violations)</p><ul>{items}</ul>"#,
+            results.verdict.violations.len()
+        )
+    };
+    let text = escape(&to_text(results));
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>onlinebank bench</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; margin: 12px 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+td:first-child, th:first-child, td:last-child {{ text-align: left; }}
+.ok {{ color: #1a7f37; font-weight: bold; }} .bad {{ color: #c62828; font-weight: bold; }}
+pre {{ background: #f6f6f6; padding: 12px; }}
+svg {{ display: block; margin: 12px 0; }}
+</style></head><body>
+<h1>onlinebank bench</h1>
+<p>{url}: {concurrency} clients for {secs:.1} s, {accounts} accounts, mix {mix}</p>
+{table}
+{verdict}
+{charts}
+<h2>Text report</h2>
+<pre>{text}</pre>
+</body></html>
+"#,
+        url = escape(&results.url),
+        concurrency = results.config.concurrency,
+        secs = results.elapsed.as_secs_f64(),
+        accounts = results.config.accounts,
+        mix = escape(&results.config.mix),
+        table = table(results),
+        charts = charts.join("\n"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_round_numbers() {
+        assert!((nice_step(100.0, 5.0) - 20.0).abs() < 1e-9);
+        assert!((nice_step(7.0, 5.0) - 2.0).abs() < 1e-9);
+        assert!((nice_step(0.3, 5.0) - 0.1).abs() < 1e-9);
+        assert_eq!(camel("health_live"), "healthLive");
+        assert_eq!(escape("<a&b>"), "&lt;a&amp;b&gt;");
+    }
+}

@@ -1,0 +1,542 @@
+//! What the clients do: the setup (customers, sessions, accounts), the ceilings (`/health/live`
+//! and `/api/v1/ping` under the same concurrency) and the mixed workload, while keeping the
+//! bench's own ledger of every acknowledged deposit and withdrawal.
+//!
+//! The ledger is what makes the bench check itself: an account's expected balance is its opening
+//! amount plus the deposits and minus the withdrawals the bank acknowledged (200 completed); any
+//! write whose outcome the client could not know is set aside with its Idempotency-Key, to be
+//! resolved before the invariants are judged.
+
+use super::client::{classify_write, Api, Reply, WriteOutcome};
+use super::stats::Recorder;
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The operations of the mix, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Deposit,
+    Withdraw,
+    Balance,
+    History,
+}
+
+impl Op {
+    pub const ALL: [Op; 4] = [Op::Deposit, Op::Withdraw, Op::Balance, Op::History];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Deposit => "deposit",
+            Op::Withdraw => "withdraw",
+            Op::Balance => "balance",
+            Op::History => "history",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Op::Deposit => 0,
+            Op::Withdraw => 1,
+            Op::Balance => 2,
+            Op::History => 3,
+        }
+    }
+}
+
+/// Operation weights, e.g. `deposit=40,withdraw=20,balance=30,history=10`.
+#[derive(Debug, Clone)]
+pub struct Mix {
+    pub weights: [u32; 4],
+}
+
+impl Mix {
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let mut weights = [0u32; 4];
+        for part in raw
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
+            let (name, weight) = part
+                .split_once('=')
+                .with_context(|| format!("--mix: expected name=weight, got {part:?}"))?;
+            let op = Op::ALL
+                .into_iter()
+                .find(|op| op.name() == name.trim())
+                .with_context(|| {
+                    format!(
+                        "--mix: unknown operation {name:?} (deposit, withdraw, balance, history)"
+                    )
+                })?;
+            weights[op.index()] = weight
+                .trim()
+                .parse()
+                .with_context(|| format!("--mix: bad weight in {part:?}"))?;
+        }
+        if weights.iter().all(|weight| *weight == 0) {
+            bail!("--mix: at least one operation needs a weight above 0");
+        }
+        Ok(Self { weights })
+    }
+
+    fn pick(&self, rng: &mut StdRng) -> Op {
+        let total: u32 = self.weights.iter().sum();
+        let mut roll = rng.gen_range(0..total);
+        for op in Op::ALL {
+            let weight = self.weights[op.index()];
+            if roll < weight {
+                return op;
+            }
+            roll -= weight;
+        }
+        Op::Balance
+    }
+
+    pub fn describe(&self) -> String {
+        Op::ALL
+            .iter()
+            .map(|op| format!("{}={}", op.name(), self.weights[op.index()]))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A customer the bench registered, with its session token.
+pub struct Customer {
+    pub token: String,
+}
+
+/// An account the bench opened, with its ledger of acknowledged operations.
+pub struct Account {
+    pub no: String,
+    pub customer: usize,
+    pub opening: i64,
+    /// Opening + acknowledged deposits - acknowledged withdrawals.
+    pub expected: AtomicI64,
+    /// Ledger entries the read side should show: the opening plus every acknowledged write.
+    pub entries: AtomicU64,
+}
+
+impl Account {
+    pub fn apply(&self, op: Op, amount: i64) {
+        let delta = if op == Op::Withdraw { -amount } else { amount };
+        self.expected.fetch_add(delta, Ordering::SeqCst);
+        self.entries.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A write whose outcome the client did not learn; resolved before the invariants are judged.
+#[derive(Debug, Clone)]
+pub struct Unknown {
+    pub account: usize,
+    pub op: Op,
+    pub amount: i64,
+    pub key: String,
+    pub request_id: Option<String>,
+}
+
+/// Everything the clients share.
+pub struct Bench {
+    pub run_id: String,
+    pub password: String,
+    pub customers: Vec<Customer>,
+    pub accounts: Vec<Account>,
+    pub unknowns: Mutex<Vec<Unknown>>,
+}
+
+impl Bench {
+    pub fn write_body(&self, op: Op, account: &Account, amount: i64) -> Value {
+        json!({
+            "type": op.name(),
+            "accountNo": account.no,
+            "amount": amount,
+            "password": self.password,
+        })
+    }
+
+    pub fn token_of(&self, account: &Account) -> Option<&str> {
+        self.customers
+            .get(account.customer)
+            .map(|customer| customer.token.as_str())
+    }
+}
+
+/// How long setup calls keep retrying `service_busy` and resolving unknown outcomes.
+const SETUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Sends a write and, if its outcome is unknown, resolves it (same Idempotency-Key).
+pub async fn write_resolved(
+    api: &Api,
+    token: &str,
+    key: &str,
+    body: &Value,
+    patience: Duration,
+) -> Resolved {
+    let deadline = Instant::now() + patience;
+    let outcome = classify_write(
+        &api.post("/api/v1/requests", Some(token), Some(key), body)
+            .await,
+    );
+    match outcome {
+        WriteOutcome::Applied => Resolved::Applied,
+        WriteOutcome::Refused(code) if code == "service_busy" => {
+            // Nothing happened: try again (a setup step must not be skipped).
+            resolve(api, token, key, body, None, deadline).await
+        }
+        WriteOutcome::Refused(code) => Resolved::Refused(code),
+        WriteOutcome::Unknown { request_id, .. } => {
+            resolve(api, token, key, body, request_id, deadline).await
+        }
+    }
+}
+
+/// The final outcome of a write.
+#[derive(Debug)]
+pub enum Resolved {
+    Applied,
+    Refused(String),
+    /// Still unknown at the deadline; the last thing seen.
+    Unresolved(String),
+}
+
+/// Finds out what became of a write: polls `GET /api/v1/requests/{id}` while its id is known,
+/// otherwise re-sends it with the same Idempotency-Key (which replays the first answer, or
+/// performs it now if it never arrived). `service_busy` on a re-send proves nothing about the
+/// first attempt, so it is retried like any other unknown until `deadline`.
+pub async fn resolve(
+    api: &Api,
+    token: &str,
+    key: &str,
+    body: &Value,
+    mut request_id: Option<String>,
+    deadline: Instant,
+) -> Resolved {
+    let mut last: String;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if let Some(id) = request_id.clone() {
+            let reply = api
+                .get(&format!("/api/v1/requests/{id}"), Some(token))
+                .await;
+            let json = reply.json().unwrap_or(Value::Null);
+            match reply.status() {
+                Some(200) => {
+                    if json.get("status").and_then(Value::as_str) == Some("completed") {
+                        return Resolved::Applied;
+                    }
+                    last = "pending".to_owned();
+                }
+                Some(404) if reply.label() == "request_cancelled" => {
+                    let reason = json
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("request_cancelled");
+                    return Resolved::Refused(reason.to_owned());
+                }
+                Some(404) => {
+                    // Not known under this id: ask by key instead.
+                    last = reply.label();
+                    request_id = None;
+                }
+                _ => last = reply.label(),
+            }
+        } else {
+            let reply = api
+                .post("/api/v1/requests", Some(token), Some(key), body)
+                .await;
+            match classify_write(&reply) {
+                WriteOutcome::Applied => return Resolved::Applied,
+                WriteOutcome::Refused(code) if code == "service_busy" => last = code,
+                WriteOutcome::Refused(code) => return Resolved::Refused(code),
+                WriteOutcome::Unknown {
+                    label,
+                    request_id: id,
+                } => {
+                    last = label;
+                    request_id = id;
+                }
+            }
+        }
+        if Instant::now() + pause >= deadline {
+            return Resolved::Unresolved(last);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Sizes of the setup.
+pub struct SetupPlan {
+    pub customers: usize,
+    pub accounts: usize,
+    pub opening: i64,
+    pub parallel: usize,
+}
+
+/// Registers the customers, logs them in and opens the accounts (spread round-robin).
+pub async fn setup(api: &Api, plan: &SetupPlan) -> anyhow::Result<Bench> {
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let password = format!("bench-pw-{run_id}");
+    let parallel = plan.parallel.max(1);
+
+    let customers: Vec<anyhow::Result<Customer>> = futures::stream::iter(0..plan.customers.max(1))
+        .map(|index| {
+            let api = api.clone();
+            let user_id = format!("bench-{run_id}-{index}@example.com");
+            let password = password.clone();
+            async move { register_and_login(&api, user_id, &password).await }
+        })
+        .buffered(parallel)
+        .collect()
+        .await;
+    let customers = customers.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+
+    let opened: Vec<anyhow::Result<Account>> = futures::stream::iter(0..plan.accounts.max(1))
+        .map(|index| {
+            let api = api.clone();
+            let customer = index % customers.len();
+            let token = customers[customer].token.clone();
+            let no = format!("bench-{run_id}-{index}");
+            let body = json!({
+                "type": "open", "accountNo": no, "amount": plan.opening, "password": password,
+            });
+            let key = format!("bench-{run_id}-open-{index}");
+            async move {
+                match write_resolved(&api, &token, &key, &body, SETUP_PATIENCE).await {
+                    Resolved::Applied => Ok(Account {
+                        no,
+                        customer,
+                        opening: plan.opening,
+                        expected: AtomicI64::new(plan.opening),
+                        entries: AtomicU64::new(1),
+                    }),
+                    Resolved::Refused(code) => bail!("opening account {no}: {code}"),
+                    Resolved::Unresolved(last) => {
+                        bail!("opening account {no}: outcome unknown ({last})")
+                    }
+                }
+            }
+        })
+        .buffered(parallel)
+        .collect()
+        .await;
+    let accounts = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Bench {
+        run_id,
+        password,
+        customers,
+        accounts,
+        unknowns: Mutex::new(Vec::new()),
+    })
+}
+
+/// Retries a setup call while the bank answers busy or cannot be reached; the last answer.
+async fn patiently<F, Fut>(mut call: F) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let deadline = Instant::now() + SETUP_PATIENCE;
+    loop {
+        let reply = call().await;
+        let retry = matches!(reply.status(), Some(503) | None);
+        if !retry || Instant::now() >= deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn register_and_login(
+    api: &Api,
+    user_id: String,
+    password: &str,
+) -> anyhow::Result<Customer> {
+    let signup = json!({"userId": user_id, "name": "bench", "password": password});
+    let reply = patiently(|| api.post("/api/v1/customers", None, None, &signup)).await;
+    // customer_exists: a re-sent sign-up whose first attempt went through.
+    if !reply.is_success() && reply.label() != "customer_exists" {
+        bail!("registering customer {user_id}: {}", reply.label());
+    }
+    let login = json!({"userId": user_id, "password": password});
+    let reply = patiently(|| api.post("/api/v1/sessions", None, None, &login)).await;
+    if !reply.is_success() {
+        bail!("logging in as {user_id}: {}", reply.label());
+    }
+    let token = reply
+        .json()
+        .and_then(|json| json.get("token").and_then(Value::as_str).map(str::to_owned))
+        .context("logging in: no token in the answer")?;
+    Ok(Customer { token })
+}
+
+/// Runs `clients` loops of `call` until `duration` has passed; each call's answer is recorded as
+/// operation `op` (the clients of a ceiling all call the same thing). Returns the wall time.
+pub async fn ceiling(
+    api: &Api,
+    path: &'static str,
+    clients: usize,
+    duration: Duration,
+    recorder: &Arc<Recorder>,
+    op: usize,
+) -> Duration {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients.max(1) {
+        let api = api.clone();
+        let recorder = recorder.clone();
+        tasks.spawn(async move {
+            while Instant::now() < deadline {
+                let began = Instant::now();
+                let reply = api.get(path, None).await;
+                if reply.is_success() {
+                    recorder.ok(op, began.elapsed());
+                } else {
+                    recorder.error(op, &reply.label());
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    started.elapsed()
+}
+
+/// After a transport failure (the bank unreachable) a client pauses briefly instead of spinning.
+async fn transport_pause(reply: &Reply) {
+    if matches!(reply, Reply::Transport(_)) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Amounts: deposits 1..=10,000 won, withdrawals 1..=5,000, so balances drift upwards and most
+/// withdrawals succeed.
+const MAX_DEPOSIT: i64 = 10_000;
+const MAX_WITHDRAW: i64 = 5_000;
+
+/// The mixed workload: `clients` loops until `duration` has passed. Returns the wall time (the
+/// last calls finish after the deadline).
+pub async fn drive(
+    bench: &Arc<Bench>,
+    api: &Api,
+    mix: &Mix,
+    clients: usize,
+    duration: Duration,
+    recorder: &Arc<Recorder>,
+) -> Duration {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients.max(1) {
+        let bench = bench.clone();
+        let api = api.clone();
+        let recorder = recorder.clone();
+        let mix = mix.clone();
+        tasks.spawn(async move {
+            let mut rng = StdRng::from_entropy();
+            let mut sequence = 0u64;
+            while Instant::now() < deadline {
+                sequence += 1;
+                let op = mix.pick(&mut rng);
+                let index = rng.gen_range(0..bench.accounts.len());
+                let account = &bench.accounts[index];
+                let Some(token) = bench.token_of(account) else {
+                    break;
+                };
+                match op {
+                    Op::Deposit | Op::Withdraw => {
+                        let max = if op == Op::Deposit {
+                            MAX_DEPOSIT
+                        } else {
+                            MAX_WITHDRAW
+                        };
+                        let amount = rng.gen_range(1..=max);
+                        let key = format!("bench-{}-{client}-{sequence}", bench.run_id);
+                        let body = bench.write_body(op, account, amount);
+                        let began = Instant::now();
+                        let reply = api
+                            .post("/api/v1/requests", Some(token), Some(&key), &body)
+                            .await;
+                        let latency = began.elapsed();
+                        match classify_write(&reply) {
+                            WriteOutcome::Applied => {
+                                account.apply(op, amount);
+                                recorder.ok(op.index(), latency);
+                            }
+                            WriteOutcome::Refused(code) => recorder.error(op.index(), &code),
+                            WriteOutcome::Unknown { label, request_id } => {
+                                recorder.error(op.index(), &label);
+                                bench
+                                    .unknowns
+                                    .lock()
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                    .push(Unknown {
+                                        account: index,
+                                        op,
+                                        amount,
+                                        key,
+                                        request_id,
+                                    });
+                            }
+                        }
+                        transport_pause(&reply).await;
+                    }
+                    Op::Balance | Op::History => {
+                        let path = if op == Op::Balance {
+                            format!("/api/v1/accounts/{}", account.no)
+                        } else {
+                            format!("/api/v1/accounts/{}/transactions?limit=10", account.no)
+                        };
+                        let began = Instant::now();
+                        let reply = api.get(&path, Some(token)).await;
+                        if reply.is_success() {
+                            recorder.ok(op.index(), began.elapsed());
+                        } else {
+                            recorder.error(op.index(), &reply.label());
+                        }
+                        transport_pause(&reply).await;
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    started.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_parses_weights_and_rejects_nonsense() {
+        let mix = Mix::parse("deposit=40, withdraw=20,balance=30,history=10");
+        assert!(matches!(&mix, Ok(mix) if mix.weights == [40, 20, 30, 10]));
+        let only = Mix::parse("deposit=1");
+        assert!(matches!(&only, Ok(mix) if mix.weights == [1, 0, 0, 0]));
+        assert!(Mix::parse("transfer=5").is_err());
+        assert!(Mix::parse("deposit=x").is_err());
+        assert!(Mix::parse("deposit=0").is_err());
+        assert!(Mix::parse("deposit").is_err());
+    }
+
+    #[test]
+    fn picks_follow_the_weights() {
+        let Ok(mix) = Mix::parse("deposit=3,balance=1") else {
+            panic!("mix")
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut counts = [0u32; 4];
+        for _ in 0..4000 {
+            counts[mix.pick(&mut rng).index()] += 1;
+        }
+        assert_eq!(counts[1] + counts[3], 0);
+        assert!((2800..3200).contains(&counts[0]), "{counts:?}");
+    }
+}
