@@ -3,7 +3,10 @@
 use crate::embedded::EmbeddedSubscription;
 use crate::{Bus, Delivery};
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often a busy consumer commits its position.
+const COMMIT_EVERY: Duration = Duration::from_millis(50);
 use tokio_util::sync::CancellationToken;
 
 /// A consumer group's subscription on some backend.
@@ -35,7 +38,8 @@ impl Subscription {
 /// Feeds batches of up to `batch_size` events to `handler` until `shutdown`.
 ///
 /// The handler applies a whole batch in one database transaction (with its inbox) and returns
-/// only after it committed; then the group's position moves past the batch. A failed batch is
+/// only after it committed; then the group's position moves past the batch (committed at most
+/// every 50 ms, and on shutdown). A failed batch is
 /// retried from the last committed position after a short pause: events are never skipped.
 pub async fn run<H, Fut>(
     bus: Bus,
@@ -60,45 +64,68 @@ pub async fn run<H, Fut>(
             }
         }
     };
-    let mut lag_checked = std::time::Instant::now();
+    let mut lag_checked = Instant::now();
+    // Applied but not yet committed: positions are committed at most every COMMIT_EVERY (and on
+    // shutdown). A crash in between redelivers those events; the handlers' inboxes skip them.
+    let mut uncommitted: Option<i64> = None;
+    let mut last_commit = Instant::now();
     loop {
         if lag_checked.elapsed() >= Duration::from_secs(1) {
-            lag_checked = std::time::Instant::now();
+            lag_checked = Instant::now();
             if let Ok(lag) = bus.lag(group, topics).await {
                 metrics::gauge!("consumer_lag", "group" => group).set(lag as f64);
             }
         }
         let batch = tokio::select! {
             batch = subscription.next_batch(batch_size) => batch,
-            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(COMMIT_EVERY), if uncommitted.is_some() => {
+                commit(&mut subscription, &mut uncommitted, group).await;
+                last_commit = Instant::now();
+                continue;
+            }
+            _ = shutdown.cancelled() => {
+                commit(&mut subscription, &mut uncommitted, group).await;
+                return;
+            }
         };
         let outcome = match batch {
             Ok(batch) => {
                 let last = batch.last().map(|delivery| delivery.position);
                 let count = batch.len() as u64;
-                match handler(batch).await {
-                    Ok(()) => match last {
-                        Some(position) => {
-                            metrics::counter!("consumer_events_total", "group" => group)
-                                .increment(count);
-                            subscription.commit(position).await
-                        }
-                        None => Ok(()),
-                    },
-                    Err(error) => Err(error),
-                }
+                handler(batch).await.map(|()| {
+                    metrics::counter!("consumer_events_total", "group" => group).increment(count);
+                    if last.is_some() {
+                        uncommitted = last;
+                    }
+                })
             }
             Err(error) => Err(error),
         };
+        if outcome.is_ok() && last_commit.elapsed() >= COMMIT_EVERY {
+            commit(&mut subscription, &mut uncommitted, group).await;
+            last_commit = Instant::now();
+        }
         if let Err(error) = outcome {
             tracing::warn!(group, error = %format!("{error:#}"), "consumer batch failed, retrying");
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = shutdown.cancelled() => return,
             }
+            commit(&mut subscription, &mut uncommitted, group).await;
             if let Err(error) = subscription.rewind().await {
                 tracing::warn!(group, error = %format!("{error:#}"), "consumer rewind failed");
             }
         }
+    }
+}
+
+/// Commits the group's position past everything applied so far.
+async fn commit(subscription: &mut Subscription, uncommitted: &mut Option<i64>, group: &str) {
+    let Some(position) = uncommitted.take() else {
+        return;
+    };
+    if let Err(error) = subscription.commit(position).await {
+        tracing::warn!(group, error = %format!("{error:#}"), "committing the position failed");
+        *uncommitted = Some(position);
     }
 }

@@ -5,16 +5,20 @@
 //! are appended in one transaction per batch with `synchronous=FULL`; a record's position is its
 //! total order. Consumer groups keep their committed position in the same file.
 //!
-//! Consumers in this process are woken at once by a [`Notify`]; consumers in other processes
-//! notice new records by polling every few milliseconds.
+//! Consumers in this process are woken at once through a per-topic append counter (a `watch`
+//! channel), and skip the query entirely when nothing was appended to their topics since they
+//! last caught up; consumers in other processes notice new records by polling every few
+//! milliseconds.
 
 use crate::{Delivery, Record};
 use anyhow::Context;
 use onlinebank_core::db::Db;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 /// How often an idle consumer looks for records published by another process. Right after
 /// records arrived it looks again after 1 ms, doubling up to this.
@@ -23,8 +27,11 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone)]
 pub struct EmbeddedLog {
     db: Db,
-    /// Wakes this process's consumers when this process appends.
-    appended: Arc<Notify>,
+    /// Per topic, a counter bumped whenever this process appends to it: wakes this process's
+    /// consumers of that topic.
+    appended: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    /// The longest an idle consumer waits before looking for other processes' records.
+    poll_max: Duration,
 }
 
 impl EmbeddedLog {
@@ -57,8 +64,16 @@ impl EmbeddedLog {
         tx.commit().await.context("creating the event log")?;
         Ok(Self {
             db,
-            appended: Arc::new(Notify::new()),
+            appended: Arc::default(),
+            poll_max: POLL_INTERVAL,
         })
+    }
+
+    /// For a log no other process appends to (`onlinebank up`): consumers rely on the
+    /// in-process wake-up and poll only as a rare fallback.
+    pub fn single_process(mut self) -> Self {
+        self.poll_max = Duration::from_millis(250);
+        self
     }
 
     pub async fn publish(&self, records: &[Record]) -> anyhow::Result<()> {
@@ -81,8 +96,24 @@ impl EmbeddedLog {
             .await?;
         }
         tx.commit().await?;
-        self.appended.notify_waiters();
+        let mut topics: Vec<&str> = records.iter().map(|record| record.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            self.topic_counter(topic).send_modify(|count| *count += 1);
+        }
         Ok(())
+    }
+
+    fn topic_counter(&self, topic: &str) -> watch::Sender<u64> {
+        let mut counters = self
+            .appended
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        counters
+            .entry(topic.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
     }
 
     pub async fn subscribe(
@@ -99,6 +130,12 @@ impl EmbeddedLog {
             log: self.clone(),
             group: group.to_owned(),
             topics: topics.iter().map(|topic| topic.to_string()).collect(),
+            appended: topics
+                .iter()
+                .map(|topic| self.topic_counter(topic).subscribe())
+                .collect(),
+            caught_up: false,
+            seen: vec![0; topics.len()],
             next_after: committed.unwrap_or(0),
         })
     }
@@ -137,6 +174,12 @@ pub struct EmbeddedSubscription {
     topics: Vec<String>,
     /// The position after which the next read starts.
     next_after: i64,
+    /// This process's append counters of the subscribed topics.
+    appended: Vec<watch::Receiver<u64>>,
+    /// The counters' values as of the last read.
+    seen: Vec<u64>,
+    /// The last read returned everything there was.
+    caught_up: bool,
 }
 
 impl EmbeddedSubscription {
@@ -147,36 +190,58 @@ impl EmbeddedSubscription {
              WHERE position > ? AND topic IN ({}) ORDER BY position LIMIT ?",
             placeholders(self.topics.len())
         );
+        let single_process = self.log.poll_max > POLL_INTERVAL;
         let mut idle_wait = Duration::from_millis(1);
         loop {
-            // Register interest before reading, so an append between the read and the wait
-            // still wakes us.
-            let appended = self.log.appended.notified();
-            tokio::pin!(appended);
-            appended.as_mut().enable();
-            let mut query =
-                sqlx::query_as::<_, (i64, String, String, String)>(&sql).bind(self.next_after);
-            for topic in &self.topics {
-                query = query.bind(topic);
+            // Read and mark each counter in one step: whatever is appended from here on bumps a
+            // counter we have not seen yet and wakes the wait below.
+            let mut appended_since = false;
+            for (counter, seen) in self.appended.iter_mut().zip(self.seen.iter_mut()) {
+                let now = *counter.borrow_and_update();
+                appended_since |= now != *seen;
+                *seen = now;
             }
-            let rows = query
-                .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                .fetch_all(&self.log.db.read)
-                .await?;
-            if let Some(last) = rows.last() {
-                self.next_after = last.0;
-                return Ok(rows
-                    .into_iter()
-                    .map(|(position, topic, key, body)| Delivery {
-                        position,
-                        topic,
-                        key,
-                        body,
-                    })
-                    .collect());
+            // Alone on the log, nothing new can be there unless our topics' counters moved.
+            if !(single_process && self.caught_up && !appended_since) {
+                let mut query =
+                    sqlx::query_as::<_, (i64, String, String, String)>(&sql).bind(self.next_after);
+                for topic in &self.topics {
+                    query = query.bind(topic);
+                }
+                let rows = query
+                    .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                    .fetch_all(&self.log.db.read)
+                    .await?;
+                self.caught_up = rows.len() < max;
+                if let Some(last) = rows.last() {
+                    self.next_after = last.0;
+                    return Ok(rows
+                        .into_iter()
+                        .map(|(position, topic, key, body)| Delivery {
+                            position,
+                            topic,
+                            key,
+                            body,
+                        })
+                        .collect());
+                }
             }
-            let _ = tokio::time::timeout(idle_wait.min(POLL_INTERVAL), appended).await;
-            idle_wait = idle_wait.saturating_mul(2);
+            let wait = idle_wait.min(self.log.poll_max);
+            if self.appended.is_empty() {
+                tokio::time::sleep(wait).await;
+            } else {
+                let changes = self
+                    .appended
+                    .iter_mut()
+                    .map(|counter| Box::pin(counter.changed()));
+                let _ = tokio::time::timeout(wait, futures::future::select_all(changes)).await;
+            }
+            self.caught_up = false;
+            idle_wait = if single_process {
+                self.log.poll_max
+            } else {
+                idle_wait.saturating_mul(2)
+            };
         }
     }
 

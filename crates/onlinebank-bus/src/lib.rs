@@ -68,6 +68,13 @@ impl Bus {
         }
     }
 
+    /// Declares that no other process uses this bus (see [`embedded::EmbeddedLog::single_process`]).
+    pub fn single_process(self) -> Self {
+        match self {
+            Bus::Embedded(log) => Bus::Embedded(log.single_process()),
+        }
+    }
+
     /// Appends records durably, in order; records whose id is already there are skipped.
     pub async fn publish(&self, records: &[Record]) -> anyhow::Result<()> {
         match self {

@@ -189,7 +189,22 @@ async fn run_batch(writer: &SqlitePool, batch: Vec<Job>) -> (Vec<Finish>, Result
         return (Vec::new(), Err(error));
     }
     let mut finishers = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut jobs = batch.into_iter();
+    if jobs.len() == 1 {
+        // Alone in its batch, a job needs no savepoint: its failure rolls back the transaction.
+        if let Some(job) = jobs.next() {
+            let (returned, ok, finish) = job(conn).await;
+            conn = returned;
+            finishers.push(finish);
+            let end = if ok { "COMMIT" } else { "ROLLBACK" };
+            let ended = sqlx::query(end).execute(&mut *conn).await.map(|_| ());
+            if ended.is_err() && ok {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            }
+            return (finishers, ended);
+        }
+    }
+    for job in jobs {
         if let Err(error) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             return (finishers, Err(error));

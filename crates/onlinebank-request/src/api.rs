@@ -144,6 +144,7 @@ async fn record_and_run(
     password: String,
 ) -> Result<Response, ApiError> {
     let pending = row.clone();
+    let started = tokio::time::Instant::now();
     let claim = state
         .db
         .group
@@ -152,6 +153,7 @@ async fn record_and_run(
             (conn, result)
         })
         .await?;
+    crate::saga::stage("record", started);
     match claim {
         KeyClaim::Claimed => {}
         KeyClaim::Replay(earlier) => return replay(&state, &earlier).await,

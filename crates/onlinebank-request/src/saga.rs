@@ -62,6 +62,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
         state,
         request_id: saga.request_id,
     };
+    let started = Instant::now();
     let verdict = state
         .step_up
         .verify(
@@ -72,6 +73,8 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             saga.kind.as_str(),
         )
         .await;
+    stage("step_up", started);
+    let started = Instant::now();
     match verdict {
         Verdict::Verified => {
             let certified = Event::AuthCertified(AuthCertified {
@@ -147,12 +150,17 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
         }
     }
 
+    stage("authorize", started);
+    let started = Instant::now();
     // Wait for the outcome: woken by the consumer, polling as a fallback (another instance
     // may have consumed it).
     let deadline = Instant::now() + state.settings.request_wait;
     loop {
         match store::standing(&state.db.read, &id).await? {
-            Standing::Live(row) if row.status == "COMPLETED" => return Ok(answer_live(&row)),
+            Standing::Live(row) if row.status == "COMPLETED" => {
+                stage("outcome", started);
+                return Ok(answer_live(&row));
+            }
             Standing::Cancelled(reason) => return Err(ApiError::from_reason(reason)),
             Standing::Unknown => return Err(ApiError::internal("request vanished")),
             Standing::Live(row) => {
@@ -192,6 +200,12 @@ async fn refuse(
     store::cancel(conn, request_id, reason, true).await?;
     onlinebank_bus::outbox::enqueue(conn, cancelled).await?;
     Ok(())
+}
+
+/// Records how long a stage of the write path took (`saga_stage_seconds{stage}`).
+pub fn stage(name: &'static str, started: Instant) {
+    metrics::histogram!("saga_stage_seconds", "stage" => name)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// The JSON of a live (pending or completed) request.

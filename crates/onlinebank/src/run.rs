@@ -239,7 +239,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     let gateway_url = settings.peers.first(Role::Gateway)?;
-    let bus = Bus::open(settings.bus.as_deref(), &settings.data_dir).await?;
+    let bus = Bus::open(settings.bus.as_deref(), &settings.data_dir)
+        .await?
+        .single_process();
     let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(0));
     let process = Process::new(settings, drain_delay);
     for (role, listener) in listeners {
