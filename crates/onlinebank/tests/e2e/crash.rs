@@ -171,24 +171,13 @@ async fn crash_stream(kills: &[&str]) {
         }));
     }
 
-    let progress = |n: usize, what: &str| {
-        let completed = completed.clone();
-        let what = what.to_owned();
-        async move {
-            let target = completed.load(Ordering::SeqCst) + n;
-            eventually(&what, Duration::from_secs(60), || async {
-                let now = completed.load(Ordering::SeqCst);
-                if now >= target {
-                    Ok(())
-                } else {
-                    Err(format!("{now} completed, want {target}"))
-                }
-            })
-            .await
-        }
-    };
-
-    progress(20, "the stream to get going").await;
+    wait_for_progress(
+        &completed,
+        20,
+        "the stream to get going",
+        Duration::from_secs(60),
+    )
+    .await;
     for role in kills {
         cluster.kill(role);
         let at = rfc3339_ms(std::time::SystemTime::now());
@@ -198,7 +187,13 @@ async fn crash_stream(kills: &[&str]) {
         cluster.restart(role).await;
         let at = rfc3339_ms(std::time::SystemTime::now());
         eprintln!("crash timeline: {at} restart {role}");
-        progress(15, &format!("completions after the {role} restart")).await;
+        wait_for_progress(
+            &completed,
+            15,
+            &format!("completions after the {role} restart"),
+            Duration::from_secs(60),
+        )
+        .await;
     }
 
     stop.store(true, Ordering::SeqCst);

@@ -582,23 +582,14 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
             }
         }));
     }
-    let progress = |n: usize, what: String| {
-        let completed = completed.clone();
-        async move {
-            let target = completed.load(Ordering::SeqCst) + n;
-            eventually(&what, Duration::from_secs(30), || async {
-                let now = completed.load(Ordering::SeqCst);
-                if now >= target {
-                    Ok(())
-                } else {
-                    Err(format!("{now} completed, want {target}"))
-                }
-            })
-            .await
-        }
-    };
 
-    progress(20, "the stream to get going".into()).await;
+    wait_for_progress(
+        &completed,
+        20,
+        "the stream to get going",
+        Duration::from_secs(30),
+    )
+    .await;
     for instance in ["request", "request#2"] {
         let status = cluster.terminate(instance, EXIT_TIMEOUT).await;
         assert!(
@@ -606,7 +597,13 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
             "{instance} after SIGTERM: {status:?} (want exit code 0)\n{}",
             cluster.log(instance)
         );
-        progress(10, format!("deposits while {instance} is down")).await;
+        wait_for_progress(
+            &completed,
+            10,
+            &format!("deposits while {instance} is down"),
+            Duration::from_secs(30),
+        )
+        .await;
         cluster.restart(instance).await;
         let ops = cluster.ops.clone();
         eventually(
@@ -633,7 +630,13 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
         )
         .await;
     }
-    progress(10, "deposits after the rolling restart".into()).await;
+    wait_for_progress(
+        &completed,
+        10,
+        "deposits after the rolling restart",
+        Duration::from_secs(30),
+    )
+    .await;
     stop.store(true, Ordering::SeqCst);
     for client in clients {
         client.await.expect("a client task panicked");

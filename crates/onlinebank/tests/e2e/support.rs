@@ -1386,6 +1386,26 @@ pub async fn expect_compensated(
 }
 
 /// Polls `probe` until it answers `Ok`, at most `timeout`; fails with the last `Err`.
+/// Waits until `counter` has grown by `n` from now: a stream of operations is making progress.
+pub async fn wait_for_progress(
+    counter: &std::sync::atomic::AtomicUsize,
+    n: usize,
+    what: &str,
+    timeout: Duration,
+) {
+    use std::sync::atomic::Ordering;
+    let target = counter.load(Ordering::SeqCst) + n;
+    eventually(what, timeout, || async {
+        let now = counter.load(Ordering::SeqCst);
+        if now >= target {
+            Ok(())
+        } else {
+            Err(format!("{now} completed, want {target}"))
+        }
+    })
+    .await
+}
+
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
