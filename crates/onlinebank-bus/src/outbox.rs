@@ -8,6 +8,7 @@ use crate::{Bus, Record};
 use onlinebank_core::db::Db;
 use onlinebank_core::event::{Envelope, Event};
 use sqlx::SqliteConnection;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -71,6 +72,11 @@ pub struct Relay {
     bus: Bus,
     /// Rung after a transaction that enqueued events commits.
     wake: Arc<Notify>,
+    /// The highest outbox row this relay has shipped; rows up to it are deleted in the
+    /// background, so shipping never waits for the delete's commit.
+    shipped: Arc<AtomicI64>,
+    /// Rung after a batch was shipped: there are rows to delete.
+    prune: Arc<Notify>,
 }
 
 impl Relay {
@@ -80,6 +86,8 @@ impl Relay {
             db,
             bus,
             wake: Arc::new(Notify::new()),
+            shipped: Arc::new(AtomicI64::new(0)),
+            prune: Arc::new(Notify::new()),
         }
     }
 
@@ -90,11 +98,13 @@ impl Relay {
 
     /// Ships one batch; returns how many rows it shipped.
     pub async fn ship_batch(&self) -> anyhow::Result<usize> {
-        let rows: Vec<(i64, String, String, String, String)> =
-            sqlx::query_as("SELECT seq, id, topic, key, body FROM outbox ORDER BY seq LIMIT ?")
-                .bind(RELAY_BATCH)
-                .fetch_all(&self.db.read)
-                .await?;
+        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT seq, id, topic, key, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(self.shipped.load(Ordering::SeqCst))
+        .bind(RELAY_BATCH)
+        .fetch_all(&self.db.read)
+        .await?;
         let Some(last_seq) = rows.last().map(|row| row.0) else {
             metrics::gauge!("outbox_backlog", "publisher" => self.name).set(0.0);
             return Ok(0);
@@ -109,28 +119,39 @@ impl Relay {
             })
             .collect();
         self.bus.publish(&records).await?;
-        // Through group commit: the delete rides along with the next batch of writes instead of
-        // costing an fsync of its own (a crash before it only ships the rows again).
+        self.shipped.fetch_max(last_seq, Ordering::SeqCst);
+        self.prune.notify_one();
+        metrics::counter!("outbox_shipped_total", "publisher" => self.name)
+            .increment(records.len() as u64);
+        if records.len() as i64 >= RELAY_BATCH {
+            let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE seq > ?")
+                .bind(self.shipped.load(Ordering::SeqCst))
+                .fetch_one(&self.db.read)
+                .await?;
+            metrics::gauge!("outbox_backlog", "publisher" => self.name).set(backlog as f64);
+        }
+        Ok(records.len())
+    }
+
+    /// Deletes the rows shipped so far. Through group commit, so the delete rides along with
+    /// other writes; a crash before it only ships those rows again (the bus keeps one copy).
+    pub async fn prune_shipped(&self) -> anyhow::Result<()> {
+        let shipped = self.shipped.load(Ordering::SeqCst);
+        if shipped == 0 {
+            return Ok(());
+        }
         self.db
             .group
             .run(move |mut conn| async move {
                 let result = sqlx::query("DELETE FROM outbox WHERE seq <= ?")
-                    .bind(last_seq)
+                    .bind(shipped)
                     .execute(&mut *conn)
                     .await;
                 (conn, result)
             })
             .await
             .map_err(|error| anyhow::anyhow!("deleting shipped outbox rows: {error}"))?;
-        metrics::counter!("outbox_shipped_total", "publisher" => self.name)
-            .increment(records.len() as u64);
-        if records.len() as i64 >= RELAY_BATCH {
-            let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-                .fetch_one(&self.db.read)
-                .await?;
-            metrics::gauge!("outbox_backlog", "publisher" => self.name).set(backlog as f64);
-        }
-        Ok(records.len())
+        Ok(())
     }
 
     /// Ships until the outbox is empty.
@@ -141,6 +162,27 @@ impl Relay {
 
     /// Runs until `shutdown`, then flushes what is left.
     pub async fn run(self, shutdown: CancellationToken) {
+        let pruning = async {
+            loop {
+                tokio::select! {
+                    _ = self.prune.notified() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                if let Err(error) = self.prune_shipped().await {
+                    tracing::warn!(error = %format!("{error:#}"), "outbox prune failed");
+                }
+            }
+        };
+        tokio::join!(self.ship_until(&shutdown), pruning);
+        if let Err(error) = self.flush().await {
+            tracing::warn!(error = %format!("{error:#}"), "outbox relay could not flush on shutdown");
+        }
+        if let Err(error) = self.prune_shipped().await {
+            tracing::warn!(error = %format!("{error:#}"), "outbox prune failed on shutdown");
+        }
+    }
+
+    async fn ship_until(&self, shutdown: &CancellationToken) {
         loop {
             match self.ship_batch().await {
                 Ok(shipped) if shipped as i64 >= RELAY_BATCH => continue,
@@ -155,9 +197,6 @@ impl Relay {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 _ = shutdown.cancelled() => break,
             }
-        }
-        if let Err(error) = self.flush().await {
-            tracing::warn!(error = %format!("{error:#}"), "outbox relay could not flush on shutdown");
         }
     }
 }
@@ -198,6 +237,12 @@ mod tests {
 
         assert_eq!(relay.ship_batch().await.unwrap(), 2);
         assert_eq!(relay.ship_batch().await.unwrap(), 0);
+        relay.prune_shipped().await.unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "shipped rows are pruned");
         let mut sub = bus
             .subscribe("g", &[onlinebank_core::event::TOPIC_REQUESTS])
             .await
