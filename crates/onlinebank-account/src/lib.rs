@@ -78,23 +78,14 @@ async fn apply_batch(
 ) -> anyhow::Result<()> {
     let mut tx = pool.begin_write().await?;
     for delivery in batch {
-        let envelope = match delivery.envelope() {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::error!(position = delivery.position, %error, "skipping undecodable event");
-                continue;
-            }
+        let Some((envelope, event)) = delivery.decode() else {
+            continue;
         };
         if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
             continue;
         }
-        let request = match Event::from_envelope(&envelope) {
-            Ok(Event::AuthCertified(request)) => request,
-            Ok(_) => continue,
-            Err(error) => {
-                tracing::error!(event = %envelope.id, %error, "skipping undecodable event");
-                continue;
-            }
+        let Event::AuthCertified(request) = event else {
+            continue;
         };
         let current = store::load(&mut tx, &request.account_no).await?;
         let outcome = match domain::decide(current.as_ref(), &request, max_amount) {

@@ -43,6 +43,30 @@ impl Delivery {
     pub fn envelope(&self) -> Result<onlinebank_core::event::Envelope, serde_json::Error> {
         serde_json::from_str(&self.body)
     }
+
+    /// The envelope and its typed event, or None (logged) when either does not decode: a
+    /// consumer skips such a record rather than stall on it.
+    pub fn decode(
+        &self,
+    ) -> Option<(
+        onlinebank_core::event::Envelope,
+        onlinebank_core::event::Event,
+    )> {
+        let envelope = match self.envelope() {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::error!(position = self.position, %error, "skipping undecodable event");
+                return None;
+            }
+        };
+        match onlinebank_core::event::Event::from_envelope(&envelope) {
+            Ok(event) => Some((envelope, event)),
+            Err(error) => {
+                tracing::error!(event = %envelope.id, %error, "skipping undecodable event");
+                None
+            }
+        }
+    }
 }
 
 /// The event bus a process publishes to and consumes from.

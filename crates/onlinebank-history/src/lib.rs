@@ -56,25 +56,19 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 async fn append_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> anyhow::Result<()> {
     let mut tx = pool.begin_write().await?;
     for delivery in batch {
-        let Ok(envelope) = delivery.envelope() else {
-            tracing::error!(position = delivery.position, "skipping undecodable event");
+        let Some((envelope, event)) = delivery.decode() else {
             continue;
         };
         if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
             continue;
         }
-        let (kind, change, signed): (&str, AccountChanged, fn(i64) -> i64) =
-            match Event::from_envelope(&envelope) {
-                Ok(Event::AccountOpened(change)) => ("open", change, |a| a),
-                Ok(Event::MoneyDeposited(change)) => ("deposit", change, |a| a),
-                Ok(Event::MoneyWithdrawn(change)) => ("withdraw", change, |a: i64| -a),
-                Ok(Event::AccountClosed(change)) => ("close", change, |_| 0),
-                Ok(_) => continue,
-                Err(error) => {
-                    tracing::error!(event = %envelope.id, %error, "skipping undecodable event");
-                    continue;
-                }
-            };
+        let (kind, change, signed): (&str, AccountChanged, fn(i64) -> i64) = match event {
+            Event::AccountOpened(change) => ("open", change, |a| a),
+            Event::MoneyDeposited(change) => ("deposit", change, |a| a),
+            Event::MoneyWithdrawn(change) => ("withdraw", change, |a: i64| -a),
+            Event::AccountClosed(change) => ("close", change, |_| 0),
+            _ => continue,
+        };
         sqlx::query(
             "INSERT INTO ledger (event_id, request_id, account_no, customer_id, kind, amount,
                                  signed_amount, balance_after, version, occurred_at, recorded_at)

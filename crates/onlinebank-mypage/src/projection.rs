@@ -6,24 +6,19 @@ use onlinebank_core::event::{AccountChanged, Event};
 pub async fn apply_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> anyhow::Result<()> {
     let mut tx = pool.begin_write().await?;
     for delivery in batch {
-        let Ok(envelope) = delivery.envelope() else {
-            tracing::error!(position = delivery.position, "skipping undecodable event");
+        let Some((envelope, event)) = delivery.decode() else {
             continue;
         };
         if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
             continue;
         }
         let at = envelope.occurred_at.as_str();
-        match Event::from_envelope(&envelope) {
-            Ok(Event::AccountOpened(change)) => apply_change(&mut tx, "open", &change, at).await?,
-            Ok(Event::MoneyDeposited(change)) => {
-                apply_change(&mut tx, "deposit", &change, at).await?
-            }
-            Ok(Event::MoneyWithdrawn(change)) => {
-                apply_change(&mut tx, "withdraw", &change, at).await?
-            }
-            Ok(Event::AccountClosed(change)) => apply_change(&mut tx, "close", &change, at).await?,
-            Ok(Event::AccountRequestCancelled(cancelled)) => {
+        match event {
+            Event::AccountOpened(change) => apply_change(&mut tx, "open", &change, at).await?,
+            Event::MoneyDeposited(change) => apply_change(&mut tx, "deposit", &change, at).await?,
+            Event::MoneyWithdrawn(change) => apply_change(&mut tx, "withdraw", &change, at).await?,
+            Event::AccountClosed(change) => apply_change(&mut tx, "close", &change, at).await?,
+            Event::AccountRequestCancelled(cancelled) => {
                 // Shown in the legacy view as the account's last request; never touches money.
                 sqlx::query(
                     "UPDATE accounts_view SET last_request_id = ?, last_request_kind = ?,
@@ -40,10 +35,7 @@ pub async fn apply_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> 
                 .execute(&mut *tx)
                 .await?;
             }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(event = %envelope.id, %error, "skipping undecodable event")
-            }
+            _ => {}
         }
     }
     tx.commit().await?;

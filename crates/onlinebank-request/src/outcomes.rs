@@ -34,8 +34,7 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
     let mut touched: Vec<Uuid> = Vec::with_capacity(batch.len());
     let mut tx = state.db.begin_write().await?;
     for delivery in batch {
-        let Ok(envelope) = delivery.envelope() else {
-            tracing::error!(position = delivery.position, "skipping undecodable event");
+        let Some((envelope, event)) = delivery.decode() else {
             continue;
         };
         // Wake the waiter even if another instance applied this outcome first.
@@ -43,13 +42,11 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
         if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
             continue;
         }
-        match Event::from_envelope(&envelope) {
-            Ok(
-                Event::AccountOpened(change)
-                | Event::MoneyDeposited(change)
-                | Event::MoneyWithdrawn(change)
-                | Event::AccountClosed(change),
-            ) => {
+        match event {
+            Event::AccountOpened(change)
+            | Event::MoneyDeposited(change)
+            | Event::MoneyWithdrawn(change)
+            | Event::AccountClosed(change) => {
                 store::complete(
                     &mut tx,
                     &change.request_id.to_string(),
@@ -58,7 +55,7 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
                 )
                 .await?;
             }
-            Ok(Event::AccountRequestCancelled(cancelled)) => {
+            Event::AccountRequestCancelled(cancelled) => {
                 store::cancel(
                     &mut tx,
                     &cancelled.request_id.to_string(),
@@ -67,10 +64,7 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
                 )
                 .await?;
             }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(event = %envelope.id, %error, "skipping undecodable event")
-            }
+            _ => {}
         }
     }
     tx.commit().await?;
