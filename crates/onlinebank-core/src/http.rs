@@ -193,6 +193,18 @@ pub fn health_router(role: &'static str, readiness: Readiness, check: ReadyCheck
         )
 }
 
+/// A list's `limit` query parameter: 1 to 100, default 20.
+pub fn page_limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(20),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=100).contains(limit))
+            .ok_or_else(|| ApiError::validation("limit must be an integer from 1 to 100")),
+    }
+}
+
 /// The answer for routes that do not exist.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such route")

@@ -197,14 +197,7 @@ async fn account_transactions(
     Path(account_no): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match page.limit.as_deref() {
-        None => 20,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| ApiError::validation("limit must be an integer from 1 to 100"))?,
-    };
+    let limit = onlinebank_core::http::page_limit(page.limit.as_deref())?;
     let before =
         match page.before.as_deref() {
             None | Some("") => None,

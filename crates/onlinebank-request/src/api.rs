@@ -248,14 +248,7 @@ async fn list(
     bearer: Authenticated,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None => 20,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| ApiError::validation("limit must be an integer from 1 to 100"))?,
-    };
+    let limit = onlinebank_core::http::page_limit(query.limit.as_deref())?;
     let mut rows = store::list_for_customer(
         &state.db.read,
         bearer.customer_id(),
