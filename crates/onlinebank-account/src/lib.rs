@@ -20,7 +20,7 @@ use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Event, TOP
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use std::sync::Arc;
 
 /// Events applied per transaction at most.
@@ -29,11 +29,14 @@ const BATCH: usize = 256;
 /// Opens account's database, starts its consumer and relay, and returns its router.
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
-    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Account)).await?;
-    sqlx::migrate!("migrations/sqlite")
-        .run(&db.write)
-        .await
-        .context("migrating the account database")?;
+    let db =
+        onlinebank_core::db::Db::open(&settings.database_url(Role::Account), "account").await?;
+    db.migrate(
+        &sqlx::migrate!("migrations/sqlite"),
+        &sqlx::migrate!("migrations/postgres"),
+    )
+    .await
+    .context("migrating the account database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
 
     let relay = Relay::new("account", db.clone(), bus.clone());
@@ -139,7 +142,7 @@ async fn apply_batch(
     Ok(())
 }
 
-async fn list_accounts(State(pool): State<SqlitePool>) -> Result<Json<Value>, ApiError> {
+async fn list_accounts(State(pool): State<AnyPool>) -> Result<Json<Value>, ApiError> {
     let accounts = store::all(&pool).await?;
     let items: Vec<Value> = accounts
         .into_iter()

@@ -2,7 +2,7 @@
 
 use crate::domain::{Account, Status};
 use onlinebank_core::money::Balance;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
 
 type Row = (String, String, i64, String, i64);
 
@@ -21,11 +21,11 @@ fn from_row(
 }
 
 pub async fn load(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     account_no: &str,
 ) -> Result<Option<Account>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(
-        "SELECT account_no, customer_id, balance, status, version FROM accounts WHERE account_no = ?",
+        "SELECT account_no, customer_id, balance, status, version FROM accounts WHERE account_no = $1",
     )
     .bind(account_no)
     .fetch_optional(conn)
@@ -35,7 +35,7 @@ pub async fn load(
 
 /// Writes the account's new state. An update only applies over the version it was decided on.
 pub async fn save(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     account: &Account,
     is_new: bool,
 ) -> Result<(), sqlx::Error> {
@@ -43,7 +43,7 @@ pub async fn save(
     if is_new {
         sqlx::query(
             "INSERT INTO accounts (account_no, customer_id, balance, status, version, opened_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&account.account_no)
         .bind(&account.customer_id)
@@ -57,8 +57,8 @@ pub async fn save(
         return Ok(());
     }
     let result = sqlx::query(
-        "UPDATE accounts SET balance = ?, status = ?, version = ?, updated_at = ?
-         WHERE account_no = ? AND version = ?",
+        "UPDATE accounts SET balance = $1, status = $2, version = $3, updated_at = $4
+         WHERE account_no = $5 AND version = $6",
     )
     .bind(account.balance.won())
     .bind(account.status.as_str())
@@ -77,7 +77,7 @@ pub async fn save(
     Ok(())
 }
 
-pub async fn all(pool: &SqlitePool) -> Result<Vec<Account>, sqlx::Error> {
+pub async fn all(pool: &AnyPool) -> Result<Vec<Account>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT account_no, customer_id, balance, status, version FROM accounts ORDER BY account_no",
     )

@@ -37,11 +37,14 @@ impl FromRef<AuthState> for TokenKey {
 pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let db =
-        onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth)).await?;
-    sqlx::migrate!("migrations/sqlite")
-        .run(&db.write)
-        .await
-        .context("migrating the auth database")?;
+        onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth), "auth")
+            .await?;
+    db.migrate(
+        &sqlx::migrate!("migrations/sqlite"),
+        &sqlx::migrate!("migrations/postgres"),
+    )
+    .await
+    .context("migrating the auth database")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = AuthState {
         db: db.clone(),
@@ -64,8 +67,13 @@ pub async fn ensure_customer(
     password: &str,
 ) -> anyhow::Result<bool> {
     let db =
-        onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth)).await?;
-    sqlx::migrate!("migrations/sqlite").run(&db.write).await?;
+        onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth), "auth")
+            .await?;
+    db.migrate(
+        &sqlx::migrate!("migrations/sqlite"),
+        &sqlx::migrate!("migrations/postgres"),
+    )
+    .await?;
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || password::hash_password(&password)).await??;
     let outcome = store::insert_customer(&db.write, user_id, name, &hash).await?;

@@ -1,7 +1,7 @@
 //! auth's SQLite store.
 
 use onlinebank_core::error::is_unique_violation;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CustomerRow {
@@ -26,13 +26,13 @@ pub enum Inserted {
 }
 
 pub async fn insert_customer(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     user_id: &str,
     name: &str,
     password_hash: &str,
 ) -> Result<Inserted, sqlx::Error> {
     let result = sqlx::query(
-        "INSERT INTO customers (user_id, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO customers (user_id, name, password_hash, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(user_id)
     .bind(name)
@@ -47,12 +47,9 @@ pub async fn insert_customer(
     }
 }
 
-pub async fn customer(
-    pool: &SqlitePool,
-    user_id: &str,
-) -> Result<Option<CustomerRow>, sqlx::Error> {
+pub async fn customer(pool: &AnyPool, user_id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT user_id, name, password_hash, locked_until, failed_attempts FROM customers WHERE user_id = ?",
+        "SELECT user_id, name, password_hash, locked_until, failed_attempts FROM customers WHERE user_id = $1",
     )
     .bind(user_id)
     .fetch_optional(pool)
@@ -62,29 +59,29 @@ pub async fn customer(
 /// Counts a failed attempt; the attempt that reaches `threshold` locks the customer until
 /// `lock_until` and starts the count again. Returns whether this attempt locked.
 pub async fn record_failure(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user_id: &str,
     threshold: i64,
     lock_until: i64,
 ) -> Result<bool, sqlx::Error> {
-    let locked: Option<bool> = sqlx::query_scalar(
+    let locked: Option<i64> = sqlx::query_scalar(
         "UPDATE customers SET
-            failed_attempts = CASE WHEN failed_attempts + 1 >= ?1 THEN 0 ELSE failed_attempts + 1 END,
-            locked_until = CASE WHEN failed_attempts + 1 >= ?1 THEN ?2 ELSE locked_until END
-         WHERE user_id = ?3
-         RETURNING locked_until = ?2",
+            failed_attempts = CASE WHEN failed_attempts + 1 >= $1 THEN 0 ELSE failed_attempts + 1 END,
+            locked_until = CASE WHEN failed_attempts + 1 >= $1 THEN $2 ELSE locked_until END
+         WHERE user_id = $3
+         RETURNING CAST(CASE WHEN locked_until = $2 THEN 1 ELSE 0 END AS BIGINT)",
     )
     .bind(threshold)
     .bind(lock_until)
     .bind(user_id)
     .fetch_optional(conn)
     .await?;
-    Ok(locked.unwrap_or(false))
+    Ok(locked.unwrap_or(0) != 0)
 }
 
-pub async fn reset_failures(conn: &mut SqliteConnection, user_id: &str) -> Result<(), sqlx::Error> {
+pub async fn reset_failures(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE customers SET failed_attempts = 0 WHERE user_id = ? AND failed_attempts > 0",
+        "UPDATE customers SET failed_attempts = 0 WHERE user_id = $1 AND failed_attempts > 0",
     )
     .bind(user_id)
     .execute(conn)
@@ -93,7 +90,7 @@ pub async fn reset_failures(conn: &mut SqliteConnection, user_id: &str) -> Resul
 }
 
 pub async fn insert_session(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     session_id: &str,
     user_id: &str,
     verifier: &[u8],
@@ -101,7 +98,7 @@ pub async fn insert_session(
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, verifier, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO sessions (id, user_id, verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(session_id)
     .bind(user_id)
@@ -112,7 +109,7 @@ pub async fn insert_session(
     .await?;
     // Expired sessions are of no use to anyone; drop a few on the way.
     sqlx::query(
-        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ? LIMIT 100)",
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 LIMIT 100)",
     )
     .bind(now)
     .execute(pool)
@@ -120,18 +117,15 @@ pub async fn insert_session(
     Ok(())
 }
 
-pub async fn session(
-    pool: &SqlitePool,
-    session_id: &str,
-) -> Result<Option<SessionRow>, sqlx::Error> {
-    sqlx::query_as("SELECT user_id, verifier, expires_at FROM sessions WHERE id = ?")
+pub async fn session(pool: &AnyPool, session_id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as("SELECT user_id, verifier, expires_at FROM sessions WHERE id = $1")
         .bind(session_id)
         .fetch_optional(pool)
         .await
 }
 
 pub async fn audit_step_up(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     request_id: &str,
     user_id: &str,
     session_id: &str,
@@ -140,7 +134,7 @@ pub async fn audit_step_up(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO step_up_audit (request_id, user_id, session_id, action, outcome, at)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(request_id)
     .bind(user_id)

@@ -13,24 +13,28 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub enum Subscription {
     Embedded(EmbeddedSubscription),
+    Kafka(crate::kafka::KafkaSubscription),
 }
 
 impl Subscription {
     pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
         match self {
             Subscription::Embedded(sub) => sub.next_batch(max).await,
+            Subscription::Kafka(sub) => sub.next_batch(max).await,
         }
     }
 
     pub async fn commit(&mut self, position: i64) -> anyhow::Result<()> {
         match self {
             Subscription::Embedded(sub) => sub.commit(position).await,
+            Subscription::Kafka(sub) => sub.commit(position).await,
         }
     }
 
     pub async fn rewind(&mut self) -> anyhow::Result<()> {
         match self {
             Subscription::Embedded(sub) => sub.rewind().await,
+            Subscription::Kafka(sub) => sub.rewind().await,
         }
     }
 }

@@ -36,7 +36,7 @@ pub struct EmbeddedLog {
 
 impl EmbeddedLog {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        let db = Db::open(&path.display().to_string()).await?;
+        let db = Db::open(&path.display().to_string(), "bus").await?;
         let mut tx = db.begin_write().await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS events (

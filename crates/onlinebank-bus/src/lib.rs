@@ -6,13 +6,15 @@
 //! - [`inbox`]: a consumer records each event id in the same transaction as the event's effect, so
 //!   an event delivered twice applies once.
 //! - [`Bus`]: where events travel. The embedded default is a durable log in one SQLite file
-//!   ([`embedded::EmbeddedLog`]) that every process sharing a data directory can use at once.
+//!   ([`embedded::EmbeddedLog`]) that every process sharing a data directory can use at once;
+//!   distributed mode uses Apache Kafka ([`kafka::KafkaBus`]).
 //! - [`consumer`]: the loop that feeds batches of events to a handler and commits its position
 //!   only after the handler's transaction has committed.
 
 pub mod consumer;
 pub mod embedded;
 pub mod inbox;
+pub mod kafka;
 pub mod outbox;
 
 use std::path::Path;
@@ -73,21 +75,28 @@ impl Delivery {
 #[derive(Debug, Clone)]
 pub enum Bus {
     Embedded(embedded::EmbeddedLog),
+    Kafka(kafka::KafkaBus),
 }
 
 impl Bus {
     /// Opens the bus named by `url`, or the embedded log under `data_dir` when none is given.
-    /// Accepted URLs: `embedded://PATH` (a log file) or nothing.
+    /// Accepted URLs: `embedded://PATH` (a log file), `kafka://HOST:PORT,...[?partitions=N&
+    /// replication=N]` (topics created if missing), or nothing.
     pub async fn open(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
         match url {
             None | Some("") | Some("embedded") => Ok(Bus::Embedded(
                 embedded::EmbeddedLog::open(&data_dir.join("bus.db")).await?,
             )),
+            Some(url) if url.starts_with("kafka://") => Ok(Bus::Kafka(
+                kafka::KafkaBus::open(url, &onlinebank_core::event::TOPICS).await?,
+            )),
             Some(url) => match url.strip_prefix("embedded://") {
                 Some(path) => Ok(Bus::Embedded(
                     embedded::EmbeddedLog::open(Path::new(path)).await?,
                 )),
-                None => anyhow::bail!("unsupported bus url {url}: expected embedded://PATH"),
+                None => anyhow::bail!(
+                    "unsupported bus url {url}: expected embedded://PATH or kafka://HOST:PORT"
+                ),
             },
         }
     }
@@ -96,6 +105,7 @@ impl Bus {
     pub fn single_process(self) -> Self {
         match self {
             Bus::Embedded(log) => Bus::Embedded(log.single_process()),
+            other => other,
         }
     }
 
@@ -103,6 +113,7 @@ impl Bus {
     pub async fn publish(&self, records: &[Record]) -> anyhow::Result<()> {
         match self {
             Bus::Embedded(log) => log.publish(records).await,
+            Bus::Kafka(kafka) => kafka.publish(records).await,
         }
     }
 
@@ -116,6 +127,9 @@ impl Bus {
             Bus::Embedded(log) => Ok(consumer::Subscription::Embedded(
                 log.subscribe(group, topics).await?,
             )),
+            Bus::Kafka(kafka) => Ok(consumer::Subscription::Kafka(
+                kafka.subscribe(group, topics).await?,
+            )),
         }
     }
 
@@ -123,6 +137,7 @@ impl Bus {
     pub async fn ping(&self) -> bool {
         match self {
             Bus::Embedded(log) => log.ping().await,
+            Bus::Kafka(kafka) => kafka.ping().await,
         }
     }
 
@@ -130,6 +145,7 @@ impl Bus {
     pub async fn lag(&self, group: &str, topics: &[&str]) -> anyhow::Result<i64> {
         match self {
             Bus::Embedded(log) => log.lag(group, topics).await,
+            Bus::Kafka(kafka) => kafka.lag(group, topics).await,
         }
     }
 }

@@ -5,9 +5,9 @@
 //! A crash between the two steps ships a row twice; the bus keeps one copy per event id.
 
 use crate::{Bus, Record};
-use onlinebank_core::db::Db;
+use onlinebank_core::db::{Db, Engine};
 use onlinebank_core::event::{Envelope, Event};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,33 +18,47 @@ use tokio_util::sync::CancellationToken;
 const RELAY_BATCH: i64 = 512;
 
 /// The tables a publisher needs: the outbox and per-aggregate sequence counters.
-pub const SCHEMA: [&str; 2] = [
-    "CREATE TABLE IF NOT EXISTS outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        topic TEXT NOT NULL,
-        key TEXT NOT NULL,
-        body TEXT NOT NULL,
-        created_at INTEGER NOT NULL
-    )",
-    "CREATE TABLE IF NOT EXISTS aggregate_sequences (
-        aggregate TEXT PRIMARY KEY,
-        last INTEGER NOT NULL
-    )",
-];
+fn schema(engine: Engine) -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                seq {},
+                id TEXT NOT NULL UNIQUE,
+                topic TEXT NOT NULL,
+                key TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )",
+            engine.serial_key()
+        ),
+        "CREATE TABLE IF NOT EXISTS aggregate_sequences (
+            aggregate TEXT PRIMARY KEY,
+            last BIGINT NOT NULL
+        )"
+        .to_owned(),
+    ]
+}
 
 /// Creates the outbox, sequence and inbox tables if missing.
 pub async fn ensure_schema(db: &Db) -> anyhow::Result<()> {
-    for statement in SCHEMA.iter().chain([&crate::inbox::SCHEMA]) {
-        sqlx::query(statement).execute(&db.write).await?;
+    for statement in schema(db.engine)
+        .iter()
+        .map(String::as_str)
+        .chain([crate::inbox::SCHEMA])
+    {
+        // Replicas starting together may race to create a table; the loser just retries.
+        if sqlx::query(statement).execute(&db.write).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sqlx::query(statement).execute(&db.write).await?;
+        }
     }
     Ok(())
 }
 
 /// Writes `event` to the outbox inside the caller's transaction and returns its envelope.
-pub async fn enqueue(conn: &mut SqliteConnection, event: Event) -> anyhow::Result<Envelope> {
+pub async fn enqueue(conn: &mut AnyConnection, event: Event) -> anyhow::Result<Envelope> {
     let sequence: i64 = sqlx::query_scalar(
-        "INSERT INTO aggregate_sequences (aggregate, last) VALUES (?, 1)
+        "INSERT INTO aggregate_sequences (aggregate, last) VALUES ($1, 1)
          ON CONFLICT (aggregate) DO UPDATE SET last = last + 1 RETURNING last",
     )
     .bind(event.account_no())
@@ -52,14 +66,16 @@ pub async fn enqueue(conn: &mut SqliteConnection, event: Event) -> anyhow::Resul
     .await?;
     let topic = event.topic();
     let envelope = event.into_envelope(sequence)?;
-    sqlx::query("INSERT INTO outbox (id, topic, key, body, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(envelope.id.to_string())
-        .bind(topic)
-        .bind(&envelope.aggregate)
-        .bind(serde_json::to_string(&envelope)?)
-        .bind(onlinebank_core::time::now_ms())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, key, body, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(envelope.id.to_string())
+    .bind(topic)
+    .bind(&envelope.aggregate)
+    .bind(serde_json::to_string(&envelope)?)
+    .bind(onlinebank_core::time::now_ms())
+    .execute(&mut *conn)
+    .await?;
     Ok(envelope)
 }
 
@@ -98,8 +114,68 @@ impl Relay {
 
     /// Ships one batch; returns how many rows it shipped.
     pub async fn ship_batch(&self) -> anyhow::Result<usize> {
+        match self.db.engine {
+            Engine::Sqlite => self.ship_batch_sqlite().await,
+            Engine::Postgres => self.ship_batch_postgres().await,
+        }
+    }
+
+    /// PostgreSQL: several replicas of a publisher share its outbox, and sequence numbers may
+    /// commit out of order, so a watermark would skip rows. One replica at a time ships (a
+    /// transaction-scoped advisory lock per publisher), oldest first, and deletes what it shipped
+    /// in the same transaction. A crash after the publish ships those rows again; consumers'
+    /// inboxes keep one copy. Events of one aggregate commit in order (their sequence row is
+    /// locked), so they are shipped in order.
+    async fn ship_batch_postgres(&self) -> anyhow::Result<usize> {
+        let mut tx = self.db.write.begin().await?;
+        let leader: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1)::BIGINT)")
+                .bind(format!("onlinebank outbox {}", self.name))
+                .fetch_one(&mut *tx)
+                .await?;
+        if !leader {
+            return Ok(0);
+        }
         let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
-            "SELECT seq, id, topic, key, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, id, topic, key, body FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(RELAY_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            metrics::gauge!("outbox_backlog", "publisher" => self.name).set(0.0);
+            return Ok(0);
+        }
+        // Exactly the rows this transaction locked and shipped (numbers from our own table): a
+        // row committed meanwhile inside their range was not shipped and must stay.
+        let seqs: Vec<String> = rows.iter().map(|row| row.0.to_string()).collect();
+        let records: Vec<Record> = rows
+            .into_iter()
+            .map(|(_, id, topic, key, body)| Record {
+                id,
+                topic,
+                key,
+                body,
+            })
+            .collect();
+        self.bus.publish(&records).await?;
+        sqlx::query(&format!(
+            "DELETE FROM outbox WHERE seq IN ({})",
+            seqs.join(",")
+        ))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("outbox_shipped_total", "publisher" => self.name)
+            .increment(records.len() as u64);
+        Ok(records.len())
+    }
+
+    /// SQLite: writers are serialised, so rows become visible in `seq` order and a watermark
+    /// of the highest shipped `seq` is exact; rows behind it are deleted in the background.
+    async fn ship_batch_sqlite(&self) -> anyhow::Result<usize> {
+        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT seq, id, topic, key, body FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(self.shipped.load(Ordering::SeqCst))
         .bind(RELAY_BATCH)
@@ -124,7 +200,7 @@ impl Relay {
         metrics::counter!("outbox_shipped_total", "publisher" => self.name)
             .increment(records.len() as u64);
         if records.len() as i64 >= RELAY_BATCH {
-            let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE seq > ?")
+            let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE seq > $1")
                 .bind(self.shipped.load(Ordering::SeqCst))
                 .fetch_one(&self.db.read)
                 .await?;
@@ -136,6 +212,9 @@ impl Relay {
     /// Deletes the rows shipped so far. Through group commit, so the delete rides along with
     /// other writes; a crash before it only ships those rows again (the bus keeps one copy).
     pub async fn prune_shipped(&self) -> anyhow::Result<()> {
+        if self.db.engine == Engine::Postgres {
+            return Ok(()); // shipped rows are deleted as they are shipped
+        }
         let shipped = self.shipped.load(Ordering::SeqCst);
         if shipped == 0 {
             return Ok(());
@@ -143,7 +222,7 @@ impl Relay {
         self.db
             .group
             .run(move |mut conn| async move {
-                let result = sqlx::query("DELETE FROM outbox WHERE seq <= ?")
+                let result = sqlx::query("DELETE FROM outbox WHERE seq <= $1")
                     .bind(shipped)
                     .execute(&mut *conn)
                     .await;
@@ -210,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn relay_ships_committed_events_once_with_sequences() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("svc.db").display().to_string())
+        let db = Db::open(&dir.path().join("svc.db").display().to_string(), "svc")
             .await
             .unwrap();
         ensure_schema(&db).await.unwrap();

@@ -1,15 +1,20 @@
-//! Opening a role's SQLite database: WAL, `synchronous=FULL`, a busy timeout, and write
-//! transactions that take the write lock up front (`BEGIN IMMEDIATE`).
+//! A role's database: SQLite (the embedded default) or PostgreSQL (distributed mode), behind
+//! sqlx's `Any` driver so each store is written once in portable SQL (`$1` placeholders, which
+//! both engines accept). Where the engines differ (DDL, locking, a few functions) a store asks
+//! [`Engine::of`] its connection.
 //!
-//! A [`Db`] has two pools on the same file: readers (several connections, WAL lets them run
-//! beside a writer) and ONE writer connection. SQLite admits one writer at a time anyway; queueing
-//! writers on the pool's fair async queue instead of SQLite's sleeping busy handler keeps write
-//! latency flat under concurrency.
+//! A [`Db`] has a reader pool, a writer pool and group commit. On SQLite the writer pool is ONE
+//! connection in WAL mode with `synchronous=FULL`, and write transactions take the lock up front
+//! (`BEGIN IMMEDIATE`): SQLite admits one writer at a time anyway, and queueing writers on the
+//! pool's fair async queue keeps write latency flat. On PostgreSQL each role lives in its own
+//! schema (named after the role) of the given database; the writer pool has several connections
+//! and replicas of a role write concurrently, guarded by row versions and unique keys.
 
 use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
@@ -17,75 +22,213 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+pub use sqlx::AnyConnection as Conn;
+
 /// A boxed future borrowing from `'a`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A service's database: a reader pool, a single-connection writer pool, and group commit.
+/// The database engine behind a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine named by a database URL.
+    pub fn of_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
+    }
+
+    /// The engine a connection talks to.
+    pub fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name() == "PostgreSQL" {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
+    }
+
+    /// `GREATEST` on PostgreSQL, the two-argument `MAX` on SQLite.
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "MAX",
+            Engine::Postgres => "GREATEST",
+        }
+    }
+
+    /// An auto-incrementing 64-bit primary key column type.
+    pub fn serial_key(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Engine::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        }
+    }
+}
+
+/// A service's database: a reader pool, a writer pool, and group commit.
 #[derive(Debug, Clone)]
 pub struct Db {
-    pub read: SqlitePool,
-    pub write: SqlitePool,
+    pub read: AnyPool,
+    pub write: AnyPool,
     /// Runs many callers' small write transactions as one (see [`GroupCommit`]).
     pub group: GroupCommit,
+    pub engine: Engine,
 }
 
 impl Db {
-    /// Opens (creating if missing) the SQLite database at `url` (`sqlite://path` or a path).
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let write = open_sqlite(url, 1).await?;
-        let read = open_sqlite(url, 8).await?;
-        let group = GroupCommit::start(write.clone(), 256);
-        Ok(Self { read, write, group })
+    /// Opens (creating if missing) the database at `url`: `sqlite://path`, a plain path, or
+    /// `postgres://...` (then the role's tables live in schema `schema`, created if missing).
+    pub async fn open(url: &str, schema: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of_url(url);
+        let (write, read) = match engine {
+            Engine::Sqlite => (open_sqlite(url, 1).await?, open_sqlite(url, 8).await?),
+            Engine::Postgres => (
+                open_postgres(url, schema, 8).await?,
+                open_postgres(url, schema, 8).await?,
+            ),
+        };
+        let group = GroupCommit::start(write.clone(), engine, 256);
+        Ok(Self {
+            read,
+            write,
+            group,
+            engine,
+        })
+    }
+
+    /// Applies the role's migrations for this engine.
+    pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
+        let migrator = match self.engine {
+            Engine::Sqlite => sqlite,
+            Engine::Postgres => postgres,
+        };
+        migrator
+            .run(&self.write)
+            .await
+            .context("migrating the database")?;
+        Ok(())
     }
 
     /// Begins a write transaction (see [`begin_write`]).
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        begin_write(&self.write).await
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        begin_write(&self.write, self.engine).await
     }
 }
 
-/// Opens (creating if missing) the SQLite database at `url` (`sqlite://path` or a plain path).
-pub async fn open_sqlite(url: &str, connections: u32) -> anyhow::Result<SqlitePool> {
+/// Opens (creating if missing) the SQLite database at `url` (`sqlite://path` or a plain path):
+/// WAL, `synchronous=FULL` (every commit an acknowledgement depends on is on disk before we
+/// answer), a busy timeout and foreign keys.
+pub async fn open_sqlite(url: &str, connections: u32) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
     let url = if url.starts_with("sqlite:") {
         url.to_owned()
     } else {
         format!("sqlite://{url}")
     };
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    if let Some(parent) = std::path::Path::new(&path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
     }
-    let options = SqliteConnectOptions::from_str(&url)
-        .with_context(|| format!("bad database url {url}"))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // Every commit an acknowledgement depends on is on disk before we answer.
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
-        .foreign_keys(true);
-    SqlitePoolOptions::new()
+    let url = if url.contains('?') {
+        url
+    } else {
+        format!("{url}?mode=rwc")
+    };
+    let options =
+        AnyConnectOptions::from_str(&url).with_context(|| format!("bad database url {url}"))?;
+    AnyPoolOptions::new()
         .max_connections(connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
         .with_context(|| format!("opening {url}"))
 }
 
-/// Begins a write transaction holding the write lock from its first statement, so a
-/// read-then-write transaction can never fail on a stale snapshot.
-pub async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
+/// Opens a pool on PostgreSQL whose connections work in `schema` (created if missing).
+pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    anyhow::ensure!(
+        !schema.is_empty() && schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+        "bad schema name {schema:?}"
+    );
+    let options =
+        AnyConnectOptions::from_str(url).with_context(|| "bad database url (postgres)")?;
+    // Two replicas may create the schema at once; the loser's error is harmless.
+    let mut conn = AnyConnection::connect_with(&options)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let created = conn
+        .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+        .await;
+    if let Err(error) = created {
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM pg_namespace WHERE nspname = $1")
+                .bind(schema)
+                .fetch_optional(&mut conn)
+                .await?;
+        anyhow::ensure!(exists.is_some(), "creating schema {schema}: {error}");
+    }
+    let _ = conn.close().await;
+    let set_path: Arc<str> = format!("SET search_path TO {schema}").into();
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            let set_path = set_path.clone();
+            Box::pin(async move {
+                conn.execute(&*set_path).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .context("opening the PostgreSQL pool")
+}
+
+/// Begins a write transaction. On SQLite it holds the write lock from its first statement, so
+/// a read-then-write transaction can never fail on a stale snapshot.
+pub async fn begin_write(
+    pool: &AnyPool,
+    engine: Engine,
+) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    match engine {
+        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Engine::Postgres => pool.begin().await,
+    }
 }
 
 /// Called with the outcome of the batch's COMMIT.
 type Finish = Box<dyn FnOnce(Result<(), Arc<sqlx::Error>>) + Send>;
 /// The writer's connection, lent to one job at a time.
-pub type WriterConnection = PoolConnection<Sqlite>;
+pub type WriterConnection = PoolConnection<Any>;
 /// One caller's work: runs inside the shared transaction on the lent connection, hands it back
 /// and says whether it succeeded.
 type Job = Box<
@@ -123,9 +266,9 @@ pub enum GroupError<E> {
 
 impl GroupCommit {
     /// Starts the writer task on `writer` (a pool of one connection).
-    pub fn start(writer: SqlitePool, max_batch: usize) -> Self {
+    pub fn start(writer: AnyPool, engine: Engine, max_batch: usize) -> Self {
         let (jobs, receiver) = mpsc::channel(max_batch * 4);
-        tokio::spawn(write_loop(writer, receiver, max_batch));
+        tokio::spawn(write_loop(writer, engine, receiver, max_batch));
         Self { jobs }
     }
 
@@ -161,7 +304,12 @@ impl GroupCommit {
     }
 }
 
-async fn write_loop(writer: SqlitePool, mut receiver: mpsc::Receiver<Job>, max_batch: usize) {
+async fn write_loop(
+    writer: AnyPool,
+    engine: Engine,
+    mut receiver: mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -170,7 +318,7 @@ async fn write_loop(writer: SqlitePool, mut receiver: mpsc::Receiver<Job>, max_b
                 Err(_) => break,
             }
         }
-        let (finishers, commit) = run_batch(&writer, batch).await;
+        let (finishers, commit) = run_batch(&writer, engine, batch).await;
         let commit = commit.map_err(Arc::new);
         for finish in finishers {
             finish(commit.clone());
@@ -180,12 +328,20 @@ async fn write_loop(writer: SqlitePool, mut receiver: mpsc::Receiver<Job>, max_b
 
 /// Runs a batch in one transaction. Jobs that never ran are dropped, which closes their reply
 /// channels: their callers see [`GroupError::Closed`].
-async fn run_batch(writer: &SqlitePool, batch: Vec<Job>) -> (Vec<Finish>, Result<(), sqlx::Error>) {
+async fn run_batch(
+    writer: &AnyPool,
+    engine: Engine,
+    batch: Vec<Job>,
+) -> (Vec<Finish>, Result<(), sqlx::Error>) {
     let mut conn = match writer.acquire().await {
         Ok(conn) => conn,
         Err(error) => return (Vec::new(), Err(error)),
     };
-    if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    let begin = match engine {
+        Engine::Sqlite => "BEGIN IMMEDIATE",
+        Engine::Postgres => "BEGIN",
+    };
+    if let Err(error) = sqlx::query(begin).execute(&mut *conn).await {
         return (Vec::new(), Err(error));
     }
     let mut finishers = Vec::with_capacity(batch.len());
@@ -246,7 +402,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("g.db").display().to_string())
+        let db = Db::open(&dir.path().join("g.db").display().to_string(), "test")
             .await
             .unwrap();
         sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY)")
@@ -259,7 +415,7 @@ mod tests {
             handles.push(tokio::spawn(async move {
                 group
                     .run(move |mut conn| async move {
-                        let result = sqlx::query("INSERT INTO t (k) VALUES (?)")
+                        let result = sqlx::query("INSERT INTO t (k) VALUES ($1)")
                             .bind(k % 40)
                             .execute(&mut *conn)
                             .await

@@ -11,6 +11,8 @@ use uuid::Uuid;
 pub const TOPIC_REQUESTS: &str = "onlinebank.requests";
 /// Topic of the account role: account outcomes.
 pub const TOPIC_ACCOUNTS: &str = "onlinebank.accounts";
+/// Every topic, for creating them on a broker.
+pub const TOPICS: [&str; 2] = [TOPIC_REQUESTS, TOPIC_ACCOUNTS];
 
 /// The schema version of the payloads this build writes.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;

@@ -14,18 +14,21 @@ use onlinebank_core::event::{AccountChanged, Event, TOPIC_ACCOUNTS};
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use std::sync::Arc;
 
 const BATCH: usize = 512;
 
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
-    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::History)).await?;
-    sqlx::migrate!("migrations/sqlite")
-        .run(&db.write)
-        .await
-        .context("migrating the history database")?;
+    let db =
+        onlinebank_core::db::Db::open(&settings.database_url(Role::History), "history").await?;
+    db.migrate(
+        &sqlx::migrate!("migrations/sqlite"),
+        &sqlx::migrate!("migrations/postgres"),
+    )
+    .await
+    .context("migrating the history database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
     let consumer_db = db.clone();
     ctx.tasks.spawn(consumer::run(
@@ -72,7 +75,7 @@ async fn append_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> any
         sqlx::query(
             "INSERT INTO ledger (event_id, request_id, account_no, customer_id, kind, amount,
                                  signed_amount, balance_after, version, occurred_at, recorded_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT DO NOTHING",
         )
         .bind(envelope.id.to_string())
@@ -93,9 +96,9 @@ async fn append_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> any
     Ok(())
 }
 
-async fn ledger_sums(State(pool): State<SqlitePool>) -> Result<Json<Value>, ApiError> {
+async fn ledger_sums(State(pool): State<AnyPool>) -> Result<Json<Value>, ApiError> {
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT account_no, SUM(signed_amount), COUNT(*) FROM ledger GROUP BY account_no ORDER BY account_no",
+        "SELECT account_no, CAST(SUM(signed_amount) AS BIGINT), COUNT(*) FROM ledger GROUP BY account_no ORDER BY account_no",
     )
     .fetch_all(&pool)
     .await?;
@@ -107,12 +110,12 @@ async fn ledger_sums(State(pool): State<SqlitePool>) -> Result<Json<Value>, ApiE
 }
 
 async fn ledger_entries(
-    State(pool): State<SqlitePool>,
+    State(pool): State<AnyPool>,
     Path(account_no): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let rows: Vec<(String, String, i64, i64, i64, String)> = sqlx::query_as(
         "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM ledger
-         WHERE account_no = ? ORDER BY version",
+         WHERE account_no = $1 ORDER BY version",
     )
     .bind(&account_no)
     .fetch_all(&pool)

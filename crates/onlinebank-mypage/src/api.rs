@@ -122,7 +122,7 @@ async fn own_account(
     bearer: &Authenticated,
     account_no: &str,
 ) -> Result<AccountRow, ApiError> {
-    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE account_no = ?");
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE account_no = $1");
     let row: Option<AccountRow> = sqlx::query_as(&sql)
         .bind(account_no)
         .fetch_optional(&state.pool)
@@ -140,7 +140,7 @@ async fn transactions(
 ) -> Result<(Vec<TransactionRow>, Option<i64>), ApiError> {
     let mut rows: Vec<TransactionRow> = sqlx::query_as(
         "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM transactions_view
-         WHERE account_no = ? AND version < ? ORDER BY version DESC LIMIT ?",
+         WHERE account_no = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
     )
     .bind(account_no)
     .bind(before.unwrap_or(i64::MAX))
@@ -162,7 +162,7 @@ async fn my_accounts(
     bearer: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
     let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE customer_id = ? ORDER BY opened_at, account_no"
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE customer_id = $1 ORDER BY opened_at, account_no"
     );
     let rows: Vec<AccountRow> = sqlx::query_as(&sql)
         .bind(bearer.customer_id())

@@ -14,13 +14,13 @@ use onlinebank_bus::{consumer, Bus};
 use onlinebank_core::event::TOPIC_ACCOUNTS;
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{Role, RoleContext};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 const BATCH: usize = 512;
 
 #[derive(Clone)]
 pub(crate) struct MypageState {
-    pool: SqlitePool,
+    pool: AnyPool,
     token_key: TokenKey,
 }
 
@@ -32,11 +32,13 @@ impl FromRef<MypageState> for TokenKey {
 
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
-    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Mypage)).await?;
-    sqlx::migrate!("migrations/sqlite")
-        .run(&db.write)
-        .await
-        .context("migrating the mypage database")?;
+    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Mypage), "mypage").await?;
+    db.migrate(
+        &sqlx::migrate!("migrations/sqlite"),
+        &sqlx::migrate!("migrations/postgres"),
+    )
+    .await
+    .context("migrating the mypage database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
     let consumer_db = db.clone();
     ctx.tasks.spawn(consumer::run(

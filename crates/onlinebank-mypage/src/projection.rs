@@ -21,10 +21,10 @@ pub async fn apply_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> 
             Event::AccountRequestCancelled(cancelled) => {
                 // Shown in the legacy view as the account's last request; never touches money.
                 sqlx::query(
-                    "UPDATE accounts_view SET last_request_id = ?, last_request_kind = ?,
-                        last_request_amount = ?, last_request_status = 'RequestCancelled',
-                        last_request_at = ?
-                     WHERE account_no = ? AND customer_id = ?",
+                    "UPDATE accounts_view SET last_request_id = $1, last_request_kind = $2,
+                        last_request_amount = $3, last_request_status = 'RequestCancelled',
+                        last_request_at = $4
+                     WHERE account_no = $5 AND customer_id = $6",
                 )
                 .bind(cancelled.request_id.to_string())
                 .bind(cancelled.kind.as_str())
@@ -43,7 +43,7 @@ pub async fn apply_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> 
 }
 
 async fn apply_change(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     kind: &str,
     change: &AccountChanged,
     at: &str,
@@ -53,7 +53,7 @@ async fn apply_change(
         "INSERT INTO accounts_view (account_no, customer_id, balance, status, version, opened_at,
              updated_at, last_request_id, last_request_kind, last_request_amount,
              last_request_status, last_request_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, 'RequestCompleted', ?6)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, 'RequestCompleted', $6)
          ON CONFLICT (account_no) DO UPDATE SET
              balance = excluded.balance, status = excluded.status, version = excluded.version,
              updated_at = excluded.updated_at, last_request_id = excluded.last_request_id,
@@ -76,7 +76,7 @@ async fn apply_change(
     .await?;
     sqlx::query(
         "INSERT INTO transactions_view (account_no, version, request_id, kind, amount, balance_after, occurred_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(&change.account_no)
     .bind(change.version)

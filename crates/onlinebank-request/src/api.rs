@@ -181,7 +181,7 @@ async fn record_and_run(
 /// Claims the key (if any) and inserts the request PENDING, in the caller's transaction.
 /// Nothing is written unless the key is new.
 async fn record(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     row: &store::RequestRow,
     key: Option<&str>,
     fingerprint: &str,

@@ -42,11 +42,14 @@ impl FromRef<RequestState> for TokenKey {
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let auth_url = settings.peers.first(Role::Auth)?;
-    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Request)).await?;
-    sqlx::migrate!("migrations/sqlite")
-        .run(&db.write)
-        .await
-        .context("migrating the request database")?;
+    let db =
+        onlinebank_core::db::Db::open(&settings.database_url(Role::Request), "request").await?;
+    db.migrate(
+        &sqlx::migrate!("migrations/sqlite"),
+        &sqlx::migrate!("migrations/postgres"),
+    )
+    .await
+    .context("migrating the request database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
     let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
     let relay = Relay::new("request", db.clone(), bus.clone());

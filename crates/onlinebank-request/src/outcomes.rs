@@ -92,7 +92,7 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
         }
         if round % 600 == 1 {
             let purged = store::purge_cancelled(&state.db.write, now - KEEP_CANCELLED_MS).await;
-            let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
                 .bind(now - KEEP_CANCELLED_MS)
                 .execute(&state.db.write)
                 .await;

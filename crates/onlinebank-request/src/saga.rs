@@ -179,7 +179,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
 
 /// PENDING -> AUTHORIZED with AuthCertified in the outbox; false if no longer pending.
 async fn authorize(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     request_id: &str,
     certified: Event,
 ) -> anyhow::Result<bool> {
@@ -192,7 +192,7 @@ async fn authorize(
 
 /// Step-up refused: compensate (releasing the key) and record AuthCancelled.
 async fn refuse(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     request_id: &str,
     reason: Reason,
     cancelled: Event,

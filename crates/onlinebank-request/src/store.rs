@@ -1,7 +1,7 @@
 //! request's SQLite store: requests, their compensations and idempotency keys.
 
 use onlinebank_core::Reason;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RequestRow {
@@ -28,13 +28,10 @@ pub enum Standing {
 const REQUEST_COLUMNS: &str =
     "id, customer_id, kind, account_no, amount, status, balance, version, created_at, completed_at";
 
-pub async fn insert_pending(
-    conn: &mut SqliteConnection,
-    row: &RequestRow,
-) -> Result<(), sqlx::Error> {
+pub async fn insert_pending(conn: &mut AnyConnection, row: &RequestRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO requests (id, customer_id, kind, account_no, amount, status, created_at)
-         VALUES (?, ?, ?, ?, ?, 'PENDING', ?)",
+         VALUES ($1, $2, $3, $4, $5, 'PENDING', $6)",
     )
     .bind(&row.id)
     .bind(&row.customer_id)
@@ -48,9 +45,9 @@ pub async fn insert_pending(
 }
 
 /// PENDING -> AUTHORIZED; false if the request is no longer pending (e.g. swept).
-pub async fn authorize(conn: &mut SqliteConnection, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn authorize(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
-        "UPDATE requests SET status = 'AUTHORIZED' WHERE id = ? AND status = 'PENDING'",
+        "UPDATE requests SET status = 'AUTHORIZED' WHERE id = $1 AND status = 'PENDING'",
     )
     .bind(id)
     .execute(conn)
@@ -59,14 +56,14 @@ pub async fn authorize(conn: &mut SqliteConnection, id: &str) -> Result<bool, sq
 }
 
 pub async fn complete(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     balance: i64,
     version: i64,
 ) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
-        "UPDATE requests SET status = 'COMPLETED', balance = ?, version = ?, completed_at = ?
-         WHERE id = ? AND status != 'COMPLETED'",
+        "UPDATE requests SET status = 'COMPLETED', balance = $1, version = $2, completed_at = $3
+         WHERE id = $4 AND status != 'COMPLETED'",
     )
     .bind(balance)
     .bind(version)
@@ -80,13 +77,13 @@ pub async fn complete(
 /// Compensation: deletes the request and records why. With `release_key`, also frees the
 /// idempotency key so the client can simply retry (nothing happened).
 pub async fn cancel(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     reason: Reason,
     release_key: bool,
 ) -> Result<bool, sqlx::Error> {
     let deleted: Option<RequestRow> = sqlx::query_as(&format!(
-        "DELETE FROM requests WHERE id = ? AND status != 'COMPLETED' RETURNING {REQUEST_COLUMNS}"
+        "DELETE FROM requests WHERE id = $1 AND status != 'COMPLETED' RETURNING {REQUEST_COLUMNS}"
     ))
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -96,7 +93,7 @@ pub async fn cancel(
     };
     sqlx::query(
         "INSERT INTO cancelled_requests (id, customer_id, kind, account_no, amount, reason, cancelled_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&row.id)
     .bind(&row.customer_id)
@@ -108,7 +105,7 @@ pub async fn cancel(
     .execute(&mut *conn)
     .await?;
     if release_key {
-        sqlx::query("DELETE FROM idempotency_keys WHERE request_id = ?")
+        sqlx::query("DELETE FROM idempotency_keys WHERE request_id = $1")
             .bind(id)
             .execute(&mut *conn)
             .await?;
@@ -116,9 +113,9 @@ pub async fn cancel(
     Ok(true)
 }
 
-pub async fn standing(pool: &SqlitePool, id: &str) -> Result<Standing, sqlx::Error> {
+pub async fn standing(pool: &AnyPool, id: &str) -> Result<Standing, sqlx::Error> {
     let live: Option<RequestRow> = sqlx::query_as(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
@@ -127,7 +124,7 @@ pub async fn standing(pool: &SqlitePool, id: &str) -> Result<Standing, sqlx::Err
         return Ok(Standing::Live(row));
     }
     let cancelled: Option<String> =
-        sqlx::query_scalar("SELECT reason FROM cancelled_requests WHERE id = ?")
+        sqlx::query_scalar("SELECT reason FROM cancelled_requests WHERE id = $1")
             .bind(id)
             .fetch_optional(pool)
             .await?;
@@ -138,10 +135,10 @@ pub async fn standing(pool: &SqlitePool, id: &str) -> Result<Standing, sqlx::Err
 }
 
 /// The owner of a request, live or cancelled.
-pub async fn owner(pool: &SqlitePool, id: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn owner(pool: &AnyPool, id: &str) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT customer_id FROM requests WHERE id = ?1
-         UNION ALL SELECT customer_id FROM cancelled_requests WHERE id = ?1 LIMIT 1",
+        "SELECT customer_id FROM requests WHERE id = $1
+         UNION ALL SELECT customer_id FROM cancelled_requests WHERE id = $1 LIMIT 1",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -149,14 +146,14 @@ pub async fn owner(pool: &SqlitePool, id: &str) -> Result<Option<String>, sqlx::
 }
 
 pub async fn list_for_customer(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     customer_id: &str,
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<RequestRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE customer_id = ? AND id < ?
-         ORDER BY id DESC LIMIT ?"
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE customer_id = $1 AND id < $2
+         ORDER BY id DESC LIMIT $3"
     ))
     .bind(customer_id)
     .bind(before.unwrap_or("~"))
@@ -165,7 +162,7 @@ pub async fn list_for_customer(
     .await
 }
 
-pub async fn unfinished(pool: &SqlitePool) -> Result<Vec<RequestRow>, sqlx::Error> {
+pub async fn unfinished(pool: &AnyPool) -> Result<Vec<RequestRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {REQUEST_COLUMNS} FROM requests WHERE status != 'COMPLETED' ORDER BY id"
     ))
@@ -174,18 +171,18 @@ pub async fn unfinished(pool: &SqlitePool) -> Result<Vec<RequestRow>, sqlx::Erro
 }
 
 /// PENDING requests created before `cutoff`: their step-up can no longer count.
-pub async fn stale_pending(pool: &SqlitePool, cutoff: i64) -> Result<Vec<String>, sqlx::Error> {
+pub async fn stale_pending(pool: &AnyPool, cutoff: i64) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT id FROM requests WHERE status = 'PENDING' AND created_at < ? ORDER BY created_at LIMIT 500",
+        "SELECT id FROM requests WHERE status = 'PENDING' AND created_at < $1 ORDER BY created_at LIMIT 500",
     )
     .bind(cutoff)
     .fetch_all(pool)
     .await
 }
 
-pub async fn purge_cancelled(pool: &SqlitePool, before: i64) -> Result<u64, sqlx::Error> {
+pub async fn purge_cancelled(pool: &AnyPool, before: i64) -> Result<u64, sqlx::Error> {
     Ok(
-        sqlx::query("DELETE FROM cancelled_requests WHERE cancelled_at < ?")
+        sqlx::query("DELETE FROM cancelled_requests WHERE cancelled_at < $1")
             .bind(before)
             .execute(pool)
             .await?
@@ -205,14 +202,14 @@ pub enum KeyClaim {
 }
 
 pub async fn claim_key(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     customer_id: &str,
     key: &str,
     body_hash: &str,
     request_id: &str,
 ) -> Result<KeyClaim, sqlx::Error> {
     let existing: Option<(String, String)> = sqlx::query_as(
-        "SELECT body_hash, request_id FROM idempotency_keys WHERE customer_id = ? AND key = ?",
+        "SELECT body_hash, request_id FROM idempotency_keys WHERE customer_id = $1 AND key = $2",
     )
     .bind(customer_id)
     .bind(key)
@@ -227,7 +224,7 @@ pub async fn claim_key(
     }
     sqlx::query(
         "INSERT INTO idempotency_keys (customer_id, key, body_hash, request_id, created_at)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(customer_id)
     .bind(key)

@@ -1,0 +1,388 @@
+//! The bus on Apache Kafka, through rdkafka (librdkafka, built from source).
+//!
+//! - Topics are created explicitly at start-up with a configurable partition count and
+//!   replication factor (`kafka://HOST:PORT[,HOST:PORT...][?partitions=N&replication=N]`).
+//! - Events are keyed by account number, so one account's events stay in one partition, in
+//!   order.
+//! - The producer is idempotent with `acks=all`: a retried send is never duplicated or
+//!   reordered within a partition.
+//! - One consumer group per role. Offsets are committed only for events whose handler
+//!   transaction has committed (auto-commit and auto-store are off); after a rebalance or a
+//!   crash the new owner re-reads from the last committed offset and the handlers' inboxes skip
+//!   what was already applied.
+
+use crate::{Delivery, Record};
+use anyhow::Context;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Topic settings and the broker list parsed from a `kafka://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+impl KafkaConfig {
+    /// Parses `kafka://host:port,host:port?partitions=8&replication=1`.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("kafka://")
+            .ok_or_else(|| anyhow::anyhow!("a Kafka bus url starts with kafka://"))?;
+        let (brokers, query) = rest.split_once('?').unwrap_or((rest, ""));
+        anyhow::ensure!(!brokers.is_empty(), "no Kafka brokers in {url}");
+        let mut config = KafkaConfig {
+            brokers: brokers.to_owned(),
+            partitions: 8,
+            replication: 1,
+        };
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number: i32 = value
+                .parse()
+                .with_context(|| format!("{name} in {url} must be a number"))?;
+            anyhow::ensure!(number >= 1, "{name} in {url} must be at least 1");
+            match name {
+                "partitions" => config.partitions = number,
+                "replication" => config.replication = number,
+                other => anyhow::bail!("unknown Kafka bus setting {other} in {url}"),
+            }
+        }
+        Ok(config)
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("socket.keepalive.enable", "true")
+            .set("reconnect.backoff.max.ms", "1000");
+        config
+    }
+}
+
+/// A connection to a Kafka cluster: one idempotent producer, consumers made per group.
+#[derive(Clone)]
+pub struct KafkaBus {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    /// For metadata and lag queries (no group membership).
+    probe: Arc<BaseConsumer>,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl KafkaBus {
+    /// Connects and creates `topics` if missing.
+    pub async fn open(url: &str, topics: &[&str]) -> anyhow::Result<Self> {
+        let config = KafkaConfig::parse(url)?;
+        let producer: FutureProducer = config
+            .client()
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "15000")
+            .set("compression.type", "none")
+            .create()
+            .context("creating the Kafka producer")?;
+        let probe: BaseConsumer = config
+            .client()
+            .set("group.id", "onlinebank-probe")
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("creating the Kafka metadata client")?;
+        let bus = KafkaBus {
+            config,
+            producer,
+            probe: Arc::new(probe),
+        };
+        bus.create_topics(topics).await?;
+        Ok(bus)
+    }
+
+    async fn create_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .client()
+            .create()
+            .context("creating the Kafka admin client")?;
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|topic| {
+                NewTopic::new(
+                    topic,
+                    self.config.partitions,
+                    TopicReplication::Fixed(self.config.replication),
+                )
+                .set(
+                    "min.insync.replicas",
+                    if self.config.replication >= 3 {
+                        "2"
+                    } else {
+                        "1"
+                    },
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+        let results = admin
+            .create_topics(new.iter(), &options)
+            .await
+            .context("creating the Kafka topics")?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => anyhow::bail!("creating Kafka topic {topic}: {code}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every record and waits until the brokers acknowledged all of them (`acks=all`).
+    pub async fn publish(&self, records: &[Record]) -> anyhow::Result<()> {
+        let sends = records.iter().map(|record| {
+            self.producer.send(
+                FutureRecord::to(&record.topic)
+                    .key(&record.key)
+                    .payload(&record.body),
+                Duration::from_secs(15),
+            )
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(error, _)| anyhow::anyhow!("publishing to Kafka: {error}"))?;
+        }
+        Ok(())
+    }
+
+    /// Joins consumer group `group` on `topics`.
+    pub async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> anyhow::Result<KafkaSubscription> {
+        let consumer: StreamConsumer = self
+            .config
+            .client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "20")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .create()
+            .context("creating the Kafka consumer")?;
+        consumer
+            .subscribe(topics)
+            .with_context(|| format!("subscribing group {group}"))?;
+        Ok(KafkaSubscription {
+            consumer,
+            next_position: 0,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// Whether a broker answers a metadata request.
+    pub async fn ping(&self) -> bool {
+        let probe = self.probe.clone();
+        tokio::task::spawn_blocking(move || {
+            probe
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(|metadata| !metadata.brokers().is_empty())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Events on `topics` the group has not committed yet, summed over every partition.
+    pub async fn lag(&self, group: &str, topics: &[&str]) -> anyhow::Result<i64> {
+        let config = self.config.clone();
+        let group = group.to_owned();
+        let topics: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            let reader: BaseConsumer = config
+                .client()
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .create()?;
+            let timeout = Duration::from_secs(5);
+            let mut partitions = TopicPartitionList::new();
+            for topic in &topics {
+                let metadata = reader.fetch_metadata(Some(topic), timeout)?;
+                for found in metadata.topics() {
+                    for partition in found.partitions() {
+                        partitions.add_partition(topic, partition.id());
+                    }
+                }
+            }
+            let committed = reader.committed_offsets(partitions, timeout)?;
+            let mut lag = 0;
+            for element in committed.elements() {
+                let (low, high) =
+                    reader.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+                let done = match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => low,
+                };
+                lag += (high - done).max(0);
+            }
+            Ok(lag)
+        })
+        .await?
+    }
+}
+
+/// A group member's stream of deliveries and the offsets it still owes a commit.
+pub struct KafkaSubscription {
+    consumer: StreamConsumer,
+    next_position: i64,
+    /// Delivered but not committed: (position, topic, partition, offset), in position order.
+    pending: VecDeque<(i64, String, i32, i64)>,
+}
+
+impl std::fmt::Debug for KafkaSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSubscription")
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl KafkaSubscription {
+    /// Waits for at least one event, then takes what else is already fetched, up to `max`.
+    pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
+        let mut batch = Vec::new();
+        let first = self.consumer.recv().await?;
+        batch.push(take(&mut self.next_position, &mut self.pending, &first));
+        while batch.len() < max {
+            match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    batch.push(take(&mut self.next_position, &mut self.pending, &message))
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "Kafka consumer error");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Commits, per partition, the offset after the last event delivered at or before
+    /// `position`. Partitions this member no longer owns are skipped: their new owner re-reads
+    /// from the last committed offset.
+    pub async fn commit(&mut self, position: i64) -> anyhow::Result<()> {
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        while let Some((at, _, _, _)) = self.pending.front() {
+            if *at > position {
+                break;
+            }
+            if let Some((_, topic, partition, offset)) = self.pending.pop_front() {
+                let slot = next.entry((topic, partition)).or_insert(offset + 1);
+                *slot = (*slot).max(offset + 1);
+            }
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let owned = self.consumer.assignment()?;
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            if owned.find_partition(&topic, partition).is_some() {
+                offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+            }
+        }
+        if offsets.count() > 0 {
+            self.consumer.commit(&offsets, CommitMode::Async)?;
+        }
+        Ok(())
+    }
+
+    /// Goes back to the first uncommitted event of every partition (after a failed batch).
+    pub async fn rewind(&mut self) -> anyhow::Result<()> {
+        let mut first: HashMap<(String, i32), i64> = HashMap::new();
+        for (_, topic, partition, offset) in self.pending.drain(..) {
+            first.entry((topic, partition)).or_insert(offset);
+        }
+        for ((topic, partition), offset) in first {
+            if let Err(error) = self.consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(5),
+            ) {
+                tracing::warn!(%topic, partition, %error, "seek failed; the partition may have moved");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns a message into a delivery with the next position, remembering its offset.
+fn take<M: Message>(
+    next_position: &mut i64,
+    pending: &mut VecDeque<(i64, String, i32, i64)>,
+    message: &M,
+) -> Delivery {
+    *next_position += 1;
+    let position = *next_position;
+    pending.push_back((
+        position,
+        message.topic().to_owned(),
+        message.partition(),
+        message.offset(),
+    ));
+    Delivery {
+        position,
+        topic: message.topic().to_owned(),
+        key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+        body: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_defaults_and_settings() {
+        assert_eq!(
+            KafkaConfig::parse("kafka://127.0.0.1:9092").unwrap(),
+            KafkaConfig {
+                brokers: "127.0.0.1:9092".into(),
+                partitions: 8,
+                replication: 1
+            }
+        );
+        let config = KafkaConfig::parse("kafka://a:1,b:2?partitions=3&replication=2").unwrap();
+        assert_eq!(
+            (
+                config.brokers.as_str(),
+                config.partitions,
+                config.replication
+            ),
+            ("a:1,b:2", 3, 2)
+        );
+        assert!(KafkaConfig::parse("kafka://").is_err());
+        assert!(KafkaConfig::parse("kafka://a:1?partitions=0").is_err());
+        assert!(KafkaConfig::parse("kafka://a:1?colour=blue").is_err());
+        assert!(KafkaConfig::parse("http://a:1").is_err());
+    }
+}
