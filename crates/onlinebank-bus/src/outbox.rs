@@ -59,7 +59,7 @@ pub async fn ensure_schema(db: &Db) -> anyhow::Result<()> {
 pub async fn enqueue(conn: &mut AnyConnection, event: Event) -> anyhow::Result<Envelope> {
     let sequence: i64 = sqlx::query_scalar(
         "INSERT INTO aggregate_sequences (aggregate, last) VALUES ($1, 1)
-         ON CONFLICT (aggregate) DO UPDATE SET last = last + 1 RETURNING last",
+         ON CONFLICT (aggregate) DO UPDATE SET last = aggregate_sequences.last + 1 RETURNING last",
     )
     .bind(event.account_no())
     .fetch_one(&mut *conn)
@@ -261,6 +261,15 @@ impl Relay {
         }
     }
 
+    /// How long an idle relay waits before looking again. On PostgreSQL another replica's
+    /// rows may be waiting for this one (the shipping replica), so it looks often.
+    fn idle_poll(&self) -> Duration {
+        match self.db.engine {
+            Engine::Sqlite => Duration::from_millis(250),
+            Engine::Postgres => Duration::from_millis(20),
+        }
+    }
+
     async fn ship_until(&self, shutdown: &CancellationToken) {
         loop {
             match self.ship_batch().await {
@@ -273,7 +282,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep(self.idle_poll()) => {}
                 _ = shutdown.cancelled() => break,
             }
         }

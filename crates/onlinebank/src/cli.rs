@@ -38,6 +38,10 @@ pub struct UpArgs {
     /// Also create a demo customer: userId 1@sk.com, name sam, password 1234
     #[arg(long, env = "ONLINEBANK_DEMO")]
     pub demo: bool,
+    /// A PostgreSQL URL for every role's data, each role in its own schema (default: one SQLite
+    /// file per role under --data-dir)
+    #[arg(long, env = "ONLINEBANK_DATABASE")]
+    pub database: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -218,6 +218,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     onlinebank_core::metrics::install();
     let mut settings = args.common.settings()?;
+    if let Some(url) = &args.database {
+        anyhow::ensure!(
+            onlinebank_core::db::Engine::of_url(url) == onlinebank_core::db::Engine::Postgres,
+            "up --database takes a postgres:// URL (the roles share it, one schema each)"
+        );
+        settings.database = Some(url.clone());
+    }
     // Bind every listener first, so each role knows its peers' real addresses.
     let mut listeners = Vec::new();
     for role in Role::ALL {
