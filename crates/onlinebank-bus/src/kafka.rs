@@ -1,7 +1,9 @@
 //! The bus on Apache Kafka, through rdkafka (librdkafka, built from source).
 //!
 //! - Topics are created explicitly at start-up with a configurable partition count and
-//!   replication factor (`kafka://HOST:PORT[,HOST:PORT...][?partitions=N&replication=N]`).
+//!   replication factor (`kafka://HOST:PORT[,HOST:PORT...][?partitions=N&replication=N&
+//!   namespace=NAME]`). A namespace prefixes every topic and consumer group (`NAME.topic`), so
+//!   several banks (or test runs) can share one cluster without seeing each other's events.
 //! - Events are keyed by account number, so one account's events stay in one partition, in
 //!   order.
 //! - The producer is idempotent with `acks=all`: a retried send is never duplicated or
@@ -29,6 +31,8 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub partitions: i32,
     pub replication: i32,
+    /// Prefix of every topic and group name ("" for none).
+    pub namespace: String,
 }
 
 impl KafkaConfig {
@@ -43,9 +47,21 @@ impl KafkaConfig {
             brokers: brokers.to_owned(),
             partitions: 8,
             replication: 1,
+            namespace: String::new(),
         };
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if name == "namespace" {
+                anyhow::ensure!(
+                    !value.is_empty()
+                        && value
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                    "namespace in {url} must be letters, digits, - or _"
+                );
+                config.namespace = value.to_owned();
+                continue;
+            }
             let number: i32 = value
                 .parse()
                 .with_context(|| format!("{name} in {url} must be a number"))?;
@@ -57,6 +73,26 @@ impl KafkaConfig {
             }
         }
         Ok(config)
+    }
+
+    /// The broker-side name of a topic or group.
+    pub fn physical(&self, name: &str) -> String {
+        if self.namespace.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.namespace)
+        }
+    }
+
+    /// The topic name the bank knows for a broker-side one.
+    fn logical<'a>(&self, physical: &'a str) -> &'a str {
+        if self.namespace.is_empty() {
+            return physical;
+        }
+        physical
+            .strip_prefix(self.namespace.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(physical)
     }
 
     fn client(&self) -> ClientConfig {
@@ -74,8 +110,10 @@ impl KafkaConfig {
 pub struct KafkaBus {
     config: KafkaConfig,
     producer: FutureProducer,
-    /// For metadata and lag queries (no group membership).
+    /// For metadata queries (no group membership).
     probe: Arc<BaseConsumer>,
+    /// Per consumer group, a client that reads the group's committed offsets (for lag).
+    readers: Arc<std::sync::Mutex<HashMap<String, Arc<BaseConsumer>>>>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -109,6 +147,7 @@ impl KafkaBus {
             config,
             producer,
             probe: Arc::new(probe),
+            readers: Arc::default(),
         };
         bus.create_topics(topics).await?;
         Ok(bus)
@@ -120,7 +159,11 @@ impl KafkaBus {
             .client()
             .create()
             .context("creating the Kafka admin client")?;
-        let new: Vec<NewTopic> = topics
+        let names: Vec<String> = topics
+            .iter()
+            .map(|topic| self.config.physical(topic))
+            .collect();
+        let new: Vec<NewTopic> = names
             .iter()
             .map(|topic| {
                 NewTopic::new(
@@ -154,9 +197,13 @@ impl KafkaBus {
 
     /// Sends every record and waits until the brokers acknowledged all of them (`acks=all`).
     pub async fn publish(&self, records: &[Record]) -> anyhow::Result<()> {
-        let sends = records.iter().map(|record| {
+        let topics: Vec<String> = records
+            .iter()
+            .map(|record| self.config.physical(&record.topic))
+            .collect();
+        let sends = records.iter().zip(&topics).map(|(record, topic)| {
             self.producer.send(
-                FutureRecord::to(&record.topic)
+                FutureRecord::to(topic)
                     .key(&record.key)
                     .payload(&record.body),
                 Duration::from_secs(15),
@@ -177,7 +224,7 @@ impl KafkaBus {
         let consumer: StreamConsumer = self
             .config
             .client()
-            .set("group.id", group)
+            .set("group.id", self.config.physical(group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -187,10 +234,16 @@ impl KafkaBus {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .create()
             .context("creating the Kafka consumer")?;
+        let physical: Vec<String> = topics
+            .iter()
+            .map(|topic| self.config.physical(topic))
+            .collect();
+        let physical: Vec<&str> = physical.iter().map(String::as_str).collect();
         consumer
-            .subscribe(topics)
+            .subscribe(&physical)
             .with_context(|| format!("subscribing group {group}"))?;
         Ok(KafkaSubscription {
+            config: self.config.clone(),
             consumer,
             next_position: 0,
             pending: VecDeque::new(),
@@ -212,15 +265,31 @@ impl KafkaBus {
 
     /// Events on `topics` the group has not committed yet, summed over every partition.
     pub async fn lag(&self, group: &str, topics: &[&str]) -> anyhow::Result<i64> {
-        let config = self.config.clone();
-        let group = group.to_owned();
-        let topics: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
+        let reader = {
+            let mut readers = self
+                .readers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match readers.get(group) {
+                Some(reader) => reader.clone(),
+                None => {
+                    let reader: Arc<BaseConsumer> = Arc::new(
+                        self.config
+                            .client()
+                            .set("group.id", self.config.physical(group))
+                            .set("enable.auto.commit", "false")
+                            .create()?,
+                    );
+                    readers.insert(group.to_owned(), reader.clone());
+                    reader
+                }
+            }
+        };
+        let topics: Vec<String> = topics
+            .iter()
+            .map(|topic| self.config.physical(topic))
+            .collect();
         tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
-            let reader: BaseConsumer = config
-                .client()
-                .set("group.id", &group)
-                .set("enable.auto.commit", "false")
-                .create()?;
             let timeout = Duration::from_secs(5);
             let mut partitions = TopicPartitionList::new();
             for topic in &topics {
@@ -250,6 +319,7 @@ impl KafkaBus {
 
 /// A group member's stream of deliveries and the offsets it still owes a commit.
 pub struct KafkaSubscription {
+    config: KafkaConfig,
     consumer: StreamConsumer,
     next_position: i64,
     /// Delivered but not committed: (position, topic, partition, offset), in position order.
@@ -269,12 +339,20 @@ impl KafkaSubscription {
     pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
         let mut batch = Vec::new();
         let first = self.consumer.recv().await?;
-        batch.push(take(&mut self.next_position, &mut self.pending, &first));
+        batch.push(take(
+            &self.config,
+            &mut self.next_position,
+            &mut self.pending,
+            &first,
+        ));
         while batch.len() < max {
             match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
-                Ok(Ok(message)) => {
-                    batch.push(take(&mut self.next_position, &mut self.pending, &message))
-                }
+                Ok(Ok(message)) => batch.push(take(
+                    &self.config,
+                    &mut self.next_position,
+                    &mut self.pending,
+                    &message,
+                )),
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "Kafka consumer error");
                     break;
@@ -337,6 +415,7 @@ impl KafkaSubscription {
 
 /// Turns a message into a delivery with the next position, remembering its offset.
 fn take<M: Message>(
+    config: &KafkaConfig,
     next_position: &mut i64,
     pending: &mut VecDeque<(i64, String, i32, i64)>,
     message: &M,
@@ -351,7 +430,7 @@ fn take<M: Message>(
     ));
     Delivery {
         position,
-        topic: message.topic().to_owned(),
+        topic: config.logical(message.topic()).to_owned(),
         key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
         body: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
     }
@@ -368,7 +447,8 @@ mod tests {
             KafkaConfig {
                 brokers: "127.0.0.1:9092".into(),
                 partitions: 8,
-                replication: 1
+                replication: 1,
+                namespace: String::new(),
             }
         );
         let config = KafkaConfig::parse("kafka://a:1,b:2?partitions=3&replication=2").unwrap();
@@ -380,6 +460,16 @@ mod tests {
             ),
             ("a:1,b:2", 3, 2)
         );
+        let config = KafkaConfig::parse("kafka://a:1?namespace=run-7").unwrap();
+        assert_eq!(
+            config.physical("onlinebank.requests"),
+            "run-7.onlinebank.requests"
+        );
+        assert_eq!(
+            config.logical("run-7.onlinebank.requests"),
+            "onlinebank.requests"
+        );
+        assert!(KafkaConfig::parse("kafka://a:1?namespace=a.b").is_err());
         assert!(KafkaConfig::parse("kafka://").is_err());
         assert!(KafkaConfig::parse("kafka://a:1?partitions=0").is_err());
         assert!(KafkaConfig::parse("kafka://a:1?colour=blue").is_err());

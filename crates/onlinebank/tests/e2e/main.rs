@@ -8,6 +8,8 @@
 //! - `concurrency`: parallel withdrawals and parallel opens.
 //! - `cluster`: one process per role; reads survive the write side.
 //! - `crash`: kill -9 of account and request mid-stream; every store agrees afterwards.
+//! - `distributed`: PostgreSQL + Kafka, two processes per role (needs ONLINEBANK_TEST_POSTGRES
+//!   and ONLINEBANK_TEST_KAFKA, which .ci/run sets).
 //! - `resilience`: auth frozen or killed (timeout, breaker), write overload (shedding), rolling
 //!   restart of two request instances, clients hanging up, graceful shutdown, `/metrics`.
 
@@ -18,6 +20,7 @@ mod bad_input;
 mod cluster;
 mod concurrency;
 mod crash;
+mod distributed;
 mod failures;
 mod flows;
 mod idempotency;

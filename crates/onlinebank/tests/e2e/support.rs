@@ -397,16 +397,18 @@ impl Cluster {
     /// directory, named `request`, `request#2`, ...; the gateway fronts all of them
     /// (`--request-url A,B,...`).
     pub async fn start_scaled(knobs: &[&str], requests: usize) -> Cluster {
+        Self::start_layout(knobs, |role| if role == "request" { requests } else { 1 }).await
+    }
+
+    /// Starts `instances(role)` processes of every role (at least one), named `role`,
+    /// `role#2`, ...; peers and the gateway get every instance of the roles they call.
+    pub async fn start_layout(knobs: &[&str], instances: impl Fn(&str) -> usize) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let knobs = strings(knobs);
         let mut urls: HashMap<String, String> = HashMap::new();
         let mut procs = BTreeMap::new();
         for role in ROLES {
-            let instances = if role == "request" {
-                requests.max(1)
-            } else {
-                1
-            };
+            let instances = instances(role).max(1);
             for instance in 1..=instances {
                 let name = if instance == 1 {
                     role.to_owned()
@@ -471,6 +473,24 @@ impl Cluster {
         let mut proc = proc;
         proc.args = args;
         (proc, url)
+    }
+
+    /// The names of every process (`request`, `request#2`, ...).
+    pub fn names(&self) -> Vec<String> {
+        self.procs.keys().cloned().collect()
+    }
+
+    /// The URL of every instance of `role`.
+    pub fn urls_of(&self, role: &str) -> Vec<String> {
+        let mut urls: Vec<String> = self
+            .ops
+            .urls
+            .iter()
+            .filter(|(name, _)| role_of(name) == role)
+            .map(|(_, url)| url.clone())
+            .collect();
+        urls.sort();
+        urls
     }
 
     /// `kill -9` one role's process.
@@ -563,6 +583,64 @@ impl Cluster {
                 Err(error) => panic!("restarting {name}: {error}"),
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// distributed mode: the real PostgreSQL and Kafka that .ci/run (or dev/*.sh) started
+
+/// A fresh PostgreSQL database and a Kafka namespace of their own for one test.
+pub struct Distributed {
+    pub database: String,
+    pub bus: String,
+}
+
+impl Distributed {
+    /// Reads `ONLINEBANK_TEST_POSTGRES` (a server URL) and `ONLINEBANK_TEST_KAFKA` (brokers),
+    /// creates a database named after `name` plus a random suffix, and a bus URL with a
+    /// namespace of the same name. Panics with instructions when the services are not given.
+    pub async fn create(name: &str, partitions: u32) -> Distributed {
+        let (Ok(server), Ok(kafka)) = (
+            std::env::var("ONLINEBANK_TEST_POSTGRES"),
+            std::env::var("ONLINEBANK_TEST_KAFKA"),
+        ) else {
+            panic!(
+                "distributed-mode tests need a real PostgreSQL and Kafka: run ./.ci/run, or start \
+                 them with dev/postgres.sh start and dev/kafka.sh start and set \
+                 ONLINEBANK_TEST_POSTGRES=$(dev/postgres.sh url) ONLINEBANK_TEST_KAFKA=127.0.0.1:9092"
+            )
+        };
+        let unique = format!(
+            "{name}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|error| panic!("connecting to {server}: {error}"));
+        sqlx::query(&format!("CREATE DATABASE {unique}"))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|error| panic!("creating database {unique}: {error}"));
+        let _ = conn.close().await;
+        let base = server
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&server);
+        Distributed {
+            database: format!("{base}/{unique}"),
+            bus: format!("kafka://{kafka}?partitions={partitions}&namespace={unique}"),
+        }
+    }
+
+    /// The knobs that put a role on these services.
+    pub fn knobs(&self) -> Vec<String> {
+        vec![
+            "--database".into(),
+            self.database.clone(),
+            "--bus".into(),
+            self.bus.clone(),
+        ]
     }
 }
 
