@@ -68,18 +68,25 @@ pub async fn run<H, Fut>(
             }
         }
     };
-    let mut lag_checked = Instant::now();
+    // The group's lag, refreshed every second also while the consumer waits for events.
+    let lag_bus = bus.clone();
+    let lag_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(lag) = lag_bus.lag(group, topics).await {
+                metrics::gauge!("consumer_lag", "group" => group).set(lag as f64);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = lag_shutdown.cancelled() => return,
+            }
+        }
+    });
     // Applied but not yet committed: positions are committed at most every COMMIT_EVERY (and on
     // shutdown). A crash in between redelivers those events; the handlers' inboxes skip them.
     let mut uncommitted: Option<i64> = None;
     let mut last_commit = Instant::now();
     loop {
-        if lag_checked.elapsed() >= Duration::from_secs(1) {
-            lag_checked = Instant::now();
-            if let Ok(lag) = bus.lag(group, topics).await {
-                metrics::gauge!("consumer_lag", "group" => group).set(lag as f64);
-            }
-        }
         let batch = tokio::select! {
             batch = subscription.next_batch(batch_size) => batch,
             _ = tokio::time::sleep(COMMIT_EVERY), if uncommitted.is_some() => {

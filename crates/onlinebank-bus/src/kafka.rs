@@ -231,7 +231,10 @@ impl KafkaBus {
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "20")
-            .set("partition.assignment.strategy", "cooperative-sticky")
+            // Eager rebalancing: every rebalance revokes everything and each partition resumes
+            // from its committed offset. (With cooperative-sticky, partitions lost during a
+            // broker outage resumed from the prefetch position here, skipping events.)
+            .set("partition.assignment.strategy", "range")
             .create()
             .context("creating the Kafka consumer")?;
         let physical: Vec<String> = topics
@@ -247,6 +250,8 @@ impl KafkaBus {
             consumer,
             next_position: 0,
             pending: VecDeque::new(),
+            ready: Vec::new(),
+            owed: HashMap::new(),
         })
     }
 
@@ -324,6 +329,10 @@ pub struct KafkaSubscription {
     next_position: i64,
     /// Delivered but not committed: (position, topic, partition, offset), in position order.
     pending: VecDeque<(i64, String, i32, i64)>,
+    /// Taken from the client, not yet returned by `next_batch`.
+    ready: Vec<Delivery>,
+    /// Applied, commit not yet confirmed: per partition, the next offset to read.
+    owed: HashMap<(String, i32), i64>,
 }
 
 impl std::fmt::Debug for KafkaSubscription {
@@ -336,65 +345,85 @@ impl std::fmt::Debug for KafkaSubscription {
 
 impl KafkaSubscription {
     /// Waits for at least one event, then takes what else is already fetched, up to `max`.
+    ///
+    /// Cancel-safe (the consumer loop races it against its commit timer): every message taken
+    /// from the client waits in `ready` until a call returns it, so a dropped call loses none.
     pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
-        let mut batch = Vec::new();
-        let first = self.consumer.recv().await?;
-        batch.push(take(
-            &self.config,
-            &mut self.next_position,
-            &mut self.pending,
-            &first,
-        ));
-        while batch.len() < max {
+        while self.ready.is_empty() {
+            // Broker outages surface here as errors; the client reconnects by itself.
+            match self.consumer.recv().await {
+                Ok(message) => {
+                    let delivery = take(
+                        &self.config,
+                        &mut self.next_position,
+                        &mut self.pending,
+                        &message,
+                    );
+                    self.ready.push(delivery);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "Kafka consumer error, waiting");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        while self.ready.len() < max {
             match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(take(
-                    &self.config,
-                    &mut self.next_position,
-                    &mut self.pending,
-                    &message,
-                )),
+                Ok(Ok(message)) => {
+                    let delivery = take(
+                        &self.config,
+                        &mut self.next_position,
+                        &mut self.pending,
+                        &message,
+                    );
+                    self.ready.push(delivery);
+                }
                 Ok(Err(error)) => {
-                    tracing::warn!(%error, "Kafka consumer error");
+                    tracing::debug!(%error, "Kafka consumer error");
                     break;
                 }
                 Err(_) => break,
             }
         }
-        Ok(batch)
+        Ok(std::mem::take(&mut self.ready))
     }
 
     /// Commits, per partition, the offset after the last event delivered at or before
-    /// `position`. Partitions this member no longer owns are skipped: their new owner re-reads
-    /// from the last committed offset.
+    /// `position` (synchronously: an error leaves it owed, and the consumer loop calls again).
+    /// Partitions this member no longer owns are dropped: their new owner re-reads from the
+    /// last committed offset, and the handlers' inboxes skip what was applied here.
     pub async fn commit(&mut self, position: i64) -> anyhow::Result<()> {
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
         while let Some((at, _, _, _)) = self.pending.front() {
             if *at > position {
                 break;
             }
             if let Some((_, topic, partition, offset)) = self.pending.pop_front() {
-                let slot = next.entry((topic, partition)).or_insert(offset + 1);
+                let slot = self.owed.entry((topic, partition)).or_insert(offset + 1);
                 *slot = (*slot).max(offset + 1);
             }
         }
-        if next.is_empty() {
+        if self.owed.is_empty() {
             return Ok(());
         }
         let owned = self.consumer.assignment()?;
+        self.owed
+            .retain(|(topic, partition), _| owned.find_partition(topic, *partition).is_some());
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            if owned.find_partition(&topic, partition).is_some() {
-                offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
-            }
+        for ((topic, partition), offset) in &self.owed {
+            offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
-        if offsets.count() > 0 {
-            self.consumer.commit(&offsets, CommitMode::Async)?;
+        if offsets.count() == 0 {
+            return Ok(());
         }
+        let consumer = &self.consumer;
+        tokio::task::block_in_place(|| consumer.commit(&offsets, CommitMode::Sync))?;
+        self.owed.clear();
         Ok(())
     }
 
     /// Goes back to the first uncommitted event of every partition (after a failed batch).
     pub async fn rewind(&mut self) -> anyhow::Result<()> {
+        self.ready.clear();
         let mut first: HashMap<(String, i32), i64> = HashMap::new();
         for (_, topic, partition, offset) in self.pending.drain(..) {
             first.entry((topic, partition)).or_insert(offset);

@@ -13,20 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const OPENING: i64 = 50_000;
-const OP_TIMEOUT: Duration = Duration::from_secs(20);
-
-#[derive(Debug, Clone)]
-enum Answer {
-    /// 200 completed: acknowledged.
-    Completed { id: String, balance: i64 },
-    /// A definitive refusal (4xx) with its code; nothing applied.
-    Refused { code: String, id: Option<String> },
-    /// 202: the request exists, outcome later.
-    Pending { id: String },
-    /// 5xx, transport error or timeout: the outcome is unknown.
-    Unknown(String),
-}
-
 #[derive(Debug, Clone)]
 struct Op {
     customer: usize,
@@ -43,50 +29,6 @@ struct Op {
 impl Op {
     fn body(&self, pw: &str) -> Value {
         money(self.kind, &self.account, self.amount, pw)
-    }
-}
-
-fn classify(result: Result<Reply, String>) -> Answer {
-    let reply = match result {
-        Ok(reply) => reply,
-        Err(error) => return Answer::Unknown(error),
-    };
-    let id = reply.body["requestId"].as_str().map(str::to_owned);
-    match reply.status {
-        200 if reply.body["status"] == "completed" => Answer::Completed {
-            id: id.unwrap_or_else(|| panic!("completed without requestId: {}", reply.text)),
-            balance: reply.body["balance"]
-                .as_i64()
-                .unwrap_or_else(|| panic!("completed without balance: {}", reply.text)),
-        },
-        202 => Answer::Pending {
-            id: id.unwrap_or_else(|| panic!("202 without requestId: {}", reply.text)),
-        },
-        // "In flight" is not an outcome: resolve it later like an unknown one.
-        409 if reply.body["error"]["code"] == "idempotency_key_in_flight" => {
-            Answer::Unknown("idempotency_key_in_flight".into())
-        }
-        400..=499 => Answer::Refused {
-            code: reply.body["error"]["code"]
-                .as_str()
-                .unwrap_or("?")
-                .to_owned(),
-            id,
-        },
-        status => Answer::Unknown(format!("{status} {}", reply.text)),
-    }
-}
-
-async fn send(api: &Api, token: &str, key: &str, body: Value) -> Answer {
-    let sent = api
-        .post_req("/api/v1/requests")
-        .bearer(token)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .try_send();
-    match tokio::time::timeout(OP_TIMEOUT, sent).await {
-        Ok(result) => classify(result),
-        Err(_) => Answer::Unknown("client timeout".into()),
     }
 }
 

@@ -18,6 +18,7 @@ async fn replicated(name: &str) -> (Cluster, Distributed) {
 async fn every_flow_works_with_two_processes_per_role_on_postgres_and_kafka() {
     let (cluster, _services) = replicated("flows").await;
     assert_eq!(cluster.names().len(), 11, "{:?}", cluster.names());
+    assert_eq!(cluster.urls_of("account").len(), 2);
     for name in cluster.names() {
         let (status, body) = cluster.ops.plain(&name, "/health/ready").await.unwrap();
         assert_eq!(status, 200, "{name} ready: {body}");

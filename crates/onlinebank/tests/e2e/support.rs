@@ -587,6 +587,70 @@ impl Cluster {
 }
 
 // ---------------------------------------------------------------------------------------------
+// write operations whose outcome a client must learn, also across crashes
+
+/// How long a client waits for one answer.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// 200 completed: acknowledged.
+    Completed { id: String, balance: i64 },
+    /// A definitive refusal (4xx) with its code; nothing applied.
+    Refused { code: String, id: Option<String> },
+    /// 202: the request exists, outcome later.
+    Pending { id: String },
+    /// 5xx, transport error or timeout: the outcome is unknown.
+    Unknown(String),
+}
+
+/// What an answer to `POST /api/v1/requests` tells the client about its operation.
+pub fn classify(result: Result<Reply, String>) -> Answer {
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(error) => return Answer::Unknown(error),
+    };
+    let id = reply.body["requestId"].as_str().map(str::to_owned);
+    match reply.status {
+        200 if reply.body["status"] == "completed" => Answer::Completed {
+            id: id.unwrap_or_else(|| panic!("completed without requestId: {}", reply.text)),
+            balance: reply.body["balance"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("completed without balance: {}", reply.text)),
+        },
+        202 => Answer::Pending {
+            id: id.unwrap_or_else(|| panic!("202 without requestId: {}", reply.text)),
+        },
+        // "In flight" is not an outcome: resolve it later like an unknown one.
+        409 if reply.body["error"]["code"] == "idempotency_key_in_flight" => {
+            Answer::Unknown("idempotency_key_in_flight".into())
+        }
+        400..=499 => Answer::Refused {
+            code: reply.body["error"]["code"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned(),
+            id,
+        },
+        status => Answer::Unknown(format!("{status} {}", reply.text)),
+    }
+}
+
+/// Sends a write with its Idempotency-Key and classifies the answer (a timeout is unknown).
+pub async fn send(api: &Api, token: &str, key: &str, body: Value) -> Answer {
+    let sent = api
+        .post_req("/api/v1/requests")
+        .bearer(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .try_send();
+    match tokio::time::timeout(OP_TIMEOUT, sent).await {
+        Ok(result) => classify(result),
+        Err(_) => Answer::Unknown("client timeout".into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // distributed mode: the real PostgreSQL and Kafka that .ci/run (or dev/*.sh) started
 
 /// A fresh PostgreSQL database and a Kafka namespace of their own for one test.
