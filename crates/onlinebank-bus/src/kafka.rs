@@ -149,7 +149,27 @@ impl KafkaBus {
             probe: Arc::new(probe),
             readers: Arc::default(),
         };
-        bus.create_topics(topics).await?;
+        // A role starts even while the brokers are down (it reports not ready until they
+        // answer): the topics are then created in the background as soon as possible.
+        let created =
+            tokio::time::timeout(Duration::from_secs(10), bus.create_topics(topics)).await;
+        if !matches!(created, Ok(Ok(()))) {
+            tracing::warn!("Kafka unreachable at start-up; creating the topics in the background");
+            let background = bus.clone();
+            let topics: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
+            tokio::spawn(async move {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                loop {
+                    match background.create_topics(&topics).await {
+                        Ok(()) => return,
+                        Err(error) => {
+                            tracing::debug!(error = %format!("{error:#}"), "creating topics");
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                    }
+                }
+            });
+        }
         Ok(bus)
     }
 

@@ -472,9 +472,15 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
     let late = count(&|op| {
         !matches!(op.first, Answer::Completed { .. }) && matches!(op.last, Answer::Completed { .. })
     });
+    let mut refusals: BTreeMap<&str, usize> = BTreeMap::new();
+    for op in &ops {
+        if let Answer::Refused { code, .. } = &op.last {
+            *refusals.entry(code.as_str()).or_default() += 1;
+        }
+    }
     let kills_total: usize = kills.values().sum();
     println!(
-        "chaos: attempted {}, acknowledged {acknowledged}, rejected {rejected}, completed after a lost or late answer {late}, reads {} ({} ok), accounts {}, kills {kills_total} {kills:?}, broker restarts {}, violations {}",
+        "chaos: attempted {}, acknowledged {acknowledged}, rejected {rejected} {refusals:?}, completed after a lost or late answer {late}, reads {} ({} ok), accounts {}, kills {kills_total} {kills:?}, broker restarts {}, violations {}",
         ops.len(),
         tally.reads.load(Ordering::SeqCst),
         tally.reads_ok.load(Ordering::SeqCst),
