@@ -524,4 +524,90 @@ mod tests {
         assert!(KafkaConfig::parse("kafka://a:1?colour=blue").is_err());
         assert!(KafkaConfig::parse("http://a:1").is_err());
     }
+
+    fn kafka_url(namespace: &str) -> String {
+        let brokers = std::env::var("ONLINEBANK_TEST_KAFKA").unwrap_or_else(|_| {
+            panic!(
+                "this test needs a real Kafka broker: run ./.ci/run, or dev/kafka.sh start and \
+                 export ONLINEBANK_TEST_KAFKA=127.0.0.1:9092"
+            )
+        });
+        let unique = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        format!("kafka://{brokers}?partitions=3&namespace={namespace}_{unique}")
+    }
+
+    fn record(key: &str, n: usize) -> Record {
+        Record {
+            id: format!("{key}-{n}"),
+            topic: "onlinebank.requests".into(),
+            key: key.into(),
+            body: format!("{key}:{n}"),
+        }
+    }
+
+    async fn drain(sub: &mut KafkaSubscription, want: usize) -> Vec<Delivery> {
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while got.len() < want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {want}",
+                got.len()
+            );
+            if let Ok(batch) =
+                tokio::time::timeout(Duration::from_secs(1), sub.next_batch(100)).await
+            {
+                got.extend(batch.unwrap());
+            }
+        }
+        got
+    }
+
+    /// Against the real broker: keyed order per account, commit-after-apply, and redelivery of
+    /// what was not committed to the next member of the group.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_gets_each_key_in_order_and_uncommitted_events_again() {
+        let url = kafka_url("bus");
+        let bus = KafkaBus::open(&url, &onlinebank_core::event::TOPICS)
+            .await
+            .unwrap();
+        let records: Vec<Record> = (0..30).map(|n| record(["a", "b", "c"][n % 3], n)).collect();
+        bus.publish(&records).await.unwrap();
+
+        let mut first = bus.subscribe("g", &["onlinebank.requests"]).await.unwrap();
+        let got = drain(&mut first, 30).await;
+        for key in ["a", "b", "c"] {
+            let order: Vec<&str> = got
+                .iter()
+                .filter(|d| d.key == key)
+                .map(|d| d.body.as_str())
+                .collect();
+            let expected: Vec<String> = (0..30)
+                .filter(|n| ["a", "b", "c"][n % 3] == key)
+                .map(|n| format!("{key}:{n}"))
+                .collect();
+            assert_eq!(order, expected, "per-key order");
+        }
+        assert!(got.iter().all(|d| d.topic == "onlinebank.requests"));
+        // Commit the first 10 deliveries only, then leave.
+        first.commit(got[9].position).await.unwrap();
+        drop(first);
+
+        // The next member re-reads everything after the committed offsets: at least the 20
+        // uncommitted ones, and none of the committed ones.
+        let mut second = bus.subscribe("g", &["onlinebank.requests"]).await.unwrap();
+        let again = drain(&mut second, 20).await;
+        let committed: std::collections::HashSet<&str> =
+            got[..10].iter().map(|d| d.body.as_str()).collect();
+        let uncommitted: std::collections::HashSet<&str> =
+            got[10..].iter().map(|d| d.body.as_str()).collect();
+        let again: std::collections::HashSet<&str> =
+            again.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(again, uncommitted);
+        assert!(again.is_disjoint(&committed));
+        let last = second.next_position;
+        second.commit(last).await.unwrap();
+        assert_eq!(bus.lag("g", &["onlinebank.requests"]).await.unwrap(), 0);
+        assert!(bus.ping().await);
+    }
 }

@@ -296,23 +296,111 @@ mod tests {
     use uuid::Uuid;
 
     #[tokio::test]
-    async fn relay_ships_committed_events_once_with_sequences() {
+    async fn relay_ships_committed_events_once_with_sequences_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("svc.db").display().to_string(), "svc")
             .await
             .unwrap();
+        relay_behaviour(db, dir).await;
+    }
+
+    #[tokio::test]
+    async fn relay_ships_committed_events_once_with_sequences_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("relay")
+            .await
+            .unwrap();
+        let db = Db::open(&url, "svc").await.unwrap();
+        relay_behaviour(db, tempfile::tempdir().unwrap()).await;
+    }
+
+    fn deposit(account: &str, amount: i64) -> Event {
+        Event::AuthCertified(AuthCertified {
+            request_id: Uuid::now_v7(),
+            customer_id: "c".into(),
+            kind: WriteKind::Deposit,
+            account_no: account.into(),
+            amount,
+        })
+    }
+
+    /// Two relays of one publisher on PostgreSQL (two replicas) while writers enqueue: every
+    /// event reaches the bus, and each aggregate's events arrive in sequence order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_postgres_relays_ship_everything_in_per_aggregate_order() {
+        let url = onlinebank_core::db::testing::fresh_postgres("relays")
+            .await
+            .unwrap();
+        let db = Db::open(&url, "svc").await.unwrap();
+        ensure_schema(&db).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::open(None, dir.path()).await.unwrap();
+        let relays = [
+            Relay::new("svc", Db::open(&url, "svc").await.unwrap(), bus.clone()),
+            Relay::new("svc", Db::open(&url, "svc").await.unwrap(), bus.clone()),
+        ];
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    for i in 0..50 {
+                        let mut tx = db.begin_write().await.unwrap();
+                        enqueue(&mut tx, deposit(&format!("acc{}", (w + i) % 5), 1))
+                            .await
+                            .unwrap();
+                        tx.commit().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let shipping: Vec<_> = relays
+            .iter()
+            .cloned()
+            .map(|relay| {
+                tokio::spawn(async move {
+                    let mut shipped = 0;
+                    for _ in 0..400 {
+                        shipped += relay.ship_batch().await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    shipped
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let mut shipped = 0;
+        for relay in shipping {
+            shipped += relay.await.unwrap();
+        }
+        shipped += relays[0].ship_batch().await.unwrap();
+        assert_eq!(shipped, 200, "every row shipped once");
+        let mut sub = bus
+            .subscribe("g", &[onlinebank_core::event::TOPIC_REQUESTS])
+            .await
+            .unwrap();
+        let mut last: std::collections::HashMap<String, i64> = Default::default();
+        let mut seen = 0;
+        while seen < 200 {
+            for delivery in sub.next_batch(500).await.unwrap() {
+                let envelope = delivery.envelope().unwrap();
+                let before = last.insert(envelope.aggregate.clone(), envelope.sequence);
+                assert_eq!(
+                    before.unwrap_or(0) + 1,
+                    envelope.sequence,
+                    "{} out of order",
+                    envelope.aggregate
+                );
+                seen += 1;
+            }
+        }
+    }
+
+    async fn relay_behaviour(db: Db, dir: tempfile::TempDir) {
         ensure_schema(&db).await.unwrap();
         let bus = Bus::open(None, dir.path()).await.unwrap();
         let relay = Relay::new("test", db.clone(), bus.clone());
-        let event = |amount| {
-            Event::AuthCertified(AuthCertified {
-                request_id: Uuid::now_v7(),
-                customer_id: "c".into(),
-                kind: WriteKind::Deposit,
-                account_no: "1001".into(),
-                amount,
-            })
-        };
+        let event = |amount| deposit("1001", amount);
         let mut tx = db.begin_write().await.unwrap();
         let first = enqueue(&mut tx, event(1)).await.unwrap();
         let second = enqueue(&mut tx, event(2)).await.unwrap();

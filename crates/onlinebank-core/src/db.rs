@@ -395,17 +395,59 @@ async fn run_batch(
     (finishers, commit)
 }
 
+/// Support for the workspace's tests that run against a real PostgreSQL.
+pub mod testing {
+    use sqlx::Connection;
+
+    /// Creates a fresh, uniquely named database on the server named by the environment variable
+    /// `ONLINEBANK_TEST_POSTGRES` (which `.ci/run` sets) and returns its URL. Fails with
+    /// instructions when the variable is missing.
+    pub async fn fresh_postgres(prefix: &str) -> anyhow::Result<String> {
+        let server = std::env::var("ONLINEBANK_TEST_POSTGRES").map_err(|_| {
+            anyhow::anyhow!(
+                "this test needs a real PostgreSQL: run ./.ci/run, or dev/postgres.sh start and \
+                 export ONLINEBANK_TEST_POSTGRES=$(dev/postgres.sh url)"
+            )
+        })?;
+        let name = format!(
+            "{prefix}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let mut conn = sqlx::PgConnection::connect(&server).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let _ = conn.close().await;
+        let base = server
+            .rsplit_once('/')
+            .map_or(server.as_str(), |(base, _)| base);
+        Ok(format!("{base}/{name}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone() {
+    async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("g.db").display().to_string(), "test")
             .await
             .unwrap();
-        sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        group_commit_behaviour(db).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone_on_postgres() {
+        let url = testing::fresh_postgres("group").await.unwrap();
+        let db = Db::open(&url, "test").await.unwrap();
+        assert_eq!(db.engine, Engine::Postgres);
+        group_commit_behaviour(db).await;
+    }
+
+    async fn group_commit_behaviour(db: Db) {
+        sqlx::query("CREATE TABLE t (k BIGINT PRIMARY KEY)")
             .execute(&db.write)
             .await
             .unwrap();
