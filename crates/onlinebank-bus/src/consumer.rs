@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 /// How often a busy consumer commits its position.
 const COMMIT_EVERY: Duration = Duration::from_millis(50);
+/// On Kafka a commit is a round trip to the group coordinator: commit less often (a crash
+/// re-reads at most this much more, which the inboxes skip).
+const KAFKA_COMMIT_EVERY: Duration = Duration::from_millis(250);
 use tokio_util::sync::CancellationToken;
 
 /// A consumer group's subscription on some backend.
@@ -82,14 +85,18 @@ pub async fn run<H, Fut>(
             }
         }
     });
-    // Applied but not yet committed: positions are committed at most every COMMIT_EVERY (and on
+    // Applied but not yet committed: positions are committed at most every `commit_every` (and on
     // shutdown). A crash in between redelivers those events; the handlers' inboxes skip them.
     let mut uncommitted: Option<i64> = None;
+    let commit_every = match subscription {
+        Subscription::Embedded(_) => COMMIT_EVERY,
+        Subscription::Kafka(_) => KAFKA_COMMIT_EVERY,
+    };
     let mut last_commit = Instant::now();
     loop {
         let batch = tokio::select! {
             batch = subscription.next_batch(batch_size) => batch,
-            _ = tokio::time::sleep(COMMIT_EVERY), if uncommitted.is_some() => {
+            _ = tokio::time::sleep(commit_every), if uncommitted.is_some() => {
                 commit(&mut subscription, &mut uncommitted, group).await;
                 last_commit = Instant::now();
                 continue;
@@ -112,7 +119,7 @@ pub async fn run<H, Fut>(
             }
             Err(error) => Err(error),
         };
-        if outcome.is_ok() && last_commit.elapsed() >= COMMIT_EVERY {
+        if outcome.is_ok() && last_commit.elapsed() >= commit_every {
             commit(&mut subscription, &mut uncommitted, group).await;
             last_commit = Instant::now();
         }

@@ -250,7 +250,8 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
-            .set("fetch.wait.max.ms", "20")
+            // The broker answers a fetch as soon as data arrives; this only bounds idle polls.
+            .set("fetch.wait.max.ms", "250")
             // Eager rebalancing: every rebalance revokes everything and each partition resumes
             // from its committed offset. (With cooperative-sticky, partitions lost during a
             // broker outage resumed from the prefetch position here, skipping events.)

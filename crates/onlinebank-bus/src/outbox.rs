@@ -93,6 +93,8 @@ pub struct Relay {
     shipped: Arc<AtomicI64>,
     /// Rung after a batch was shipped: there are rows to delete.
     prune: Arc<Notify>,
+    /// PostgreSQL: the last attempt found another replica shipping.
+    busy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Relay {
@@ -104,6 +106,7 @@ impl Relay {
             wake: Arc::new(Notify::new()),
             shipped: Arc::new(AtomicI64::new(0)),
             prune: Arc::new(Notify::new()),
+            busy: Arc::default(),
         }
     }
 
@@ -134,6 +137,9 @@ impl Relay {
                 .fetch_one(&mut *tx)
                 .await?;
         if !leader {
+            // Another replica is shipping right now; it may have selected its rows before ours
+            // committed, so look again shortly.
+            self.busy.store(true, Ordering::SeqCst);
             return Ok(0);
         }
         let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
@@ -261,12 +267,13 @@ impl Relay {
         }
     }
 
-    /// How long an idle relay waits before looking again. On PostgreSQL another replica's
-    /// rows may be waiting for this one (the shipping replica), so it looks often.
-    fn idle_poll(&self) -> Duration {
-        match self.db.engine {
-            Engine::Sqlite => Duration::from_millis(250),
-            Engine::Postgres => Duration::from_millis(20),
+    /// How long the relay waits before looking again: soon when another replica held the
+    /// shipping lock, else until woken (a local commit) or 250 ms (rows a crashed replica left).
+    fn next_look(&self) -> Duration {
+        if self.busy.swap(false, Ordering::SeqCst) {
+            Duration::from_millis(15)
+        } else {
+            Duration::from_millis(250)
         }
     }
 
@@ -282,7 +289,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.idle_poll()) => {}
+                _ = tokio::time::sleep(self.next_look()) => {}
                 _ = shutdown.cancelled() => break,
             }
         }

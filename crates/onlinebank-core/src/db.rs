@@ -238,7 +238,8 @@ type Job = Box<
 /// Group commit: callers hand small write transactions to one writer task, which runs every job
 /// waiting at that moment in ONE transaction (each inside its own savepoint, so a failing job
 /// rolls back alone) and commits once. One fsync then makes many callers' work durable; each
-/// caller hears back only after that commit.
+/// caller hears back only after that commit. On PostgreSQL each job is its own transaction
+/// (the server groups the flushes of concurrent commits).
 #[derive(Clone)]
 pub struct GroupCommit {
     jobs: mpsc::Sender<Job>,
@@ -310,6 +311,23 @@ async fn write_loop(
     mut receiver: mpsc::Receiver<Job>,
     max_batch: usize,
 ) {
+    if engine == Engine::Postgres {
+        // PostgreSQL takes concurrent writers and batches their WAL flushes itself; one shared
+        // transaction would only hold every job's row locks for the whole batch and let two
+        // replicas' batches deadlock. So each job runs in its own transaction, up to the pool's
+        // size at once.
+        while let Some(job) = receiver.recv().await {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let (finishers, commit) = run_batch(&writer, engine, vec![job]).await;
+                let commit = commit.map_err(Arc::new);
+                for finish in finishers {
+                    finish(commit.clone());
+                }
+            });
+        }
+        return;
+    }
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < max_batch {

@@ -4,8 +4,10 @@
 use crate::store;
 use crate::RequestState;
 use onlinebank_bus::{consumer, Bus, Delivery};
+use onlinebank_core::db::Engine;
 use onlinebank_core::event::{Event, TOPIC_ACCOUNTS};
 use onlinebank_core::{Reason, RoleContext};
+use sqlx::postgres::PgListener;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -28,6 +30,49 @@ pub fn start(ctx: &RoleContext, bus: &Bus, state: &RequestState) {
         },
     ));
     ctx.tasks.spawn(sweep(state.clone(), ctx.shutdown.clone()));
+    if state.db.engine == Engine::Postgres {
+        ctx.tasks.spawn(listen(
+            state.clone(),
+            state.settings.database_url(onlinebank_core::Role::Request),
+            ctx.shutdown.clone(),
+        ));
+    }
+}
+
+/// PostgreSQL's channel on which the outcome consumer announces the requests it finished, so
+/// the replica whose client is waiting answers at once (it need not be the one that consumed).
+const OUTCOMES_CHANNEL: &str = "onlinebank_request_outcomes";
+
+/// Wakes this replica's waiting handlers for every request another (or this) replica finished.
+async fn listen(state: RequestState, url: String, shutdown: CancellationToken) {
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(OUTCOMES_CHANNEL).await?;
+            loop {
+                let notification = listener.recv().await?;
+                for id in notification.payload().split(',') {
+                    if let Ok(id) = id.parse::<Uuid>() {
+                        state.waiters.wake(id);
+                    }
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listening => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "listening for outcomes failed; polling until it is back");
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Result<()> {
@@ -65,6 +110,17 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
                 .await?;
             }
             _ => {}
+        }
+    }
+    if state.db.engine == Engine::Postgres {
+        // Delivered to every replica's listener when this transaction commits.
+        for chunk in touched.chunks(150) {
+            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            sqlx::query("SELECT CAST(1 AS BIGINT) FROM pg_notify($1, $2)")
+                .bind(OUTCOMES_CHANNEL)
+                .bind(ids.join(","))
+                .execute(&mut *tx)
+                .await?;
         }
     }
     tx.commit().await?;

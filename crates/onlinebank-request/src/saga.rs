@@ -155,11 +155,6 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
     // Wait for the outcome: woken by the consumer, polling as a fallback (another instance
     // may have consumed it).
     let deadline = Instant::now() + state.settings.request_wait;
-    // With replicas (PostgreSQL) the outcome is often applied by another instance.
-    let poll_every = match state.db.engine {
-        onlinebank_core::db::Engine::Sqlite => Duration::from_millis(100),
-        onlinebank_core::db::Engine::Postgres => Duration::from_millis(20),
-    };
     loop {
         match store::standing(&state.db.read, &id).await? {
             Standing::Live(row) if row.status == "COMPLETED" => {
@@ -174,6 +169,12 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
                 }
             }
         }
+        // On PostgreSQL the outcome listener wakes this handler whichever replica applied the
+        // outcome; polling is only the fallback for a lost notification.
+        let poll_every = match state.db.engine {
+            onlinebank_core::db::Engine::Sqlite => Duration::from_millis(100),
+            onlinebank_core::db::Engine::Postgres => Duration::from_millis(500),
+        };
         let poll = Instant::now() + poll_every;
         tokio::select! {
             _ = wake.notified() => {}
