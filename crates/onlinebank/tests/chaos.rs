@@ -20,6 +20,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -479,7 +480,9 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         }
     }
     let kills_total: usize = kills.values().sum();
-    println!(
+    // Straight to stderr, past the test harness's capture: the summary belongs in every log.
+    let _ = writeln!(
+        std::io::stderr(),
         "chaos: attempted {}, acknowledged {acknowledged}, rejected {rejected} {refusals:?}, completed after a lost or late answer {late}, reads {} ({} ok), accounts {}, kills {kills_total} {kills:?}, broker restarts {}, violations {}",
         ops.len(),
         tally.reads.load(Ordering::SeqCst),
