@@ -269,9 +269,7 @@ impl KafkaBus {
         Ok(KafkaSubscription {
             config: self.config.clone(),
             consumer,
-            next_position: 0,
-            pending: VecDeque::new(),
-            ready: Vec::new(),
+            inbound: Inbound::default(),
             owed: HashMap::new(),
         })
     }
@@ -347,11 +345,7 @@ impl KafkaBus {
 pub struct KafkaSubscription {
     config: KafkaConfig,
     consumer: StreamConsumer,
-    next_position: i64,
-    /// Delivered but not committed: (position, topic, partition, offset), in position order.
-    pending: VecDeque<(i64, String, i32, i64)>,
-    /// Taken from the client, not yet returned by `next_batch`.
-    ready: Vec<Delivery>,
+    inbound: Inbound,
     /// Applied, commit not yet confirmed: per partition, the next offset to read.
     owed: HashMap<(String, i32), i64>,
 }
@@ -359,7 +353,7 @@ pub struct KafkaSubscription {
 impl std::fmt::Debug for KafkaSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSubscription")
-            .field("pending", &self.pending.len())
+            .field("pending", &self.inbound.pending.len())
             .finish()
     }
 }
@@ -370,17 +364,11 @@ impl KafkaSubscription {
     /// Cancel-safe (the consumer loop races it against its commit timer): every message taken
     /// from the client waits in `ready` until a call returns it, so a dropped call loses none.
     pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
-        while self.ready.is_empty() {
+        while self.inbound.ready.is_empty() {
             // Broker outages surface here as errors; the client reconnects by itself.
             match self.consumer.recv().await {
                 Ok(message) => {
-                    let delivery = take(
-                        &self.config,
-                        &mut self.next_position,
-                        &mut self.pending,
-                        &message,
-                    );
-                    self.ready.push(delivery);
+                    self.inbound.accept(&self.config, &message);
                 }
                 Err(error) => {
                     tracing::debug!(%error, "Kafka consumer error, waiting");
@@ -388,16 +376,10 @@ impl KafkaSubscription {
                 }
             }
         }
-        while self.ready.len() < max {
+        while self.inbound.ready.len() < max {
             match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
                 Ok(Ok(message)) => {
-                    let delivery = take(
-                        &self.config,
-                        &mut self.next_position,
-                        &mut self.pending,
-                        &message,
-                    );
-                    self.ready.push(delivery);
+                    self.inbound.accept(&self.config, &message);
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "Kafka consumer error");
@@ -406,7 +388,7 @@ impl KafkaSubscription {
                 Err(_) => break,
             }
         }
-        Ok(std::mem::take(&mut self.ready))
+        Ok(std::mem::take(&mut self.inbound.ready))
     }
 
     /// Commits, per partition, the offset after the last event delivered at or before
@@ -414,11 +396,11 @@ impl KafkaSubscription {
     /// Partitions this member no longer owns are dropped: their new owner re-reads from the
     /// last committed offset, and the handlers' inboxes skip what was applied here.
     pub async fn commit(&mut self, position: i64) -> anyhow::Result<()> {
-        while let Some((at, _, _, _)) = self.pending.front() {
+        while let Some((at, _, _, _)) = self.inbound.pending.front() {
             if *at > position {
                 break;
             }
-            if let Some((_, topic, partition, offset)) = self.pending.pop_front() {
+            if let Some((_, topic, partition, offset)) = self.inbound.pending.pop_front() {
                 let slot = self.owed.entry((topic, partition)).or_insert(offset + 1);
                 *slot = (*slot).max(offset + 1);
             }
@@ -444,9 +426,9 @@ impl KafkaSubscription {
 
     /// Goes back to the first uncommitted event of every partition (after a failed batch).
     pub async fn rewind(&mut self) -> anyhow::Result<()> {
-        self.ready.clear();
+        self.inbound.ready.clear();
         let mut first: HashMap<(String, i32), i64> = HashMap::new();
-        for (_, topic, partition, offset) in self.pending.drain(..) {
+        for (_, topic, partition, offset) in self.inbound.pending.drain(..) {
             first.entry((topic, partition)).or_insert(offset);
         }
         for ((topic, partition), offset) in first {
@@ -463,26 +445,33 @@ impl KafkaSubscription {
     }
 }
 
-/// Turns a message into a delivery with the next position, remembering its offset.
-fn take<M: Message>(
-    config: &KafkaConfig,
-    next_position: &mut i64,
-    pending: &mut VecDeque<(i64, String, i32, i64)>,
-    message: &M,
-) -> Delivery {
-    *next_position += 1;
-    let position = *next_position;
-    pending.push_back((
-        position,
-        message.topic().to_owned(),
-        message.partition(),
-        message.offset(),
-    ));
-    Delivery {
-        position,
-        topic: config.logical(message.topic()).to_owned(),
-        key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-        body: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+/// Messages taken from the client: numbered, remembered until committed, and held until
+/// `next_batch` returns them.
+#[derive(Default)]
+struct Inbound {
+    next_position: i64,
+    /// Delivered but not committed: (position, topic, partition, offset), in position order.
+    pending: VecDeque<(i64, String, i32, i64)>,
+    /// Taken from the client, not yet returned by `next_batch`.
+    ready: Vec<Delivery>,
+}
+
+impl Inbound {
+    fn accept<M: Message>(&mut self, config: &KafkaConfig, message: &M) {
+        self.next_position += 1;
+        let position = self.next_position;
+        self.pending.push_back((
+            position,
+            message.topic().to_owned(),
+            message.partition(),
+            message.offset(),
+        ));
+        self.ready.push(Delivery {
+            position,
+            topic: config.logical(message.topic()).to_owned(),
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            body: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+        });
     }
 }
 
@@ -606,7 +595,7 @@ mod tests {
             again.iter().map(|d| d.body.as_str()).collect();
         assert_eq!(again, uncommitted);
         assert!(again.is_disjoint(&committed));
-        let last = second.next_position;
+        let last = second.inbound.next_position;
         second.commit(last).await.unwrap();
         assert_eq!(bus.lag("g", &["onlinebank.requests"]).await.unwrap(), 0);
         assert!(bus.ping().await);

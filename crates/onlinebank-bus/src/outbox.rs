@@ -79,6 +79,20 @@ pub async fn enqueue(conn: &mut AnyConnection, event: Event) -> anyhow::Result<E
     Ok(envelope)
 }
 
+/// An outbox row: seq, id, topic, key, body.
+type OutboxRow = (i64, String, String, String, String);
+
+fn into_records(rows: Vec<OutboxRow>) -> Vec<Record> {
+    rows.into_iter()
+        .map(|(_, id, topic, key, body)| Record {
+            id,
+            topic,
+            key,
+            body,
+        })
+        .collect()
+}
+
 /// Ships a publisher's outbox to the bus.
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -142,7 +156,7 @@ impl Relay {
             self.busy.store(true, Ordering::SeqCst);
             return Ok(0);
         }
-        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+        let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT seq, id, topic, key, body FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(RELAY_BATCH)
@@ -155,15 +169,7 @@ impl Relay {
         // Exactly the rows this transaction locked and shipped (numbers from our own table): a
         // row committed meanwhile inside their range was not shipped and must stay.
         let seqs: Vec<String> = rows.iter().map(|row| row.0.to_string()).collect();
-        let records: Vec<Record> = rows
-            .into_iter()
-            .map(|(_, id, topic, key, body)| Record {
-                id,
-                topic,
-                key,
-                body,
-            })
-            .collect();
+        let records = into_records(rows);
         self.bus.publish(&records).await?;
         sqlx::query(&format!(
             "DELETE FROM outbox WHERE seq IN ({})",
@@ -180,7 +186,7 @@ impl Relay {
     /// SQLite: writers are serialised, so rows become visible in `seq` order and a watermark
     /// of the highest shipped `seq` is exact; rows behind it are deleted in the background.
     async fn ship_batch_sqlite(&self) -> anyhow::Result<usize> {
-        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+        let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT seq, id, topic, key, body FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(self.shipped.load(Ordering::SeqCst))
@@ -191,15 +197,7 @@ impl Relay {
             metrics::gauge!("outbox_backlog", "publisher" => self.name).set(0.0);
             return Ok(0);
         };
-        let records: Vec<Record> = rows
-            .into_iter()
-            .map(|(_, id, topic, key, body)| Record {
-                id,
-                topic,
-                key,
-                body,
-            })
-            .collect();
+        let records = into_records(rows);
         self.bus.publish(&records).await?;
         self.shipped.fetch_max(last_seq, Ordering::SeqCst);
         self.prune.notify_one();
