@@ -431,11 +431,25 @@ pub mod testing {
             "{prefix}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let mut conn = sqlx::PgConnection::connect(&server).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-        let _ = conn.close().await;
+        // Concurrent CREATE DATABASEs can collide on the template ("being accessed by other
+        // users"): try a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = sqlx::PgConnection::connect(&server).await?;
+            let created = sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+            match created {
+                Ok(_) => break,
+                Err(error) if attempt < 10 => {
+                    tracing::debug!(%error, "creating a test database, retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
         let base = server
             .rsplit_once('/')
             .map_or(server.as_str(), |(base, _)| base);

@@ -674,25 +674,12 @@ impl Distributed {
                  ONLINEBANK_TEST_POSTGRES=$(dev/postgres.sh url) ONLINEBANK_TEST_KAFKA=127.0.0.1:9092"
             )
         };
-        let unique = format!(
-            "{name}_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&server)
+        let database = onlinebank_core::db::testing::fresh_postgres(name)
             .await
-            .unwrap_or_else(|error| panic!("connecting to {server}: {error}"));
-        sqlx::query(&format!("CREATE DATABASE {unique}"))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|error| panic!("creating database {unique}: {error}"));
-        let _ = conn.close().await;
-        let base = server
-            .rsplit_once('/')
-            .map(|(base, _)| base)
-            .unwrap_or(&server);
+            .unwrap_or_else(|error| panic!("creating a database on {server}: {error:#}"));
+        let unique = database.rsplit('/').next().unwrap_or(name).to_owned();
         Distributed {
-            database: format!("{base}/{unique}"),
+            database,
             bus: format!("kafka://{kafka}?partitions={partitions}&namespace={unique}"),
         }
     }
