@@ -7,6 +7,7 @@
 use crate::{Bus, Record};
 use onlinebank_core::db::{Db, Engine};
 use onlinebank_core::event::{Envelope, Event};
+use sqlx::postgres::PgListener;
 use sqlx::AnyConnection;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -39,12 +40,31 @@ fn schema(engine: Engine) -> [String; 2] {
     ]
 }
 
+/// PostgreSQL: every statement that inserts into the outbox announces it on the channel of the
+/// role's schema (delivered when the transaction commits), so every replica's relay wakes.
+const NOTIFY_SCHEMA: [&str; 2] = [
+    "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         PERFORM pg_notify('onlinebank_outbox_' || current_schema(), '');
+         RETURN NULL;
+     END
+     $$",
+    "CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON outbox
+     FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
+];
+
 /// Creates the outbox, sequence and inbox tables if missing.
 pub async fn ensure_schema(db: &Db) -> anyhow::Result<()> {
-    for statement in schema(db.engine)
+    let notify: &[&str] = match db.engine {
+        Engine::Sqlite => &[],
+        Engine::Postgres => &NOTIFY_SCHEMA,
+    };
+    let statements = schema(db.engine);
+    for statement in statements
         .iter()
         .map(String::as_str)
         .chain([crate::inbox::SCHEMA])
+        .chain(notify.iter().copied())
     {
         // Replicas starting together may race to create a table; the loser just retries.
         if sqlx::query(statement).execute(&db.write).await.is_err() {
@@ -109,6 +129,8 @@ pub struct Relay {
     prune: Arc<Notify>,
     /// PostgreSQL: the last attempt found another replica shipping.
     busy: Arc<std::sync::atomic::AtomicBool>,
+    /// PostgreSQL: the outbox notifications are being received.
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Relay {
@@ -121,6 +143,7 @@ impl Relay {
             shipped: Arc::new(AtomicI64::new(0)),
             prune: Arc::new(Notify::new()),
             busy: Arc::default(),
+            listening: Arc::default(),
         }
     }
 
@@ -256,7 +279,12 @@ impl Relay {
                 }
             }
         };
-        tokio::join!(self.ship_until(&shutdown), pruning);
+        let listening = async {
+            if self.db.engine == Engine::Postgres {
+                self.listen(&shutdown).await;
+            }
+        };
+        tokio::join!(self.ship_until(&shutdown), pruning, listening);
         if let Err(error) = self.flush().await {
             tracing::warn!(error = %format!("{error:#}"), "outbox relay could not flush on shutdown");
         }
@@ -265,10 +293,47 @@ impl Relay {
         }
     }
 
-    /// How long the relay waits before looking again: soon when another replica held the
-    /// shipping lock, else until woken (a local commit) or 250 ms (rows a crashed replica left).
+    /// PostgreSQL: wakes this relay whenever any replica's transaction added outbox rows (the
+    /// outbox trigger's notification). Without it (connection lost) the relay falls back to
+    /// looking every 250 ms, and soon after finding another replica shipping.
+    async fn listen(&self, shutdown: &CancellationToken) {
+        let channel = format!("onlinebank_outbox_{}", self.db.schema);
+        loop {
+            let listening = async {
+                let mut listener = PgListener::connect(&self.db.url).await?;
+                listener.listen(&channel).await?;
+                self.listening.store(true, Ordering::SeqCst);
+                // Rows may have arrived before the listener was in place.
+                self.wake();
+                loop {
+                    listener.recv().await?;
+                    self.wake();
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                result = listening => {
+                    self.listening.store(false, Ordering::SeqCst);
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "outbox notifications lost; polling until they are back");
+                    }
+                }
+                _ = shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// How long the relay waits before looking again unless woken: after finding another
+    /// replica shipping, soon (unless notifications will wake it); else 250 ms, for rows that a
+    /// crashed replica left behind.
     fn next_look(&self) -> Duration {
-        if self.busy.swap(false, Ordering::SeqCst) {
+        let busy = self.busy.swap(false, Ordering::SeqCst);
+        if busy && !self.listening.load(Ordering::SeqCst) {
             Duration::from_millis(15)
         } else {
             Duration::from_millis(250)

@@ -78,6 +78,9 @@ pub struct Db {
     /// Runs many callers' small write transactions as one (see [`GroupCommit`]).
     pub group: GroupCommit,
     pub engine: Engine,
+    /// Where it lives (for PostgreSQL's LISTEN connections) and the role's schema there.
+    pub url: String,
+    pub schema: String,
 }
 
 impl Db {
@@ -99,6 +102,8 @@ impl Db {
             write,
             group,
             engine,
+            url: url.to_owned(),
+            schema: schema.to_owned(),
         })
     }
 
