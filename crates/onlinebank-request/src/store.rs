@@ -208,30 +208,33 @@ pub async fn claim_key(
     body_hash: &str,
     request_id: &str,
 ) -> Result<KeyClaim, sqlx::Error> {
-    let existing: Option<(String, String)> = sqlx::query_as(
-        "SELECT body_hash, request_id FROM idempotency_keys WHERE customer_id = $1 AND key = $2",
-    )
-    .bind(customer_id)
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some((existing_hash, existing_request)) = existing {
-        return Ok(if existing_hash == body_hash {
-            KeyClaim::Replay(existing_request)
-        } else {
-            KeyClaim::Reused
-        });
-    }
-    sqlx::query(
+    // Insert first: two replicas (or two PostgreSQL transactions) claiming the same key at once
+    // meet at the unique key; the later one waits for the earlier to commit and then finds its
+    // row below instead of failing.
+    let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (customer_id, key, body_hash, request_id, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id, key) DO NOTHING",
     )
     .bind(customer_id)
     .bind(key)
     .bind(body_hash)
     .bind(request_id)
     .bind(onlinebank_core::time::now_ms())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(KeyClaim::Claimed)
+    if inserted.rows_affected() == 1 {
+        return Ok(KeyClaim::Claimed);
+    }
+    let (existing_hash, existing_request): (String, String) = sqlx::query_as(
+        "SELECT body_hash, request_id FROM idempotency_keys WHERE customer_id = $1 AND key = $2",
+    )
+    .bind(customer_id)
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(if existing_hash == body_hash {
+        KeyClaim::Replay(existing_request)
+    } else {
+        KeyClaim::Reused
+    })
 }

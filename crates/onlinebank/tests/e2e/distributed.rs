@@ -142,3 +142,39 @@ async fn a_killed_account_process_hands_its_partitions_to_the_other() {
         assert_eq!(snapshot.accounts[no].balance, 1_010, "{no}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_sent_at_once_to_both_request_processes_applies_once() {
+    let (cluster, _services) = replicated("idem").await;
+    let dan = cluster.customer("dan@dist").await;
+    cluster.open_ok(&dan, "8001", 1_000).await;
+    let mut calls = Vec::new();
+    for _ in 0..12 {
+        let api = cluster.api.clone();
+        let (token, pw) = (dan.token.clone(), dan.pw.clone());
+        calls.push(tokio::spawn(async move {
+            api.request_with_key(&token, "same-key-1", money("deposit", "8001", 100, &pw))
+                .await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        match status {
+            200 => {
+                ids.insert(body["requestId"].as_str().unwrap().to_owned());
+            }
+            202 => {
+                ids.insert(body["requestId"].as_str().unwrap().to_owned());
+            }
+            409 => assert_eq!(body["error"]["code"], "idempotency_key_in_flight", "{body}"),
+            other => panic!("a concurrent replay answered {other} {body}"),
+        }
+    }
+    assert!(ids.len() <= 1, "one key, one request: {ids:?}");
+    let snapshot = cluster.ops.drained(Duration::from_secs(60)).await;
+    assert_eq!(
+        snapshot.accounts["8001"].balance, 1_100,
+        "applied exactly once"
+    );
+}
