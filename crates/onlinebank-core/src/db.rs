@@ -280,6 +280,9 @@ impl GroupCommit {
 
     /// Runs `work` inside the next group transaction; returns its result once committed.
     ///
+    /// A job must not turn a failed statement into success: on PostgreSQL that failure has
+    /// already aborted the job's transaction, and the COMMIT would quietly roll back.
+    ///
     /// `work` gets the writer's connection and must hand it back with its result:
     /// `db.group.run(|mut conn| async move { let r = f(&mut conn).await; (conn, r) })`.
     pub async fn run<T, E, F, Fut>(&self, work: F) -> Result<T, GroupError<E>>
