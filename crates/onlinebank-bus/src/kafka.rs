@@ -431,6 +431,7 @@ impl KafkaSubscription {
         for (_, topic, partition, offset) in self.inbound.pending.drain(..) {
             first.entry((topic, partition)).or_insert(offset);
         }
+        let mut sought = true;
         for ((topic, partition), offset) in first {
             if let Err(error) = self.consumer.seek(
                 &topic,
@@ -438,8 +439,25 @@ impl KafkaSubscription {
                 Offset::Offset(offset),
                 Duration::from_secs(5),
             ) {
-                tracing::warn!(%topic, partition, %error, "seek failed; the partition may have moved");
+                tracing::warn!(%topic, partition, %error, "seek failed");
+                sought = false;
             }
+        }
+        if !sought {
+            // Never read on past events that were not applied: leave the group and join again,
+            // so every partition resumes from its committed offset (the inboxes skip what was
+            // applied but not yet committed).
+            let topics: Vec<String> = self
+                .consumer
+                .subscription()?
+                .elements()
+                .iter()
+                .map(|element| element.topic().to_owned())
+                .collect();
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            self.consumer.unsubscribe();
+            self.owed.clear();
+            self.consumer.subscribe(&topics)?;
         }
         Ok(())
     }
