@@ -7,7 +7,6 @@
 use crate::{Bus, Record};
 use onlinebank_core::db::{Db, Engine};
 use onlinebank_core::event::{Envelope, Event};
-use sqlx::postgres::PgListener;
 use sqlx::AnyConnection;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -298,34 +297,20 @@ impl Relay {
     /// looking every 250 ms, and soon after finding another replica shipping.
     async fn listen(&self, shutdown: &CancellationToken) {
         let channel = format!("onlinebank_outbox_{}", self.db.schema);
-        loop {
-            let listening = async {
-                let mut listener = PgListener::connect(&self.db.url).await?;
-                listener.listen(&channel).await?;
-                self.listening.store(true, Ordering::SeqCst);
-                // Rows may have arrived before the listener was in place.
-                self.wake();
-                loop {
-                    listener.recv().await?;
+        onlinebank_core::db::listen(
+            &self.db.url,
+            &channel,
+            shutdown,
+            |listening| {
+                self.listening.store(listening, Ordering::SeqCst);
+                if listening {
+                    // Rows may have arrived before the listener was in place.
                     self.wake();
                 }
-                #[allow(unreachable_code)]
-                Ok::<(), sqlx::Error>(())
-            };
-            tokio::select! {
-                result = listening => {
-                    self.listening.store(false, Ordering::SeqCst);
-                    if let Err(error) = result {
-                        tracing::warn!(%error, "outbox notifications lost; polling until they are back");
-                    }
-                }
-                _ = shutdown.cancelled() => return,
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.cancelled() => return,
-            }
-        }
+            },
+            |_| self.wake(),
+        )
+        .await;
     }
 
     /// How long the relay waits before looking again unless woken: after finding another

@@ -421,6 +421,45 @@ async fn run_batch(
     (finishers, commit)
 }
 
+/// Listens on PostgreSQL channel `channel` of the database at `url` until `shutdown`: calls
+/// `on_listening(true)` once subscribed (notifications sent before then were missed) and
+/// `on_listening(false)` when the connection is lost, `on_payload` for every notification, and
+/// reconnects after a second. Callers poll as a fallback while not listening.
+pub async fn listen(
+    url: &str,
+    channel: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut on_listening: impl FnMut(bool),
+    mut on_payload: impl FnMut(&str),
+) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+            listener.listen(channel).await?;
+            on_listening(true);
+            loop {
+                let notification = listener.recv().await?;
+                on_payload(notification.payload());
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listening => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, channel, "notifications lost; polling until they are back");
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+        on_listening(false);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Support for the workspace's tests that run against a real PostgreSQL.
 pub mod testing {
     use sqlx::Connection;

@@ -7,7 +7,6 @@ use onlinebank_bus::{consumer, Bus, Delivery};
 use onlinebank_core::db::Engine;
 use onlinebank_core::event::{Event, TOPIC_ACCOUNTS};
 use onlinebank_core::{Reason, RoleContext};
-use sqlx::postgres::PgListener;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -31,11 +30,7 @@ pub fn start(ctx: &RoleContext, bus: &Bus, state: &RequestState) {
     ));
     ctx.tasks.spawn(sweep(state.clone(), ctx.shutdown.clone()));
     if state.db.engine == Engine::Postgres {
-        ctx.tasks.spawn(listen(
-            state.clone(),
-            state.settings.database_url(onlinebank_core::Role::Request),
-            ctx.shutdown.clone(),
-        ));
+        ctx.tasks.spawn(listen(state.clone(), ctx.shutdown.clone()));
     }
 }
 
@@ -44,35 +39,21 @@ pub fn start(ctx: &RoleContext, bus: &Bus, state: &RequestState) {
 const OUTCOMES_CHANNEL: &str = "onlinebank_request_outcomes";
 
 /// Wakes this replica's waiting handlers for every request another (or this) replica finished.
-async fn listen(state: RequestState, url: String, shutdown: CancellationToken) {
-    loop {
-        let listening = async {
-            let mut listener = PgListener::connect(&url).await?;
-            listener.listen(OUTCOMES_CHANNEL).await?;
-            loop {
-                let notification = listener.recv().await?;
-                for id in notification.payload().split(',') {
-                    if let Ok(id) = id.parse::<Uuid>() {
-                        state.waiters.wake(id);
-                    }
+async fn listen(state: RequestState, shutdown: CancellationToken) {
+    onlinebank_core::db::listen(
+        &state.db.url,
+        OUTCOMES_CHANNEL,
+        &shutdown,
+        |_| {},
+        |payload| {
+            for id in payload.split(',') {
+                if let Ok(id) = id.parse::<Uuid>() {
+                    state.waiters.wake(id);
                 }
             }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        tokio::select! {
-            result = listening => {
-                if let Err(error) = result {
-                    tracing::warn!(%error, "listening for outcomes failed; polling until it is back");
-                }
-            }
-            _ = shutdown.cancelled() => return,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
+        },
+    )
+    .await;
 }
 
 async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Result<()> {
