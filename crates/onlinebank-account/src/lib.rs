@@ -16,11 +16,11 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::{consumer, Bus, Delivery};
+use onlinebank_core::db::{Conn, Db};
 use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Event, TOPIC_REQUESTS};
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
-use sqlx::AnyPool;
 use std::sync::Arc;
 
 /// Events applied per transaction at most.
@@ -53,7 +53,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
             let pool = consumer_db.clone();
             let relay = relay.clone();
             async move {
-                apply_batch(&pool, &batch, max_amount).await?;
+                apply_batch(&pool, batch, max_amount).await?;
                 relay.wake();
                 Ok(())
             }
@@ -69,31 +69,40 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
                 internal_token,
                 require_internal,
             ))
-            .with_state(db.read.clone()),
+            .with_state(db.clone()),
     })
 }
 
 /// Applies a batch of request events in one transaction.
 async fn apply_batch(
-    pool: &onlinebank_core::db::Db,
-    batch: &[Delivery],
+    db: &onlinebank_core::db::Db,
+    batch: Vec<Delivery>,
     max_amount: i64,
 ) -> anyhow::Result<()> {
-    let mut tx = pool.begin_write().await?;
+    db.write(move |mut conn| async move {
+        let result = apply(&mut conn, &batch, max_amount).await;
+        (conn, result)
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("applying requests: {error}"))
+}
+
+async fn apply(conn: &mut Conn, batch: &[Delivery], max_amount: i64) -> anyhow::Result<()> {
+    let tx = conn;
     for delivery in batch {
         let Some((envelope, event)) = delivery.decode() else {
             continue;
         };
-        if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
+        if !onlinebank_bus::inbox::first_delivery(tx, &envelope.id.to_string()).await? {
             continue;
         }
         let Event::AuthCertified(request) = event else {
             continue;
         };
-        let current = store::load(&mut tx, &request.account_no).await?;
+        let current = store::load(tx, &request.account_no).await?;
         let outcome = match domain::decide(current.as_ref(), &request, max_amount) {
             Ok(change) => {
-                store::save(&mut tx, &change.after, current.is_none()).await?;
+                store::save(tx, &change.after, current.is_none()).await?;
                 tracing::debug!(
                     account = %request.account_no,
                     request = %request.request_id,
@@ -136,14 +145,13 @@ async fn apply_batch(
                 })
             }
         };
-        onlinebank_bus::outbox::enqueue(&mut tx, outcome).await?;
+        onlinebank_bus::outbox::enqueue(tx, outcome).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
-async fn list_accounts(State(pool): State<AnyPool>) -> Result<Json<Value>, ApiError> {
-    let accounts = store::all(&pool).await?;
+async fn list_accounts(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
+    let accounts = store::all(&mut db.read().await?).await?;
     let items: Vec<Value> = accounts
         .into_iter()
         .map(|account| {

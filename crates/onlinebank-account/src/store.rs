@@ -1,75 +1,71 @@
-//! account's SQLite store.
+//! account's store (SQLite or PostgreSQL, one portable SQL).
 
 use crate::domain::{Account, Status};
+use onlinebank_core::args;
+use onlinebank_core::db::{Conn, Error, FromRow, Row};
 use onlinebank_core::money::Balance;
-use sqlx::{AnyConnection, AnyPool};
 
-type Row = (String, String, i64, String, i64);
+const COLUMNS: &str = "account_no, customer_id, balance, status, version";
 
-fn from_row(
-    (account_no, customer_id, balance, status, version): Row,
-) -> Result<Account, sqlx::Error> {
-    let balance =
-        Balance::from_stored(balance).map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
-    Ok(Account {
-        account_no,
-        customer_id,
-        balance,
-        status: Status::parse(&status),
-        version,
-    })
+impl FromRow for Account {
+    fn from_row(row: &Row<'_>) -> Result<Self, Error> {
+        let balance = Balance::from_stored(row.get(2)?)
+            .map_err(|error| Error::Decode(format!("balance: {error}")))?;
+        let status: String = row.get(3)?;
+        Ok(Account {
+            account_no: row.get(0)?,
+            customer_id: row.get(1)?,
+            balance,
+            status: Status::parse(&status),
+            version: row.get(4)?,
+        })
+    }
 }
 
-pub async fn load(
-    conn: &mut AnyConnection,
-    account_no: &str,
-) -> Result<Option<Account>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT account_no, customer_id, balance, status, version FROM accounts WHERE account_no = $1",
+pub async fn load(conn: &mut Conn, account_no: &str) -> Result<Option<Account>, Error> {
+    conn.fetch_optional(
+        &format!("SELECT {COLUMNS} FROM accounts WHERE account_no = $1"),
+        args![account_no],
     )
-    .bind(account_no)
-    .fetch_optional(conn)
-    .await?;
-    row.map(from_row).transpose()
+    .await
 }
 
 /// Writes the account's new state. An update only applies over the version it was decided on.
-pub async fn save(
-    conn: &mut AnyConnection,
-    account: &Account,
-    is_new: bool,
-) -> Result<(), sqlx::Error> {
+pub async fn save(conn: &mut Conn, account: &Account, is_new: bool) -> Result<(), Error> {
     let now = onlinebank_core::time::now_ms();
     if is_new {
-        sqlx::query(
+        conn.execute(
             "INSERT INTO accounts (account_no, customer_id, balance, status, version, opened_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            args![
+                &account.account_no,
+                &account.customer_id,
+                account.balance.won(),
+                account.status.as_str(),
+                account.version,
+                now,
+                now
+            ],
         )
-        .bind(&account.account_no)
-        .bind(&account.customer_id)
-        .bind(account.balance.won())
-        .bind(account.status.as_str())
-        .bind(account.version)
-        .bind(now)
-        .bind(now)
-        .execute(conn)
         .await?;
         return Ok(());
     }
-    let result = sqlx::query(
-        "UPDATE accounts SET balance = $1, status = $2, version = $3, updated_at = $4
-         WHERE account_no = $5 AND version = $6",
-    )
-    .bind(account.balance.won())
-    .bind(account.status.as_str())
-    .bind(account.version)
-    .bind(now)
-    .bind(&account.account_no)
-    .bind(account.version - 1)
-    .execute(conn)
-    .await?;
-    if result.rows_affected() != 1 {
-        return Err(sqlx::Error::Protocol(format!(
+    let changed = conn
+        .execute(
+            "UPDATE accounts SET balance = $1, status = $2, version = $3, updated_at = $4
+             WHERE account_no = $5 AND version = $6",
+            args![
+                account.balance.won(),
+                account.status.as_str(),
+                account.version,
+                now,
+                &account.account_no,
+                account.version - 1
+            ],
+        )
+        .await?;
+    if changed != 1 {
+        return Err(Error::Conflict(format!(
             "account {} changed concurrently",
             account.account_no
         )));
@@ -77,11 +73,10 @@ pub async fn save(
     Ok(())
 }
 
-pub async fn all(pool: &AnyPool) -> Result<Vec<Account>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT account_no, customer_id, balance, status, version FROM accounts ORDER BY account_no",
+pub async fn all(conn: &mut Conn) -> Result<Vec<Account>, Error> {
+    conn.fetch_all(
+        &format!("SELECT {COLUMNS} FROM accounts ORDER BY account_no"),
+        &[],
     )
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter().map(from_row).collect()
+    .await
 }

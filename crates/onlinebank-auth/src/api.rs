@@ -75,7 +75,7 @@ async fn register(
     check_password_shape(&body.password)?;
     let password = body.password;
     let hash = argon2_job(&state, move || hash_password(&password)).await??;
-    match store::insert_customer(&state.db.write, user_id.as_str(), &name, &hash).await? {
+    match store::insert_customer(&state.db, user_id.as_str(), &name, &hash).await? {
         Inserted::Yes => {
             tracing::info!(customer = %user_id, "customer registered");
             Ok((
@@ -117,7 +117,7 @@ async fn login(
     State(state): State<AuthState>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(customer) = store::customer(&state.db.read, &body.user_id).await? else {
+    let Some(customer) = store::customer(&state.db, &body.user_id).await? else {
         let password = body.password;
         argon2_job(&state, move || verify_against_dummy(&password)).await?;
         return Err(invalid_credentials());
@@ -148,7 +148,7 @@ async fn login(
     let expires_at = now + millis(state.settings.token_ttl);
     let verifier = state.step_up.verifier(&session_id, &body.password);
     store::insert_session(
-        &state.db.write,
+        &state.db,
         &session_id,
         &customer.user_id,
         &verifier,
@@ -192,7 +192,7 @@ async fn step_up(
     JsonBody(body): JsonBody<StepUpBody>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
-    let session = store::session(&state.db.read, &body.session_id)
+    let session = store::session(&state.db, &body.session_id)
         .await?
         .filter(|session| session.user_id == body.customer_id && session.expires_at > now)
         .ok_or_else(|| {
@@ -202,7 +202,7 @@ async fn step_up(
                 "the session has ended, please log in again",
             )
         })?;
-    let customer = store::customer(&state.db.read, &body.customer_id)
+    let customer = store::customer(&state.db, &body.customer_id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
     let audit = Audit {
@@ -262,8 +262,7 @@ async fn record_attempt(
     let lock_until = now_ms() + millis(state.settings.lockout_duration);
     let locked = state
         .db
-        .group
-        .run(move |mut conn| async move {
+        .write(move |mut conn| async move {
             let result = async {
                 let (locked, outcome) = match attempt {
                     Attempt::Failed => (
@@ -289,7 +288,7 @@ async fn record_attempt(
                     )
                     .await?;
                 }
-                Ok::<bool, sqlx::Error>(locked)
+                Ok::<bool, onlinebank_core::db::Error>(locked)
             }
             .await;
             (conn, result)

@@ -76,6 +76,6 @@ pub async fn ensure_customer(
     .await?;
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || password::hash_password(&password)).await??;
-    let outcome = store::insert_customer(&db.write, user_id, name, &hash).await?;
+    let outcome = store::insert_customer(&db, user_id, name, &hash).await?;
     Ok(outcome == store::Inserted::Yes)
 }

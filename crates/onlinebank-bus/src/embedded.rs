@@ -11,8 +11,8 @@
 //! milliseconds.
 
 use crate::{Delivery, Record};
-use anyhow::Context;
-use onlinebank_core::db::Db;
+use onlinebank_core::args;
+use onlinebank_core::db::{Arg, Db};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -37,31 +37,28 @@ pub struct EmbeddedLog {
 impl EmbeddedLog {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
         let db = Db::open(&path.display().to_string(), "bus").await?;
-        let mut tx = db.begin_write().await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS events (
-                position INTEGER PRIMARY KEY AUTOINCREMENT,
-                id TEXT NOT NULL UNIQUE,
-                topic TEXT NOT NULL,
-                key TEXT NOT NULL,
-                body TEXT NOT NULL,
-                appended_at INTEGER NOT NULL
-            )",
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, position)")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS consumer_positions (
-                group_name TEXT PRIMARY KEY,
-                position INTEGER NOT NULL
-            )",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await.context("creating the event log")?;
+        db.write(|mut conn| async move {
+            let result = conn
+                .batch(
+                    "CREATE TABLE IF NOT EXISTS events (
+                        position INTEGER PRIMARY KEY AUTOINCREMENT,
+                        id TEXT NOT NULL UNIQUE,
+                        topic TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        body TEXT NOT NULL,
+                        appended_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, position);
+                    CREATE TABLE IF NOT EXISTS consumer_positions (
+                        group_name TEXT PRIMARY KEY,
+                        position INTEGER NOT NULL
+                    );",
+                )
+                .await;
+            (conn, result)
+        })
+        .await
+        .map_err(|error| anyhow::anyhow!("creating the event log: {error}"))?;
         Ok(Self {
             db,
             appended: Arc::default(),
@@ -81,21 +78,26 @@ impl EmbeddedLog {
             return Ok(());
         }
         let now = onlinebank_core::time::now_ms();
-        let mut tx = self.db.begin_write().await?;
-        for record in records {
-            sqlx::query(
-                "INSERT INTO events (id, topic, key, body, appended_at) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&record.id)
-            .bind(&record.topic)
-            .bind(&record.key)
-            .bind(&record.body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        let owned = records.to_vec();
+        // Through group commit: relays publishing at the same moment share one transaction.
+        self.db
+            .write(move |mut conn| async move {
+                let result = async {
+                    for record in &owned {
+                        conn.execute(
+                            "INSERT INTO events (id, topic, key, body, appended_at)
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                            args![&record.id, &record.topic, &record.key, &record.body, now],
+                        )
+                        .await?;
+                    }
+                    Ok::<(), onlinebank_core::db::Error>(())
+                }
+                .await;
+                (conn, result)
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("appending to the event log: {error}"))?;
         let mut topics: Vec<&str> = records.iter().map(|record| record.topic.as_str()).collect();
         topics.sort_unstable();
         topics.dedup();
@@ -121,11 +123,7 @@ impl EmbeddedLog {
         group: &str,
         topics: &[&str],
     ) -> anyhow::Result<EmbeddedSubscription> {
-        let committed: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
-                .bind(group)
-                .fetch_optional(&self.db.read)
-                .await?;
+        let committed = self.committed(group).await?;
         Ok(EmbeddedSubscription {
             log: self.clone(),
             group: group.to_owned(),
@@ -141,29 +139,40 @@ impl EmbeddedLog {
     }
 
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.db.read).await.is_ok()
+        self.db.ping().await
+    }
+
+    /// The group's committed position, if it has one.
+    async fn committed(&self, group: &str) -> Result<Option<i64>, onlinebank_core::db::Error> {
+        self.db
+            .read()
+            .await?
+            .scalar(
+                "SELECT position FROM consumer_positions WHERE group_name = $1",
+                args![group],
+            )
+            .await
     }
 
     pub async fn lag(&self, group: &str, topics: &[&str]) -> anyhow::Result<i64> {
-        let committed: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
-                .bind(group)
-                .fetch_optional(&self.db.read)
-                .await?;
+        let committed = self.committed(group).await?.unwrap_or(0);
         let sql = format!(
-            "SELECT COUNT(*) FROM events WHERE position > ? AND topic IN ({})",
-            placeholders(topics.len())
+            "SELECT COUNT(*) FROM events WHERE position > $1 AND topic IN ({})",
+            placeholders(2, topics.len())
         );
-        let mut query = sqlx::query_scalar(&sql).bind(committed.unwrap_or(0));
-        for topic in topics {
-            query = query.bind(*topic);
-        }
-        Ok(query.fetch_one(&self.db.read).await?)
+        let mut args = vec![Arg::Int(committed)];
+        args.extend(topics.iter().map(|topic| Arg::Text(topic)));
+        let lag: Option<i64> = self.db.read().await?.scalar(&sql, &args).await?;
+        Ok(lag.unwrap_or(0))
     }
 }
 
-fn placeholders(count: usize) -> String {
-    vec!["?"; count.max(1)].join(", ")
+/// `$first, $first+1, ...`: `count` numbered placeholders (at least one).
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count.max(1))
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A consumer group's reading position in the embedded log.
@@ -187,9 +196,11 @@ impl EmbeddedSubscription {
     pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
         let sql = format!(
             "SELECT position, topic, key, body FROM events
-             WHERE position > ? AND topic IN ({}) ORDER BY position LIMIT ?",
-            placeholders(self.topics.len())
+             WHERE position > $1 AND topic IN ({}) ORDER BY position LIMIT ${}",
+            placeholders(2, self.topics.len()),
+            2 + self.topics.len()
         );
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let single_process = self.log.poll_max > POLL_INTERVAL;
         let mut idle_wait = Duration::from_millis(1);
         loop {
@@ -203,15 +214,11 @@ impl EmbeddedSubscription {
             }
             // Alone on the log, nothing new can be there unless our topics' counters moved.
             if !(single_process && self.caught_up && !appended_since) {
-                let mut query =
-                    sqlx::query_as::<_, (i64, String, String, String)>(&sql).bind(self.next_after);
-                for topic in &self.topics {
-                    query = query.bind(topic);
-                }
-                let rows = query
-                    .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                    .fetch_all(&self.log.db.read)
-                    .await?;
+                let mut args = vec![Arg::Int(self.next_after)];
+                args.extend(self.topics.iter().map(|topic| Arg::Text(topic)));
+                args.push(Arg::Int(limit));
+                let rows: Vec<(i64, String, String, String)> =
+                    self.log.db.read().await?.fetch_all(&sql, &args).await?;
                 self.caught_up = rows.len() < max;
                 if let Some(last) = rows.last() {
                     self.next_after = last.0;
@@ -247,25 +254,27 @@ impl EmbeddedSubscription {
 
     /// Records that every record up to `position` has been applied. Never moves backwards.
     pub async fn commit(&mut self, position: i64) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO consumer_positions (group_name, position) VALUES (?, ?)
-             ON CONFLICT (group_name) DO UPDATE SET position = MAX(position, excluded.position)",
-        )
-        .bind(&self.group)
-        .bind(position)
-        .execute(&self.log.db.write)
-        .await?;
+        let group = self.group.clone();
+        self.log
+            .db
+            .write(move |mut conn| async move {
+                let result = conn
+                    .execute(
+                        "INSERT INTO consumer_positions (group_name, position) VALUES ($1, $2)
+                         ON CONFLICT (group_name) DO UPDATE SET position = MAX(position, excluded.position)",
+                        args![&group, position],
+                    )
+                    .await;
+                (conn, result)
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("committing the position: {error}"))?;
         Ok(())
     }
 
     /// Re-reads from the last committed position (after a failed batch).
     pub async fn rewind(&mut self) -> anyhow::Result<()> {
-        let committed: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM consumer_positions WHERE group_name = ?")
-                .bind(&self.group)
-                .fetch_optional(&self.log.db.read)
-                .await?;
-        self.next_after = committed.unwrap_or(0);
+        self.next_after = self.log.committed(&self.group).await?.unwrap_or(0);
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The consumer's inbox: processed event ids, recorded in the same transaction as the effect.
 
-use sqlx::AnyConnection;
+use onlinebank_core::args;
+use onlinebank_core::db::{Conn, Error};
 
 /// Creates the inbox table if missing.
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS inbox (
@@ -9,13 +10,12 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS inbox (
 )";
 
 /// Records `event_id` as processed; returns false if it already was (skip the event).
-pub async fn first_delivery(conn: &mut AnyConnection, event_id: &str) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
-        "INSERT INTO inbox (event_id, processed_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(event_id)
-    .bind(onlinebank_core::time::now_ms())
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
+pub async fn first_delivery(conn: &mut Conn, event_id: &str) -> Result<bool, Error> {
+    let inserted = conn
+        .execute(
+            "INSERT INTO inbox (event_id, processed_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING",
+            args![event_id, onlinebank_core::time::now_ms()],
+        )
+        .await?;
+    Ok(inserted == 1)
 }

@@ -5,9 +5,9 @@
 //! A crash between the two steps ships a row twice; the bus keeps one copy per event id.
 
 use crate::{Bus, Record};
-use onlinebank_core::db::{Db, Engine};
+use onlinebank_core::args;
+use onlinebank_core::db::{Conn, Db, Engine};
 use onlinebank_core::event::{Envelope, Event};
-use sqlx::AnyConnection;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,42 +58,55 @@ pub async fn ensure_schema(db: &Db) -> anyhow::Result<()> {
         Engine::Sqlite => &[],
         Engine::Postgres => &NOTIFY_SCHEMA,
     };
-    let statements = schema(db.engine);
-    for statement in statements
-        .iter()
-        .map(String::as_str)
-        .chain([crate::inbox::SCHEMA])
-        .chain(notify.iter().copied())
-    {
+    let statements: Vec<String> = schema(db.engine)
+        .into_iter()
+        .chain([crate::inbox::SCHEMA.to_owned()])
+        .chain(notify.iter().map(|statement| statement.to_string()))
+        .collect();
+    for statement in statements {
         // Replicas starting together may race to create a table; the loser just retries.
-        if sqlx::query(statement).execute(&db.write).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            sqlx::query(statement).execute(&db.write).await?;
+        for attempt in 0..2 {
+            let statement = statement.clone();
+            let created = db
+                .write(move |mut conn| async move {
+                    let result = conn.batch(&statement).await;
+                    (conn, result)
+                })
+                .await;
+            match created {
+                Ok(()) => break,
+                Err(error) if attempt == 1 => anyhow::bail!("creating the outbox: {error}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
     }
     Ok(())
 }
 
 /// Writes `event` to the outbox inside the caller's transaction and returns its envelope.
-pub async fn enqueue(conn: &mut AnyConnection, event: Event) -> anyhow::Result<Envelope> {
-    let sequence: i64 = sqlx::query_scalar(
-        "INSERT INTO aggregate_sequences (aggregate, last) VALUES ($1, 1)
-         ON CONFLICT (aggregate) DO UPDATE SET last = aggregate_sequences.last + 1 RETURNING last",
-    )
-    .bind(event.account_no())
-    .fetch_one(&mut *conn)
-    .await?;
+pub async fn enqueue(conn: &mut Conn, event: Event) -> anyhow::Result<Envelope> {
+    let sequence: i64 = conn
+        .fetch_one::<(i64,)>(
+            "INSERT INTO aggregate_sequences (aggregate, last) VALUES ($1, 1)
+             ON CONFLICT (aggregate) DO UPDATE SET last = aggregate_sequences.last + 1 RETURNING last",
+            args![event.account_no()],
+        )
+        .await?
+        .0;
     let topic = event.topic();
     let envelope = event.into_envelope(sequence)?;
-    sqlx::query(
+    let body = serde_json::to_string(&envelope)?;
+    let id = envelope.id.to_string();
+    conn.execute(
         "INSERT INTO outbox (id, topic, key, body, created_at) VALUES ($1, $2, $3, $4, $5)",
+        args![
+            id.as_str(),
+            topic,
+            &envelope.aggregate,
+            body.as_str(),
+            onlinebank_core::time::now_ms()
+        ],
     )
-    .bind(envelope.id.to_string())
-    .bind(topic)
-    .bind(&envelope.aggregate)
-    .bind(serde_json::to_string(&envelope)?)
-    .bind(onlinebank_core::time::now_ms())
-    .execute(&mut *conn)
     .await?;
     Ok(envelope)
 }
@@ -166,7 +179,10 @@ impl Relay {
     /// inboxes keep one copy. Events of one aggregate commit in order (their sequence row is
     /// locked), so they are shipped in order.
     async fn ship_batch_postgres(&self) -> anyhow::Result<usize> {
-        let mut tx = self.db.write.begin().await?;
+        let Some(pool) = self.db.postgres_writer() else {
+            return Ok(0);
+        };
+        let mut tx = pool.begin().await?;
         let leader: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1)::BIGINT)")
                 .bind(format!("onlinebank outbox {}", self.name))
@@ -208,13 +224,15 @@ impl Relay {
     /// SQLite: writers are serialised, so rows become visible in `seq` order and a watermark
     /// of the highest shipped `seq` is exact; rows behind it are deleted in the background.
     async fn ship_batch_sqlite(&self) -> anyhow::Result<usize> {
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT seq, id, topic, key, body FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(self.shipped.load(Ordering::SeqCst))
-        .bind(RELAY_BATCH)
-        .fetch_all(&self.db.read)
-        .await?;
+        let rows: Vec<OutboxRow> = self
+            .db
+            .read()
+            .await?
+            .fetch_all(
+                "SELECT seq, id, topic, key, body FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+                args![self.shipped.load(Ordering::SeqCst), RELAY_BATCH],
+            )
+            .await?;
         let Some(last_seq) = rows.last().map(|row| row.0) else {
             metrics::gauge!("outbox_backlog", "publisher" => self.name).set(0.0);
             return Ok(0);
@@ -226,11 +244,17 @@ impl Relay {
         metrics::counter!("outbox_shipped_total", "publisher" => self.name)
             .increment(records.len() as u64);
         if records.len() as i64 >= RELAY_BATCH {
-            let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE seq > $1")
-                .bind(self.shipped.load(Ordering::SeqCst))
-                .fetch_one(&self.db.read)
+            let backlog: Option<i64> = self
+                .db
+                .read()
+                .await?
+                .scalar(
+                    "SELECT COUNT(*) FROM outbox WHERE seq > $1",
+                    args![self.shipped.load(Ordering::SeqCst)],
+                )
                 .await?;
-            metrics::gauge!("outbox_backlog", "publisher" => self.name).set(backlog as f64);
+            metrics::gauge!("outbox_backlog", "publisher" => self.name)
+                .set(backlog.unwrap_or(0) as f64);
         }
         Ok(records.len())
     }
@@ -246,11 +270,9 @@ impl Relay {
             return Ok(());
         }
         self.db
-            .group
-            .run(move |mut conn| async move {
-                let result = sqlx::query("DELETE FROM outbox WHERE seq <= $1")
-                    .bind(shipped)
-                    .execute(&mut *conn)
+            .write(move |mut conn| async move {
+                let result = conn
+                    .execute("DELETE FROM outbox WHERE seq <= $1", args![shipped])
                     .await;
                 (conn, result)
             })
@@ -347,6 +369,7 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onlinebank_core::db::GroupError;
     use onlinebank_core::event::{AuthCertified, WriteKind};
     use uuid::Uuid;
 
@@ -398,11 +421,13 @@ mod tests {
                 let db = db.clone();
                 tokio::spawn(async move {
                     for i in 0..50 {
-                        let mut tx = db.begin_write().await.unwrap();
-                        enqueue(&mut tx, deposit(&format!("acc{}", (w + i) % 5), 1))
-                            .await
-                            .unwrap();
-                        tx.commit().await.unwrap();
+                        let event = deposit(&format!("acc{}", (w + i) % 5), 1);
+                        db.write(move |mut conn| async move {
+                            let result = enqueue(&mut conn, event).await;
+                            (conn, result)
+                        })
+                        .await
+                        .unwrap();
                     }
                 })
             })
@@ -456,24 +481,42 @@ mod tests {
         let bus = Bus::open(None, dir.path()).await.unwrap();
         let relay = Relay::new("test", db.clone(), bus.clone());
         let event = |amount| deposit("1001", amount);
-        let mut tx = db.begin_write().await.unwrap();
-        let first = enqueue(&mut tx, event(1)).await.unwrap();
-        let second = enqueue(&mut tx, event(2)).await.unwrap();
-        tx.commit().await.unwrap();
+        let (first, second) = db
+            .write(move |mut conn| async move {
+                let result = async {
+                    let first = enqueue(&mut conn, event(1)).await?;
+                    let second = enqueue(&mut conn, event(2)).await?;
+                    anyhow::Ok((first, second))
+                }
+                .await;
+                (conn, result)
+            })
+            .await
+            .unwrap();
         // A rolled-back transaction publishes nothing.
-        let mut tx = db.begin_write().await.unwrap();
-        enqueue(&mut tx, event(3)).await.unwrap();
-        tx.rollback().await.unwrap();
+        let rolled_back = db
+            .write(move |mut conn| async move {
+                let result: anyhow::Result<()> = match enqueue(&mut conn, event(3)).await {
+                    Ok(_) => Err(anyhow::anyhow!("roll back")),
+                    Err(error) => Err(error),
+                };
+                (conn, result)
+            })
+            .await;
+        assert!(matches!(rolled_back, Err(GroupError::Job(_))));
         assert_eq!((first.sequence, second.sequence), (1, 2));
 
         assert_eq!(relay.ship_batch().await.unwrap(), 2);
         assert_eq!(relay.ship_batch().await.unwrap(), 0);
         relay.prune_shipped().await.unwrap();
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&db.read)
+        let left: Option<i64> = db
+            .read()
+            .await
+            .unwrap()
+            .scalar("SELECT COUNT(*) FROM outbox", &[])
             .await
             .unwrap();
-        assert_eq!(left, 0, "shipped rows are pruned");
+        assert_eq!(left, Some(0), "shipped rows are pruned");
         let mut sub = bus
             .subscribe("g", &[onlinebank_core::event::TOPIC_REQUESTS])
             .await

@@ -148,13 +148,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        if is_busy(&error) {
+impl From<crate::db::Error> for ApiError {
+    fn from(error: crate::db::Error) -> Self {
+        if error.is_busy() {
             tracing::warn!(error = %error, "database busy");
             return Self::busy();
         }
         Self::internal(error)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        crate::db::Error::from(error).into()
     }
 }
 
@@ -164,28 +170,11 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-/// Whether a database error is a lock timeout (try again) rather than a fault.
-pub fn is_busy(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::PoolTimedOut => true,
-        sqlx::Error::Database(db) => {
-            let message = db.message();
-            message.contains("database is locked") || message.contains("busy")
-        }
-        _ => false,
-    }
-}
-
-/// Whether a database error is a unique-constraint violation.
-pub fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
 impl<E: Into<ApiError>> From<crate::db::GroupError<E>> for ApiError {
     fn from(error: crate::db::GroupError<E>) -> Self {
         match error {
             crate::db::GroupError::Job(error) => error.into(),
-            crate::db::GroupError::Commit(error) if is_busy(&error) => Self::busy(),
+            crate::db::GroupError::Commit(error) if error.is_busy() => Self::busy(),
             crate::db::GroupError::Commit(error) => Self::internal(error),
             crate::db::GroupError::Closed => Self::busy(),
         }

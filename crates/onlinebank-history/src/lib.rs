@@ -10,11 +10,12 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use onlinebank_bus::{consumer, Bus, Delivery};
+use onlinebank_core::args;
+use onlinebank_core::db::{Conn, Db};
 use onlinebank_core::event::{AccountChanged, Event, TOPIC_ACCOUNTS};
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
-use sqlx::AnyPool;
 use std::sync::Arc;
 
 const BATCH: usize = 512;
@@ -39,7 +40,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         ctx.shutdown.clone(),
         move |batch| {
             let pool = consumer_db.clone();
-            async move { append_batch(&pool, &batch).await }
+            async move { append_batch(&pool, batch).await }
         },
     ));
     let internal_token: Arc<str> = settings.internal_token().into();
@@ -52,17 +53,26 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
                 internal_token,
                 require_internal,
             ))
-            .with_state(db.read.clone()),
+            .with_state(db.clone()),
     })
 }
 
-async fn append_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> anyhow::Result<()> {
-    let mut tx = pool.begin_write().await?;
+async fn append_batch(db: &Db, batch: Vec<Delivery>) -> anyhow::Result<()> {
+    db.write(move |mut conn| async move {
+        let result = append(&mut conn, &batch).await;
+        (conn, result)
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("appending to the ledger: {error}"))
+}
+
+async fn append(conn: &mut Conn, batch: &[Delivery]) -> anyhow::Result<()> {
     for delivery in batch {
         let Some((envelope, event)) = delivery.decode() else {
             continue;
         };
-        if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
+        let event_id = envelope.id.to_string();
+        if !onlinebank_bus::inbox::first_delivery(conn, &event_id).await? {
             continue;
         }
         let (kind, change, signed): (&str, AccountChanged, fn(i64) -> i64) = match event {
@@ -72,36 +82,40 @@ async fn append_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> any
             Event::AccountClosed(change) => ("close", change, |_| 0),
             _ => continue,
         };
-        sqlx::query(
+        let request_id = change.request_id.to_string();
+        conn.execute(
             "INSERT INTO ledger (event_id, request_id, account_no, customer_id, kind, amount,
                                  signed_amount, balance_after, version, occurred_at, recorded_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT DO NOTHING",
+            args![
+                &event_id,
+                &request_id,
+                &change.account_no,
+                &change.customer_id,
+                kind,
+                change.amount,
+                signed(change.amount),
+                change.balance,
+                change.version,
+                &envelope.occurred_at,
+                onlinebank_core::time::now_ms()
+            ],
         )
-        .bind(envelope.id.to_string())
-        .bind(change.request_id.to_string())
-        .bind(&change.account_no)
-        .bind(&change.customer_id)
-        .bind(kind)
-        .bind(change.amount)
-        .bind(signed(change.amount))
-        .bind(change.balance)
-        .bind(change.version)
-        .bind(&envelope.occurred_at)
-        .bind(onlinebank_core::time::now_ms())
-        .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
-async fn ledger_sums(State(pool): State<AnyPool>) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT account_no, CAST(SUM(signed_amount) AS BIGINT), COUNT(*) FROM ledger GROUP BY account_no ORDER BY account_no",
-    )
-    .fetch_all(&pool)
-    .await?;
+async fn ledger_sums(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
+    let rows: Vec<(String, i64, i64)> = db
+        .read()
+        .await?
+        .fetch_all(
+            "SELECT account_no, CAST(SUM(signed_amount) AS BIGINT), COUNT(*) FROM ledger GROUP BY account_no ORDER BY account_no",
+            &[],
+        )
+        .await?;
     let items: Vec<Value> = rows
         .into_iter()
         .map(|(account_no, sum, entries)| json!({"accountNo": account_no, "sum": sum, "entries": entries}))
@@ -110,16 +124,18 @@ async fn ledger_sums(State(pool): State<AnyPool>) -> Result<Json<Value>, ApiErro
 }
 
 async fn ledger_entries(
-    State(pool): State<AnyPool>,
+    State(db): State<Db>,
     Path(account_no): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<(String, String, i64, i64, i64, String)> = sqlx::query_as(
-        "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM ledger
-         WHERE account_no = $1 ORDER BY version",
-    )
-    .bind(&account_no)
-    .fetch_all(&pool)
-    .await?;
+    let rows: Vec<(String, String, i64, i64, i64, String)> = db
+        .read()
+        .await?
+        .fetch_all(
+            "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM ledger
+             WHERE account_no = $1 ORDER BY version",
+            args![&account_no],
+        )
+        .await?;
     let items: Vec<Value> = rows
         .into_iter()
         .map(

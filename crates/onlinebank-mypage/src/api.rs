@@ -4,7 +4,9 @@ use crate::MypageState;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
+use onlinebank_core::args;
 use onlinebank_core::command::{Command, ReadKind, RequestBody};
+use onlinebank_core::db::{Error, FromRow, Row};
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ApiError;
 use serde::Deserialize;
@@ -43,7 +45,6 @@ pub(crate) fn router(
         .with_state(state)
 }
 
-#[derive(sqlx::FromRow)]
 struct AccountRow {
     account_no: String,
     customer_id: String,
@@ -62,6 +63,25 @@ struct AccountRow {
 const ACCOUNT_COLUMNS: &str =
     "account_no, customer_id, balance, status, version, opened_at, updated_at,
     last_request_id, last_request_kind, last_request_amount, last_request_status, last_request_at";
+
+impl FromRow for AccountRow {
+    fn from_row(row: &Row<'_>) -> Result<Self, Error> {
+        Ok(Self {
+            account_no: row.get(0)?,
+            customer_id: row.get(1)?,
+            balance: row.get(2)?,
+            status: row.get(3)?,
+            version: row.get(4)?,
+            opened_at: row.get(5)?,
+            updated_at: row.get(6)?,
+            last_request_id: row.get(7)?,
+            last_request_kind: row.get(8)?,
+            last_request_amount: row.get(9)?,
+            last_request_status: row.get(10)?,
+            last_request_at: row.get(11)?,
+        })
+    }
+}
 
 impl AccountRow {
     fn summary(&self) -> Value {
@@ -89,7 +109,6 @@ impl AccountRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct TransactionRow {
     request_id: String,
     kind: String,
@@ -97,6 +116,19 @@ struct TransactionRow {
     balance_after: i64,
     version: i64,
     occurred_at: String,
+}
+
+impl FromRow for TransactionRow {
+    fn from_row(row: &Row<'_>) -> Result<Self, Error> {
+        Ok(Self {
+            request_id: row.get(0)?,
+            kind: row.get(1)?,
+            amount: row.get(2)?,
+            balance_after: row.get(3)?,
+            version: row.get(4)?,
+            occurred_at: row.get(5)?,
+        })
+    }
 }
 
 impl TransactionRow {
@@ -123,9 +155,11 @@ async fn own_account(
     account_no: &str,
 ) -> Result<AccountRow, ApiError> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE account_no = $1");
-    let row: Option<AccountRow> = sqlx::query_as(&sql)
-        .bind(account_no)
-        .fetch_optional(&state.pool)
+    let row: Option<AccountRow> = state
+        .db
+        .read()
+        .await?
+        .fetch_optional(&sql, args![account_no])
         .await?;
     row.filter(|row| row.customer_id == bearer.customer_id())
         .ok_or_else(account_not_found)
@@ -138,15 +172,16 @@ async fn transactions(
     limit: i64,
     before: Option<i64>,
 ) -> Result<(Vec<TransactionRow>, Option<i64>), ApiError> {
-    let mut rows: Vec<TransactionRow> = sqlx::query_as(
-        "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM transactions_view
-         WHERE account_no = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
-    )
-    .bind(account_no)
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(limit + 1)
-    .fetch_all(&state.pool)
-    .await?;
+    let mut rows: Vec<TransactionRow> = state
+        .db
+        .read()
+        .await?
+        .fetch_all(
+            "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM transactions_view
+             WHERE account_no = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
+            args![account_no, before.unwrap_or(i64::MAX), limit + 1],
+        )
+        .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next = if more {
@@ -164,9 +199,11 @@ async fn my_accounts(
     let sql = format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE customer_id = $1 ORDER BY opened_at, account_no"
     );
-    let rows: Vec<AccountRow> = sqlx::query_as(&sql)
-        .bind(bearer.customer_id())
-        .fetch_all(&state.pool)
+    let rows: Vec<AccountRow> = state
+        .db
+        .read()
+        .await?
+        .fetch_all(&sql, args![bearer.customer_id()])
         .await?;
     let items: Vec<Value> = rows.iter().map(AccountRow::summary).collect();
     Ok(Json(json!({"items": items, "next": null})))
@@ -245,7 +282,7 @@ async fn read_request(
 
 async fn all_accounts(State(state): State<MypageState>) -> Result<Json<Value>, ApiError> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view ORDER BY account_no");
-    let rows: Vec<AccountRow> = sqlx::query_as(&sql).fetch_all(&state.pool).await?;
+    let rows: Vec<AccountRow> = state.db.read().await?.fetch_all(&sql, &[]).await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|row| {

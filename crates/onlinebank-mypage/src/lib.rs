@@ -11,16 +11,16 @@ mod projection;
 use anyhow::Context;
 use axum::extract::FromRef;
 use onlinebank_bus::{consumer, Bus};
+use onlinebank_core::db::Db;
 use onlinebank_core::event::TOPIC_ACCOUNTS;
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{Role, RoleContext};
-use sqlx::AnyPool;
 
 const BATCH: usize = 512;
 
 #[derive(Clone)]
 pub(crate) struct MypageState {
-    pool: AnyPool,
+    db: Db,
     token_key: TokenKey,
 }
 
@@ -49,11 +49,11 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         ctx.shutdown.clone(),
         move |batch| {
             let pool = consumer_db.clone();
-            async move { projection::apply_batch(&pool, &batch).await }
+            async move { projection::apply_batch(&pool, batch).await }
         },
     ));
     let state = MypageState {
-        pool: db.read.clone(),
+        db: db.clone(),
         token_key: settings.token_key(),
     };
     Ok(onlinebank_core::RoleParts {

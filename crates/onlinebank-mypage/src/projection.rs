@@ -1,55 +1,67 @@
 //! Folding account events into the read model.
 
 use onlinebank_bus::Delivery;
+use onlinebank_core::args;
+use onlinebank_core::db::{Conn, Db, Error};
 use onlinebank_core::event::{AccountChanged, Event};
 
-pub async fn apply_batch(pool: &onlinebank_core::db::Db, batch: &[Delivery]) -> anyhow::Result<()> {
-    let mut tx = pool.begin_write().await?;
+pub async fn apply_batch(db: &Db, batch: Vec<Delivery>) -> anyhow::Result<()> {
+    db.write(move |mut conn| async move {
+        let result = apply(&mut conn, &batch).await;
+        (conn, result)
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("updating the read model: {error}"))
+}
+
+async fn apply(tx: &mut Conn, batch: &[Delivery]) -> anyhow::Result<()> {
     for delivery in batch {
         let Some((envelope, event)) = delivery.decode() else {
             continue;
         };
-        if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
+        if !onlinebank_bus::inbox::first_delivery(tx, &envelope.id.to_string()).await? {
             continue;
         }
         let at = envelope.occurred_at.as_str();
         match event {
-            Event::AccountOpened(change) => apply_change(&mut tx, "open", &change, at).await?,
-            Event::MoneyDeposited(change) => apply_change(&mut tx, "deposit", &change, at).await?,
-            Event::MoneyWithdrawn(change) => apply_change(&mut tx, "withdraw", &change, at).await?,
-            Event::AccountClosed(change) => apply_change(&mut tx, "close", &change, at).await?,
+            Event::AccountOpened(change) => apply_change(tx, "open", &change, at).await?,
+            Event::MoneyDeposited(change) => apply_change(tx, "deposit", &change, at).await?,
+            Event::MoneyWithdrawn(change) => apply_change(tx, "withdraw", &change, at).await?,
+            Event::AccountClosed(change) => apply_change(tx, "close", &change, at).await?,
             Event::AccountRequestCancelled(cancelled) => {
                 // Shown in the legacy view as the account's last request; never touches money.
-                sqlx::query(
+                let request_id = cancelled.request_id.to_string();
+                tx.execute(
                     "UPDATE accounts_view SET last_request_id = $1, last_request_kind = $2,
                         last_request_amount = $3, last_request_status = 'RequestCancelled',
                         last_request_at = $4
                      WHERE account_no = $5 AND customer_id = $6",
+                    args![
+                        &request_id,
+                        cancelled.kind.as_str(),
+                        cancelled.amount,
+                        at,
+                        &cancelled.account_no,
+                        &cancelled.customer_id
+                    ],
                 )
-                .bind(cancelled.request_id.to_string())
-                .bind(cancelled.kind.as_str())
-                .bind(cancelled.amount)
-                .bind(at)
-                .bind(&cancelled.account_no)
-                .bind(&cancelled.customer_id)
-                .execute(&mut *tx)
                 .await?;
             }
             _ => {}
         }
     }
-    tx.commit().await?;
     Ok(())
 }
 
 async fn apply_change(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Conn,
     kind: &str,
     change: &AccountChanged,
     at: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     let status = if kind == "close" { "closed" } else { "open" };
-    sqlx::query(
+    let request_id = change.request_id.to_string();
+    conn.execute(
         "INSERT INTO accounts_view (account_no, customer_id, balance, status, version, opened_at,
              updated_at, last_request_id, last_request_kind, last_request_amount,
              last_request_status, last_request_at)
@@ -62,30 +74,32 @@ async fn apply_change(
              last_request_status = excluded.last_request_status,
              last_request_at = excluded.last_request_at
          WHERE excluded.version > accounts_view.version",
+        args![
+            &change.account_no,
+            &change.customer_id,
+            change.balance,
+            status,
+            change.version,
+            at,
+            &request_id,
+            kind,
+            change.amount
+        ],
     )
-    .bind(&change.account_no)
-    .bind(&change.customer_id)
-    .bind(change.balance)
-    .bind(status)
-    .bind(change.version)
-    .bind(at)
-    .bind(change.request_id.to_string())
-    .bind(kind)
-    .bind(change.amount)
-    .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    conn.execute(
         "INSERT INTO transactions_view (account_no, version, request_id, kind, amount, balance_after, occurred_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        args![
+            &change.account_no,
+            change.version,
+            &request_id,
+            kind,
+            change.amount,
+            change.balance,
+            at
+        ],
     )
-    .bind(&change.account_no)
-    .bind(change.version)
-    .bind(change.request_id.to_string())
-    .bind(kind)
-    .bind(change.amount)
-    .bind(change.balance)
-    .bind(at)
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -147,8 +147,7 @@ async fn record_and_run(
     let started = tokio::time::Instant::now();
     let claim = state
         .db
-        .group
-        .run(move |mut conn| async move {
+        .write(move |mut conn| async move {
             let result = record(&mut conn, &pending, key.as_deref(), &fingerprint).await;
             (conn, result)
         })
@@ -181,11 +180,11 @@ async fn record_and_run(
 /// Claims the key (if any) and inserts the request PENDING, in the caller's transaction.
 /// Nothing is written unless the key is new.
 async fn record(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut onlinebank_core::db::Conn,
     row: &store::RequestRow,
     key: Option<&str>,
     fingerprint: &str,
-) -> Result<KeyClaim, sqlx::Error> {
+) -> Result<KeyClaim, onlinebank_core::db::Error> {
     if let Some(key) = key {
         let claim = store::claim_key(conn, &row.customer_id, key, fingerprint, &row.id).await?;
         if !matches!(claim, KeyClaim::Claimed) {
@@ -199,7 +198,7 @@ async fn record(
 /// The answer to a replayed Idempotency-Key: the earlier request's answer as it stands.
 async fn replay(state: &RequestState, earlier: &str) -> Result<Response, ApiError> {
     let earlier_id = Uuid::parse_str(earlier).map_err(ApiError::internal)?;
-    match store::standing(&state.db.read, earlier).await? {
+    match store::standing(&state.db, earlier).await? {
         Standing::Live(row) if row.status == "COMPLETED" => Ok(answer_live(&row)),
         Standing::Cancelled(reason) => {
             Err(ApiError::from_reason(reason).with_request_id(earlier_id))
@@ -220,11 +219,11 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("request_not_found", "request not found");
     let request_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let owner = store::owner(&state.db.read, &id).await?;
+    let owner = store::owner(&state.db, &id).await?;
     if owner.as_deref() != Some(bearer.customer_id()) {
         return Err(not_found());
     }
-    match store::standing(&state.db.read, &id).await? {
+    match store::standing(&state.db, &id).await? {
         Standing::Live(row) => Ok(Json(request_json(&row)).into_response()),
         Standing::Cancelled(reason) => {
             let mut body = ApiError::not_found("request_cancelled", reason.message())
@@ -250,7 +249,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let limit = onlinebank_core::http::page_limit(query.limit.as_deref())?;
     let mut rows = store::list_for_customer(
-        &state.db.read,
+        &state.db,
         bearer.customer_id(),
         query.before.as_deref(),
         limit + 1,
@@ -268,7 +267,7 @@ async fn list(
 }
 
 async fn unfinished(State(state): State<RequestState>) -> Result<Json<Value>, ApiError> {
-    let rows = store::unfinished(&state.db.read).await?;
+    let rows = store::unfinished(&state.db).await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|row| {

@@ -4,7 +4,8 @@
 use crate::store;
 use crate::RequestState;
 use onlinebank_bus::{consumer, Bus, Delivery};
-use onlinebank_core::db::Engine;
+use onlinebank_core::args;
+use onlinebank_core::db::{Conn, Engine};
 use onlinebank_core::event::{Event, TOPIC_ACCOUNTS};
 use onlinebank_core::{Reason, RoleContext};
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub fn start(ctx: &RoleContext, bus: &Bus, state: &RequestState) {
         ctx.shutdown.clone(),
         move |batch| {
             let state = consumer_state.clone();
-            async move { apply_outcomes(&state, &batch).await }
+            async move { apply_outcomes(&state, batch).await }
         },
     ));
     ctx.tasks.spawn(sweep(state.clone(), ctx.shutdown.clone()));
@@ -56,16 +57,31 @@ async fn listen(state: RequestState, shutdown: CancellationToken) {
     .await;
 }
 
-async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Result<()> {
+async fn apply_outcomes(state: &RequestState, batch: Vec<Delivery>) -> anyhow::Result<()> {
+    let touched = state
+        .db
+        .write(move |mut conn| async move {
+            let result = apply(&mut conn, &batch).await;
+            (conn, result)
+        })
+        .await
+        .map_err(|error| anyhow::anyhow!("applying outcomes: {error}"))?;
+    for request_id in touched {
+        state.waiters.wake(request_id);
+    }
+    Ok(())
+}
+
+/// Completes or compensates each request of the batch; returns the requests to wake.
+async fn apply(conn: &mut Conn, batch: &[Delivery]) -> anyhow::Result<Vec<Uuid>> {
     let mut touched: Vec<Uuid> = Vec::with_capacity(batch.len());
-    let mut tx = state.db.begin_write().await?;
     for delivery in batch {
         let Some((envelope, event)) = delivery.decode() else {
             continue;
         };
         // Wake the waiter even if another instance applied this outcome first.
         touched.push(envelope.correlation_id);
-        if !onlinebank_bus::inbox::first_delivery(&mut tx, &envelope.id.to_string()).await? {
+        if !onlinebank_bus::inbox::first_delivery(conn, &envelope.id.to_string()).await? {
             continue;
         }
         match event {
@@ -74,7 +90,7 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
             | Event::MoneyWithdrawn(change)
             | Event::AccountClosed(change) => {
                 store::complete(
-                    &mut tx,
+                    conn,
                     &change.request_id.to_string(),
                     change.balance,
                     change.version,
@@ -83,7 +99,7 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
             }
             Event::AccountRequestCancelled(cancelled) => {
                 store::cancel(
-                    &mut tx,
+                    conn,
                     &cancelled.request_id.to_string(),
                     cancelled.reason,
                     false,
@@ -93,22 +109,19 @@ async fn apply_outcomes(state: &RequestState, batch: &[Delivery]) -> anyhow::Res
             _ => {}
         }
     }
-    if state.db.engine == Engine::Postgres {
+    if conn.engine() == Engine::Postgres {
         // Delivered to every replica's listener when this transaction commits.
         for chunk in touched.chunks(150) {
             let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
-            sqlx::query("SELECT CAST(1 AS BIGINT) FROM pg_notify($1, $2)")
-                .bind(OUTCOMES_CHANNEL)
-                .bind(ids.join(","))
-                .execute(&mut *tx)
-                .await?;
+            let ids = ids.join(",");
+            conn.execute(
+                "SELECT CAST(1 AS BIGINT) FROM pg_notify($1, $2)",
+                args![OUTCOMES_CHANNEL, ids.as_str()],
+            )
+            .await?;
         }
     }
-    tx.commit().await?;
-    for request_id in touched {
-        state.waiters.wake(request_id);
-    }
-    Ok(())
+    Ok(touched)
 }
 
 /// Compensates PENDING requests older than the step-up could take, and forgets old
@@ -128,12 +141,7 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
             tracing::warn!(error = %format!("{error:#}"), "sweeping stale requests failed");
         }
         if round % 600 == 1 {
-            let purged = store::purge_cancelled(&state.db.write, now - KEEP_CANCELLED_MS).await;
-            let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-                .bind(now - KEEP_CANCELLED_MS)
-                .execute(&state.db.write)
-                .await;
-            if let (Err(error), _) | (_, Err(error)) = (&purged, &keys) {
+            if let Err(error) = store::purge_old(&state.db, now - KEEP_CANCELLED_MS).await {
                 tracing::warn!(%error, "purging old compensations failed");
             }
         }
@@ -141,18 +149,25 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
 }
 
 async fn sweep_stale(state: &RequestState, cutoff: i64) -> anyhow::Result<()> {
-    let stale = store::stale_pending(&state.db.read, cutoff).await?;
+    let stale = store::stale_pending(&state.db, cutoff).await?;
     if stale.is_empty() {
         return Ok(());
     }
-    let mut tx = state.db.begin_write().await?;
-    for id in &stale {
-        store::cancel(&mut tx, id, Reason::Interrupted, true).await?;
-    }
-    tx.commit().await?;
-    tracing::info!(
-        count = stale.len(),
-        "compensated requests whose step-up never finished"
-    );
+    let count = stale.len();
+    state
+        .db
+        .write(move |mut conn| async move {
+            let result = async {
+                for id in &stale {
+                    store::cancel(&mut conn, id, Reason::Interrupted, true).await?;
+                }
+                Ok::<(), onlinebank_core::db::Error>(())
+            }
+            .await;
+            (conn, result)
+        })
+        .await
+        .map_err(|error| anyhow::anyhow!("compensating stale requests: {error}"))?;
+    tracing::info!(count, "compensated requests whose step-up never finished");
     Ok(())
 }

@@ -87,8 +87,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             let request = id.clone();
             let authorized = state
                 .db
-                .group
-                .run(move |mut conn| async move {
+                .write(move |mut conn| async move {
                     let result = authorize(&mut conn, &request, certified).await;
                     (conn, result)
                 })
@@ -115,8 +114,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             let request = id.clone();
             state
                 .db
-                .group
-                .run(move |mut conn| async move {
+                .write(move |mut conn| async move {
                     let result = refuse(&mut conn, &request, reason, cancelled).await;
                     (conn, result)
                 })
@@ -139,8 +137,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             let request = id.clone();
             state
                 .db
-                .group
-                .run(move |mut conn| async move {
+                .write(move |mut conn| async move {
                     let result =
                         store::cancel(&mut conn, &request, Reason::ServiceBusy, true).await;
                     (conn, result)
@@ -156,7 +153,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
     // may have consumed it).
     let deadline = Instant::now() + state.settings.request_wait;
     loop {
-        match store::standing(&state.db.read, &id).await? {
+        match store::standing(&state.db, &id).await? {
             Standing::Live(row) if row.status == "COMPLETED" => {
                 stage("outcome", started);
                 return Ok(answer_live(&row));
@@ -185,7 +182,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
 
 /// PENDING -> AUTHORIZED with AuthCertified in the outbox; false if no longer pending.
 async fn authorize(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut onlinebank_core::db::Conn,
     request_id: &str,
     certified: Event,
 ) -> anyhow::Result<bool> {
@@ -198,7 +195,7 @@ async fn authorize(
 
 /// Step-up refused: compensate (releasing the key) and record AuthCancelled.
 async fn refuse(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut onlinebank_core::db::Conn,
     request_id: &str,
     reason: Reason,
     cancelled: Event,

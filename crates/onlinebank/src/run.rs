@@ -97,7 +97,7 @@ async fn start_role(
             let bus = bus.clone();
             Box::pin(async move {
                 let db_ok = match &db {
-                    Some(db) => sqlx::query("SELECT 1").execute(&db.read).await.is_ok(),
+                    Some(db) => db.ping().await,
                     None => true,
                 };
                 db_ok && (!uses_bus || bus.ping().await)

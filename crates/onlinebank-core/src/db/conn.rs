@@ -1,0 +1,463 @@
+//! One connection type for both engines, so every store is written once.
+//!
+//! A [`Conn`] is either a SQLite connection (rusqlite, used synchronously on the thread that
+//! owns it: the database's writer thread, or inline for a short read) or a PostgreSQL connection
+//! from sqlx's `Any` pool. Statements are the same portable SQL with `$1` placeholders (rewritten
+//! to SQLite's `?1` on the way in); parameters are [`Arg`]s and rows decode through [`FromRow`].
+//!
+//! Why not sqlx for SQLite too: its driver runs every statement on the connection's own worker
+//! thread, two thread hand-offs per statement. A deposit touches ~50 statements; with rusqlite a
+//! whole group-commit batch is one hand-off (docs/performance.md).
+
+use super::{BoxFuture, Engine};
+use sqlx::any::AnyRow;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Row as _};
+
+/// Why a database call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// A query that must return a row returned none.
+    #[error("no rows returned")]
+    RowNotFound,
+    /// A stored value that does not decode into its domain type.
+    #[error("bad stored value: {0}")]
+    Decode(String),
+    /// A row changed under a guarded update (another replica won): retry the batch.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database's writer is gone (shutting down).
+    #[error("the database writer is unavailable")]
+    Closed,
+    /// The shared transaction a write job ran in failed to commit.
+    #[error("group commit failed: {0}")]
+    Commit(std::sync::Arc<Error>),
+}
+
+impl Error {
+    /// A lock timeout (try again) rather than a fault.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Error::Sqlx(sqlx::Error::PoolTimedOut) => true,
+            Error::Sqlx(sqlx::Error::Database(db)) => {
+                let message = db.message();
+                message.contains("database is locked") || message.contains("busy")
+            }
+            Error::Sqlite(rusqlite::Error::SqliteFailure(code, _)) => matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            Error::Commit(error) => error.is_busy(),
+            _ => false,
+        }
+    }
+
+    /// A unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Error::Sqlx(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            Error::Sqlite(rusqlite::Error::SqliteFailure(code, _)) => {
+                code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A value bound to a statement parameter (`$1` is the first).
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Int(i64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+    Null,
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(value: i64) -> Self {
+        Arg::Int(value)
+    }
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(value: &'a str) -> Self {
+        Arg::Text(value)
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(value: &'a String) -> Self {
+        Arg::Text(value)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Arg<'a> {
+    fn from(value: &'a [u8]) -> Self {
+        Arg::Blob(value)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Arg<'a> {
+    fn from(value: &'a Vec<u8>) -> Self {
+        Arg::Blob(value)
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(value: Option<i64>) -> Self {
+        value.map_or(Arg::Null, Arg::Int)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(value: Option<&'a str>) -> Self {
+        value.map_or(Arg::Null, Arg::Text)
+    }
+}
+
+/// `args![a, b, c]`: a statement's parameters, each converted with `Arg::from`.
+#[macro_export]
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {
+        &[$($crate::db::Arg::from($value)),*][..]
+    };
+}
+
+/// A column type both engines decode.
+pub trait Column: Sized {
+    fn from_sqlite(row: &rusqlite::Row<'_>, index: usize) -> Result<Self, Error>;
+    fn from_any(row: &AnyRow, index: usize) -> Result<Self, Error>;
+}
+
+impl<T> Column for T
+where
+    T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    fn from_sqlite(row: &rusqlite::Row<'_>, index: usize) -> Result<Self, Error> {
+        Ok(row.get(index)?)
+    }
+
+    fn from_any(row: &AnyRow, index: usize) -> Result<Self, Error> {
+        Ok(row.try_get(index)?)
+    }
+}
+
+/// One result row, of either engine.
+pub enum Row<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Any(&'r AnyRow),
+}
+
+impl Row<'_> {
+    /// The value of column `index` (from 0).
+    pub fn get<T: Column>(&self, index: usize) -> Result<T, Error> {
+        match self {
+            Row::Sqlite(row) => T::from_sqlite(row, index),
+            Row::Any(row) => T::from_any(row, index),
+        }
+    }
+}
+
+/// A type built from a result row.
+pub trait FromRow: Sized {
+    fn from_row(row: &Row<'_>) -> Result<Self, Error>;
+}
+
+macro_rules! tuple_from_row {
+    ($($name:ident $index:tt),+) => {
+        impl<$($name: Column),+> FromRow for ($($name,)+) {
+            fn from_row(row: &Row<'_>) -> Result<Self, Error> {
+                Ok(($(row.get::<$name>($index)?,)+))
+            }
+        }
+    };
+}
+
+tuple_from_row!(A 0);
+tuple_from_row!(A 0, B 1);
+tuple_from_row!(A 0, B 1, C 2);
+tuple_from_row!(A 0, B 1, C 2, D 3);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+
+/// SQLite spells numbered parameters `?1`; the portable SQL says `$1`.
+fn sqlite_sql(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The SQLite connection a [`Conn`] holds.
+enum Lite {
+    /// Owned (lent by the writer thread to one job at a time).
+    Owned(Box<rusqlite::Connection>),
+    /// A reader, borrowed from the database's small set for one short read.
+    Reader(tokio::sync::OwnedMutexGuard<rusqlite::Connection>),
+}
+
+enum Inner {
+    Sqlite(Lite),
+    Any(PoolConnection<Any>),
+}
+
+/// A connection of either engine (see the module docs).
+pub struct Conn {
+    inner: Inner,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Conn({:?})", self.engine())
+    }
+}
+
+fn bind_sqlite(statement: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> Result<(), Error> {
+    for (index, arg) in args.iter().enumerate() {
+        let position = index + 1;
+        match arg {
+            Arg::Int(value) => statement.raw_bind_parameter(position, value)?,
+            Arg::Text(value) => statement.raw_bind_parameter(position, value)?,
+            Arg::Blob(value) => statement.raw_bind_parameter(position, value)?,
+            Arg::Null => statement.raw_bind_parameter(position, rusqlite::types::Null)?,
+        }
+    }
+    Ok(())
+}
+
+fn bind_any<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    args: &'q [Arg<'q>],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for arg in args {
+        query = match *arg {
+            Arg::Int(value) => query.bind(value),
+            Arg::Text(value) => query.bind(value),
+            Arg::Blob(value) => query.bind(value),
+            Arg::Null => query.bind(None::<i64>),
+        };
+    }
+    query
+}
+
+// The sqlx calls are boxed: their futures are `Send` only for the concrete lifetimes at hand,
+// which the compiler cannot prove through an `async fn` spawned elsewhere.
+
+fn any_batch<'a>(conn: &'a mut AnyConnection, sql: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+    Box::pin(async move {
+        sqlx::Executor::execute(conn, sql).await?;
+        Ok(())
+    })
+}
+
+fn any_execute<'a>(
+    conn: &'a mut AnyConnection,
+    sql: &'a str,
+    args: &'a [Arg<'a>],
+) -> BoxFuture<'a, Result<u64, Error>> {
+    Box::pin(async move {
+        Ok(bind_any(sqlx::query(sql), args)
+            .execute(conn)
+            .await?
+            .rows_affected())
+    })
+}
+
+fn any_fetch_all<'a>(
+    conn: &'a mut AnyConnection,
+    sql: &'a str,
+    args: &'a [Arg<'a>],
+) -> BoxFuture<'a, Result<Vec<AnyRow>, Error>> {
+    Box::pin(async move { Ok(bind_any(sqlx::query(sql), args).fetch_all(conn).await?) })
+}
+
+fn any_fetch_optional<'a>(
+    conn: &'a mut AnyConnection,
+    sql: &'a str,
+    args: &'a [Arg<'a>],
+) -> BoxFuture<'a, Result<Option<AnyRow>, Error>> {
+    Box::pin(async move {
+        Ok(bind_any(sqlx::query(sql), args)
+            .fetch_optional(conn)
+            .await?)
+    })
+}
+
+impl Conn {
+    pub(crate) fn sqlite(conn: Box<rusqlite::Connection>) -> Self {
+        Self {
+            inner: Inner::Sqlite(Lite::Owned(conn)),
+        }
+    }
+
+    pub(crate) fn sqlite_reader(guard: tokio::sync::OwnedMutexGuard<rusqlite::Connection>) -> Self {
+        Self {
+            inner: Inner::Sqlite(Lite::Reader(guard)),
+        }
+    }
+
+    pub(crate) fn any(conn: PoolConnection<Any>) -> Self {
+        Self {
+            inner: Inner::Any(conn),
+        }
+    }
+
+    /// Gives back the owned SQLite connection (the writer thread's).
+    pub(crate) fn into_sqlite(self) -> Option<Box<rusqlite::Connection>> {
+        match self.inner {
+            Inner::Sqlite(Lite::Owned(conn)) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// The engine behind this connection.
+    pub fn engine(&self) -> Engine {
+        match self.inner {
+            Inner::Sqlite(_) => Engine::Sqlite,
+            Inner::Any(_) => Engine::Postgres,
+        }
+    }
+
+    fn lite(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Inner::Sqlite(Lite::Owned(conn)) => Some(conn),
+            Inner::Sqlite(Lite::Reader(guard)) => Some(guard),
+            Inner::Any(_) => None,
+        }
+    }
+
+    /// The PostgreSQL connection, for the few engine-specific statements.
+    pub fn as_any(&mut self) -> Option<&mut sqlx::AnyConnection> {
+        match &mut self.inner {
+            Inner::Any(conn) => Some(&mut **conn),
+            Inner::Sqlite(_) => None,
+        }
+    }
+
+    /// Runs statements without parameters (transaction control, DDL); several may be given,
+    /// separated by `;`.
+    pub async fn batch(&mut self, sql: &str) -> Result<(), Error> {
+        if let Some(conn) = self.lite() {
+            conn.execute_batch(sql)?;
+            return Ok(());
+        }
+        if let Inner::Any(conn) = &mut self.inner {
+            any_batch(conn, sql).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one statement; returns how many rows it changed.
+    pub async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Error> {
+        if let Some(conn) = self.lite() {
+            let mut statement = conn.prepare_cached(&sqlite_sql(sql))?;
+            bind_sqlite(&mut statement, args)?;
+            let changed = statement.raw_execute()?;
+            return Ok(changed as u64);
+        }
+        match &mut self.inner {
+            Inner::Any(conn) => any_execute(conn, sql, args).await,
+            Inner::Sqlite(_) => Err(Error::Closed),
+        }
+    }
+
+    /// Every row of a query.
+    pub async fn fetch_all<T: FromRow>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<T>, Error> {
+        if let Some(conn) = self.lite() {
+            let mut statement = conn.prepare_cached(&sqlite_sql(sql))?;
+            bind_sqlite(&mut statement, args)?;
+            let mut rows = statement.raw_query();
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(T::from_row(&Row::Sqlite(row))?);
+            }
+            return Ok(out);
+        }
+        match &mut self.inner {
+            Inner::Any(conn) => {
+                let rows = any_fetch_all(conn, sql, args).await?;
+                rows.iter().map(|row| T::from_row(&Row::Any(row))).collect()
+            }
+            Inner::Sqlite(_) => Err(Error::Closed),
+        }
+    }
+
+    /// The first row of a query, if any.
+    pub async fn fetch_optional<T: FromRow>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<T>, Error> {
+        if let Some(conn) = self.lite() {
+            let mut statement = conn.prepare_cached(&sqlite_sql(sql))?;
+            bind_sqlite(&mut statement, args)?;
+            let mut rows = statement.raw_query();
+            return match rows.next()? {
+                Some(row) => Ok(Some(T::from_row(&Row::Sqlite(row))?)),
+                None => Ok(None),
+            };
+        }
+        match &mut self.inner {
+            Inner::Any(conn) => {
+                let row = any_fetch_optional(conn, sql, args).await?;
+                row.as_ref()
+                    .map(|row| T::from_row(&Row::Any(row)))
+                    .transpose()
+            }
+            Inner::Sqlite(_) => Err(Error::Closed),
+        }
+    }
+
+    /// The first row of a query, which must exist.
+    pub async fn fetch_one<T: FromRow>(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<T, Error> {
+        self.fetch_optional(sql, args)
+            .await?
+            .ok_or(Error::RowNotFound)
+    }
+
+    /// The first column of the first row, if any.
+    pub async fn scalar<T: Column>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<T>, Error> {
+        Ok(self.fetch_optional::<(T,)>(sql, args).await?.map(|(v,)| v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_sql;
+
+    #[test]
+    fn numbered_parameters_become_sqlite_ones_outside_quotes() {
+        assert_eq!(
+            sqlite_sql("SELECT $1, '$2', $10 WHERE a = $2"),
+            "SELECT ?1, '$2', ?10 WHERE a = ?2"
+        );
+        assert_eq!(sqlite_sql("SELECT 1"), "SELECT 1");
+    }
+}

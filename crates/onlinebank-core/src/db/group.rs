@@ -1,0 +1,242 @@
+//! Group commit: callers hand small write transactions to one writer, which runs every job
+//! waiting at that moment in ONE transaction (each inside its own savepoint, so a failing job
+//! rolls back alone) and commits once. One fsync then makes many callers' work durable; each
+//! caller hears back only after that commit.
+//!
+//! On SQLite the writer is a thread of its own that owns the database's one write connection:
+//! a batch of N jobs costs one hand-off in and N answers out, and its statements run back to back
+//! without leaving the thread (the jobs' futures complete without waiting: every statement on a
+//! SQLite [`Conn`] is synchronous). On PostgreSQL each job is its own transaction on a pooled
+//! connection (the server groups the flushes of concurrent commits).
+
+use super::conn::{Conn, Error};
+use super::BoxFuture;
+use sqlx::AnyPool;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Called with the outcome of the batch's COMMIT.
+type Finish = Box<dyn FnOnce(Result<(), Arc<Error>>) + Send>;
+/// One caller's work: runs inside the shared transaction on the lent connection, hands it back
+/// and says whether it succeeded.
+type Job = Box<dyn FnOnce(Conn) -> BoxFuture<'static, (Conn, bool, Finish)> + Send>;
+
+/// The handle callers queue their jobs on (see the module docs).
+#[derive(Clone)]
+pub struct GroupCommit {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupCommit")
+    }
+}
+
+/// Why a group-committed job did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError<E> {
+    /// The job itself failed (its savepoint was rolled back).
+    #[error(transparent)]
+    Job(E),
+    /// The batch's transaction failed; nothing of the job is durable.
+    #[error("group commit failed: {0}")]
+    Commit(Arc<Error>),
+    /// The writer is gone (shutting down) or the batch could not start.
+    #[error("the database writer is unavailable")]
+    Closed,
+}
+
+impl From<GroupError<Error>> for Error {
+    fn from(error: GroupError<Error>) -> Self {
+        match error {
+            GroupError::Job(error) => error,
+            GroupError::Commit(error) => Error::Commit(error),
+            GroupError::Closed => Error::Closed,
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer thread that owns SQLite's write connection.
+    pub(crate) fn start_sqlite(
+        conn: rusqlite::Connection,
+        name: &str,
+        max_batch: usize,
+    ) -> anyhow::Result<Self> {
+        let (jobs, receiver) = mpsc::channel(max_batch * 4);
+        std::thread::Builder::new()
+            .name(format!("db-{name}"))
+            .spawn(move || sqlite_writer(Box::new(conn), receiver, max_batch))?;
+        Ok(Self { jobs })
+    }
+
+    /// Starts the task that runs each job in its own PostgreSQL transaction.
+    pub(crate) fn start_postgres(writer: AnyPool, max_batch: usize) -> Self {
+        let (jobs, receiver) = mpsc::channel(max_batch * 4);
+        tokio::spawn(postgres_writer(writer, receiver));
+        Self { jobs }
+    }
+
+    /// Runs `work` inside the next group transaction; returns its result once committed.
+    ///
+    /// A job must not turn a failed statement into success: on PostgreSQL that failure has
+    /// already aborted the job's transaction, and the COMMIT would quietly roll back. On SQLite
+    /// the job runs on the writer thread: it must only await statements on its connection.
+    ///
+    /// `work` gets the writer's connection and must hand it back with its result:
+    /// `db.write(|mut conn| async move { let r = f(&mut conn).await; (conn, r) })`.
+    pub async fn run<T, E, F, Fut>(&self, work: F) -> Result<T, GroupError<E>>
+    where
+        F: FnOnce(Conn) -> Fut + Send + 'static,
+        Fut: Future<Output = (Conn, Result<T, E>)> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (done, outcome) = oneshot::channel::<Result<T, GroupError<E>>>();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let (conn, result) = work(conn).await;
+                let ok = result.is_ok();
+                let finish: Finish = Box::new(move |commit| {
+                    let answer = match (commit, result) {
+                        (Ok(()), Ok(value)) => Ok(value),
+                        (_, Err(error)) => Err(GroupError::Job(error)),
+                        (Err(error), Ok(_)) => Err(GroupError::Commit(error)),
+                    };
+                    let _ = done.send(answer);
+                });
+                (conn, ok, finish)
+            })
+        });
+        self.jobs.send(job).await.map_err(|_| GroupError::Closed)?;
+        outcome.await.map_err(|_| GroupError::Closed)?
+    }
+}
+
+fn sqlite_writer(
+    mut conn: Box<rusqlite::Connection>,
+    mut receiver: mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
+    while let Some(first) = receiver.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (returned, finishers, commit) = sqlite_batch(conn, batch);
+        let commit = commit.map_err(Arc::new);
+        for finish in finishers {
+            finish(commit.clone());
+        }
+        match returned {
+            Some(returned) => conn = returned,
+            None => {
+                tracing::error!("a job kept the database's write connection; the writer stops");
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one job on the writer thread; its future completes without waiting (see the module
+/// docs).
+fn run_job(
+    conn: Box<rusqlite::Connection>,
+    job: Job,
+) -> (Option<Box<rusqlite::Connection>>, bool, Finish) {
+    let (returned, ok, finish) = futures::executor::block_on(job(Conn::sqlite(conn)));
+    (returned.into_sqlite(), ok, finish)
+}
+
+/// Runs a batch in one transaction. Jobs that never ran are dropped, which closes their reply
+/// channels: their callers see [`GroupError::Closed`].
+fn sqlite_batch(
+    conn: Box<rusqlite::Connection>,
+    batch: Vec<Job>,
+) -> (
+    Option<Box<rusqlite::Connection>>,
+    Vec<Finish>,
+    Result<(), Error>,
+) {
+    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return (Some(conn), Vec::new(), Err(error.into()));
+    }
+    let mut finishers = Vec::with_capacity(batch.len());
+    let alone = batch.len() == 1;
+    let mut conn = conn;
+    for job in batch {
+        if !alone {
+            if let Err(error) = conn.execute_batch("SAVEPOINT job") {
+                let _ = conn.execute_batch("ROLLBACK");
+                return (Some(conn), finishers, Err(error.into()));
+            }
+        }
+        let (returned, ok, finish) = run_job(conn, job);
+        finishers.push(finish);
+        let Some(returned) = returned else {
+            return (None, finishers, Err(Error::Closed));
+        };
+        conn = returned;
+        if alone {
+            // Alone in its batch, a job needs no savepoint: its failure rolls back the whole.
+            let end = if ok { "COMMIT" } else { "ROLLBACK" };
+            let ended = conn.execute_batch(end);
+            if ended.is_err() && ok {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            return (Some(conn), finishers, ended.map_err(Error::from));
+        }
+        let released = if ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(error) = released {
+            let _ = conn.execute_batch("ROLLBACK");
+            return (Some(conn), finishers, Err(error.into()));
+        }
+    }
+    let commit = conn.execute_batch("COMMIT");
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    (Some(conn), finishers, commit.map_err(Error::from))
+}
+
+/// PostgreSQL takes concurrent writers and batches their WAL flushes itself; one shared
+/// transaction would only hold every job's row locks for the whole batch and let two replicas'
+/// batches deadlock. So each job runs in its own transaction, up to the pool's size at once.
+async fn postgres_writer(writer: AnyPool, mut receiver: mpsc::Receiver<Job>) {
+    while let Some(job) = receiver.recv().await {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let (finish, commit) = postgres_job(&writer, job).await;
+            if let Some(finish) = finish {
+                finish(commit.map_err(Arc::new));
+            }
+        });
+    }
+}
+
+async fn postgres_job(writer: &AnyPool, job: Job) -> (Option<Finish>, Result<(), Error>) {
+    let conn = match writer.acquire().await {
+        Ok(conn) => conn,
+        Err(error) => return (None, Err(error.into())),
+    };
+    let mut conn = Conn::any(conn);
+    if let Err(error) = conn.batch("BEGIN").await {
+        return (None, Err(error));
+    }
+    let (mut conn, ok, finish) = job(conn).await;
+    let end = if ok { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.batch(end).await;
+    if ended.is_err() && ok {
+        let _ = conn.batch("ROLLBACK").await;
+    }
+    (Some(finish), ended)
+}

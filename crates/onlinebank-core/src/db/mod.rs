@@ -1,0 +1,489 @@
+//! A role's database: SQLite (the embedded default) or PostgreSQL (distributed mode), with each
+//! store written once in portable SQL (`$1` placeholders) against [`Conn`]. Where the engines
+//! differ (DDL, locking, a few functions) a store asks [`Conn::engine`].
+//!
+//! A [`Db`] reads through [`Db::read`] and writes through [`Db::write`] (group commit).
+//! - SQLite: WAL with `synchronous=FULL`; ONE write connection owned by a writer thread that runs
+//!   whole batches of write transactions (`BEGIN IMMEDIATE`, so a read-then-write can never act
+//!   on a stale snapshot), and a few reader connections used inline for short reads (WAL readers
+//!   never wait for the writer). Migrations run through sqlx at start-up.
+//! - PostgreSQL: each role lives in its own schema (named after the role) of the given database;
+//!   reader and writer pools through sqlx's `Any` driver, one transaction per write job, and
+//!   replicas of a role write concurrently, guarded by row versions and unique keys.
+
+mod conn;
+mod group;
+
+pub use conn::{Arg, Column, Conn, Error, FromRow, Row};
+pub use group::{GroupCommit, GroupError};
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A boxed future borrowing from `'a`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Jobs committed together at most.
+const MAX_BATCH: usize = 256;
+/// SQLite reader connections per database.
+const SQLITE_READERS: usize = 4;
+
+/// The database engine behind a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine named by a database URL.
+    pub fn of_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
+    }
+
+    /// `GREATEST` on PostgreSQL, the two-argument `MAX` on SQLite.
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "MAX",
+            Engine::Postgres => "GREATEST",
+        }
+    }
+
+    /// An auto-incrementing 64-bit primary key column type.
+    pub fn serial_key(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Engine::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        }
+    }
+}
+
+/// Where reads go.
+#[derive(Clone)]
+enum Readers {
+    /// A few SQLite connections, each lent for one short read.
+    Sqlite {
+        conns: Arc<Vec<Arc<tokio::sync::Mutex<rusqlite::Connection>>>>,
+        next: Arc<AtomicUsize>,
+    },
+    Postgres(AnyPool),
+}
+
+/// A service's database (see the module docs).
+#[derive(Clone)]
+pub struct Db {
+    readers: Readers,
+    /// Runs many callers' small write transactions as one (see [`GroupCommit`]).
+    pub group: GroupCommit,
+    /// PostgreSQL: the writer pool, for engine-specific work (the outbox relay).
+    postgres_writer: Option<AnyPool>,
+    pub engine: Engine,
+    /// Where it lives (for migrations and PostgreSQL's LISTEN connections) and the role's
+    /// schema there.
+    pub url: String,
+    pub schema: String,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("engine", &self.engine)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if missing) the database at `url`: `sqlite://path`, a plain path, or
+    /// `postgres://...` (then the role's tables live in schema `schema`, created if missing).
+    pub async fn open(url: &str, schema: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of_url(url);
+        match engine {
+            Engine::Sqlite => {
+                let path = sqlite_path(url)?;
+                let writer = open_rusqlite(&path, false)?;
+                let group = GroupCommit::start_sqlite(writer, schema, MAX_BATCH)?;
+                let conns = (0..SQLITE_READERS)
+                    .map(|_| {
+                        Ok(Arc::new(tokio::sync::Mutex::new(open_rusqlite(
+                            &path, true,
+                        )?)))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Ok(Self {
+                    readers: Readers::Sqlite {
+                        conns: Arc::new(conns),
+                        next: Arc::default(),
+                    },
+                    group,
+                    postgres_writer: None,
+                    engine,
+                    url: url.to_owned(),
+                    schema: schema.to_owned(),
+                })
+            }
+            Engine::Postgres => {
+                let write = open_postgres(url, schema, 8).await?;
+                let read = open_postgres(url, schema, 8).await?;
+                Ok(Self {
+                    readers: Readers::Postgres(read),
+                    group: GroupCommit::start_postgres(write.clone(), MAX_BATCH),
+                    postgres_writer: Some(write),
+                    engine,
+                    url: url.to_owned(),
+                    schema: schema.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Applies the role's migrations for this engine (on SQLite through a short-lived sqlx
+    /// connection).
+    pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
+        match self.engine {
+            Engine::Sqlite => {
+                let pool = open_sqlite(&self.url, 1).await?;
+                sqlite.run(&pool).await.context("migrating the database")?;
+                pool.close().await;
+            }
+            Engine::Postgres => {
+                if let Some(pool) = &self.postgres_writer {
+                    postgres.run(pool).await.context("migrating the database")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection for reading: on SQLite one of the reader connections (keep it only for the
+    /// statements at hand: it is used inline, without leaving the calling thread), on
+    /// PostgreSQL one from the reader pool.
+    pub async fn read(&self) -> Result<Conn, Error> {
+        match &self.readers {
+            Readers::Sqlite { conns, next } => {
+                for conn in conns.iter() {
+                    if let Ok(guard) = conn.clone().try_lock_owned() {
+                        return Ok(Conn::sqlite_reader(guard));
+                    }
+                }
+                let index = next.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
+                match conns.get(index) {
+                    Some(conn) => Ok(Conn::sqlite_reader(conn.clone().lock_owned().await)),
+                    None => Err(Error::Closed),
+                }
+            }
+            Readers::Postgres(pool) => Ok(Conn::any(pool.acquire().await?)),
+        }
+    }
+
+    /// Runs a write job through group commit (see [`GroupCommit::run`]).
+    pub async fn write<T, E, F, Fut>(&self, work: F) -> Result<T, GroupError<E>>
+    where
+        F: FnOnce(Conn) -> Fut + Send + 'static,
+        Fut: Future<Output = (Conn, Result<T, E>)> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.group.run(work).await
+    }
+
+    /// PostgreSQL's writer pool (None on SQLite), for engine-specific work.
+    pub fn postgres_writer(&self) -> Option<&AnyPool> {
+        self.postgres_writer.as_ref()
+    }
+
+    /// Whether the database answers (for readiness).
+    pub async fn ping(&self) -> bool {
+        match self.read().await {
+            Ok(mut conn) => conn.execute("SELECT 1", &[]).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The file behind a SQLite URL (`sqlite://path`, `sqlite:path` or a plain path), its folder
+/// created if missing.
+fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let path = PathBuf::from(path);
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
+    Ok(path)
+}
+
+/// Opens a SQLite connection with the settings every connection shares: WAL,
+/// `synchronous=FULL` (every commit an acknowledgement depends on is on disk before we answer),
+/// a busy timeout and foreign keys. A reader refuses writes and waits less.
+fn open_rusqlite(path: &std::path::Path, reader: bool) -> anyhow::Result<rusqlite::Connection> {
+    let conn =
+        rusqlite::Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    anyhow::ensure!(
+        mode.eq_ignore_ascii_case("wal"),
+        "{} refused WAL mode ({mode})",
+        path.display()
+    );
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_millis(if reader { 1000 } else { 5000 }))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    if reader {
+        conn.pragma_update(None, "query_only", "ON")?;
+    }
+    Ok(conn)
+}
+
+/// Opens a sqlx pool on the SQLite database at `url` (for migrations).
+pub async fn open_sqlite(url: &str, connections: u32) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let path = sqlite_path(url)?;
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let options =
+        AnyConnectOptions::from_str(&url).with_context(|| format!("bad database url {url}"))?;
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .with_context(|| format!("opening {url}"))
+}
+
+/// Opens a pool on PostgreSQL whose connections work in `schema` (created if missing).
+pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    anyhow::ensure!(
+        !schema.is_empty() && schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+        "bad schema name {schema:?}"
+    );
+    let options =
+        AnyConnectOptions::from_str(url).with_context(|| "bad database url (postgres)")?;
+    // Two replicas may create the schema at once; the loser's error is harmless.
+    let mut conn = AnyConnection::connect_with(&options)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let created = conn
+        .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+        .await;
+    if let Err(error) = created {
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM pg_namespace WHERE nspname = $1")
+                .bind(schema)
+                .fetch_optional(&mut conn)
+                .await?;
+        anyhow::ensure!(exists.is_some(), "creating schema {schema}: {error}");
+    }
+    let _ = conn.close().await;
+    let set_path: Arc<str> = format!("SET search_path TO {schema}").into();
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            let set_path = set_path.clone();
+            Box::pin(async move {
+                conn.execute(&*set_path).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .context("opening the PostgreSQL pool")
+}
+
+/// Listens on PostgreSQL channel `channel` of the database at `url` until `shutdown`: calls
+/// `on_listening(true)` once subscribed (notifications sent before then were missed) and
+/// `on_listening(false)` when the connection is lost, `on_payload` for every notification, and
+/// reconnects after a second. Callers poll as a fallback while not listening.
+pub async fn listen(
+    url: &str,
+    channel: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut on_listening: impl FnMut(bool),
+    mut on_payload: impl FnMut(&str),
+) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+            listener.listen(channel).await?;
+            on_listening(true);
+            loop {
+                let notification = listener.recv().await?;
+                on_payload(notification.payload());
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listening => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, channel, "notifications lost; polling until they are back");
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+        on_listening(false);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Support for the workspace's tests that run against a real PostgreSQL.
+pub mod testing {
+    use sqlx::Connection;
+
+    /// Creates a fresh, uniquely named database on the server named by the environment variable
+    /// `ONLINEBANK_TEST_POSTGRES` (which `.ci/run` sets) and returns its URL. Fails with
+    /// instructions when the variable is missing.
+    pub async fn fresh_postgres(prefix: &str) -> anyhow::Result<String> {
+        let server = std::env::var("ONLINEBANK_TEST_POSTGRES").map_err(|_| {
+            anyhow::anyhow!(
+                "this test needs a real PostgreSQL: run ./.ci/run, or dev/postgres.sh start and \
+                 export ONLINEBANK_TEST_POSTGRES=$(dev/postgres.sh url)"
+            )
+        })?;
+        let name = format!(
+            "{prefix}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        // Concurrent CREATE DATABASEs can collide on the template ("being accessed by other
+        // users"): try a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = sqlx::PgConnection::connect(&server).await?;
+            let created = sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+            match created {
+                Ok(_) => break,
+                Err(error) if attempt < 10 => {
+                    tracing::debug!(%error, "creating a test database, retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let base = server
+            .rsplit_once('/')
+            .map_or(server.as_str(), |(base, _)| base);
+        Ok(format!("{base}/{name}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("g.db").display().to_string(), "test")
+            .await
+            .unwrap();
+        group_commit_behaviour(db).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone_on_postgres() {
+        let url = testing::fresh_postgres("group").await.unwrap();
+        let db = Db::open(&url, "test").await.unwrap();
+        assert_eq!(db.engine, Engine::Postgres);
+        group_commit_behaviour(db).await;
+    }
+
+    async fn group_commit_behaviour(db: Db) {
+        db.write(|mut conn| async move {
+            let result = conn.batch("CREATE TABLE t (k BIGINT PRIMARY KEY)").await;
+            (conn, result)
+        })
+        .await
+        .unwrap();
+        let mut handles = Vec::new();
+        for k in 0..50i64 {
+            let db = db.clone();
+            handles.push(tokio::spawn(async move {
+                db.write(move |mut conn| async move {
+                    let result = conn
+                        .execute("INSERT INTO t (k) VALUES ($1)", crate::args![k % 40])
+                        .await
+                        .map(|_| k);
+                    (conn, result)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        let mut failed = 0;
+        for handle in handles {
+            match handle.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(GroupError::Job(error)) => {
+                    assert!(error.is_unique_violation(), "{error}");
+                    failed += 1
+                }
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!((ok, failed), (40, 10), "duplicates fail alone");
+        let mut conn = db.read().await.unwrap();
+        let count: Option<i64> = conn.scalar("SELECT COUNT(*) FROM t", &[]).await.unwrap();
+        assert_eq!(count, Some(40));
+        let rows: Vec<(i64, Option<String>)> = conn
+            .fetch_all(
+                "SELECT k, CAST(NULL AS TEXT) FROM t WHERE k < $1 ORDER BY k",
+                crate::args![3],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![(0, None), (1, None), (2, None)]);
+    }
+
+    #[tokio::test]
+    async fn sqlite_readers_refuse_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("r.db").display().to_string(), "test")
+            .await
+            .unwrap();
+        let mut conn = db.read().await.unwrap();
+        assert!(conn.batch("CREATE TABLE x (a INTEGER)").await.is_err());
+    }
+}
