@@ -22,6 +22,40 @@ pub struct RoleContext {
     pub tasks: TaskTracker,
     /// Fires once when the process starts shutting down.
     pub shutdown: CancellationToken,
+    /// The roles running in this process (`up`): calls to them skip the socket.
+    pub local: LocalRoles,
+}
+
+/// The routers of the roles that run in this process, so that a call from one role to another
+/// in the same process (`up`) is handed to the peer's router directly: the same HTTP request
+/// and answer, the same handlers, middleware, load shedding and timeouts, without a loopback
+/// connection. Empty in `serve`, where every peer is another process.
+#[derive(Clone, Default)]
+pub struct LocalRoles {
+    routers: Arc<[std::sync::OnceLock<axum::Router>; 6]>,
+}
+
+impl fmt::Debug for LocalRoles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let local: Vec<&str> = Role::ALL
+            .into_iter()
+            .filter(|role| self.get(*role).is_some())
+            .map(Role::as_str)
+            .collect();
+        write!(f, "LocalRoles({local:?})")
+    }
+}
+
+impl LocalRoles {
+    /// Registers `role`'s router (once; later registrations are ignored).
+    pub fn register(&self, role: Role, router: axum::Router) {
+        let _ = self.routers[role.index()].set(router);
+    }
+
+    /// The router of `role`, if it runs in this process.
+    pub fn get(&self, role: Role) -> Option<axum::Router> {
+        self.routers[role.index()].get().cloned()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +78,18 @@ impl Role {
         Role::Request,
         Role::Gateway,
     ];
+
+    /// The role's position in [`Role::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Role::Auth => 0,
+            Role::Account => 1,
+            Role::History => 2,
+            Role::Mypage => 3,
+            Role::Request => 4,
+            Role::Gateway => 5,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -81,8 +127,9 @@ mod tests {
 
     #[test]
     fn roles_parse_from_their_names() {
-        for role in Role::ALL {
+        for (index, role) in Role::ALL.into_iter().enumerate() {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(role.index(), index);
         }
         assert!("bank".parse::<Role>().is_err());
     }

@@ -43,7 +43,12 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     // Long enough for the request role's bounded wait, short enough to never hang.
     let timeout = settings.request_wait + settings.step_up_timeout + Duration::from_secs(5);
     let http = onlinebank_core::http::peer_client(timeout)?;
-    let upstreams = Arc::new(Upstreams::new(http, &settings.peers));
+    let upstreams = Arc::new(Upstreams::new(
+        http,
+        &settings.peers,
+        ctx.local.clone(),
+        timeout,
+    ));
     ctx.tasks
         .spawn(upstreams.clone().watch_readiness(ctx.shutdown.clone()));
     let state = GatewayState {

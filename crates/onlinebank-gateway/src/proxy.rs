@@ -11,12 +11,14 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use onlinebank_core::http::MAX_BODY_BYTES;
+use onlinebank_core::role::LocalRoles;
 use onlinebank_core::settings::Peers;
 use onlinebank_core::{ApiError, Role};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tower::util::ServiceExt;
 
 /// One role's instances.
 #[derive(Debug)]
@@ -48,6 +50,10 @@ impl Instances {
 pub struct Upstreams {
     http: reqwest::Client,
     roles: Vec<(Role, Instances)>,
+    /// Roles in this process (`up`): called through their routers, without a socket.
+    local: LocalRoles,
+    /// The longest a call to a role may take (the HTTP client has the same timeout).
+    timeout: Duration,
 }
 
 /// Headers that describe one connection, not the message: never forwarded.
@@ -105,7 +111,7 @@ impl IntoResponse for Answer {
 }
 
 impl Upstreams {
-    pub fn new(http: reqwest::Client, peers: &Peers) -> Self {
+    pub fn new(http: reqwest::Client, peers: &Peers, local: LocalRoles, timeout: Duration) -> Self {
         let roles = Role::ALL
             .into_iter()
             .map(|role| {
@@ -127,7 +133,12 @@ impl Upstreams {
                 )
             })
             .collect();
-        Self { http, roles }
+        Self {
+            http,
+            roles,
+            local,
+            timeout,
+        }
     }
 
     /// Checks every instance of every role with more than one instance, until `shutdown`.
@@ -193,6 +204,11 @@ impl Upstreams {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Answer, ApiError> {
+        if let Some(router) = self.local.get(role) {
+            return self
+                .call_local(router, role, method, path, headers, body)
+                .await;
+        }
         let instances = self
             .instances(role)
             .filter(|instances| !instances.urls.is_empty())
@@ -251,5 +267,56 @@ impl Upstreams {
         }
         // Every instance was unreachable: nothing happened.
         Err(ApiError::busy())
+    }
+
+    /// Calls a role of this process through its router: the same request and answer as over
+    /// HTTP, with the same timeout.
+    async fn call_local(
+        &self,
+        router: axum::Router,
+        role: Role,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Answer, ApiError> {
+        let idempotent = method == Method::GET || method == Method::HEAD;
+        let mut request = http::Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            if forwardable(name) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .body(Body::from(body))
+            .map_err(|error| ApiError::validation(format!("bad request: {error}")))?;
+        let response = match tokio::time::timeout(self.timeout, router.oneshot(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                tracing::warn!(%role, "role timed out");
+                return Err(if idempotent {
+                    ApiError::busy()
+                } else {
+                    ApiError::outcome_unknown(StatusCode::GATEWAY_TIMEOUT)
+                });
+            }
+        };
+        let (parts, body) = response.into_parts();
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(body) => Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            }),
+            Err(error) => {
+                tracing::warn!(%role, %error, "reading a role's answer failed");
+                Err(if idempotent {
+                    ApiError::busy()
+                } else {
+                    ApiError::outcome_unknown(StatusCode::BAD_GATEWAY)
+                })
+            }
+        }
     }
 }

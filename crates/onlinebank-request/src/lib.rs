@@ -57,6 +57,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let state = RequestState {
         step_up: stepup::StepUpClient::new(
             http,
+            ctx.local.clone(),
             auth_url,
             settings.internal_token(),
             settings.step_up_timeout,

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use onlinebank_core::http::INTERNAL_HEADER;
-use onlinebank_core::Reason;
+use onlinebank_core::role::LocalRoles;
+use onlinebank_core::{Reason, Role};
 use serde_json::json;
 use std::time::Duration;
+use tower::util::ServiceExt;
 use uuid::Uuid;
 
 /// auth's answer to a step-up, or why there was none.
@@ -29,6 +31,8 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct StepUpClient {
     http: reqwest::Client,
+    /// auth in this process (`up`): called through its router, without a socket.
+    local: LocalRoles,
     auth_url: String,
     internal_token: String,
     timeout: Duration,
@@ -49,6 +53,7 @@ fn breaker_transition(state: State) {
 impl StepUpClient {
     pub fn new(
         http: reqwest::Client,
+        local: LocalRoles,
         auth_url: String,
         internal_token: String,
         timeout: Duration,
@@ -57,6 +62,7 @@ impl StepUpClient {
         metrics::gauge!("breaker_state", "target" => "auth").set(State::Closed.gauge());
         Self {
             http,
+            local,
             auth_url,
             internal_token,
             timeout,
@@ -102,18 +108,22 @@ impl StepUpClient {
         request_id: Uuid,
         action: &str,
     ) -> Verdict {
+        let body = json!({
+            "customerId": customer_id,
+            "sessionId": session_id,
+            "password": password,
+            "requestId": request_id,
+            "action": action,
+        });
+        if let Some(auth) = self.local.get(Role::Auth) {
+            return self.call_local(auth, body, request_id).await;
+        }
         let call = self
             .http
             .post(format!("{}/internal/v1/step-up", self.auth_url))
             .header(INTERNAL_HEADER, &self.internal_token)
             .timeout(self.timeout)
-            .json(&json!({
-                "customerId": customer_id,
-                "sessionId": session_id,
-                "password": password,
-                "requestId": request_id,
-                "action": action,
-            }))
+            .json(&body)
             .send();
         let response = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(response)) => response,
@@ -126,32 +136,64 @@ impl StepUpClient {
                 return Verdict::Unavailable;
             }
         };
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse().ok());
-        match response.status().as_u16() {
-            200 => Verdict::Verified,
-            401 => Verdict::Refused {
-                reason: Reason::StepUpFailed,
-                session_expired: true,
-                retry_after: None,
-            },
-            403 => Verdict::Refused {
-                reason: Reason::StepUpFailed,
-                session_expired: false,
-                retry_after: None,
-            },
-            429 => Verdict::Refused {
-                reason: Reason::LockedOut,
-                session_expired: false,
-                retry_after,
-            },
-            status => {
-                tracing::warn!(request = %request_id, status, "step-up answered an error");
+        verdict(response.status().as_u16(), response.headers(), request_id)
+    }
+
+    /// The step-up through auth's router in this process, with the same timeout.
+    async fn call_local(
+        &self,
+        auth: axum::Router,
+        body: serde_json::Value,
+        request_id: Uuid,
+    ) -> Verdict {
+        let request = http::Request::post("/internal/v1/step-up")
+            .header(INTERNAL_HEADER, &self.internal_token)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body.to_string()));
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::warn!(request = %request_id, %error, "step-up call failed");
+                return Verdict::Unavailable;
+            }
+        };
+        match tokio::time::timeout(self.timeout, auth.oneshot(request)).await {
+            Ok(Ok(response)) => verdict(response.status().as_u16(), response.headers(), request_id),
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                tracing::warn!(request = %request_id, "step-up call timed out");
                 Verdict::Unavailable
             }
+        }
+    }
+}
+
+/// What auth's answer to a step-up means.
+fn verdict(status: u16, headers: &http::HeaderMap, request_id: Uuid) -> Verdict {
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok());
+    match status {
+        200 => Verdict::Verified,
+        401 => Verdict::Refused {
+            reason: Reason::StepUpFailed,
+            session_expired: true,
+            retry_after: None,
+        },
+        403 => Verdict::Refused {
+            reason: Reason::StepUpFailed,
+            session_expired: false,
+            retry_after: None,
+        },
+        429 => Verdict::Refused {
+            reason: Reason::LockedOut,
+            session_expired: false,
+            retry_after,
+        },
+        status => {
+            tracing::warn!(request = %request_id, status, "step-up answered an error");
+            Verdict::Unavailable
         }
     }
 }

@@ -51,20 +51,24 @@ struct Process {
     stop_serving: CancellationToken,
     servers: TaskTracker,
     drain_delay: Duration,
+    /// `up`: the roles call each other through their routers (see [`onlinebank_core::role::LocalRoles`]).
+    in_process_calls: bool,
 }
 
 impl Process {
-    fn new(settings: Settings, drain_delay: Duration) -> Self {
+    fn new(settings: Settings, drain_delay: Duration, in_process_calls: bool) -> Self {
         Self {
             ctx: RoleContext {
                 settings: Arc::new(settings),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                local: Default::default(),
             },
             readiness: Readiness::default(),
             stop_serving: CancellationToken::new(),
             servers: TaskTracker::new(),
             drain_delay,
+            in_process_calls,
         }
     }
 }
@@ -82,6 +86,9 @@ async fn start_role(
     let address = listener.local_addr()?;
     let shutdown = process.stop_serving.clone();
     let front = front_router(role.as_str(), built.clone());
+    if process.in_process_calls {
+        process.ctx.local.register(role, front.clone());
+    }
     process.servers.spawn(async move {
         if let Err(error) = onlinebank_core::http::serve(listener, front, shutdown).await {
             tracing::error!(%role, error = %format!("{error:#}"), "server stopped");
@@ -209,7 +216,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = bind(&args.listen).await?;
     let bus = Bus::open(settings.bus.as_deref(), &settings.data_dir).await?;
     let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(1000));
-    let process = Process::new(settings, drain_delay);
+    let process = Process::new(settings, drain_delay, false);
     start_role(args.role, listener, &process, &bus).await?;
     process.readiness.set(true);
     run_until_signal(process).await
@@ -250,7 +257,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await?
         .single_process();
     let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(0));
-    let process = Process::new(settings, drain_delay);
+    let process = Process::new(settings, drain_delay, true);
     for (role, listener) in listeners {
         start_role(role, listener, &process, &bus).await?;
     }

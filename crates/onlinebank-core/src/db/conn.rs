@@ -371,8 +371,11 @@ impl Conn {
         if let Some(conn) = self.lite() {
             let mut statement = conn.prepare_cached(&sqlite_sql(sql))?;
             bind_sqlite(&mut statement, args)?;
-            let changed = statement.raw_execute()?;
-            return Ok(changed as u64);
+            // Stepped to the end, so a statement that also returns rows runs whole.
+            let mut rows = statement.raw_query();
+            while rows.next()?.is_some() {}
+            drop(rows);
+            return Ok(conn.changes());
         }
         match &mut self.inner {
             Inner::Any(conn) => any_execute(conn, sql, args).await,

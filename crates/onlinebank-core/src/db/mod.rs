@@ -209,7 +209,7 @@ impl Db {
     /// Whether the database answers (for readiness).
     pub async fn ping(&self) -> bool {
         match self.read().await {
-            Ok(mut conn) => conn.execute("SELECT 1", &[]).await.is_ok(),
+            Ok(mut conn) => conn.scalar::<i64>("SELECT 1", &[]).await.is_ok(),
             Err(_) => false,
         }
     }
@@ -483,6 +483,7 @@ mod tests {
         let db = Db::open(&dir.path().join("r.db").display().to_string(), "test")
             .await
             .unwrap();
+        assert!(db.ping().await, "a reader answers");
         let mut conn = db.read().await.unwrap();
         assert!(conn.batch("CREATE TABLE x (a INTEGER)").await.is_err());
     }
