@@ -2,6 +2,7 @@
 
 use crate::MypageState;
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use onlinebank_core::args;
@@ -9,7 +10,7 @@ use onlinebank_core::command::{Command, ReadKind, RequestBody};
 use onlinebank_core::db::{Error, FromRow, Row};
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ApiError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -95,22 +96,60 @@ impl AccountRow {
         })
     }
 
-    fn last_request(&self) -> Value {
-        match &self.last_request_id {
-            Some(request_id) => json!({
-                "requestId": request_id,
-                "type": self.last_request_kind,
-                "amount": self.last_request_amount,
-                "status": self.last_request_status,
-                "at": self.last_request_at,
-            }),
-            None => Value::Null,
+    /// `GET /api/v1/accounts/{no}`: the account, its last request and recent transactions.
+    fn detail<'a>(&'a self, recent: &'a [TransactionRow]) -> AccountDetail<'a> {
+        AccountDetail {
+            account_no: &self.account_no,
+            balance: self.balance,
+            status: &self.status,
+            version: self.version,
+            opened_at: &self.opened_at,
+            updated_at: &self.updated_at,
+            transactions: recent,
+            last_request: self
+                .last_request_id
+                .as_deref()
+                .map(|request_id| LastRequest {
+                    request_id,
+                    kind: self.last_request_kind.as_deref(),
+                    amount: self.last_request_amount,
+                    status: self.last_request_status.as_deref(),
+                    at: self.last_request_at.as_deref(),
+                }),
         }
     }
 }
 
+/// The answer to `GET /api/v1/accounts/{no}`, serialised straight from the rows.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountDetail<'a> {
+    account_no: &'a str,
+    balance: i64,
+    status: &'a str,
+    version: i64,
+    opened_at: &'a str,
+    updated_at: &'a str,
+    transactions: &'a [TransactionRow],
+    last_request: Option<LastRequest<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LastRequest<'a> {
+    request_id: &'a str,
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    amount: Option<i64>,
+    status: Option<&'a str>,
+    at: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct TransactionRow {
     request_id: String,
+    #[serde(rename = "type")]
     kind: String,
     amount: i64,
     balance_after: i64,
@@ -213,13 +252,10 @@ async fn account_detail(
     State(state): State<MypageState>,
     bearer: Authenticated,
     Path(account_no): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let account = own_account(&state, &bearer, &account_no).await?;
     let (recent, _) = transactions(&state, &account.account_no, 10, None).await?;
-    let mut body = account.summary();
-    body["transactions"] = recent.iter().map(TransactionRow::to_json).collect();
-    body["lastRequest"] = account.last_request();
-    Ok(Json(body))
+    Ok(Json(account.detail(&recent)).into_response())
 }
 
 #[derive(Deserialize)]

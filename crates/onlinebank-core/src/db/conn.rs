@@ -2,8 +2,8 @@
 //!
 //! A [`Conn`] is either a SQLite connection (rusqlite, used synchronously on the thread that
 //! owns it: the database's writer thread, or inline for a short read) or a PostgreSQL connection
-//! from sqlx's `Any` pool. Statements are the same portable SQL with `$1` placeholders (rewritten
-//! to SQLite's `?1` on the way in); parameters are [`Arg`]s and rows decode through [`FromRow`].
+//! from sqlx's `Any` pool. Statements are the same portable SQL with `$1` placeholders (both
+//! engines read them; SQLite as named parameters); parameters are [`Arg`]s and rows decode through [`FromRow`].
 //!
 //! Why not sqlx for SQLite too: its driver runs every statement on the connection's own worker
 //! thread, two thread hand-offs per statement. A deposit touches ~50 statements; with rusqlite a
@@ -186,27 +186,6 @@ tuple_from_row!(A 0, B 1, C 2, D 3, E 4);
 tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5);
 tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 
-/// SQLite spells numbered parameters `?1`; the portable SQL says `$1`.
-fn sqlite_sql(sql: &str) -> std::borrow::Cow<'_, str> {
-    if !sql.contains('$') {
-        return std::borrow::Cow::Borrowed(sql);
-    }
-    let mut out = String::with_capacity(sql.len());
-    let mut quoted = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            quoted = !quoted;
-        }
-        if c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
 /// The SQLite connection a [`Conn`] holds.
 enum Lite {
     /// Owned (lent by the writer thread to one job at a time).
@@ -231,9 +210,20 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// Binds `args` to a SQLite statement. The portable SQL names its parameters `$1`, `$2`, ...;
+/// SQLite numbers named parameters in order of first appearance, so each of the statement's
+/// parameters is bound by its name (`$n` takes `args[n - 1]`).
 fn bind_sqlite(statement: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> Result<(), Error> {
-    for (index, arg) in args.iter().enumerate() {
-        let position = index + 1;
+    for position in 1..=statement.parameter_count() {
+        let wanted = statement
+            .parameter_name(position)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|number| number.parse::<usize>().ok())
+            .unwrap_or(position);
+        let arg = wanted
+            .checked_sub(1)
+            .and_then(|index| args.get(index))
+            .ok_or_else(|| Error::Decode(format!("no value for parameter ${wanted}")))?;
         match arg {
             Arg::Int(value) => statement.raw_bind_parameter(position, value)?,
             Arg::Text(value) => statement.raw_bind_parameter(position, value)?,
@@ -369,7 +359,7 @@ impl Conn {
     /// Runs one statement; returns how many rows it changed.
     pub async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Error> {
         if let Some(conn) = self.lite() {
-            let mut statement = conn.prepare_cached(&sqlite_sql(sql))?;
+            let mut statement = conn.prepare_cached(sql)?;
             bind_sqlite(&mut statement, args)?;
             // Stepped to the end, so a statement that also returns rows runs whole.
             let mut rows = statement.raw_query();
@@ -390,7 +380,7 @@ impl Conn {
         args: &[Arg<'_>],
     ) -> Result<Vec<T>, Error> {
         if let Some(conn) = self.lite() {
-            let mut statement = conn.prepare_cached(&sqlite_sql(sql))?;
+            let mut statement = conn.prepare_cached(sql)?;
             bind_sqlite(&mut statement, args)?;
             let mut rows = statement.raw_query();
             let mut out = Vec::new();
@@ -415,7 +405,7 @@ impl Conn {
         args: &[Arg<'_>],
     ) -> Result<Option<T>, Error> {
         if let Some(conn) = self.lite() {
-            let mut statement = conn.prepare_cached(&sqlite_sql(sql))?;
+            let mut statement = conn.prepare_cached(sql)?;
             bind_sqlite(&mut statement, args)?;
             let mut rows = statement.raw_query();
             return match rows.next()? {
@@ -448,19 +438,5 @@ impl Conn {
         args: &[Arg<'_>],
     ) -> Result<Option<T>, Error> {
         Ok(self.fetch_optional::<(T,)>(sql, args).await?.map(|(v,)| v))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sqlite_sql;
-
-    #[test]
-    fn numbered_parameters_become_sqlite_ones_outside_quotes() {
-        assert_eq!(
-            sqlite_sql("SELECT $1, '$2', $10 WHERE a = $2"),
-            "SELECT ?1, '$2', ?10 WHERE a = ?2"
-        );
-        assert_eq!(sqlite_sql("SELECT 1"), "SELECT 1");
     }
 }

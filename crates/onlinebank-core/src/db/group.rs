@@ -143,6 +143,11 @@ fn sqlite_writer(
     }
 }
 
+/// Runs a transaction-control statement (prepared once per connection).
+fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(|_| ())
+}
+
 /// Runs one job on the writer thread; its future completes without waiting (see the module
 /// docs).
 fn run_job(
@@ -163,7 +168,7 @@ fn sqlite_batch(
     Vec<Finish>,
     Result<(), Error>,
 ) {
-    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(error) = control(&conn, "BEGIN IMMEDIATE") {
         return (Some(conn), Vec::new(), Err(error.into()));
     }
     let mut finishers = Vec::with_capacity(batch.len());
@@ -171,8 +176,8 @@ fn sqlite_batch(
     let mut conn = conn;
     for job in batch {
         if !alone {
-            if let Err(error) = conn.execute_batch("SAVEPOINT job") {
-                let _ = conn.execute_batch("ROLLBACK");
+            if let Err(error) = control(&conn, "SAVEPOINT job") {
+                let _ = control(&conn, "ROLLBACK");
                 return (Some(conn), finishers, Err(error.into()));
             }
         }
@@ -185,25 +190,25 @@ fn sqlite_batch(
         if alone {
             // Alone in its batch, a job needs no savepoint: its failure rolls back the whole.
             let end = if ok { "COMMIT" } else { "ROLLBACK" };
-            let ended = conn.execute_batch(end);
+            let ended = control(&conn, end);
             if ended.is_err() && ok {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = control(&conn, "ROLLBACK");
             }
             return (Some(conn), finishers, ended.map_err(Error::from));
         }
         let released = if ok {
-            conn.execute_batch("RELEASE job")
+            control(&conn, "RELEASE job")
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            control(&conn, "ROLLBACK TO job").and_then(|()| control(&conn, "RELEASE job"))
         };
         if let Err(error) = released {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = control(&conn, "ROLLBACK");
             return (Some(conn), finishers, Err(error.into()));
         }
     }
-    let commit = conn.execute_batch("COMMIT");
+    let commit = control(&conn, "COMMIT");
     if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = control(&conn, "ROLLBACK");
     }
     (Some(conn), finishers, commit.map_err(Error::from))
 }

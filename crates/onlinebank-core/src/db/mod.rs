@@ -93,8 +93,8 @@ pub struct Db {
     pub engine: Engine,
     /// Where it lives (for migrations and PostgreSQL's LISTEN connections) and the role's
     /// schema there.
-    pub url: String,
-    pub schema: String,
+    pub url: Arc<str>,
+    pub schema: Arc<str>,
 }
 
 impl std::fmt::Debug for Db {
@@ -132,8 +132,8 @@ impl Db {
                     group,
                     postgres_writer: None,
                     engine,
-                    url: url.to_owned(),
-                    schema: schema.to_owned(),
+                    url: url.into(),
+                    schema: schema.into(),
                 })
             }
             Engine::Postgres => {
@@ -144,8 +144,8 @@ impl Db {
                     group: GroupCommit::start_postgres(write.clone(), MAX_BATCH),
                     postgres_writer: Some(write),
                     engine,
-                    url: url.to_owned(),
-                    schema: schema.to_owned(),
+                    url: url.into(),
+                    schema: schema.into(),
                 })
             }
         }
@@ -475,6 +475,25 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, vec![(0, None), (1, None), (2, None)]);
+    }
+
+    #[tokio::test]
+    async fn parameters_bind_by_number_in_any_order_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("p.db").display().to_string(), "test")
+            .await
+            .unwrap();
+        let mut conn = db.read().await.unwrap();
+        let value: Option<i64> = conn
+            .scalar("SELECT $2 - $1 + $2 * 0 + $3", crate::args![1, 10, 100])
+            .await
+            .unwrap();
+        assert_eq!(value, Some(109));
+        let text: Option<String> = conn
+            .scalar("SELECT '$1' || $1", crate::args!["x"])
+            .await
+            .unwrap();
+        assert_eq!(text.as_deref(), Some("$1x"));
     }
 
     #[tokio::test]
