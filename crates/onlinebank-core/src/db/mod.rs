@@ -497,6 +497,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_writes_are_durable_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("d.db").display().to_string(), "test")
+            .await
+            .unwrap();
+        let (synchronous, journal) = db
+            .write(|mut conn| async move {
+                let result = async {
+                    let synchronous: Option<i64> = conn.scalar("PRAGMA synchronous", &[]).await?;
+                    let journal: Option<String> = conn.scalar("PRAGMA journal_mode", &[]).await?;
+                    Ok::<_, Error>((synchronous, journal))
+                }
+                .await;
+                (conn, result)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            synchronous,
+            Some(2),
+            "synchronous=FULL: fsync at every commit"
+        );
+        assert_eq!(journal.as_deref(), Some("wal"));
+    }
+
+    #[tokio::test]
     async fn sqlite_readers_refuse_writes() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("r.db").display().to_string(), "test")
