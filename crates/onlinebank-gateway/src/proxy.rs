@@ -84,6 +84,16 @@ pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         })
 }
 
+/// A call that broke after the role may have acted on it: a read can simply be tried again
+/// (busy); a write's outcome is unknown (the client resolves it with its Idempotency-Key).
+fn broken_call(idempotent: bool, status: StatusCode) -> ApiError {
+    if idempotent {
+        ApiError::busy()
+    } else {
+        ApiError::outcome_unknown(status)
+    }
+}
+
 /// A role's answer, read whole.
 pub struct Answer {
     pub status: StatusCode,
@@ -236,11 +246,7 @@ impl Upstreams {
                         }),
                         Err(error) => {
                             tracing::warn!(%role, %error, "reading a role's answer failed");
-                            Err(if idempotent {
-                                ApiError::busy()
-                            } else {
-                                ApiError::outcome_unknown(StatusCode::BAD_GATEWAY)
-                            })
+                            Err(broken_call(idempotent, StatusCode::BAD_GATEWAY))
                         }
                     };
                 }
@@ -295,11 +301,7 @@ impl Upstreams {
             Ok(Err(never)) => match never {},
             Err(_) => {
                 tracing::warn!(%role, "role timed out");
-                return Err(if idempotent {
-                    ApiError::busy()
-                } else {
-                    ApiError::outcome_unknown(StatusCode::GATEWAY_TIMEOUT)
-                });
+                return Err(broken_call(idempotent, StatusCode::GATEWAY_TIMEOUT));
             }
         };
         let (parts, body) = response.into_parts();
@@ -311,12 +313,85 @@ impl Upstreams {
             }),
             Err(error) => {
                 tracing::warn!(%role, %error, "reading a role's answer failed");
-                Err(if idempotent {
-                    ApiError::busy()
-                } else {
-                    ApiError::outcome_unknown(StatusCode::BAD_GATEWAY)
-                })
+                Err(broken_call(idempotent, StatusCode::BAD_GATEWAY))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+
+    /// Upstreams whose request role runs in this process as `router`.
+    fn local_request_role(router: axum::Router) -> Upstreams {
+        let local = LocalRoles::default();
+        local.register(Role::Request, router);
+        let peers = Peers {
+            // Nothing listens there: a call that left the process would be refused.
+            request: vec!["http://127.0.0.1:9".to_owned()],
+            ..Peers::default()
+        };
+        Upstreams::new(
+            reqwest::Client::new(),
+            &peers,
+            local,
+            Duration::from_millis(200),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_local_role_gets_the_call_with_its_headers_and_body_and_its_answer_comes_back() {
+        let upstreams = local_request_role(axum::Router::new().route(
+            "/echo",
+            post(|headers: HeaderMap, body: String| async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                (StatusCode::CREATED, [("x-key", key)], body)
+            }),
+        ));
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotency-key", http::HeaderValue::from_static("k-1"));
+        let answer = upstreams
+            .call(
+                Role::Request,
+                Method::POST,
+                "/echo?x=1",
+                &headers,
+                Bytes::from_static(b"hello"),
+            )
+            .await;
+        let Ok(answer) = answer else {
+            panic!("the local call failed")
+        };
+        assert_eq!(answer.status, StatusCode::CREATED);
+        assert_eq!(answer.headers.get("x-key").unwrap(), "k-1");
+        assert_eq!(&answer.body[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_local_role_past_the_timeout_is_busy_for_a_read_and_unknown_for_a_write() {
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "late"
+        };
+        let upstreams =
+            local_request_role(axum::Router::new().route("/slow", get(slow).post(slow)));
+        let headers = HeaderMap::new();
+        let read = upstreams
+            .call(Role::Request, Method::GET, "/slow", &headers, Bytes::new())
+            .await;
+        assert!(matches!(read, Err(error) if error.code == "service_busy"));
+        let write = upstreams
+            .call(Role::Request, Method::POST, "/slow", &headers, Bytes::new())
+            .await;
+        assert!(matches!(
+            write,
+            Err(error) if error.code == "outcome_unknown" && error.status == StatusCode::GATEWAY_TIMEOUT
+        ));
     }
 }

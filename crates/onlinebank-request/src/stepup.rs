@@ -197,3 +197,85 @@ fn verdict(status: u16, headers: &http::HeaderMap, request_id: Uuid) -> Verdict 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use http::StatusCode;
+
+    /// A client whose auth is `auth`, registered as running in this process.
+    fn client_with_local_auth(auth: axum::Router) -> StepUpClient {
+        let local = LocalRoles::default();
+        local.register(Role::Auth, auth);
+        StepUpClient::new(
+            reqwest::Client::new(),
+            local,
+            // Nothing listens there: a call that left the process would fail as unreachable.
+            "http://127.0.0.1:9".to_owned(),
+            "internal".to_owned(),
+            Duration::from_millis(200),
+            BreakerConfig::default(),
+        )
+    }
+
+    async fn verify(client: &StepUpClient) -> Verdict {
+        client
+            .verify("c", "s", "pw", Uuid::now_v7(), "deposit")
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_local_auth_is_called_through_its_router_with_the_internal_header() {
+        let auth = axum::Router::new().route(
+            "/internal/v1/step-up",
+            post(|headers: http::HeaderMap, body: String| async move {
+                let internal = headers.get(INTERNAL_HEADER).and_then(|v| v.to_str().ok());
+                let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                if internal == Some("internal") && json["password"] == "pw" {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                }
+            }),
+        );
+        assert_eq!(
+            verify(&client_with_local_auth(auth)).await,
+            Verdict::Verified
+        );
+    }
+
+    #[tokio::test]
+    async fn a_local_lockout_keeps_its_retry_after() {
+        let auth = axum::Router::new().route(
+            "/internal/v1/step-up",
+            post(|| async { (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "42")]) }),
+        );
+        assert_eq!(
+            verify(&client_with_local_auth(auth)).await,
+            Verdict::Refused {
+                reason: Reason::LockedOut,
+                session_expired: false,
+                retry_after: Some(42),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_local_auth_slower_than_the_timeout_is_unavailable_at_the_timeout() {
+        let auth = axum::Router::new().route(
+            "/internal/v1/step-up",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                StatusCode::OK
+            }),
+        );
+        let client = client_with_local_auth(auth);
+        let started = std::time::Instant::now();
+        assert_eq!(verify(&client).await, Verdict::Unavailable);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "gave up at the timeout, not after auth answered"
+        );
+    }
+}
