@@ -79,6 +79,11 @@ impl GroupCommit {
         Self { jobs }
     }
 
+    /// Whether the writer is gone (its thread or task ended): no write can succeed any more.
+    pub fn is_closed(&self) -> bool {
+        self.jobs.is_closed()
+    }
+
     /// Runs `work` inside the next group transaction; returns its result once committed.
     ///
     /// A job must not turn a failed statement into success: on PostgreSQL that failure has

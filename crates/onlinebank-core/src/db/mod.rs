@@ -206,8 +206,11 @@ impl Db {
         self.postgres_writer.as_ref()
     }
 
-    /// Whether the database answers (for readiness).
+    /// Whether the database answers and its writer still runs (for readiness).
     pub async fn ping(&self) -> bool {
+        if self.group.is_closed() {
+            return false;
+        }
         match self.read().await {
             Ok(mut conn) => conn.scalar::<i64>("SELECT 1", &[]).await.is_ok(),
             Err(_) => false,
@@ -520,6 +523,34 @@ mod tests {
             "synchronous=FULL: fsync at every commit"
         );
         assert_eq!(journal.as_deref(), Some("wal"));
+    }
+
+    #[tokio::test]
+    async fn a_database_whose_writer_died_is_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("w.db").display().to_string(), "test")
+            .await
+            .unwrap();
+        assert!(db.ping().await);
+        let broken = db
+            .write(|conn| async move {
+                let bug = true;
+                if bug {
+                    panic!("a job with a bug (expected in this test)");
+                }
+                (conn, Ok::<(), Error>(()))
+            })
+            .await;
+        assert!(matches!(broken, Err(GroupError::Closed)));
+        let mut ready = true;
+        for _ in 0..200 {
+            ready = db.ping().await;
+            if !ready {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!ready, "readiness reports the dead writer");
     }
 
     #[tokio::test]
