@@ -87,8 +87,7 @@ async fn apply_batch(
     .map_err(|error| anyhow::anyhow!("applying requests: {error}"))
 }
 
-async fn apply(conn: &mut Conn, batch: &[Delivery], max_amount: i64) -> anyhow::Result<()> {
-    let tx = conn;
+async fn apply(tx: &mut Conn, batch: &[Delivery], max_amount: i64) -> anyhow::Result<()> {
     for delivery in batch {
         let Some((envelope, event)) = delivery.decode() else {
             continue;

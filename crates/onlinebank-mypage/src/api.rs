@@ -85,26 +85,22 @@ impl FromRow for AccountRow {
 }
 
 impl AccountRow {
-    fn summary(&self) -> Value {
-        json!({
-            "accountNo": self.account_no,
-            "balance": self.balance,
-            "status": self.status,
-            "version": self.version,
-            "openedAt": self.opened_at,
-            "updatedAt": self.updated_at,
-        })
-    }
-
-    /// `GET /api/v1/accounts/{no}`: the account, its last request and recent transactions.
-    fn detail<'a>(&'a self, recent: &'a [TransactionRow]) -> AccountDetail<'a> {
-        AccountDetail {
+    /// The account as listed: number, balance, status, version and times.
+    fn summary(&self) -> AccountSummary<'_> {
+        AccountSummary {
             account_no: &self.account_no,
             balance: self.balance,
             status: &self.status,
             version: self.version,
             opened_at: &self.opened_at,
             updated_at: &self.updated_at,
+        }
+    }
+
+    /// `GET /api/v1/accounts/{no}`: the account, its last request and recent transactions.
+    fn detail<'a>(&'a self, recent: &'a [TransactionRow]) -> AccountDetail<'a> {
+        AccountDetail {
+            summary: self.summary(),
             transactions: recent,
             last_request: self
                 .last_request_id
@@ -120,16 +116,24 @@ impl AccountRow {
     }
 }
 
-/// The answer to `GET /api/v1/accounts/{no}`, serialised straight from the rows.
+/// An account as listed, serialised straight from its row.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AccountDetail<'a> {
+struct AccountSummary<'a> {
     account_no: &'a str,
     balance: i64,
     status: &'a str,
     version: i64,
     opened_at: &'a str,
     updated_at: &'a str,
+}
+
+/// The answer to `GET /api/v1/accounts/{no}`, serialised straight from the rows.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountDetail<'a> {
+    #[serde(flatten)]
+    summary: AccountSummary<'a>,
     transactions: &'a [TransactionRow],
     last_request: Option<LastRequest<'a>>,
 }
@@ -166,19 +170,6 @@ impl FromRow for TransactionRow {
             balance_after: row.get(3)?,
             version: row.get(4)?,
             occurred_at: row.get(5)?,
-        })
-    }
-}
-
-impl TransactionRow {
-    fn to_json(&self) -> Value {
-        json!({
-            "requestId": self.request_id,
-            "type": self.kind,
-            "amount": self.amount,
-            "balanceAfter": self.balance_after,
-            "version": self.version,
-            "occurredAt": self.occurred_at,
         })
     }
 }
@@ -244,7 +235,7 @@ async fn my_accounts(
         .await?
         .fetch_all(&sql, args![bearer.customer_id()])
         .await?;
-    let items: Vec<Value> = rows.iter().map(AccountRow::summary).collect();
+    let items: Vec<AccountSummary> = rows.iter().map(AccountRow::summary).collect();
     Ok(Json(json!({"items": items, "next": null})))
 }
 
@@ -280,9 +271,8 @@ async fn account_transactions(
         };
     let account = own_account(&state, &bearer, &account_no).await?;
     let (rows, next) = transactions(&state, &account.account_no, limit, before).await?;
-    let items: Vec<Value> = rows.iter().map(TransactionRow::to_json).collect();
     Ok(Json(
-        json!({"items": items, "next": next.map(|v| v.to_string())}),
+        json!({"items": rows, "next": next.map(|v| v.to_string())}),
     ))
 }
 
@@ -311,7 +301,7 @@ async fn read_request(
     });
     if kind == ReadKind::History {
         let (rows, _) = transactions(&state, &account.account_no, 100, None).await?;
-        answer["transactions"] = rows.iter().map(TransactionRow::to_json).collect();
+        answer["transactions"] = json!(rows);
     }
     Ok(Json(answer))
 }

@@ -194,6 +194,15 @@ enum Lite {
     Reader(tokio::sync::OwnedMutexGuard<rusqlite::Connection>),
 }
 
+impl Lite {
+    fn conn(&self) -> &rusqlite::Connection {
+        match self {
+            Lite::Owned(conn) => conn,
+            Lite::Reader(guard) => guard,
+        }
+    }
+}
+
 enum Inner {
     Sqlite(Lite),
     Any(PoolConnection<Any>),
@@ -223,7 +232,10 @@ fn bind_sqlite(statement: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> Res
         let arg = wanted
             .checked_sub(1)
             .and_then(|index| args.get(index))
-            .ok_or_else(|| Error::Decode(format!("no value for parameter ${wanted}")))?;
+            .ok_or(rusqlite::Error::InvalidParameterCount(
+                args.len(),
+                statement.parameter_count(),
+            ))?;
         match arg {
             Arg::Int(value) => statement.raw_bind_parameter(position, value)?,
             Arg::Text(value) => statement.raw_bind_parameter(position, value)?,
@@ -232,6 +244,17 @@ fn bind_sqlite(statement: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> Res
         }
     }
     Ok(())
+}
+
+/// A SQLite statement, prepared once per connection, with `args` bound.
+fn prepare<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<rusqlite::CachedStatement<'c>, Error> {
+    let mut statement = conn.prepare_cached(sql)?;
+    bind_sqlite(&mut statement, args)?;
+    Ok(statement)
 }
 
 fn bind_any<'q>(
@@ -327,49 +350,27 @@ impl Conn {
         }
     }
 
-    fn lite(&self) -> Option<&rusqlite::Connection> {
-        match &self.inner {
-            Inner::Sqlite(Lite::Owned(conn)) => Some(conn),
-            Inner::Sqlite(Lite::Reader(guard)) => Some(guard),
-            Inner::Any(_) => None,
-        }
-    }
-
-    /// The PostgreSQL connection, for the few engine-specific statements.
-    pub fn as_any(&mut self) -> Option<&mut sqlx::AnyConnection> {
-        match &mut self.inner {
-            Inner::Any(conn) => Some(&mut **conn),
-            Inner::Sqlite(_) => None,
-        }
-    }
-
     /// Runs statements without parameters (transaction control, DDL); several may be given,
     /// separated by `;`.
     pub async fn batch(&mut self, sql: &str) -> Result<(), Error> {
-        if let Some(conn) = self.lite() {
-            conn.execute_batch(sql)?;
-            return Ok(());
+        match &mut self.inner {
+            Inner::Sqlite(lite) => Ok(lite.conn().execute_batch(sql)?),
+            Inner::Any(conn) => any_batch(conn, sql).await,
         }
-        if let Inner::Any(conn) = &mut self.inner {
-            any_batch(conn, sql).await?;
-        }
-        Ok(())
     }
 
     /// Runs one statement; returns how many rows it changed.
     pub async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Error> {
-        if let Some(conn) = self.lite() {
-            let mut statement = conn.prepare_cached(sql)?;
-            bind_sqlite(&mut statement, args)?;
-            // Stepped to the end, so a statement that also returns rows runs whole.
-            let mut rows = statement.raw_query();
-            while rows.next()?.is_some() {}
-            drop(rows);
-            return Ok(conn.changes());
-        }
         match &mut self.inner {
+            Inner::Sqlite(lite) => {
+                let conn = lite.conn();
+                let mut statement = prepare(conn, sql, args)?;
+                // Stepped to the end, so a statement that also returns rows runs whole.
+                let mut rows = statement.raw_query();
+                while rows.next()?.is_some() {}
+                Ok(conn.changes())
+            }
             Inner::Any(conn) => any_execute(conn, sql, args).await,
-            Inner::Sqlite(_) => Err(Error::Closed),
         }
     }
 
@@ -379,22 +380,20 @@ impl Conn {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<Vec<T>, Error> {
-        if let Some(conn) = self.lite() {
-            let mut statement = conn.prepare_cached(sql)?;
-            bind_sqlite(&mut statement, args)?;
-            let mut rows = statement.raw_query();
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(T::from_row(&Row::Sqlite(row))?);
-            }
-            return Ok(out);
-        }
         match &mut self.inner {
+            Inner::Sqlite(lite) => {
+                let mut statement = prepare(lite.conn(), sql, args)?;
+                let mut rows = statement.raw_query();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(T::from_row(&Row::Sqlite(row))?);
+                }
+                Ok(out)
+            }
             Inner::Any(conn) => {
                 let rows = any_fetch_all(conn, sql, args).await?;
                 rows.iter().map(|row| T::from_row(&Row::Any(row))).collect()
             }
-            Inner::Sqlite(_) => Err(Error::Closed),
         }
     }
 
@@ -404,23 +403,21 @@ impl Conn {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<Option<T>, Error> {
-        if let Some(conn) = self.lite() {
-            let mut statement = conn.prepare_cached(sql)?;
-            bind_sqlite(&mut statement, args)?;
-            let mut rows = statement.raw_query();
-            return match rows.next()? {
-                Some(row) => Ok(Some(T::from_row(&Row::Sqlite(row))?)),
-                None => Ok(None),
-            };
-        }
         match &mut self.inner {
+            Inner::Sqlite(lite) => {
+                let mut statement = prepare(lite.conn(), sql, args)?;
+                let mut rows = statement.raw_query();
+                match rows.next()? {
+                    Some(row) => Ok(Some(T::from_row(&Row::Sqlite(row))?)),
+                    None => Ok(None),
+                }
+            }
             Inner::Any(conn) => {
                 let row = any_fetch_optional(conn, sql, args).await?;
                 row.as_ref()
                     .map(|row| T::from_row(&Row::Any(row)))
                     .transpose()
             }
-            Inner::Sqlite(_) => Err(Error::Closed),
         }
     }
 

@@ -156,7 +156,7 @@ impl Db {
     pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
         match self.engine {
             Engine::Sqlite => {
-                let pool = open_sqlite(&self.url, 1).await?;
+                let pool = sqlite_migration_pool(&self.url).await?;
                 sqlite.run(&pool).await.context("migrating the database")?;
                 pool.close().await;
             }
@@ -261,15 +261,15 @@ fn open_rusqlite(path: &std::path::Path, reader: bool) -> anyhow::Result<rusqlit
     Ok(conn)
 }
 
-/// Opens a sqlx pool on the SQLite database at `url` (for migrations).
-pub async fn open_sqlite(url: &str, connections: u32) -> anyhow::Result<AnyPool> {
+/// Opens a one-connection sqlx pool on the SQLite database at `url`, for its migrations.
+async fn sqlite_migration_pool(url: &str) -> anyhow::Result<AnyPool> {
     sqlx::any::install_default_drivers();
     let path = sqlite_path(url)?;
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let options =
         AnyConnectOptions::from_str(&url).with_context(|| format!("bad database url {url}"))?;
     AnyPoolOptions::new()
-        .max_connections(connections)
+        .max_connections(1)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
         .after_connect(|conn, _| {
