@@ -16,7 +16,6 @@ use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Largest request body any role accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -216,19 +215,9 @@ pub fn peer_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(2))
         .pool_max_idle_per_host(256)
+        // Shorter than any role's idle timeout, so a pooled connection is never one the peer is
+        // closing at that moment.
+        .pool_idle_timeout(Duration::from_secs(4))
         .tcp_nodelay(true)
         .build()?)
-}
-
-/// Serves `router` on `listener` until `shutdown` fires, then finishes in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let router = router.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
-    Ok(())
 }

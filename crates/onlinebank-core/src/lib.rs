@@ -15,6 +15,7 @@ pub mod money;
 pub mod reason;
 pub mod role;
 pub mod secret;
+pub mod server;
 pub mod settings;
 pub mod time;
 pub mod token;

@@ -85,6 +85,15 @@ pub struct Settings {
     pub breaker_failure_rate: f64,
     pub breaker_open: Duration,
     pub breaker_half_open_calls: u32,
+    /// Sign-up and login calls the gateway serves at once (their own budget, apart from the
+    /// customers' money requests); beyond, callers wait up to `public_wait`, then 503.
+    pub max_in_flight_public: usize,
+    /// Sign-up and login calls one client address may have in progress at the gateway at once.
+    pub max_in_flight_per_client: usize,
+    /// How long a sign-up or login waits for a free place before 503 `service_busy`.
+    pub public_wait: Duration,
+    /// Connection-level limits: header, body and idle timeouts and the connection cap.
+    pub server: crate::server::ServerLimits,
 }
 
 impl Settings {
@@ -108,6 +117,15 @@ impl Settings {
             breaker_failure_rate: 0.5,
             breaker_open: Duration::from_secs(3),
             breaker_half_open_calls: 3,
+            max_in_flight_public: 128,
+            max_in_flight_per_client: 32,
+            public_wait: Duration::from_secs(1),
+            server: crate::server::ServerLimits {
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(10),
+                max_connections: crate::server::ServerLimits::default_max_connections(),
+            },
         }
     }
 

@@ -5,6 +5,7 @@
 //! sign-up and login to auth — balancing across a role's instances, and translates the original
 //! system's legacy endpoints ([`legacy`]). It holds no state of its own.
 
+mod admission;
 mod legacy;
 mod proxy;
 
@@ -35,6 +36,17 @@ pub(crate) struct GatewayState {
     read_slots: Arc<Semaphore>,
 }
 
+/// Sign-up and login: places of their own (see [`admission`]), never the customers' write slots.
+fn public(
+    router: Router<GatewayState>,
+    admission: Arc<admission::PublicAdmission>,
+) -> Router<GatewayState> {
+    router.route_layer(axum::middleware::from_fn_with_state(
+        admission,
+        admission::admit_public,
+    ))
+}
+
 pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = &ctx.settings;
     for role in [Role::Request, Role::Auth, Role::Mypage] {
@@ -57,6 +69,11 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
         write_slots: Arc::new(Semaphore::new(settings.max_in_flight_writes)),
         read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
     };
+    let admission = Arc::new(admission::PublicAdmission::new(
+        settings.max_in_flight_public,
+        settings.max_in_flight_per_client,
+        settings.public_wait,
+    ));
     let writes = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(
             ("gateway", state.write_slots.clone()),
@@ -78,11 +95,14 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
                 "/internal/{*rest}",
                 any(|| async { onlinebank_core::http::not_found().await }),
             )
-            .merge(writes(
+            .merge(public(
                 Router::new()
                     .route("/api/v1/customers", post(to_auth))
-                    .route("/api/v1/sessions", post(to_auth))
-                    .route("/requests", post(legacy::submit)),
+                    .route("/api/v1/sessions", post(to_auth)),
+                admission,
+            ))
+            .merge(writes(
+                Router::new().route("/requests", post(legacy::submit)),
             ))
             // Shed by what the call is: balance and history count as reads.
             .route("/api/v1/requests", post(submit_request))

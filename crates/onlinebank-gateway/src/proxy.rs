@@ -68,8 +68,24 @@ const HOP_BY_HOP: [&str; 8] = [
     "host",
 ];
 
+/// Headers only the bank's roles may set (the internal key among them): a client's are dropped
+/// before its call goes anywhere.
+const INTERNAL_PREFIX: &str = "x-onlinebank-";
+
 fn forwardable(name: &HeaderName) -> bool {
     !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::CONTENT_LENGTH
+}
+
+/// Removes every internal header a client sent.
+pub fn strip_internal_headers(headers: &mut HeaderMap) {
+    let internal: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(INTERNAL_PREFIX))
+        .cloned()
+        .collect();
+    for name in internal {
+        headers.remove(name);
+    }
 }
 
 pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
@@ -186,7 +202,8 @@ impl Upstreams {
 
     /// Forwards a client's call to `role` and answers what it answered.
     pub async fn forward(&self, role: Role, request: Request) -> Response {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        strip_internal_headers(&mut parts.headers);
         let body = match read_body(body).await {
             Ok(body) => body,
             Err(error) => return error.into_response(),

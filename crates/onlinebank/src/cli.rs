@@ -198,6 +198,35 @@ pub struct CommonArgs {
     /// On SIGTERM, how long to answer not-ready before the listener stops accepting
     #[arg(long, env = "ONLINEBANK_DRAIN_DELAY_MS")]
     pub drain_delay_ms: Option<u64>,
+    /// Address of the admin listener (`/metrics`, `/health/*`); port 0 picks a free one
+    #[arg(long, env = "ONLINEBANK_ADMIN_LISTEN", default_value = "127.0.0.1:0")]
+    pub admin_listen: String,
+    /// Sign-up and login calls the gateway serves at once, apart from money requests
+    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_PUBLIC", default_value_t = 128)]
+    pub max_in_flight_public: usize,
+    /// Sign-up and login calls one client address may have in progress at once
+    #[arg(
+        long,
+        env = "ONLINEBANK_MAX_IN_FLIGHT_PER_CLIENT",
+        default_value_t = 32
+    )]
+    pub max_in_flight_per_client: usize,
+    /// How long a sign-up or login waits for a free place before 503 service_busy
+    #[arg(long, env = "ONLINEBANK_PUBLIC_WAIT_MS", default_value_t = 1000)]
+    pub public_wait_ms: u64,
+    /// A request's headers must arrive within this time, else the connection is closed
+    #[arg(long, env = "ONLINEBANK_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive whole within this time, else 408 request_timeout
+    #[arg(long, env = "ONLINEBANK_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+    /// A connection with no call in progress is closed after this time
+    #[arg(long, env = "ONLINEBANK_IDLE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub idle_timeout_ms: u64,
+    /// Connections open at once per process (default: the open-files limit less a quarter);
+    /// past it the longest-idle connection is closed
+    #[arg(long, env = "ONLINEBANK_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 impl CommonArgs {
@@ -234,6 +263,24 @@ impl CommonArgs {
         settings.breaker_failure_rate = self.breaker_failure_rate;
         settings.breaker_open = Duration::from_millis(self.breaker_open_ms);
         settings.breaker_half_open_calls = self.breaker_half_open_calls.max(1);
+        anyhow::ensure!(
+            self.max_in_flight_public > 0 && self.max_in_flight_per_client > 0,
+            "--max-in-flight-public and --max-in-flight-per-client must be positive"
+        );
+        settings.max_in_flight_public = self.max_in_flight_public;
+        settings.max_in_flight_per_client = self.max_in_flight_per_client;
+        settings.public_wait = Duration::from_millis(self.public_wait_ms);
+        anyhow::ensure!(
+            self.header_timeout_ms > 0 && self.body_timeout_ms > 0 && self.idle_timeout_ms > 0,
+            "--header-timeout-ms, --body-timeout-ms and --idle-timeout-ms must be positive"
+        );
+        settings.server.header_timeout = Duration::from_millis(self.header_timeout_ms);
+        settings.server.body_timeout = Duration::from_millis(self.body_timeout_ms);
+        settings.server.idle_timeout = Duration::from_millis(self.idle_timeout_ms);
+        if let Some(max_connections) = self.max_connections {
+            anyhow::ensure!(max_connections > 0, "--max-connections must be positive");
+            settings.server.max_connections = max_connections;
+        }
         Ok(settings)
     }
 }

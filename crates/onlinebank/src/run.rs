@@ -1,5 +1,8 @@
-//! Starting roles: each gets its router plus health and metrics endpoints on its own listener;
-//! `up` starts all six in one process, `serve` one.
+//! Starting roles: each gets its router plus health endpoints on its own listener; `up` starts
+//! all six in one process, `serve` one. Every process also has an admin listener
+//! (`--admin-listen`) with `/metrics` and the process's `/health/*`: operators' endpoints never
+//! share the public port. All listeners of a process share its connection limits
+//! ([`onlinebank_core::server`]).
 //!
 //! Shutdown on SIGTERM/SIGINT, in order: readiness goes false (load balancers and the gateway stop
 //! sending new calls) for the drain delay; the listeners stop accepting and in-flight calls finish
@@ -15,6 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use onlinebank_bus::Bus;
 use onlinebank_core::http::{health_router, Readiness, ReadyCheck};
+use onlinebank_core::server::Connections;
 use onlinebank_core::ApiError;
 use onlinebank_core::{Role, RoleContext, RoleParts, Settings};
 use serde_json::json;
@@ -53,10 +57,15 @@ struct Process {
     drain_delay: Duration,
     /// `up`: the roles call each other through their routers (see [`onlinebank_core::role::LocalRoles`]).
     in_process_calls: bool,
+    /// Every connection of the process, over all its listeners (the cap is per process).
+    connections: Arc<Connections>,
+    /// Each started role's own readiness check, for the admin listener's `/health/ready`.
+    checks: std::sync::Mutex<Vec<ReadyCheck>>,
 }
 
 impl Process {
     fn new(settings: Settings, drain_delay: Duration, in_process_calls: bool) -> Self {
+        let connections = Connections::new(settings.server);
         Self {
             ctx: RoleContext {
                 settings: Arc::new(settings),
@@ -69,7 +78,52 @@ impl Process {
             servers: TaskTracker::new(),
             drain_delay,
             in_process_calls,
+            connections,
+            checks: Default::default(),
         }
+    }
+
+    /// Serves `router` on `listener` until shutdown, with the process's connection limits.
+    fn spawn_server(&self, name: &'static str, listener: TcpListener, router: Router) {
+        let shutdown = self.stop_serving.clone();
+        let connections = self.connections.clone();
+        self.servers.spawn(async move {
+            if let Err(error) =
+                onlinebank_core::server::serve(listener, router, connections, shutdown).await
+            {
+                tracing::error!(listener = name, error = %format!("{error:#}"), "server stopped");
+            }
+        });
+    }
+
+    /// Binds the admin listener: `/metrics`, and `/health/*` of the process (ready when every
+    /// role in it is).
+    async fn start_admin(&self, address: &str) -> anyhow::Result<()> {
+        let listener = bind(address).await?;
+        let address = listener.local_addr()?;
+        let checks = self
+            .checks
+            .lock()
+            .map(|checks| checks.clone())
+            .unwrap_or_default();
+        let check: ReadyCheck = Arc::new(move || {
+            let checks = checks.clone();
+            Box::pin(async move {
+                for check in checks {
+                    if !check().await {
+                        return false;
+                    }
+                }
+                true
+            })
+        });
+        let router = health_router("admin", self.readiness.clone(), check)
+            .merge(onlinebank_core::metrics::router())
+            .fallback(onlinebank_core::http::not_found);
+        self.spawn_server("admin", listener, router);
+        println!("onlinebank admin listening on http://{address}");
+        tracing::info!(%address, "admin listener started");
+        Ok(())
     }
 }
 
@@ -84,16 +138,11 @@ async fn start_role(
     // else (readiness included) 503 `starting`.
     let built: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
     let address = listener.local_addr()?;
-    let shutdown = process.stop_serving.clone();
     let front = front_router(role.as_str(), built.clone());
     if process.in_process_calls {
         process.ctx.local.register(role, front.clone());
     }
-    process.servers.spawn(async move {
-        if let Err(error) = onlinebank_core::http::serve(listener, front, shutdown).await {
-            tracing::error!(%role, error = %format!("{error:#}"), "server stopped");
-        }
-    });
+    process.spawn_server(role.as_str(), listener, front);
     let parts = build_role(role, &process.ctx, bus).await?;
     let check: ReadyCheck = {
         let db = parts.db.clone();
@@ -111,11 +160,13 @@ async fn start_role(
             })
         })
     };
+    if let Ok(mut checks) = process.checks.lock() {
+        checks.push(check.clone());
+    }
     let name = role.as_str();
     let router = parts
         .router
         .merge(health_router(name, process.readiness.clone(), check))
-        .merge(onlinebank_core::metrics::router())
         .fallback(onlinebank_core::http::not_found)
         .layer(axum::middleware::from_fn(move |request, next| {
             onlinebank_core::metrics::track(name, request, next)
@@ -218,6 +269,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(1000));
     let process = Process::new(settings, drain_delay, false);
     start_role(args.role, listener, &process, &bus).await?;
+    process.start_admin(&args.common.admin_listen).await?;
     process.readiness.set(true);
     run_until_signal(process).await
 }
@@ -261,6 +313,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     for (role, listener) in listeners {
         start_role(role, listener, &process, &bus).await?;
     }
+    process.start_admin(&args.common.admin_listen).await?;
     process.readiness.set(true);
     println!("onlinebank ready at {gateway_url}");
     run_until_signal(process).await

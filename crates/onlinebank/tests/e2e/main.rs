@@ -10,6 +10,8 @@
 //! - `crash`: kill -9 of account and request mid-stream; every store agrees afterwards.
 //! - `distributed`: PostgreSQL + Kafka, two processes per role (needs ONLINEBANK_TEST_POSTGRES
 //!   and ONLINEBANK_TEST_KAFKA, which .ci/run sets).
+//! - `doors`: strangers stalling bodies and flooding logins, timeouts, the connection cap, encoded
+//!   paths, metrics only on the admin listener.
 //! - `resilience`: auth frozen or killed (timeout, breaker), write overload (shedding), rolling
 //!   restart of two request instances, clients hanging up, graceful shutdown, `/metrics`.
 
@@ -21,6 +23,7 @@ mod cluster;
 mod concurrency;
 mod crash;
 mod distributed;
+mod doors;
 mod failures;
 mod flows;
 mod idempotency;

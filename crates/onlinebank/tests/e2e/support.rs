@@ -48,7 +48,21 @@ impl Proc {
         env: &[(String, String)],
         mut ready: impl FnMut(&str) -> bool,
     ) -> Result<Proc, String> {
-        let mut child = Command::new(BIN)
+        // `NOFILE=<n>` in `env` starts the binary under `prlimit --nofile=n:n` (the binary itself
+        // never reads it): how the doors' tests give a process a small open-files limit.
+        let nofile = env
+            .iter()
+            .find(|(name, _)| name == "NOFILE")
+            .map(|(_, value)| value.clone());
+        let mut command = match &nofile {
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command.arg(format!("--nofile={limit}:{limit}")).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(&args)
             // Functional tests run many banks at once on a small machine: a generous step-up
             // timeout keeps a slow scheduler from turning into `service_busy`. Tests of the
@@ -224,6 +238,21 @@ fn listening_line(line: &str) -> Option<(String, String)> {
     ))
 }
 
+/// Takes a `serve` process's role and admin listening lines; true once both were seen.
+fn started_urls(
+    line: &str,
+    role: &str,
+    url: &mut Option<String>,
+    admin: &mut Option<String>,
+) -> bool {
+    match listening_line(line) {
+        Some((printed, printed_url)) if printed == role => *url = Some(printed_url),
+        Some((printed, printed_url)) if printed == "admin" => *admin = Some(printed_url),
+        _ => {}
+    }
+    url.is_some() && admin.is_some()
+}
+
 /// Parses `onlinebank ready at <url>`.
 fn ready_line(line: &str) -> Option<String> {
     let url = line.strip_prefix("onlinebank ready at ")?;
@@ -298,7 +327,8 @@ impl TestBank {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let (proc, gateway, roles) = Self::launch(dir.path(), &extra, &env).await;
-        let ops = Ops::new(roles, internal_token(dir.path()));
+        let admin = Self::admin_of(&roles);
+        let ops = Ops::new(roles, admin, internal_token(dir.path()));
         TestBank {
             api: Api::new(&gateway),
             ops,
@@ -336,7 +366,7 @@ impl TestBank {
         roles
             .entry("gateway".to_owned())
             .or_insert_with(|| gateway.clone());
-        for role in ROLES {
+        for role in ROLES.into_iter().chain(["admin"]) {
             assert!(
                 roles.contains_key(role),
                 "`up` did not print where {role} listens: {roles:?}"
@@ -345,12 +375,21 @@ impl TestBank {
         (proc, gateway, roles)
     }
 
+    /// `up` has one admin listener for every role.
+    fn admin_of(roles: &HashMap<String, String>) -> HashMap<String, String> {
+        ROLES
+            .iter()
+            .map(|role| ((*role).to_owned(), roles["admin"].clone()))
+            .collect()
+    }
+
     /// SIGKILLs the bank and starts it again on the same data directory (new ports).
     pub async fn restart(&mut self) {
         self.proc.kill();
         let (proc, gateway, roles) = Self::launch(self.dir.path(), &self.extra, &self.env).await;
         self.proc = proc;
         self.api.base = gateway;
+        self.ops.admin = Self::admin_of(&roles);
         self.ops.urls = roles;
     }
 
@@ -406,6 +445,7 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let knobs = strings(knobs);
         let mut urls: HashMap<String, String> = HashMap::new();
+        let mut admin: HashMap<String, String> = HashMap::new();
         let mut procs = BTreeMap::new();
         for role in ROLES {
             let instances = instances(role).max(1);
@@ -439,12 +479,13 @@ impl Cluster {
                     );
                 }
                 args.extend(knobs.iter().cloned());
-                let (proc, url) = Self::launch(&name, args).await;
+                let (proc, url, admin_url) = Self::launch(&name, args).await;
                 urls.insert(name.clone(), url);
+                admin.insert(name.clone(), admin_url);
                 procs.insert(name, proc);
             }
         }
-        let ops = Ops::new(urls.clone(), internal_token(dir.path()));
+        let ops = Ops::new(urls.clone(), admin, internal_token(dir.path()));
         Cluster {
             api: Api::new(&urls["gateway"]),
             ops,
@@ -453,26 +494,22 @@ impl Cluster {
         }
     }
 
-    async fn launch(name: &str, mut args: Vec<String>) -> (Proc, String) {
+    async fn launch(name: &str, mut args: Vec<String>) -> (Proc, String, String) {
         let role = role_of(name);
-        let mut url = None;
-        let proc = Proc::start(name, args.clone(), &[], |line| match listening_line(line) {
-            Some((printed, printed_url)) if printed == role => {
-                url = Some(printed_url);
-                true
-            }
-            _ => false,
+        let (mut url, mut admin) = (None, None);
+        let proc = Proc::start(name, args.clone(), &[], |line| {
+            started_urls(line, role, &mut url, &mut admin)
         })
         .await
         .unwrap_or_else(|error| panic!("{error}"));
-        let url = url.expect("listening line");
+        let (url, admin) = (url.expect("listening line"), admin.expect("admin line"));
         // Pin the port so a restart comes back where its peers expect it.
         if let Some(at) = args.iter().position(|arg| arg == "--listen") {
             args[at + 1] = format!("127.0.0.1:{}", port_of(&url));
         }
         let mut proc = proc;
         proc.args = args;
-        (proc, url)
+        (proc, url, admin)
     }
 
     /// The names of every process (`request`, `request#2`, ...).
@@ -557,13 +594,9 @@ impl Cluster {
         let role = role_of(name);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let mut url = None;
-            let started = Proc::start(name, args.clone(), &[], |line| match listening_line(line) {
-                Some((printed, printed_url)) if printed == role => {
-                    url = Some(printed_url);
-                    true
-                }
-                _ => false,
+            let (mut url, mut admin) = (None, None);
+            let started = Proc::start(name, args.clone(), &[], |line| {
+                started_urls(line, role, &mut url, &mut admin)
             })
             .await;
             match started {
@@ -574,6 +607,9 @@ impl Cluster {
                         url, self.ops.urls[name],
                         "{name} came back on another address"
                     );
+                    self.ops
+                        .admin
+                        .insert(name.to_owned(), admin.expect("admin line"));
                     self.procs.insert(name.to_owned(), proc);
                     return;
                 }
@@ -753,14 +789,17 @@ impl Snapshot {
 #[derive(Clone)]
 pub struct Ops {
     pub urls: HashMap<String, String>,
+    /// Each process's admin listener (`/metrics`), by role or process name.
+    pub admin: HashMap<String, String>,
     pub token: String,
     http: reqwest::Client,
 }
 
 impl Ops {
-    fn new(urls: HashMap<String, String>, token: String) -> Ops {
+    fn new(urls: HashMap<String, String>, admin: HashMap<String, String>, token: String) -> Ops {
         Ops {
             urls,
+            admin,
             token,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -810,9 +849,10 @@ impl Ops {
         ))
     }
 
-    /// `GET /metrics` on a role's own port: the Prometheus text and its content type.
+    /// `GET /metrics` on the admin listener of a role's process: the Prometheus text and its
+    /// content type.
     pub async fn metrics(&self, role: &str) -> Result<(String, String), String> {
-        let url = format!("{}/metrics", self.urls[role]);
+        let url = format!("{}/metrics", self.admin[role]);
         let response = self
             .http
             .get(&url)

@@ -1,0 +1,545 @@
+//! The HTTP server every listener of the bank runs: the doors' connection-level limits.
+//!
+//! `axum::serve` keeps every connection for as long as the client likes, so a stranger holding
+//! connections open (stalled headers, bodies that never end, thousands of idle keep-alives) could
+//! use up the process's file descriptors and stop it from accepting anyone. This loop puts a bound
+//! on each of those, per process (all listeners of `up` share them):
+//!
+//! - headers must arrive within `header_timeout` (hyper closes the connection otherwise);
+//! - a body must arrive whole within `body_timeout` (408 `request_timeout`), and is read before any
+//!   route runs, so a load-shedding slot is only ever taken by a call whose body is complete;
+//! - a connection with no call in progress for `idle_timeout` is closed;
+//! - at most `max_connections` are open at once; past the cap the connection idle the longest is
+//!   closed to make room, and when none is idle the new one is refused;
+//! - accept errors (out of file descriptors) close the longest-idle connection and back off,
+//!   logged once per burst instead of in a loop.
+//!
+//! Every path is also checked before routing ([`canonical_path`]): it is percent-decoded once, and
+//! dot segments, encoded slashes and backslashes, doubly encoded escapes and control characters are
+//! refused with 400, so what a router matches is what is forwarded. Each call carries the client's
+//! address ([`ClientAddr`]) for per-client limits.
+
+use crate::error::ApiError;
+use crate::http::MAX_BODY_BYTES;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::{header, HeaderValue, StatusCode, Uri};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::util::ServiceExt;
+
+/// File descriptors kept for everything but client connections (databases, the log, peers).
+const FD_RESERVE_MIN: u64 = 128;
+
+/// How long a connection asked to close while a call is in progress may take to finish it.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// The connection-level limits of a process.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// A request's headers must arrive within this time.
+    pub header_timeout: Duration,
+    /// A request's body must arrive whole within this time.
+    pub body_timeout: Duration,
+    /// A connection without a call in progress is closed after this time.
+    pub idle_timeout: Duration,
+    /// Connections open at once, over every listener of the process.
+    pub max_connections: usize,
+}
+
+impl ServerLimits {
+    /// The default cap on connections: the open-files limit less a reserve for the databases, the
+    /// event log and calls to peers (a quarter, at least 128).
+    pub fn default_max_connections() -> usize {
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(65_536);
+        let reserve = (soft / 4).max(FD_RESERVE_MIN);
+        usize::try_from(soft.saturating_sub(reserve).max(16)).unwrap_or(16)
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (as Go and nginx do), so the connection cap
+/// derived from it is as high as the operator allows. Returns the soft limit in force.
+pub fn raise_open_files_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "could not raise the open-files limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// The address of the client on the other end of a call's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
+
+/// One open connection, as the cap and the idle timeout see it.
+#[derive(Debug)]
+struct Tracked {
+    /// Calls in progress on it.
+    in_flight: AtomicUsize,
+    /// When it last became idle (or opened), in milliseconds since the registry's epoch.
+    idle_since_ms: AtomicU64,
+    /// Fired to close it (idle too long, or evicted to make room).
+    close: CancellationToken,
+}
+
+impl Tracked {
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// Every connection the process has open, over all its listeners.
+#[derive(Debug)]
+pub struct Connections {
+    limits: ServerLimits,
+    open: Mutex<HashMap<u64, Arc<Tracked>>>,
+    next_id: AtomicU64,
+    epoch: Instant,
+    reaper_started: AtomicBool,
+    /// When the last accept error was logged (ms since the epoch), to log once per burst.
+    last_accept_error_ms: AtomicU64,
+}
+
+impl Connections {
+    pub fn new(limits: ServerLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            open: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            epoch: Instant::now(),
+            reaper_started: AtomicBool::new(false),
+            last_accept_error_ms: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    pub fn limits(&self) -> ServerLimits {
+        self.limits
+    }
+
+    /// Connections open now.
+    pub fn open_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Tracked>>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a place for a new connection: past the cap, closes the connection idle the longest;
+    /// `None` when every open connection is busy.
+    fn admit(&self) -> Option<(u64, Arc<Tracked>)> {
+        let mut open = self.lock();
+        if open.len() >= self.limits.max_connections {
+            let evicted = Self::take_longest_idle(&mut open)?;
+            evicted.close.cancel();
+            metrics::counter!("connections_closed_total", "why" => "cap").increment(1);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let tracked = Arc::new(Tracked {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(self.now_ms()),
+            close: CancellationToken::new(),
+        });
+        open.insert(id, tracked.clone());
+        metrics::gauge!("connections_open").set(open.len() as f64);
+        Some((id, tracked))
+    }
+
+    /// Removes and returns the connection idle the longest, if any is idle.
+    fn take_longest_idle(open: &mut HashMap<u64, Arc<Tracked>>) -> Option<Arc<Tracked>> {
+        let id = open
+            .iter()
+            .filter(|(_, tracked)| tracked.is_idle())
+            .min_by_key(|(_, tracked)| tracked.idle_since_ms.load(Ordering::SeqCst))
+            .map(|(id, _)| *id)?;
+        open.remove(&id)
+    }
+
+    fn release(&self, id: u64) {
+        let mut open = self.lock();
+        open.remove(&id);
+        metrics::gauge!("connections_open").set(open.len() as f64);
+    }
+
+    /// Out of file descriptors (or another accept error): make room and back off.
+    async fn on_accept_error(&self, error: &std::io::Error) {
+        let now = self.now_ms();
+        let last = self.last_accept_error_ms.load(Ordering::Relaxed);
+        if last == u64::MAX || now.saturating_sub(last) > 5_000 {
+            tracing::warn!(%error, open = self.open_count(), "accept failed; closing the longest-idle connection and backing off");
+        }
+        self.last_accept_error_ms.store(now, Ordering::Relaxed);
+        let evicted = Self::take_longest_idle(&mut self.lock());
+        if let Some(evicted) = evicted {
+            evicted.close.cancel();
+            metrics::counter!("connections_closed_total", "why" => "accept_error").increment(1);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Closes connections idle for longer than the idle timeout, every quarter of it.
+    async fn reap_idle(self: Arc<Self>, shutdown: CancellationToken) {
+        let idle_ms = u64::try_from(self.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let every = (self.limits.idle_timeout / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let now = self.now_ms();
+            let mut closed = 0u64;
+            for tracked in self.lock().values() {
+                let idle_since = tracked.idle_since_ms.load(Ordering::SeqCst);
+                if tracked.is_idle() && now.saturating_sub(idle_since) >= idle_ms {
+                    tracked.close.cancel();
+                    closed += 1;
+                }
+            }
+            if closed > 0 {
+                metrics::counter!("connections_closed_total", "why" => "idle").increment(closed);
+            }
+        }
+    }
+}
+
+/// Marks a call in progress on its connection for as long as it lives.
+struct InFlight {
+    tracked: Arc<Tracked>,
+    connections: Arc<Connections>,
+}
+
+impl InFlight {
+    fn begin(tracked: &Arc<Tracked>, connections: &Arc<Connections>) -> Self {
+        tracked.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self {
+            tracked: tracked.clone(),
+            connections: connections.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.tracked
+            .idle_since_ms
+            .store(self.connections.now_ms(), Ordering::SeqCst);
+        self.tracked.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then finishes the calls in progress.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    connections: Arc<Connections>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let limits = connections.limits();
+    if !connections.reaper_started.swap(true, Ordering::SeqCst) {
+        tokio::spawn(connections.clone().reap_idle(shutdown.clone()));
+    }
+    let app = guarded(router, limits.body_timeout);
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    connections.on_accept_error(&error).await;
+                    continue;
+                }
+            },
+        };
+        let Some((id, tracked)) = connections.admit() else {
+            metrics::counter!("connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        tracker.spawn(serve_connection(
+            stream,
+            peer,
+            app.clone(),
+            id,
+            tracked,
+            connections.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+/// The router behind the doors every call passes first: the path check, then the whole body.
+fn guarded(router: Router, body_timeout: Duration) -> Router {
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            read_body_in_time,
+        ))
+        .layer(axum::middleware::from_fn(canonical_path))
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    id: u64,
+    tracked: Arc<Tracked>,
+    connections: Arc<Connections>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let limits = connections.limits();
+    let client = ClientAddr(peer.ip());
+    let service = {
+        let tracked = tracked.clone();
+        let connections = connections.clone();
+        hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let call = InFlight::begin(&tracked, &connections);
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(client);
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await;
+                drop(call);
+                response
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    let outcome = loop {
+        tokio::select! {
+            outcome = connection.as_mut() => break Some(outcome),
+            _ = tracked.close.cancelled(), if !closing => {
+                if tracked.is_idle() {
+                    // Nothing in progress (idle, or headers not yet complete): just close.
+                    break None;
+                }
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = shutdown.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(CLOSE_GRACE), if closing => break None,
+        }
+    };
+    if let Some(Err(error)) = outcome {
+        tracing::debug!(%error, client = %peer, "connection ended with an error");
+    }
+    connections.release(id);
+}
+
+/// Reads the whole body (bounded in size and time) before anything else sees the call.
+async fn read_body_in_time(
+    axum::extract::State(body_timeout): axum::extract::State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // A body over the limit is read up to it (not refused on its declared length alone), so the
+    // client, still sending, gets to read the 413 instead of a reset connection.
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
+        .into_response(),
+        Err(_) => {
+            metrics::counter!("body_timeouts_total").increment(1);
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+/// Routes only canonical paths: see [`canonicalize`].
+async fn canonical_path(mut request: Request, next: Next) -> Response {
+    match canonicalize(request.uri()) {
+        Ok(None) => next.run(request).await,
+        Ok(Some(uri)) => {
+            *request.uri_mut() = uri;
+            next.run(request).await
+        }
+        Err(message) => {
+            metrics::counter!("paths_refused_total").increment(1);
+            ApiError::bad_request("invalid_path", message).into_response()
+        }
+    }
+}
+
+/// The path as routed and forwarded: each segment percent-decoded once, then re-encoded only
+/// where a URI path needs it. Refused: a segment that is `.` or `..` (plain or encoded), an
+/// encoded `/` or `\`, an escape that decodes to another escape (`%252e`), an invalid escape or
+/// invalid UTF-8, and control characters. `Ok(None)`: the path is already canonical.
+pub fn canonicalize(uri: &Uri) -> Result<Option<Uri>, &'static str> {
+    let path = uri.path();
+    let mut canonical = String::with_capacity(path.len());
+    for (index, raw) in path.split('/').enumerate() {
+        if index > 0 {
+            canonical.push('/');
+        }
+        let decoded = decode_segment(raw)?;
+        if decoded == "." || decoded == ".." {
+            return Err("dot segments are not allowed in paths");
+        }
+        for character in decoded.chars() {
+            match character {
+                '/' | '\\' => return Err("encoded slashes are not allowed in path segments"),
+                '%' => return Err("doubly encoded characters are not allowed in paths"),
+                c if c.is_control() => return Err("control characters are not allowed in paths"),
+                c if c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c) => {
+                    canonical.push(c)
+                }
+                c => {
+                    let mut buffer = [0u8; 4];
+                    for byte in c.encode_utf8(&mut buffer).bytes() {
+                        canonical.push_str(&format!("%{byte:02X}"));
+                    }
+                }
+            }
+        }
+    }
+    if canonical == path {
+        return Ok(None);
+    }
+    let rebuilt = match uri.query() {
+        Some(query) => format!("{canonical}?{query}"),
+        None => canonical,
+    };
+    rebuilt
+        .parse::<Uri>()
+        .map(Some)
+        .map_err(|_| "the path is not valid")
+}
+
+fn decode_segment(raw: &str) -> Result<String, &'static str> {
+    if !raw.contains('%') {
+        return Ok(raw.to_owned());
+    }
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let hex = bytes
+                .get(at + 1..at + 3)
+                .and_then(|pair| std::str::from_utf8(pair).ok())
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or("invalid percent-escape in the path")?;
+            decoded.push(hex);
+            at += 3;
+        } else {
+            decoded.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| "the path is not valid UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(path: &str) -> Result<String, &'static str> {
+        let uri: Uri = path.parse().map_err(|_| "unparseable")?;
+        Ok(canonicalize(&uri)?.map_or_else(|| path.to_owned(), |uri| uri.to_string()))
+    }
+
+    #[test]
+    fn ordinary_paths_pass_unchanged() {
+        for path in [
+            "/",
+            "/api/v1/accounts/1001",
+            "/api/v1/accounts/110-123456789/transactions?limit=10&before=3",
+            "/requests/0190f3c4-6c1b-7000-8000-000000000000",
+            "/mypages/search/findByAccountNo?accountNo=%2e%2e",
+        ] {
+            assert_eq!(canon(path).as_deref(), Ok(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn harmless_escapes_are_decoded_before_routing() {
+        assert_eq!(
+            canon("/api/v1/accounts/%31001").as_deref(),
+            Ok("/api/v1/accounts/1001")
+        );
+        assert_eq!(canon("/api/%761/ping").as_deref(), Ok("/api/v1/ping"));
+    }
+
+    #[test]
+    fn dot_segments_encoded_slashes_and_double_encoding_are_refused() {
+        for path in [
+            "/api/v1/accounts/%2e%2e/%2e%2e/%2e%2e/internal/v1/accounts",
+            "/api/v1/accounts/%2E%2E/internal",
+            "/api/v1/accounts/../internal/v1/accounts",
+            "/api/v1/accounts/./1001",
+            "/api/v1/accounts/.%2e/x",
+            "/api/v1/accounts/%252e%252e/x",
+            "/api/v1/accounts/..%2f..%2finternal",
+            "/api/v1/accounts/1001%2f..",
+            "/api/v1/accounts/1001%5c..",
+            "/api/v1/requests/%FF",
+            "/api/v1/requests/%zz",
+            "/api/v1/requests/%00",
+        ] {
+            assert!(
+                canon(path).is_err(),
+                "{path} was let through: {:?}",
+                canon(path)
+            );
+        }
+    }
+}
