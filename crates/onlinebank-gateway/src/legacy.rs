@@ -20,6 +20,7 @@ use onlinebank_core::{ApiError, Reason, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The legacy operation codes and names, by v1 type.
 const OPERATIONS: [(&str, &str, &str); 6] = [
@@ -75,8 +76,14 @@ fn json_headers(token: &str) -> HeaderMap {
     headers
 }
 
-/// Logs in with a user id and password; answers auth's error as is.
+/// Logs in with a user id and password; answers auth's error as is. The login takes a place of
+/// the unauthenticated routes (as `POST /api/v1/sessions` does), never a customer's slot.
 async fn login(state: &GatewayState, user_id: &str, password: &str) -> Result<String, Response> {
+    let _place = state
+        .admission
+        .admit(None)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -105,8 +112,20 @@ async fn login(state: &GatewayState, user_id: &str, password: &str) -> Result<St
         .ok_or_else(|| ApiError::internal("login answered no token").into_response())
 }
 
-/// The caller's token from `Authorization: Bearer` or `Authorization: Basic userId:password`.
-async fn caller_token(state: &GatewayState, headers: &HeaderMap) -> Result<String, Response> {
+/// The caller's token from `Authorization: Bearer` or `Authorization: Basic userId:password`,
+/// and a read slot taken once the caller is known (a stranger's Basic login holds none).
+async fn caller_token(
+    state: &GatewayState,
+    headers: &HeaderMap,
+) -> Result<(String, OwnedSemaphorePermit), Response> {
+    let token = caller_token_only(state, headers).await?;
+    let slot = state
+        .slot(crate::Slots::Read)
+        .map_err(IntoResponse::into_response)?;
+    Ok((token, slot))
+}
+
+async fn caller_token_only(state: &GatewayState, headers: &HeaderMap) -> Result<String, Response> {
     if let Some(token) = bearer_token(headers) {
         return Ok(token.to_owned());
     }
@@ -153,6 +172,15 @@ pub async fn submit(
     let token = match login(&state, user_id, password).await {
         Ok(token) => token,
         Err(response) => return response,
+    };
+    let slot = if matches!(kind, "balance" | "history") {
+        crate::Slots::Read
+    } else {
+        crate::Slots::Write
+    };
+    let _slot = match state.slot(slot) {
+        Ok(slot) => slot,
+        Err(error) => return error.into_response(),
     };
     let amount = amount_of(legacy.amount_of_money.as_ref());
     let mut body = json!({"type": kind, "accountNo": legacy.account_no, "password": password});
@@ -246,7 +274,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let token = match caller_token(&state, &headers).await {
+    let (token, _slot) = match caller_token(&state, &headers).await {
         Ok(token) => token,
         Err(response) => return response,
     };
@@ -307,7 +335,7 @@ pub async fn find_by_account_no(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let token = match caller_token(&state, &headers).await {
+    let (token, _slot) = match caller_token(&state, &headers).await {
         Ok(token) => token,
         Err(response) => return response,
     };
@@ -388,7 +416,7 @@ pub async fn show(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let token = match caller_token(&state, &headers).await {
+    let (token, _slot) = match caller_token(&state, &headers).await {
         Ok(token) => token,
         Err(response) => return response,
     };

@@ -21,7 +21,7 @@ use onlinebank_core::{ApiError, Role, RoleContext};
 use proxy::Upstreams;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The web page, embedded in the binary.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -34,6 +34,29 @@ pub(crate) struct GatewayState {
     write_slots: Arc<Semaphore>,
     /// Read calls in flight; beyond the limit, calls are shed.
     read_slots: Arc<Semaphore>,
+    /// Places of the unauthenticated routes, legacy logins included.
+    admission: Arc<admission::PublicAdmission>,
+}
+
+/// Which of the gateway's shedding semaphores a call takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slots {
+    Write,
+    Read,
+}
+
+impl GatewayState {
+    /// Takes a write or read slot at once, or answers 503 `service_busy` (never queues).
+    pub(crate) fn slot(&self, slots: Slots) -> Result<OwnedSemaphorePermit, ApiError> {
+        let semaphore = match slots {
+            Slots::Write => &self.write_slots,
+            Slots::Read => &self.read_slots,
+        };
+        semaphore.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("shed_total", "role" => "gateway").increment(1);
+            ApiError::busy()
+        })
+    }
 }
 
 /// Sign-up and login: places of their own (see [`admission`]), never the customers' write slots.
@@ -63,22 +86,17 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     ));
     ctx.tasks
         .spawn(upstreams.clone().watch_readiness(ctx.shutdown.clone()));
-    let state = GatewayState {
-        upstreams,
-        token_key: settings.token_key(),
-        write_slots: Arc::new(Semaphore::new(settings.max_in_flight_writes)),
-        read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
-    };
     let admission = Arc::new(admission::PublicAdmission::new(
         settings.max_in_flight_public,
         settings.max_in_flight_per_client,
         settings.public_wait,
     ));
-    let writes = |router: Router<GatewayState>| {
-        router.route_layer(axum::middleware::from_fn_with_state(
-            ("gateway", state.write_slots.clone()),
-            shed,
-        ))
+    let state = GatewayState {
+        upstreams,
+        token_key: settings.token_key(),
+        write_slots: Arc::new(Semaphore::new(settings.max_in_flight_writes)),
+        read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
+        admission: admission.clone(),
     };
     let reads = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(
@@ -101,9 +119,13 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
                     .route("/api/v1/sessions", post(to_auth)),
                 admission,
             ))
-            .merge(writes(
-                Router::new().route("/requests", post(legacy::submit)),
-            ))
+            // Legacy calls carry credentials: each takes its slot only after its login.
+            .route("/requests", post(legacy::submit).get(legacy::list))
+            .route("/requests/{id}", get(legacy::show))
+            .route(
+                "/mypages/search/findByAccountNo",
+                get(legacy::find_by_account_no),
+            )
             // Shed by what the call is: balance and history count as reads.
             .route("/api/v1/requests", post(submit_request))
             .merge(reads(
@@ -112,13 +134,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
                     .route("/api/v1/requests/{id}", get(to_request))
                     .route("/api/v1/accounts", get(to_mypage))
                     .route("/api/v1/accounts/{*rest}", get(to_mypage))
-                    .route("/api/v1/ping", get(to_mypage_open))
-                    .route("/requests", get(legacy::list))
-                    .route("/requests/{id}", get(legacy::show))
-                    .route(
-                        "/mypages/search/findByAccountNo",
-                        get(legacy::find_by_account_no),
-                    ),
+                    .route("/api/v1/ping", get(to_mypage_open)),
             ))
             .with_state(state),
     })
@@ -181,13 +197,13 @@ async fn submit_request(State(state): State<GatewayState>, request: Request) -> 
         _ => Role::Request,
     };
     let slots = if role == Role::Mypage {
-        &state.read_slots
+        Slots::Read
     } else {
-        &state.write_slots
+        Slots::Write
     };
-    let Ok(_slot) = slots.try_acquire() else {
-        metrics::counter!("shed_total", "role" => "gateway").increment(1);
-        return ApiError::busy().into_response();
+    let _slot = match state.slot(slots) {
+        Ok(slot) => slot,
+        Err(error) => return error.into_response(),
     };
     let request = Request::from_parts(parts, Body::from(bytes));
     debug_assert!(request.method() == Method::POST);

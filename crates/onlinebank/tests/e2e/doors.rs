@@ -298,3 +298,53 @@ async fn metrics_are_served_on_the_admin_listener_never_on_the_public_port() {
         cluster.ops.metrics(role).await.expect("admin /metrics");
     }
 }
+
+#[tokio::test]
+async fn strangers_flooding_legacy_requests_with_wrong_credentials_take_no_customers_write_slot() {
+    // Few write slots, so that strangers holding them would show at once.
+    let bank = TestBank::start_with(&["--max-in-flight-writes", "8"]).await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 0).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..64)
+        .map(|worker| {
+            let strangers = bank.unpooled();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                let mut guess = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    guess += 1;
+                    let body = serde_json::json!({"accountNo": "1001", "requestId": "01",
+                        "requestName": "Deposit", "amountOfMoney": 10,
+                        "userId": format!("stranger{worker}-{guess}@test"), "userName": "x",
+                        "userPassword": "wrong-password"});
+                    statuses.push(strangers.post("/requests", None, body).await.0);
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut deposited = 0;
+    for n in 0..40 {
+        let reply = bank.deposit(&alice.token, &alice.pw, "1001", 10).await;
+        assert_eq!(reply.0, 200, "deposit #{n} during the flood: {}", reply.1);
+        deposited += 10;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    for worker in workers {
+        statuses.extend(worker.await.expect("a stranger"));
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|status| [401, 429, 503].contains(status)),
+        "strangers got: {statuses:?}"
+    );
+    eprintln!("strangers made {} legacy calls", statuses.len());
+    let snapshot = bank.ops.drained(SETTLE).await;
+    assert_eq!(snapshot.accounts["1001"].balance, deposited, "{snapshot:?}");
+}
