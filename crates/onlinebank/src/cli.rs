@@ -25,6 +25,22 @@ pub enum Command {
     Serve(ServeArgs),
     /// Drive a mixed workload through the gateway, measure it, and check every touched account
     Bench(BenchArgs),
+    /// List every ONLINEBANK_* setting with its default, the roles that read it, and whether it
+    /// is a secret
+    Settings(SettingsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// `env`: NAME=default lines with a comment each; `markdown`: a table
+    #[arg(long, value_enum, default_value = "env")]
+    pub format: SettingsFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SettingsFormat {
+    Env,
+    Markdown,
 }
 
 #[derive(Debug, Args)]
@@ -106,16 +122,22 @@ pub struct BenchArgs {
 /// Where a role finds its peers; a comma-separated list means several instances.
 #[derive(Debug, Args, Default)]
 pub struct PeerArgs {
+    /// Base URL(s) of the gateway role, comma-separated for several instances
     #[arg(long, env = "ONLINEBANK_GATEWAY_URL")]
     pub gateway_url: Option<String>,
+    /// Base URL(s) of the request role, comma-separated for several instances
     #[arg(long, env = "ONLINEBANK_REQUEST_URL")]
     pub request_url: Option<String>,
+    /// Base URL(s) of the auth role, comma-separated for several instances
     #[arg(long, env = "ONLINEBANK_AUTH_URL")]
     pub auth_url: Option<String>,
+    /// Base URL(s) of the account role, comma-separated for several instances
     #[arg(long, env = "ONLINEBANK_ACCOUNT_URL")]
     pub account_url: Option<String>,
+    /// Base URL(s) of the history role, comma-separated for several instances
     #[arg(long, env = "ONLINEBANK_HISTORY_URL")]
     pub history_url: Option<String>,
+    /// Base URL(s) of the mypage role, comma-separated for several instances
     #[arg(long, env = "ONLINEBANK_MYPAGE_URL")]
     pub mypage_url: Option<String>,
 }

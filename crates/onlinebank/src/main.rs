@@ -8,6 +8,7 @@
 mod bench;
 mod cli;
 mod run;
+mod settings_doc;
 
 use clap::Parser;
 
@@ -32,6 +33,17 @@ async fn main() -> ExitCode {
         cli::Command::Up(args) => run::up(args).await,
         cli::Command::Serve(args) => run::serve(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Settings(args) => {
+            let settings = settings_doc::all();
+            print!(
+                "{}",
+                match args.format {
+                    cli::SettingsFormat::Env => settings_doc::render_env(&settings),
+                    cli::SettingsFormat::Markdown => settings_doc::render_markdown(&settings),
+                }
+            );
+            Ok(())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
