@@ -28,6 +28,19 @@ pub enum Command {
     /// List every ONLINEBANK_* setting with its default, the roles that read it, and whether it
     /// is a secret
     Settings(SettingsArgs),
+    /// Exit 0 when URL answers 2xx within the timeout, 1 otherwise (a container HEALTHCHECK
+    /// without curl in the image)
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// What to ask (default: /health/ready on this process's admin listener, from
+    /// ONLINEBANK_ADMIN_LISTEN, with 0.0.0.0 read as 127.0.0.1)
+    pub url: Option<String>,
+    /// How long to wait for the answer
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
         cli::Command::Up(args) => run::up(args).await,
         cli::Command::Serve(args) => run::serve(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Probe(args) => probe(&args).await,
         cli::Command::Settings(args) => {
             let settings = settings_doc::all();
             print!(
@@ -52,4 +53,27 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `onlinebank probe URL`: succeeds when the URL answers 2xx in time.
+async fn probe(args: &cli::ProbeArgs) -> anyhow::Result<()> {
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => {
+            let admin = std::env::var("ONLINEBANK_ADMIN_LISTEN")
+                .map_err(|_| anyhow::anyhow!("give a URL or set ONLINEBANK_ADMIN_LISTEN"))?;
+            let admin = admin
+                .replace("0.0.0.0", "127.0.0.1")
+                .replace("[::]", "[::1]");
+            format!("http://{admin}/health/ready")
+        }
+    };
+    let client = reqwest::Client::builder().timeout(args.timeout).build()?;
+    let response = client.get(&url).send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    Ok(())
 }
