@@ -178,3 +178,61 @@ async fn one_idempotency_key_sent_at_once_to_both_request_processes_applies_once
         "applied exactly once"
     );
 }
+
+/// Polyglot persistence: account, request and auth keep their data in PostgreSQL, history and
+/// mypage in SQLite files, events on Kafka; the flows and the invariants hold all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_on_different_engines_form_one_bank_postgres_sqlite_and_kafka() {
+    let services = Distributed::create("polyglot", 2).await;
+    let (database, bus) = (services.database.clone(), services.bus.clone());
+    let cluster = Cluster::start_mixed(
+        |role| match role {
+            "account" | "request" | "auth" => {
+                vec![
+                    "--database".into(),
+                    database.clone(),
+                    "--bus".into(),
+                    bus.clone(),
+                ]
+            }
+            "history" | "mypage" => vec!["--bus".into(), bus.clone()],
+            _ => Vec::new(),
+        },
+        |_| 1,
+    )
+    .await;
+    let alice = cluster.customer("alice@polyglot").await;
+    cluster.open_ok(&alice, "7001", 1_000).await;
+    let reply = cluster.deposit(&alice.token, &alice.pw, "7001", 500).await;
+    assert_eq!(expect_ok(&reply, 200)["balance"], 1_500);
+    let reply = cluster.withdraw(&alice.token, &alice.pw, "7001", 200).await;
+    assert_eq!(expect_ok(&reply, 200)["balance"], 1_300);
+    let reply = cluster
+        .withdraw(&alice.token, &alice.pw, "7001", 9_999)
+        .await;
+    expect_compensated(&cluster, &alice.token, &reply, 409, "insufficient_funds").await;
+    let account = cluster.wait_balance(&alice.token, "7001", 1_300).await;
+    assert_eq!(
+        account["transactions"].as_array().map(Vec::len),
+        Some(3),
+        "{account}"
+    );
+    // Where each role keeps its data: SQLite files only for history and mypage.
+    let files: Vec<String> = files_under(cluster.data_dir())
+        .iter()
+        .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+        .filter(|name| name.ends_with(".db"))
+        .collect();
+    assert!(
+        files.contains(&"history.db".to_owned()) && files.contains(&"mypage.db".to_owned()),
+        "{files:?}"
+    );
+    assert!(
+        !files
+            .iter()
+            .any(|name| name == "account.db" || name == "request.db"),
+        "{files:?}"
+    );
+    let snapshot = cluster.ops.drained(SETTLE).await;
+    assert_eq!(snapshot.accounts["7001"].balance, 1_300, "{snapshot:?}");
+}

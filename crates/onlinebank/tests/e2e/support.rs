@@ -442,8 +442,16 @@ impl Cluster {
     /// Starts `instances(role)` processes of every role (at least one), named `role`,
     /// `role#2`, ...; peers and the gateway get every instance of the roles they call.
     pub async fn start_layout(knobs: &[&str], instances: impl Fn(&str) -> usize) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
         let knobs = strings(knobs);
+        Self::start_mixed(|_| knobs.clone(), instances).await
+    }
+
+    /// Like `start_layout`, with each role's own knobs (e.g. a database per role).
+    pub async fn start_mixed(
+        knobs_of: impl Fn(&str) -> Vec<String>,
+        instances: impl Fn(&str) -> usize,
+    ) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut urls: HashMap<String, String> = HashMap::new();
         let mut admin: HashMap<String, String> = HashMap::new();
         let mut procs = BTreeMap::new();
@@ -478,7 +486,7 @@ impl Cluster {
                             .join(","),
                     );
                 }
-                args.extend(knobs.iter().cloned());
+                args.extend(knobs_of(role));
                 let (proc, url, admin_url) = Self::launch(&name, args).await;
                 urls.insert(name.clone(), url);
                 admin.insert(name.clone(), admin_url);
@@ -510,6 +518,11 @@ impl Cluster {
         let mut proc = proc;
         proc.args = args;
         (proc, url, admin)
+    }
+
+    /// The data directory every process shares (SQLite files, the embedded log, the secret).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// The names of every process (`request`, `request#2`, ...).
