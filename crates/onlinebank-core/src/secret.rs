@@ -100,6 +100,49 @@ fn unreachable_hmac() -> ! {
     panic!("hmac accepts keys of any length")
 }
 
+/// Makes every file and directory this process creates private to its user (umask 077):
+/// SQLite's databases and their -wal and -shm files, the event log, the secret. Call once at
+/// start, before anything is created.
+pub fn private_umask() {
+    #[cfg(unix)]
+    {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    }
+}
+
+/// Creates the data directory private to the service user (0700), or tightens an existing one,
+/// and the files in it, that others could read.
+pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode != 0o700 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private", dir.display()))?;
+            tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "data directory made private (0700)");
+        }
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let path = entry.path();
+            let Ok(metadata) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let mode = metadata.permissions().mode() & 0o777;
+            if metadata.is_file() && mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))
+                    .with_context(|| format!("making {} private", path.display()))?;
+                tracing::warn!(file = %path.display(), was = format!("{mode:o}"), "data file made private");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();

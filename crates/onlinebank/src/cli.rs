@@ -271,6 +271,7 @@ impl CommonArgs {
             self.lockout_threshold > 0,
             "--lockout-threshold must be positive"
         );
+        onlinebank_core::secret::ensure_private_dir(&self.data_dir)?;
         let secret = match &self.token_secret {
             Some(secret) => MasterSecret::from_bytes(secret.as_bytes().to_vec())?,
             None => MasterSecret::load_or_create(&self.data_dir)?,

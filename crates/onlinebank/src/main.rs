@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         .init();
     let cli = cli::Cli::parse();
     onlinebank_core::server::raise_open_files_limit();
+    onlinebank_core::secret::private_umask();
     let outcome = match cli.command {
         cli::Command::Up(args) => run::up(args).await,
         cli::Command::Serve(args) => run::serve(args).await,

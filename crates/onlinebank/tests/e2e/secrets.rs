@@ -111,3 +111,48 @@ fn excerpt(text: &str, needle: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[tokio::test]
+async fn the_data_directory_is_0700_and_every_file_the_bank_creates_is_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let check = |dir: &std::path::Path| {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+        let files = files_under(dir);
+        assert!(
+            files.iter().any(|path| path.ends_with("auth.db")),
+            "{files:?}"
+        );
+        for path in files {
+            assert_eq!(
+                mode(&path),
+                0o600,
+                "{} is {:o}",
+                path.display(),
+                mode(&path)
+            );
+        }
+    };
+    let mut bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 100).await;
+    expect_ok(
+        &bank.deposit(&alice.token, &alice.pw, "1001", 50).await,
+        200,
+    );
+    bank.ops.drained(SETTLE).await;
+    check(bank.data_dir());
+
+    // A data directory someone loosened (as `mkdir` and `cp` under umask 022 leave them) is made
+    // private again at start.
+    let dir = bank.data_dir().to_path_buf();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for path in files_under(&dir) {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    bank.restart().await;
+    let token = bank.token(&alice.user, &alice.pw).await;
+    bank.wait_balance(&token, "1001", 150).await;
+    check(&dir);
+}
