@@ -94,6 +94,9 @@ pub struct Settings {
     pub public_wait: Duration,
     /// Connection-level limits: header, body and idle timeouts and the connection cap.
     pub server: crate::server::ServerLimits,
+    /// The bank's public base URL (e.g. `https://bank.example`), for links handed to clients;
+    /// `None`: relative links.
+    pub public_url: Option<String>,
 }
 
 impl Settings {
@@ -126,6 +129,7 @@ impl Settings {
                 idle_timeout: Duration::from_secs(10),
                 max_connections: crate::server::ServerLimits::default_max_connections(),
             },
+            public_url: None,
         }
     }
 

@@ -56,12 +56,10 @@ pub struct LegacyRequest {
     user_password: Option<String>,
 }
 
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
+/// The start of every `_links.*.href`: the configured `--public-url`, or nothing (links relative
+/// to the bank's address, valid HAL). Never the client's `Host` header, which anyone can set.
+fn base_url(state: &GatewayState) -> &str {
+    &state.public_url
 }
 
 fn json_headers(token: &str) -> HeaderMap {
@@ -258,7 +256,7 @@ pub async fn submit(
         .and_then(Value::as_str)
         .unwrap_or_default();
     shaped["id"] = json!(id);
-    let href = format!("{}/requests/{id}", base_url(&headers));
+    let href = format!("{}/requests/{id}", base_url(&state));
     shaped["_links"] = json!({"self": {"href": href}, "request": {"href": href}});
     let status = if completed {
         StatusCode::CREATED
@@ -299,7 +297,7 @@ pub async fn list(
         Ok(answer) => return answer.into_response(),
         Err(error) => return error.into_response(),
     };
-    let base = base_url(&headers);
+    let base = base_url(&state);
     let items: Vec<Value> = answer
         .json()
         .get("items")
@@ -311,7 +309,7 @@ pub async fn list(
         .iter()
         .skip(page.saturating_mul(size))
         .take(size)
-        .map(|item| request_row(item, &base))
+        .map(|item| request_row(item, base))
         .collect();
     Json(json!({
         "_embedded": {"requests": rows},
@@ -339,7 +337,7 @@ pub async fn find_by_account_no(
         Ok(token) => token,
         Err(response) => return response,
     };
-    let base = base_url(&headers);
+    let base = base_url(&state);
     let account_no = query.get("accountNo").cloned().unwrap_or_default();
     let valid = onlinebank_core::ids::AccountNo::parse(&account_no).is_ok();
     let mut rows = Vec::new();
@@ -440,5 +438,5 @@ pub async fn show(
     if answer.status != StatusCode::OK {
         return answer.into_response();
     }
-    Json(request_row(&answer.json(), &base_url(&headers))).into_response()
+    Json(request_row(&answer.json(), base_url(&state))).into_response()
 }

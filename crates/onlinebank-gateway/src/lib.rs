@@ -36,6 +36,9 @@ pub(crate) struct GatewayState {
     read_slots: Arc<Semaphore>,
     /// Places of the unauthenticated routes, legacy logins included.
     admission: Arc<admission::PublicAdmission>,
+    /// The bank's public base URL for links (`--public-url`), without a trailing slash; empty for
+    /// relative links.
+    public_url: Arc<str>,
 }
 
 /// Which of the gateway's shedding semaphores a call takes.
@@ -97,6 +100,12 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
         write_slots: Arc::new(Semaphore::new(settings.max_in_flight_writes)),
         read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
         admission: admission.clone(),
+        public_url: settings
+            .public_url
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .into(),
     };
     let reads = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(

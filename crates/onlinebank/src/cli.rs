@@ -262,6 +262,10 @@ pub struct CommonArgs {
     /// past it the longest-idle connection is closed
     #[arg(long, env = "ONLINEBANK_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// The bank's public base URL for links in answers (e.g. https://bank.example); default:
+    /// relative links
+    #[arg(long, env = "ONLINEBANK_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl CommonArgs {
@@ -316,6 +320,13 @@ impl CommonArgs {
         if let Some(max_connections) = self.max_connections {
             anyhow::ensure!(max_connections > 0, "--max-connections must be positive");
             settings.server.max_connections = max_connections;
+        }
+        if let Some(url) = &self.public_url {
+            anyhow::ensure!(
+                url.starts_with("https://") || url.starts_with("http://"),
+                "--public-url must start with https:// or http://"
+            );
+            settings.public_url = Some(url.clone());
         }
         Ok(settings)
     }

@@ -369,3 +369,66 @@ fn contains_value(doc: &Value, needle: &str) -> bool {
         _ => false,
     }
 }
+
+/// Every legacy answer a client can get, asked with `Host: evil.example`: the texts.
+async fn legacy_answers_with_a_forged_host(bank: &TestBank, c: &Customer) -> Vec<String> {
+    let mut texts = Vec::new();
+    for code in ["05", "01"] {
+        let reply = bank
+            .post_req("/requests")
+            .header("host", "evil.example")
+            .json(legacy_body("8001", code, 100, c))
+            .send()
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        texts.push(reply.text);
+    }
+    let id = serde_json::from_str::<Value>(&texts[1]).unwrap()["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    for path in [
+        "/requests".to_owned(),
+        format!("/requests/{id}"),
+        "/mypages/search/findByAccountNo?accountNo=8001".to_owned(),
+    ] {
+        let reply = bank
+            .get_req(&path)
+            .basic(&c.user, &c.pw)
+            .header("host", "evil.example")
+            .send()
+            .await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+        texts.push(reply.text);
+    }
+    texts
+}
+
+#[tokio::test]
+async fn legacy_links_never_echo_the_host_header_and_start_with_the_public_url_when_set() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    for text in legacy_answers_with_a_forged_host(&bank, &alice).await {
+        assert!(
+            !text.contains("evil.example"),
+            "the Host header leaked: {text}"
+        );
+        assert!(text.contains("\"href\":\"/"), "links are relative: {text}");
+    }
+
+    let bank = TestBank::start_with(&["--public-url", "https://bank.example/"]).await;
+    let alice = bank.customer("alice@test").await;
+    for text in legacy_answers_with_a_forged_host(&bank, &alice).await {
+        assert!(
+            !text.contains("evil.example"),
+            "the Host header leaked: {text}"
+        );
+        assert!(
+            text.contains("\"href\":\"https://bank.example/"),
+            "links start with the public URL: {text}"
+        );
+    }
+}
