@@ -307,6 +307,58 @@ fn guarded(router: Router, body_timeout: Duration) -> Router {
             read_body_in_time,
         ))
         .layer(axum::middleware::from_fn(canonical_path))
+        .layer(axum::middleware::from_fn(json_errors))
+}
+
+/// Largest framework error text kept as the message of its JSON error.
+const MAX_ERROR_TEXT: usize = 300;
+
+/// Every error answer in the one documented shape: an error that a framework part answered in
+/// plain text or with no body (405 from a router, 400 from a query or path extractor) becomes
+/// `{"error":{"code","message"}}` with a code for its status; its headers (`Allow`) stay.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT * 4)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty() && text.len() <= MAX_ERROR_TEXT);
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed here"),
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "expected content-type: application/json",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request did not arrive in time"),
+        status if status.is_server_error() => {
+            ("internal", "internal error, the request may be retried")
+        }
+        _ => ("invalid_request", "the request is not valid"),
+    };
+    let message = match (status.is_client_error(), text) {
+        (true, Some(text)) => text,
+        _ => message.to_owned(),
+    };
+    let error = ApiError::new(status, code, message).into_response();
+    let (error_parts, error_body) = error.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &error_parts.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    Response::from_parts(parts, error_body)
 }
 
 async fn serve_connection(

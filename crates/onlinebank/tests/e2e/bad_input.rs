@@ -303,3 +303,91 @@ async fn a_token_from_another_bank_is_401_unauthorized() {
     drop(other);
     assert_nothing_changed(&bank, &alice, &before, requests).await;
 }
+
+/// Calls every router and extractor used to answer in plain text or with no body.
+async fn assert_every_error_is_json(api: &Api, alice: &Customer) {
+    let token = alice.token.as_str();
+    let calls: Vec<(reqwest::Method, &str, bool, u16)> = vec![
+        (reqwest::Method::PUT, "/api/v1/requests", true, 405),
+        (reqwest::Method::DELETE, "/api/v1/accounts", true, 405),
+        (reqwest::Method::PATCH, "/api/v1/customers", false, 405),
+        (reqwest::Method::PUT, "/requests", false, 405),
+        (
+            reqwest::Method::GET,
+            "/api/v1/requests?limit=1&limit=2",
+            true,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/requests?limit=abc",
+            true,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/accounts/1001/transactions?limit=1&limit=2",
+            true,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/accounts/1001/transactions?before=%FF",
+            true,
+            400,
+        ),
+        (reqwest::Method::GET, "/api/v1/requests/%FF", true, 400),
+        (reqwest::Method::GET, "/requests/%FF", true, 400),
+        (reqwest::Method::GET, "/no/such/route", false, 404),
+    ];
+    for (method, path, with_token, status) in calls {
+        let mut req = api.req(method.clone(), path);
+        if with_token {
+            req = req.bearer(token);
+        }
+        let reply = req.send().await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.text);
+        let code = reply.body["error"]["code"].as_str();
+        let message = reply.body["error"]["message"].as_str();
+        assert!(
+            code.is_some_and(|code| !code.is_empty()) && message.is_some_and(|m| !m.is_empty()),
+            "{method} {path} answered outside the error shape: {:?}",
+            reply.text
+        );
+        if status == 405 {
+            assert_eq!(code, Some("method_not_allowed"), "{method} {path}");
+            assert!(
+                reply.header("allow").is_some(),
+                "{method} {path} without Allow"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_error_from_every_router_and_extractor_is_json_with_a_code() {
+    let (bank, alice, _, _) = bank_with_account().await;
+    assert_every_error_is_json(&bank.api, &alice).await;
+}
+
+#[tokio::test]
+async fn every_error_is_json_with_a_code_also_when_each_role_answers_itself() {
+    let cluster = Cluster::start().await;
+    let alice = cluster.customer("alice@test").await;
+    cluster.open_ok(&alice, "1001", 10).await;
+    assert_every_error_is_json(&cluster.api, &alice).await;
+    // And on a role's own port.
+    for role in ROLES {
+        let (status, body) = cluster
+            .ops
+            .plain(role, "/health/ready?x=%FF")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{role}: {body}");
+    }
+    let url = format!("{}/api/v1/requests", cluster.ops.urls["request"]);
+    let reply = reqwest::Client::new().put(&url).send().await.unwrap();
+    assert_eq!(reply.status().as_u16(), 405);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+}
