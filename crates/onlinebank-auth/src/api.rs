@@ -5,9 +5,9 @@ use crate::store::{self, Inserted};
 use crate::AuthState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{delete, get, post};
 use axum::{middleware, Json, Router};
-use onlinebank_core::http::{require_internal, JsonBody};
+use onlinebank_core::http::{require_internal, Authenticated, JsonBody};
 use onlinebank_core::ids::CustomerId;
 use onlinebank_core::time::{ms_to_rfc3339, now_ms};
 use onlinebank_core::token::Claims;
@@ -21,6 +21,7 @@ pub(crate) fn router(state: AuthState) -> Router {
     let internal_token: Arc<str> = state.settings.internal_token().into();
     let internal = Router::new()
         .route("/internal/v1/step-up", post(step_up))
+        .route("/internal/v1/sessions/revoked", get(revoked))
         .route_layer(middleware::from_fn_with_state(
             internal_token,
             require_internal,
@@ -28,6 +29,7 @@ pub(crate) fn router(state: AuthState) -> Router {
     Router::new()
         .route("/api/v1/customers", post(register))
         .route("/api/v1/sessions", post(login))
+        .route("/api/v1/sessions/current", delete(logout))
         .merge(internal)
         .with_state(state)
 }
@@ -48,11 +50,16 @@ fn check_password_shape(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Runs argon2 work on the blocking pool, at most one job per core at a time.
+/// Runs argon2 work on the blocking pool on its own budget: a bounded queue, a bounded wait, and
+/// at most half the cores at a time.
 async fn argon2_job<T: Send + 'static>(
     state: &AuthState,
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
+    let Ok(_waiting) = state.argon2_queue.try_acquire() else {
+        metrics::counter!("shed_total", "role" => "auth", "why" => "argon2").increment(1);
+        return Err(ApiError::busy());
+    };
     let _slot = tokio::time::timeout(Duration::from_secs(2), state.argon2_slots.acquire())
         .await
         .map_err(|_| ApiError::busy())?
@@ -117,37 +124,51 @@ async fn login(
     State(state): State<AuthState>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(customer) = store::customer(&state.db, &body.user_id).await? else {
+    let user_id = body.user_id;
+    if CustomerId::parse(&user_id).is_err() {
+        // No customer can have this id; the same work and answer as any wrong password.
         let password = body.password;
         argon2_job(&state, move || verify_against_dummy(&password)).await?;
         return Err(invalid_credentials());
-    };
+    }
+    // One login per id at a time: a burst of guesses is refused from the stored lock once it is
+    // reached, without hashing. Known and unknown ids take exactly the same path.
+    let _turn = state.login_turns.take(&user_id).await;
     let now = now_ms();
-    if customer.locked_until > now {
-        return Err(locked_out(customer.locked_until, now));
+    let locked_until = store::locked_until(&state.db, &user_id).await?;
+    if locked_until > now {
+        return Err(locked_out(locked_until, now));
     }
+    let customer = store::customer(&state.db, &user_id).await?;
     let password = body.password.clone();
-    let phc = customer.password_hash.clone();
-    let valid = argon2_job(&state, move || verify_password(&password, &phc)).await?;
-    if !valid {
-        if record_attempt(&state, &customer.user_id, Attempt::Failed, None).await? {
-            tracing::warn!(customer = %customer.user_id, "customer locked out after failed logins");
+    let phc = customer
+        .as_ref()
+        .map(|customer| customer.password_hash.clone());
+    let valid = argon2_job(&state, move || match phc {
+        Some(phc) => verify_password(&password, &phc),
+        None => {
+            verify_against_dummy(&password);
+            false
         }
-        return Err(invalid_credentials());
-    }
-    if customer.failed_attempts > 0 {
-        record_attempt(
-            &state,
-            &customer.user_id,
-            Attempt::Succeeded { had_failures: true },
-            None,
-        )
-        .await?;
-    }
+    })
+    .await?;
+    let Some(customer) = customer.filter(|_| valid) else {
+        return match record_attempt(&state, &user_id, Attempt::Failed, None).await? {
+            Verdict::Locked(until) => Err(locked_out(until, now_ms())),
+            Verdict::Refused { locked_now } => {
+                if locked_now {
+                    tracing::warn!(user = %user_id, "locked out after failed logins");
+                }
+                Err(invalid_credentials())
+            }
+            Verdict::Accepted => Err(invalid_credentials()),
+        };
+    };
     let session_id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
     let expires_at = now + millis(state.settings.token_ttl);
     let verifier = state.step_up.verifier(&session_id, &body.password);
-    store::insert_session(
+    if let Err(locked_until) = store::open_session(
         &state.db,
         &session_id,
         &customer.user_id,
@@ -155,7 +176,10 @@ async fn login(
         now,
         expires_at,
     )
-    .await?;
+    .await?
+    {
+        return Err(locked_out(locked_until, now));
+    }
     let token = state.token_key.sign(&Claims {
         sub: customer.user_id.clone(),
         sid: session_id,
@@ -169,6 +193,40 @@ async fn login(
         "userId": customer.user_id,
         "name": customer.name,
     })))
+}
+
+/// `DELETE /api/v1/sessions/current`: ends the caller's session. Step-ups with it fail at once;
+/// the gateway refuses its token within its revocation poll (see docs/api.md).
+async fn logout(
+    State(state): State<AuthState>,
+    caller: Authenticated,
+) -> Result<StatusCode, ApiError> {
+    let revoked = store::revoke_session(
+        &state.db,
+        caller.session_id(),
+        caller.customer_id(),
+        now_ms(),
+    )
+    .await?;
+    if revoked {
+        tracing::info!(customer = %caller.customer_id(), "session ended");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RevokedQuery {
+    since: Option<i64>,
+}
+
+/// Sessions revoked since `since` (epoch ms), for the gateway's token check.
+async fn revoked(
+    State(state): State<AuthState>,
+    axum::extract::Query(query): axum::extract::Query<RevokedQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let items = store::revoked_since(&state.db, query.since.unwrap_or(0), now, 1000).await?;
+    Ok(Json(json!({"items": items, "now": now})))
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -202,44 +260,54 @@ async fn step_up(
                 "the session has ended, please log in again",
             )
         })?;
-    let customer = store::customer(&state.db, &body.customer_id)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
     let audit = Audit {
         request_id: body.request_id.clone(),
         session_id: body.session_id.clone(),
         action: body.action.clone(),
     };
-    if customer.locked_until > now {
-        record_attempt(&state, &customer.user_id, Attempt::WhileLocked, Some(audit)).await?;
-        return Err(locked_out(customer.locked_until, now));
+    let user_id = session.user_id;
+    let locked_until = store::locked_until(&state.db, &user_id).await?;
+    if locked_until > now {
+        record_attempt(&state, &user_id, Attempt::WhileLocked, Some(audit)).await?;
+        return Err(locked_out(locked_until, now));
     }
-    if !state
+    let attempt = if state
         .step_up
         .check(&body.session_id, &body.password, &session.verifier)
     {
-        if record_attempt(&state, &customer.user_id, Attempt::Failed, Some(audit)).await? {
-            tracing::warn!(customer = %customer.user_id, "customer locked out after failed step-ups");
+        Attempt::Succeeded
+    } else {
+        Attempt::Failed
+    };
+    match record_attempt(&state, &user_id, attempt, Some(audit)).await? {
+        Verdict::Accepted => Ok(Json(json!({"verified": true}))),
+        Verdict::Refused { locked_now } => {
+            if locked_now {
+                tracing::warn!(customer = %user_id, "customer locked out after failed step-ups");
+            }
+            Err(ApiError::from_reason(Reason::StepUpFailed))
         }
-        return Err(ApiError::from_reason(Reason::StepUpFailed));
+        Verdict::Locked(until) => Err(locked_out(until, now_ms())),
     }
-    let had_failures = customer.failed_attempts > 0;
-    record_attempt(
-        &state,
-        &customer.user_id,
-        Attempt::Succeeded { had_failures },
-        Some(audit),
-    )
-    .await?;
-    Ok(Json(json!({"verified": true})))
 }
 
 /// How a login or step-up attempt went, for the lockout count and the audit.
 #[derive(Debug, Clone, Copy)]
 enum Attempt {
-    Succeeded { had_failures: bool },
+    Succeeded,
     Failed,
     WhileLocked,
+}
+
+/// What the attempt's answer must be, decided atomically with every other attempt of the id.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// The right password, and the id is not locked.
+    Accepted,
+    /// A wrong password, counted (`locked_now`: it reached the threshold).
+    Refused { locked_now: bool },
+    /// Locked until then: answered `locked_out` whatever the password was.
+    Locked(i64),
 }
 
 /// The step-up being audited.
@@ -250,34 +318,49 @@ struct Audit {
 }
 
 /// Records an attempt (lockout count, and the step-up audit if any) through group commit, so
-/// concurrent step-ups share one fsync. Returns whether this attempt locked the customer.
+/// concurrent step-ups share one fsync, and decides its answer in the same write: a failure
+/// counts only while the id is not locked, a success is accepted only while it is not locked.
 async fn record_attempt(
     state: &AuthState,
     user_id: &str,
     attempt: Attempt,
     audit: Option<Audit>,
-) -> Result<bool, ApiError> {
+) -> Result<Verdict, ApiError> {
     let user_id = user_id.to_owned();
-    let threshold = i64::from(state.settings.lockout_threshold);
-    let lock_until = now_ms() + millis(state.settings.lockout_duration);
-    let locked = state
+    let now = now_ms();
+    let window = millis(state.settings.lockout_duration);
+    let rule = store::LockoutRule {
+        threshold: i64::from(state.settings.lockout_threshold),
+        now,
+        lock_until: now + window,
+        forget_before: now - window,
+    };
+    let verdict = state
         .db
         .write(move |mut conn| async move {
             let result = async {
-                let (locked, outcome) = match attempt {
-                    Attempt::Failed => (
-                        store::record_failure(&mut conn, &user_id, threshold, lock_until).await?,
-                        "failed",
-                    ),
-                    Attempt::Succeeded { had_failures } => {
-                        if had_failures {
-                            store::reset_failures(&mut conn, &user_id).await?;
+                let verdict = match attempt {
+                    Attempt::Failed => {
+                        match store::record_failure(&mut conn, &user_id, rule).await? {
+                            store::Failure::Counted => Verdict::Refused { locked_now: false },
+                            store::Failure::Locked => Verdict::Refused { locked_now: true },
+                            store::Failure::AlreadyLocked(until) => Verdict::Locked(until),
                         }
-                        (false, "verified")
                     }
-                    Attempt::WhileLocked => (false, "locked_out"),
+                    Attempt::Succeeded => {
+                        match store::accept_success(&mut conn, &user_id, now).await? {
+                            Ok(()) => Verdict::Accepted,
+                            Err(until) => Verdict::Locked(until),
+                        }
+                    }
+                    Attempt::WhileLocked => Verdict::Locked(now),
                 };
                 if let Some(audit) = &audit {
+                    let outcome = match verdict {
+                        Verdict::Accepted => "verified",
+                        Verdict::Refused { .. } => "failed",
+                        Verdict::Locked(_) => "locked_out",
+                    };
                     store::audit_step_up(
                         &mut conn,
                         &audit.request_id,
@@ -288,11 +371,11 @@ async fn record_attempt(
                     )
                     .await?;
                 }
-                Ok::<bool, onlinebank_core::db::Error>(locked)
+                Ok::<Verdict, onlinebank_core::db::Error>(verdict)
             }
             .await;
             (conn, result)
         })
         .await?;
-    Ok(locked)
+    Ok(verdict)
 }

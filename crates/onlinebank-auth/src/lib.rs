@@ -1,12 +1,15 @@
 //! The auth role: customers, their argon2id password hashes, sessions and tokens, step-up
 //! verification with its audit, and lockout after repeated failures.
 //!
-//! Public API (through the gateway): `POST /api/v1/customers`, `POST /api/v1/sessions`.
-//! Internal API (request role only): `POST /internal/v1/step-up`.
+//! Public API (through the gateway): `POST /api/v1/customers`, `POST /api/v1/sessions`,
+//! `DELETE /api/v1/sessions/current`.
+//! Internal API: `POST /internal/v1/step-up` (request), `GET /internal/v1/sessions/revoked`
+//! (gateway).
 
 mod api;
 pub mod password;
 mod store;
+mod turns;
 
 use anyhow::Context;
 use axum::extract::FromRef;
@@ -23,8 +26,13 @@ pub(crate) struct AuthState {
     settings: Arc<Settings>,
     token_key: TokenKey,
     step_up: StepUpKeys,
-    /// Bounds concurrent argon2 work to the machine's cores so logins cannot starve the rest.
+    /// argon2 work (sign-up, login, unknown ids' dummy check) at once: half the cores, so
+    /// strangers' logins can never take the CPU that customers' money requests need.
     argon2_slots: Arc<Semaphore>,
+    /// argon2 jobs waiting for a slot at once; beyond, an immediate 503.
+    argon2_queue: Arc<Semaphore>,
+    /// One login at a time per user id (see [`turns`]).
+    login_turns: Arc<turns::Turns>,
 }
 
 impl FromRef<AuthState> for TokenKey {
@@ -32,6 +40,9 @@ impl FromRef<AuthState> for TokenKey {
         state.token_key.clone()
     }
 }
+
+/// argon2 jobs that may wait for a slot at once (each waits at most two seconds).
+const ARGON2_QUEUE: usize = 64;
 
 /// Opens auth's database, applies migrations and returns its router.
 pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RoleParts> {
@@ -51,7 +62,9 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
         token_key: settings.token_key(),
         step_up: StepUpKeys::new(settings.secret.derive("onlinebank step-up v1")),
         settings,
-        argon2_slots: Arc::new(Semaphore::new(cores)),
+        argon2_slots: Arc::new(Semaphore::new((cores / 2).max(1))),
+        argon2_queue: Arc::new(Semaphore::new(ARGON2_QUEUE)),
+        login_turns: Arc::default(),
     };
     Ok(onlinebank_core::RoleParts {
         router: api::router(state),

@@ -8,8 +8,6 @@ pub struct CustomerRow {
     pub user_id: String,
     pub name: String,
     pub password_hash: String,
-    pub locked_until: i64,
-    pub failed_attempts: i64,
 }
 
 impl FromRow for CustomerRow {
@@ -18,8 +16,6 @@ impl FromRow for CustomerRow {
             user_id: row.get(0)?,
             name: row.get(1)?,
             password_hash: row.get(2)?,
-            locked_until: row.get(3)?,
-            failed_attempts: row.get(4)?,
         })
     }
 }
@@ -80,73 +76,236 @@ pub async fn customer(db: &Db, user_id: &str) -> Result<Option<CustomerRow>, Err
     db.read()
         .await?
         .fetch_optional(
-            "SELECT user_id, name, password_hash, locked_until, failed_attempts FROM customers WHERE user_id = $1",
+            "SELECT user_id, name, password_hash FROM customers WHERE user_id = $1",
             args![user_id],
         )
         .await
 }
 
-/// Counts a failed attempt; the attempt that reaches `threshold` locks the customer until
-/// `lock_until` and starts the count again. Returns whether this attempt locked.
+/// How a wrong password was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Counted, below the threshold.
+    Counted,
+    /// Counted, and it reached the threshold: locked from now on.
+    Locked,
+    /// Not counted: the id was already locked (until the given epoch ms). The attempt must be
+    /// answered `locked_out`, never as a wrong password.
+    AlreadyLocked(i64),
+}
+
+/// The limits a failure is counted under.
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutRule {
+    pub threshold: i64,
+    pub now: i64,
+    /// Until when a lock that starts now lasts.
+    pub lock_until: i64,
+    /// Failures of ids quiet since before this are forgotten (their rows deleted).
+    pub forget_before: i64,
+}
+
+/// A user id's lock, or 0 when it has none (known and unknown ids alike).
+pub async fn locked_until(db: &Db, user_id: &str) -> Result<i64, Error> {
+    let locked: Option<i64> = db
+        .read()
+        .await?
+        .scalar(
+            "SELECT locked_until FROM lockouts WHERE user_id = $1",
+            args![user_id],
+        )
+        .await?;
+    Ok(locked.unwrap_or(0))
+}
+
+/// Counts a wrong password for `user_id`, in the caller's write: atomically with every other
+/// attempt, and only while the id is not locked. The failure that reaches the threshold locks.
 pub async fn record_failure(
     conn: &mut Conn,
     user_id: &str,
-    threshold: i64,
-    lock_until: i64,
-) -> Result<bool, Error> {
-    let locked: Option<i64> = conn
-        .scalar(
-            "UPDATE customers SET
-                failed_attempts = CASE WHEN failed_attempts + 1 >= $1 THEN 0 ELSE failed_attempts + 1 END,
-                locked_until = CASE WHEN failed_attempts + 1 >= $1 THEN $2 ELSE locked_until END
-             WHERE user_id = $3
-             RETURNING CAST(CASE WHEN locked_until = $2 THEN 1 ELSE 0 END AS BIGINT)",
-            args![threshold, lock_until, user_id],
-        )
-        .await?;
-    Ok(locked.unwrap_or(0) != 0)
-}
-
-pub async fn reset_failures(conn: &mut Conn, user_id: &str) -> Result<(), Error> {
+    rule: LockoutRule,
+) -> Result<Failure, Error> {
     conn.execute(
-        "UPDATE customers SET failed_attempts = 0 WHERE user_id = $1 AND failed_attempts > 0",
-        args![user_id],
+        "INSERT INTO lockouts (user_id, failed_attempts, locked_until, updated_at)
+         VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING",
+        args![user_id, rule.now],
     )
     .await?;
-    Ok(())
+    let counted: Option<i64> = conn
+        .scalar(
+            "UPDATE lockouts SET
+                failed_attempts = CASE WHEN failed_attempts + 1 >= $1 THEN 0 ELSE failed_attempts + 1 END,
+                locked_until = CASE WHEN failed_attempts + 1 >= $1 THEN $2 ELSE locked_until END,
+                updated_at = $3
+             WHERE user_id = $4 AND locked_until <= $3
+             RETURNING locked_until",
+            args![rule.threshold, rule.lock_until, rule.now, user_id],
+        )
+        .await?;
+    // Ids quiet for a whole window are forgotten, a few at a time: bounded by the rate of
+    // attempts over one window.
+    conn.execute(
+        "DELETE FROM lockouts WHERE user_id IN (SELECT user_id FROM lockouts
+             WHERE updated_at < $1 AND locked_until <= $2 LIMIT 100)",
+        args![rule.forget_before, rule.now],
+    )
+    .await?;
+    match counted {
+        Some(until) if until == rule.lock_until => Ok(Failure::Locked),
+        Some(_) => Ok(Failure::Counted),
+        None => {
+            let until: Option<i64> = conn
+                .scalar(
+                    "SELECT locked_until FROM lockouts WHERE user_id = $1",
+                    args![user_id],
+                )
+                .await?;
+            Ok(Failure::AlreadyLocked(until.unwrap_or(rule.now)))
+        }
+    }
 }
 
-pub async fn insert_session(
+/// Accepts a right password, in the caller's write (serialised with every failure): refused
+/// (`Err(locked_until)`) if the id is locked by now, else the count of failures starts again.
+pub async fn accept_success(
+    conn: &mut Conn,
+    user_id: &str,
+    now: i64,
+) -> Result<Result<(), i64>, Error> {
+    let locked_until: Option<i64> = conn
+        .scalar(
+            "SELECT locked_until FROM lockouts WHERE user_id = $1",
+            args![user_id],
+        )
+        .await?;
+    if let Some(until) = locked_until.filter(|until| *until > now) {
+        return Ok(Err(until));
+    }
+    if locked_until.is_some() {
+        conn.execute(
+            "UPDATE lockouts SET failed_attempts = 0, updated_at = $1
+             WHERE user_id = $2 AND failed_attempts > 0",
+            args![now, user_id],
+        )
+        .await?;
+    }
+    Ok(Ok(()))
+}
+
+/// Opens a session for a right password, unless the id got locked meanwhile
+/// (`Ok(Err(locked_until))`): the lock check and the insert are one write.
+pub async fn open_session(
     db: &Db,
     session_id: &str,
     user_id: &str,
     verifier: &[u8],
     now: i64,
     expires_at: i64,
-) -> Result<(), Error> {
+) -> Result<Result<(), i64>, Error> {
     let (session_id, user_id, verifier) =
         (session_id.to_owned(), user_id.to_owned(), verifier.to_vec());
     let result = db
         .write(move |mut conn| async move {
             let result = async {
+                if let Err(locked_until) = accept_success(&mut conn, &user_id, now).await? {
+                    return Ok(Err(locked_until));
+                }
                 conn.execute(
                     "INSERT INTO sessions (id, user_id, verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
                     args![&session_id, &user_id, &verifier, now, expires_at],
                 )
                 .await?;
-                // Expired sessions are of no use to anyone; drop a few on the way.
+                // Expired sessions and revocations are of no use to anyone; drop a few on the way.
                 conn.execute(
                     "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 LIMIT 100)",
                     args![now],
                 )
                 .await?;
-                Ok(())
+                conn.execute(
+                    "DELETE FROM revoked_sessions WHERE session_id IN
+                         (SELECT session_id FROM revoked_sessions WHERE expires_at < $1 LIMIT 100)",
+                    args![now],
+                )
+                .await?;
+                Ok(Ok(()))
             }
             .await;
             (conn, result)
         })
         .await;
     result.map_err(Error::from)
+}
+
+/// Ends a session: its row goes (so no step-up succeeds with it) and its revocation is kept
+/// until the token expires, for the gateway. Returns whether the session existed.
+pub async fn revoke_session(
+    db: &Db,
+    session_id: &str,
+    user_id: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    let (session_id, user_id) = (session_id.to_owned(), user_id.to_owned());
+    let result = db
+        .write(move |mut conn| async move {
+            let result = async {
+                let expires_at: Option<i64> = conn
+                    .scalar(
+                        "DELETE FROM sessions WHERE id = $1 AND user_id = $2 RETURNING expires_at",
+                        args![&session_id, &user_id],
+                    )
+                    .await?;
+                let Some(expires_at) = expires_at else {
+                    return Ok(false);
+                };
+                conn.execute(
+                    "INSERT INTO revoked_sessions (session_id, revoked_at, expires_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (session_id) DO NOTHING",
+                    args![&session_id, now, expires_at],
+                )
+                .await?;
+                Ok(true)
+            }
+            .await;
+            (conn, result)
+        })
+        .await;
+    result.map_err(Error::from)
+}
+
+/// A revoked session, as the gateway needs it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revoked {
+    pub session_id: String,
+    pub revoked_at: i64,
+    pub expires_at: i64,
+}
+
+impl FromRow for Revoked {
+    fn from_row(row: &Row<'_>) -> Result<Self, Error> {
+        Ok(Self {
+            session_id: row.get(0)?,
+            revoked_at: row.get(1)?,
+            expires_at: row.get(2)?,
+        })
+    }
+}
+
+/// Sessions revoked at or after `since` whose tokens have not expired, oldest first.
+pub async fn revoked_since(
+    db: &Db,
+    since: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Revoked>, Error> {
+    db.read()
+        .await?
+        .fetch_all(
+            "SELECT session_id, revoked_at, expires_at FROM revoked_sessions
+             WHERE revoked_at >= $1 AND expires_at > $2 ORDER BY revoked_at LIMIT $3",
+            args![since, now, limit],
+        )
+        .await
 }
 
 pub async fn session(db: &Db, session_id: &str) -> Result<Option<SessionRow>, Error> {

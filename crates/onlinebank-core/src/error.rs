@@ -80,7 +80,9 @@ impl ApiError {
         )
     }
 
+    /// The answer for a failed request: what the customer is told ([`Reason::answered`]).
     pub fn from_reason(reason: Reason) -> Self {
+        let reason = reason.answered();
         let mut error = Self::new(reason.status(), reason.code(), reason.message());
         if reason.is_transient() {
             error.retry_after = Some(1);

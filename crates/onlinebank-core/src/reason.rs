@@ -93,6 +93,15 @@ impl Reason {
         }
     }
 
+    /// The reason a customer is told. Someone else's account answers exactly like a missing one,
+    /// so nobody can learn which account numbers exist; events and stores keep `not_owner`.
+    pub fn answered(self) -> Self {
+        match self {
+            Reason::NotOwner => Reason::AccountNotFound,
+            other => other,
+        }
+    }
+
     /// Whether the client should simply try again (nothing happened, the key is released).
     pub fn is_transient(self) -> bool {
         matches!(self, Reason::ServiceBusy | Reason::Interrupted)

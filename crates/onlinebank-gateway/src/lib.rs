@@ -8,11 +8,12 @@
 mod admission;
 mod legacy;
 mod proxy;
+mod revocations;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use http::Method;
 use onlinebank_core::http::{bearer_token, shed};
@@ -39,6 +40,8 @@ pub(crate) struct GatewayState {
     /// The bank's public base URL for links (`--public-url`), without a trailing slash; empty for
     /// relative links.
     public_url: Arc<str>,
+    /// Sessions ended by logout (see [`revocations`]).
+    revocations: Arc<revocations::Revocations>,
 }
 
 /// Which of the gateway's shedding semaphores a call takes.
@@ -89,6 +92,12 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     ));
     ctx.tasks
         .spawn(upstreams.clone().watch_readiness(ctx.shutdown.clone()));
+    let revocations = Arc::new(revocations::Revocations::default());
+    ctx.tasks.spawn(revocations.clone().follow(
+        upstreams.clone(),
+        settings.internal_token(),
+        ctx.shutdown.clone(),
+    ));
     let admission = Arc::new(admission::PublicAdmission::new(
         settings.max_in_flight_public,
         settings.max_in_flight_per_client,
@@ -106,6 +115,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
             .unwrap_or_default()
             .trim_end_matches('/')
             .into(),
+        revocations,
     };
     let reads = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(
@@ -135,6 +145,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
                 "/mypages/search/findByAccountNo",
                 get(legacy::find_by_account_no),
             )
+            .route("/api/v1/sessions/current", delete(to_auth_with_token))
             // Shed by what the call is: balance and history count as reads.
             .route("/api/v1/requests", post(submit_request))
             .merge(reads(
@@ -149,14 +160,25 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     })
 }
 
-/// Refuses a call without a valid bearer token before it reaches any role.
+/// Refuses a call without a valid bearer token, or with a logged-out session's, before it
+/// reaches any role.
 fn check_token(state: &GatewayState, request: &Request) -> Result<(), ApiError> {
     let token = bearer_token(request.headers()).ok_or_else(ApiError::unauthorized)?;
-    state
+    let claims = state
         .token_key
         .verify(token, onlinebank_core::time::now_ms())
-        .map(|_| ())
-        .map_err(|_| ApiError::unauthorized())
+        .map_err(|_| ApiError::unauthorized())?;
+    if state.revocations.is_revoked(&claims.sid) {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(())
+}
+
+async fn to_auth_with_token(State(state): State<GatewayState>, request: Request) -> Response {
+    if let Err(error) = check_token(&state, &request) {
+        return error.into_response();
+    }
+    state.upstreams.forward(Role::Auth, request).await
 }
 
 async fn to_auth(State(state): State<GatewayState>, request: Request) -> Response {

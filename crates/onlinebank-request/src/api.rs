@@ -229,7 +229,7 @@ async fn show(
             let mut body = ApiError::not_found("request_cancelled", reason.message())
                 .with_request_id(request_id)
                 .body();
-            body["reason"] = json!(reason.code());
+            body["reason"] = json!(reason.answered().code());
             Ok((StatusCode::NOT_FOUND, Json(body)).into_response())
         }
         Standing::Unknown => Err(not_found()),

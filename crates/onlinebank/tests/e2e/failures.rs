@@ -103,18 +103,33 @@ async fn opening_a_number_already_taken_is_409_account_exists() {
 }
 
 #[tokio::test]
-async fn writes_to_another_customers_account_are_404_not_owner_and_change_nothing() {
+async fn writes_to_another_customers_account_answer_exactly_like_a_missing_account_and_change_nothing(
+) {
     let bank = TestBank::start().await;
     let alice = bank.customer("alice@test").await;
     let bob = bank.customer("bob@test").await;
     let opened = bank.open_ok(&alice, "1001", 5_000).await;
 
-    let reply = bank.deposit(&bob.token, &bob.pw, "1001", 100).await;
-    expect_compensated(&bank, &bob.token, &reply, 404, "not_owner").await;
-    let reply = bank.withdraw(&bob.token, &bob.pw, "1001", 100).await;
-    expect_compensated(&bank, &bob.token, &reply, 404, "not_owner").await;
-    let reply = bank.close(&bob.token, &bob.pw, "1001").await;
-    expect_compensated(&bank, &bob.token, &reply, 404, "not_owner").await;
+    // Someone else's account and no account at all: the same status, code and message, now and
+    // when the request is looked up later, so nobody learns which numbers exist.
+    let missing = bank.deposit(&bob.token, &bob.pw, "9999", 100).await;
+    expect_compensated(&bank, &bob.token, &missing, 404, "account_not_found").await;
+    for reply in [
+        bank.deposit(&bob.token, &bob.pw, "1001", 100).await,
+        bank.withdraw(&bob.token, &bob.pw, "1001", 100).await,
+        bank.close(&bob.token, &bob.pw, "1001").await,
+    ] {
+        expect_compensated(&bank, &bob.token, &reply, 404, "account_not_found").await;
+        assert_eq!(
+            reply.1["error"], missing.1["error"],
+            "{} vs {}",
+            reply.1, missing.1
+        );
+        let id = reply.1["requestId"].as_str().unwrap();
+        let later = bank.get_request(&bob.token, id).await;
+        assert_eq!(later.1["reason"], "account_not_found", "{}", later.1);
+        assert!(!later.1.to_string().contains("not_owner"), "{}", later.1);
+    }
 
     let snapshot = bank.ops.drained(SETTLE).await;
     assert_eq!(snapshot.accounts["1001"].balance, 5_000);

@@ -159,3 +159,146 @@ async fn a_lockout_expires_after_lockout_secs_and_the_locked_attempts_changed_no
     let snapshot = bank.ops.drained(SETTLE).await;
     assert_eq!(snapshot.accounts["1001"].balance, 101);
 }
+
+/// The answers' (status, code), in the order the attempts were made.
+fn codes(replies: &[(u16, serde_json::Value)]) -> Vec<(u16, String)> {
+    replies
+        .iter()
+        .map(|(status, body)| {
+            (
+                *status,
+                body["error"]["code"].as_str().unwrap_or("ok").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_hundred_parallel_logins_evaluate_at_most_five_and_lock_out_even_the_right_password() {
+    // Places for sign-up and login wait long here: this is about the lockout, not the admission.
+    let bank = TestBank::start_with(&["--public-wait-ms", "30000"]).await;
+    let alice = bank.customer("alice@test").await;
+    let api = bank.unpooled();
+    let attempts = (0..200).map(|n| {
+        let api = api.clone();
+        let (user, pw) = (alice.user.clone(), alice.pw.clone());
+        async move {
+            let pw = if n == 100 {
+                pw
+            } else {
+                "wrong-password".to_owned()
+            };
+            api.login(&user, &pw).await
+        }
+    });
+    let replies = futures::future::join_all(attempts).await;
+    let answers = codes(&replies);
+    let wrong = answers
+        .iter()
+        .filter(|answer| answer.1 == "invalid_credentials")
+        .count();
+    assert!(
+        wrong <= 5,
+        "{wrong} wrong passwords were evaluated: {answers:?}"
+    );
+    assert_eq!(
+        answers[100],
+        (429, "locked_out".to_owned()),
+        "the right password inside the burst: {}",
+        replies[100].1
+    );
+    for (n, answer) in answers.iter().enumerate() {
+        assert!(
+            *answer == (401, "invalid_credentials".to_owned())
+                || *answer == (429, "locked_out".to_owned()),
+            "attempt #{n}: {answer:?}"
+        );
+    }
+    expect_error(&bank.login(&alice.user, &alice.pw).await, 429, "locked_out");
+}
+
+#[tokio::test]
+async fn two_hundred_parallel_step_ups_evaluate_at_most_five_and_move_no_money() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 1_000).await;
+    let api = bank.unpooled();
+    let attempts = (0..200).map(|n| {
+        let api = api.clone();
+        let (token, pw) = (alice.token.clone(), alice.pw.clone());
+        async move {
+            let pw = if n == 100 {
+                pw
+            } else {
+                "wrong-password".to_owned()
+            };
+            api.deposit(&token, &pw, "1001", 1).await
+        }
+    });
+    let replies = futures::future::join_all(attempts).await;
+    let answers = codes(&replies);
+    let wrong = answers
+        .iter()
+        .filter(|answer| answer.1 == "step_up_failed")
+        .count();
+    assert!(
+        wrong <= 5,
+        "{wrong} wrong step-ups were evaluated: {answers:?}"
+    );
+    assert_eq!(
+        answers[100],
+        (429, "locked_out".to_owned()),
+        "the right password inside the burst: {}",
+        replies[100].1
+    );
+    for (n, answer) in answers.iter().enumerate() {
+        assert!(
+            *answer == (403, "step_up_failed".to_owned())
+                || *answer == (429, "locked_out".to_owned()),
+            "attempt #{n}: {answer:?}"
+        );
+    }
+    let snapshot = bank.ops.drained(SETTLE).await;
+    assert_eq!(snapshot.accounts["1001"].balance, 1_000, "{snapshot:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_user_id_is_locked_out_exactly_like_a_customer() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    let mut seen = Vec::new();
+    for user in [alice.user.as_str(), "nobody@test"] {
+        let mut answers = Vec::new();
+        for _ in 0..7 {
+            let reply = bank
+                .post_req("/api/v1/sessions")
+                .json(serde_json::json!({"userId": user, "password": "wrong-password"}))
+                .send()
+                .await;
+            answers.push((
+                reply.status,
+                reply.body["error"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                reply.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                reply.header("retry-after").is_some(),
+            ));
+        }
+        seen.push(answers);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "a customer and an unknown id answered differently"
+    );
+    assert_eq!(seen[1][4].0, 401, "{:?}", seen[1]);
+    assert_eq!(
+        (seen[1][5].0, seen[1][5].1.as_str()),
+        (429, "locked_out"),
+        "{:?}",
+        seen[1]
+    );
+}

@@ -31,3 +31,4 @@ mod legacy;
 mod lockout;
 mod resilience;
 mod secrets;
+mod sessions;
