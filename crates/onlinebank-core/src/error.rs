@@ -70,6 +70,17 @@ impl ApiError {
         Self::from_reason(Reason::ServiceBusy)
     }
 
+    /// 503 `storage_unavailable` with `Retry-After`: the disk is full or failing; nothing was
+    /// written, and the role reports not ready until it can write again.
+    pub fn storage_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the bank cannot store anything right now, nothing was changed; please try again shortly",
+        )
+        .with_retry_after(5)
+    }
+
     /// A 500 whose detail is logged, never answered.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -152,6 +163,10 @@ impl IntoResponse for ApiError {
 
 impl From<crate::db::Error> for ApiError {
     fn from(error: crate::db::Error) -> Self {
+        if error.is_storage_full() {
+            tracing::warn!(error = %error, "storage unavailable");
+            return Self::storage_unavailable();
+        }
         if error.is_busy() {
             tracing::warn!(error = %error, "database busy");
             return Self::busy();
@@ -176,6 +191,9 @@ impl<E: Into<ApiError>> From<crate::db::GroupError<E>> for ApiError {
     fn from(error: crate::db::GroupError<E>) -> Self {
         match error {
             crate::db::GroupError::Job(error) => error.into(),
+            crate::db::GroupError::Commit(error) if error.is_storage_full() => {
+                Self::storage_unavailable()
+            }
             crate::db::GroupError::Commit(error) if error.is_busy() => Self::busy(),
             crate::db::GroupError::Commit(error) => Self::internal(error),
             crate::db::GroupError::Closed => Self::busy(),

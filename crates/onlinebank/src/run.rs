@@ -60,7 +60,7 @@ struct Process {
     /// Every connection of the process, over all its listeners (the cap is per process).
     connections: Arc<Connections>,
     /// Each started role's own readiness check, for the admin listener's `/health/ready`.
-    checks: std::sync::Mutex<Vec<ReadyCheck>>,
+    checks: Arc<std::sync::Mutex<Vec<ReadyCheck>>>,
 }
 
 impl Process {
@@ -96,18 +96,14 @@ impl Process {
         });
     }
 
-    /// Binds the admin listener: `/metrics`, and `/health/*` of the process (ready when every
-    /// role in it is).
-    async fn start_admin(&self, address: &str) -> anyhow::Result<()> {
-        let listener = bind(address).await?;
-        let address = listener.local_addr()?;
-        let checks = self
-            .checks
-            .lock()
-            .map(|checks| checks.clone())
-            .unwrap_or_default();
-        let check: ReadyCheck = Arc::new(move || {
-            let checks = checks.clone();
+    /// Every started role's readiness check at once: the process's readiness.
+    fn every_check(&self) -> ReadyCheck {
+        let checks = self.checks.clone();
+        Arc::new(move || {
+            let checks = checks
+                .lock()
+                .map(|checks| checks.clone())
+                .unwrap_or_default();
             Box::pin(async move {
                 for check in checks {
                     if !check().await {
@@ -116,8 +112,15 @@ impl Process {
                 }
                 true
             })
-        });
-        let router = health_router("admin", self.readiness.clone(), check)
+        })
+    }
+
+    /// Binds the admin listener: `/metrics`, and `/health/*` of the process (ready when every
+    /// role in it is).
+    async fn start_admin(&self, address: &str) -> anyhow::Result<()> {
+        let listener = bind(address).await?;
+        let address = listener.local_addr()?;
+        let router = health_router("admin", self.readiness.clone(), self.every_check())
             .merge(onlinebank_core::metrics::router())
             .fallback(onlinebank_core::http::not_found);
         self.spawn_server("admin", listener, router);
@@ -163,6 +166,13 @@ async fn start_role(
     if let Ok(mut checks) = process.checks.lock() {
         checks.push(check.clone());
     }
+    // In `up` the gateway is the process's only door: its readiness is every role's (a role
+    // whose storage cannot write takes the whole bank out of its balancer).
+    let check = if process.in_process_calls && role == Role::Gateway {
+        process.every_check()
+    } else {
+        check
+    };
     let name = role.as_str();
     let router = parts
         .router

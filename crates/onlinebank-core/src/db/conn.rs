@@ -36,6 +36,9 @@ pub enum Error {
     /// The shared transaction a write job ran in failed to commit.
     #[error("group commit failed: {0}")]
     Commit(std::sync::Arc<Error>),
+    /// Too little free space to write: the batch was rolled back instead of committed.
+    #[error("storage is full")]
+    StorageFull,
 }
 
 impl Error {
@@ -52,6 +55,23 @@ impl Error {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ),
             Error::Commit(error) => error.is_busy(),
+            _ => false,
+        }
+    }
+
+    /// Storage is full or failing: SQLite's `SQLITE_FULL` or an I/O error, PostgreSQL's class 53
+    /// (`insufficient_resources`, e.g. 53100 `disk_full`) or an I/O error talking to it.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::StorageFull => true,
+            Error::Sqlite(rusqlite::Error::SqliteFailure(code, _)) => matches!(
+                code.code,
+                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+            ),
+            Error::Sqlx(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|code| code.starts_with("53"))
+            }
+            Error::Commit(error) => error.is_storage_full(),
             _ => false,
         }
     }
@@ -211,6 +231,8 @@ enum Inner {
 /// A connection of either engine (see the module docs).
 pub struct Conn {
     inner: Inner,
+    /// The database's storage health, told of writes that fail for want of storage.
+    storage: Option<std::sync::Arc<super::storage::Storage>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -319,19 +341,38 @@ impl Conn {
     pub(crate) fn sqlite(conn: Box<rusqlite::Connection>) -> Self {
         Self {
             inner: Inner::Sqlite(Lite::Owned(conn)),
+            storage: None,
         }
     }
 
     pub(crate) fn sqlite_reader(guard: tokio::sync::OwnedMutexGuard<rusqlite::Connection>) -> Self {
         Self {
             inner: Inner::Sqlite(Lite::Reader(guard)),
+            storage: None,
         }
     }
 
     pub(crate) fn any(conn: PoolConnection<Any>) -> Self {
         Self {
             inner: Inner::Any(conn),
+            storage: None,
         }
+    }
+
+    /// Tells `storage` of every statement that fails for want of storage.
+    pub(crate) fn with_storage(mut self, storage: std::sync::Arc<super::storage::Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Passes a statement's result on, telling the storage health of a storage failure.
+    fn noted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let (Err(error), Some(storage)) = (&result, &self.storage) {
+            if error.is_storage_full() {
+                storage.mark_failed(error);
+            }
+        }
+        result
     }
 
     /// Gives back the owned SQLite connection (the writer thread's).
@@ -353,14 +394,20 @@ impl Conn {
     /// Runs statements without parameters (transaction control, DDL); several may be given,
     /// separated by `;`.
     pub async fn batch(&mut self, sql: &str) -> Result<(), Error> {
-        match &mut self.inner {
-            Inner::Sqlite(lite) => Ok(lite.conn().execute_batch(sql)?),
+        let result = match &mut self.inner {
+            Inner::Sqlite(lite) => lite.conn().execute_batch(sql).map_err(Error::from),
             Inner::Any(conn) => any_batch(conn, sql).await,
-        }
+        };
+        self.noted(result)
     }
 
     /// Runs one statement; returns how many rows it changed.
     pub async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Error> {
+        let result = self.execute_unnoted(sql, args).await;
+        self.noted(result)
+    }
+
+    async fn execute_unnoted(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Error> {
         match &mut self.inner {
             Inner::Sqlite(lite) => {
                 let conn = lite.conn();
@@ -376,6 +423,15 @@ impl Conn {
 
     /// Every row of a query.
     pub async fn fetch_all<T: FromRow>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<T>, Error> {
+        let result = self.fetch_all_unnoted(sql, args).await;
+        self.noted(result)
+    }
+
+    async fn fetch_all_unnoted<T: FromRow>(
         &mut self,
         sql: &str,
         args: &[Arg<'_>],
@@ -399,6 +455,15 @@ impl Conn {
 
     /// The first row of a query, if any.
     pub async fn fetch_optional<T: FromRow>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<T>, Error> {
+        let result = self.fetch_optional_unnoted(sql, args).await;
+        self.noted(result)
+    }
+
+    async fn fetch_optional_unnoted<T: FromRow>(
         &mut self,
         sql: &str,
         args: &[Arg<'_>],

@@ -10,6 +10,7 @@
 //! connection (the server groups the flushes of concurrent commits).
 
 use super::conn::{Conn, Error};
+use super::storage::Storage;
 use super::BoxFuture;
 use sqlx::AnyPool;
 use std::future::Future;
@@ -26,6 +27,15 @@ type Job = Box<dyn FnOnce(Conn) -> BoxFuture<'static, (Conn, bool, Finish)> + Se
 #[derive(Clone)]
 pub struct GroupCommit {
     jobs: mpsc::Sender<Job>,
+}
+
+/// Tells `storage` how a commit went.
+fn note_commit(storage: &Storage, commit: &Result<(), Error>) {
+    match commit {
+        Ok(()) => storage.mark_ok(),
+        Err(error) if error.is_storage_full() => storage.mark_failed(error),
+        Err(_) => {}
+    }
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -64,18 +74,19 @@ impl GroupCommit {
         conn: rusqlite::Connection,
         name: &str,
         max_batch: usize,
+        storage: Arc<Storage>,
     ) -> anyhow::Result<Self> {
         let (jobs, receiver) = mpsc::channel(max_batch * 4);
         std::thread::Builder::new()
             .name(format!("db-{name}"))
-            .spawn(move || sqlite_writer(Box::new(conn), receiver, max_batch))?;
+            .spawn(move || sqlite_writer(Box::new(conn), receiver, max_batch, storage))?;
         Ok(Self { jobs })
     }
 
     /// Starts the task that runs each job in its own PostgreSQL transaction.
-    pub(crate) fn start_postgres(writer: AnyPool, max_batch: usize) -> Self {
+    pub(crate) fn start_postgres(writer: AnyPool, max_batch: usize, storage: Arc<Storage>) -> Self {
         let (jobs, receiver) = mpsc::channel(max_batch * 4);
-        tokio::spawn(postgres_writer(writer, receiver));
+        tokio::spawn(postgres_writer(writer, receiver, storage));
         Self { jobs }
     }
 
@@ -124,6 +135,7 @@ fn sqlite_writer(
     mut conn: Box<rusqlite::Connection>,
     mut receiver: mpsc::Receiver<Job>,
     max_batch: usize,
+    storage: Arc<Storage>,
 ) {
     while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
@@ -133,7 +145,7 @@ fn sqlite_writer(
                 Err(_) => break,
             }
         }
-        let (returned, finishers, commit) = sqlite_batch(conn, batch);
+        let (returned, finishers, commit) = sqlite_batch(conn, batch, &storage);
         let commit = commit.map_err(Arc::new);
         for finish in finishers {
             finish(commit.clone());
@@ -158,8 +170,10 @@ fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
 fn run_job(
     conn: Box<rusqlite::Connection>,
     job: Job,
+    storage: &Arc<Storage>,
 ) -> (Option<Box<rusqlite::Connection>>, bool, Finish) {
-    let (returned, ok, finish) = futures::executor::block_on(job(Conn::sqlite(conn)));
+    let conn = Conn::sqlite(conn).with_storage(storage.clone());
+    let (returned, ok, finish) = futures::executor::block_on(job(conn));
     (returned.into_sqlite(), ok, finish)
 }
 
@@ -168,6 +182,7 @@ fn run_job(
 fn sqlite_batch(
     conn: Box<rusqlite::Connection>,
     batch: Vec<Job>,
+    storage: &Arc<Storage>,
 ) -> (
     Option<Box<rusqlite::Connection>>,
     Vec<Finish>,
@@ -186,7 +201,7 @@ fn sqlite_batch(
                 return (Some(conn), finishers, Err(error.into()));
             }
         }
-        let (returned, ok, finish) = run_job(conn, job);
+        let (returned, ok, finish) = run_job(conn, job, storage);
         finishers.push(finish);
         let Some(returned) = returned else {
             return (None, finishers, Err(Error::Closed));
@@ -194,12 +209,19 @@ fn sqlite_batch(
         conn = returned;
         if alone {
             // Alone in its batch, a job needs no savepoint: its failure rolls back the whole.
+            if ok && storage.low_space() {
+                let _ = control(&conn, "ROLLBACK");
+                return (Some(conn), finishers, Err(Error::StorageFull));
+            }
             let end = if ok { "COMMIT" } else { "ROLLBACK" };
-            let ended = control(&conn, end);
+            let ended = control(&conn, end).map_err(Error::from);
+            if ok {
+                note_commit(storage, &ended);
+            }
             if ended.is_err() && ok {
                 let _ = control(&conn, "ROLLBACK");
             }
-            return (Some(conn), finishers, ended.map_err(Error::from));
+            return (Some(conn), finishers, ended);
         }
         let released = if ok {
             control(&conn, "RELEASE job")
@@ -211,21 +233,33 @@ fn sqlite_batch(
             return (Some(conn), finishers, Err(error.into()));
         }
     }
-    let commit = control(&conn, "COMMIT");
+    if storage.low_space() {
+        // Too little room to be sure the commit and its checkpoint can be written: nothing of
+        // the batch is kept, every caller hears `storage_unavailable`.
+        let _ = control(&conn, "ROLLBACK");
+        return (Some(conn), finishers, Err(Error::StorageFull));
+    }
+    let commit = control(&conn, "COMMIT").map_err(Error::from);
+    note_commit(storage, &commit);
     if commit.is_err() {
         let _ = control(&conn, "ROLLBACK");
     }
-    (Some(conn), finishers, commit.map_err(Error::from))
+    (Some(conn), finishers, commit)
 }
 
 /// PostgreSQL takes concurrent writers and batches their WAL flushes itself; one shared
 /// transaction would only hold every job's row locks for the whole batch and let two replicas'
 /// batches deadlock. So each job runs in its own transaction, up to the pool's size at once.
-async fn postgres_writer(writer: AnyPool, mut receiver: mpsc::Receiver<Job>) {
+async fn postgres_writer(
+    writer: AnyPool,
+    mut receiver: mpsc::Receiver<Job>,
+    storage: Arc<Storage>,
+) {
     while let Some(job) = receiver.recv().await {
         let writer = writer.clone();
+        let storage = storage.clone();
         tokio::spawn(async move {
-            let (finish, commit) = postgres_job(&writer, job).await;
+            let (finish, commit) = postgres_job(&writer, job, &storage).await;
             if let Some(finish) = finish {
                 finish(commit.map_err(Arc::new));
             }
@@ -233,18 +267,25 @@ async fn postgres_writer(writer: AnyPool, mut receiver: mpsc::Receiver<Job>) {
     }
 }
 
-async fn postgres_job(writer: &AnyPool, job: Job) -> (Option<Finish>, Result<(), Error>) {
+async fn postgres_job(
+    writer: &AnyPool,
+    job: Job,
+    storage: &Arc<Storage>,
+) -> (Option<Finish>, Result<(), Error>) {
     let conn = match writer.acquire().await {
         Ok(conn) => conn,
         Err(error) => return (None, Err(error.into())),
     };
-    let mut conn = Conn::any(conn);
+    let mut conn = Conn::any(conn).with_storage(storage.clone());
     if let Err(error) = conn.batch("BEGIN").await {
         return (None, Err(error));
     }
     let (mut conn, ok, finish) = job(conn).await;
     let end = if ok { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.batch(end).await;
+    if ok {
+        note_commit(storage, &ended);
+    }
     if ended.is_err() && ok {
         let _ = conn.batch("ROLLBACK").await;
     }

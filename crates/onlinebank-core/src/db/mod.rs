@@ -13,9 +13,11 @@
 
 mod conn;
 mod group;
+mod storage;
 
 pub use conn::{Arg, Column, Conn, Error, FromRow, Row};
 pub use group::{GroupCommit, GroupError};
+pub use storage::Storage;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -95,6 +97,8 @@ pub struct Db {
     /// schema there.
     pub url: Arc<str>,
     pub schema: Arc<str>,
+    /// Whether it can write (see [`storage`]).
+    storage: Arc<Storage>,
 }
 
 impl std::fmt::Debug for Db {
@@ -116,7 +120,11 @@ impl Db {
             Engine::Sqlite => {
                 let path = sqlite_path(url)?;
                 let writer = open_rusqlite(&path, false)?;
-                let group = GroupCommit::start_sqlite(writer, schema, MAX_BATCH)?;
+                let storage = Arc::new(Storage::new(
+                    schema,
+                    path.parent().map(std::path::Path::to_path_buf),
+                ));
+                let group = GroupCommit::start_sqlite(writer, schema, MAX_BATCH, storage.clone())?;
                 let conns = (0..SQLITE_READERS)
                     .map(|_| {
                         Ok(Arc::new(tokio::sync::Mutex::new(open_rusqlite(
@@ -134,18 +142,21 @@ impl Db {
                     engine,
                     url: url.into(),
                     schema: schema.into(),
+                    storage,
                 })
             }
             Engine::Postgres => {
                 let write = open_postgres(url, schema, 8).await?;
                 let read = open_postgres(url, schema, 8).await?;
+                let storage = Arc::new(Storage::new(schema, None));
                 Ok(Self {
                     readers: Readers::Postgres(read),
-                    group: GroupCommit::start_postgres(write.clone(), MAX_BATCH),
+                    group: GroupCommit::start_postgres(write.clone(), MAX_BATCH, storage.clone()),
                     postgres_writer: Some(write),
                     engine,
                     url: url.into(),
                     schema: schema.into(),
+                    storage,
                 })
             }
         }
@@ -208,13 +219,48 @@ impl Db {
 
     /// Whether the database answers and its writer still runs (for readiness).
     pub async fn ping(&self) -> bool {
-        if self.group.is_closed() {
+        if self.group.is_closed() || self.storage.low_space() {
+            return false;
+        }
+        if self.storage.has_failed() && !self.probe_write().await {
             return false;
         }
         match self.read().await {
             Ok(mut conn) => conn.scalar::<i64>("SELECT 1", &[]).await.is_ok(),
             Err(_) => false,
         }
+    }
+}
+
+impl Db {
+    /// Whether this database can write (see [`storage`]).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// A small real write, committed and undone, to learn whether storage is back.
+    async fn probe_write(&self) -> bool {
+        let probe = self
+            .write(|mut conn| async move {
+                let result = async {
+                    conn.batch(
+                        "CREATE TABLE IF NOT EXISTS onlinebank_storage_probe (at BIGINT NOT NULL)",
+                    )
+                    .await?;
+                    conn.execute(
+                        "INSERT INTO onlinebank_storage_probe (at) VALUES ($1)",
+                        &[Arg::Int(crate::time::now_ms())],
+                    )
+                    .await?;
+                    conn.execute("DELETE FROM onlinebank_storage_probe", &[])
+                        .await?;
+                    Ok::<(), Error>(())
+                }
+                .await;
+                (conn, result)
+            })
+            .await;
+        probe.is_ok()
     }
 }
 

@@ -32,3 +32,4 @@ mod lockout;
 mod resilience;
 mod secrets;
 mod sessions;
+mod storage;

@@ -320,7 +320,15 @@ impl TestBank {
 
     /// Starts with extra flags and environment variables (e.g. `ONLINEBANK_MAX_AMOUNT`).
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TestBank {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), extra, env).await
+    }
+
+    /// Starts with its data directory at `dir` (e.g. on a filesystem of the test's own).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestBank {
         let extra = strings(extra);
         let env: Vec<(String, String)> = env
             .iter()
