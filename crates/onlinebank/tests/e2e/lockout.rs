@@ -160,17 +160,40 @@ async fn a_lockout_expires_after_lockout_secs_and_the_locked_attempts_changed_no
     assert_eq!(snapshot.accounts["1001"].balance, 101);
 }
 
-/// The answers' (status, code), in the order the attempts were made.
-fn codes(replies: &[(u16, serde_json::Value)]) -> Vec<(u16, String)> {
-    replies
+/// The password of attempt `n` of a burst: the right one at #100, wrong ones around it.
+fn burst_password(n: usize, right: &str) -> String {
+    if n == 100 {
+        right.to_owned()
+    } else {
+        "wrong-password".to_owned()
+    }
+}
+
+/// A burst's answers hold the lockout: at most five wrong passwords were evaluated (answered
+/// `wrong` with `wrong_status`); every other answer, the right password's at #100 included, is
+/// 429 `locked_out`.
+fn assert_burst_held(replies: &[(u16, serde_json::Value)], wrong_status: u16, wrong: &str) {
+    let answers: Vec<(u16, &str)> = replies
         .iter()
-        .map(|(status, body)| {
-            (
-                *status,
-                body["error"]["code"].as_str().unwrap_or("ok").to_owned(),
-            )
-        })
-        .collect()
+        .map(|(status, body)| (*status, body["error"]["code"].as_str().unwrap_or("ok")))
+        .collect();
+    let evaluated = answers.iter().filter(|answer| answer.1 == wrong).count();
+    assert!(
+        evaluated <= 5,
+        "{evaluated} wrong passwords were evaluated: {answers:?}"
+    );
+    assert_eq!(
+        answers[100],
+        (429, "locked_out"),
+        "the right password inside the burst: {}",
+        replies[100].1
+    );
+    for (n, answer) in answers.iter().enumerate() {
+        assert!(
+            *answer == (wrong_status, wrong) || *answer == (429, "locked_out"),
+            "attempt #{n}: {answer:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -182,38 +205,10 @@ async fn two_hundred_parallel_logins_evaluate_at_most_five_and_lock_out_even_the
     let attempts = (0..200).map(|n| {
         let api = api.clone();
         let (user, pw) = (alice.user.clone(), alice.pw.clone());
-        async move {
-            let pw = if n == 100 {
-                pw
-            } else {
-                "wrong-password".to_owned()
-            };
-            api.login(&user, &pw).await
-        }
+        async move { api.login(&user, &burst_password(n, &pw)).await }
     });
     let replies = futures::future::join_all(attempts).await;
-    let answers = codes(&replies);
-    let wrong = answers
-        .iter()
-        .filter(|answer| answer.1 == "invalid_credentials")
-        .count();
-    assert!(
-        wrong <= 5,
-        "{wrong} wrong passwords were evaluated: {answers:?}"
-    );
-    assert_eq!(
-        answers[100],
-        (429, "locked_out".to_owned()),
-        "the right password inside the burst: {}",
-        replies[100].1
-    );
-    for (n, answer) in answers.iter().enumerate() {
-        assert!(
-            *answer == (401, "invalid_credentials".to_owned())
-                || *answer == (429, "locked_out".to_owned()),
-            "attempt #{n}: {answer:?}"
-        );
-    }
+    assert_burst_held(&replies, 401, "invalid_credentials");
     expect_error(&bank.login(&alice.user, &alice.pw).await, 429, "locked_out");
 }
 
@@ -227,37 +222,12 @@ async fn two_hundred_parallel_step_ups_evaluate_at_most_five_and_move_no_money()
         let api = api.clone();
         let (token, pw) = (alice.token.clone(), alice.pw.clone());
         async move {
-            let pw = if n == 100 {
-                pw
-            } else {
-                "wrong-password".to_owned()
-            };
-            api.deposit(&token, &pw, "1001", 1).await
+            api.deposit(&token, &burst_password(n, &pw), "1001", 1)
+                .await
         }
     });
     let replies = futures::future::join_all(attempts).await;
-    let answers = codes(&replies);
-    let wrong = answers
-        .iter()
-        .filter(|answer| answer.1 == "step_up_failed")
-        .count();
-    assert!(
-        wrong <= 5,
-        "{wrong} wrong step-ups were evaluated: {answers:?}"
-    );
-    assert_eq!(
-        answers[100],
-        (429, "locked_out".to_owned()),
-        "the right password inside the burst: {}",
-        replies[100].1
-    );
-    for (n, answer) in answers.iter().enumerate() {
-        assert!(
-            *answer == (403, "step_up_failed".to_owned())
-                || *answer == (429, "locked_out".to_owned()),
-            "attempt #{n}: {answer:?}"
-        );
-    }
+    assert_burst_held(&replies, 403, "step_up_failed");
     let snapshot = bank.ops.drained(SETTLE).await;
     assert_eq!(snapshot.accounts["1001"].balance, 1_000, "{snapshot:?}");
 }

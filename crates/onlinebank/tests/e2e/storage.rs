@@ -60,6 +60,17 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
+/// Waits until the bank's public `/health/ready` answers `status`.
+async fn readiness_becomes(bank: &TestBank, status: u16, within: Duration) {
+    eventually(&format!("readiness to answer {status}"), within, || async {
+        match bank.get("/health/ready", None).await {
+            (got, _) if got == status => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_full_disk_answers_503_storage_unavailable_turns_readiness_false_and_recovers_by_itself()
 {
@@ -107,33 +118,13 @@ async fn a_full_disk_answers_503_storage_unavailable_turns_readiness_false_and_r
     }
     assert!(refused > 0, "no write answered storage_unavailable");
     // Readiness turns false: a balancer routes around the bank.
-    eventually(
-        "readiness to turn false",
-        Duration::from_secs(10),
-        || async {
-            match bank.get("/health/ready", None).await {
-                (503, _) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    readiness_becomes(&bank, 503, Duration::from_secs(10)).await;
     // Reads keep answering.
     assert_eq!(bank.account(&alice.token, "1001").await.0, 200);
 
     // Space returns: ready again by itself, writes succeed, nothing was lost or half-applied.
     std::fs::remove_file(&filler).expect("removing the filler");
-    eventually(
-        "readiness to come back",
-        Duration::from_secs(20),
-        || async {
-            match bank.get("/health/ready", None).await {
-                (200, _) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    readiness_becomes(&bank, 200, Duration::from_secs(20)).await;
     let reply = bank.deposit(&alice.token, &alice.pw, "1001", 50).await;
     assert_eq!(expect_ok(&reply, 200)["balance"], 1_150, "{}", reply.1);
     let snapshot = bank.ops.drained(SETTLE).await;
