@@ -201,13 +201,8 @@ async fn logout(
     State(state): State<AuthState>,
     caller: Authenticated,
 ) -> Result<StatusCode, ApiError> {
-    let revoked = store::revoke_session(
-        &state.db,
-        caller.session_id(),
-        caller.customer_id(),
-        now_ms(),
-    )
-    .await?;
+    let revoked =
+        store::revoke_session(&state.db, caller.session_id(), caller.customer_id()).await?;
     if revoked {
         tracing::info!(customer = %caller.customer_id(), "session ended");
     }
@@ -225,6 +220,7 @@ async fn revoked(
     axum::extract::Query(query): axum::extract::Query<RevokedQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
+    // The gateway reads a full page as "there are more" (its PAGE_SIZE is the same 1000).
     let items = store::revoked_since(&state.db, query.since.unwrap_or(0), now, 1000).await?;
     Ok(Json(json!({"items": items, "now": now})))
 }

@@ -167,6 +167,11 @@ pub async fn record_failure(
 
 /// Accepts a right password, in the caller's write (serialised with every failure): refused
 /// (`Err(locked_until)`) if the id is locked by now, else the count of failures starts again.
+///
+/// One UPDATE, not a read then a write: on PostgreSQL (read committed, several auth replicas) an
+/// UPDATE waits for a concurrent failure's write to the same row and then sees its result, where a
+/// plain SELECT would read the row from before a lock that commits while this attempt is being
+/// accepted. An id with no row (no failure in the last window: the usual step-up) writes nothing.
 pub async fn accept_success(
     conn: &mut Conn,
     user_id: &str,
@@ -174,22 +179,17 @@ pub async fn accept_success(
 ) -> Result<Result<(), i64>, Error> {
     let locked_until: Option<i64> = conn
         .scalar(
-            "SELECT locked_until FROM lockouts WHERE user_id = $1",
-            args![user_id],
-        )
-        .await?;
-    if let Some(until) = locked_until.filter(|until| *until > now) {
-        return Ok(Err(until));
-    }
-    if locked_until.is_some() {
-        conn.execute(
-            "UPDATE lockouts SET failed_attempts = 0, updated_at = $1
-             WHERE user_id = $2 AND failed_attempts > 0",
+            "UPDATE lockouts SET
+                failed_attempts = CASE WHEN locked_until > $1 THEN failed_attempts ELSE 0 END
+             WHERE user_id = $2
+             RETURNING locked_until",
             args![now, user_id],
         )
         .await?;
+    match locked_until {
+        Some(until) if until > now => Ok(Err(until)),
+        _ => Ok(Ok(())),
     }
-    Ok(Ok(()))
 }
 
 /// Opens a session for a right password, unless the id got locked meanwhile
@@ -238,16 +238,16 @@ pub async fn open_session(
 
 /// Ends a session: its row goes (so no step-up succeeds with it) and its revocation is kept
 /// until the token expires, for the gateway. Returns whether the session existed.
-pub async fn revoke_session(
-    db: &Db,
-    session_id: &str,
-    user_id: &str,
-    now: i64,
-) -> Result<bool, Error> {
+///
+/// The revocation's time is read inside the write, so on SQLite (one writer) revocations become
+/// visible in the order of their times; the gateway still asks again for a margin of the past
+/// (see `onlinebank_gateway::revocations`) for writers that commit late or clocks of replicas.
+pub async fn revoke_session(db: &Db, session_id: &str, user_id: &str) -> Result<bool, Error> {
     let (session_id, user_id) = (session_id.to_owned(), user_id.to_owned());
     let result = db
         .write(move |mut conn| async move {
             let result = async {
+                let now = onlinebank_core::time::now_ms();
                 let expires_at: Option<i64> = conn
                     .scalar(
                         "DELETE FROM sessions WHERE id = $1 AND user_id = $2 RETURNING expires_at",
@@ -340,4 +340,106 @@ pub async fn audit_step_up(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::time::now_ms;
+    use std::time::Duration;
+
+    async fn migrated(url: &str) -> Db {
+        let db = Db::open(url, "auth").await.unwrap();
+        db.migrate(
+            &sqlx::migrate!("migrations/sqlite"),
+            &sqlx::migrate!("migrations/postgres"),
+        )
+        .await
+        .unwrap();
+        db
+    }
+
+    fn rule(now: i64) -> LockoutRule {
+        LockoutRule {
+            threshold: 5,
+            now,
+            lock_until: now + 60_000,
+            forget_before: now - 60_000,
+        }
+    }
+
+    async fn fail(db: &Db, user_id: &'static str, now: i64) -> Failure {
+        db.write(move |mut conn| async move {
+            let result = record_failure(&mut conn, user_id, rule(now)).await;
+            (conn, result)
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn succeed(db: &Db, user_id: &'static str) -> Result<(), i64> {
+        db.write(move |mut conn| async move {
+            let result = accept_success(&mut conn, user_id, now_ms()).await;
+            (conn, result)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_success_resets_the_count_and_is_refused_while_locked_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = migrated(&dir.path().join("auth.db").display().to_string()).await;
+        let now = now_ms();
+        assert_eq!(succeed(&db, "alice").await, Ok(()), "an id with no row");
+        for _ in 0..4 {
+            assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+        }
+        assert_eq!(succeed(&db, "alice").await, Ok(()));
+        for _ in 0..4 {
+            assert_eq!(fail(&db, "alice", now).await, Failure::Counted, "not reset");
+        }
+        assert_eq!(fail(&db, "alice", now).await, Failure::Locked);
+        assert_eq!(succeed(&db, "alice").await, Err(now + 60_000));
+        assert_eq!(
+            fail(&db, "alice", now).await,
+            Failure::AlreadyLocked(now + 60_000)
+        );
+    }
+
+    /// On PostgreSQL (read committed, several auth replicas) a right password must not be
+    /// accepted on a read from before a lock that a concurrent failure is committing. (SQLite runs
+    /// every write on one writer, one after the other.)
+    #[tokio::test]
+    async fn a_success_is_refused_when_a_concurrent_failure_locks_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("auth_lockout")
+            .await
+            .unwrap();
+        let db = migrated(&url).await;
+        let now = now_ms();
+        for _ in 0..4 {
+            assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+        }
+        // The fifth failure keeps its transaction open a while before committing.
+        let locking = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.write(move |mut conn| async move {
+                    let result = record_failure(&mut conn, "alice", rule(now)).await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    (conn, result)
+                })
+                .await
+                .unwrap()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let accepted = succeed(&db, "alice").await;
+        assert_eq!(locking.await.unwrap(), Failure::Locked);
+        assert_eq!(
+            accepted,
+            Err(now + 60_000),
+            "a right password was accepted while a failure locked the id"
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! The gateway checks tokens locally, so reads keep working while auth is down. To refuse the
 //! token of a session that was logged out, it asks auth every [`POLL_EVERY`] for the sessions
-//! revoked since its last answer and keeps each until its token would have expired anyway. So a
+//! revoked since a margin ([`OVERLAP_MS`]) before its last answer, so that a revocation committed
+//! late is not skipped, and keeps each until its token would have expired anyway. So a
 //! logged-out token is refused for writes at once (auth no longer finds its session for the
 //! step-up) and for everything else within about a poll (documented as one second). When auth
 //! cannot be reached, the gateway keeps the set it has.
@@ -23,6 +24,15 @@ pub const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Revoked sessions kept at once; the oldest-expiring go first past it.
 const MAX_REVOKED: usize = 1_000_000;
 
+/// How far into the past every poll asks again. A revocation's time is taken before it commits,
+/// so one that commits late (a slow write, or another auth replica with its own clock) can carry a
+/// time older than revocations already seen; asking again for this margin still finds it.
+const OVERLAP_MS: i64 = 10_000;
+
+/// Revocations auth answers at most per call (its page size): a full page means there are more,
+/// asked for at once.
+const PAGE_SIZE: usize = 1000;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RevokedSession {
@@ -34,6 +44,23 @@ struct RevokedSession {
 #[derive(Deserialize)]
 struct RevokedPage {
     items: Vec<RevokedSession>,
+    /// Auth's clock when it read the page (epoch ms): the page holds every revocation it had
+    /// committed by then.
+    now: i64,
+}
+
+impl RevokedPage {
+    /// Where the next poll starts (`since`, epoch ms), and whether it should be at once (the
+    /// page was full). A page that was not full covers everything up to auth's `now`, so the next
+    /// one starts a margin before it, not at the newest revocation seen.
+    fn next(&self, since: i64) -> (i64, bool) {
+        let newest = self.items.iter().map(|item| item.revoked_at).max();
+        match newest {
+            // A full page of one millisecond cannot advance by its times; skip past it.
+            Some(newest) if self.items.len() >= PAGE_SIZE => (newest.max(since + 1), true),
+            _ => (self.now.saturating_sub(OVERLAP_MS), false),
+        }
+    }
 }
 
 /// The revoked sessions the gateway knows of, by session id, with their tokens' expiry.
@@ -81,6 +108,7 @@ impl Revocations {
         let mut since = 0i64;
         let mut failing = false;
         loop {
+            let mut more = false;
             let path = format!("/internal/v1/sessions/revoked?since={since}");
             let answer = upstreams
                 .call(Role::Auth, Method::GET, &path, &headers, Default::default())
@@ -96,9 +124,7 @@ impl Revocations {
                         tracing::info!("revocations: auth answers again");
                         failing = false;
                     }
-                    if let Some(newest) = page.items.iter().map(|item| item.revoked_at).max() {
-                        since = since.max(newest);
-                    }
+                    (since, more) = page.next(since);
                     self.add(page.items, onlinebank_core::time::now_ms());
                 }
                 other => {
@@ -111,6 +137,9 @@ impl Revocations {
                         failing = true;
                     }
                 }
+            }
+            if more {
+                continue;
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL_EVERY) => {}
@@ -125,11 +154,44 @@ mod tests {
     use super::*;
 
     fn revoked(id: &str, expires_at: i64) -> RevokedSession {
+        revoked_at(id, 0, expires_at)
+    }
+
+    fn revoked_at(id: &str, revoked_at: i64, expires_at: i64) -> RevokedSession {
         RevokedSession {
             session_id: id.to_owned(),
-            revoked_at: 0,
+            revoked_at,
             expires_at,
         }
+    }
+
+    #[test]
+    fn a_revocation_that_commits_after_a_newer_one_is_still_asked_for() {
+        // Session "y" was revoked at 1_020 and seen at 1_040; session "x", revoked at 1_000,
+        // committed only after that poll.
+        let page = RevokedPage {
+            items: vec![revoked_at("y", 1_020, 90_000)],
+            now: 1_040,
+        };
+        let (since, more) = page.next(0);
+        assert!(!more);
+        assert!(since <= 1_000, "the next poll starts at {since}, after x");
+    }
+
+    #[test]
+    fn a_full_page_is_followed_at_once_from_its_newest_revocation() {
+        let items = (0..PAGE_SIZE)
+            .map(|n| revoked_at(&n.to_string(), 5_000 + i64::try_from(n).unwrap(), 90_000))
+            .collect();
+        let page = RevokedPage { items, now: 60_000 };
+        let newest = 5_000 + i64::try_from(PAGE_SIZE).unwrap() - 1;
+        assert_eq!(page.next(5_000), (newest, true));
+        // One millisecond holding a whole page cannot stop the poll.
+        let items = (0..PAGE_SIZE)
+            .map(|n| revoked_at(&n.to_string(), 7_000, 90_000))
+            .collect();
+        let page = RevokedPage { items, now: 60_000 };
+        assert_eq!(page.next(7_000), (7_001, true));
     }
 
     #[test]
