@@ -1,7 +1,7 @@
 //! auth's store (SQLite or PostgreSQL, one portable SQL).
 
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Db, Error, FromRow, Row};
+use onlinebank_core::db::{Conn, Db, Engine, Error, FromRow, Row};
 
 #[derive(Debug, Clone)]
 pub struct CustomerRow {
@@ -120,6 +120,8 @@ pub async fn locked_until(db: &Db, user_id: &str) -> Result<i64, Error> {
 
 /// Counts a wrong password for `user_id`, in the caller's write: atomically with every other
 /// attempt, and only while the id is not locked. The failure that reaches the threshold locks.
+/// Failures older than a quiet window are forgotten (the count starts again), whether or not
+/// the sweep has removed their row yet.
 pub async fn record_failure(
     conn: &mut Conn,
     user_id: &str,
@@ -134,22 +136,40 @@ pub async fn record_failure(
     let counted: Option<i64> = conn
         .scalar(
             "UPDATE lockouts SET
-                failed_attempts = CASE WHEN failed_attempts + 1 >= $1 THEN 0 ELSE failed_attempts + 1 END,
-                locked_until = CASE WHEN failed_attempts + 1 >= $1 THEN $2 ELSE locked_until END,
+                failed_attempts = CASE
+                    WHEN (CASE WHEN updated_at < $5 THEN 0 ELSE failed_attempts END) + 1 >= $1 THEN 0
+                    ELSE (CASE WHEN updated_at < $5 THEN 0 ELSE failed_attempts END) + 1 END,
+                locked_until = CASE
+                    WHEN (CASE WHEN updated_at < $5 THEN 0 ELSE failed_attempts END) + 1 >= $1 THEN $2
+                    ELSE locked_until END,
                 updated_at = $3
              WHERE user_id = $4 AND locked_until <= $3
              RETURNING locked_until",
-            args![rule.threshold, rule.lock_until, rule.now, user_id],
+            args![
+                rule.threshold,
+                rule.lock_until,
+                rule.now,
+                user_id,
+                rule.forget_before
+            ],
         )
         .await?;
-    // Ids quiet for a whole window are forgotten, a few at a time: bounded by the rate of
-    // attempts over one window.
-    conn.execute(
-        "DELETE FROM lockouts WHERE user_id IN (SELECT user_id FROM lockouts
-             WHERE updated_at < $1 AND locked_until <= $2 LIMIT 100)",
-        args![rule.forget_before, rule.now],
-    )
-    .await?;
+    // Ids quiet for a whole window are forgotten, up to 100 per failure: more than a failure
+    // adds, so the rows stay within the ids tried over one window. On PostgreSQL, rows another
+    // transaction is writing are skipped: deleting one would lose the failure being counted
+    // there, and two sweeps waiting for each other's rows would deadlock.
+    let sweep = match conn.engine() {
+        Engine::Postgres => {
+            "DELETE FROM lockouts WHERE user_id IN (SELECT user_id FROM lockouts
+                 WHERE updated_at < $1 AND locked_until <= $2 LIMIT 100 FOR UPDATE SKIP LOCKED)"
+        }
+        Engine::Sqlite => {
+            "DELETE FROM lockouts WHERE user_id IN (SELECT user_id FROM lockouts
+                 WHERE updated_at < $1 AND locked_until <= $2 LIMIT 100)"
+        }
+    };
+    conn.execute(sweep, args![rule.forget_before, rule.now])
+        .await?;
     match counted {
         Some(until) if until == rule.lock_until => Ok(Failure::Locked),
         Some(_) => Ok(Failure::Counted),
@@ -404,6 +424,72 @@ mod tests {
         assert_eq!(
             fail(&db, "alice", now).await,
             Failure::AlreadyLocked(now + 60_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_older_than_a_quiet_window_are_forgotten_even_before_the_sweep_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = migrated(&dir.path().join("auth.db").display().to_string()).await;
+        let now = now_ms();
+        for _ in 0..4 {
+            assert_eq!(fail(&db, "alice", now - 120_000).await, Failure::Counted);
+        }
+        // Four failures two windows ago and one now: not five in a row.
+        assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+        for _ in 0..3 {
+            assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+        }
+        assert_eq!(fail(&db, "alice", now).await, Failure::Locked);
+    }
+
+    /// The sweep of quiet ids that every failure runs must not delete the row of an id whose
+    /// failure another transaction is counting at that moment (PostgreSQL: that count would be
+    /// lost, and two sweeps waiting on each other's rows would deadlock).
+    #[tokio::test]
+    async fn the_sweep_of_quiet_ids_leaves_an_id_being_counted_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("auth_sweep")
+            .await
+            .unwrap();
+        let db = migrated(&url).await;
+        let now = now_ms();
+        // Bob failed long ago: his row is quiet and due to be swept.
+        assert_eq!(fail(&db, "bob", now - 120_000).await, Failure::Counted);
+        let counting = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.write(move |mut conn| async move {
+                    let result = record_failure(&mut conn, "bob", rule(now)).await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    (conn, result)
+                })
+                .await
+                .unwrap()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let started = std::time::Instant::now();
+        assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+        let waited = started.elapsed();
+        assert_eq!(counting.await.unwrap(), Failure::Counted);
+        assert!(
+            waited < Duration::from_millis(300),
+            "alice's failure waited {waited:?} for bob's"
+        );
+        let bob: Option<i64> = db
+            .read()
+            .await
+            .unwrap()
+            .scalar(
+                "SELECT failed_attempts FROM lockouts WHERE user_id = $1",
+                args!["bob"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            bob,
+            Some(1),
+            "bob's failure counted at the same time was swept, or his old one not forgotten"
         );
     }
 
