@@ -86,6 +86,17 @@ python3 deploy/check_manifests.py "$binary" --compose compose.yaml \
     --topics crates/onlinebank-core/src/event.rs "$rendered"/*.yaml
 step "manifests and compose.yaml against the binary"
 
+# What the release workflow applies: the production overlay with the tag's image, in the target
+# namespace.
+IMAGE=registry.test/acme/onlinebank:v9.9.9 deploy/rollout.sh --render onlinebank-staging >"$rendered/release.yml"
+images="$(sed -n 's/^ *image: //p' "$rendered/release.yml" | sort -u)"
+namespaces="$(sed -n 's/^  namespace: //p' "$rendered/release.yml" | sort -u)"
+if [ "$images" != registry.test/acme/onlinebank:v9.9.9 ] || [ "$namespaces" != onlinebank-staging ]; then
+    echo "deploy/rollout.sh renders images '$images' in namespaces '$namespaces'" >&2
+    exit 1
+fi
+step "release render (deploy/rollout.sh --render)"
+
 expected="$("$binary" settings --format markdown)"
 if ! grep -qF -- "$(echo "$expected" | sed -n 3p)" docs/deploy.md ||
     [ "$(awk '/^<!-- settings:begin -->/{on=1;next} /^<!-- settings:end -->/{on=0} on' docs/deploy.md)" != "$expected" ]; then
