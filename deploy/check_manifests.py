@@ -22,7 +22,7 @@ Fails (exit 1, one line per problem) unless:
   NetworkPolicy;
 - Strimzi KafkaTopics (when rendered) are exactly the topics the code publishes on (--topics, the
   source that defines them), with the partitions and replication of ONLINEBANK_BUS, replication
-  3 and min.insync.replicas 2;
+  3 and min.insync.replicas 2, on at least 3 brokers;
 - compose.yaml (--compose): only settings the binary reads, every role present, each role's
   stop_grace_period over the drain delay plus 10 s.
 """
@@ -175,6 +175,10 @@ def check_topics(objects, buses, topics_source):
                 problem(f"{where}: {t['spec'].get('partitions')} partitions, ONLINEBANK_BUS says {partitions}")
             if t["spec"].get("replicas") != replication:
                 problem(f"{where}: {t['spec'].get('replicas')} replicas, ONLINEBANK_BUS says {replication}")
+    brokers = sum(p["spec"].get("replicas", 0) for p in objects
+                  if p["kind"] == "KafkaNodePool" and "broker" in p["spec"].get("roles", []))
+    if brokers < 3:
+        problem(f"KafkaNodePools give {brokers} brokers, replication 3 needs 3")
     for t in kafka_topics:
         where = f"KafkaTopic/{t['metadata']['name']}"
         if t["spec"].get("replicas") != 3:
