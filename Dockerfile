@@ -34,13 +34,22 @@ RUN cargo build --release --locked --bin onlinebank \
     && strip target/release/onlinebank \
     && cp target/release/onlinebank /usr/local/bin/onlinebank
 
-# The runtime holds only what the binary loads (the dynamic loader, libc, libm, libgcc_s), a
-# passwd entry for its user and the data directory: the idea of distroless/cc, made from Debian's
-# own files. No shell, no package manager.
+# The runtime holds only what the binary loads (the dynamic loader, libc, libm, libgcc_s), the CA
+# bundle (TLS to a managed Kafka with a public CA; OpenSSL is linked into the binary), a passwd
+# entry for its user and the data directory: the idea of distroless/cc, made from Debian's own
+# files. No shell, no package manager.
 FROM debian:bookworm-slim AS runtime-files
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# The CA bundle is the newest Debian has (an old pin would keep revoked roots); dev/image.sh's
+# base already holds it, so the build here needs no network.
+# hadolint ignore=DL3008
+RUN if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then \
+        apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN root=/rootfs \
-    && mkdir -p "$root/etc" "$root/data" "$root/tmp" "$root/usr/local/bin" \
+    && mkdir -p "$root/etc/ssl/certs" "$root/data" "$root/tmp" "$root/usr/local/bin" \
+    && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/" \
     && for path in /lib/*-linux-gnu/libc.so.6 /lib/*-linux-gnu/libm.so.6 \
                    /lib/*-linux-gnu/libgcc_s.so.1 /lib64/ld-linux-*.so.2; do \
            mkdir -p "$root$(dirname "$path")" && cp -L "$path" "$root$path"; \

@@ -4,7 +4,7 @@
 # - renders every kustomize overlay (and the base) with kubectl's kustomize;
 # - validates every built-in object with kubernetes-validate --strict for Kubernetes $K8S_VERSION;
 #   CloudNativePG's Cluster strictly against the CRD shipped in the operator's Go module
-#   (deploy/validate_crds.py); Strimzi's Kafka, KafkaNodePool and KafkaTopic have no schema in any
+#   (deploy/validate_crds.py); Strimzi's Kafka, KafkaNodePool, KafkaTopic and KafkaUser have no schema in any
 #   package reachable here: they get check_manifests.py's topic checks only;
 # - deploy/check_manifests.py: probes on the paths and port the binary serves, every variable one
 #   the binary reads, grace period longer than the drain, selectors that select, the KafkaTopics

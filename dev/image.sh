@@ -47,19 +47,23 @@ EOF
     podman --version
 }
 
+# The base's revision: a base imported by an older dev/image.sh (without the CA bundle) is replaced.
+BASE_REVISION=2
+
 base() {
-    if podman image exists "$BASE"; then
+    if podman image exists "$BASE" \
+        && [ "$(podman image inspect --format '{{index .Labels "onlinebank.base"}}' "$BASE" 2>/dev/null)" = "$BASE_REVISION" ]; then
         say "$BASE present"
         return
     fi
     mkdir -p "$CACHE"
-    local tarball="$CACHE/debian-bookworm-minbase.tar"
+    local tarball="$CACHE/debian-bookworm-minbase-r$BASE_REVISION.tar"
     if [ ! -s "$tarball" ]; then
         say "building $BASE from Debian's packages (mmdebstrap, about a minute)"
-        mmdebstrap --variant=minbase --format=tar --quiet bookworm "$tarball.part"
+        mmdebstrap --variant=minbase --include=ca-certificates --format=tar --quiet bookworm "$tarball.part"
         mv "$tarball.part" "$tarball"
     fi
-    podman import --quiet "$tarball" "$BASE" >/dev/null
+    podman import --quiet --change "LABEL onlinebank.base=$BASE_REVISION" "$tarball" "$BASE" >/dev/null
     say "imported $BASE"
 }
 

@@ -7,6 +7,8 @@
 #   dev/kafka.sh restart [PORT]    stop then start, without reformatting: topics and records survive
 #   dev/kafka.sh status            exit 0 and print the bootstrap address when the broker is up
 #   dev/kafka.sh bootstrap         print the bootstrap address (127.0.0.1:PORT)
+#   dev/kafka.sh tls-url           print a bus URL for the SASL_SSL listener (TLS + SASL/PLAIN), with
+#                                  its CA file and the user's password: the managed-Kafka set-up
 #   dev/kafka.sh reset             stop and wipe the state dir (the next start formats afresh)
 #   dev/kafka.sh topics ARGS...    org.apache.kafka.tools.TopicCommand --bootstrap-server ADDR ARGS...
 #   dev/kafka.sh tool CLASS ARGS.. run any Kafka main class (e.g. org.apache.kafka.tools.ConsoleProducer)
@@ -20,9 +22,15 @@
 #   KAFKA_CACHE_DIR         jar cache root, default ${XDG_CACHE_HOME:-$HOME/.cache}/onlinebank
 #   KAFKA_PORT              default port for start when none is given (9092)
 #   KAFKA_CONTROLLER_PORT   KRaft controller listener port, default PORT+1
+#   KAFKA_TLS_PORT          SASL_SSL listener port, default PORT+2
 #   KAFKA_HEAP_OPTS         default "-Xms256m -Xmx512m"
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness, default 90
 #   KAFKA_STOP_TIMEOUT      seconds to wait after SIGTERM before SIGKILL, default 60
+#
+# The broker has a second listener, SASL_SSL on 127.0.0.1:KAFKA_TLS_PORT, as a managed Kafka (MSK,
+# Confluent Cloud) has: its certificate is signed by a CA of its own, both made with keytool into
+# the state dir's tls/ on the first start (PKCS12 keystore; the CA also as PEM for clients), and
+# SASL/PLAIN user `onlinebank` with a random password kept in tls/password.
 #
 # The Kafka version is the one pinned in dev/kafka/pom.xml.
 set -euo pipefail
@@ -39,6 +47,7 @@ DATA="$STATE/data"
 PROPS="$STATE/server.properties"
 PIDFILE="$STATE/kafka.pid"
 PORTFILE="$STATE/port"
+TLS="$STATE/tls"
 LOG="$STATE/kafka.log"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
@@ -113,16 +122,55 @@ current_port() {
     if [ -f "$PORTFILE" ]; then cat "$PORTFILE"; else echo "${KAFKA_PORT:-9092}"; fi
 }
 
+tls_port() {
+    echo "${KAFKA_TLS_PORT:-$(($(current_port) + 2))}"
+}
+
+# The CA, the broker's key and certificate (signed by the CA, for 127.0.0.1 and localhost) and the
+# SASL password: made once per state dir, with keytool only.
+make_tls() {
+    [ -f "$TLS/.complete" ] && return 0
+    rm -rf "$TLS"
+    mkdir -p "$TLS"
+    chmod 700 "$TLS"
+    local pass
+    pass="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+    echo "$pass" >"$TLS/store-password"
+    head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$TLS/password"
+    chmod 600 "$TLS/store-password" "$TLS/password"
+    local kt=(keytool -noprompt -storetype PKCS12 -storepass "$pass")
+    {
+        "${kt[@]}" -genkeypair -alias ca -dname "CN=onlinebank dev Kafka CA" -ext bc:c \
+            -keyalg RSA -keysize 2048 -validity 3650 -keystore "$TLS/ca.p12"
+        "${kt[@]}" -exportcert -rfc -alias ca -keystore "$TLS/ca.p12" -file "$TLS/ca.pem"
+        "${kt[@]}" -genkeypair -alias broker -dname "CN=127.0.0.1" \
+            -keyalg RSA -keysize 2048 -validity 3650 -keystore "$TLS/broker.p12"
+        "${kt[@]}" -certreq -alias broker -keystore "$TLS/broker.p12" -file "$TLS/broker.csr"
+        "${kt[@]}" -gencert -alias ca -keystore "$TLS/ca.p12" -infile "$TLS/broker.csr" \
+            -outfile "$TLS/broker.pem" -rfc -validity 3650 -ext "SAN=IP:127.0.0.1,DNS:localhost"
+        "${kt[@]}" -importcert -alias ca -file "$TLS/ca.pem" -keystore "$TLS/broker.p12"
+        "${kt[@]}" -importcert -alias broker -file "$TLS/broker.pem" -keystore "$TLS/broker.p12"
+    } >"$TLS/keytool.log" 2>&1 || { cat "$TLS/keytool.log" >&2; die "keytool failed"; }
+    touch "$TLS/.complete"
+    say "made the SASL_SSL listener's CA and certificate in $TLS"
+}
+
 write_props() {
-    local port="$1" cport="$2"
+    local port="$1" cport="$2" tport="$3"
     cat >"$PROPS" <<EOF
 # Written by dev/kafka.sh on every start; edit that script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$tport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$tport
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_onlinebank="$(cat "$TLS/password")";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS/broker.p12
+ssl.keystore.password=$(cat "$TLS/store-password")
+ssl.key.password=$(cat "$TLS/store-password")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA
@@ -148,21 +196,30 @@ EOF
 cmd_start() {
     local port="${1:-$(current_port)}"
     local cport="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
+    local tport="${KAFKA_TLS_PORT:-$((port + 2))}"
     local pid
     if pid="$(running_pid)"; then
-        if [ "$(current_port)" = "$port" ]; then
+        if [ "$(current_port)" = "$port" ] && port_open "$tport"; then
             say "already running (pid $pid) on 127.0.0.1:$port"
             return 0
+        fi
+        if [ "$(current_port)" = "$port" ]; then
+            say "running (pid $pid) without the SASL_SSL listener (started by an older dev/kafka.sh): restarting"
+            cmd_stop
+            cmd_start "$port"
+            return
         fi
         die "already running (pid $pid) on 127.0.0.1:$(current_port); stop it before starting on $port"
     fi
     port_open "$port" && die "127.0.0.1:$port is taken by another process (not started by this script)"
     port_open "$cport" && die "controller port 127.0.0.1:$cport is taken by another process"
+    port_open "$tport" && die "SASL_SSL port 127.0.0.1:$tport is taken by another process"
 
     cmd_fetch
     need_tools
     mkdir -p "$STATE"
-    write_props "$port" "$cport"
+    make_tls
+    write_props "$port" "$cport" "$tport"
     echo "$port" >"$PORTFILE"
 
     if [ ! -f "$DATA/meta.properties" ]; then
@@ -195,7 +252,7 @@ cmd_start() {
             die "broker exited during startup; see $LOG"
         fi
         # (grep without -q reads to the end, so tail never dies of SIGPIPE and trips pipefail.)
-        if tail -c +"$((offset + 1))" "$LOG" | grep 'Kafka Server started' >/dev/null && port_open "$port"; then
+        if tail -c +"$((offset + 1))" "$LOG" | grep 'Kafka Server started' >/dev/null && port_open "$port" && port_open "$tport"; then
             break
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
@@ -261,6 +318,10 @@ case "$sub" in
         ;;
     status) cmd_status ;;
     bootstrap) echo "127.0.0.1:$(current_port)" ;;
+    tls-url)
+        [ -f "$TLS/.complete" ] || die "no TLS material yet: run dev/kafka.sh start first"
+        echo "kafka://127.0.0.1:$(tls_port)?security.protocol=SASL_SSL&sasl.mechanism=PLAIN&sasl.username=onlinebank&sasl.password=$(cat "$TLS/password")&ssl.ca.location=$TLS/ca.pem"
+        ;;
     reset) cmd_reset ;;
     topics) run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$(current_port)" "$@" ;;
     tool)

@@ -19,6 +19,9 @@
 #   ONLINEBANK_DEV_DIR   state root, default /tmp/onlinebank-dev (the cluster uses ./postgres under it)
 #   PG_PORT              default port for start when none is given (55432)
 #   PG_BINDIR            PostgreSQL's bin dir, default the newest /usr/lib/postgresql/*/bin
+#   PG_TLS_CERT, PG_TLS_KEY  a server certificate (PEM, chain) and its key: start with ssl=on and
+#                        accept TCP clients only over TLS (hostssl), as a managed PostgreSQL does;
+#                        the files are copied into the data dir (the key 0600, the cluster's owner)
 set -euo pipefail
 
 STATE="${ONLINEBANK_DEV_DIR:-/tmp/onlinebank-dev}/postgres"
@@ -115,8 +118,21 @@ max_connections = 300
 EOF
     fi
     echo "$port" >"$PORTFILE"
+    local options="-p $port -k '$STATE'"
+    if [ -n "${PG_TLS_CERT:-}" ]; then
+        if [ ! -f "$PG_TLS_CERT" ] || [ ! -f "${PG_TLS_KEY:-}" ]; then die "PG_TLS_CERT and PG_TLS_KEY must both name files"; fi
+        local owner
+        owner="$(stat -c %U "$DATA")"
+        install -o "$owner" -m 0644 "$PG_TLS_CERT" "$DATA/server.crt"
+        install -o "$owner" -m 0600 "$PG_TLS_KEY" "$DATA/server.key"
+        # Unix socket: trust (the script's own psql); TCP: TLS only.
+        printf '%s\n' "# dev/postgres.sh with PG_TLS_CERT: TCP clients only over TLS" \
+            "local all all trust" "hostssl all all 127.0.0.1/32 trust" \
+            "hostnossl all all 0.0.0.0/0 reject" | as_owner tee "$DATA/pg_hba.conf" >/dev/null
+        options="$options -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+    fi
     # Port and socket dir are given on each start, so one cluster can move ports.
-    as_owner "$bin/pg_ctl" start -D "$DATA" -l "$LOG" -w -t 60 -o "-p $port -k '$STATE'" >/dev/null \
+    as_owner "$bin/pg_ctl" start -D "$DATA" -l "$LOG" -w -t 60 -o "$options" >/dev/null \
         || { tail -n 30 "$LOG" >&2; die "pg_ctl start failed; see $LOG"; }
     say "ready: $(url_for postgres)"
 }

@@ -2,7 +2,13 @@
 //!
 //! - Topics are created explicitly at start-up with a configurable partition count and
 //!   replication factor (`kafka://HOST:PORT[,HOST:PORT...][?partitions=N&replication=N&
-//!   namespace=NAME]`). A namespace prefixes every topic and consumer group (`NAME.topic`), so
+//!   namespace=NAME]`).
+//! - TLS and SASL (a managed Kafka: MSK, Confluent Cloud) are librdkafka's own settings, given in
+//!   the same query: `security.protocol`, every `ssl.*` and every `sasl.*` key is passed to every
+//!   client as it is (`kafka://b:9093?security.protocol=SASL_SSL&sasl.mechanism=SCRAM-SHA-512&
+//!   sasl.username=bank&sasl.password=...&ssl.ca.location=/etc/onlinebank/kafka-ca.pem`); values
+//!   are percent-decoded. OpenSSL is linked in statically; without `ssl.ca.location` librdkafka
+//!   looks for the system's CA bundle. The URL may hold a password: it is never logged. A namespace prefixes every topic and consumer group (`NAME.topic`), so
 //!   several banks (or test runs) can share one cluster without seeing each other's events.
 //! - Events are keyed by account number, so one account's events stay in one partition, in
 //!   order.
@@ -25,14 +31,53 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `url` with `sasl.password=password` when it is a Kafka URL without a password of its own (the
+/// password then comes from a Secret of its own instead of inside the URL).
+pub fn with_sasl_password(url: &str, password: &str) -> String {
+    if !url.starts_with("kafka://") || url.contains("sasl.password=") {
+        return url.to_owned();
+    }
+    let encoded =
+        percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC);
+    let joint = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joint}sasl.password={encoded}")
+}
+
 /// Topic settings and the broker list parsed from a `kafka://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     pub brokers: String,
     pub partitions: i32,
     pub replication: i32,
     /// Prefix of every topic and group name ("" for none).
     pub namespace: String,
+    /// librdkafka settings passed through: `security.protocol`, `ssl.*`, `sasl.*`.
+    pub client_options: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    /// Passwords (`sasl.password`, `ssl.*password*`) are shown as `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: Vec<(&str, &str)> = self
+            .client_options
+            .iter()
+            .map(|(name, value)| {
+                let shown = if name.contains("password") || name.contains("secret") {
+                    "***"
+                } else {
+                    value.as_str()
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("namespace", &self.namespace)
+            .field("client_options", &options)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -42,34 +87,53 @@ impl KafkaConfig {
             .strip_prefix("kafka://")
             .ok_or_else(|| anyhow::anyhow!("a Kafka bus url starts with kafka://"))?;
         let (brokers, query) = rest.split_once('?').unwrap_or((rest, ""));
-        anyhow::ensure!(!brokers.is_empty(), "no Kafka brokers in {url}");
+        anyhow::ensure!(!brokers.is_empty(), "no Kafka brokers in the bus url");
         let mut config = KafkaConfig {
             brokers: brokers.to_owned(),
             partitions: 8,
             replication: 1,
             namespace: String::new(),
+            client_options: Vec::new(),
         };
+        // Errors name the setting, never echo the URL: it may hold a SASL password.
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if name == "security.protocol" || name.starts_with("ssl.") || name.starts_with("sasl.")
+            {
+                let value = percent_encoding::percent_decode_str(value)
+                    .decode_utf8()
+                    .map_err(|_| anyhow::anyhow!("{name} in the Kafka bus url is not UTF-8"))?;
+                anyhow::ensure!(!value.is_empty(), "{name} in the Kafka bus url is empty");
+                config
+                    .client_options
+                    .push((name.to_owned(), value.into_owned()));
+                continue;
+            }
             if name == "namespace" {
                 anyhow::ensure!(
                     !value.is_empty()
                         && value
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-                    "namespace in {url} must be letters, digits, - or _"
+                    "namespace in the Kafka bus url must be letters, digits, - or _"
                 );
                 config.namespace = value.to_owned();
                 continue;
             }
             let number: i32 = value
                 .parse()
-                .with_context(|| format!("{name} in {url} must be a number"))?;
-            anyhow::ensure!(number >= 1, "{name} in {url} must be at least 1");
+                .with_context(|| format!("{name} in the Kafka bus url must be a number"))?;
+            anyhow::ensure!(
+                number >= 1,
+                "{name} in the Kafka bus url must be at least 1"
+            );
             match name {
                 "partitions" => config.partitions = number,
                 "replication" => config.replication = number,
-                other => anyhow::bail!("unknown Kafka bus setting {other} in {url}"),
+                other => anyhow::bail!(
+                    "unknown Kafka bus setting {other} (known: partitions, replication, \
+                     namespace, security.protocol, ssl.*, sasl.*)"
+                ),
             }
         }
         Ok(config)
@@ -101,6 +165,9 @@ impl KafkaConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("socket.keepalive.enable", "true")
             .set("reconnect.backoff.max.ms", "1000");
+        for (name, value) in &self.client_options {
+            config.set(name, value);
+        }
         config
     }
 }
@@ -506,6 +573,7 @@ mod tests {
                 partitions: 8,
                 replication: 1,
                 namespace: String::new(),
+                client_options: Vec::new(),
             }
         );
         let config = KafkaConfig::parse("kafka://a:1,b:2?partitions=3&replication=2").unwrap();
@@ -531,6 +599,56 @@ mod tests {
         assert!(KafkaConfig::parse("kafka://a:1?partitions=0").is_err());
         assert!(KafkaConfig::parse("kafka://a:1?colour=blue").is_err());
         assert!(KafkaConfig::parse("http://a:1").is_err());
+    }
+
+    #[test]
+    fn tls_and_sasl_settings_pass_through_and_never_show_the_password() {
+        let url = "kafka://b:9093?security.protocol=SASL_SSL&sasl.mechanism=PLAIN\
+                   &sasl.username=bank&sasl.password=p%26ss%3Dword&ssl.ca.location=/ca.pem\
+                   &partitions=2";
+        let config = KafkaConfig::parse(url).unwrap();
+        assert_eq!(config.partitions, 2);
+        let options: Vec<(&str, &str)> = config
+            .client_options
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        assert_eq!(
+            options,
+            [
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "PLAIN"),
+                ("sasl.username", "bank"),
+                ("sasl.password", "p&ss=word"),
+                ("ssl.ca.location", "/ca.pem"),
+            ]
+        );
+        let client = config.client();
+        assert_eq!(client.get("sasl.password"), Some("p&ss=word"));
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("p&ss"), "{shown}");
+        assert!(shown.contains("SASL_SSL"), "{shown}");
+        // Errors name the key, not the URL (which may hold the password).
+        let error = KafkaConfig::parse("kafka://b:1?sasl.password=hunter2&partitions=x")
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(KafkaConfig::parse("kafka://b:1?sasl.username=").is_err());
+    }
+
+    #[test]
+    fn a_separate_sasl_password_joins_a_url_that_has_none() {
+        let url = with_sasl_password("kafka://b:1?sasl.username=bank", "p&ss word");
+        let config = KafkaConfig::parse(&url).unwrap();
+        assert_eq!(config.client().get("sasl.password"), Some("p&ss word"));
+        assert_eq!(
+            with_sasl_password("kafka://b:1", "x"),
+            "kafka://b:1?sasl.password=x"
+        );
+        let own = "kafka://b:1?sasl.password=mine";
+        assert_eq!(with_sasl_password(own, "other"), own);
+        assert_eq!(with_sasl_password("embedded", "x"), "embedded");
     }
 
     fn kafka_url(namespace: &str) -> String {

@@ -57,6 +57,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The role's database URL; default: `sqlite://<data_dir>/<role>.db`.
     pub database: Option<String>,
+    /// The CA certificate(s) a PostgreSQL server's certificate must chain to (PEM); sets
+    /// `sslrootcert` (and `sslmode=verify-full` unless the URL names a mode) on a
+    /// `postgres://` URL that has none.
+    pub database_ca_file: Option<PathBuf>,
     /// The event bus URL; default: the embedded log `<data_dir>/bus.db`.
     pub bus: Option<String>,
     pub peers: Peers,
@@ -104,6 +108,7 @@ impl Settings {
         Self {
             data_dir,
             database: None,
+            database_ca_file: None,
             bus: None,
             peers: Peers::default(),
             secret,
@@ -145,7 +150,10 @@ impl Settings {
     /// The role's database URL.
     pub fn database_url(&self, role: Role) -> String {
         match &self.database {
-            Some(url) => url.clone(),
+            Some(url) => match &self.database_ca_file {
+                Some(ca) => crate::db::with_ca_file(url, ca),
+                None => url.clone(),
+            },
             None => format!(
                 "sqlite://{}",
                 self.data_dir.join(format!("{role}.db")).display()

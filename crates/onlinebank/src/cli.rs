@@ -185,9 +185,18 @@ pub struct CommonArgs {
     /// Directory of the SQLite files, the embedded event log and the secret
     #[arg(long, env = "ONLINEBANK_DATA_DIR", default_value = "onlinebank-data")]
     pub data_dir: PathBuf,
-    /// Event bus URL (default: the embedded log <data-dir>/bus.db)
+    /// Event bus URL (default: the embedded log <data-dir>/bus.db); kafka://HOST:PORT[,...]
+    /// takes librdkafka's security.protocol, ssl.* and sasl.* settings in its query
     #[arg(long, env = "ONLINEBANK_BUS")]
     pub bus: Option<String>,
+    /// SASL password for a Kafka bus whose URL names none (kept apart from the URL, e.g. in
+    /// its own Secret)
+    #[arg(long, env = "ONLINEBANK_BUS_SASL_PASSWORD", hide_env_values = true)]
+    pub bus_sasl_password: Option<String>,
+    /// CA certificate (PEM) the PostgreSQL server's certificate must chain to: sets
+    /// sslrootcert, and sslmode=verify-full unless the database URL names a mode
+    #[arg(long, env = "ONLINEBANK_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// Secret that signs tokens and derives internal keys (default: <data-dir>/secret.key)
     #[arg(long, env = "ONLINEBANK_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
@@ -281,7 +290,13 @@ impl CommonArgs {
             None => MasterSecret::load_or_create(&self.data_dir)?,
         };
         let mut settings = Settings::new(self.data_dir.clone(), secret);
-        settings.bus = self.bus.clone();
+        settings.bus = match (&self.bus, &self.bus_sasl_password) {
+            (Some(url), Some(password)) => {
+                Some(onlinebank_bus::kafka::with_sasl_password(url, password))
+            }
+            (url, _) => url.clone(),
+        };
+        settings.database_ca_file = self.database_ca_file.clone();
         settings.max_amount = self.max_amount;
         settings.request_wait = Duration::from_millis(self.request_wait_ms);
         settings.step_up_timeout = Duration::from_millis(self.step_up_timeout_ms);

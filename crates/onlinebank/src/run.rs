@@ -146,7 +146,8 @@ async fn start_role(
         process.ctx.local.register(role, front.clone());
     }
     process.spawn_server(role.as_str(), listener, front);
-    let parts = build_role(role, &process.ctx, bus).await?;
+    println!("onlinebank {role} starting on http://{address}");
+    let parts = build_until_started(role, process, bus).await?;
     let check: ReadyCheck = {
         let db = parts.db.clone();
         let bus = bus.clone();
@@ -187,6 +188,34 @@ async fn start_role(
     println!("onlinebank {role} listening on http://{address}");
     tracing::info!(%role, %address, "role started");
     Ok(())
+}
+
+/// Builds the role. `serve` (one role of a deployment) keeps trying while what it needs is not
+/// there yet (PostgreSQL still starting, a wrong CA, bad credentials): it stays live and not
+/// ready, and logs why at every attempt, backing off up to 30 s. `up` fails at once: one person
+/// at a terminal wants the error, not a wait.
+async fn build_until_started(
+    role: Role,
+    process: &Process,
+    bus: &Bus,
+) -> anyhow::Result<RoleParts> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match build_role(role, &process.ctx, bus).await {
+            Ok(parts) => return Ok(parts),
+            Err(error) if !process.in_process_calls => {
+                tracing::error!(
+                    %role,
+                    error = %format!("{error:#}"),
+                    retry_in_s = backoff.as_secs(),
+                    "cannot start: not ready; trying again"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// The router a listener serves from its first moment: the role's router once built.

@@ -29,7 +29,7 @@ pub struct SettingDoc {
 }
 
 /// Which roles read each setting. A setting missing here fails the unit test below.
-const READERS: [(&str, &str); 37] = [
+const READERS: [(&str, &str); 39] = [
     ("ONLINEBANK_PORT", "gateway (up)"),
     ("ONLINEBANK_BIND", "gateway (up)"),
     ("ONLINEBANK_DEMO", "auth (up)"),
@@ -70,6 +70,14 @@ const READERS: [(&str, &str); 37] = [
     ("ONLINEBANK_IDLE_TIMEOUT_MS", "all"),
     ("ONLINEBANK_MAX_CONNECTIONS", "all"),
     ("ONLINEBANK_PUBLIC_URL", "gateway"),
+    (
+        "ONLINEBANK_BUS_SASL_PASSWORD",
+        "request, account, history, mypage",
+    ),
+    (
+        "ONLINEBANK_DATABASE_CA_FILE",
+        "request, auth, account, history, mypage",
+    ),
 ];
 
 /// Settings whose values must come from a Secret: the token secret, and database and bus URLs,

@@ -334,6 +334,34 @@ async fn sqlite_migration_pool(url: &str) -> anyhow::Result<AnyPool> {
 }
 
 /// Opens a pool on PostgreSQL whose connections work in `schema` (created if missing).
+/// `url` with `sslrootcert=ca` (and `sslmode=verify-full` unless it names a mode) when it is a
+/// PostgreSQL URL without a `sslrootcert` of its own; other URLs are returned as they are.
+pub fn with_ca_file(url: &str, ca: &std::path::Path) -> String {
+    if Engine::of_url(url) != Engine::Postgres {
+        return url.to_owned();
+    }
+    let query = url.split_once('?').map(|(_, query)| query).unwrap_or("");
+    let has = |key: &str| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some(key))
+    };
+    if has("sslrootcert") {
+        return url.to_owned();
+    }
+    let mut url = url.to_owned();
+    url.push(if url.contains('?') { '&' } else { '?' });
+    if !has("sslmode") {
+        url.push_str("sslmode=verify-full&");
+    }
+    url.push_str("sslrootcert=");
+    url.extend(percent_encoding::utf8_percent_encode(
+        &ca.display().to_string(),
+        percent_encoding::NON_ALPHANUMERIC,
+    ));
+    url
+}
+
 pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow::Result<AnyPool> {
     sqlx::any::install_default_drivers();
     anyhow::ensure!(
@@ -345,7 +373,15 @@ pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow:
     // Two replicas may create the schema at once; the loser's error is harmless.
     let mut conn = AnyConnection::connect_with(&options)
         .await
-        .context("connecting to PostgreSQL")?;
+        .map_err(|error| {
+            let hint = if error.to_string().contains("certificate") {
+                " (TLS: the server's certificate must chain to the CA named by sslrootcert or \
+                 --database-ca-file, and name the URL's host)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(error).context(format!("connecting to PostgreSQL{hint}"))
+        })?;
     let created = conn
         .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
         .await;
@@ -461,6 +497,22 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_file_goes_into_postgres_urls_that_name_none() {
+        let ca = std::path::Path::new("/etc/onlinebank/pg ca.pem");
+        assert_eq!(
+            with_ca_file("postgres://u:p@db:5432/bank", ca),
+            "postgres://u:p@db:5432/bank?sslmode=verify-full&sslrootcert=%2Fetc%2Fonlinebank%2Fpg%20ca%2Epem"
+        );
+        assert_eq!(
+            with_ca_file("postgres://db/bank?sslmode=require", ca),
+            "postgres://db/bank?sslmode=require&sslrootcert=%2Fetc%2Fonlinebank%2Fpg%20ca%2Epem"
+        );
+        let own = "postgres://db/bank?sslmode=verify-ca&sslrootcert=/own.pem";
+        assert_eq!(with_ca_file(own, ca), own);
+        assert_eq!(with_ca_file("sqlite:///d/a.db", ca), "sqlite:///d/a.db");
+    }
 
     #[tokio::test]
     async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone_on_sqlite() {

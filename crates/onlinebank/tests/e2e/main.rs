@@ -33,3 +33,4 @@ mod resilience;
 mod secrets;
 mod sessions;
 mod storage;
+mod tls;

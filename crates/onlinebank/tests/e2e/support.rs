@@ -42,7 +42,7 @@ pub struct Proc {
 impl Proc {
     /// Starts the binary and waits until `ready` has seen every line it needs (it returns true
     /// when done). Fails with the process's log if it exits or stays silent too long.
-    async fn start(
+    pub async fn start(
         name: &str,
         args: Vec<String>,
         env: &[(String, String)],
