@@ -22,6 +22,7 @@ pub(crate) fn router(state: AuthState) -> Router {
     let internal = Router::new()
         .route("/internal/v1/step-up", post(step_up))
         .route("/internal/v1/sessions/revoked", get(revoked))
+        .route("/internal/v1/legacy-sessions", post(legacy_login))
         .route_layer(middleware::from_fn_with_state(
             internal_token,
             require_internal,
@@ -124,10 +125,79 @@ async fn login(
     State(state): State<AuthState>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let user_id = body.user_id;
+    let opened = full_login(&state, body.user_id, &body.password).await?;
+    Ok(Json(json!({
+        "token": opened.token,
+        "expiresAt": ms_to_rfc3339(opened.expires_at),
+        "userId": opened.customer.user_id,
+        "name": opened.customer.name,
+    })))
+}
+
+/// `POST /internal/v1/legacy-sessions` (the gateway, for credentials in a legacy request): the
+/// token of the last session these credentials opened while they are remembered (see
+/// [`crate::legacy`]), else a full login. The lockout is read on every call.
+async fn legacy_login(
+    State(state): State<AuthState>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    if CustomerId::parse(&body.user_id).is_ok() {
+        let known = store::credentials(&state.db, &body.user_id).await?;
+        if let Some((phc, locked_until, failures)) = known {
+            if locked_until > now {
+                state.legacy.forget(&body.user_id);
+                return Err(locked_out(locked_until, now));
+            }
+            // With failures counted, a right password must reset the count as a login does:
+            // the full path records it.
+            let token = (failures == 0)
+                .then(|| state.legacy.token(&body.user_id, &phc, &body.password, now))
+                .flatten();
+            if let Some(token) = token {
+                metrics::counter!("legacy_logins_total", "how" => "remembered").increment(1);
+                return Ok(Json(json!({"token": token})));
+            }
+        }
+    }
+    metrics::counter!("legacy_logins_total", "how" => "argon2").increment(1);
+    let opened = full_login(&state, body.user_id.clone(), &body.password).await;
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            state.legacy.forget(&body.user_id);
+            return Err(error);
+        }
+    };
+    state.legacy.remember(
+        &opened.customer.user_id,
+        &opened.customer.password_hash,
+        &body.password,
+        opened.token.clone(),
+        opened.expires_at,
+        now_ms(),
+    );
+    Ok(Json(json!({"token": opened.token})))
+}
+
+/// A session opened by a full login.
+struct Opened {
+    token: String,
+    expires_at: i64,
+    customer: store::CustomerRow,
+}
+
+/// The full login: lockout, argon2id (or the same work for an unknown id), the attempt counted,
+/// a new session.
+async fn full_login(
+    state: &AuthState,
+    user_id: String,
+    password: &str,
+) -> Result<Opened, ApiError> {
+    let state = state.clone();
     if CustomerId::parse(&user_id).is_err() {
         // No customer can have this id; the same work and answer as any wrong password.
-        let password = body.password;
+        let password = password.to_owned();
         argon2_job(&state, move || verify_against_dummy(&password)).await?;
         return Err(invalid_credentials());
     }
@@ -140,7 +210,8 @@ async fn login(
         return Err(locked_out(locked_until, now));
     }
     let customer = store::customer(&state.db, &user_id).await?;
-    let password = body.password.clone();
+    let plain = password;
+    let password = password.to_owned();
     let phc = customer
         .as_ref()
         .map(|customer| customer.password_hash.clone());
@@ -167,7 +238,7 @@ async fn login(
     let session_id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
     let expires_at = now + millis(state.settings.token_ttl);
-    let verifier = state.step_up.verifier(&session_id, &body.password);
+    let verifier = state.step_up.verifier(&session_id, plain);
     if let Err(locked_until) = store::open_session(
         &state.db,
         &session_id,
@@ -187,12 +258,11 @@ async fn login(
         exp: expires_at,
     });
     tracing::info!(customer = %customer.user_id, "session opened");
-    Ok(Json(json!({
-        "token": token,
-        "expiresAt": ms_to_rfc3339(expires_at),
-        "userId": customer.user_id,
-        "name": customer.name,
-    })))
+    Ok(Opened {
+        token,
+        expires_at,
+        customer,
+    })
 }
 
 /// `DELETE /api/v1/sessions/current`: ends the caller's session. Step-ups with it fail at once;

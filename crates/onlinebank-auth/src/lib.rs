@@ -4,9 +4,10 @@
 //! Public API (through the gateway): `POST /api/v1/customers`, `POST /api/v1/sessions`,
 //! `DELETE /api/v1/sessions/current`.
 //! Internal API: `POST /internal/v1/step-up` (request), `GET /internal/v1/sessions/revoked`
-//! (gateway).
+//! and `POST /internal/v1/legacy-sessions` (gateway).
 
 mod api;
+pub mod legacy;
 pub mod password;
 mod store;
 mod turns;
@@ -33,6 +34,8 @@ pub(crate) struct AuthState {
     argon2_queue: Arc<Semaphore>,
     /// One login at a time per user id (see [`turns`]).
     login_turns: Arc<turns::Turns>,
+    /// Legacy credentials that recently passed argon2id (see [`legacy`]).
+    legacy: Arc<legacy::LegacyVerifiers>,
 }
 
 impl FromRef<AuthState> for TokenKey {
@@ -65,6 +68,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
         argon2_slots: Arc::new(Semaphore::new((cores / 2).max(1))),
         argon2_queue: Arc::new(Semaphore::new(ARGON2_QUEUE)),
         login_turns: Arc::default(),
+        legacy: Arc::default(),
     };
     Ok(onlinebank_core::RoleParts {
         router: api::router(state),

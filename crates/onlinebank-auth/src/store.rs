@@ -105,6 +105,21 @@ pub struct LockoutRule {
     pub forget_before: i64,
 }
 
+/// A customer's stored password hash, lock (0 when none) and counted failures, in one read;
+/// `None` for an unknown id.
+pub async fn credentials(db: &Db, user_id: &str) -> Result<Option<(String, i64, i64)>, Error> {
+    let row: Option<(String, i64, i64)> = db
+        .read()
+        .await?
+        .fetch_optional(
+            "SELECT c.password_hash, COALESCE(l.locked_until, 0), COALESCE(l.failed_attempts, 0) \
+             FROM customers c LEFT JOIN lockouts l ON l.user_id = c.user_id WHERE c.user_id = $1",
+            args![user_id],
+        )
+        .await?;
+    Ok(row)
+}
+
 /// A user id's lock, or 0 when it has none (known and unknown ids alike).
 pub async fn locked_until(db: &Db, user_id: &str) -> Result<i64, Error> {
     let locked: Option<i64> = db

@@ -75,7 +75,9 @@ fn json_headers(token: &str) -> HeaderMap {
 }
 
 /// Logs in with a user id and password; answers auth's error as is. The login takes a place of
-/// the unauthenticated routes (as `POST /api/v1/sessions` does), never a customer's slot.
+/// the unauthenticated routes (as `POST /api/v1/sessions` does), never a customer's slot. Auth
+/// answers credentials that recently passed argon2id from its legacy verifier, with the same
+/// session's token: no hash and no session row per request (see `onlinebank_auth::legacy`).
 async fn login(state: &GatewayState, user_id: &str, password: &str) -> Result<String, Response> {
     let _place = state
         .admission
@@ -87,13 +89,16 @@ async fn login(state: &GatewayState, user_id: &str, password: &str) -> Result<St
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if let Ok(value) = HeaderValue::from_str(&state.internal_token) {
+        headers.insert(onlinebank_core::http::INTERNAL_HEADER, value);
+    }
     let body = json!({"userId": user_id, "password": password}).to_string();
     let answer = state
         .upstreams
         .call(
             Role::Auth,
             Method::POST,
-            "/api/v1/sessions",
+            "/internal/v1/legacy-sessions",
             &headers,
             Bytes::from(body),
         )

@@ -42,6 +42,8 @@ pub(crate) struct GatewayState {
     public_url: Arc<str>,
     /// Sessions ended by logout (see [`revocations`]).
     revocations: Arc<revocations::Revocations>,
+    /// Presented to auth's internal endpoints (legacy logins).
+    internal_token: Arc<str>,
 }
 
 /// Which of the gateway's shedding semaphores a call takes.
@@ -116,6 +118,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
             .trim_end_matches('/')
             .into(),
         revocations,
+        internal_token: settings.internal_token().into(),
     };
     let reads = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(

@@ -432,3 +432,73 @@ async fn legacy_links_never_echo_the_host_header_and_start_with_the_public_url_w
         );
     }
 }
+
+/// `legacy_logins_total{how}` on auth (0 when there is no such series yet).
+async fn legacy_logins(bank: &TestBank, how: &str) -> f64 {
+    bank.ops
+        .metric("auth", "legacy_logins_total", &[("how", how)])
+        .await
+        .unwrap()
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn remembered_legacy_credentials_cost_no_hash_yet_wrong_passwords_and_lockout_hold() {
+    let bank = TestBank::start_with(&["--lockout-threshold", "3"]).await;
+    let alice = bank.customer("alice@verifier").await;
+    bank.open_ok(&alice, "3001", 0).await;
+
+    // Twenty deposits and a Basic read with the same credentials: one argon2id check in all.
+    for _ in 0..20 {
+        completed(
+            &legacy(&bank, "3001", "01", 10, &alice).await,
+            "3001",
+            "01",
+            &alice,
+        );
+    }
+    let basic = bank
+        .get_req("/requests?size=5")
+        .basic(&alice.user, &alice.pw)
+        .send()
+        .await;
+    assert_eq!(basic.status, 200, "{:?}", basic.body);
+    assert_eq!(legacy_logins(&bank, "argon2").await, 1.0);
+    assert_eq!(legacy_logins(&bank, "remembered").await, 20.0);
+
+    // A wrong password is never taken from memory: it is checked and counted...
+    let mut wrong = alice.clone();
+    wrong.pw = "not-the-password".into();
+    let reply = legacy(&bank, "3001", "01", 10, &wrong).await;
+    expect_error(&reply, 401, "invalid_credentials");
+    // ... and the right one after it goes the full way again (resetting the count, as a login does).
+    completed(
+        &legacy(&bank, "3001", "01", 10, &alice).await,
+        "3001",
+        "01",
+        &alice,
+    );
+    assert_eq!(legacy_logins(&bank, "argon2").await, 3.0);
+
+    // Three wrong passwords in a row lock the id: then even the remembered credentials are
+    // answered locked_out, on writes and on Basic reads, and nothing moves.
+    for attempt in 1..=3 {
+        let reply = legacy(&bank, "3001", "02", 10, &wrong).await;
+        assert!(
+            reply.0 == 401 || (attempt == 3 && reply.0 == 429),
+            "wrong password #{attempt}: {} {}",
+            reply.0,
+            reply.1
+        );
+    }
+    let reply = legacy(&bank, "3001", "01", 10, &alice).await;
+    expect_error(&reply, 429, "locked_out");
+    let basic = bank
+        .get_req("/requests?size=5")
+        .basic(&alice.user, &alice.pw)
+        .send()
+        .await;
+    assert_eq!(basic.status, 429, "{:?}", basic.body);
+    let snapshot = bank.ops.drained(SETTLE).await;
+    assert_eq!(snapshot.accounts["3001"].balance, 210);
+}
