@@ -125,7 +125,10 @@ async fn login(
     State(state): State<AuthState>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let opened = full_login(&state, body.user_id, &body.password).await?;
+    // One login per id at a time: a burst of guesses is refused from the stored lock once it is
+    // reached, without hashing. Known and unknown ids take exactly the same path.
+    let turn = state.login_turns.take(&body.user_id).await;
+    let opened = full_login(&state, body.user_id, &body.password, turn).await?;
     Ok(Json(json!({
         "token": opened.token,
         "expiresAt": ms_to_rfc3339(opened.expires_at),
@@ -141,31 +144,21 @@ async fn legacy_login(
     State(state): State<AuthState>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = now_ms();
-    if CustomerId::parse(&body.user_id).is_ok() {
-        let known = store::credentials(&state.db, &body.user_id).await?;
-        if let Some((phc, locked_until, failures)) = known {
-            if locked_until > now {
-                state.legacy.forget(&body.user_id);
-                return Err(locked_out(locked_until, now));
-            }
-            // With failures counted, a right password must reset the count as a login does:
-            // the full path records it.
-            let token = (failures == 0)
-                .then(|| state.legacy.token(&body.user_id, &phc, &body.password, now))
-                .flatten();
-            if let Some(token) = token {
-                metrics::counter!("legacy_logins_total", "how" => "remembered").increment(1);
-                return Ok(Json(json!({"token": token})));
-            }
-        }
+    let user_id = body.user_id;
+    if let Some(token) = remembered(&state, &user_id, &body.password).await? {
+        return Ok(Json(json!({"token": token})));
+    }
+    // Concurrent first requests of one customer queue here; the first one's check is then
+    // remembered for the others (one argon2id, not one each).
+    let turn = state.login_turns.take(&user_id).await;
+    if let Some(token) = remembered(&state, &user_id, &body.password).await? {
+        return Ok(Json(json!({"token": token})));
     }
     metrics::counter!("legacy_logins_total", "how" => "argon2").increment(1);
-    let opened = full_login(&state, body.user_id.clone(), &body.password).await;
-    let opened = match opened {
+    let opened = match full_login(&state, user_id.clone(), &body.password, turn).await {
         Ok(opened) => opened,
         Err(error) => {
-            state.legacy.forget(&body.user_id);
+            state.legacy.forget(&user_id);
             return Err(error);
         }
     };
@@ -178,6 +171,36 @@ async fn legacy_login(
         now_ms(),
     );
     Ok(Json(json!({"token": opened.token})))
+}
+
+/// The remembered token of these credentials, if any; `locked_out` if the id is locked. Reads
+/// the stored hash, the lock and the failure count every time (see [`crate::legacy`]).
+async fn remembered(
+    state: &AuthState,
+    user_id: &str,
+    password: &str,
+) -> Result<Option<String>, ApiError> {
+    if CustomerId::parse(user_id).is_err() {
+        return Ok(None);
+    }
+    let now = now_ms();
+    let Some((phc, locked_until, failures)) = store::credentials(&state.db, user_id).await? else {
+        return Ok(None);
+    };
+    if locked_until > now {
+        state.legacy.forget(user_id);
+        return Err(locked_out(locked_until, now));
+    }
+    // With failures counted, a right password must reset the count as a login does: the full
+    // path records it.
+    if failures > 0 {
+        return Ok(None);
+    }
+    let token = state.legacy.token(user_id, &phc, password, now);
+    if token.is_some() {
+        metrics::counter!("legacy_logins_total", "how" => "remembered").increment(1);
+    }
+    Ok(token)
 }
 
 /// A session opened by a full login.
@@ -193,6 +216,7 @@ async fn full_login(
     state: &AuthState,
     user_id: String,
     password: &str,
+    _turn: crate::turns::Turn,
 ) -> Result<Opened, ApiError> {
     let state = state.clone();
     if CustomerId::parse(&user_id).is_err() {
@@ -201,9 +225,6 @@ async fn full_login(
         argon2_job(&state, move || verify_against_dummy(&password)).await?;
         return Err(invalid_credentials());
     }
-    // One login per id at a time: a burst of guesses is refused from the stored lock once it is
-    // reached, without hashing. Known and unknown ids take exactly the same path.
-    let _turn = state.login_turns.take(&user_id).await;
     let now = now_ms();
     let locked_until = store::locked_until(&state.db, &user_id).await?;
     if locked_until > now {

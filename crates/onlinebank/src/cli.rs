@@ -112,7 +112,8 @@ pub struct BenchArgs {
     /// Customers owning the accounts (default: one per 10 accounts)
     #[arg(long)]
     pub customers: Option<usize>,
-    /// Weights of the operations: deposit, withdraw, balance, history
+    /// Weights of the operations: deposit, withdraw, balance, history, legacy_deposit (the
+    /// original system's POST /requests with the credentials in the body)
     #[arg(long, default_value = "deposit=40,withdraw=20,balance=30,history=10")]
     pub mix: String,
     /// How long each ceiling (/health/live, /api/v1/ping) is measured; 0s skips them

@@ -25,10 +25,18 @@ pub enum Op {
     Withdraw,
     Balance,
     History,
+    /// The original system's deposit: `POST /requests` with the credentials in the body.
+    LegacyDeposit,
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Deposit, Op::Withdraw, Op::Balance, Op::History];
+    pub const ALL: [Op; 5] = [
+        Op::Deposit,
+        Op::Withdraw,
+        Op::Balance,
+        Op::History,
+        Op::LegacyDeposit,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +44,7 @@ impl Op {
             Op::Withdraw => "withdraw",
             Op::Balance => "balance",
             Op::History => "history",
+            Op::LegacyDeposit => "legacy_deposit",
         }
     }
 
@@ -45,6 +54,7 @@ impl Op {
             Op::Withdraw => 1,
             Op::Balance => 2,
             Op::History => 3,
+            Op::LegacyDeposit => 4,
         }
     }
 }
@@ -52,12 +62,12 @@ impl Op {
 /// Operation weights, e.g. `deposit=40,withdraw=20,balance=30,history=10`.
 #[derive(Debug, Clone)]
 pub struct Mix {
-    pub weights: [u32; 4],
+    pub weights: [u32; 5],
 }
 
 impl Mix {
     pub fn parse(raw: &str) -> anyhow::Result<Self> {
-        let mut weights = [0u32; 4];
+        let mut weights = [0u32; 5];
         for part in raw
             .split(',')
             .map(str::trim)
@@ -71,7 +81,8 @@ impl Mix {
                 .find(|op| op.name() == name.trim())
                 .with_context(|| {
                     format!(
-                        "--mix: unknown operation {name:?} (deposit, withdraw, balance, history)"
+                        "--mix: unknown operation {name:?} (deposit, withdraw, balance, \
+                         history, legacy_deposit)"
                     )
                 })?;
             weights[op.index()] = weight
@@ -109,6 +120,7 @@ impl Mix {
 
 /// A customer the bench registered, with its session token.
 pub struct Customer {
+    pub user_id: String,
     pub token: String,
 }
 
@@ -125,6 +137,7 @@ pub struct Account {
 
 impl Account {
     pub fn apply(&self, op: Op, amount: i64) {
+        // (A legacy deposit is a deposit.)
         let delta = if op == Op::Withdraw { -amount } else { amount };
         self.expected.fetch_add(delta, Ordering::SeqCst);
         self.entries.fetch_add(1, Ordering::SeqCst);
@@ -157,6 +170,24 @@ impl Bench {
             "accountNo": account.no,
             "amount": amount,
             "password": self.password,
+        })
+    }
+
+    /// The original system's deposit body: credentials included.
+    pub fn legacy_body(&self, account: &Account, amount: i64) -> Value {
+        let user_id = self
+            .customers
+            .get(account.customer)
+            .map(|customer| customer.user_id.as_str())
+            .unwrap_or_default();
+        json!({
+            "accountNo": account.no,
+            "requestId": "01",
+            "requestName": "Deposit",
+            "amountOfMoney": amount,
+            "userId": user_id,
+            "userName": "bench",
+            "userPassword": self.password,
         })
     }
 
@@ -373,7 +404,7 @@ async fn register_and_login(
         .json()
         .and_then(|json| json.get("token").and_then(Value::as_str).map(str::to_owned))
         .context("logging in: no token in the answer")?;
-    Ok(Customer { token })
+    Ok(Customer { user_id, token })
 }
 
 /// Runs `clients` loops of `call` until `duration` has passed; each call's answer is recorded as
@@ -406,6 +437,28 @@ pub async fn ceiling(
     }
     while tasks.join_next().await.is_some() {}
     started.elapsed()
+}
+
+/// A legacy write's outcome: `201` with `RequestCompleted` applied, `202` pending (its id is
+/// `id`), the rest as for a v1 write.
+fn classify_legacy_write(reply: &Reply) -> WriteOutcome {
+    let json = reply.json().unwrap_or(Value::Null);
+    let request_id = json.get("id").and_then(Value::as_str).map(str::to_owned);
+    match reply.status() {
+        Some(201)
+            if json.get("requestStatus").and_then(Value::as_str) == Some("RequestCompleted") =>
+        {
+            WriteOutcome::Applied
+        }
+        Some(202) => WriteOutcome::Unknown {
+            label: "pending_202".to_owned(),
+            request_id,
+        },
+        _ => match classify_write(reply) {
+            WriteOutcome::Unknown { label, .. } => WriteOutcome::Unknown { label, request_id },
+            other => other,
+        },
+    }
 }
 
 /// After a transport failure (the bank unreachable) a client pauses briefly instead of spinning.
@@ -450,6 +503,37 @@ pub async fn drive(
                     break;
                 };
                 match op {
+                    Op::LegacyDeposit => {
+                        let amount = rng.gen_range(1..=MAX_DEPOSIT);
+                        let key = format!("bench-{}-{client}-{sequence}", bench.run_id);
+                        let body = bench.legacy_body(account, amount);
+                        let began = Instant::now();
+                        let reply = api.post("/requests", None, Some(&key), &body).await;
+                        let latency = began.elapsed();
+                        match classify_legacy_write(&reply) {
+                            WriteOutcome::Applied => {
+                                account.apply(Op::Deposit, amount);
+                                recorder.ok(op.index(), latency);
+                            }
+                            WriteOutcome::Refused(code) => recorder.error(op.index(), &code),
+                            WriteOutcome::Unknown { label, request_id } => {
+                                recorder.error(op.index(), &label);
+                                // Resolved through the v1 API: the same key, the same request.
+                                bench
+                                    .unknowns
+                                    .lock()
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                    .push(Unknown {
+                                        account: index,
+                                        op: Op::Deposit,
+                                        amount,
+                                        key,
+                                        request_id,
+                                    });
+                            }
+                        }
+                        transport_pause(&reply).await;
+                    }
                     Op::Deposit | Op::Withdraw => {
                         let max = if op == Op::Deposit {
                             MAX_DEPOSIT
@@ -517,9 +601,11 @@ mod tests {
     #[test]
     fn mix_parses_weights_and_rejects_nonsense() {
         let mix = Mix::parse("deposit=40, withdraw=20,balance=30,history=10");
-        assert!(matches!(&mix, Ok(mix) if mix.weights == [40, 20, 30, 10]));
+        assert!(matches!(&mix, Ok(mix) if mix.weights == [40, 20, 30, 10, 0]));
         let only = Mix::parse("deposit=1");
-        assert!(matches!(&only, Ok(mix) if mix.weights == [1, 0, 0, 0]));
+        assert!(matches!(&only, Ok(mix) if mix.weights == [1, 0, 0, 0, 0]));
+        let legacy = Mix::parse("legacy_deposit=100");
+        assert!(matches!(&legacy, Ok(mix) if mix.weights == [0, 0, 0, 0, 100]));
         assert!(Mix::parse("transfer=5").is_err());
         assert!(Mix::parse("deposit=x").is_err());
         assert!(Mix::parse("deposit=0").is_err());
