@@ -34,6 +34,9 @@ pub struct EmbeddedLog {
     poll_max: Duration,
 }
 
+/// Events deleted per transaction by [`EmbeddedLog::purge`].
+const PURGE_BATCH: i64 = 5_000;
+
 impl EmbeddedLog {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
         let db = Db::open(&path.display().to_string(), "bus").await?;
@@ -52,7 +55,13 @@ impl EmbeddedLog {
                     CREATE TABLE IF NOT EXISTS consumer_positions (
                         group_name TEXT PRIMARY KEY,
                         position INTEGER NOT NULL
-                    );",
+                    );
+                    CREATE TABLE IF NOT EXISTS subscriptions (
+                        group_name TEXT NOT NULL,
+                        topic TEXT NOT NULL,
+                        PRIMARY KEY (topic, group_name)
+                    );
+                    CREATE INDEX IF NOT EXISTS events_by_age ON events (appended_at);",
                 )
                 .await;
             (conn, result)
@@ -123,6 +132,29 @@ impl EmbeddedLog {
         group: &str,
         topics: &[&str],
     ) -> anyhow::Result<EmbeddedSubscription> {
+        // Which groups read which topics: what retention must wait for (see `purge`).
+        let (group_name, names): (String, Vec<String>) = (
+            group.to_owned(),
+            topics.iter().map(|topic| (*topic).to_owned()).collect(),
+        );
+        self.db
+            .write(move |mut conn| async move {
+                let result = async {
+                    for topic in &names {
+                        conn.execute(
+                            "INSERT INTO subscriptions (group_name, topic) VALUES ($1, $2)
+                             ON CONFLICT DO NOTHING",
+                            args![&group_name, topic],
+                        )
+                        .await?;
+                    }
+                    Ok::<(), onlinebank_core::db::Error>(())
+                }
+                .await;
+                (conn, result)
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("recording the subscription: {error}"))?;
         let committed = self.committed(group).await?;
         Ok(EmbeddedSubscription {
             log: self.clone(),
@@ -140,6 +172,45 @@ impl EmbeddedLog {
 
     pub async fn ping(&self) -> bool {
         self.db.ping().await
+    }
+
+    /// Deletes events appended before `before` (epoch ms) that every group reading their topic
+    /// has committed past. A topic's events stay while a group that subscribed to it has no
+    /// position yet, or while no group reads it. Returns how many were deleted.
+    pub async fn purge(&self, before: i64) -> anyhow::Result<u64> {
+        let mut deleted = 0u64;
+        loop {
+            let batch = self
+                .db
+                .write(move |mut conn| async move {
+                    let result = conn
+                        .execute(
+                            "DELETE FROM events WHERE position IN (
+                                SELECT e.position FROM events e
+                                WHERE e.appended_at < $1
+                                  AND e.position <= (
+                                      SELECT COALESCE(MIN(p.position), 0)
+                                      FROM subscriptions s
+                                      JOIN consumer_positions p ON p.group_name = s.group_name
+                                      WHERE s.topic = e.topic)
+                                  AND NOT EXISTS (
+                                      SELECT 1 FROM subscriptions s
+                                      WHERE s.topic = e.topic AND NOT EXISTS (
+                                          SELECT 1 FROM consumer_positions p
+                                          WHERE p.group_name = s.group_name))
+                                ORDER BY e.position LIMIT $2)",
+                            args![before, PURGE_BATCH],
+                        )
+                        .await;
+                    (conn, result)
+                })
+                .await
+                .map_err(|error| anyhow::anyhow!("purging the event log: {error}"))?;
+            deleted += batch;
+            if batch < PURGE_BATCH as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// The group's committed position, if it has one.
@@ -290,6 +361,56 @@ mod tests {
             key: "k".into(),
             body: format!("{{\"id\":\"{id}\"}}"),
         }
+    }
+
+    async fn count(log: &EmbeddedLog, topic: &str) -> i64 {
+        log.db
+            .read()
+            .await
+            .unwrap()
+            .scalar("SELECT COUNT(*) FROM events WHERE topic = $1", args![topic])
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_only_old_events_every_reader_of_their_topic_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("bus.db")).await.unwrap();
+        log.publish(&[record("a1", "a"), record("b1", "b"), record("a2", "a")])
+            .await
+            .unwrap();
+        // Topic a: two groups, one behind. Topic b: a group subscribed but with no position yet.
+        let mut fast = log.subscribe("fast", &["a"]).await.unwrap();
+        let mut slow = log.subscribe("slow", &["a"]).await.unwrap();
+        let _idle = log.subscribe("idle", &["b"]).await.unwrap();
+        let batch = fast.next_batch(10).await.unwrap();
+        fast.commit(batch[1].position).await.unwrap();
+        let batch = slow.next_batch(1).await.unwrap();
+        slow.commit(batch[0].position).await.unwrap();
+        log.publish(&[record("c1", "c")]).await.unwrap();
+
+        let later = onlinebank_core::time::now_ms() + 1_000;
+        // Nothing is old enough yet.
+        assert_eq!(log.purge(later - 60_000).await.unwrap(), 0);
+        // a1 is past both readers of a; a2 only past one; b1 waits for idle's first commit; c has
+        // no reader at all and is kept.
+        assert_eq!(log.purge(later).await.unwrap(), 1);
+        assert_eq!((count(&log, "a").await, count(&log, "b").await), (1, 1));
+        assert_eq!(count(&log, "c").await, 1);
+        // The slow group still reads a2, and once it has, a2 goes too.
+        let batch = slow.next_batch(10).await.unwrap();
+        assert_eq!(batch.len(), 1);
+        slow.commit(batch[0].position).await.unwrap();
+        assert_eq!(log.purge(later).await.unwrap(), 1);
+        assert_eq!(count(&log, "a").await, 0);
+        // A group subscribing afresh to a purged topic starts after what is gone, without error.
+        let mut late = log.subscribe("late", &["a"]).await.unwrap();
+        log.publish(&[record("a3", "a")]).await.unwrap();
+        let batch = late.next_batch(10).await.unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].body, "{\"id\":\"a3\"}");
     }
 
     #[tokio::test]

@@ -3,11 +3,40 @@
 use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Error};
 
-/// Creates the inbox table if missing.
+/// Creates the inbox table if missing (the index serves retention, see [`purge`]).
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS inbox (
     event_id TEXT PRIMARY KEY,
     processed_at BIGINT NOT NULL
-)";
+);
+CREATE INDEX IF NOT EXISTS inbox_by_time ON inbox (processed_at)";
+
+/// Rows deleted per transaction by [`purge`].
+const PURGE_BATCH: i64 = 5_000;
+
+/// Forgets events processed before `before` (epoch ms): past the retention window no bus
+/// delivers them again (the embedded log has deleted them; a Kafka topic's retention must not
+/// be longer than the window). Returns how many rows were deleted.
+pub async fn purge(db: &onlinebank_core::db::Db, before: i64) -> Result<u64, Error> {
+    let mut deleted = 0u64;
+    loop {
+        let batch = db
+            .write(move |mut conn| async move {
+                let result = conn
+                    .execute(
+                        "DELETE FROM inbox WHERE event_id IN (
+                            SELECT event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
+                        args![before, PURGE_BATCH],
+                    )
+                    .await;
+                (conn, result)
+            })
+            .await?;
+        deleted += batch;
+        if batch < PURGE_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
 
 /// Records `event_id` as processed; returns false if it already was (skip the event).
 pub async fn first_delivery(conn: &mut Conn, event_id: &str) -> Result<bool, Error> {
@@ -18,4 +47,53 @@ pub async fn first_delivery(conn: &mut Conn, event_id: &str) -> Result<bool, Err
         )
         .await?;
     Ok(inserted == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::db::Db;
+
+    async fn remembered(db: &Db) -> i64 {
+        db.read()
+            .await
+            .unwrap()
+            .scalar("SELECT COUNT(*) FROM inbox", &[])
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn purge_forgets_only_events_processed_before_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("r.db").display().to_string(), "r")
+            .await
+            .unwrap();
+        crate::outbox::ensure_schema(&db).await.unwrap();
+        for (id, at) in [("old-1", 1_000i64), ("old-2", 1_999), ("new", 2_000)] {
+            db.write(move |mut conn| async move {
+                let result = conn
+                    .execute(
+                        "INSERT INTO inbox (event_id, processed_at) VALUES ($1, $2)",
+                        args![id, at],
+                    )
+                    .await;
+                (conn, result)
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(purge(&db, 2_000).await.unwrap(), 2);
+        assert_eq!(remembered(&db).await, 1);
+        // The remembered one is still refused a second time.
+        let again = db
+            .write(|mut conn| async move {
+                let result = first_delivery(&mut conn, "new").await;
+                (conn, result)
+            })
+            .await
+            .unwrap();
+        assert!(!again);
+    }
 }

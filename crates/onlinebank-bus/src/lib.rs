@@ -10,12 +10,14 @@
 //!   distributed mode uses Apache Kafka ([`kafka::KafkaBus`]).
 //! - [`consumer`]: the loop that feeds batches of events to a handler and commits its position
 //!   only after the handler's transaction has committed.
+//! - [`retention`]: inbox rows and log events past the retention window are deleted.
 
 pub mod consumer;
 pub mod embedded;
 pub mod inbox;
 pub mod kafka;
 pub mod outbox;
+pub mod retention;
 
 use std::path::Path;
 

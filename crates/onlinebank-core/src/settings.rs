@@ -101,6 +101,8 @@ pub struct Settings {
     /// The bank's public base URL (e.g. `https://bank.example`), for links handed to clients;
     /// `None`: relative links.
     pub public_url: Option<String>,
+    /// How long inbox rows and embedded-log events are kept (see `onlinebank_bus::retention`).
+    pub retention: Duration,
 }
 
 impl Settings {
@@ -135,6 +137,7 @@ impl Settings {
                 max_connections: crate::server::ServerLimits::default_max_connections(),
             },
             public_url: None,
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 

@@ -276,6 +276,10 @@ pub struct CommonArgs {
     /// relative links
     #[arg(long, env = "ONLINEBANK_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// How long consumers' inbox rows and the embedded log's consumed events are kept; on
+    /// Kafka, keep the topics' retention.ms at most this long
+    #[arg(long, env = "ONLINEBANK_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub retention_secs: u64,
 }
 
 impl CommonArgs {
@@ -337,6 +341,8 @@ impl CommonArgs {
             anyhow::ensure!(max_connections > 0, "--max-connections must be positive");
             settings.server.max_connections = max_connections;
         }
+        anyhow::ensure!(self.retention_secs > 0, "--retention-secs must be positive");
+        settings.retention = Duration::from_secs(self.retention_secs);
         if let Some(url) = &self.public_url {
             anyhow::ensure!(
                 url.starts_with("https://") || url.starts_with("http://"),

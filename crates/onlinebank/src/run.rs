@@ -167,6 +167,16 @@ async fn start_role(
     if let Ok(mut checks) = process.checks.lock() {
         checks.push(check.clone());
     }
+    if !matches!(role, Role::Gateway | Role::Auth) {
+        // The role's inbox; the embedded log too, by one role per process (in `up`, account).
+        let log = (!process.in_process_calls || role == Role::Account).then(|| bus.clone());
+        process.ctx.tasks.spawn(onlinebank_bus::retention::run(
+            parts.db.clone(),
+            log,
+            process.ctx.settings.retention,
+            process.ctx.shutdown.clone(),
+        ));
+    }
     // In `up` the gateway is the process's only door: its readiness is every role's (a role
     // whose storage cannot write takes the whole bank out of its balancer).
     let check = if process.in_process_calls && role == Role::Gateway {

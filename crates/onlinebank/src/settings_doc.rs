@@ -29,7 +29,7 @@ pub struct SettingDoc {
 }
 
 /// Which roles read each setting. A setting missing here fails the unit test below.
-const READERS: [(&str, &str); 39] = [
+const READERS: [(&str, &str); 40] = [
     ("ONLINEBANK_PORT", "gateway (up)"),
     ("ONLINEBANK_BIND", "gateway (up)"),
     ("ONLINEBANK_DEMO", "auth (up)"),
@@ -72,6 +72,10 @@ const READERS: [(&str, &str); 39] = [
     ("ONLINEBANK_PUBLIC_URL", "gateway"),
     (
         "ONLINEBANK_BUS_SASL_PASSWORD",
+        "request, account, history, mypage",
+    ),
+    (
+        "ONLINEBANK_RETENTION_SECS",
         "request, account, history, mypage",
     ),
     (

@@ -298,6 +298,8 @@ fn open_rusqlite(path: &std::path::Path, reader: bool) -> anyhow::Result<rusqlit
         path.display()
     );
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // After a checkpoint the WAL is cut back to this size: it does not keep its peak for ever.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(Duration::from_millis(if reader { 1000 } else { 5000 }))?;
     conn.set_prepared_statement_cache_capacity(64);

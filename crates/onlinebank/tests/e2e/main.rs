@@ -30,6 +30,7 @@ mod idempotency;
 mod legacy;
 mod lockout;
 mod resilience;
+mod retention;
 mod secrets;
 mod sessions;
 mod storage;
