@@ -149,6 +149,11 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
         bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
         target::cpu_seconds(None),
     );
+    let files_before = target
+        .started
+        .as_ref()
+        .map(target::Started::file_sizes)
+        .unwrap_or_default();
     let started = Instant::now();
     let elapsed = workload::drive(&bench, &api, mix, clients, args.duration, &recorder).await;
     let operations = recorder.summary(elapsed);
@@ -176,6 +181,8 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
                 ready_in: bank.ready_in,
                 idle_rss_kb: bank.idle_rss_kb,
                 memory: bank.memory(started),
+                files_before,
+                files_after: bank.file_sizes(),
             })
         }
         None => None,

@@ -27,6 +27,54 @@ pub struct StartedBank {
     pub ready_in: Duration,
     pub idle_rss_kb: Option<u64>,
     pub memory: Memory,
+    /// The data directory's files (name, bytes) when the workload began and after the check.
+    pub files_before: Vec<(String, u64)>,
+    pub files_after: Vec<(String, u64)>,
+}
+
+/// For a long run (a soak): throughput and RSS in the first and the last tenth of the workload,
+/// so a drift shows at a glance. `None` for runs under 20 seconds.
+fn drift(results: &Results) -> Option<String> {
+    let seconds = results.elapsed.as_secs() as usize;
+    if seconds < 20 {
+        return None;
+    }
+    let tenth = seconds / 10;
+    let rate = |range: std::ops::Range<usize>| -> f64 {
+        let total: u64 = results
+            .operations
+            .iter()
+            .flat_map(|op| op.timeline.iter())
+            .filter(|point| range.contains(&point.second))
+            .map(|point| point.ok)
+            .sum();
+        total as f64 / range.len().max(1) as f64
+    };
+    let mut line = format!(
+        "drift: {:.0}/s in the first tenth, {:.0}/s in the last",
+        rate(0..tenth),
+        rate(seconds - tenth..seconds)
+    );
+    if let Some(bank) = &results.bank {
+        let samples = &bank.memory.samples;
+        let average = |from: f64, to: f64| -> Option<f64> {
+            let inside: Vec<u64> = samples
+                .iter()
+                .filter(|(at, _)| *at >= from && *at < to)
+                .map(|(_, kb)| *kb)
+                .collect();
+            (!inside.is_empty()).then(|| inside.iter().sum::<u64>() as f64 / inside.len() as f64)
+        };
+        let (t, n) = (tenth as f64, seconds as f64);
+        if let (Some(first), Some(last)) = (average(0.0, t), average(n - t, n)) {
+            line.push_str(&format!(
+                "; RSS {:.1} MB then {:.1} MB",
+                first / 1024.0,
+                last / 1024.0
+            ));
+        }
+    }
+    Some(line)
 }
 
 /// CPU used during the mixed workload, in cores (CPU seconds per second).
@@ -134,6 +182,8 @@ pub fn to_json(results: &Results) -> Value {
             "peakRssMb": bank.memory.high_water_kb.map(|kb| round(mb(kb), 1)),
             "peakRssSampledMb": bank.memory.peak_sampled_kb.map(|kb| round(mb(kb), 1)),
             "peakRssWorkloadMb": bank.memory.peak_workload_kb.map(|kb| round(mb(kb), 1)),
+            "filesBytesBefore": bank.files_before.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "filesBytesAfter": bank.files_after.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         })
     });
     let verdict = &results.verdict;
@@ -159,6 +209,11 @@ pub fn to_json(results: &Results) -> Value {
             "bank": results.cpu.bank_cores.map(|c| round(c, 2)),
             "bench": results.cpu.bench_cores.map(|c| round(c, 2)),
         },
+        "bankCpuMsPerOperation": results
+            .cpu
+            .bank_cores
+            .filter(|_| per_second > 0.0)
+            .map(|cores| round(cores / per_second * 1000.0, 3)),
         "invariants": {
             "ok": verdict.ok(),
             "accounts": verdict.accounts,
@@ -308,7 +363,38 @@ pub fn to_text(results: &Results) -> String {
             std::thread::available_parallelism().map_or(0, usize::from)
         );
     }
+    if let (Some(bank), (ok, _, per_second)) = (results.cpu.bank_cores, results.total()) {
+        if ok > 0 && per_second > 0.0 {
+            let _ = writeln!(
+                out,
+                "cpu per operation: {:.3} ms of the bank's CPU (bank cores / operations per second)",
+                bank / per_second * 1000.0
+            );
+        }
+    }
+    if let Some(line) = drift(results) {
+        let _ = writeln!(out, "{line}");
+    }
     if let Some(bank) = &results.bank {
+        if !bank.files_after.is_empty() {
+            let before: std::collections::BTreeMap<&str, u64> = bank
+                .files_before
+                .iter()
+                .map(|(name, bytes)| (name.as_str(), *bytes))
+                .collect();
+            let files: Vec<String> = bank
+                .files_after
+                .iter()
+                .map(|(name, bytes)| {
+                    format!(
+                        "{name} {:.2}->{:.2}",
+                        mb(before.get(name.as_str()).copied().unwrap_or(0) / 1024),
+                        mb(bytes / 1024)
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "files (MB, workload start->end): {}", files.join(", "));
+        }
         if let Some(kb) = bank.memory.high_water_kb {
             let _ = write!(
                 out,

@@ -193,6 +193,29 @@ impl Started {
         self.pid
     }
 
+    /// The size of every file in the bank's data directory (SQLite files with their WAL), by name.
+    pub fn file_sizes(&self) -> Vec<(String, u64)> {
+        let mut sizes: Vec<(String, u64)> = std::fs::read_dir(self._dir.path().join("data"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| {
+                        let metadata = entry.metadata().ok()?;
+                        metadata.is_file().then(|| {
+                            (
+                                entry.file_name().to_string_lossy().into_owned(),
+                                metadata.len(),
+                            )
+                        })
+                    })
+                    .filter(|(name, _)| name.contains(".db"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        sizes.sort();
+        sizes
+    }
+
     /// Memory so far; sample times are counted from `since`.
     pub fn memory(&self, since: Instant) -> Memory {
         let samples = self
