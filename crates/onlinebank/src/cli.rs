@@ -31,6 +31,85 @@ pub enum Command {
     /// Exit 0 when URL answers 2xx within the timeout, 1 otherwise (a container HEALTHCHECK
     /// without curl in the image)
     Probe(ProbeArgs),
+    /// The customer's bank from a terminal: sign up, log in, accounts, deposit, withdraw, ...
+    Client(ClientArgs),
+}
+
+/// `onlinebank client`: the public API from a terminal.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 done; 2 refused by the bank (wrong password, insufficient \
+funds, not logged in, ...); 3 the bank is unavailable or busy, or the outcome is not known yet: \
+try again shortly; 64 usage error; 1 anything else.\n\nThe session is kept in \
+$XDG_CONFIG_HOME/onlinebank/session.json (mode 0600; ONLINEBANK_CLIENT_DIR names another \
+directory). Passwords are asked without echo, or read from stdin's first line with \
+--password-stdin, and never stored."
+)]
+pub struct ClientArgs {
+    /// The bank's address (used by signup and login; later commands use the logged-in one)
+    #[arg(
+        long,
+        env = "ONLINEBANK_CLIENT_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// Print the bank's JSON answers instead of tables and sentences
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Read the password from the first line of stdin instead of asking on the terminal
+    #[arg(long, global = true)]
+    pub password_stdin: bool,
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Become a customer (asks a new password)
+    Signup {
+        /// Your user id (an e-mail address)
+        #[arg(long)]
+        user: String,
+        /// Your name
+        #[arg(long)]
+        name: String,
+    },
+    /// Log in and keep the session for the next commands
+    Login {
+        #[arg(long)]
+        user: String,
+    },
+    /// End the session
+    Logout,
+    /// Your accounts and their balances
+    Accounts,
+    /// Open an account (asks your password)
+    Open {
+        /// The account number you want (default: the bank assigns one)
+        #[arg(long)]
+        account_no: Option<String>,
+        /// An opening deposit in won
+        #[arg(long)]
+        amount: Option<i64>,
+    },
+    /// Deposit won into an account (asks your password)
+    Deposit { account: String, amount: i64 },
+    /// Withdraw won from an account (asks your password)
+    Withdraw { account: String, amount: i64 },
+    /// An account's balance
+    Balance { account: String },
+    /// An account's transactions, newest first, a page at a time
+    History {
+        account: String,
+        /// Transactions per page (1-100)
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// The page after this cursor (printed at the end of the previous page)
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// Close an account with a zero balance (asks your password)
+    Close { account: String },
 }
 
 #[derive(Debug, Args)]

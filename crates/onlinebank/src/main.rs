@@ -3,10 +3,12 @@
 //! - `onlinebank up`: the whole bank in one process (each role on its own loopback port, the
 //!   embedded event log and SQLite files under the data directory);
 //! - `onlinebank serve <role>`: one role per process, configured by flags or `ONLINEBANK_*` env;
-//! - `onlinebank bench`: a load generator that checks its own results.
+//! - `onlinebank bench`: a load generator that checks its own results;
+//! - `onlinebank client`: the customer's bank from a terminal.
 
 mod bench;
 mod cli;
+mod client;
 mod run;
 mod settings_doc;
 
@@ -27,7 +29,23 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
         )
         .init();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // The client's usage errors have their own code, apart from the bank's refusals (2).
+            let client = std::env::args().nth(1).as_deref() == Some("client");
+            let code = match error.exit_code() {
+                0 => 0,
+                _ if client => client::USAGE,
+                other => u8::try_from(other).unwrap_or(2),
+            };
+            return ExitCode::from(code);
+        }
+    };
+    if let cli::Command::Client(args) = cli.command {
+        return client::run(args).await;
+    }
     onlinebank_core::server::raise_open_files_limit();
     onlinebank_core::secret::private_umask();
     let outcome = match cli.command {
@@ -35,6 +53,7 @@ async fn main() -> ExitCode {
         cli::Command::Serve(args) => run::serve(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::Probe(args) => probe(&args).await,
+        cli::Command::Client(_) => Ok(()),
         cli::Command::Settings(args) => {
             let settings = settings_doc::all();
             print!(

@@ -19,6 +19,7 @@ mod support;
 
 mod authorization;
 mod bad_input;
+mod client;
 mod cluster;
 mod concurrency;
 mod crash;
