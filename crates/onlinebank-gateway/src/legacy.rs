@@ -140,10 +140,16 @@ async fn caller_token_only(state: &GatewayState, headers: &HeaderMap) -> Result<
         .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
         .and_then(|decoded| String::from_utf8(decoded).ok());
     let Some((user_id, password)) = basic.as_deref().and_then(|pair| pair.split_once(':')) else {
-        let mut response = ApiError::unauthorized().into_response();
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send your credentials: HTTP Basic with userId:password (curl -u 1@sk.com:1234), \
+             or Authorization: Bearer <token> from POST /api/v1/sessions",
+        )
+        .into_response();
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"onlinebank\""),
+            HeaderValue::from_static("Basic realm=\"onlinebank\", Bearer realm=\"onlinebank\""),
         );
         return Err(response);
     };
@@ -261,7 +267,26 @@ pub async fn submit(
         .and_then(Value::as_str)
         .unwrap_or_default();
     shaped["id"] = json!(id);
-    let href = format!("{}/requests/{id}", base_url(&state));
+    // A read (03, 04) leaves no request behind: its links lead to the account's view instead,
+    // so every link handed out answers (with the caller's credentials).
+    let href = if kind == "balance" || kind == "history" {
+        let account_no = result
+            .get("accountNo")
+            .and_then(Value::as_str)
+            .or(legacy.account_no.as_deref())
+            .unwrap_or_default();
+        const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.');
+        let encoded = percent_encoding::utf8_percent_encode(account_no, QUERY);
+        format!(
+            "{}/mypages/search/findByAccountNo?accountNo={encoded}",
+            base_url(&state)
+        )
+    } else {
+        format!("{}/requests/{id}", base_url(&state))
+    };
     shaped["_links"] = json!({"self": {"href": href}, "request": {"href": href}});
     let status = if completed {
         StatusCode::CREATED
@@ -344,49 +369,97 @@ pub async fn find_by_account_no(
     };
     let base = base_url(&state);
     let account_no = query.get("accountNo").cloned().unwrap_or_default();
-    let valid = onlinebank_core::ids::AccountNo::parse(&account_no).is_ok();
-    let mut rows = Vec::new();
-    if valid {
-        let answer: Answer = match state
-            .upstreams
-            .call(
-                Role::Mypage,
-                Method::GET,
-                &format!("/api/v1/accounts/{account_no}"),
-                &json_headers(&token),
-                Bytes::new(),
-            )
-            .await
-        {
-            Ok(answer) => answer,
-            Err(error) => return error.into_response(),
-        };
-        match answer.status {
-            StatusCode::OK => {
-                let view = answer.json();
-                let last = view.get("lastRequest").cloned().unwrap_or(Value::Null);
-                let kind = last.get("type").and_then(Value::as_str).unwrap_or_default();
-                let (code, name) = by_type(kind);
-                rows.push(json!({
-                    "accountNo": view.get("accountNo"),
-                    "lastRequestId": code,
-                    "lastRequestName": name,
-                    "requestMoney": last.get("amount"),
-                    "amountOfMoney": view.get("balance"),
-                    "requestStatus": last.get("status"),
-                    "lastModifiedDate": last.get("at").cloned().unwrap_or_else(|| view.get("updatedAt").cloned().unwrap_or(Value::Null)),
-                    "status": view.get("status"),
-                    "version": view.get("version"),
-                    "_links": {"self": {"href": format!("{base}/mypages/{account_no}")}},
-                }));
-            }
-            StatusCode::NOT_FOUND => {}
-            _ => return answer.into_response(),
-        }
-    }
+    let rows = match mypage_row(&state, &token, &account_no).await {
+        Ok(row) => row.into_iter().collect::<Vec<_>>(),
+        Err(response) => return response,
+    };
     Json(json!({
         "_embedded": {"mypages": rows},
         "_links": {"self": {"href": format!("{base}/mypages/search/findByAccountNo?accountNo={account_no}")}},
+    }))
+    .into_response()
+}
+
+/// `GET /mypages/{accountNo}`: one of the caller's account view rows (the `self` link of
+/// `findByAccountNo`'s rows); 404 when it is not the caller's or does not exist.
+pub async fn mypage(
+    State(state): State<GatewayState>,
+    headers: HeaderMap,
+    axum::extract::Path(account_no): axum::extract::Path<String>,
+) -> Response {
+    let (token, _slot) = match caller_token(&state, &headers).await {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
+    match mypage_row(&state, &token, &account_no).await {
+        Ok(Some(row)) => Json(row).into_response(),
+        Ok(None) => ApiError::from_reason(Reason::AccountNotFound).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// The caller's view row of `account_no` in the original shape, `None` if there is none.
+async fn mypage_row(
+    state: &GatewayState,
+    token: &str,
+    account_no: &str,
+) -> Result<Option<Value>, Response> {
+    if onlinebank_core::ids::AccountNo::parse(account_no).is_err() {
+        return Ok(None);
+    }
+    let answer: Answer = state
+        .upstreams
+        .call(
+            Role::Mypage,
+            Method::GET,
+            &format!("/api/v1/accounts/{account_no}"),
+            &json_headers(token),
+            Bytes::new(),
+        )
+        .await
+        .map_err(IntoResponse::into_response)?;
+    match answer.status {
+        StatusCode::OK => {
+            let base = base_url(state);
+            let view = answer.json();
+            let last = view.get("lastRequest").cloned().unwrap_or(Value::Null);
+            let kind = last.get("type").and_then(Value::as_str).unwrap_or_default();
+            let (code, name) = by_type(kind);
+            Ok(Some(json!({
+                "accountNo": view.get("accountNo"),
+                "lastRequestId": code,
+                "lastRequestName": name,
+                "requestMoney": last.get("amount"),
+                "amountOfMoney": view.get("balance"),
+                "requestStatus": last.get("status"),
+                "lastModifiedDate": last.get("at").cloned().unwrap_or_else(|| view.get("updatedAt").cloned().unwrap_or(Value::Null)),
+                "status": view.get("status"),
+                "version": view.get("version"),
+                "_links": {"self": {"href": format!("{base}/mypages/{account_no}")}},
+            })))
+        }
+        StatusCode::NOT_FOUND => Ok(None),
+        _ => Err(answer.into_response()),
+    }
+}
+
+/// `GET /profile/requests`: the ALPS description of a request, as Spring Data REST links it from
+/// every page of `GET /requests`.
+pub async fn profile() -> Response {
+    let field = |name: &str| json!({"name": name, "type": "SEMANTIC"});
+    Json(json!({
+        "alps": {
+            "version": "1.0",
+            "descriptor": [{
+                "id": "request-representation",
+                "href": "/profile/requests",
+                "descriptor": [
+                    field("accountNo"), field("requestId"), field("requestName"),
+                    field("amountOfMoney"), field("balance"), field("requestStatus"),
+                    field("id"),
+                ],
+            }],
+        }
     }))
     .into_response()
 }

@@ -144,6 +144,8 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
             // Legacy calls carry credentials: each takes its slot only after its login.
             .route("/requests", post(legacy::submit).get(legacy::list))
             .route("/requests/{id}", get(legacy::show))
+            .route("/mypages/{account_no}", get(legacy::mypage))
+            .route("/profile/requests", get(legacy::profile))
             .route(
                 "/mypages/search/findByAccountNo",
                 get(legacy::find_by_account_no),

@@ -502,3 +502,75 @@ async fn remembered_legacy_credentials_cost_no_hash_yet_wrong_passwords_and_lock
     let snapshot = bank.ops.drained(SETTLE).await;
     assert_eq!(snapshot.accounts["3001"].balance, 210);
 }
+
+/// Every `href` anywhere in `doc`.
+fn hrefs(doc: &Value, out: &mut Vec<String>) {
+    match doc {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value.as_str()) {
+                    ("href", Some(href)) => out.push(href.to_owned()),
+                    _ => hrefs(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| hrefs(item, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_link_the_legacy_api_hands_out_answers_and_a_401_says_how_to_authenticate() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@links").await;
+    let mut answers = Vec::new();
+    for (code, amount) in [("05", 0), ("01", 700), ("02", 200)] {
+        let reply = legacy(&bank, "2601", code, amount, &alice).await;
+        answers.push(completed(&reply, "2601", code, &alice).clone());
+    }
+    for code in ["03", "04"] {
+        let reply = legacy(&bank, "2601", code, 0, &alice).await;
+        answers.push(completed(&reply, "2601", code, &alice).clone());
+    }
+    for path in [
+        "/requests",
+        "/mypages/search/findByAccountNo?accountNo=2601",
+    ] {
+        let reply = bank
+            .get_req(path)
+            .basic(&alice.user, &alice.pw)
+            .send()
+            .await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        answers.push(reply.body);
+    }
+    let mut links = Vec::new();
+    for answer in &answers {
+        hrefs(answer, &mut links);
+    }
+    links.sort();
+    links.dedup();
+    assert!(links.len() >= 6, "{links:?}");
+    for link in &links {
+        let reply = bank
+            .get_req(link)
+            .basic(&alice.user, &alice.pw)
+            .send()
+            .await;
+        assert_eq!(reply.status, 200, "GET {link}: {}", reply.body);
+    }
+
+    // Without credentials: 401, and the answer says how to send them.
+    let reply = bank.get_req("/requests").send().await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("Basic") && challenge.contains("Bearer"),
+        "{challenge}"
+    );
+    let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Basic") && message.contains("userId:password"),
+        "{message}"
+    );
+}
