@@ -41,7 +41,9 @@ impl FromRef<RequestState> for TokenKey {
 
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
-    let auth_url = settings.peers.first(Role::Auth)?;
+    // Every auth instance given (`--auth-url A,B`): step-ups take turns over them.
+    settings.peers.first(Role::Auth)?;
+    let auth_urls = settings.peers.of(Role::Auth).to_vec();
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(Role::Request), "request").await?;
     db.migrate(
@@ -58,7 +60,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         step_up: stepup::StepUpClient::new(
             http,
             ctx.local.clone(),
-            auth_url,
+            auth_urls,
             settings.internal_token(),
             settings.step_up_timeout,
             breaker::BreakerConfig {

@@ -1,6 +1,11 @@
 //! The synchronous step-up call to auth, bounded by a timeout and guarded by a circuit breaker:
 //! when auth keeps failing or timing out, calls are refused at once for a while (the client gets
 //! 503 `service_busy` in milliseconds instead of after a timeout).
+//!
+//! With several auth instances (`--auth-url A,B,...`) calls take turns over them; an instance
+//! that refuses the connection is skipped for a moment and the same call goes to the next one
+//! (safe: a refused connection carried nothing). Any other failure (a timeout, an error after
+//! sending) is not retried: auth may have recorded the verification.
 
 use crate::breaker::{Admission, Breaker, BreakerConfig, State};
 use std::sync::Arc;
@@ -33,7 +38,7 @@ pub struct StepUpClient {
     http: reqwest::Client,
     /// auth in this process (`up`): called through its router, without a socket.
     local: LocalRoles,
-    auth_url: String,
+    auth: Arc<Instances>,
     internal_token: String,
     timeout: Duration,
     breaker: Arc<Breaker>,
@@ -54,7 +59,7 @@ impl StepUpClient {
     pub fn new(
         http: reqwest::Client,
         local: LocalRoles,
-        auth_url: String,
+        auth_urls: Vec<String>,
         internal_token: String,
         timeout: Duration,
         breaker: BreakerConfig,
@@ -63,7 +68,7 @@ impl StepUpClient {
         Self {
             http,
             local,
-            auth_url,
+            auth: Arc::new(Instances::new(auth_urls)),
             internal_token,
             timeout,
             breaker: Arc::new(Breaker::new(breaker, breaker_transition)),
@@ -118,25 +123,37 @@ impl StepUpClient {
         if let Some(auth) = self.local.get(Role::Auth) {
             return self.call_local(auth, body, request_id).await;
         }
-        let call = self
-            .http
-            .post(format!("{}/internal/v1/step-up", self.auth_url))
-            .header(INTERNAL_HEADER, &self.internal_token)
-            .timeout(self.timeout)
-            .json(&body)
-            .send();
-        let response = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                tracing::warn!(request = %request_id, error = %error, "step-up call failed");
-                return Verdict::Unavailable;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        for index in self.auth.order() {
+            let url = &self.auth.urls[index];
+            let call = self
+                .http
+                .post(format!("{url}/internal/v1/step-up"))
+                .header(INTERNAL_HEADER, &self.internal_token)
+                .timeout(self.timeout)
+                .json(&body)
+                .send();
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(response)) => {
+                    self.auth.up(index);
+                    return verdict(response.status().as_u16(), response.headers(), request_id);
+                }
+                Ok(Err(error)) if error.is_connect() => {
+                    tracing::warn!(request = %request_id, auth = %url, error = %error, "auth refused the connection; trying the next instance");
+                    self.auth.down(index);
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(request = %request_id, error = %error, "step-up call failed");
+                    return Verdict::Unavailable;
+                }
+                Err(_) => {
+                    tracing::warn!(request = %request_id, "step-up call timed out");
+                    return Verdict::Unavailable;
+                }
             }
-            Err(_) => {
-                tracing::warn!(request = %request_id, "step-up call timed out");
-                return Verdict::Unavailable;
-            }
-        };
-        verdict(response.status().as_u16(), response.headers(), request_id)
+        }
+        tracing::warn!(request = %request_id, "no auth instance accepted the connection");
+        Verdict::Unavailable
     }
 
     /// The step-up through auth's router in this process, with the same timeout.
@@ -165,6 +182,67 @@ impl StepUpClient {
                 Verdict::Unavailable
             }
         }
+    }
+}
+
+/// auth's instances: called in turns; one that refused a connection sits out for a moment.
+#[derive(Debug)]
+struct Instances {
+    urls: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Per instance, until when (ms since `epoch`) it is skipped.
+    down_until: Vec<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
+}
+
+/// How long an instance that refused a connection is skipped.
+const SIT_OUT: Duration = Duration::from_secs(2);
+
+impl Instances {
+    fn new(urls: Vec<String>) -> Self {
+        let urls: Vec<String> = urls
+            .into_iter()
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .collect();
+        let down_until = urls
+            .iter()
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        Self {
+            urls,
+            next: Default::default(),
+            down_until,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Every instance once, starting with the next in turn; those sitting out go last.
+    fn order(&self) -> Vec<usize> {
+        use std::sync::atomic::Ordering;
+        let count = self.urls.len();
+        if count == 0 {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let now = self.now();
+        let (mut ready, resting): (Vec<usize>, Vec<usize>) = (0..count)
+            .map(|offset| (start + offset) % count)
+            .partition(|index| self.down_until[*index].load(Ordering::Relaxed) <= now);
+        ready.extend(resting);
+        ready
+    }
+
+    fn down(&self, index: usize) {
+        let until = self.now() + u64::try_from(SIT_OUT.as_millis()).unwrap_or(u64::MAX);
+        self.down_until[index].store(until, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn up(&self, index: usize) {
+        self.down_until[index].store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -204,6 +282,24 @@ mod tests {
     use axum::routing::post;
     use http::StatusCode;
 
+    #[test]
+    fn instances_take_turns_and_one_that_refused_goes_last_for_a_while() {
+        let instances = Instances::new(vec![
+            "http://a/".into(),
+            "http://b".into(),
+            "http://c".into(),
+        ]);
+        assert_eq!(instances.urls, ["http://a", "http://b", "http://c"]);
+        assert_eq!(instances.order(), [0, 1, 2]);
+        assert_eq!(instances.order(), [1, 2, 0]);
+        instances.down(2);
+        assert_eq!(instances.order(), [0, 1, 2]);
+        assert_eq!(instances.order(), [0, 1, 2], "c sits out: a takes its turn");
+        instances.up(2);
+        assert_eq!(instances.order(), [1, 2, 0]);
+        assert!(Instances::new(Vec::new()).order().is_empty());
+    }
+
     /// A client whose auth is `auth`, registered as running in this process.
     fn client_with_local_auth(auth: axum::Router) -> StepUpClient {
         let local = LocalRoles::default();
@@ -212,7 +308,7 @@ mod tests {
             reqwest::Client::new(),
             local,
             // Nothing listens there: a call that left the process would fail as unreachable.
-            "http://127.0.0.1:9".to_owned(),
+            vec!["http://127.0.0.1:9".to_owned()],
             "internal".to_owned(),
             Duration::from_millis(200),
             BreakerConfig::default(),

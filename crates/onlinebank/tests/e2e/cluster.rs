@@ -44,6 +44,32 @@ async fn a_deposit_flow_works_across_one_process_per_role() {
 }
 
 #[tokio::test]
+async fn step_ups_go_to_every_auth_instance_and_keep_working_with_one_of_two_stopped() {
+    let mut cluster = Cluster::start_layout(&[], |role| if role == "auth" { 2 } else { 1 }).await;
+    assert_eq!(cluster.urls_of("auth").len(), 2);
+    let alice = cluster.customer("alice@two-auths").await;
+    cluster.open_ok(&alice, "1501", 100).await;
+    // The first instance of the list goes away: step-ups reach the second one.
+    cluster.kill("auth");
+    for round in 1..=6 {
+        let reply = cluster.deposit(&alice.token, &alice.pw, "1501", 10).await;
+        assert_eq!(
+            expect_ok(&reply, 200)["balance"],
+            100 + 10 * round,
+            "deposit {round} with the first auth down"
+        );
+    }
+    // A wrong password is still refused (and counted) by the instance that answers.
+    expect_error(
+        &cluster.deposit(&alice.token, "wrong-pw", "1501", 1).await,
+        403,
+        "step_up_failed",
+    );
+    let snapshot = cluster.ops.drained(SETTLE).await;
+    assert_eq!(snapshot.accounts["1501"].balance, 160);
+}
+
+#[tokio::test]
 async fn reads_keep_answering_with_request_auth_and_account_killed() {
     let mut cluster = Cluster::start().await;
     let alice = cluster.customer("alice@test").await;
