@@ -462,6 +462,7 @@ mod tests {
     /// failure another transaction is counting at that moment (PostgreSQL: that count would be
     /// lost, and two sweeps waiting on each other's rows would deadlock).
     #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn the_sweep_of_quiet_ids_leaves_an_id_being_counted_on_postgres() {
         let url = onlinebank_core::db::testing::fresh_postgres("auth_sweep")
             .await
@@ -512,6 +513,7 @@ mod tests {
     /// accepted on a read from before a lock that a concurrent failure is committing. (SQLite runs
     /// every write on one writer, one after the other.)
     #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn a_success_is_refused_when_a_concurrent_failure_locks_on_postgres() {
         let url = onlinebank_core::db::testing::fresh_postgres("auth_lockout")
             .await

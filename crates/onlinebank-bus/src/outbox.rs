@@ -391,6 +391,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn relay_ships_committed_events_once_with_sequences_on_postgres() {
         let url = onlinebank_core::db::testing::fresh_postgres("relay")
             .await
@@ -412,6 +413,7 @@ mod tests {
     /// Two relays of one publisher on PostgreSQL (two replicas) while writers enqueue: every
     /// event reaches the bus, and each aggregate's events arrive in sequence order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn two_postgres_relays_ship_everything_in_per_aggregate_order() {
         let url = onlinebank_core::db::testing::fresh_postgres("relays")
             .await

@@ -241,6 +241,7 @@ fn kafka_script() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Kafka (ONLINEBANK_TEST_POSTGRES, ONLINEBANK_TEST_KAFKA): ./.ci/run runs it"]
 async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pending() {
     let secs = knob("CHAOS_SECS", 60);
     let customers_n = knob("CHAOS_CUSTOMERS", 200) as usize;

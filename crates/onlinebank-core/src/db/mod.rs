@@ -526,6 +526,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone_on_postgres() {
         let url = testing::fresh_postgres("group").await.unwrap();
         let db = Db::open(&url, "test").await.unwrap();

@@ -15,6 +15,7 @@ async fn replicated(name: &str) -> (Cluster, Distributed) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Kafka (ONLINEBANK_TEST_POSTGRES, ONLINEBANK_TEST_KAFKA): ./.ci/run runs it"]
 async fn every_flow_works_with_two_processes_per_role_on_postgres_and_kafka() {
     let (cluster, _services) = replicated("flows").await;
     assert_eq!(cluster.names().len(), 11, "{:?}", cluster.names());
@@ -93,6 +94,7 @@ async fn every_flow_works_with_two_processes_per_role_on_postgres_and_kafka() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Kafka (ONLINEBANK_TEST_POSTGRES, ONLINEBANK_TEST_KAFKA): ./.ci/run runs it"]
 async fn a_killed_account_process_hands_its_partitions_to_the_other() {
     let (mut cluster, _services) = replicated("rebalance").await;
     let carol = cluster.customer("carol@dist").await;
@@ -144,6 +146,7 @@ async fn a_killed_account_process_hands_its_partitions_to_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Kafka (ONLINEBANK_TEST_POSTGRES, ONLINEBANK_TEST_KAFKA): ./.ci/run runs it"]
 async fn one_idempotency_key_sent_at_once_to_both_request_processes_applies_once() {
     let (cluster, _services) = replicated("idem").await;
     let dan = cluster.customer("dan@dist").await;
@@ -182,6 +185,7 @@ async fn one_idempotency_key_sent_at_once_to_both_request_processes_applies_once
 /// Polyglot persistence: account, request and auth keep their data in PostgreSQL, history and
 /// mypage in SQLite files, events on Kafka; the flows and the invariants hold all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Kafka (ONLINEBANK_TEST_POSTGRES, ONLINEBANK_TEST_KAFKA): ./.ci/run runs it"]
 async fn roles_on_different_engines_form_one_bank_postgres_sqlite_and_kafka() {
     let services = Distributed::create("polyglot", 2).await;
     let (database, bus) = (services.database.clone(), services.bus.clone());

@@ -207,6 +207,7 @@ async fn refused_with(proc: &Proc, url: &str, reason: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's binaries, openssl and the test broker's SASL_SSL listener (ONLINEBANK_TEST_KAFKA_TLS): ./.ci/run runs it"]
 async fn a_bank_on_tls_postgres_and_sasl_ssl_kafka_moves_money_and_wrong_trust_is_refused() {
     let dir = shared_tempdir();
     make_ca(dir.path(), "ca");
