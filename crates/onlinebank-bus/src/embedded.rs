@@ -178,39 +178,27 @@ impl EmbeddedLog {
     /// has committed past. A topic's events stay while a group that subscribed to it has no
     /// position yet, or while no group reads it. Returns how many were deleted.
     pub async fn purge(&self, before: i64) -> anyhow::Result<u64> {
-        let mut deleted = 0u64;
-        loop {
-            let batch = self
-                .db
-                .write(move |mut conn| async move {
-                    let result = conn
-                        .execute(
-                            "DELETE FROM events WHERE position IN (
-                                SELECT e.position FROM events e
-                                WHERE e.appended_at < $1
-                                  AND e.position <= (
-                                      SELECT COALESCE(MIN(p.position), 0)
-                                      FROM subscriptions s
-                                      JOIN consumer_positions p ON p.group_name = s.group_name
-                                      WHERE s.topic = e.topic)
-                                  AND NOT EXISTS (
-                                      SELECT 1 FROM subscriptions s
-                                      WHERE s.topic = e.topic AND NOT EXISTS (
-                                          SELECT 1 FROM consumer_positions p
-                                          WHERE p.group_name = s.group_name))
-                                ORDER BY e.position LIMIT $2)",
-                            args![before, PURGE_BATCH],
-                        )
-                        .await;
-                    (conn, result)
-                })
-                .await
-                .map_err(|error| anyhow::anyhow!("purging the event log: {error}"))?;
-            deleted += batch;
-            if batch < PURGE_BATCH as u64 {
-                return Ok(deleted);
-            }
-        }
+        self.db
+            .delete_in_batches(
+                "DELETE FROM events WHERE position IN (
+                    SELECT e.position FROM events e
+                    WHERE e.appended_at < $1
+                      AND e.position <= (
+                          SELECT COALESCE(MIN(p.position), 0)
+                          FROM subscriptions s
+                          JOIN consumer_positions p ON p.group_name = s.group_name
+                          WHERE s.topic = e.topic)
+                      AND NOT EXISTS (
+                          SELECT 1 FROM subscriptions s
+                          WHERE s.topic = e.topic AND NOT EXISTS (
+                              SELECT 1 FROM consumer_positions p
+                              WHERE p.group_name = s.group_name))
+                    ORDER BY e.position LIMIT $2)",
+                before,
+                PURGE_BATCH,
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("purging the event log: {error}"))
     }
 
     /// The group's committed position, if it has one.

@@ -17,25 +17,13 @@ const PURGE_BATCH: i64 = 5_000;
 /// delivers them again (the embedded log has deleted them; a Kafka topic's retention must not
 /// be longer than the window). Returns how many rows were deleted.
 pub async fn purge(db: &onlinebank_core::db::Db, before: i64) -> Result<u64, Error> {
-    let mut deleted = 0u64;
-    loop {
-        let batch = db
-            .write(move |mut conn| async move {
-                let result = conn
-                    .execute(
-                        "DELETE FROM inbox WHERE event_id IN (
-                            SELECT event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
-                        args![before, PURGE_BATCH],
-                    )
-                    .await;
-                (conn, result)
-            })
-            .await?;
-        deleted += batch;
-        if batch < PURGE_BATCH as u64 {
-            return Ok(deleted);
-        }
-    }
+    db.delete_in_batches(
+        "DELETE FROM inbox WHERE event_id IN (
+            SELECT event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
+        before,
+        PURGE_BATCH,
+    )
+    .await
 }
 
 /// Records `event_id` as processed; returns false if it already was (skip the event).

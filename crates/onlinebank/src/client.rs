@@ -361,28 +361,10 @@ async fn execute(args: &ClientArgs) -> Result<(), Failure> {
             }
         }
         ClientCommand::Accounts => {
-            let (http, session) = logged_in(args)?;
-            let answer = http
-                .send(
-                    reqwest::Method::GET,
-                    "/api/v1/accounts",
-                    Some(&session.token),
-                    None,
-                )
-                .await?;
-            if answer.status != 200 {
-                return Err(refusal(&answer));
-            }
-            if args.json {
-                print_json(&answer.body);
+            let Some(body) = read(args, "/api/v1/accounts").await? else {
                 return Ok(());
-            }
-            let items = answer
-                .body
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            };
+            let items = items(&body);
             if items.is_empty() {
                 println!("No accounts yet. Open one: onlinebank client open --amount 10000");
                 return Ok(());
@@ -399,26 +381,12 @@ async fn execute(args: &ClientArgs) -> Result<(), Failure> {
             Ok(())
         }
         ClientCommand::Balance { account } => {
-            let (http, session) = logged_in(args)?;
-            let answer = http
-                .send(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/accounts/{account}"),
-                    Some(&session.token),
-                    None,
-                )
-                .await?;
-            if answer.status != 200 {
-                return Err(refusal(&answer));
-            }
-            if args.json {
-                print_json(&answer.body);
-            } else {
+            if let Some(body) = read(args, &format!("/api/v1/accounts/{account}")).await? {
                 println!(
                     "{}: {} ({})",
-                    text(&answer.body, "accountNo"),
-                    won(int(&answer.body, "balance")),
-                    text(&answer.body, "status")
+                    text(&body, "accountNo"),
+                    won(int(&body, "balance")),
+                    text(&body, "status")
                 );
             }
             Ok(())
@@ -428,33 +396,19 @@ async fn execute(args: &ClientArgs) -> Result<(), Failure> {
             limit,
             before,
         } => {
-            let (http, session) = logged_in(args)?;
             let mut path = format!("/api/v1/accounts/{account}/transactions?limit={limit}");
             if let Some(before) = before {
                 path.push_str("&before=");
                 path.extend(url_escape(before));
             }
-            let answer = http
-                .send(reqwest::Method::GET, &path, Some(&session.token), None)
-                .await?;
-            if answer.status != 200 {
-                return Err(refusal(&answer));
-            }
-            if args.json {
-                print_json(&answer.body);
+            let Some(body) = read(args, &path).await? else {
                 return Ok(());
-            }
+            };
             println!(
                 "{:<25} {:<9} {:>20} {:>22}",
                 "WHEN", "TYPE", "AMOUNT", "BALANCE AFTER"
             );
-            let items = answer
-                .body
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for item in &items {
+            for item in &items(&body) {
                 println!(
                     "{:<25} {:<9} {:>20} {:>22}",
                     text(item, "occurredAt"),
@@ -463,7 +417,7 @@ async fn execute(args: &ClientArgs) -> Result<(), Failure> {
                     won(int(item, "balanceAfter"))
                 );
             }
-            if let Some(next) = answer.body.get("next").and_then(Value::as_str) {
+            if let Some(next) = body.get("next").and_then(Value::as_str) {
                 println!("More: onlinebank client history {account} --before {next}");
             }
             Ok(())
@@ -514,14 +468,39 @@ fn url_escape(value: &str) -> impl Iterator<Item = char> + '_ {
     })
 }
 
-fn logged_in(_args: &ClientArgs) -> Result<(Http, Session), Failure> {
+fn logged_in() -> Result<(Http, Session), Failure> {
     let session = load_session()?;
     Ok((Http::new(&session.url)?, session))
 }
 
+/// A read as the logged-in customer: the answer's JSON, or `None` when `--json` printed it
+/// already.
+async fn read(args: &ClientArgs, path: &str) -> Result<Option<Value>, Failure> {
+    let (http, session) = logged_in()?;
+    let answer = http
+        .send(reqwest::Method::GET, path, Some(&session.token), None)
+        .await?;
+    if answer.status != 200 {
+        return Err(refusal(&answer));
+    }
+    if args.json {
+        print_json(&answer.body);
+        return Ok(None);
+    }
+    Ok(Some(answer.body))
+}
+
+/// The `items` of a list answer.
+fn items(body: &Value) -> Vec<Value> {
+    body.get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A step-up write: asks the password, sends it once, follows a pending answer briefly.
 async fn write(args: &ClientArgs, mut body: Value) -> Result<(), Failure> {
-    let (http, session) = logged_in(args)?;
+    let (http, session) = logged_in()?;
     body["password"] = json!(password(args, "Password (to confirm): ")?);
     let answer = http
         .send(

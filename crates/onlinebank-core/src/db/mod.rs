@@ -212,6 +212,30 @@ impl Db {
         self.group.run(work).await
     }
 
+    /// Runs `delete` (a DELETE of at most `$2` rows older than `$1`) with `cutoff` and `batch`, one
+    /// transaction at a time, until a run deletes fewer than `batch`: a long purge never holds
+    /// the writer for long. Returns how many rows went.
+    pub async fn delete_in_batches(
+        &self,
+        delete: &'static str,
+        cutoff: i64,
+        batch: i64,
+    ) -> Result<u64, Error> {
+        let mut deleted = 0u64;
+        loop {
+            let count = self
+                .write(move |mut conn| async move {
+                    let result = conn.execute(delete, crate::args![cutoff, batch]).await;
+                    (conn, result)
+                })
+                .await?;
+            deleted += count;
+            if count < u64::try_from(batch).unwrap_or(u64::MAX) {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// PostgreSQL's writer pool (None on SQLite), for engine-specific work.
     pub fn postgres_writer(&self) -> Option<&AnyPool> {
         self.postgres_writer.as_ref()

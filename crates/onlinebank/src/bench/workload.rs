@@ -503,54 +503,34 @@ pub async fn drive(
                     break;
                 };
                 match op {
-                    Op::LegacyDeposit => {
-                        let amount = rng.gen_range(1..=MAX_DEPOSIT);
-                        let key = format!("bench-{}-{client}-{sequence}", bench.run_id);
-                        let body = bench.legacy_body(account, amount);
-                        let began = Instant::now();
-                        let reply = api.post("/requests", None, Some(&key), &body).await;
-                        let latency = began.elapsed();
-                        match classify_legacy_write(&reply) {
-                            WriteOutcome::Applied => {
-                                account.apply(Op::Deposit, amount);
-                                recorder.ok(op.index(), latency);
-                            }
-                            WriteOutcome::Refused(code) => recorder.error(op.index(), &code),
-                            WriteOutcome::Unknown { label, request_id } => {
-                                recorder.error(op.index(), &label);
-                                // Resolved through the v1 API: the same key, the same request.
-                                bench
-                                    .unknowns
-                                    .lock()
-                                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                                    .push(Unknown {
-                                        account: index,
-                                        op: Op::Deposit,
-                                        amount,
-                                        key,
-                                        request_id,
-                                    });
-                            }
-                        }
-                        transport_pause(&reply).await;
-                    }
-                    Op::Deposit | Op::Withdraw => {
-                        let max = if op == Op::Deposit {
-                            MAX_DEPOSIT
-                        } else {
+                    Op::Deposit | Op::Withdraw | Op::LegacyDeposit => {
+                        let max = if op == Op::Withdraw {
                             MAX_WITHDRAW
+                        } else {
+                            MAX_DEPOSIT
                         };
                         let amount = rng.gen_range(1..=max);
                         let key = format!("bench-{}-{client}-{sequence}", bench.run_id);
-                        let body = bench.write_body(op, account, amount);
                         let began = Instant::now();
-                        let reply = api
-                            .post("/api/v1/requests", Some(token), Some(&key), &body)
-                            .await;
+                        // A legacy deposit is a deposit: it counts, and is resolved through the
+                        // v1 API (the same key, the same request), as one.
+                        let (reply, outcome, applied) = if op == Op::LegacyDeposit {
+                            let body = bench.legacy_body(account, amount);
+                            let reply = api.post("/requests", None, Some(&key), &body).await;
+                            let outcome = classify_legacy_write(&reply);
+                            (reply, outcome, Op::Deposit)
+                        } else {
+                            let body = bench.write_body(op, account, amount);
+                            let reply = api
+                                .post("/api/v1/requests", Some(token), Some(&key), &body)
+                                .await;
+                            let outcome = classify_write(&reply);
+                            (reply, outcome, op)
+                        };
                         let latency = began.elapsed();
-                        match classify_write(&reply) {
+                        match outcome {
                             WriteOutcome::Applied => {
-                                account.apply(op, amount);
+                                account.apply(applied, amount);
                                 recorder.ok(op.index(), latency);
                             }
                             WriteOutcome::Refused(code) => recorder.error(op.index(), &code),
@@ -562,7 +542,7 @@ pub async fn drive(
                                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                                     .push(Unknown {
                                         account: index,
-                                        op,
+                                        op: applied,
                                         amount,
                                         key,
                                         request_id,
