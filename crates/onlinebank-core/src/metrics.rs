@@ -16,6 +16,9 @@ use std::time::Instant;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often the recorder's histogram samples are drained into their buckets and summaries.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the process's recorder (once) and returns its handle.
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
@@ -30,7 +33,22 @@ pub fn install() -> Option<PrometheusHandle> {
                 )
                 .ok()?;
             match builder.install_recorder() {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    // Histograms and summaries hold every sample until upkeep drains them; a
+                    // recorder without its own HTTP listener must run upkeep itself, or memory
+                    // grows with every call while nobody scrapes /metrics.
+                    let upkeep = handle.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || loop {
+                            std::thread::sleep(UPKEEP_EVERY);
+                            upkeep.run_upkeep();
+                        });
+                    if let Err(error) = spawned {
+                        tracing::warn!(%error, "metrics upkeep not started");
+                    }
+                    Some(handle)
+                }
                 Err(error) => {
                     tracing::warn!(%error, "metrics recorder not installed");
                     None
