@@ -218,11 +218,10 @@ async fn full_login(
     password: &str,
     _turn: crate::turns::Turn,
 ) -> Result<Opened, ApiError> {
-    let state = state.clone();
     if CustomerId::parse(&user_id).is_err() {
         // No customer can have this id; the same work and answer as any wrong password.
         let password = password.to_owned();
-        argon2_job(&state, move || verify_against_dummy(&password)).await?;
+        argon2_job(state, move || verify_against_dummy(&password)).await?;
         return Err(invalid_credentials());
     }
     let now = now_ms();
@@ -236,7 +235,7 @@ async fn full_login(
     let phc = customer
         .as_ref()
         .map(|customer| customer.password_hash.clone());
-    let valid = argon2_job(&state, move || match phc {
+    let valid = argon2_job(state, move || match phc {
         Some(phc) => verify_password(&password, &phc),
         None => {
             verify_against_dummy(&password);
@@ -245,7 +244,7 @@ async fn full_login(
     })
     .await?;
     let Some(customer) = customer.filter(|_| valid) else {
-        return match record_attempt(&state, &user_id, Attempt::Failed, None).await? {
+        return match record_attempt(state, &user_id, Attempt::Failed, None).await? {
             Verdict::Locked(until) => Err(locked_out(until, now_ms())),
             Verdict::Refused { locked_now } => {
                 if locked_now {

@@ -126,7 +126,8 @@ impl LegacyVerifiers {
         self.lock().remove(user_id);
     }
 
-    pub fn remembered(&self) -> usize {
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
         self.lock().len()
     }
 
