@@ -22,6 +22,22 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, for whoever must have a word for each (the web page's texts, tests).
+    pub const ALL: [Reason; 12] = [
+        Reason::AccountNotFound,
+        Reason::InsufficientFunds,
+        Reason::AccountClosed,
+        Reason::BalanceNotZero,
+        Reason::AccountExists,
+        Reason::NotOwner,
+        Reason::InvalidAmount,
+        Reason::BalanceOverflow,
+        Reason::StepUpFailed,
+        Reason::LockedOut,
+        Reason::ServiceBusy,
+        Reason::Interrupted,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             Reason::AccountNotFound => "account_not_found",
@@ -114,20 +130,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for reason in [
-            Reason::AccountNotFound,
-            Reason::InsufficientFunds,
-            Reason::AccountClosed,
-            Reason::BalanceNotZero,
-            Reason::AccountExists,
-            Reason::NotOwner,
-            Reason::InvalidAmount,
-            Reason::BalanceOverflow,
-            Reason::StepUpFailed,
-            Reason::LockedOut,
-            Reason::ServiceBusy,
-            Reason::Interrupted,
-        ] {
+        for reason in Reason::ALL {
             assert_eq!(Reason::parse(reason.code()), Some(reason));
             let json = serde_json::to_string(&reason).unwrap();
             assert_eq!(json, format!("\"{}\"", reason.code()));

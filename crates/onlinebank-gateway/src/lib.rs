@@ -7,12 +7,13 @@
 
 mod admission;
 mod legacy;
+mod page;
 mod proxy;
 mod revocations;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use axum::Router;
 use http::Method;
@@ -23,9 +24,6 @@ use proxy::Upstreams;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-/// The web page, embedded in the binary.
-const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 #[derive(Clone)]
 pub(crate) struct GatewayState {
@@ -44,6 +42,8 @@ pub(crate) struct GatewayState {
     revocations: Arc<revocations::Revocations>,
     /// Presented to auth's internal endpoints (legacy logins).
     internal_token: Arc<str>,
+    /// The web page in each language, and its script and style.
+    pages: Arc<page::Pages>,
 }
 
 /// Which of the gateway's shedding semaphores a call takes.
@@ -119,6 +119,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
             .into(),
         revocations,
         internal_token: settings.internal_token().into(),
+        pages: Arc::new(page::Pages::new()?),
     };
     let reads = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(
@@ -129,8 +130,10 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     Ok(onlinebank_core::RoleParts {
         db: None,
         router: Router::new()
-            .route("/", get(|| async { Html(INDEX_HTML) }))
-            .route("/index.html", get(|| async { Html(INDEX_HTML) }))
+            .route("/", get(index))
+            .route("/index.html", get(index))
+            .route("/assets/app.js", get(script))
+            .route("/assets/app.css", get(style))
             .route(
                 "/internal/{*rest}",
                 any(|| async { onlinebank_core::http::not_found().await }),
@@ -161,8 +164,30 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
                     .route("/api/v1/accounts/{*rest}", get(to_mypage))
                     .route("/api/v1/ping", get(to_mypage_open)),
             ))
-            .with_state(state),
+            .with_state(state)
+            .layer(axum::middleware::map_response(nosniff)),
     })
+}
+
+async fn index(State(state): State<GatewayState>, headers: http::HeaderMap) -> Response {
+    state.pages.index(&headers)
+}
+
+async fn script(State(state): State<GatewayState>, headers: http::HeaderMap) -> Response {
+    state.pages.script(&headers)
+}
+
+async fn style(State(state): State<GatewayState>, headers: http::HeaderMap) -> Response {
+    state.pages.style(&headers)
+}
+
+/// No answer of the gateway is ever sniffed into another type (a JSON error as HTML, say).
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Refuses a call without a valid bearer token, or with a logged-out session's, before it

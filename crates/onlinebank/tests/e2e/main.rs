@@ -14,6 +14,8 @@
 //!   paths, metrics only on the admin listener.
 //! - `resilience`: auth frozen or killed (timeout, breaker), write overload (shedding), rolling
 //!   restart of two request instances, clients hanging up, graceful shutdown, `/metrics`.
+//! - `web`: the web page in headless Chromium (tests/browser/web.mjs), phone and desktop, Korean
+//!   and English; and its headers and languages over plain HTTP.
 
 mod support;
 
@@ -36,3 +38,4 @@ mod secrets;
 mod sessions;
 mod storage;
 mod tls;
+mod web;
