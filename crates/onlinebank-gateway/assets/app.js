@@ -47,7 +47,8 @@ function when(s) {
 }
 function duration(seconds) {
   const s = Math.max(0, Math.ceil(seconds));
-  return s >= 60 ? t('time.minSec', {m: Math.floor(s / 60), s: s % 60}) : t('time.sec', {s});
+  if (s < 60) return t('time.sec', {s});
+  return s % 60 ? t('time.minSec', {m: Math.floor(s / 60), s: s % 60}) : t('time.min', {m: s / 60});
 }
 const accPath = no => '/api/v1/accounts/' + encodeURIComponent(no);
 function el(tag, text, cls) {

@@ -81,6 +81,12 @@ async function run(browser, spec) {
         if (getComputedStyle(e).position === 'absolute' && r.right < 0) continue;   // the skip link, parked off-screen
         if (r.right > width + 0.5 || r.left < -0.5) out.push(`${e.tagName.toLowerCase()}#${e.id}.${e.className} spans ${Math.round(r.left)}..${Math.round(r.right)} of ${width}`);
       }
+      // Basics a screen reader needs: every visible field has a label, every button a name.
+      for (const e of document.querySelectorAll('input, button')) {
+        if (e.offsetParent === null) continue;
+        if (e.tagName === 'INPUT' && e.labels.length === 0) out.push(`input#${e.id} has no label`);
+        if (e.tagName === 'BUTTON' && !(e.getAttribute('aria-label') || e.textContent.trim())) out.push(`button#${e.id} has no name`);
+      }
       return out.slice(0, 5);
     });
     for (const w of wide) problems.push(`${what}: ${w}`);
@@ -278,6 +284,21 @@ async function run(browser, spec) {
   const otherDevice = await call('GET', '/api/v1/accounts', {token: login.body.token});
   check(otherDevice.status === 200, 'the other device\'s session is untouched by this logout');
   await done('logged-out');
+
+  if (spec.name === 'desktop-en') {
+    // Wrong passwords until the lockout: the customer is told how long to wait.
+    const [before] = t('err.locked_out.wait').split('{time}');
+    for (let i = 0; i < 6; i++) {
+      await page.fill('#liUser', user);
+      await page.fill('#liPw', 'wrong-' + i);
+      await page.locator('#loginForm button[type=submit]').click();
+      await page.waitForFunction(() => document.getElementById('liOut').classList.contains('err'), null, {timeout: WAIT});
+      if ((await text('#liOut')).includes(before.trim())) break;
+    }
+    await waitText('#liOut', before.charAt(0).toUpperCase() + before.slice(1).trim(), 'locked out, with the time left');
+    check(/\d+ min|\d+ s/.test(await text('#liOut')), 'the time left is shown');
+    await done('locked-out');
+  }
   }
 }
 
