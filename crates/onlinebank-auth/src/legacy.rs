@@ -60,7 +60,8 @@ impl Default for LegacyVerifiers {
 impl LegacyVerifiers {
     pub fn with_capacity(capacity: usize) -> Self {
         let mut pepper = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut pepper);
+        // ThreadRng: a CSPRNG (ChaCha12) seeded and periodically reseeded from the OS.
+        rand::rng().fill_bytes(&mut pepper);
         Self {
             pepper,
             entries: Mutex::default(),

@@ -34,7 +34,7 @@ impl AccountNo {
 
     /// A bank-assigned number: `110-` followed by 9 random digits, e.g. `110-482910375`.
     pub fn generate() -> Self {
-        let digits: u32 = rand::thread_rng().gen_range(0..1_000_000_000);
+        let digits: u32 = rand::rng().random_range(0..1_000_000_000);
         Self(format!("110-{digits:09}"))
     }
 

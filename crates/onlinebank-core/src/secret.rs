@@ -53,7 +53,7 @@ impl MasterSecret {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;
             let mut bytes = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut bytes);
+            rand::rng().fill_bytes(&mut bytes);
             let temp = data_dir.join(format!("secret.key.{}", std::process::id()));
             write_private(&temp, hex::encode(bytes).as_bytes())?;
             let linked = std::fs::hard_link(&temp, &path);

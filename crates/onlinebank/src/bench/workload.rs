@@ -98,7 +98,7 @@ impl Mix {
 
     fn pick(&self, rng: &mut StdRng) -> Op {
         let total: u32 = self.weights.iter().sum();
-        let mut roll = rng.gen_range(0..total);
+        let mut roll = rng.random_range(0..total);
         for op in Op::ALL {
             let weight = self.weights[op.index()];
             if roll < weight {
@@ -492,12 +492,12 @@ pub async fn drive(
         let recorder = recorder.clone();
         let mix = mix.clone();
         tasks.spawn(async move {
-            let mut rng = StdRng::from_entropy();
+            let mut rng = StdRng::from_os_rng();
             let mut sequence = 0u64;
             while Instant::now() < deadline {
                 sequence += 1;
                 let op = mix.pick(&mut rng);
-                let index = rng.gen_range(0..bench.accounts.len());
+                let index = rng.random_range(0..bench.accounts.len());
                 let account = &bench.accounts[index];
                 let Some(token) = bench.token_of(account) else {
                     break;
@@ -509,7 +509,7 @@ pub async fn drive(
                         } else {
                             MAX_DEPOSIT
                         };
-                        let amount = rng.gen_range(1..=max);
+                        let amount = rng.random_range(1..=max);
                         let key = format!("bench-{}-{client}-{sequence}", bench.run_id);
                         let began = Instant::now();
                         // A legacy deposit is a deposit: it counts, and is resolved through the
