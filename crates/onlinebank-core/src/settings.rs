@@ -6,6 +6,30 @@ use crate::token::TokenKey;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Every setting's default, in one place: the binary's flags and [`Settings::new`] both read these.
+pub mod defaults {
+    pub const MAX_AMOUNT: i64 = crate::money::DEFAULT_MAX_AMOUNT;
+    pub const REQUEST_WAIT_MS: u64 = 5_000;
+    pub const STEP_UP_TIMEOUT_MS: u64 = 610;
+    pub const TOKEN_TTL_SECS: u64 = 3_600;
+    pub const LOCKOUT_THRESHOLD: u32 = 5;
+    pub const LOCKOUT_SECS: u64 = 300;
+    pub const MAX_IN_FLIGHT_WRITES: usize = 256;
+    pub const MAX_IN_FLIGHT_READS: usize = 1_024;
+    pub const BREAKER_WINDOW_MS: u64 = 10_000;
+    pub const BREAKER_MIN_CALLS: usize = 5;
+    pub const BREAKER_FAILURE_RATE: f64 = 0.5;
+    pub const BREAKER_OPEN_MS: u64 = 3_000;
+    pub const BREAKER_HALF_OPEN_CALLS: u32 = 3;
+    pub const MAX_IN_FLIGHT_PUBLIC: usize = 128;
+    pub const MAX_IN_FLIGHT_PER_CLIENT: usize = 32;
+    pub const PUBLIC_WAIT_MS: u64 = 1_000;
+    pub const HEADER_TIMEOUT_MS: u64 = 10_000;
+    pub const BODY_TIMEOUT_MS: u64 = 10_000;
+    pub const IDLE_TIMEOUT_MS: u64 = 10_000;
+    pub const RETENTION_SECS: u64 = 7 * 24 * 3_600;
+}
+
 /// Where a role finds its peers: one or more base URLs each (several = instances to balance).
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
@@ -114,30 +138,30 @@ impl Settings {
             bus: None,
             peers: Peers::default(),
             secret,
-            max_amount: crate::money::DEFAULT_MAX_AMOUNT,
-            request_wait: Duration::from_secs(5),
-            step_up_timeout: Duration::from_millis(610),
-            token_ttl: Duration::from_secs(3600),
-            lockout_threshold: 5,
-            lockout_duration: Duration::from_secs(300),
-            max_in_flight_writes: 256,
-            max_in_flight_reads: 1024,
-            breaker_window: Duration::from_secs(10),
-            breaker_min_calls: 5,
-            breaker_failure_rate: 0.5,
-            breaker_open: Duration::from_secs(3),
-            breaker_half_open_calls: 3,
-            max_in_flight_public: 128,
-            max_in_flight_per_client: 32,
-            public_wait: Duration::from_secs(1),
+            max_amount: defaults::MAX_AMOUNT,
+            request_wait: Duration::from_millis(defaults::REQUEST_WAIT_MS),
+            step_up_timeout: Duration::from_millis(defaults::STEP_UP_TIMEOUT_MS),
+            token_ttl: Duration::from_secs(defaults::TOKEN_TTL_SECS),
+            lockout_threshold: defaults::LOCKOUT_THRESHOLD,
+            lockout_duration: Duration::from_secs(defaults::LOCKOUT_SECS),
+            max_in_flight_writes: defaults::MAX_IN_FLIGHT_WRITES,
+            max_in_flight_reads: defaults::MAX_IN_FLIGHT_READS,
+            breaker_window: Duration::from_millis(defaults::BREAKER_WINDOW_MS),
+            breaker_min_calls: defaults::BREAKER_MIN_CALLS,
+            breaker_failure_rate: defaults::BREAKER_FAILURE_RATE,
+            breaker_open: Duration::from_millis(defaults::BREAKER_OPEN_MS),
+            breaker_half_open_calls: defaults::BREAKER_HALF_OPEN_CALLS,
+            max_in_flight_public: defaults::MAX_IN_FLIGHT_PUBLIC,
+            max_in_flight_per_client: defaults::MAX_IN_FLIGHT_PER_CLIENT,
+            public_wait: Duration::from_millis(defaults::PUBLIC_WAIT_MS),
             server: crate::server::ServerLimits {
-                header_timeout: Duration::from_secs(10),
-                body_timeout: Duration::from_secs(10),
-                idle_timeout: Duration::from_secs(10),
+                header_timeout: Duration::from_millis(defaults::HEADER_TIMEOUT_MS),
+                body_timeout: Duration::from_millis(defaults::BODY_TIMEOUT_MS),
+                idle_timeout: Duration::from_millis(defaults::IDLE_TIMEOUT_MS),
                 max_connections: crate::server::ServerLimits::default_max_connections(),
             },
             public_url: None,
-            retention: Duration::from_secs(7 * 24 * 3600),
+            retention: Duration::from_secs(defaults::RETENTION_SECS),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use onlinebank_core::secret::MasterSecret;
+use onlinebank_core::settings::defaults;
 use onlinebank_core::{Role, Settings};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -281,43 +282,43 @@ pub struct CommonArgs {
     #[arg(long, env = "ONLINEBANK_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
     /// Per-transaction limit in won
-    #[arg(long, env = "ONLINEBANK_MAX_AMOUNT", default_value_t = onlinebank_core::money::DEFAULT_MAX_AMOUNT)]
+    #[arg(long, env = "ONLINEBANK_MAX_AMOUNT", default_value_t = defaults::MAX_AMOUNT)]
     pub max_amount: i64,
     /// How long POST /api/v1/requests waits for the outcome before answering 202
-    #[arg(long, env = "ONLINEBANK_REQUEST_WAIT_MS", default_value_t = 5000)]
+    #[arg(long, env = "ONLINEBANK_REQUEST_WAIT_MS", default_value_t = defaults::REQUEST_WAIT_MS)]
     pub request_wait_ms: u64,
     /// Timeout of the step-up call to auth
-    #[arg(long, env = "ONLINEBANK_STEP_UP_TIMEOUT_MS", default_value_t = 610)]
+    #[arg(long, env = "ONLINEBANK_STEP_UP_TIMEOUT_MS", default_value_t = defaults::STEP_UP_TIMEOUT_MS)]
     pub step_up_timeout_ms: u64,
     /// Lifetime of a login token
-    #[arg(long, env = "ONLINEBANK_TOKEN_TTL_SECS", default_value_t = 3600)]
+    #[arg(long, env = "ONLINEBANK_TOKEN_TTL_SECS", default_value_t = defaults::TOKEN_TTL_SECS)]
     pub token_ttl_secs: u64,
     /// Consecutive failed logins or step-ups before a lockout
-    #[arg(long, env = "ONLINEBANK_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    #[arg(long, env = "ONLINEBANK_LOCKOUT_THRESHOLD", default_value_t = defaults::LOCKOUT_THRESHOLD)]
     pub lockout_threshold: u32,
     /// How long a lockout lasts
-    #[arg(long, env = "ONLINEBANK_LOCKOUT_SECS", default_value_t = 300)]
+    #[arg(long, env = "ONLINEBANK_LOCKOUT_SECS", default_value_t = defaults::LOCKOUT_SECS)]
     pub lockout_secs: u64,
     /// Write calls served at once per role; beyond, an immediate 503 service_busy
-    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_WRITES", default_value_t = 256)]
+    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_WRITES", default_value_t = defaults::MAX_IN_FLIGHT_WRITES)]
     pub max_in_flight_writes: usize,
     /// Read calls served at once per role; beyond, an immediate 503 service_busy
-    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_READS", default_value_t = 1024)]
+    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_READS", default_value_t = defaults::MAX_IN_FLIGHT_READS)]
     pub max_in_flight_reads: usize,
     /// Step-up breaker: how far back call outcomes count
-    #[arg(long, env = "ONLINEBANK_BREAKER_WINDOW_MS", default_value_t = 10_000)]
+    #[arg(long, env = "ONLINEBANK_BREAKER_WINDOW_MS", default_value_t = defaults::BREAKER_WINDOW_MS)]
     pub breaker_window_ms: u64,
     /// Step-up breaker: calls in the window before the failure rate is judged
-    #[arg(long, env = "ONLINEBANK_BREAKER_MIN_CALLS", default_value_t = 5)]
+    #[arg(long, env = "ONLINEBANK_BREAKER_MIN_CALLS", default_value_t = defaults::BREAKER_MIN_CALLS)]
     pub breaker_min_calls: usize,
     /// Step-up breaker: share of failed calls (0..1) that opens it
-    #[arg(long, env = "ONLINEBANK_BREAKER_FAILURE_RATE", default_value_t = 0.5)]
+    #[arg(long, env = "ONLINEBANK_BREAKER_FAILURE_RATE", default_value_t = defaults::BREAKER_FAILURE_RATE)]
     pub breaker_failure_rate: f64,
     /// Step-up breaker: how long it stays open before trial calls
-    #[arg(long, env = "ONLINEBANK_BREAKER_OPEN_MS", default_value_t = 3000)]
+    #[arg(long, env = "ONLINEBANK_BREAKER_OPEN_MS", default_value_t = defaults::BREAKER_OPEN_MS)]
     pub breaker_open_ms: u64,
     /// Step-up breaker: successful trial calls that close it again
-    #[arg(long, env = "ONLINEBANK_BREAKER_HALF_OPEN_CALLS", default_value_t = 3)]
+    #[arg(long, env = "ONLINEBANK_BREAKER_HALF_OPEN_CALLS", default_value_t = defaults::BREAKER_HALF_OPEN_CALLS)]
     pub breaker_half_open_calls: u32,
     /// On SIGTERM, how long to answer not-ready before the listener stops accepting
     #[arg(long, env = "ONLINEBANK_DRAIN_DELAY_MS")]
@@ -326,26 +327,26 @@ pub struct CommonArgs {
     #[arg(long, env = "ONLINEBANK_ADMIN_LISTEN", default_value = "127.0.0.1:0")]
     pub admin_listen: String,
     /// Sign-up and login calls the gateway serves at once, apart from money requests
-    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_PUBLIC", default_value_t = 128)]
+    #[arg(long, env = "ONLINEBANK_MAX_IN_FLIGHT_PUBLIC", default_value_t = defaults::MAX_IN_FLIGHT_PUBLIC)]
     pub max_in_flight_public: usize,
     /// Sign-up and login calls one client address may have in progress at once
     #[arg(
         long,
         env = "ONLINEBANK_MAX_IN_FLIGHT_PER_CLIENT",
-        default_value_t = 32
+        default_value_t = defaults::MAX_IN_FLIGHT_PER_CLIENT
     )]
     pub max_in_flight_per_client: usize,
     /// How long a sign-up or login waits for a free place before 503 service_busy
-    #[arg(long, env = "ONLINEBANK_PUBLIC_WAIT_MS", default_value_t = 1000)]
+    #[arg(long, env = "ONLINEBANK_PUBLIC_WAIT_MS", default_value_t = defaults::PUBLIC_WAIT_MS)]
     pub public_wait_ms: u64,
     /// A request's headers must arrive within this time, else the connection is closed
-    #[arg(long, env = "ONLINEBANK_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "ONLINEBANK_HEADER_TIMEOUT_MS", default_value_t = defaults::HEADER_TIMEOUT_MS)]
     pub header_timeout_ms: u64,
     /// A request's body must arrive whole within this time, else 408 request_timeout
-    #[arg(long, env = "ONLINEBANK_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "ONLINEBANK_BODY_TIMEOUT_MS", default_value_t = defaults::BODY_TIMEOUT_MS)]
     pub body_timeout_ms: u64,
     /// A connection with no call in progress is closed after this time
-    #[arg(long, env = "ONLINEBANK_IDLE_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "ONLINEBANK_IDLE_TIMEOUT_MS", default_value_t = defaults::IDLE_TIMEOUT_MS)]
     pub idle_timeout_ms: u64,
     /// Connections open at once per process (default: the open-files limit less a quarter);
     /// past it the longest-idle connection is closed
@@ -357,7 +358,7 @@ pub struct CommonArgs {
     pub public_url: Option<String>,
     /// How long consumers' inbox rows and the embedded log's consumed events are kept; on
     /// Kafka, keep the topics' retention.ms at most this long
-    #[arg(long, env = "ONLINEBANK_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    #[arg(long, env = "ONLINEBANK_RETENTION_SECS", default_value_t = defaults::RETENTION_SECS)]
     pub retention_secs: u64,
 }
 
