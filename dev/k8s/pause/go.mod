@@ -1,0 +1,3 @@
+module onlinebank.local/pause
+
+go 1.22
