@@ -79,12 +79,9 @@ async fn apply_batch(
     batch: Vec<Delivery>,
     max_amount: i64,
 ) -> anyhow::Result<()> {
-    db.write(move |mut conn| async move {
-        let result = apply(&mut conn, &batch, max_amount).await;
-        (conn, result)
-    })
-    .await
-    .map_err(|error| anyhow::anyhow!("applying requests: {error}"))
+    db.write(move |conn| Box::pin(async move { apply(conn, &batch, max_amount).await }))
+        .await
+        .map_err(|error| anyhow::anyhow!("applying requests: {error}"))
 }
 
 async fn apply(tx: &mut Conn, batch: &[Delivery], max_amount: i64) -> anyhow::Result<()> {

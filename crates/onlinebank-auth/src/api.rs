@@ -423,22 +423,18 @@ async fn record_attempt(
     };
     let verdict = state
         .db
-        .write(move |mut conn| async move {
-            let result = async {
+        .write(move |conn| {
+            Box::pin(async move {
                 let verdict = match attempt {
-                    Attempt::Failed => {
-                        match store::record_failure(&mut conn, &user_id, rule).await? {
-                            store::Failure::Counted => Verdict::Refused { locked_now: false },
-                            store::Failure::Locked => Verdict::Refused { locked_now: true },
-                            store::Failure::AlreadyLocked(until) => Verdict::Locked(until),
-                        }
-                    }
-                    Attempt::Succeeded => {
-                        match store::accept_success(&mut conn, &user_id, now).await? {
-                            Ok(()) => Verdict::Accepted,
-                            Err(until) => Verdict::Locked(until),
-                        }
-                    }
+                    Attempt::Failed => match store::record_failure(conn, &user_id, rule).await? {
+                        store::Failure::Counted => Verdict::Refused { locked_now: false },
+                        store::Failure::Locked => Verdict::Refused { locked_now: true },
+                        store::Failure::AlreadyLocked(until) => Verdict::Locked(until),
+                    },
+                    Attempt::Succeeded => match store::accept_success(conn, &user_id, now).await? {
+                        Ok(()) => Verdict::Accepted,
+                        Err(until) => Verdict::Locked(until),
+                    },
                     Attempt::WhileLocked => Verdict::Locked(now),
                 };
                 if let Some(audit) = &audit {
@@ -448,7 +444,7 @@ async fn record_attempt(
                         Verdict::Locked(_) => "locked_out",
                     };
                     store::audit_step_up(
-                        &mut conn,
+                        conn,
                         &audit.request_id,
                         &user_id,
                         &audit.session_id,
@@ -458,9 +454,7 @@ async fn record_attempt(
                     .await?;
                 }
                 Ok::<Verdict, onlinebank_core::db::Error>(verdict)
-            }
-            .await;
-            (conn, result)
+            })
         })
         .await?;
     Ok(verdict)

@@ -55,15 +55,14 @@ pub async fn insert_customer(
         password_hash.to_owned(),
     );
     let result = db
-        .write(move |mut conn| async move {
-            let result = conn
+        .write(move |conn| Box::pin(async move {
+conn
                 .execute(
                     "INSERT INTO customers (user_id, name, password_hash, created_at) VALUES ($1, $2, $3, $4)",
                     args![&user_id, &name, &password_hash, onlinebank_core::time::now_ms()],
                 )
-                .await;
-            (conn, result)
-        })
+                .await
+}))
         .await;
     match result.map_err(Error::from) {
         Ok(_) => Ok(Inserted::Yes),
@@ -240,9 +239,8 @@ pub async fn open_session(
     let (session_id, user_id, verifier) =
         (session_id.to_owned(), user_id.to_owned(), verifier.to_vec());
     let result = db
-        .write(move |mut conn| async move {
-            let result = async {
-                if let Err(locked_until) = accept_success(&mut conn, &user_id, now).await? {
+        .write(move |conn| Box::pin(async move {
+                if let Err(locked_until) = accept_success(conn, &user_id, now).await? {
                     return Ok(Err(locked_until));
                 }
                 conn.execute(
@@ -263,10 +261,8 @@ pub async fn open_session(
                 )
                 .await?;
                 Ok(Ok(()))
-            }
-            .await;
-            (conn, result)
-        })
+
+}))
         .await;
     result.map_err(Error::from)
 }
@@ -280,8 +276,7 @@ pub async fn open_session(
 pub async fn revoke_session(db: &Db, session_id: &str, user_id: &str) -> Result<bool, Error> {
     let (session_id, user_id) = (session_id.to_owned(), user_id.to_owned());
     let result = db
-        .write(move |mut conn| async move {
-            let result = async {
+        .write(move |conn| Box::pin(async move {
                 let now = onlinebank_core::time::now_ms();
                 let expires_at: Option<i64> = conn
                     .scalar(
@@ -299,10 +294,8 @@ pub async fn revoke_session(db: &Db, session_id: &str, user_id: &str) -> Result<
                 )
                 .await?;
                 Ok(true)
-            }
-            .await;
-            (conn, result)
-        })
+
+}))
         .await;
     result.map_err(Error::from)
 }
@@ -404,21 +397,17 @@ mod tests {
     }
 
     async fn fail(db: &Db, user_id: &'static str, now: i64) -> Failure {
-        db.write(move |mut conn| async move {
-            let result = record_failure(&mut conn, user_id, rule(now)).await;
-            (conn, result)
+        db.write(move |conn| {
+            Box::pin(async move { record_failure(conn, user_id, rule(now)).await })
         })
         .await
         .unwrap()
     }
 
     async fn succeed(db: &Db, user_id: &'static str) -> Result<(), i64> {
-        db.write(move |mut conn| async move {
-            let result = accept_success(&mut conn, user_id, now_ms()).await;
-            (conn, result)
-        })
-        .await
-        .unwrap()
+        db.write(move |conn| Box::pin(async move { accept_success(conn, user_id, now_ms()).await }))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -474,10 +463,12 @@ mod tests {
         let counting = tokio::spawn({
             let db = db.clone();
             async move {
-                db.write(move |mut conn| async move {
-                    let result = record_failure(&mut conn, "bob", rule(now)).await;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    (conn, result)
+                db.write(move |conn| {
+                    Box::pin(async move {
+                        let result = record_failure(conn, "bob", rule(now)).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        result
+                    })
                 })
                 .await
                 .unwrap()
@@ -527,10 +518,12 @@ mod tests {
         let locking = tokio::spawn({
             let db = db.clone();
             async move {
-                db.write(move |mut conn| async move {
-                    let result = record_failure(&mut conn, "alice", rule(now)).await;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    (conn, result)
+                db.write(move |conn| {
+                    Box::pin(async move {
+                        let result = record_failure(conn, "alice", rule(now)).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        result
+                    })
                 })
                 .await
                 .unwrap()

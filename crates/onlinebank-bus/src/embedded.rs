@@ -40,9 +40,9 @@ const PURGE_BATCH: i64 = 5_000;
 impl EmbeddedLog {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
         let db = Db::open(&path.display().to_string(), "bus").await?;
-        db.write(|mut conn| async move {
-            let result = conn
-                .batch(
+        db.write(|conn| {
+            Box::pin(async move {
+                conn.batch(
                     "CREATE TABLE IF NOT EXISTS events (
                         position INTEGER PRIMARY KEY AUTOINCREMENT,
                         id TEXT NOT NULL UNIQUE,
@@ -63,8 +63,8 @@ impl EmbeddedLog {
                     );
                     CREATE INDEX IF NOT EXISTS events_by_age ON events (appended_at);",
                 )
-                .await;
-            (conn, result)
+                .await
+            })
         })
         .await
         .map_err(|error| anyhow::anyhow!("creating the event log: {error}"))?;
@@ -90,8 +90,8 @@ impl EmbeddedLog {
         let owned = records.to_vec();
         // Through group commit: relays publishing at the same moment share one transaction.
         self.db
-            .write(move |mut conn| async move {
-                let result = async {
+            .write(move |conn| {
+                Box::pin(async move {
                     for record in &owned {
                         conn.execute(
                             "INSERT INTO events (id, topic, key, body, appended_at)
@@ -101,9 +101,7 @@ impl EmbeddedLog {
                         .await?;
                     }
                     Ok::<(), onlinebank_core::db::Error>(())
-                }
-                .await;
-                (conn, result)
+                })
             })
             .await
             .map_err(|error| anyhow::anyhow!("appending to the event log: {error}"))?;
@@ -138,8 +136,8 @@ impl EmbeddedLog {
             topics.iter().map(|topic| (*topic).to_owned()).collect(),
         );
         self.db
-            .write(move |mut conn| async move {
-                let result = async {
+            .write(move |conn| {
+                Box::pin(async move {
                     for topic in &names {
                         conn.execute(
                             "INSERT INTO subscriptions (group_name, topic) VALUES ($1, $2)
@@ -149,9 +147,7 @@ impl EmbeddedLog {
                         .await?;
                     }
                     Ok::<(), onlinebank_core::db::Error>(())
-                }
-                .await;
-                (conn, result)
+                })
             })
             .await
             .map_err(|error| anyhow::anyhow!("recording the subscription: {error}"))?;
@@ -317,16 +313,15 @@ impl EmbeddedSubscription {
         let group = self.group.clone();
         self.log
             .db
-            .write(move |mut conn| async move {
-                let result = conn
+            .write(move |conn| Box::pin(async move {
+conn
                     .execute(
                         "INSERT INTO consumer_positions (group_name, position) VALUES ($1, $2)
                          ON CONFLICT (group_name) DO UPDATE SET position = MAX(position, excluded.position)",
                         args![&group, position],
                     )
-                    .await;
-                (conn, result)
-            })
+                    .await
+}))
             .await
             .map_err(|error| anyhow::anyhow!("committing the position: {error}"))?;
         Ok(())

@@ -60,14 +60,14 @@ mod tests {
             .unwrap();
         crate::outbox::ensure_schema(&db).await.unwrap();
         for (id, at) in [("old-1", 1_000i64), ("old-2", 1_999), ("new", 2_000)] {
-            db.write(move |mut conn| async move {
-                let result = conn
-                    .execute(
+            db.write(move |conn| {
+                Box::pin(async move {
+                    conn.execute(
                         "INSERT INTO inbox (event_id, processed_at) VALUES ($1, $2)",
                         args![id, at],
                     )
-                    .await;
-                (conn, result)
+                    .await
+                })
             })
             .await
             .unwrap();
@@ -76,10 +76,7 @@ mod tests {
         assert_eq!(remembered(&db).await, 1);
         // The remembered one is still refused a second time.
         let again = db
-            .write(|mut conn| async move {
-                let result = first_delivery(&mut conn, "new").await;
-                (conn, result)
-            })
+            .write(|conn| Box::pin(async move { first_delivery(conn, "new").await }))
             .await
             .unwrap();
         assert!(!again);

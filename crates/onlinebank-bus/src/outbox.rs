@@ -70,10 +70,7 @@ pub async fn ensure_schema(db: &Db) -> anyhow::Result<()> {
         for attempt in 0..2 {
             let statement = statement.clone();
             let created = db
-                .write(move |mut conn| async move {
-                    let result = conn.batch(&statement).await;
-                    (conn, result)
-                })
+                .write(move |conn| Box::pin(async move { conn.batch(&statement).await }))
                 .await;
             match created {
                 Ok(()) => break,
@@ -272,11 +269,11 @@ impl Relay {
             return Ok(());
         }
         self.db
-            .write(move |mut conn| async move {
-                let result = conn
-                    .execute("DELETE FROM outbox WHERE seq <= $1", args![shipped])
-                    .await;
-                (conn, result)
+            .write(move |conn| {
+                Box::pin(async move {
+                    conn.execute("DELETE FROM outbox WHERE seq <= $1", args![shipped])
+                        .await
+                })
             })
             .await
             .map_err(|error| anyhow::anyhow!("deleting shipped outbox rows: {error}"))?;
@@ -432,12 +429,9 @@ mod tests {
                 tokio::spawn(async move {
                     for i in 0..50 {
                         let event = deposit(&format!("acc{}", (w + i) % 5), 1);
-                        db.write(move |mut conn| async move {
-                            let result = enqueue(&mut conn, event).await;
-                            (conn, result)
-                        })
-                        .await
-                        .unwrap();
+                        db.write(move |conn| Box::pin(async move { enqueue(conn, event).await }))
+                            .await
+                            .unwrap();
                     }
                 })
             })
@@ -492,25 +486,25 @@ mod tests {
         let relay = Relay::new("test", db.clone(), bus.clone());
         let event = |amount| deposit("1001", amount);
         let (first, second) = db
-            .write(move |mut conn| async move {
-                let result = async {
-                    let first = enqueue(&mut conn, event(1)).await?;
-                    let second = enqueue(&mut conn, event(2)).await?;
+            .write(move |conn| {
+                Box::pin(async move {
+                    let first = enqueue(conn, event(1)).await?;
+                    let second = enqueue(conn, event(2)).await?;
                     anyhow::Ok((first, second))
-                }
-                .await;
-                (conn, result)
+                })
             })
             .await
             .unwrap();
         // A rolled-back transaction publishes nothing.
         let rolled_back = db
-            .write(move |mut conn| async move {
-                let result: anyhow::Result<()> = match enqueue(&mut conn, event(3)).await {
-                    Ok(_) => Err(anyhow::anyhow!("roll back")),
-                    Err(error) => Err(error),
-                };
-                (conn, result)
+            .write(move |conn| {
+                Box::pin(async move {
+                    let result: anyhow::Result<()> = match enqueue(conn, event(3)).await {
+                        Ok(_) => Err(anyhow::anyhow!("roll back")),
+                        Err(error) => Err(error),
+                    };
+                    result
+                })
             })
             .await;
         assert!(matches!(rolled_back, Err(GroupError::Job(_))));

@@ -58,12 +58,9 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 }
 
 async fn append_batch(db: &Db, batch: Vec<Delivery>) -> anyhow::Result<()> {
-    db.write(move |mut conn| async move {
-        let result = append(&mut conn, &batch).await;
-        (conn, result)
-    })
-    .await
-    .map_err(|error| anyhow::anyhow!("appending to the ledger: {error}"))
+    db.write(move |conn| Box::pin(async move { append(conn, &batch).await }))
+        .await
+        .map_err(|error| anyhow::anyhow!("appending to the ledger: {error}"))
 }
 
 async fn append(conn: &mut Conn, batch: &[Delivery]) -> anyhow::Result<()> {

@@ -6,12 +6,9 @@ use onlinebank_core::db::{Conn, Db, Error};
 use onlinebank_core::event::{AccountChanged, Event};
 
 pub async fn apply_batch(db: &Db, batch: Vec<Delivery>) -> anyhow::Result<()> {
-    db.write(move |mut conn| async move {
-        let result = apply(&mut conn, &batch).await;
-        (conn, result)
-    })
-    .await
-    .map_err(|error| anyhow::anyhow!("updating the read model: {error}"))
+    db.write(move |conn| Box::pin(async move { apply(conn, &batch).await }))
+        .await
+        .map_err(|error| anyhow::anyhow!("updating the read model: {error}"))
 }
 
 async fn apply(tx: &mut Conn, batch: &[Delivery]) -> anyhow::Result<()> {

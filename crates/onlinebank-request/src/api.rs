@@ -147,9 +147,8 @@ async fn record_and_run(
     let started = tokio::time::Instant::now();
     let claim = state
         .db
-        .write(move |mut conn| async move {
-            let result = record(&mut conn, &pending, key.as_deref(), &fingerprint).await;
-            (conn, result)
+        .write(move |conn| {
+            Box::pin(async move { record(conn, &pending, key.as_deref(), &fingerprint).await })
         })
         .await?;
     crate::saga::stage("record", started);

@@ -60,10 +60,7 @@ async fn listen(state: RequestState, shutdown: CancellationToken) {
 async fn apply_outcomes(state: &RequestState, batch: Vec<Delivery>) -> anyhow::Result<()> {
     let touched = state
         .db
-        .write(move |mut conn| async move {
-            let result = apply(&mut conn, &batch).await;
-            (conn, result)
-        })
+        .write(move |conn| Box::pin(async move { apply(conn, &batch).await }))
         .await
         .map_err(|error| anyhow::anyhow!("applying outcomes: {error}"))?;
     for request_id in touched {
@@ -156,15 +153,13 @@ async fn sweep_stale(state: &RequestState, cutoff: i64) -> anyhow::Result<()> {
     let count = stale.len();
     state
         .db
-        .write(move |mut conn| async move {
-            let result = async {
+        .write(move |conn| {
+            Box::pin(async move {
                 for id in &stale {
-                    store::cancel(&mut conn, id, Reason::Interrupted, true).await?;
+                    store::cancel(conn, id, Reason::Interrupted, true).await?;
                 }
                 Ok::<(), onlinebank_core::db::Error>(())
-            }
-            .await;
-            (conn, result)
+            })
         })
         .await
         .map_err(|error| anyhow::anyhow!("compensating stale requests: {error}"))?;

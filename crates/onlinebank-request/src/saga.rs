@@ -87,9 +87,8 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             let request = id.clone();
             let authorized = state
                 .db
-                .write(move |mut conn| async move {
-                    let result = authorize(&mut conn, &request, certified).await;
-                    (conn, result)
+                .write(move |conn| {
+                    Box::pin(async move { authorize(conn, &request, certified).await })
                 })
                 .await?;
             if !authorized {
@@ -114,9 +113,8 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             let request = id.clone();
             state
                 .db
-                .write(move |mut conn| async move {
-                    let result = refuse(&mut conn, &request, reason, cancelled).await;
-                    (conn, result)
+                .write(move |conn| {
+                    Box::pin(async move { refuse(conn, &request, reason, cancelled).await })
                 })
                 .await?;
             state.relay.wake();
@@ -137,10 +135,10 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             let request = id.clone();
             state
                 .db
-                .write(move |mut conn| async move {
-                    let result =
-                        store::cancel(&mut conn, &request, Reason::ServiceBusy, true).await;
-                    (conn, result)
+                .write(move |conn| {
+                    Box::pin(async move {
+                        store::cancel(conn, &request, Reason::ServiceBusy, true).await
+                    })
                 })
                 .await?;
             return Err(ApiError::busy());

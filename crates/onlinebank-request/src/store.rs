@@ -214,8 +214,8 @@ pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<String>, Error> {
 
 /// Forgets compensations and idempotency keys older than `before`.
 pub async fn purge_old(db: &Db, before: i64) -> Result<(), Error> {
-    db.write(move |mut conn| async move {
-        let result = async {
+    db.write(move |conn| {
+        Box::pin(async move {
             conn.execute(
                 "DELETE FROM cancelled_requests WHERE cancelled_at < $1",
                 args![before],
@@ -227,9 +227,7 @@ pub async fn purge_old(db: &Db, before: i64) -> Result<(), Error> {
             )
             .await?;
             Ok(())
-        }
-        .await;
-        (conn, result)
+        })
     })
     .await
     .map_err(Error::from)

@@ -101,8 +101,8 @@ impl GroupCommit {
     /// already aborted the job's transaction, and the COMMIT would quietly roll back. On SQLite
     /// the job runs on the writer thread: it must only await statements on its connection.
     ///
-    /// `work` gets the writer's connection and must hand it back with its result:
-    /// `db.write(|mut conn| async move { let r = f(&mut conn).await; (conn, r) })`.
+    /// `work` gets the writer's connection and hands it back with its result ([`super::Db::write`]
+    /// lends it instead).
     pub async fn run<T, E, F, Fut>(&self, work: F) -> Result<T, GroupError<E>>
     where
         F: FnOnce(Conn) -> Fut + Send + 'static,

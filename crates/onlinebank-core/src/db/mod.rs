@@ -201,15 +201,21 @@ impl Db {
         }
     }
 
-    /// Runs a write job through group commit (see [`GroupCommit::run`]).
-    pub async fn write<T, E, F, Fut>(&self, work: F) -> Result<T, GroupError<E>>
+    /// Runs a write job through group commit (see [`GroupCommit::run`]): `work` borrows the
+    /// writer's connection for the job's statements, in the shape of sqlx's
+    /// `Connection::transaction`: `db.write(|conn| Box::pin(async move { f(conn).await }))`.
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, GroupError<E>>
     where
-        F: FnOnce(Conn) -> Fut + Send + 'static,
-        Fut: Future<Output = (Conn, Result<T, E>)> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: Send + 'static,
     {
-        self.group.run(work).await
+        self.group
+            .run(move |mut conn| async move {
+                let result = work(&mut conn).await;
+                (conn, result)
+            })
+            .await
     }
 
     /// Runs `delete` (a DELETE of at most `$2` rows older than `$1`) with `cutoff` and `batch`, one
@@ -224,9 +230,8 @@ impl Db {
         let mut deleted = 0u64;
         loop {
             let count = self
-                .write(move |mut conn| async move {
-                    let result = conn.execute(delete, crate::args![cutoff, batch]).await;
-                    (conn, result)
+                .write(move |conn| {
+                    Box::pin(async move { conn.execute(delete, crate::args![cutoff, batch]).await })
                 })
                 .await?;
             deleted += count;
@@ -265,8 +270,8 @@ impl Db {
     /// A small real write, committed and undone, to learn whether storage is back.
     async fn probe_write(&self) -> bool {
         let probe = self
-            .write(|mut conn| async move {
-                let result = async {
+            .write(|conn| {
+                Box::pin(async move {
                     conn.batch(
                         "CREATE TABLE IF NOT EXISTS onlinebank_storage_probe (at BIGINT NOT NULL)",
                     )
@@ -279,9 +284,7 @@ impl Db {
                     conn.execute("DELETE FROM onlinebank_storage_probe", &[])
                         .await?;
                     Ok::<(), Error>(())
-                }
-                .await;
-                (conn, result)
+                })
             })
             .await;
         probe.is_ok()
@@ -559,9 +562,8 @@ mod tests {
     }
 
     async fn group_commit_behaviour(db: Db) {
-        db.write(|mut conn| async move {
-            let result = conn.batch("CREATE TABLE t (k BIGINT PRIMARY KEY)").await;
-            (conn, result)
+        db.write(|conn| {
+            Box::pin(async move { conn.batch("CREATE TABLE t (k BIGINT PRIMARY KEY)").await })
         })
         .await
         .unwrap();
@@ -569,12 +571,12 @@ mod tests {
         for k in 0..50i64 {
             let db = db.clone();
             handles.push(tokio::spawn(async move {
-                db.write(move |mut conn| async move {
-                    let result = conn
-                        .execute("INSERT INTO t (k) VALUES ($1)", crate::args![k % 40])
-                        .await
-                        .map(|_| k);
-                    (conn, result)
+                db.write(move |conn| {
+                    Box::pin(async move {
+                        conn.execute("INSERT INTO t (k) VALUES ($1)", crate::args![k % 40])
+                            .await
+                            .map(|_| k)
+                    })
                 })
                 .await
             }));
@@ -631,14 +633,12 @@ mod tests {
             .await
             .unwrap();
         let (synchronous, journal) = db
-            .write(|mut conn| async move {
-                let result = async {
+            .write(|conn| {
+                Box::pin(async move {
                     let synchronous: Option<i64> = conn.scalar("PRAGMA synchronous", &[]).await?;
                     let journal: Option<String> = conn.scalar("PRAGMA journal_mode", &[]).await?;
                     Ok::<_, Error>((synchronous, journal))
-                }
-                .await;
-                (conn, result)
+                })
             })
             .await
             .unwrap();
@@ -658,12 +658,14 @@ mod tests {
             .unwrap();
         assert!(db.ping().await);
         let broken = db
-            .write(|conn| async move {
-                let bug = true;
-                if bug {
-                    panic!("a job with a bug (expected in this test)");
-                }
-                (conn, Ok::<(), Error>(()))
+            .write(|_conn| {
+                Box::pin(async move {
+                    let bug = true;
+                    if bug {
+                        panic!("a job with a bug (expected in this test)");
+                    }
+                    Ok::<(), Error>(())
+                })
             })
             .await;
         assert!(matches!(broken, Err(GroupError::Closed)));
