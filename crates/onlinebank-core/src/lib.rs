@@ -12,6 +12,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod money;
+pub mod peer;
 pub mod reason;
 pub mod role;
 pub mod secret;

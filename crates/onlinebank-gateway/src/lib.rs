@@ -86,14 +86,14 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     // Long enough for the request role's bounded wait, short enough to never hang.
     let timeout = settings.request_wait + settings.step_up_timeout + Duration::from_secs(5);
     let http = onlinebank_core::http::peer_client(timeout)?;
-    let upstreams = Arc::new(Upstreams::new(
+    let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
         http,
         &settings.peers,
         ctx.local.clone(),
-        timeout,
     ));
     ctx.tasks
-        .spawn(upstreams.clone().watch_readiness(ctx.shutdown.clone()));
+        .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
+    let upstreams = Arc::new(Upstreams::new(peers, timeout));
     let revocations = Arc::new(revocations::Revocations::default());
     ctx.tasks.spawn(revocations.clone().follow(
         upstreams.clone(),

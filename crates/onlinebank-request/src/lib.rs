@@ -43,7 +43,6 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let settings = ctx.settings.clone();
     // Every auth instance given (`--auth-url A,B`): step-ups take turns over them.
     settings.peers.first(Role::Auth)?;
-    let auth_urls = settings.peers.of(Role::Auth).to_vec();
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(Role::Request), "request").await?;
     db.migrate(
@@ -54,13 +53,18 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     .context("migrating the request database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
     let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
+    let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
+        http,
+        &settings.peers,
+        ctx.local.clone(),
+    ));
+    ctx.tasks
+        .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
     let relay = Relay::new("request", db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
     let state = RequestState {
         step_up: stepup::StepUpClient::new(
-            http,
-            ctx.local.clone(),
-            auth_urls,
+            peers,
             settings.internal_token(),
             settings.step_up_timeout,
             breaker::BreakerConfig {

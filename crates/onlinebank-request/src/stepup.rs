@@ -2,21 +2,21 @@
 //! when auth keeps failing or timing out, calls are refused at once for a while (the client gets
 //! 503 `service_busy` in milliseconds instead of after a timeout).
 //!
-//! With several auth instances (`--auth-url A,B,...`) calls take turns over them; an instance
-//! that refuses the connection is skipped for a moment and the same call goes to the next one
-//! (safe: a refused connection carried nothing). Any other failure (a timeout, an error after
-//! sending) is not retried: auth may have recorded the verification.
+//! auth is called through the one peer client ([`onlinebank_core::peer`]): with several auth
+//! instances (`--auth-url A,B,...`) calls take turns over the ready ones; one that refuses the
+//! connection is skipped for a moment and the same call goes to the next one (safe: a refused
+//! connection carried nothing). Any other failure (a timeout, an error after sending) is not
+//! retried: auth may have recorded the verification.
 
 use crate::breaker::{Admission, Breaker, BreakerConfig, State};
 use std::sync::Arc;
 use std::time::Instant;
 
 use onlinebank_core::http::INTERNAL_HEADER;
-use onlinebank_core::role::LocalRoles;
+use onlinebank_core::peer::{Failure, PeerClient};
 use onlinebank_core::{Reason, Role};
 use serde_json::json;
 use std::time::Duration;
-use tower::util::ServiceExt;
 use uuid::Uuid;
 
 /// auth's answer to a step-up, or why there was none.
@@ -35,10 +35,8 @@ pub enum Verdict {
 
 #[derive(Debug, Clone)]
 pub struct StepUpClient {
-    http: reqwest::Client,
-    /// auth in this process (`up`): called through its router, without a socket.
-    local: LocalRoles,
-    auth: Arc<Instances>,
+    /// auth's instances, or auth in this process (`up`).
+    peers: Arc<PeerClient>,
     internal_token: String,
     timeout: Duration,
     breaker: Arc<Breaker>,
@@ -57,18 +55,14 @@ fn breaker_transition(state: State) {
 
 impl StepUpClient {
     pub fn new(
-        http: reqwest::Client,
-        local: LocalRoles,
-        auth_urls: Vec<String>,
+        peers: Arc<PeerClient>,
         internal_token: String,
         timeout: Duration,
         breaker: BreakerConfig,
     ) -> Self {
         metrics::gauge!("breaker_state", "target" => "auth").set(State::Closed.gauge());
         Self {
-            http,
-            local,
-            auth: Arc::new(Instances::new(auth_urls)),
+            peers,
             internal_token,
             timeout,
             breaker: Arc::new(Breaker::new(breaker, breaker_transition)),
@@ -120,129 +114,40 @@ impl StepUpClient {
             "requestId": request_id,
             "action": action,
         });
-        if let Some(auth) = self.local.get(Role::Auth) {
-            return self.call_local(auth, body, request_id).await;
-        }
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        for index in self.auth.order() {
-            let url = &self.auth.urls[index];
-            let call = self
-                .http
-                .post(format!("{url}/internal/v1/step-up"))
-                .header(INTERNAL_HEADER, &self.internal_token)
-                .timeout(self.timeout)
-                .json(&body)
-                .send();
-            match tokio::time::timeout_at(deadline, call).await {
-                Ok(Ok(response)) => {
-                    self.auth.up(index);
-                    return verdict(response.status().as_u16(), response.headers(), request_id);
-                }
-                Ok(Err(error)) if error.is_connect() => {
-                    tracing::warn!(request = %request_id, auth = %url, error = %error, "auth refused the connection; trying the next instance");
-                    self.auth.down(index);
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(request = %request_id, error = %error, "step-up call failed");
-                    return Verdict::Unavailable;
-                }
-                Err(_) => {
-                    tracing::warn!(request = %request_id, "step-up call timed out");
-                    return Verdict::Unavailable;
-                }
-            }
-        }
-        tracing::warn!(request = %request_id, "no auth instance accepted the connection");
-        Verdict::Unavailable
-    }
-
-    /// The step-up through auth's router in this process, with the same timeout.
-    async fn call_local(
-        &self,
-        auth: axum::Router,
-        body: serde_json::Value,
-        request_id: Uuid,
-    ) -> Verdict {
-        let request = http::Request::post("/internal/v1/step-up")
-            .header(INTERNAL_HEADER, &self.internal_token)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from(body.to_string()));
-        let request = match request {
-            Ok(request) => request,
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        match http::HeaderValue::from_str(&self.internal_token) {
+            Ok(token) => headers.insert(INTERNAL_HEADER, token),
             Err(error) => {
                 tracing::warn!(request = %request_id, %error, "step-up call failed");
                 return Verdict::Unavailable;
             }
         };
-        match tokio::time::timeout(self.timeout, auth.oneshot(request)).await {
-            Ok(Ok(response)) => verdict(response.status().as_u16(), response.headers(), request_id),
-            Ok(Err(never)) => match never {},
-            Err(_) => {
-                tracing::warn!(request = %request_id, "step-up call timed out");
+        let answer = self
+            .peers
+            .call(
+                Role::Auth,
+                http::Method::POST,
+                "/internal/v1/step-up",
+                &headers,
+                body.to_string().into(),
+                self.timeout,
+            )
+            .await;
+        match answer {
+            Ok(answer) => verdict(answer.status.as_u16(), &answer.headers, request_id),
+            Err(Failure::NotDelivered) => {
+                tracing::warn!(request = %request_id, "no auth instance took the step-up");
+                Verdict::Unavailable
+            }
+            Err(Failure::Lost { timed_out }) => {
+                tracing::warn!(request = %request_id, timed_out, "step-up call failed");
                 Verdict::Unavailable
             }
         }
-    }
-}
-
-/// auth's instances: called in turns; one that refused a connection sits out for a moment.
-#[derive(Debug)]
-struct Instances {
-    urls: Vec<String>,
-    next: std::sync::atomic::AtomicUsize,
-    /// Per instance, until when (ms since `epoch`) it is skipped.
-    down_until: Vec<std::sync::atomic::AtomicU64>,
-    epoch: Instant,
-}
-
-/// How long an instance that refused a connection is skipped.
-const SIT_OUT: Duration = Duration::from_secs(2);
-
-impl Instances {
-    fn new(urls: Vec<String>) -> Self {
-        let urls: Vec<String> = urls
-            .into_iter()
-            .map(|url| url.trim_end_matches('/').to_owned())
-            .collect();
-        let down_until = urls
-            .iter()
-            .map(|_| std::sync::atomic::AtomicU64::new(0))
-            .collect();
-        Self {
-            urls,
-            next: Default::default(),
-            down_until,
-            epoch: Instant::now(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Every instance once, starting with the next in turn; those sitting out go last.
-    fn order(&self) -> Vec<usize> {
-        use std::sync::atomic::Ordering;
-        let count = self.urls.len();
-        if count == 0 {
-            return Vec::new();
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
-        let now = self.now();
-        let (mut ready, resting): (Vec<usize>, Vec<usize>) = (0..count)
-            .map(|offset| (start + offset) % count)
-            .partition(|index| self.down_until[*index].load(Ordering::Relaxed) <= now);
-        ready.extend(resting);
-        ready
-    }
-
-    fn down(&self, index: usize) {
-        let until = self.now() + u64::try_from(SIT_OUT.as_millis()).unwrap_or(u64::MAX);
-        self.down_until[index].store(until, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn up(&self, index: usize) {
-        self.down_until[index].store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -282,33 +187,17 @@ mod tests {
     use axum::routing::post;
     use http::StatusCode;
 
-    #[test]
-    fn instances_take_turns_and_one_that_refused_goes_last_for_a_while() {
-        let instances = Instances::new(vec![
-            "http://a/".into(),
-            "http://b".into(),
-            "http://c".into(),
-        ]);
-        assert_eq!(instances.urls, ["http://a", "http://b", "http://c"]);
-        assert_eq!(instances.order(), [0, 1, 2]);
-        assert_eq!(instances.order(), [1, 2, 0]);
-        instances.down(2);
-        assert_eq!(instances.order(), [0, 1, 2]);
-        assert_eq!(instances.order(), [0, 1, 2], "c sits out: a takes its turn");
-        instances.up(2);
-        assert_eq!(instances.order(), [1, 2, 0]);
-        assert!(Instances::new(Vec::new()).order().is_empty());
-    }
-
     /// A client whose auth is `auth`, registered as running in this process.
     fn client_with_local_auth(auth: axum::Router) -> StepUpClient {
-        let local = LocalRoles::default();
+        let local = onlinebank_core::role::LocalRoles::default();
         local.register(Role::Auth, auth);
-        StepUpClient::new(
-            reqwest::Client::new(),
-            local,
+        let peers = onlinebank_core::settings::Peers {
             // Nothing listens there: a call that left the process would fail as unreachable.
-            vec!["http://127.0.0.1:9".to_owned()],
+            auth: vec!["http://127.0.0.1:9".to_owned()],
+            ..Default::default()
+        };
+        StepUpClient::new(
+            Arc::new(PeerClient::new(reqwest::Client::new(), &peers, local)),
             "internal".to_owned(),
             Duration::from_millis(200),
             BreakerConfig::default(),
