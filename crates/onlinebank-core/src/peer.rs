@@ -378,11 +378,8 @@ mod tests {
     fn local_request_role(router: axum::Router) -> PeerClient {
         let local = LocalRoles::default();
         local.register(Role::Request, router);
-        let peers = Peers {
-            // Nothing listens there: a call that left the process would be refused.
-            request: vec!["http://127.0.0.1:9".to_owned()],
-            ..Peers::default()
-        };
+        // Nothing listens there: a call that left the process would be refused.
+        let peers = Peers::default().with(Role::Request, &["http://127.0.0.1:9"]);
         PeerClient::new(reqwest::Client::new(), &peers, local)
     }
 
@@ -441,13 +438,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_role_nobody_serves_is_not_delivered() {
-        let peers = Peers {
-            auth: vec![
-                "http://127.0.0.1:9".to_owned(),
-                "http://127.0.0.1:9/".to_owned(),
-            ],
-            ..Peers::default()
-        };
+        let peers =
+            Peers::default().with(Role::Auth, &["http://127.0.0.1:9", "http://127.0.0.1:9/"]);
         let client = PeerClient::new(reqwest::Client::new(), &peers, LocalRoles::default());
         for method in [Method::GET, Method::POST] {
             let answer = client

@@ -1,5 +1,6 @@
 //! The six roles one `onlinebank` executable can run.
 
+use crate::peer::RoleMap;
 use crate::settings::Settings;
 use std::fmt;
 use std::str::FromStr;
@@ -32,7 +33,7 @@ pub struct RoleContext {
 /// connection. Empty in `serve`, where every peer is another process.
 #[derive(Clone, Default)]
 pub struct LocalRoles {
-    routers: Arc<[std::sync::OnceLock<axum::Router>; 6]>,
+    routers: Arc<RoleMap<std::sync::OnceLock<axum::Router>>>,
 }
 
 impl fmt::Debug for LocalRoles {
@@ -49,12 +50,12 @@ impl fmt::Debug for LocalRoles {
 impl LocalRoles {
     /// Registers `role`'s router (once; later registrations are ignored).
     pub fn register(&self, role: Role, router: axum::Router) {
-        let _ = self.routers[role.index()].set(router);
+        let _ = self.routers.get(role).set(router);
     }
 
     /// The router of `role`, if it runs in this process.
     pub fn get(&self, role: Role) -> Option<axum::Router> {
-        self.routers[role.index()].get().cloned()
+        self.routers.get(role).get().cloned()
     }
 }
 

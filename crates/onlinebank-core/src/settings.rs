@@ -1,5 +1,6 @@
 //! Typed settings shared by every role, built by the binary from flags and `ONLINEBANK_*` env.
 
+use crate::peer::RoleMap;
 use crate::role::Role;
 use crate::secret::MasterSecret;
 use crate::token::TokenKey;
@@ -32,37 +33,21 @@ pub mod defaults {
 
 /// Where a role finds its peers: one or more base URLs each (several = instances to balance).
 #[derive(Debug, Clone, Default)]
-pub struct Peers {
-    pub gateway: Vec<String>,
-    pub request: Vec<String>,
-    pub auth: Vec<String>,
-    pub account: Vec<String>,
-    pub history: Vec<String>,
-    pub mypage: Vec<String>,
-}
+pub struct Peers(RoleMap<Vec<String>>);
 
 impl Peers {
     pub fn of(&self, role: Role) -> &[String] {
-        match role {
-            Role::Gateway => &self.gateway,
-            Role::Request => &self.request,
-            Role::Auth => &self.auth,
-            Role::Account => &self.account,
-            Role::History => &self.history,
-            Role::Mypage => &self.mypage,
-        }
+        self.0.get(role)
     }
 
     pub fn set(&mut self, role: Role, urls: Vec<String>) {
-        let slot = match role {
-            Role::Gateway => &mut self.gateway,
-            Role::Request => &mut self.request,
-            Role::Auth => &mut self.auth,
-            Role::Account => &mut self.account,
-            Role::History => &mut self.history,
-            Role::Mypage => &mut self.mypage,
-        };
-        *slot = urls;
+        *self.0.get_mut(role) = urls;
+    }
+
+    /// These peers with `role` at `urls`.
+    pub fn with(mut self, role: Role, urls: &[&str]) -> Self {
+        self.set(role, urls.iter().map(|url| (*url).to_owned()).collect());
+        self
     }
 
     /// The first URL of a role, or an error naming the missing flag.

@@ -119,11 +119,8 @@ mod tests {
     fn local_request_role(router: axum::Router) -> Upstreams {
         let local = LocalRoles::default();
         local.register(Role::Request, router);
-        let peers = Peers {
-            // Nothing listens there: a call that left the process would be refused.
-            request: vec!["http://127.0.0.1:9".to_owned()],
-            ..Peers::default()
-        };
+        // Nothing listens there: a call that left the process would be refused.
+        let peers = Peers::default().with(Role::Request, &["http://127.0.0.1:9"]);
         Upstreams::new(
             Arc::new(PeerClient::new(reqwest::Client::new(), &peers, local)),
             Duration::from_millis(200),

@@ -191,11 +191,9 @@ mod tests {
     fn client_with_local_auth(auth: axum::Router) -> StepUpClient {
         let local = onlinebank_core::role::LocalRoles::default();
         local.register(Role::Auth, auth);
-        let peers = onlinebank_core::settings::Peers {
-            // Nothing listens there: a call that left the process would fail as unreachable.
-            auth: vec!["http://127.0.0.1:9".to_owned()],
-            ..Default::default()
-        };
+        // Nothing listens there: a call that left the process would fail as unreachable.
+        let peers =
+            onlinebank_core::settings::Peers::default().with(Role::Auth, &["http://127.0.0.1:9"]);
         StepUpClient::new(
             Arc::new(PeerClient::new(reqwest::Client::new(), &peers, local)),
             "internal".to_owned(),
