@@ -13,23 +13,25 @@
 
 mod conn;
 mod group;
+mod postgres;
+mod sqlite;
 mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use conn::{Arg, Column, Conn, Error, FromRow, Row};
 pub use group::{GroupCommit, GroupError};
+pub use postgres::{listen, open_postgres, with_ca_file};
+use sqlite::{open_rusqlite, sqlite_migration_pool, sqlite_path};
 pub use storage::Storage;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::AnyPool;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A boxed future borrowing from `'a`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -291,241 +293,10 @@ impl Db {
     }
 }
 
-/// The file behind a SQLite URL (`sqlite://path`, `sqlite:path` or a plain path), its folder
-/// created if missing.
-fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url)
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    let path = PathBuf::from(path);
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-    }
-    Ok(path)
-}
-
-/// Opens a SQLite connection with the settings every connection shares: WAL,
-/// `synchronous=FULL` (every commit an acknowledgement depends on is on disk before we answer),
-/// a busy timeout and foreign keys. A reader refuses writes and waits less.
-fn open_rusqlite(path: &std::path::Path, reader: bool) -> anyhow::Result<rusqlite::Connection> {
-    let conn =
-        rusqlite::Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    anyhow::ensure!(
-        mode.eq_ignore_ascii_case("wal"),
-        "{} refused WAL mode ({mode})",
-        path.display()
-    );
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    // After a checkpoint the WAL is cut back to this size: it does not keep its peak for ever.
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(Duration::from_millis(if reader { 1000 } else { 5000 }))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    if reader {
-        conn.pragma_update(None, "query_only", "ON")?;
-    }
-    Ok(conn)
-}
-
-/// Opens a one-connection sqlx pool on the SQLite database at `url`, for its migrations.
-async fn sqlite_migration_pool(url: &str) -> anyhow::Result<AnyPool> {
-    sqlx::any::install_default_drivers();
-    let path = sqlite_path(url)?;
-    let url = format!("sqlite://{}?mode=rwc", path.display());
-    let options =
-        AnyConnectOptions::from_str(&url).with_context(|| format!("bad database url {url}"))?;
-    AnyPoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                )
-                .await?;
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-        .with_context(|| format!("opening {url}"))
-}
-
-/// Opens a pool on PostgreSQL whose connections work in `schema` (created if missing).
-/// `url` with `sslrootcert=ca` (and `sslmode=verify-full` unless it names a mode) when it is a
-/// PostgreSQL URL without a `sslrootcert` of its own; other URLs are returned as they are.
-pub fn with_ca_file(url: &str, ca: &std::path::Path) -> String {
-    if Engine::of_url(url) != Engine::Postgres {
-        return url.to_owned();
-    }
-    let query = url.split_once('?').map(|(_, query)| query).unwrap_or("");
-    let has = |key: &str| {
-        query
-            .split('&')
-            .any(|pair| pair.split('=').next() == Some(key))
-    };
-    if has("sslrootcert") {
-        return url.to_owned();
-    }
-    let mut url = url.to_owned();
-    url.push(if url.contains('?') { '&' } else { '?' });
-    if !has("sslmode") {
-        url.push_str("sslmode=verify-full&");
-    }
-    url.push_str("sslrootcert=");
-    url.extend(percent_encoding::utf8_percent_encode(
-        &ca.display().to_string(),
-        percent_encoding::NON_ALPHANUMERIC,
-    ));
-    url
-}
-
-pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow::Result<AnyPool> {
-    sqlx::any::install_default_drivers();
-    anyhow::ensure!(
-        !schema.is_empty() && schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
-        "bad schema name {schema:?}"
-    );
-    let options =
-        AnyConnectOptions::from_str(url).with_context(|| "bad database url (postgres)")?;
-    // Two replicas may create the schema at once; the loser's error is harmless.
-    let mut conn = AnyConnection::connect_with(&options)
-        .await
-        .map_err(|error| {
-            let hint = if error.to_string().contains("certificate") {
-                " (TLS: the server's certificate must chain to the CA named by sslrootcert or \
-                 --database-ca-file, and name the URL's host)"
-            } else {
-                ""
-            };
-            anyhow::Error::new(error).context(format!("connecting to PostgreSQL{hint}"))
-        })?;
-    let created = conn
-        .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
-        .await;
-    if let Err(error) = created {
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM pg_namespace WHERE nspname = $1")
-                .bind(schema)
-                .fetch_optional(&mut conn)
-                .await?;
-        anyhow::ensure!(exists.is_some(), "creating schema {schema}: {error}");
-    }
-    let _ = conn.close().await;
-    let set_path: Arc<str> = format!("SET search_path TO {schema}").into();
-    AnyPoolOptions::new()
-        .max_connections(connections)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(move |conn, _| {
-            let set_path = set_path.clone();
-            Box::pin(async move {
-                conn.execute(&*set_path).await?;
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-        .context("opening the PostgreSQL pool")
-}
-
-/// Listens on PostgreSQL channel `channel` of the database at `url` until `shutdown`: calls
-/// `on_listening(true)` once subscribed (notifications sent before then were missed) and
-/// `on_listening(false)` when the connection is lost, `on_payload` for every notification, and
-/// reconnects after a second. Callers poll as a fallback while not listening.
-pub async fn listen(
-    url: &str,
-    channel: &str,
-    shutdown: &tokio_util::sync::CancellationToken,
-    mut on_listening: impl FnMut(bool),
-    mut on_payload: impl FnMut(&str),
-) {
-    loop {
-        let listening = async {
-            let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-            listener.listen(channel).await?;
-            on_listening(true);
-            loop {
-                let notification = listener.recv().await?;
-                on_payload(notification.payload());
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        tokio::select! {
-            result = listening => {
-                if let Err(error) = result {
-                    tracing::warn!(%error, channel, "notifications lost; polling until they are back");
-                }
-            }
-            _ = shutdown.cancelled() => return,
-        }
-        on_listening(false);
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// Support for the workspace's tests that run against a real PostgreSQL.
-pub mod testing {
-    use sqlx::Connection;
-
-    /// Creates a fresh, uniquely named database on the server named by the environment variable
-    /// `ONLINEBANK_TEST_POSTGRES` (which `.ci/run` sets) and returns its URL. Fails with
-    /// instructions when the variable is missing.
-    pub async fn fresh_postgres(prefix: &str) -> anyhow::Result<String> {
-        let server = std::env::var("ONLINEBANK_TEST_POSTGRES").map_err(|_| {
-            anyhow::anyhow!(
-                "this test needs a real PostgreSQL: run ./.ci/run, or dev/postgres.sh start and \
-                 export ONLINEBANK_TEST_POSTGRES=$(dev/postgres.sh url)"
-            )
-        })?;
-        let name = format!(
-            "{prefix}_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        // Concurrent CREATE DATABASEs can collide on the template ("being accessed by other
-        // users"): try a few times.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut conn = sqlx::PgConnection::connect(&server).await?;
-            let created = sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await;
-            let _ = conn.close().await;
-            match created {
-                Ok(_) => break,
-                Err(error) if attempt < 10 => {
-                    tracing::debug!(%error, "creating a test database, retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        let base = server
-            .rsplit_once('/')
-            .map_or(server.as_str(), |(base, _)| base);
-        Ok(format!("{base}/{name}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_ca_file_goes_into_postgres_urls_that_name_none() {
