@@ -15,9 +15,12 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use onlinebank_bus::outbox::Relay;
-use onlinebank_bus::{consumer, Bus, Delivery};
-use onlinebank_core::db::{Conn, Db};
-use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Event, TOPIC_REQUESTS};
+use onlinebank_bus::projection::{self, Projection};
+use onlinebank_bus::Bus;
+use onlinebank_core::db::{BoxFuture, Conn, Db};
+use onlinebank_core::event::{
+    AccountChanged, AccountRequestCancelled, AuthCertified, Envelope, Event, TOPIC_REQUESTS,
+};
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
@@ -41,22 +44,16 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 
     let relay = Relay::new("account", db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
-    let max_amount = settings.max_amount;
-    let consumer_db = db.clone();
-    ctx.tasks.spawn(consumer::run(
+    ctx.tasks.spawn(projection::run(
         bus.clone(),
         "account",
         &[TOPIC_REQUESTS],
         BATCH,
         ctx.shutdown.clone(),
-        move |batch| {
-            let pool = consumer_db.clone();
-            let relay = relay.clone();
-            async move {
-                apply_batch(&pool, batch, max_amount).await?;
-                relay.wake();
-                Ok(())
-            }
+        db.clone(),
+        Accounts {
+            max_amount: settings.max_amount,
+            relay,
         },
     ));
 
@@ -73,76 +70,78 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     })
 }
 
-/// Applies a batch of request events in one transaction.
-async fn apply_batch(
-    db: &onlinebank_core::db::Db,
-    batch: Vec<Delivery>,
+/// The account role's projection: each certified request decided and applied, its outcome in the
+/// outbox of the same transaction.
+#[derive(Clone)]
+struct Accounts {
     max_amount: i64,
-) -> anyhow::Result<()> {
-    db.write(move |conn| Box::pin(async move { apply(conn, &batch, max_amount).await }))
-        .await
-        .map_err(|error| anyhow::anyhow!("applying requests: {error}"))
+    relay: Relay,
 }
 
-async fn apply(tx: &mut Conn, batch: &[Delivery], max_amount: i64) -> anyhow::Result<()> {
-    for delivery in batch {
-        let Some((envelope, event)) = delivery.decode() else {
-            continue;
-        };
-        if !onlinebank_bus::inbox::first_delivery(tx, &envelope.id.to_string()).await? {
-            continue;
-        }
-        let Event::AuthCertified(request) = event else {
-            continue;
-        };
-        let current = store::load(tx, &request.account_no).await?;
-        let outcome = match domain::decide(current.as_ref(), &request, max_amount) {
-            Ok(change) => {
-                store::save(tx, &change.after, current.is_none()).await?;
-                tracing::debug!(
-                    account = %request.account_no,
-                    request = %request.request_id,
-                    kind = request.kind.as_str(),
-                    amount = change.amount,
-                    balance = change.after.balance.won(),
-                    "request applied"
-                );
-                let changed = AccountChanged {
-                    request_id: request.request_id,
-                    customer_id: request.customer_id.clone(),
-                    account_no: request.account_no.clone(),
-                    amount: change.amount,
-                    balance: change.after.balance.won(),
-                    version: change.after.version,
-                };
-                match request.kind {
-                    onlinebank_core::event::WriteKind::Open => Event::AccountOpened(changed),
-                    onlinebank_core::event::WriteKind::Deposit => Event::MoneyDeposited(changed),
-                    onlinebank_core::event::WriteKind::Withdraw => Event::MoneyWithdrawn(changed),
-                    onlinebank_core::event::WriteKind::Close => Event::AccountClosed(changed),
-                }
+impl Projection for Accounts {
+    fn apply<'c>(
+        &'c self,
+        conn: &'c mut Conn,
+        _envelope: &'c Envelope,
+        event: Event,
+    ) -> BoxFuture<'c, anyhow::Result<()>> {
+        Box::pin(async move {
+            match event {
+                Event::AuthCertified(request) => apply(conn, request, self.max_amount).await,
+                _ => Ok(()),
             }
-            Err(reason) => {
-                tracing::debug!(
-                    account = %request.account_no,
-                    request = %request.request_id,
-                    kind = request.kind.as_str(),
-                    reason = reason.code(),
-                    "request refused"
-                );
-                Event::AccountRequestCancelled(AccountRequestCancelled {
-                    request_id: request.request_id,
-                    customer_id: request.customer_id.clone(),
-                    kind: request.kind,
-                    account_no: request.account_no.clone(),
-                    amount: request.amount,
-                    reason,
-                    message: reason.legacy_message().to_owned(),
-                })
-            }
-        };
-        onlinebank_bus::outbox::enqueue(tx, outcome).await?;
+        })
     }
+
+    /// The outcomes are committed: the relay ships them now.
+    fn committed(&self, _batch: &[Envelope]) {
+        self.relay.wake();
+    }
+}
+
+async fn apply(tx: &mut Conn, request: AuthCertified, max_amount: i64) -> anyhow::Result<()> {
+    let current = store::load(tx, &request.account_no).await?;
+    let outcome = match domain::decide(current.as_ref(), &request, max_amount) {
+        Ok(change) => {
+            store::save(tx, &change.after, current.is_none()).await?;
+            tracing::debug!(
+                account = %request.account_no,
+                request = %request.request_id,
+                kind = request.kind.as_str(),
+                amount = change.amount,
+                balance = change.after.balance.won(),
+                "request applied"
+            );
+            let changed = AccountChanged {
+                request_id: request.request_id,
+                customer_id: request.customer_id.clone(),
+                account_no: request.account_no.clone(),
+                amount: change.amount,
+                balance: change.after.balance.won(),
+                version: change.after.version,
+            };
+            Event::account_changed(request.kind, changed)
+        }
+        Err(reason) => {
+            tracing::debug!(
+                account = %request.account_no,
+                request = %request.request_id,
+                kind = request.kind.as_str(),
+                reason = reason.code(),
+                "request refused"
+            );
+            Event::AccountRequestCancelled(AccountRequestCancelled {
+                request_id: request.request_id,
+                customer_id: request.customer_id.clone(),
+                kind: request.kind,
+                account_no: request.account_no.clone(),
+                amount: request.amount,
+                reason,
+                message: reason.legacy_message().to_owned(),
+            })
+        }
+    };
+    onlinebank_bus::outbox::enqueue(tx, outcome).await?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod embedded;
 pub mod inbox;
 pub mod kafka;
 pub mod outbox;
+pub mod projection;
 pub mod retention;
 
 use std::path::Path;

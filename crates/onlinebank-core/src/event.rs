@@ -161,6 +161,27 @@ impl Event {
         }
     }
 
+    /// The event of an applied account change of `kind`.
+    pub fn account_changed(kind: WriteKind, change: AccountChanged) -> Event {
+        match kind {
+            WriteKind::Open => Event::AccountOpened(change),
+            WriteKind::Deposit => Event::MoneyDeposited(change),
+            WriteKind::Withdraw => Event::MoneyWithdrawn(change),
+            WriteKind::Close => Event::AccountClosed(change),
+        }
+    }
+
+    /// The kind and the change, if this is an applied account change.
+    pub fn as_account_change(&self) -> Option<(WriteKind, &AccountChanged)> {
+        match self {
+            Event::AccountOpened(change) => Some((WriteKind::Open, change)),
+            Event::MoneyDeposited(change) => Some((WriteKind::Deposit, change)),
+            Event::MoneyWithdrawn(change) => Some((WriteKind::Withdraw, change)),
+            Event::AccountClosed(change) => Some((WriteKind::Close, change)),
+            _ => None,
+        }
+    }
+
     /// The topic the event is published on.
     pub fn topic(&self) -> &'static str {
         match self {
@@ -247,6 +268,27 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_change_and_its_kind_make_the_event_and_back() {
+        let change = AccountChanged {
+            request_id: Uuid::now_v7(),
+            customer_id: "c".into(),
+            account_no: "1".into(),
+            amount: 5,
+            balance: 5,
+            version: 1,
+        };
+        for kind in [
+            WriteKind::Open,
+            WriteKind::Deposit,
+            WriteKind::Withdraw,
+            WriteKind::Close,
+        ] {
+            let event = Event::account_changed(kind, change.clone());
+            assert_eq!(event.as_account_change(), Some((kind, &change)));
+        }
+    }
 
     #[test]
     fn events_round_trip_through_the_envelope() {

@@ -9,10 +9,11 @@ use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use onlinebank_bus::{consumer, Bus, Delivery};
+use onlinebank_bus::projection::{self, Projection};
+use onlinebank_bus::Bus;
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Db};
-use onlinebank_core::event::{AccountChanged, Event, TOPIC_ACCOUNTS};
+use onlinebank_core::db::{BoxFuture, Conn, Db};
+use onlinebank_core::event::{Envelope, Event, WriteKind, TOPIC_ACCOUNTS};
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
@@ -31,17 +32,14 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     .await
     .context("migrating the history database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
-    let consumer_db = db.clone();
-    ctx.tasks.spawn(consumer::run(
+    ctx.tasks.spawn(projection::run(
         bus.clone(),
         "history",
         &[TOPIC_ACCOUNTS],
         BATCH,
         ctx.shutdown.clone(),
-        move |batch| {
-            let pool = consumer_db.clone();
-            async move { append_batch(&pool, batch).await }
-        },
+        db.clone(),
+        Ledger,
     ));
     let internal_token: Arc<str> = settings.internal_token().into();
     Ok(onlinebank_core::RoleParts {
@@ -57,50 +55,50 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     })
 }
 
-async fn append_batch(db: &Db, batch: Vec<Delivery>) -> anyhow::Result<()> {
-    db.write(move |conn| Box::pin(async move { append(conn, &batch).await }))
-        .await
-        .map_err(|error| anyhow::anyhow!("appending to the ledger: {error}"))
+/// The ledger's projection: one entry per account change.
+#[derive(Clone)]
+struct Ledger;
+
+impl Projection for Ledger {
+    fn apply<'c>(
+        &'c self,
+        conn: &'c mut Conn,
+        envelope: &'c Envelope,
+        event: Event,
+    ) -> BoxFuture<'c, anyhow::Result<()>> {
+        Box::pin(append(conn, envelope, event))
+    }
 }
 
-async fn append(conn: &mut Conn, batch: &[Delivery]) -> anyhow::Result<()> {
-    for delivery in batch {
-        let Some((envelope, event)) = delivery.decode() else {
-            continue;
-        };
-        let event_id = envelope.id.to_string();
-        if !onlinebank_bus::inbox::first_delivery(conn, &event_id).await? {
-            continue;
-        }
-        let (kind, change, signed): (&str, AccountChanged, fn(i64) -> i64) = match event {
-            Event::AccountOpened(change) => ("open", change, |a| a),
-            Event::MoneyDeposited(change) => ("deposit", change, |a| a),
-            Event::MoneyWithdrawn(change) => ("withdraw", change, |a: i64| -a),
-            Event::AccountClosed(change) => ("close", change, |_| 0),
-            _ => continue,
-        };
-        let request_id = change.request_id.to_string();
-        conn.execute(
-            "INSERT INTO ledger (event_id, request_id, account_no, customer_id, kind, amount,
-                                 signed_amount, balance_after, version, occurred_at, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT DO NOTHING",
-            args![
-                &event_id,
-                &request_id,
-                &change.account_no,
-                &change.customer_id,
-                kind,
-                change.amount,
-                signed(change.amount),
-                change.balance,
-                change.version,
-                &envelope.occurred_at,
-                onlinebank_core::time::now_ms()
-            ],
-        )
-        .await?;
-    }
+async fn append(conn: &mut Conn, envelope: &Envelope, event: Event) -> anyhow::Result<()> {
+    let Some((kind, change)) = event.as_account_change() else {
+        return Ok(());
+    };
+    let signed = match kind {
+        WriteKind::Open | WriteKind::Deposit => change.amount,
+        WriteKind::Withdraw => -change.amount,
+        WriteKind::Close => 0,
+    };
+    conn.execute(
+        "INSERT INTO ledger (event_id, request_id, account_no, customer_id, kind, amount,
+                             signed_amount, balance_after, version, occurred_at, recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT DO NOTHING",
+        args![
+            &envelope.id.to_string(),
+            &change.request_id.to_string(),
+            &change.account_no,
+            &change.customer_id,
+            kind.as_str(),
+            change.amount,
+            signed,
+            change.balance,
+            change.version,
+            &envelope.occurred_at,
+            onlinebank_core::time::now_ms()
+        ],
+    )
+    .await?;
     Ok(())
 }
 

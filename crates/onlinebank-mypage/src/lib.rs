@@ -10,7 +10,7 @@ mod projection;
 
 use anyhow::Context;
 use axum::extract::FromRef;
-use onlinebank_bus::{consumer, Bus};
+use onlinebank_bus::Bus;
 use onlinebank_core::db::Db;
 use onlinebank_core::event::TOPIC_ACCOUNTS;
 use onlinebank_core::token::TokenKey;
@@ -40,17 +40,14 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     .await
     .context("migrating the mypage database")?;
     onlinebank_bus::outbox::ensure_schema(&db).await?;
-    let consumer_db = db.clone();
-    ctx.tasks.spawn(consumer::run(
+    ctx.tasks.spawn(onlinebank_bus::projection::run(
         bus.clone(),
         "mypage",
         &[TOPIC_ACCOUNTS],
         BATCH,
         ctx.shutdown.clone(),
-        move |batch| {
-            let pool = consumer_db.clone();
-            async move { projection::apply_batch(&pool, batch).await }
-        },
+        db.clone(),
+        projection::ReadModel,
     ));
     let state = MypageState {
         db: db.clone(),

@@ -1,62 +1,63 @@
 //! Folding account events into the read model.
 
-use onlinebank_bus::Delivery;
+use onlinebank_bus::projection::Projection;
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Db, Error};
-use onlinebank_core::event::{AccountChanged, Event};
+use onlinebank_core::db::{BoxFuture, Conn, Error};
+use onlinebank_core::event::{AccountChanged, Envelope, Event, WriteKind};
 
-pub async fn apply_batch(db: &Db, batch: Vec<Delivery>) -> anyhow::Result<()> {
-    db.write(move |conn| Box::pin(async move { apply(conn, &batch).await }))
-        .await
-        .map_err(|error| anyhow::anyhow!("updating the read model: {error}"))
+/// The read model's projection of account events.
+#[derive(Clone)]
+pub struct ReadModel;
+
+impl Projection for ReadModel {
+    fn apply<'c>(
+        &'c self,
+        conn: &'c mut Conn,
+        envelope: &'c Envelope,
+        event: Event,
+    ) -> BoxFuture<'c, anyhow::Result<()>> {
+        Box::pin(apply(conn, envelope, event))
+    }
 }
 
-async fn apply(tx: &mut Conn, batch: &[Delivery]) -> anyhow::Result<()> {
-    for delivery in batch {
-        let Some((envelope, event)) = delivery.decode() else {
-            continue;
-        };
-        if !onlinebank_bus::inbox::first_delivery(tx, &envelope.id.to_string()).await? {
-            continue;
-        }
-        let at = envelope.occurred_at.as_str();
-        match event {
-            Event::AccountOpened(change) => apply_change(tx, "open", &change, at).await?,
-            Event::MoneyDeposited(change) => apply_change(tx, "deposit", &change, at).await?,
-            Event::MoneyWithdrawn(change) => apply_change(tx, "withdraw", &change, at).await?,
-            Event::AccountClosed(change) => apply_change(tx, "close", &change, at).await?,
-            Event::AccountRequestCancelled(cancelled) => {
-                // Shown in the legacy view as the account's last request; never touches money.
-                let request_id = cancelled.request_id.to_string();
-                tx.execute(
-                    "UPDATE accounts_view SET last_request_id = $1, last_request_kind = $2,
-                        last_request_amount = $3, last_request_status = 'RequestCancelled',
-                        last_request_at = $4
-                     WHERE account_no = $5 AND customer_id = $6",
-                    args![
-                        &request_id,
-                        cancelled.kind.as_str(),
-                        cancelled.amount,
-                        at,
-                        &cancelled.account_no,
-                        &cancelled.customer_id
-                    ],
-                )
-                .await?;
-            }
-            _ => {}
-        }
+async fn apply(tx: &mut Conn, envelope: &Envelope, event: Event) -> anyhow::Result<()> {
+    let at = envelope.occurred_at.as_str();
+    if let Some((kind, change)) = event.as_account_change() {
+        apply_change(tx, kind, change, at).await?;
+    } else if let Event::AccountRequestCancelled(cancelled) = event {
+        // Shown in the legacy view as the account's last request; never touches money.
+        let request_id = cancelled.request_id.to_string();
+        tx.execute(
+            "UPDATE accounts_view SET last_request_id = $1, last_request_kind = $2,
+                last_request_amount = $3, last_request_status = 'RequestCancelled',
+                last_request_at = $4
+             WHERE account_no = $5 AND customer_id = $6",
+            args![
+                &request_id,
+                cancelled.kind.as_str(),
+                cancelled.amount,
+                at,
+                &cancelled.account_no,
+                &cancelled.customer_id
+            ],
+        )
+        .await?;
     }
     Ok(())
 }
 
 async fn apply_change(
     conn: &mut Conn,
-    kind: &str,
+    kind: WriteKind,
     change: &AccountChanged,
     at: &str,
 ) -> Result<(), Error> {
-    let status = if kind == "close" { "closed" } else { "open" };
+    let status = if kind == WriteKind::Close {
+        "closed"
+    } else {
+        "open"
+    };
+    let kind = kind.as_str();
     let request_id = change.request_id.to_string();
     conn.execute(
         "INSERT INTO accounts_view (account_no, customer_id, balance, status, version, opened_at,

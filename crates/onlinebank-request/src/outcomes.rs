@@ -3,10 +3,11 @@
 
 use crate::store;
 use crate::RequestState;
-use onlinebank_bus::{consumer, Bus, Delivery};
+use onlinebank_bus::projection::{self, Projection};
+use onlinebank_bus::Bus;
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Engine};
-use onlinebank_core::event::{Event, TOPIC_ACCOUNTS};
+use onlinebank_core::db::{BoxFuture, Conn, Engine};
+use onlinebank_core::event::{Envelope, Event, TOPIC_ACCOUNTS};
 use onlinebank_core::{Reason, RoleContext};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -17,17 +18,14 @@ const BATCH: usize = 512;
 const KEEP_CANCELLED_MS: i64 = 7 * 24 * 3600 * 1000;
 
 pub fn start(ctx: &RoleContext, bus: &Bus, state: &RequestState) {
-    let consumer_state = state.clone();
-    ctx.tasks.spawn(consumer::run(
+    ctx.tasks.spawn(projection::run(
         bus.clone(),
         "request",
         &[TOPIC_ACCOUNTS],
         BATCH,
         ctx.shutdown.clone(),
-        move |batch| {
-            let state = consumer_state.clone();
-            async move { apply_outcomes(&state, batch).await }
-        },
+        state.db.clone(),
+        Outcomes(state.clone()),
     ));
     ctx.tasks.spawn(sweep(state.clone(), ctx.shutdown.clone()));
     if state.db.engine == Engine::Postgres {
@@ -57,68 +55,75 @@ async fn listen(state: RequestState, shutdown: CancellationToken) {
     .await;
 }
 
-async fn apply_outcomes(state: &RequestState, batch: Vec<Delivery>) -> anyhow::Result<()> {
-    let touched = state
-        .db
-        .write(move |conn| Box::pin(async move { apply(conn, &batch).await }))
-        .await
-        .map_err(|error| anyhow::anyhow!("applying outcomes: {error}"))?;
-    for request_id in touched {
-        state.waiters.wake(request_id);
+/// Account outcomes complete or compensate their requests; every waiting handler of the batch's
+/// requests is woken (also for an outcome another instance applied first).
+#[derive(Clone)]
+struct Outcomes(RequestState);
+
+impl Projection for Outcomes {
+    fn apply<'c>(
+        &'c self,
+        conn: &'c mut Conn,
+        _envelope: &'c Envelope,
+        event: Event,
+    ) -> BoxFuture<'c, anyhow::Result<()>> {
+        Box::pin(apply(conn, event))
     }
-    Ok(())
+
+    /// On PostgreSQL, tells every replica's listener which requests finished (delivered when
+    /// this transaction commits).
+    fn finish<'c>(
+        &'c self,
+        conn: &'c mut Conn,
+        batch: &'c [Envelope],
+    ) -> BoxFuture<'c, anyhow::Result<()>> {
+        Box::pin(async move {
+            if conn.engine() != Engine::Postgres {
+                return Ok(());
+            }
+            for chunk in batch.chunks(150) {
+                let ids: Vec<String> = chunk
+                    .iter()
+                    .map(|envelope| envelope.correlation_id.to_string())
+                    .collect();
+                let ids = ids.join(",");
+                conn.execute(
+                    "SELECT CAST(1 AS BIGINT) FROM pg_notify($1, $2)",
+                    args![OUTCOMES_CHANNEL, ids.as_str()],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn committed(&self, batch: &[Envelope]) {
+        for envelope in batch {
+            self.0.waiters.wake(envelope.correlation_id);
+        }
+    }
 }
 
-/// Completes or compensates each request of the batch; returns the requests to wake.
-async fn apply(conn: &mut Conn, batch: &[Delivery]) -> anyhow::Result<Vec<Uuid>> {
-    let mut touched: Vec<Uuid> = Vec::with_capacity(batch.len());
-    for delivery in batch {
-        let Some((envelope, event)) = delivery.decode() else {
-            continue;
-        };
-        // Wake the waiter even if another instance applied this outcome first.
-        touched.push(envelope.correlation_id);
-        if !onlinebank_bus::inbox::first_delivery(conn, &envelope.id.to_string()).await? {
-            continue;
-        }
-        match event {
-            Event::AccountOpened(change)
-            | Event::MoneyDeposited(change)
-            | Event::MoneyWithdrawn(change)
-            | Event::AccountClosed(change) => {
-                store::complete(
-                    conn,
-                    &change.request_id.to_string(),
-                    change.balance,
-                    change.version,
-                )
-                .await?;
-            }
-            Event::AccountRequestCancelled(cancelled) => {
-                store::cancel(
-                    conn,
-                    &cancelled.request_id.to_string(),
-                    cancelled.reason,
-                    false,
-                )
-                .await?;
-            }
-            _ => {}
-        }
+/// Completes or compensates the request of one outcome.
+async fn apply(conn: &mut Conn, event: Event) -> anyhow::Result<()> {
+    if let Some((_, change)) = event.as_account_change() {
+        store::complete(
+            conn,
+            &change.request_id.to_string(),
+            change.balance,
+            change.version,
+        )
+        .await?;
+    } else if let Event::AccountRequestCancelled(cancelled) = event {
+        store::cancel(
+            conn,
+            &cancelled.request_id.to_string(),
+            cancelled.reason,
+            false,
+        )
+        .await?;
     }
-    if conn.engine() == Engine::Postgres {
-        // Delivered to every replica's listener when this transaction commits.
-        for chunk in touched.chunks(150) {
-            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
-            let ids = ids.join(",");
-            conn.execute(
-                "SELECT CAST(1 AS BIGINT) FROM pg_notify($1, $2)",
-                args![OUTCOMES_CHANNEL, ids.as_str()],
-            )
-            .await?;
-        }
-    }
-    Ok(touched)
+    Ok(())
 }
 
 /// Compensates PENDING requests older than the step-up could take, and forgets old

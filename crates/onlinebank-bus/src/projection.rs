@@ -1,0 +1,78 @@
+//! The one way a role folds events into its database: each batch in ONE transaction, every event
+//! decoded (an undecodable one is logged and skipped), checked against the role's inbox (a
+//! redelivered one is skipped) and handed to the role's [`Projection::apply`]; the group's
+//! position moves only after the commit (see [`crate::consumer::run`]).
+
+use crate::{consumer, Bus, Delivery};
+use onlinebank_core::db::{BoxFuture, Conn, Db};
+use onlinebank_core::event::{Envelope, Event};
+use tokio_util::sync::CancellationToken;
+
+/// What a role does with the events it consumes.
+pub trait Projection: Clone + Send + Sync + 'static {
+    /// Applies one event seen for the first time, inside the batch's transaction.
+    fn apply<'c>(
+        &'c self,
+        conn: &'c mut Conn,
+        envelope: &'c Envelope,
+        event: Event,
+    ) -> BoxFuture<'c, anyhow::Result<()>>;
+
+    /// Runs last in the batch's transaction, with every envelope of the batch (redelivered ones
+    /// included).
+    fn finish<'c>(
+        &'c self,
+        _conn: &'c mut Conn,
+        _batch: &'c [Envelope],
+    ) -> BoxFuture<'c, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Runs after the batch committed, with every envelope of the batch.
+    fn committed(&self, _batch: &[Envelope]) {}
+}
+
+/// Consumes `topics` as `group` into `db` with `projection` until `shutdown`.
+pub async fn run<P: Projection>(
+    bus: Bus,
+    group: &'static str,
+    topics: &'static [&'static str],
+    batch_size: usize,
+    shutdown: CancellationToken,
+    db: Db,
+    projection: P,
+) {
+    consumer::run(bus, group, topics, batch_size, shutdown, move |batch| {
+        let db = db.clone();
+        let projection = projection.clone();
+        async move {
+            let applying = projection.clone();
+            let seen = db
+                .write(move |conn| Box::pin(apply_batch(conn, applying, batch)))
+                .await
+                .map_err(|error| anyhow::anyhow!("{group}: applying events: {error}"))?;
+            projection.committed(&seen);
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn apply_batch<P: Projection>(
+    conn: &mut Conn,
+    projection: P,
+    batch: Vec<Delivery>,
+) -> anyhow::Result<Vec<Envelope>> {
+    let mut seen = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        let Some((envelope, event)) = delivery.decode() else {
+            continue;
+        };
+        if crate::inbox::first_delivery(conn, &envelope.id.to_string()).await? {
+            projection.apply(conn, &envelope, event).await?;
+        }
+        seen.push(envelope);
+    }
+    projection.finish(conn, &seen).await?;
+    Ok(seen)
+}
