@@ -19,11 +19,12 @@ impl Status {
         }
     }
 
-    pub fn parse(raw: &str) -> Self {
-        if raw == "closed" {
-            Status::Closed
-        } else {
-            Status::Open
+    /// The stored text of a status; anything else is not a status (never a silent default).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "open" => Some(Status::Open),
+            "closed" => Some(Status::Closed),
+            _ => None,
         }
     }
 }

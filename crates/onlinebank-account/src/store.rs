@@ -16,7 +16,8 @@ impl FromRow for Account {
             account_no: row.get(0)?,
             customer_id: row.get(1)?,
             balance,
-            status: Status::parse(&status),
+            status: Status::parse(&status)
+                .ok_or_else(|| Error::Decode(format!("account status {status:?}")))?,
             version: row.get(4)?,
         })
     }

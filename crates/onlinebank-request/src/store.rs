@@ -152,7 +152,9 @@ pub async fn standing(db: &Db, id: &str) -> Result<Standing, Error> {
         )
         .await?;
     Ok(match cancelled {
-        Some(reason) => Standing::Cancelled(Reason::parse(&reason).unwrap_or(Reason::Interrupted)),
+        Some(reason) => Standing::Cancelled(Reason::parse(&reason).ok_or_else(|| {
+            onlinebank_core::db::Error::Decode(format!("cancelled request's reason {reason:?}"))
+        })?),
         None => Standing::Unknown,
     })
 }
