@@ -23,6 +23,10 @@
 #   KAFKA_PORT              default port for start when none is given (9092)
 #   KAFKA_CONTROLLER_PORT   KRaft controller listener port, default PORT+1
 #   KAFKA_TLS_PORT          SASL_SSL listener port, default PORT+2
+#   KAFKA_POD_ADDRESS       also a PLAINTEXT listener POD on this address, advertised as itself (e.g. the
+#                           local Kubernetes node's 10.233.0.1, so pods reach the broker); `start`
+#                           restarts a running broker that lacks it. Unset: 127.0.0.1 only
+#   KAFKA_POD_PORT          that listener's port (default 19092)
 #   KAFKA_HEAP_OPTS         default "-Xms256m -Xmx512m"
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness, default 90
 #   KAFKA_STOP_TIMEOUT      seconds to wait after SIGTERM before SIGKILL, default 60
@@ -107,6 +111,16 @@ port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+pod_port() {
+    echo "${KAFKA_POD_PORT:-19092}"
+}
+
+# Whether the pod-facing listener is missing although KAFKA_POD_ADDRESS asks for it.
+pod_listener_missing() {
+    [ -n "${KAFKA_POD_ADDRESS:-}" ] || return 1
+    ! (exec 3<>"/dev/tcp/$KAFKA_POD_ADDRESS/$(pod_port)") 2>/dev/null
+}
+
 # PID of our broker when it is alive, else nothing (a stale pid file is ignored).
 running_pid() {
     [ -f "$PIDFILE" ] || return 1
@@ -157,14 +171,22 @@ make_tls() {
 
 write_props() {
     local port="$1" cport="$2" tport="$3"
+    local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$tport"
+    local advertised="PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$tport"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
+    if [ -n "${KAFKA_POD_ADDRESS:-}" ]; then
+        listeners+=",POD://$KAFKA_POD_ADDRESS:$(pod_port)"
+        advertised+=",POD://$KAFKA_POD_ADDRESS:$(pod_port)"
+        protocols+=",POD:PLAINTEXT"
+    fi
     cat >"$PROPS" <<EOF
 # Written by dev/kafka.sh on every start; edit that script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$tport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$tport
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocols
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_onlinebank="$(cat "$TLS/password")";
 ssl.keystore.type=PKCS12
@@ -199,6 +221,12 @@ cmd_start() {
     local tport="${KAFKA_TLS_PORT:-$((port + 2))}"
     local pid
     if pid="$(running_pid)"; then
+        if [ "$(current_port)" = "$port" ] && port_open "$tport" && pod_listener_missing; then
+            say "running (pid $pid) without the listener on $KAFKA_POD_ADDRESS: restarting"
+            cmd_stop
+            cmd_start "$port"
+            return
+        fi
         if [ "$(current_port)" = "$port" ] && port_open "$tport"; then
             say "already running (pid $pid) on 127.0.0.1:$port"
             return 0
@@ -252,7 +280,7 @@ cmd_start() {
             die "broker exited during startup; see $LOG"
         fi
         # (grep without -q reads to the end, so tail never dies of SIGPIPE and trips pipefail.)
-        if tail -c +"$((offset + 1))" "$LOG" | grep 'Kafka Server started' >/dev/null && port_open "$port" && port_open "$tport"; then
+        if tail -c +"$((offset + 1))" "$LOG" | grep 'Kafka Server started' >/dev/null && port_open "$port" && port_open "$tport" && ! pod_listener_missing; then
             break
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then

@@ -19,6 +19,9 @@
 #   ONLINEBANK_DEV_DIR   state root, default /tmp/onlinebank-dev (the cluster uses ./postgres under it)
 #   PG_PORT              default port for start when none is given (55432)
 #   PG_BINDIR            PostgreSQL's bin dir, default the newest /usr/lib/postgresql/*/bin
+#   PG_POD_ADDRESS       also listen on this address (e.g. the local Kubernetes node's 10.233.0.1, so
+#                        pods reach the cluster), with trust for PG_POD_CIDR (default ADDRESS's /24);
+#                        `start` restarts a running server that does not listen there yet. Unset: 127.0.0.1 only
 #   PG_TLS_CERT, PG_TLS_KEY  a server certificate (PEM, chain) and its key: start with ssl=on and
 #                        accept TCP clients only over TLS (hostssl), as a managed PostgreSQL does;
 #                        the files are copied into the data dir (the key 0600, the cluster's owner)
@@ -94,11 +97,22 @@ prepare_state_dir() {
     fi
 }
 
+# Whether something accepts TCP connections on ADDRESS:PORT.
+tcp_open() {
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
 cmd_start() {
     local port="${1:-$(current_port)}"
     local bin
     bin="$(bindir)"
     if is_running; then
+        if [ "$(current_port)" = "$port" ] && [ -n "${PG_POD_ADDRESS:-}" ] && ! tcp_open "$PG_POD_ADDRESS" "$port"; then
+            say "running without a listener on $PG_POD_ADDRESS: restarting"
+            cmd_stop
+            cmd_start "$port"
+            return
+        fi
         if [ "$(current_port)" = "$port" ]; then
             say "already running on 127.0.0.1:$port"
             return 0
@@ -130,6 +144,13 @@ EOF
             "local all all trust" "hostssl all all 127.0.0.1/32 trust" \
             "hostnossl all all 0.0.0.0/0 reject" | as_owner tee "$DATA/pg_hba.conf" >/dev/null
         options="$options -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+    fi
+    if [ -n "${PG_POD_ADDRESS:-}" ]; then
+        [[ "$PG_POD_ADDRESS" =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.[0-9]+$ ]] || die "PG_POD_ADDRESS=$PG_POD_ADDRESS: an IPv4 address is expected"
+        local cidr="${PG_POD_CIDR:-${BASH_REMATCH[1]}.0/24}"
+        local line="host all all $cidr trust"
+        as_owner grep -qxF "$line" "$DATA/pg_hba.conf" || echo "$line" | as_owner tee -a "$DATA/pg_hba.conf" >/dev/null
+        options="$options -c listen_addresses='127.0.0.1,$PG_POD_ADDRESS'"
     fi
     # Port and socket dir are given on each start, so one cluster can move ports.
     as_owner "$bin/pg_ctl" start -D "$DATA" -l "$LOG" -w -t 60 -o "$options" >/dev/null \

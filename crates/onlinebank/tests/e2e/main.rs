@@ -14,6 +14,8 @@
 //!   paths, metrics only on the admin listener.
 //! - `resilience`: auth frozen or killed (timeout, breaker), write overload (shedding), rolling
 //!   restart of two request instances, clients hanging up, graceful shutdown, `/metrics`.
+//! - `k8s`: the real local Kubernetes of dev/k8s.sh (deploy, rolling update under siege, HPA,
+//!   self-healing, ConfigMap and PVC, random pod deletions); .ci/run's phase "kubernetes".
 //! - `web`: the web page in headless Chromium (tests/browser/web.mjs), phone and desktop, Korean
 //!   and English; and its headers and languages over plain HTTP.
 
@@ -30,6 +32,7 @@ mod doors;
 mod failures;
 mod flows;
 mod idempotency;
+mod k8s;
 mod legacy;
 mod lockout;
 mod resilience;
