@@ -239,7 +239,6 @@ impl PeerClient {
             let mut outgoing = self
                 .http
                 .request(method.clone(), format!("{base}{path}"))
-                .timeout(timeout)
                 .body(body.clone());
             for (name, value) in headers {
                 if forwardable(name) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 /// The roles behind the gateway, and the longest a call to one may take.
 #[derive(Debug)]
 pub struct Upstreams {
-    pub peers: Arc<PeerClient>,
+    peers: Arc<PeerClient>,
     timeout: Duration,
 }
 
@@ -110,7 +110,7 @@ impl Upstreams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::routing::{get, post};
+    use axum::routing::get;
 
     use onlinebank_core::role::LocalRoles;
     use onlinebank_core::settings::Peers;
@@ -125,38 +125,6 @@ mod tests {
             Arc::new(PeerClient::new(reqwest::Client::new(), &peers, local)),
             Duration::from_millis(200),
         )
-    }
-
-    #[tokio::test]
-    async fn a_local_role_gets_the_call_with_its_headers_and_body_and_its_answer_comes_back() {
-        let upstreams = local_request_role(axum::Router::new().route(
-            "/echo",
-            post(|headers: HeaderMap, body: String| async move {
-                let key = headers
-                    .get("idempotency-key")
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                (StatusCode::CREATED, [("x-key", key)], body)
-            }),
-        ));
-        let mut headers = HeaderMap::new();
-        headers.insert("idempotency-key", http::HeaderValue::from_static("k-1"));
-        let answer = upstreams
-            .call(
-                Role::Request,
-                Method::POST,
-                "/echo?x=1",
-                &headers,
-                Bytes::from_static(b"hello"),
-            )
-            .await;
-        let Ok(answer) = answer else {
-            panic!("the local call failed")
-        };
-        assert_eq!(answer.status, StatusCode::CREATED);
-        assert_eq!(answer.headers.get("x-key").unwrap(), "k-1");
-        assert_eq!(&answer.body[..], b"hello");
     }
 
     #[tokio::test]

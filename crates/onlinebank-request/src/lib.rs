@@ -65,7 +65,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let state = RequestState {
         step_up: stepup::StepUpClient::new(
             peers,
-            settings.internal_token(),
+            &settings.internal_token(),
             settings.step_up_timeout,
             breaker::BreakerConfig {
                 window: settings.breaker_window,
@@ -74,7 +74,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
                 open_for: settings.breaker_open,
                 half_open_calls: settings.breaker_half_open_calls,
             },
-        ),
+        )?,
         token_key: settings.token_key(),
         db: db.clone(),
         relay,

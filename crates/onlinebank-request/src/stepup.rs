@@ -37,7 +37,8 @@ pub enum Verdict {
 pub struct StepUpClient {
     /// auth's instances, or auth in this process (`up`).
     peers: Arc<PeerClient>,
-    internal_token: String,
+    /// Every step-up's headers: the JSON content type and the internal token, built once.
+    headers: http::HeaderMap,
     timeout: Duration,
     breaker: Arc<Breaker>,
 }
@@ -56,17 +57,26 @@ fn breaker_transition(state: State) {
 impl StepUpClient {
     pub fn new(
         peers: Arc<PeerClient>,
-        internal_token: String,
+        internal_token: &str,
         timeout: Duration,
         breaker: BreakerConfig,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         metrics::gauge!("breaker_state", "target" => "auth").set(State::Closed.gauge());
-        Self {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            INTERNAL_HEADER,
+            http::HeaderValue::from_str(internal_token)?,
+        );
+        Ok(Self {
             peers,
-            internal_token,
+            headers,
             timeout,
             breaker: Arc::new(Breaker::new(breaker, breaker_transition)),
-        }
+        })
     }
 
     /// Whether the breaker would refuse a call now (answer busy without doing any work).
@@ -114,25 +124,13 @@ impl StepUpClient {
             "requestId": request_id,
             "action": action,
         });
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        match http::HeaderValue::from_str(&self.internal_token) {
-            Ok(token) => headers.insert(INTERNAL_HEADER, token),
-            Err(error) => {
-                tracing::warn!(request = %request_id, %error, "step-up call failed");
-                return Verdict::Unavailable;
-            }
-        };
         let answer = self
             .peers
             .call(
                 Role::Auth,
                 http::Method::POST,
                 "/internal/v1/step-up",
-                &headers,
+                &self.headers,
                 body.to_string().into(),
                 self.timeout,
             )
@@ -196,10 +194,11 @@ mod tests {
             onlinebank_core::settings::Peers::default().with(Role::Auth, &["http://127.0.0.1:9"]);
         StepUpClient::new(
             Arc::new(PeerClient::new(reqwest::Client::new(), &peers, local)),
-            "internal".to_owned(),
+            "internal",
             Duration::from_millis(200),
             BreakerConfig::default(),
         )
+        .unwrap()
     }
 
     async fn verify(client: &StepUpClient) -> Verdict {
