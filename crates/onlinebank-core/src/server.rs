@@ -117,6 +117,10 @@ pub struct Connections {
     reaper_started: AtomicBool,
     /// When the last accept error was logged (ms since the epoch), to log once per burst.
     last_accept_error_ms: AtomicU64,
+    /// Set on shutdown, before the listeners close: every answer from then on carries
+    /// `Connection: close`, so clients stop reusing connections while they still get answers
+    /// (a keep-alive connection closed under a client's next call would lose that call).
+    draining: AtomicBool,
 }
 
 impl Connections {
@@ -128,7 +132,17 @@ impl Connections {
             epoch: Instant::now(),
             reaper_started: AtomicBool::new(false),
             last_accept_error_ms: AtomicU64::new(u64::MAX),
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// From now on every answer closes its connection (see `draining`).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     pub fn limits(&self) -> ServerLimits {
@@ -381,9 +395,17 @@ async fn serve_connection(
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(client);
             let app = app.clone();
+            let connections = connections.clone();
             async move {
-                let response = app.oneshot(request).await;
+                let mut response = app.oneshot(request).await;
                 drop(call);
+                if connections.is_draining() {
+                    if let Ok(response) = response.as_mut() {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                }
                 response
             }
         })

@@ -5,7 +5,8 @@
 //! ([`onlinebank_core::server`]).
 //!
 //! Shutdown on SIGTERM/SIGINT, in order: readiness goes false (load balancers and the gateway stop
-//! sending new calls) for the drain delay; the listeners stop accepting and in-flight calls finish
+//! sending new calls) and every answer closes its connection (clients stop reusing them) for the
+//! drain delay; the listeners stop accepting and in-flight calls finish
 //! (bounded); then background work stops: consumers commit their position, relays flush the
 //! outbox; the process exits 0.
 
@@ -266,6 +267,7 @@ async fn run_until_signal(process: Process) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down: not ready");
     process.readiness.set(false);
+    process.connections.drain();
     tokio::time::sleep(process.drain_delay).await;
     tracing::info!("shutting down: finishing in-flight calls");
     process.stop_serving.cancel();

@@ -847,6 +847,19 @@ async fn a_sigterm_turns_readiness_503_for_the_drain_delay_finishes_in_flight_de
         matches!(live, Ok((200, _))),
         "/health/live during the drain delay: {live:?}"
     );
+    // Every answer during the drain delay closes its connection, so that no client reuses one
+    // the listener is about to close (a call sent on it then would be lost).
+    let url = format!("{}/health/live", cluster.ops.urls["request"]);
+    let answer = reqwest::get(&url).await.expect("GET /health/live");
+    assert_eq!(
+        answer
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "Connection header during the drain delay: {:?}",
+        answer.headers()
+    );
     let still = cluster.ops.plain("request", "/health/ready").await;
     assert!(
         matches!(still, Ok((503, _))),
