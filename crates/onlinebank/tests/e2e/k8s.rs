@@ -232,6 +232,22 @@ impl Bank {
         .await;
     }
 
+    /// The namespace's warning events (failed probes, kills), for a finding's report.
+    async fn warnings(&self) -> String {
+        kubectl(&[
+            "-n",
+            &self.ns,
+            "get",
+            "events",
+            "--field-selector",
+            "type=Warning",
+            "-o",
+            "custom-columns=TIME:.lastTimestamp,OBJECT:.involvedObject.name,REASON:.reason,COUNT:.count,MESSAGE:.message",
+        ])
+        .await
+        .unwrap_or_else(|error| error)
+    }
+
     async fn deployments(&self) -> Vec<String> {
         k(&["-n", &self.ns, "get", "deployments", "-o", "name"])
             .await
@@ -846,6 +862,7 @@ async fn k8s_2_rolling_update_under_siege() {
             "FINDING rolling: {} failed transactions ({:?}): availability {:.2} %, not 100 %",
             s.failed, s.codes, s.availability
         );
+        eprintln!("warning events:\n{}", bank.warnings().await);
     }
     assert_eq!(s.failed, 0, "failed transactions");
     assert!(s.availability >= 100.0, "availability {}", s.availability);
@@ -996,6 +1013,7 @@ async fn k8s_3_hpa_scales_out_and_in() {
             "FINDING hpa: {} failed transactions under the scale-out ({:?}): availability {:.2} %",
             s.failed, s.codes, s.availability
         );
+        eprintln!("warning events:\n{}", bank.warnings().await);
     }
     assert_eq!(s.failed, 0, "failed transactions under the scale-out");
     assert_eq!(seen.failed, 0, "failures during scale-in: {:?}", seen.why);
