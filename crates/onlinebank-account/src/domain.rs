@@ -2,6 +2,7 @@
 //! the account as it will be, or the reason the request is refused.
 
 use onlinebank_core::event::{AuthCertified, WriteKind};
+use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Amount, Balance, MoneyError};
 use onlinebank_core::Reason;
 
@@ -32,8 +33,8 @@ impl Status {
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    pub account_no: String,
-    pub customer_id: String,
+    pub account_no: AccountNo,
+    pub customer_id: CustomerId,
     pub balance: Balance,
     pub status: Status,
     pub version: i64,
@@ -135,17 +136,17 @@ mod tests {
     fn request(kind: WriteKind, amount: i64) -> AuthCertified {
         AuthCertified {
             request_id: Uuid::now_v7(),
-            customer_id: "alice".into(),
+            customer_id: CustomerId::parse("alice").unwrap(),
             kind,
-            account_no: "1001".into(),
+            account_no: AccountNo::parse("1001").unwrap(),
             amount,
         }
     }
 
     fn account(balance: i64, status: Status) -> Account {
         Account {
-            account_no: "1001".into(),
-            customer_id: "alice".into(),
+            account_no: AccountNo::parse("1001").unwrap(),
+            customer_id: CustomerId::parse("alice").unwrap(),
             balance: Balance::from_stored(balance).unwrap(),
             status,
             version: 4,
@@ -218,7 +219,7 @@ mod tests {
             Err(Reason::InvalidAmount)
         );
         let mut foreign = request(WriteKind::Deposit, 1);
-        foreign.customer_id = "mallory".into();
+        foreign.customer_id = CustomerId::parse("mallory").unwrap();
         assert_eq!(decide(Some(&open), &foreign, MAX), Err(Reason::NotOwner));
     }
 

@@ -117,7 +117,7 @@ async fn apply(tx: &mut Conn, request: AuthCertified, max_amount: i64) -> anyhow
                 customer_id: request.customer_id.clone(),
                 account_no: request.account_no.clone(),
                 amount: change.amount,
-                balance: change.after.balance.won(),
+                balance: change.after.balance,
                 version: change.after.version,
             };
             Event::account_changed(request.kind, changed)

@@ -3,6 +3,7 @@
 use crate::domain::{Account, Status};
 use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Error, FromRow, Row};
+use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::Balance;
 
 const COLUMNS: &str = "account_no, customer_id, balance, status, version";
@@ -11,10 +12,14 @@ impl FromRow for Account {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
         let balance = Balance::from_stored(row.get(2)?)
             .map_err(|error| Error::Decode(format!("balance: {error}")))?;
+        let account_no: String = row.get(0)?;
+        let customer_id: String = row.get(1)?;
         let status: String = row.get(3)?;
         Ok(Account {
-            account_no: row.get(0)?,
-            customer_id: row.get(1)?,
+            account_no: AccountNo::parse(&account_no)
+                .map_err(|_| Error::Decode(format!("account number {account_no:?}")))?,
+            customer_id: CustomerId::parse(&customer_id)
+                .map_err(|_| Error::Decode(format!("account's customer id {customer_id:?}")))?,
             balance,
             status: Status::parse(&status)
                 .ok_or_else(|| Error::Decode(format!("account status {status:?}")))?,
@@ -23,7 +28,7 @@ impl FromRow for Account {
     }
 }
 
-pub async fn load(conn: &mut Conn, account_no: &str) -> Result<Option<Account>, Error> {
+pub async fn load(conn: &mut Conn, account_no: &AccountNo) -> Result<Option<Account>, Error> {
     conn.fetch_optional(
         &format!("SELECT {COLUMNS} FROM accounts WHERE account_no = $1"),
         args![account_no],

@@ -152,3 +152,42 @@ impl Bus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::event::{AuthCertified, Event, WriteKind};
+    use onlinebank_core::ids::{AccountNo, CustomerId};
+
+    fn delivery(body: String) -> Delivery {
+        Delivery {
+            position: 1,
+            topic: onlinebank_core::event::TOPIC_REQUESTS.into(),
+            key: "1001".into(),
+            body,
+        }
+    }
+
+    /// A record whose account number or customer id is not valid is skipped (None), like any
+    /// other undecodable record: the consumer loop goes on.
+    #[test]
+    fn records_with_invalid_ids_are_skipped_not_fatal() {
+        let envelope = Event::AuthCertified(AuthCertified {
+            request_id: uuid::Uuid::now_v7(),
+            customer_id: CustomerId::parse("c").unwrap(),
+            kind: WriteKind::Deposit,
+            account_no: AccountNo::parse("1001").unwrap(),
+            amount: 5,
+        })
+        .into_envelope(1)
+        .unwrap();
+        let good = serde_json::to_string(&envelope).unwrap();
+        assert!(delivery(good).decode().is_some());
+        for (field, bad) in [("accountNo", "no such; number"), ("customerId", "a b")] {
+            let mut broken = envelope.clone();
+            broken.payload[field] = serde_json::Value::String(bad.into());
+            let body = serde_json::to_string(&broken).unwrap();
+            assert!(delivery(body).decode().is_none(), "{field}");
+        }
+    }
+}

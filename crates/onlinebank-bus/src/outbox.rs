@@ -400,9 +400,9 @@ mod tests {
     fn deposit(account: &str, amount: i64) -> Event {
         Event::AuthCertified(AuthCertified {
             request_id: Uuid::now_v7(),
-            customer_id: "c".into(),
+            customer_id: onlinebank_core::ids::CustomerId::parse("c").unwrap(),
             kind: WriteKind::Deposit,
-            account_no: account.into(),
+            account_no: onlinebank_core::ids::AccountNo::parse(account).unwrap(),
             amount,
         })
     }

@@ -3,6 +3,8 @@
 //! Every event travels as one JSON [`Envelope`]; its `payload` is decoded into an [`Event`] by
 //! type name. Events are keyed by account number so one account's events stay in order.
 
+use crate::ids::{AccountNo, CustomerId};
+use crate::money::Balance;
 use crate::reason::Reason;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -71,14 +73,21 @@ impl WriteKind {
     }
 }
 
+// The ids travel as the JSON strings they always were (`AccountNo` and `CustomerId` serialize as
+// their text and refuse invalid text when decoded: such an event is a `DecodeError`, logged and
+// skipped by consumers). `amount` stays a plain `i64`: 0 is legal here (open without a deposit,
+// close), so the strictly positive `Amount` does not fit, and the account role, the authority on
+// money, parses it against its own per-transaction limit (which a decoder cannot know) and
+// answers an invalid one with AccountRequestCancelled(invalid_amount) rather than skipping it.
+
 /// Step-up succeeded: the account role is to apply this request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthCertified {
     pub request_id: Uuid,
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub kind: WriteKind,
-    pub account_no: String,
+    pub account_no: AccountNo,
     /// Won to move; for `open` the opening amount (may be 0); for `close` 0.
     pub amount: i64,
 }
@@ -88,9 +97,9 @@ pub struct AuthCertified {
 #[serde(rename_all = "camelCase")]
 pub struct AuthCancelled {
     pub request_id: Uuid,
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub kind: WriteKind,
-    pub account_no: String,
+    pub account_no: AccountNo,
     pub amount: i64,
     pub reason: Reason,
 }
@@ -100,12 +109,12 @@ pub struct AuthCancelled {
 #[serde(rename_all = "camelCase")]
 pub struct AccountChanged {
     pub request_id: Uuid,
-    pub customer_id: String,
-    pub account_no: String,
+    pub customer_id: CustomerId,
+    pub account_no: AccountNo,
     /// Won moved by this change (opening amount for open, 0 for close).
     pub amount: i64,
     /// The balance after the change.
-    pub balance: i64,
+    pub balance: Balance,
     /// The account's version after the change (1 on open, +1 per change).
     pub version: i64,
 }
@@ -115,9 +124,9 @@ pub struct AccountChanged {
 #[serde(rename_all = "camelCase")]
 pub struct AccountRequestCancelled {
     pub request_id: Uuid,
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub kind: WriteKind,
-    pub account_no: String,
+    pub account_no: AccountNo,
     pub amount: i64,
     pub reason: Reason,
     /// The legacy system's message, e.g. "Not Sufficient".
@@ -193,13 +202,13 @@ impl Event {
     /// The account number the event is keyed by.
     pub fn account_no(&self) -> &str {
         match self {
-            Event::AuthCertified(e) => &e.account_no,
-            Event::AuthCancelled(e) => &e.account_no,
+            Event::AuthCertified(e) => e.account_no.as_str(),
+            Event::AuthCancelled(e) => e.account_no.as_str(),
             Event::AccountOpened(e)
             | Event::MoneyDeposited(e)
             | Event::MoneyWithdrawn(e)
-            | Event::AccountClosed(e) => &e.account_no,
-            Event::AccountRequestCancelled(e) => &e.account_no,
+            | Event::AccountClosed(e) => e.account_no.as_str(),
+            Event::AccountRequestCancelled(e) => e.account_no.as_str(),
         }
     }
 
@@ -269,14 +278,26 @@ impl Event {
 mod tests {
     use super::*;
 
+    fn account_no(raw: &str) -> AccountNo {
+        AccountNo::parse(raw).unwrap()
+    }
+
+    fn customer(raw: &str) -> CustomerId {
+        CustomerId::parse(raw).unwrap()
+    }
+
+    fn balance(won: i64) -> Balance {
+        Balance::from_stored(won).unwrap()
+    }
+
     #[test]
     fn an_account_change_and_its_kind_make_the_event_and_back() {
         let change = AccountChanged {
             request_id: Uuid::now_v7(),
-            customer_id: "c".into(),
-            account_no: "1".into(),
+            customer_id: customer("c"),
+            account_no: account_no("1"),
             amount: 5,
-            balance: 5,
+            balance: balance(5),
             version: 1,
         };
         for kind in [
@@ -294,10 +315,10 @@ mod tests {
     fn events_round_trip_through_the_envelope() {
         let event = Event::MoneyDeposited(AccountChanged {
             request_id: Uuid::now_v7(),
-            customer_id: "1@sk.com".into(),
-            account_no: "1001".into(),
+            customer_id: customer("1@sk.com"),
+            account_no: account_no("1001"),
             amount: 500,
-            balance: 1500,
+            balance: balance(1500),
             version: 3,
         });
         let envelope = event.clone().into_envelope(7).unwrap();
@@ -315,9 +336,9 @@ mod tests {
     fn unknown_types_are_reported() {
         let mut envelope = Event::AuthCertified(AuthCertified {
             request_id: Uuid::now_v7(),
-            customer_id: "c".into(),
+            customer_id: customer("c"),
             kind: WriteKind::Deposit,
-            account_no: "1".into(),
+            account_no: account_no("1"),
             amount: 1,
         })
         .into_envelope(1)
@@ -327,5 +348,122 @@ mod tests {
             Event::from_envelope(&envelope),
             Err(DecodeError::UnknownType(_))
         ));
+    }
+
+    fn request_id() -> Uuid {
+        Uuid::parse_str("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap()
+    }
+
+    /// The payload JSON of every event, byte for byte as it was when the fields were plain
+    /// strings and numbers (the expected texts list the fields in declaration order, as the
+    /// old `String`/`i64` structs wrote them): the typed fields change nothing on the wire.
+    #[test]
+    fn payload_json_is_unchanged_for_every_event() {
+        let id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        let change = AccountChanged {
+            request_id: request_id(),
+            customer_id: customer("1@sk.com"),
+            account_no: account_no("110-000000042"),
+            amount: 500,
+            balance: balance(1500),
+            version: 3,
+        };
+        let changed = format!(
+            r#"{{"requestId":"{id}","customerId":"1@sk.com","accountNo":"110-000000042","amount":500,"balance":1500,"version":3}}"#
+        );
+        assert_eq!(serde_json::to_string(&change).unwrap(), changed);
+        let cases = [
+            (
+                Event::AuthCertified(AuthCertified {
+                    request_id: request_id(),
+                    customer_id: customer("1@sk.com"),
+                    kind: WriteKind::Open,
+                    account_no: account_no("110-000000042"),
+                    amount: 0,
+                }),
+                format!(
+                    r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"open","accountNo":"110-000000042","amount":0}}"#
+                ),
+            ),
+            (
+                Event::AuthCancelled(AuthCancelled {
+                    request_id: request_id(),
+                    customer_id: customer("1@sk.com"),
+                    kind: WriteKind::Withdraw,
+                    account_no: account_no("1001"),
+                    amount: 70,
+                    reason: Reason::StepUpFailed,
+                }),
+                format!(
+                    r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"withdraw","accountNo":"1001","amount":70,"reason":"step_up_failed"}}"#
+                ),
+            ),
+            (Event::AccountOpened(change.clone()), changed.clone()),
+            (Event::MoneyDeposited(change.clone()), changed.clone()),
+            (Event::MoneyWithdrawn(change.clone()), changed.clone()),
+            (Event::AccountClosed(change.clone()), changed.clone()),
+            (
+                Event::AccountRequestCancelled(AccountRequestCancelled {
+                    request_id: request_id(),
+                    customer_id: customer("1@sk.com"),
+                    kind: WriteKind::Withdraw,
+                    account_no: account_no("1001"),
+                    amount: 70,
+                    reason: Reason::InsufficientFunds,
+                    message: "Not Sufficient".into(),
+                }),
+                format!(
+                    r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"withdraw","accountNo":"1001","amount":70,"reason":"insufficient_funds","message":"Not Sufficient"}}"#
+                ),
+            ),
+        ];
+        for (event, wire) in cases {
+            let envelope = event.clone().into_envelope(1).unwrap();
+            // The bus carries the envelope with its payload as a JSON value: compare those bytes.
+            let expected: serde_json::Value = serde_json::from_str(&wire).unwrap();
+            assert_eq!(
+                envelope.payload.to_string(),
+                expected.to_string(),
+                "{}",
+                event.type_name()
+            );
+            assert_eq!(envelope.aggregate, event.account_no());
+            let back: Envelope =
+                serde_json::from_str(&serde_json::to_string(&envelope).unwrap()).unwrap();
+            assert_eq!(Event::from_envelope(&back).unwrap(), event);
+        }
+    }
+
+    /// An event whose account number, customer id or balance is not valid does not decode: a
+    /// payload error, which consumers log and skip (see `onlinebank_bus::Delivery::decode`).
+    #[test]
+    fn invalid_ids_or_balances_are_decode_errors() {
+        let envelope = Event::MoneyDeposited(AccountChanged {
+            request_id: request_id(),
+            customer_id: customer("c"),
+            account_no: account_no("1001"),
+            amount: 5,
+            balance: balance(5),
+            version: 1,
+        })
+        .into_envelope(1)
+        .unwrap();
+        for (field, bad) in [
+            ("accountNo", serde_json::json!("1'; drop table")),
+            ("accountNo", serde_json::json!("")),
+            ("customerId", serde_json::json!("a b")),
+            ("customerId", serde_json::json!("")),
+            ("balance", serde_json::json!(-1)),
+        ] {
+            let mut broken = envelope.clone();
+            broken.payload[field] = bad;
+            assert!(
+                matches!(
+                    Event::from_envelope(&broken),
+                    Err(DecodeError::Payload { .. })
+                ),
+                "{field}"
+            );
+        }
     }
 }

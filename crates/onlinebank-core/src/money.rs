@@ -44,10 +44,24 @@ impl Amount {
     }
 }
 
-/// A non-negative account balance in won.
+/// A non-negative account balance in won. On the wire it is the plain number; a negative one
+/// does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "i64", into = "i64")]
 pub struct Balance(i64);
+
+impl TryFrom<i64> for Balance {
+    type Error = MoneyError;
+    fn try_from(raw: i64) -> Result<Self, Self::Error> {
+        Self::from_stored(raw)
+    }
+}
+
+impl From<Balance> for i64 {
+    fn from(value: Balance) -> Self {
+        value.0
+    }
+}
 
 impl Balance {
     pub const ZERO: Balance = Balance(0);
@@ -123,5 +137,13 @@ mod tests {
     #[test]
     fn negative_stored_balance_is_refused() {
         assert!(Balance::from_stored(-1).is_err());
+    }
+
+    #[test]
+    fn balance_is_a_plain_number_on_the_wire_and_never_negative() {
+        let balance = Balance::from_stored(1500).unwrap();
+        assert_eq!(serde_json::to_string(&balance).unwrap(), "1500");
+        assert_eq!(serde_json::from_str::<Balance>("1500").unwrap(), balance);
+        assert!(serde_json::from_str::<Balance>("-1").is_err());
     }
 }

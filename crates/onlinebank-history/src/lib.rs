@@ -92,7 +92,7 @@ async fn append(conn: &mut Conn, envelope: &Envelope, event: Event) -> anyhow::R
             kind.as_str(),
             change.amount,
             signed,
-            change.balance,
+            change.balance.won(),
             change.version,
             &envelope.occurred_at,
             onlinebank_core::time::now_ms()

@@ -75,7 +75,7 @@ async fn apply_change(
         args![
             &change.account_no,
             &change.customer_id,
-            change.balance,
+            change.balance.won(),
             status,
             change.version,
             at,
@@ -94,7 +94,7 @@ async fn apply_change(
             &request_id,
             kind,
             change.amount,
-            change.balance,
+            change.balance.won(),
             at
         ],
     )

@@ -1,7 +1,7 @@
 //! request's HTTP handlers.
 
 use crate::saga::{self, answer_live, request_json, Saga};
-use crate::store::{self, KeyClaim, Standing};
+use crate::store::{self, KeyClaim, RequestStatus, Standing};
 use crate::RequestState;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use http::{HeaderMap, StatusCode};
 use onlinebank_core::command::{Command, RequestBody};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
-use onlinebank_core::ids::AccountNo;
+use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -103,15 +103,16 @@ async fn submit(
         // auth is failing or slow: answer at once, record nothing.
         return Err(ApiError::busy());
     }
-    let request_id = Uuid::now_v7();
+    // auth only signs tokens for registered (valid) customer ids.
+    let customer_id = CustomerId::parse(bearer.customer_id()).map_err(ApiError::internal)?;
     let account_no = account_no.unwrap_or_else(AccountNo::generate);
     let row = store::RequestRow {
-        id: request_id.to_string(),
-        customer_id: bearer.customer_id().to_owned(),
-        kind: kind.as_str().to_owned(),
-        account_no: account_no.to_string(),
+        id: Uuid::now_v7(),
+        customer_id,
+        kind,
+        account_no,
         amount,
-        status: "PENDING".to_owned(),
+        status: RequestStatus::Pending,
         balance: None,
         version: None,
         created_at: onlinebank_core::time::now_ms(),
@@ -154,7 +155,7 @@ async fn record_and_run(
     crate::saga::stage("record", started);
     match claim {
         KeyClaim::Claimed => {}
-        KeyClaim::Replay(earlier) => return replay(&state, &earlier).await,
+        KeyClaim::Replay(earlier) => return replay(&state, earlier).await,
         KeyClaim::Reused => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -163,9 +164,8 @@ async fn record_and_run(
             ))
         }
     }
-    let request_id = Uuid::parse_str(&row.id).map_err(ApiError::internal)?;
     let saga = Saga {
-        request_id,
+        request_id: row.id,
         customer_id: row.customer_id,
         session_id,
         kind,
@@ -185,7 +185,8 @@ async fn record(
     fingerprint: &str,
 ) -> Result<KeyClaim, onlinebank_core::db::Error> {
     if let Some(key) = key {
-        let claim = store::claim_key(conn, &row.customer_id, key, fingerprint, &row.id).await?;
+        let claim =
+            store::claim_key(conn, row.customer_id.as_str(), key, fingerprint, row.id).await?;
         if !matches!(claim, KeyClaim::Claimed) {
             return Ok(claim);
         }
@@ -195,10 +196,9 @@ async fn record(
 }
 
 /// The answer to a replayed Idempotency-Key: the earlier request's answer as it stands.
-async fn replay(state: &RequestState, earlier: &str) -> Result<Response, ApiError> {
-    let earlier_id = Uuid::parse_str(earlier).map_err(ApiError::internal)?;
-    match store::standing(&state.db, earlier).await? {
-        Standing::Live(row) if row.status == "COMPLETED" => Ok(answer_live(&row)),
+async fn replay(state: &RequestState, earlier_id: Uuid) -> Result<Response, ApiError> {
+    match store::standing(&state.db, earlier_id).await? {
+        Standing::Live(row) if row.status == RequestStatus::Completed => Ok(answer_live(&row)),
         Standing::Cancelled(reason) => {
             Err(ApiError::from_reason(reason).with_request_id(earlier_id))
         }
@@ -217,12 +217,16 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("request_not_found", "request not found");
-    let request_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let owner = store::owner(&state.db, &id).await?;
+    // Only the canonical (hyphenated, lower-case) text names a request, as it is stored.
+    let request_id = Uuid::parse_str(&id)
+        .ok()
+        .filter(|parsed| parsed.to_string() == id)
+        .ok_or_else(not_found)?;
+    let owner = store::owner(&state.db, request_id).await?;
     if owner.as_deref() != Some(bearer.customer_id()) {
         return Err(not_found());
     }
-    match store::standing(&state.db, &id).await? {
+    match store::standing(&state.db, request_id).await? {
         Standing::Live(row) => Ok(Json(request_json(&row)).into_response()),
         Standing::Cancelled(reason) => {
             let mut body = ApiError::not_found("request_cancelled", reason.message())
@@ -257,7 +261,7 @@ async fn list(
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next = if more {
-        rows.last().map(|row| row.id.clone())
+        rows.last().map(|row| row.id.to_string())
     } else {
         None
     };
@@ -271,7 +275,7 @@ async fn unfinished(State(state): State<RequestState>) -> Result<Json<Value>, Ap
         .iter()
         .map(|row| {
             let mut item = request_json(row);
-            item["stage"] = json!(row.status);
+            item["stage"] = json!(row.status.as_str());
             item["customerId"] = json!(row.customer_id);
             item
         })

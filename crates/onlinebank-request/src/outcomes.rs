@@ -109,19 +109,13 @@ async fn apply(conn: &mut Conn, event: Event) -> anyhow::Result<()> {
     if let Some((_, change)) = event.as_account_change() {
         store::complete(
             conn,
-            &change.request_id.to_string(),
-            change.balance,
+            change.request_id,
+            change.balance.won(),
             change.version,
         )
         .await?;
     } else if let Event::AccountRequestCancelled(cancelled) = event {
-        store::cancel(
-            conn,
-            &cancelled.request_id.to_string(),
-            cancelled.reason,
-            false,
-        )
-        .await?;
+        store::cancel(conn, cancelled.request_id, cancelled.reason, false).await?;
     }
     Ok(())
 }
@@ -161,7 +155,7 @@ async fn sweep_stale(state: &RequestState, cutoff: i64) -> anyhow::Result<()> {
         .write(move |conn| {
             Box::pin(async move {
                 for id in &stale {
-                    store::cancel(conn, id, Reason::Interrupted, true).await?;
+                    store::cancel(conn, *id, Reason::Interrupted, true).await?;
                 }
                 Ok::<(), onlinebank_core::db::Error>(())
             })

@@ -10,12 +10,13 @@
 //! 3. wait (bounded) for the account's outcome, applied by the outcome consumer.
 
 use crate::stepup::Verdict;
-use crate::store::{self, Standing};
+use crate::store::{self, RequestStatus, Standing};
 use crate::RequestState;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderValue, StatusCode};
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
+use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::time::ms_to_rfc3339;
 use onlinebank_core::{ApiError, Reason};
 use serde_json::{json, Value};
@@ -27,10 +28,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct Saga {
     pub request_id: Uuid,
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub session_id: String,
     pub kind: WriteKind,
-    pub account_no: String,
+    pub account_no: AccountNo,
     pub amount: i64,
     pub password: String,
 }
@@ -55,7 +56,7 @@ pub async fn run(state: RequestState, saga: Saga) -> Response {
 }
 
 async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> {
-    let id = saga.request_id.to_string();
+    let id = saga.request_id;
     // Register before the outcome can possibly arrive.
     let wake = state.waiters.register(saga.request_id);
     let _guard = WaiterGuard {
@@ -66,7 +67,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
     let verdict = state
         .step_up
         .verify(
-            &saga.customer_id,
+            saga.customer_id.as_str(),
             &saga.session_id,
             &saga.password,
             saga.request_id,
@@ -84,12 +85,9 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
                 account_no: saga.account_no.clone(),
                 amount: saga.amount,
             });
-            let request = id.clone();
             let authorized = state
                 .db
-                .write(move |conn| {
-                    Box::pin(async move { authorize(conn, &request, certified).await })
-                })
+                .write(move |conn| Box::pin(async move { authorize(conn, id, certified).await }))
                 .await?;
             if !authorized {
                 // Swept while auth was answering: it was already compensated.
@@ -110,11 +108,10 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
                 amount: saga.amount,
                 reason,
             });
-            let request = id.clone();
             state
                 .db
                 .write(move |conn| {
-                    Box::pin(async move { refuse(conn, &request, reason, cancelled).await })
+                    Box::pin(async move { refuse(conn, id, reason, cancelled).await })
                 })
                 .await?;
             state.relay.wake();
@@ -132,13 +129,12 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
             return Err(error);
         }
         Verdict::Unavailable => {
-            let request = id.clone();
             state
                 .db
                 .write(move |conn| {
-                    Box::pin(async move {
-                        store::cancel(conn, &request, Reason::ServiceBusy, true).await
-                    })
+                    Box::pin(
+                        async move { store::cancel(conn, id, Reason::ServiceBusy, true).await },
+                    )
                 })
                 .await?;
             return Err(ApiError::busy());
@@ -151,8 +147,8 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
     // may have consumed it).
     let deadline = Instant::now() + state.settings.request_wait;
     loop {
-        match store::standing(&state.db, &id).await? {
-            Standing::Live(row) if row.status == "COMPLETED" => {
+        match store::standing(&state.db, id).await? {
+            Standing::Live(row) if row.status == RequestStatus::Completed => {
                 stage("outcome", started);
                 return Ok(answer_live(&row));
             }
@@ -181,7 +177,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
 /// PENDING -> AUTHORIZED with AuthCertified in the outbox; false if no longer pending.
 async fn authorize(
     conn: &mut onlinebank_core::db::Conn,
-    request_id: &str,
+    request_id: Uuid,
     certified: Event,
 ) -> anyhow::Result<bool> {
     if !store::authorize(conn, request_id).await? {
@@ -194,7 +190,7 @@ async fn authorize(
 /// Step-up refused: compensate (releasing the key) and record AuthCancelled.
 async fn refuse(
     conn: &mut onlinebank_core::db::Conn,
-    request_id: &str,
+    request_id: Uuid,
     reason: Reason,
     cancelled: Event,
 ) -> anyhow::Result<()> {
@@ -211,10 +207,10 @@ pub fn stage(name: &'static str, started: Instant) {
 
 /// The JSON of a live (pending or completed) request.
 pub fn request_json(row: &store::RequestRow) -> Value {
-    let completed = row.status == "COMPLETED";
+    let completed = row.status == RequestStatus::Completed;
     let mut body = json!({
         "requestId": row.id,
-        "type": row.kind,
+        "type": row.kind.as_str(),
         "status": if completed { "completed" } else { "pending" },
         "accountNo": row.account_no,
         "amount": row.amount,
@@ -231,7 +227,7 @@ pub fn request_json(row: &store::RequestRow) -> Value {
 /// 200 for a completed request, 202 with its Location for one still in flight.
 pub fn answer_live(row: &store::RequestRow) -> Response {
     let body = Json(request_json(row));
-    if row.status == "COMPLETED" {
+    if row.status == RequestStatus::Completed {
         return (StatusCode::OK, body).into_response();
     }
     let mut response = (StatusCode::ACCEPTED, body).into_response();

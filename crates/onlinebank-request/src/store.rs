@@ -3,31 +3,81 @@
 
 use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Db, Error, FromRow, Row};
+use onlinebank_core::event::WriteKind;
+use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::Reason;
+use uuid::Uuid;
+
+/// Where a live request is in its saga, stored as `PENDING`, `AUTHORIZED` or `COMPLETED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Recorded, step-up not (yet) verified.
+    Pending,
+    /// Step-up verified, AuthCertified published; waiting for the account's outcome.
+    Authorized,
+    /// The account applied it.
+    Completed,
+}
+
+impl RequestStatus {
+    /// The stored text (the same words the SQL of this module writes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "PENDING",
+            RequestStatus::Authorized => "AUTHORIZED",
+            RequestStatus::Completed => "COMPLETED",
+        }
+    }
+
+    /// The status of a stored text; anything else is not a status (never a silent default).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "PENDING" => Some(RequestStatus::Pending),
+            "AUTHORIZED" => Some(RequestStatus::Authorized),
+            "COMPLETED" => Some(RequestStatus::Completed),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct RequestRow {
-    pub id: String,
-    pub customer_id: String,
-    pub kind: String,
-    pub account_no: String,
+    pub id: Uuid,
+    pub customer_id: CustomerId,
+    pub kind: WriteKind,
+    pub account_no: AccountNo,
+    /// Won; 0 for `open` without a deposit and for `close`.
     pub amount: i64,
-    pub status: String,
+    pub status: RequestStatus,
     pub balance: Option<i64>,
     pub version: Option<i64>,
     pub created_at: i64,
     pub completed_at: Option<i64>,
 }
 
+/// A stored request id: the hyphenated text of its UUID.
+fn stored_id(raw: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(raw).map_err(|_| Error::Decode(format!("request id {raw:?}")))
+}
+
 impl FromRow for RequestRow {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
+        let id: String = row.get(0)?;
+        let customer_id: String = row.get(1)?;
+        let kind: String = row.get(2)?;
+        let account_no: String = row.get(3)?;
+        let status: String = row.get(5)?;
         Ok(Self {
-            id: row.get(0)?,
-            customer_id: row.get(1)?,
-            kind: row.get(2)?,
-            account_no: row.get(3)?,
+            id: stored_id(&id)?,
+            customer_id: CustomerId::parse(&customer_id)
+                .map_err(|_| Error::Decode(format!("request's customer id {customer_id:?}")))?,
+            kind: WriteKind::parse(&kind)
+                .ok_or_else(|| Error::Decode(format!("request kind {kind:?}")))?,
+            account_no: AccountNo::parse(&account_no)
+                .map_err(|_| Error::Decode(format!("request's account number {account_no:?}")))?,
             amount: row.get(4)?,
-            status: row.get(5)?,
+            status: RequestStatus::parse(&status)
+                .ok_or_else(|| Error::Decode(format!("request status {status:?}")))?,
             balance: row.get(6)?,
             version: row.get(7)?,
             created_at: row.get(8)?,
@@ -50,13 +100,14 @@ const REQUEST_COLUMNS: &str =
 pub async fn insert_pending(conn: &mut Conn, row: &RequestRow) -> Result<(), Error> {
     conn.execute(
         "INSERT INTO requests (id, customer_id, kind, account_no, amount, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'PENDING', $6)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         args![
-            &row.id,
+            &row.id.to_string(),
             &row.customer_id,
-            &row.kind,
+            row.kind.as_str(),
             &row.account_no,
             row.amount,
+            RequestStatus::Pending.as_str(),
             row.created_at
         ],
     )
@@ -65,11 +116,15 @@ pub async fn insert_pending(conn: &mut Conn, row: &RequestRow) -> Result<(), Err
 }
 
 /// PENDING -> AUTHORIZED; false if the request is no longer pending (e.g. swept).
-pub async fn authorize(conn: &mut Conn, id: &str) -> Result<bool, Error> {
+pub async fn authorize(conn: &mut Conn, id: Uuid) -> Result<bool, Error> {
     let changed = conn
         .execute(
-            "UPDATE requests SET status = 'AUTHORIZED' WHERE id = $1 AND status = 'PENDING'",
-            args![id],
+            "UPDATE requests SET status = $1 WHERE id = $2 AND status = $3",
+            args![
+                RequestStatus::Authorized.as_str(),
+                &id.to_string(),
+                RequestStatus::Pending.as_str()
+            ],
         )
         .await?;
     Ok(changed == 1)
@@ -77,15 +132,22 @@ pub async fn authorize(conn: &mut Conn, id: &str) -> Result<bool, Error> {
 
 pub async fn complete(
     conn: &mut Conn,
-    id: &str,
+    id: Uuid,
     balance: i64,
     version: i64,
 ) -> Result<bool, Error> {
+    let completed = RequestStatus::Completed.as_str();
     let changed = conn
         .execute(
-            "UPDATE requests SET status = 'COMPLETED', balance = $1, version = $2, completed_at = $3
-             WHERE id = $4 AND status != 'COMPLETED'",
-            args![balance, version, onlinebank_core::time::now_ms(), id],
+            "UPDATE requests SET status = $1, balance = $2, version = $3, completed_at = $4
+             WHERE id = $5 AND status != $1",
+            args![
+                completed,
+                balance,
+                version,
+                onlinebank_core::time::now_ms(),
+                &id.to_string()
+            ],
         )
         .await?;
     Ok(changed == 1)
@@ -95,16 +157,17 @@ pub async fn complete(
 /// idempotency key so the client can simply retry (nothing happened).
 pub async fn cancel(
     conn: &mut Conn,
-    id: &str,
+    id: Uuid,
     reason: Reason,
     release_key: bool,
 ) -> Result<bool, Error> {
+    let id = id.to_string();
     let deleted: Option<RequestRow> = conn
         .fetch_optional(
             &format!(
-                "DELETE FROM requests WHERE id = $1 AND status != 'COMPLETED' RETURNING {REQUEST_COLUMNS}"
+                "DELETE FROM requests WHERE id = $1 AND status != $2 RETURNING {REQUEST_COLUMNS}"
             ),
-            args![id],
+            args![&id, RequestStatus::Completed.as_str()],
         )
         .await?;
     let Some(row) = deleted else {
@@ -114,9 +177,9 @@ pub async fn cancel(
         "INSERT INTO cancelled_requests (id, customer_id, kind, account_no, amount, reason, cancelled_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         args![
-            &row.id,
+            &id,
             &row.customer_id,
-            &row.kind,
+            row.kind.as_str(),
             &row.account_no,
             row.amount,
             reason.code(),
@@ -127,19 +190,20 @@ pub async fn cancel(
     if release_key {
         conn.execute(
             "DELETE FROM idempotency_keys WHERE request_id = $1",
-            args![id],
+            args![&id],
         )
         .await?;
     }
     Ok(true)
 }
 
-pub async fn standing(db: &Db, id: &str) -> Result<Standing, Error> {
+pub async fn standing(db: &Db, id: Uuid) -> Result<Standing, Error> {
+    let id = id.to_string();
     let mut conn = db.read().await?;
     let live: Option<RequestRow> = conn
         .fetch_optional(
             &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"),
-            args![id],
+            args![&id],
         )
         .await?;
     if let Some(row) = live {
@@ -148,7 +212,7 @@ pub async fn standing(db: &Db, id: &str) -> Result<Standing, Error> {
     let cancelled: Option<String> = conn
         .scalar(
             "SELECT reason FROM cancelled_requests WHERE id = $1",
-            args![id],
+            args![&id],
         )
         .await?;
     Ok(match cancelled {
@@ -160,13 +224,13 @@ pub async fn standing(db: &Db, id: &str) -> Result<Standing, Error> {
 }
 
 /// The owner of a request, live or cancelled.
-pub async fn owner(db: &Db, id: &str) -> Result<Option<String>, Error> {
+pub async fn owner(db: &Db, id: Uuid) -> Result<Option<String>, Error> {
     db.read()
         .await?
         .scalar(
             "SELECT customer_id FROM requests WHERE id = $1
              UNION ALL SELECT customer_id FROM cancelled_requests WHERE id = $1 LIMIT 1",
-            args![id],
+            args![&id.to_string()],
         )
         .await
 }
@@ -193,25 +257,23 @@ pub async fn unfinished(db: &Db) -> Result<Vec<RequestRow>, Error> {
     db.read()
         .await?
         .fetch_all(
-            &format!(
-                "SELECT {REQUEST_COLUMNS} FROM requests WHERE status != 'COMPLETED' ORDER BY id"
-            ),
-            &[],
+            &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE status != $1 ORDER BY id"),
+            args![RequestStatus::Completed.as_str()],
         )
         .await
 }
 
 /// PENDING requests created before `cutoff`: their step-up can no longer count.
-pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<String>, Error> {
+pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<Uuid>, Error> {
     let rows: Vec<(String,)> = db
         .read()
         .await?
         .fetch_all(
-            "SELECT id FROM requests WHERE status = 'PENDING' AND created_at < $1 ORDER BY created_at LIMIT 500",
-            args![cutoff],
+            "SELECT id FROM requests WHERE status = $1 AND created_at < $2 ORDER BY created_at LIMIT 500",
+            args![RequestStatus::Pending.as_str(), cutoff],
         )
         .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    rows.iter().map(|(id,)| stored_id(id)).collect()
 }
 
 /// Forgets compensations and idempotency keys older than `before`.
@@ -241,7 +303,7 @@ pub enum KeyClaim {
     /// The key is new and now belongs to this request.
     Claimed,
     /// The key was used with the same body for this earlier request.
-    Replay(String),
+    Replay(Uuid),
     /// The key was used with a different body.
     Reused,
 }
@@ -251,8 +313,9 @@ pub async fn claim_key(
     customer_id: &str,
     key: &str,
     body_hash: &str,
-    request_id: &str,
+    request_id: Uuid,
 ) -> Result<KeyClaim, Error> {
+    let request_id = request_id.to_string();
     // Insert first: two replicas (or two PostgreSQL transactions) claiming the same key at once
     // meet at the unique key; the later one waits for the earlier to commit and then finds its
     // row below instead of failing.
@@ -264,7 +327,7 @@ pub async fn claim_key(
                 customer_id,
                 key,
                 body_hash,
-                request_id,
+                &request_id,
                 onlinebank_core::time::now_ms()
             ],
         )
@@ -279,8 +342,32 @@ pub async fn claim_key(
         )
         .await?;
     Ok(if existing_hash == body_hash {
-        KeyClaim::Replay(existing_request)
+        KeyClaim::Replay(stored_id(&existing_request)?)
     } else {
         KeyClaim::Reused
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_status_round_trips_through_its_stored_text() {
+        for (status, stored) in [
+            (RequestStatus::Pending, "PENDING"),
+            (RequestStatus::Authorized, "AUTHORIZED"),
+            (RequestStatus::Completed, "COMPLETED"),
+        ] {
+            assert_eq!(status.as_str(), stored);
+            assert_eq!(RequestStatus::parse(stored), Some(status));
+        }
+    }
+
+    #[test]
+    fn an_unknown_stored_status_is_not_a_status() {
+        for stored in ["", "pending", "Completed", "CANCELLED", "COMPLETED "] {
+            assert_eq!(RequestStatus::parse(stored), None, "{stored:?}");
+        }
+    }
 }

@@ -116,6 +116,18 @@ impl<'a> From<&'a String> for Arg<'a> {
     }
 }
 
+impl<'a> From<&'a crate::ids::AccountNo> for Arg<'a> {
+    fn from(value: &'a crate::ids::AccountNo) -> Self {
+        Arg::Text(value.as_str())
+    }
+}
+
+impl<'a> From<&'a crate::ids::CustomerId> for Arg<'a> {
+    fn from(value: &'a crate::ids::CustomerId) -> Self {
+        Arg::Text(value.as_str())
+    }
+}
+
 impl<'a> From<&'a [u8]> for Arg<'a> {
     fn from(value: &'a [u8]) -> Self {
         Arg::Blob(value)
