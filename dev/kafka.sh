@@ -252,8 +252,12 @@ cmd_start() {
 
     if [ ! -f "$DATA/meta.properties" ]; then
         # A new log dir: format it once for a single-node static quorum. Later starts reuse it.
-        local cluster_id
-        cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+        # 16 random bytes in base64url, as Kafka's own ids, and like Kafka never starting with
+        # '-' (the format tool would read such an id as an option: a 1-in-64 failed start).
+        local cluster_id=-
+        while [ "${cluster_id#-}" != "$cluster_id" ]; do
+            cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+        done
         say "formatting $DATA (cluster id $cluster_id)"
         run_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >>"$LOG" 2>&1 \
             || { tail -n 30 "$LOG" >&2; die "format failed; see $LOG"; }
