@@ -671,6 +671,22 @@ async fn demo_customer(api: &Api) -> (String, i64) {
     (token, opening)
 }
 
+/// Waits until the read side (mypage, fed by events, so shortly after a write's answer) shows
+/// `no` with `want`.
+async fn read_side_shows(api: &Api, token: &str, no: &str, want: i64) {
+    eventually(
+        &format!("{no} at {want} on the read side"),
+        WAIT,
+        || async {
+            match api.balance(token, no).await {
+                (200, body) if body["balance"] == want => Ok(()),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        },
+    )
+    .await;
+}
+
 async fn balance_of(api: &Api, token: &str, no: &str) -> i64 {
     let (status, body) = api.balance(token, no).await;
     assert_eq!(status, 200, "balance {no}: {body}");
@@ -812,7 +828,7 @@ async fn k8s_1_deploy_and_walk_through() {
     assert_eq!(body["balance"], 15_000, "deposit: {body}");
     let body = expect_ok(&api.withdraw(&token, pw, "3001", 15_000).await, 200).clone();
     assert_eq!(body["balance"], 0, "withdraw: {body}");
-    assert_eq!(balance_of(api, &token, "3001").await, 0);
+    read_side_shows(api, &token, "3001", 0).await;
     let history = eventually("history with 3 transactions", WAIT, || async {
         let (status, body) = api.history(&token, "3001").await;
         let n = body.to_string().matches("\"amount\"").count();
@@ -1197,7 +1213,7 @@ async fn k8s_5_config_map_and_volume() {
         )
         .await;
         expect_ok(&api.deposit(&c.token, &c.pw, "5001", 40_000).await, 200);
-        assert_eq!(balance_of(&api, &c.token, "5001").await, 100_000);
+        read_side_shows(&api, &c.token, "5001", 100_000).await;
         eprintln!(
             "PROOF config: ONLINEBANK_MAX_AMOUNT=50000 -> ConfigMap {config}, every Deployment \
              rolled in {}; 60000 -> 400 invalid_amount, 40000 -> 200",
