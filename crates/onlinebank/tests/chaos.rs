@@ -11,15 +11,18 @@
 //! account whose balance differs between account, history and mypage or from its operations,
 //! a negative balance, a request left pending, an event left unconsumed.
 //!
+//! What an answer means, how a lost one is resolved and how an account is checked is
+//! `onlinebank_kit`'s, as for the bench and the crash tests.
+//!
 //! Knobs: `CHAOS_SECS` (default 60), `CHAOS_CUSTOMERS` (default 200). Run it with
 //! `dev/chaos.sh` (which starts PostgreSQL and Kafka) or `./.ci/run`.
 
-#[path = "e2e/support.rs"]
-#[allow(dead_code)]
+#[path = "e2e/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +50,15 @@ impl Op {
             kind => money(kind, &self.account, self.amount, pw),
         }
     }
+
+    fn sent(&self) -> Sent<'_> {
+        Sent {
+            kind: self.kind,
+            amount: self.amount,
+            first: &self.first,
+            last: &self.last,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -64,47 +76,17 @@ fn knob(name: &str, default: u64) -> u64 {
 }
 
 /// Asks again (same Idempotency-Key) or looks the request up until the answer is definitive.
-async fn resolve(api: &Api, customer: &Customer, op: &mut Op, deadline: Instant) {
-    loop {
-        match op.last.clone() {
-            Answer::Completed { .. } | Answer::Refused { .. } => return,
-            Answer::Pending { id } => {
-                let (status, body) = match api
-                    .get_req(&format!("/api/v1/requests/{id}"))
-                    .bearer(&customer.token)
-                    .try_send()
-                    .await
-                {
-                    Ok(reply) => (reply.status, reply.body),
-                    Err(_) => (0, Value::Null),
-                };
-                op.last = match (
-                    status,
-                    body["status"].as_str(),
-                    body["error"]["code"].as_str(),
-                ) {
-                    (200, Some("completed"), _) => Answer::Completed {
-                        id,
-                        balance: body["balance"].as_i64().unwrap_or(0),
-                    },
-                    (404, _, Some("request_cancelled")) => Answer::Refused {
-                        code: body["reason"].as_str().unwrap_or("?").to_owned(),
-                        id: Some(id),
-                    },
-                    _ => Answer::Pending { id },
-                };
-            }
-            Answer::Unknown(_) => {
-                op.last = send(api, &customer.token, &op.key, op.body(&customer.pw)).await;
-            }
-        }
-        if Instant::now() >= deadline {
-            return;
-        }
-        if !matches!(op.last, Answer::Completed { .. } | Answer::Refused { .. }) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+async fn settle(api: &Api, customer: &Customer, op: &mut Op, deadline: Instant) {
+    let body = op.body(&customer.pw);
+    op.last = resolve(
+        api,
+        &customer.token,
+        &op.key,
+        &body,
+        op.last.clone(),
+        deadline,
+    )
+    .await;
 }
 
 /// One customer's session: open an account, move money, read, sometimes empty and close it
@@ -191,8 +173,8 @@ async fn customer_loop(
             kind,
             amount,
             key: uuid::Uuid::new_v4().to_string(),
-            first: Answer::Unknown("not sent".into()),
-            last: Answer::Unknown("not sent".into()),
+            first: Answer::lost("not sent"),
+            last: Answer::lost("not sent"),
         };
         op.first = send(
             &gateways[gw],
@@ -202,14 +184,14 @@ async fn customer_loop(
         )
         .await;
         op.last = op.first.clone();
-        if matches!(op.first, Answer::Unknown(_)) {
+        if matches!(op.first, Answer::Unknown { .. } | Answer::Busy) {
             gw = (gw + 1) % gateways.len();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // The session needs to know how opens and closes ended before it goes on.
         if kind == "open" || kind == "close" {
             let deadline = Instant::now() + Duration::from_secs(20);
-            resolve(&gateways[gw], &customer, &mut op, deadline).await;
+            settle(&gateways[gw], &customer, &mut op, deadline).await;
         }
         match (&op.last, kind) {
             (Answer::Completed { .. }, "open") => account = Some(no.clone()),
@@ -224,7 +206,7 @@ async fn customer_loop(
             {
                 closing = false
             }
-            (Answer::Unknown(_) | Answer::Pending { .. }, "close") => {
+            (Answer::Unknown { .. } | Answer::Pending { .. } | Answer::Busy, "close") => {
                 closing = false;
             }
             _ => {}
@@ -349,8 +331,8 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
     let mut violations: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     for op in ops.iter_mut() {
-        resolve(&cluster.api, &customers[op.customer], op, deadline).await;
-        if !matches!(op.last, Answer::Completed { .. } | Answer::Refused { .. }) {
+        settle(&cluster.api, &customers[op.customer], op, deadline).await;
+        if !op.last.is_definitive() {
             violations.push(format!("never resolved: {op:?}"));
         }
     }
@@ -380,67 +362,14 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         if !opened {
             violations.push(format!("{no}: exists but no open completed"));
         }
-        if row.balance < 0 {
-            violations.push(format!("{no}: negative balance {}", row.balance));
-        }
-        if snapshot.ledger.get(no).copied() != Some(row.balance) {
-            violations.push(format!(
-                "{no}: history {:?} != account {}",
-                snapshot.ledger.get(no),
-                row.balance
-            ));
-        }
-        if snapshot.mypage.get(no).map(|m| m.balance) != Some(row.balance) {
-            violations.push(format!("{no}: mypage != account {}", row.balance));
-        }
-        let ledger = cluster.all_transactions(&customer.token, no).await;
-        let mut in_ledger: BTreeMap<String, (String, i64)> = BTreeMap::new();
-        for entry in &ledger {
-            let id = entry["requestId"].as_str().unwrap_or_default().to_owned();
-            let kind = entry["type"].as_str().unwrap_or("?").to_owned();
-            let amount = entry["amount"].as_i64().unwrap_or(-1);
-            if in_ledger.insert(id.clone(), (kind, amount)).is_some() {
-                violations.push(format!("{no}: request {id} applied twice"));
-            }
-        }
-        let mut expected = 0_i64;
-        let mut completed_ids = BTreeSet::new();
-        for op in mine {
-            match &op.last {
-                Answer::Completed { id, .. } => {
-                    match in_ledger.get(id) {
-                        Some((kind, amount)) if kind == op.kind && *amount == op.amount => {}
-                        Some(other) => {
-                            violations.push(format!("{no}: {op:?} recorded as {other:?}"))
-                        }
-                        None => {
-                            violations.push(format!("{no}: acknowledged but not applied: {op:?}"))
-                        }
-                    }
-                    expected += match op.kind {
-                        "open" | "deposit" => op.amount,
-                        "withdraw" => -op.amount,
-                        _ => 0,
-                    };
-                    completed_ids.insert(id.clone());
-                }
-                Answer::Refused { id: Some(id), .. } if in_ledger.contains_key(id) => {
-                    violations.push(format!("{no}: rejected but applied: {op:?}"));
-                }
-                _ => {}
-            }
-        }
-        for id in in_ledger.keys() {
-            if !completed_ids.contains(id) {
-                violations.push(format!("{no}: ledger entry {id} no operation completed as"));
-            }
-        }
-        if expected != row.balance {
-            violations.push(format!(
-                "{no}: balance {} but the completed operations add up to {expected}",
-                row.balance
-            ));
-        }
+        let views = Views {
+            balance: row.balance,
+            history: snapshot.ledger.get(no).copied(),
+            mypage: snapshot.mypage.get(no).map(|m| m.balance),
+        };
+        let ledger = ledger_of(&cluster.api, &customer.token, no).await;
+        let sent: Vec<Sent> = mine.iter().map(|op| op.sent()).collect();
+        violations.extend(check_account(no, views, &ledger, &sent));
     }
 
     // No event left unconsumed: every consumer group's lag is zero.

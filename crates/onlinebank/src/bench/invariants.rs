@@ -7,9 +7,11 @@
 //! is measured without this check proves nothing about a bank; this is what makes the throughput
 //! "completed and correct" rather than merely "answered".
 
-use super::client::{Api, Reply};
-use super::workload::{resolve, Bench, Resolved};
+use super::workload::Bench;
 use futures::StreamExt;
+use onlinebank_kit::http::{Api, Reply};
+use onlinebank_kit::ledger::Entry;
+use onlinebank_kit::{resolve, Answer};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -62,10 +64,10 @@ pub async fn check(bench: &Bench, api: &Api) -> Verdict {
     );
     verdict.resolution.unknown = unknowns.len();
     let deadline = Instant::now() + RESOLVE_PATIENCE;
-    let resolved: Vec<(usize, Resolved)> = futures::stream::iter(unknowns.iter().enumerate())
+    let resolved: Vec<(usize, Answer)> = futures::stream::iter(unknowns.iter().enumerate())
         .map(|(index, unknown)| async move {
             let Some(account) = bench.accounts.get(unknown.account) else {
-                return (index, Resolved::Unresolved("no such account".to_owned()));
+                return (index, Answer::lost("no such account"));
             };
             let token = bench.token_of(account).unwrap_or_default();
             let body = bench.write_body(unknown.op, account, unknown.amount);
@@ -74,7 +76,7 @@ pub async fn check(bench: &Bench, api: &Api) -> Verdict {
                 token,
                 &unknown.key,
                 &body,
-                unknown.request_id.clone(),
+                unknown.answer.clone(),
                 deadline,
             )
             .await;
@@ -87,21 +89,22 @@ pub async fn check(bench: &Bench, api: &Api) -> Verdict {
         let unknown = &unknowns[index];
         let account = bench.accounts.get(unknown.account);
         match outcome {
-            Resolved::Applied => {
+            Answer::Completed { .. } => {
                 verdict.resolution.applied += 1;
                 if let Some(account) = account {
                     account.apply(unknown.op, unknown.amount);
                 }
             }
-            Resolved::Refused(_) => verdict.resolution.refused += 1,
-            Resolved::Unresolved(last) => {
+            Answer::Refused { .. } => verdict.resolution.refused += 1,
+            last => {
                 verdict.resolution.unresolved += 1;
                 verdict.violations.push(format!(
-                    "{}: {} of {} (key {}) still unknown after {RESOLVE_PATIENCE:?} ({last})",
+                    "{}: {} of {} (key {}) still unknown after {RESOLVE_PATIENCE:?} ({})",
                     account.map(|a| a.no.as_str()).unwrap_or("?"),
                     unknown.op.name(),
                     unknown.amount,
-                    unknown.key
+                    unknown.key,
+                    last.label()
                 ));
             }
         }
@@ -229,13 +232,7 @@ async fn transactions(bench: &Bench, api: &Api, index: usize) -> Result<(i64, u6
             return Err(format!("unexpected page {json}"));
         };
         for item in items {
-            let amount = item.get("amount").and_then(Value::as_i64).unwrap_or(0);
-            match item.get("type").and_then(Value::as_str) {
-                Some("open" | "deposit") => sum += amount,
-                Some("withdraw") => sum -= amount,
-                Some("close") => {}
-                other => return Err(format!("unknown transaction type {other:?}")),
-            }
+            sum += Entry::parse(item)?.signed()?;
             count += 1;
         }
         before = match json.get("next") {

@@ -7,14 +7,14 @@
 //! last checks every touched account against its own ledger. A run whose invariants fail exits
 //! non-zero.
 //!
-//! - `client`: HTTP calls and what an answer means (applied, refused, unknown);
+//! - HTTP calls and what an answer means (done, refused, unknown): `onlinebank_kit`, shared with
+//!   the end-to-end tests;
 //! - `target`: the bank under test (self-started: time to ready, RSS);
 //! - `workload`: setup, ceilings, the mix, the ledger;
 //! - `stats`: latency histograms and counts, per second too;
 //! - `invariants`: resolving unknown outcomes, waiting for the read side, the check;
 //! - `report`: text, JSON and HTML.
 
-mod client;
 mod invariants;
 mod report;
 mod stats;
@@ -23,7 +23,7 @@ mod workload;
 
 use crate::cli::BenchArgs;
 use anyhow::{bail, Context};
-use client::Api;
+use onlinebank_kit::http::Api;
 use report::{Config, Cpu, Results, StartedBank};
 use stats::Recorder;
 use std::sync::Arc;

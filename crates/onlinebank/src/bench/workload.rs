@@ -7,10 +7,11 @@
 //! write whose outcome the client could not know is set aside with its Idempotency-Key, to be
 //! resolved before the invariants are judged.
 
-use super::client::{classify_write, Api, Reply, WriteOutcome};
 use super::stats::Recorder;
 use anyhow::{bail, Context};
 use futures::StreamExt;
+use onlinebank_kit::http::{Api, Reply};
+use onlinebank_kit::{send_resolved, Answer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -151,7 +152,8 @@ pub struct Unknown {
     pub op: Op,
     pub amount: i64,
     pub key: String,
-    pub request_id: Option<String>,
+    /// What the client knew (a request id, when the answer carried one).
+    pub answer: Answer,
 }
 
 /// Everything the clients share.
@@ -201,107 +203,6 @@ impl Bench {
 /// How long setup calls keep retrying `service_busy` and resolving unknown outcomes.
 const SETUP_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Sends a write and, if its outcome is unknown, resolves it (same Idempotency-Key).
-pub async fn write_resolved(
-    api: &Api,
-    token: &str,
-    key: &str,
-    body: &Value,
-    patience: Duration,
-) -> Resolved {
-    let deadline = Instant::now() + patience;
-    let outcome = classify_write(
-        &api.post("/api/v1/requests", Some(token), Some(key), body)
-            .await,
-    );
-    match outcome {
-        WriteOutcome::Applied => Resolved::Applied,
-        WriteOutcome::Refused(code) if code == "service_busy" => {
-            // Nothing happened: try again (a setup step must not be skipped).
-            resolve(api, token, key, body, None, deadline).await
-        }
-        WriteOutcome::Refused(code) => Resolved::Refused(code),
-        WriteOutcome::Unknown { request_id, .. } => {
-            resolve(api, token, key, body, request_id, deadline).await
-        }
-    }
-}
-
-/// The final outcome of a write.
-#[derive(Debug)]
-pub enum Resolved {
-    Applied,
-    Refused(String),
-    /// Still unknown at the deadline; the last thing seen.
-    Unresolved(String),
-}
-
-/// Finds out what became of a write: polls `GET /api/v1/requests/{id}` while its id is known,
-/// otherwise re-sends it with the same Idempotency-Key (which replays the first answer, or
-/// performs it now if it never arrived). `service_busy` on a re-send proves nothing about the
-/// first attempt, so it is retried like any other unknown until `deadline`.
-pub async fn resolve(
-    api: &Api,
-    token: &str,
-    key: &str,
-    body: &Value,
-    mut request_id: Option<String>,
-    deadline: Instant,
-) -> Resolved {
-    let mut last: String;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        if let Some(id) = request_id.clone() {
-            let reply = api
-                .get(&format!("/api/v1/requests/{id}"), Some(token))
-                .await;
-            let json = reply.json().unwrap_or(Value::Null);
-            match reply.status() {
-                Some(200) => {
-                    if json.get("status").and_then(Value::as_str) == Some("completed") {
-                        return Resolved::Applied;
-                    }
-                    last = "pending".to_owned();
-                }
-                Some(404) if reply.label() == "request_cancelled" => {
-                    let reason = json
-                        .get("reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or("request_cancelled");
-                    return Resolved::Refused(reason.to_owned());
-                }
-                Some(404) => {
-                    // Not known under this id: ask by key instead.
-                    last = reply.label();
-                    request_id = None;
-                }
-                _ => last = reply.label(),
-            }
-        } else {
-            let reply = api
-                .post("/api/v1/requests", Some(token), Some(key), body)
-                .await;
-            match classify_write(&reply) {
-                WriteOutcome::Applied => return Resolved::Applied,
-                WriteOutcome::Refused(code) if code == "service_busy" => last = code,
-                WriteOutcome::Refused(code) => return Resolved::Refused(code),
-                WriteOutcome::Unknown {
-                    label,
-                    request_id: id,
-                } => {
-                    last = label;
-                    request_id = id;
-                }
-            }
-        }
-        if Instant::now() + pause >= deadline {
-            return Resolved::Unresolved(last);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
-    }
-}
-
 /// Sizes of the setup.
 pub struct SetupPlan {
     pub customers: usize,
@@ -339,18 +240,17 @@ pub async fn setup(api: &Api, plan: &SetupPlan) -> anyhow::Result<Bench> {
             });
             let key = format!("bench-{run_id}-open-{index}");
             async move {
-                match write_resolved(&api, &token, &key, &body, SETUP_PATIENCE).await {
-                    Resolved::Applied => Ok(Account {
+                let deadline = Instant::now() + SETUP_PATIENCE;
+                match send_resolved(&api, &token, &key, &body, deadline).await {
+                    Answer::Completed { .. } => Ok(Account {
                         no,
                         customer,
                         opening: plan.opening,
                         expected: AtomicI64::new(plan.opening),
                         entries: AtomicU64::new(1),
                     }),
-                    Resolved::Refused(code) => bail!("opening account {no}: {code}"),
-                    Resolved::Unresolved(last) => {
-                        bail!("opening account {no}: outcome unknown ({last})")
-                    }
+                    Answer::Refused { code, .. } => bail!("opening account {no}: {code}"),
+                    last => bail!("opening account {no}: outcome unknown ({})", last.label()),
                 }
             }
         })
@@ -439,28 +339,6 @@ pub async fn ceiling(
     started.elapsed()
 }
 
-/// A legacy write's outcome: `201` with `RequestCompleted` applied, `202` pending (its id is
-/// `id`), the rest as for a v1 write.
-fn classify_legacy_write(reply: &Reply) -> WriteOutcome {
-    let json = reply.json().unwrap_or(Value::Null);
-    let request_id = json.get("id").and_then(Value::as_str).map(str::to_owned);
-    match reply.status() {
-        Some(201)
-            if json.get("requestStatus").and_then(Value::as_str) == Some("RequestCompleted") =>
-        {
-            WriteOutcome::Applied
-        }
-        Some(202) => WriteOutcome::Unknown {
-            label: "pending_202".to_owned(),
-            request_id,
-        },
-        _ => match classify_write(reply) {
-            WriteOutcome::Unknown { label, .. } => WriteOutcome::Unknown { label, request_id },
-            other => other,
-        },
-    }
-}
-
 /// After a transport failure (the bank unreachable) a client pauses briefly instead of spinning.
 async fn transport_pause(reply: &Reply) {
     if matches!(reply, Reply::Transport(_)) {
@@ -514,28 +392,31 @@ pub async fn drive(
                         let began = Instant::now();
                         // A legacy deposit is a deposit: it counts, and is resolved through the
                         // v1 API (the same key, the same request), as one.
-                        let (reply, outcome, applied) = if op == Op::LegacyDeposit {
+                        let (reply, answer, applied) = if op == Op::LegacyDeposit {
                             let body = bench.legacy_body(account, amount);
                             let reply = api.post("/requests", None, Some(&key), &body).await;
-                            let outcome = classify_legacy_write(&reply);
-                            (reply, outcome, Op::Deposit)
+                            let answer = reply.legacy_write_answer();
+                            (reply, answer, Op::Deposit)
                         } else {
                             let body = bench.write_body(op, account, amount);
                             let reply = api
                                 .post("/api/v1/requests", Some(token), Some(&key), &body)
                                 .await;
-                            let outcome = classify_write(&reply);
-                            (reply, outcome, op)
+                            let answer = reply.write_answer();
+                            (reply, answer, op)
                         };
                         let latency = began.elapsed();
-                        match outcome {
-                            WriteOutcome::Applied => {
+                        match answer {
+                            Answer::Completed { .. } => {
                                 account.apply(applied, amount);
                                 recorder.ok(op.index(), latency);
                             }
-                            WriteOutcome::Refused(code) => recorder.error(op.index(), &code),
-                            WriteOutcome::Unknown { label, request_id } => {
-                                recorder.error(op.index(), &label);
+                            // Nothing happened (busy included): the ledger stays as it is.
+                            Answer::Refused { .. } | Answer::Busy => {
+                                recorder.error(op.index(), &answer.label())
+                            }
+                            Answer::Pending { .. } | Answer::Unknown { .. } => {
+                                recorder.error(op.index(), &answer.label());
                                 bench
                                     .unknowns
                                     .lock()
@@ -545,7 +426,7 @@ pub async fn drive(
                                         op: applied,
                                         amount,
                                         key,
-                                        request_id,
+                                        answer,
                                     });
                             }
                         }

@@ -3,11 +3,14 @@
 //! mid-stream, each restarted on its port. Once drained: every store agrees on every account,
 //! nothing is pending, and the ledger holds exactly the operations that completed (acknowledged
 //! ones included; operations whose answer was lost are resolved by their request id or by
-//! retrying with their Idempotency-Key, which must not apply them twice).
+//! retrying with their Idempotency-Key, which must not apply them twice). What an answer means,
+//! how a lost one is resolved and how an account is checked is `onlinebank_kit`'s, as for the
+//! bench and the chaos test.
 
 use crate::support::*;
+use onlinebank_kit::Transport;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +33,45 @@ impl Op {
     fn body(&self, pw: &str) -> Value {
         money(self.kind, &self.account, self.amount, pw)
     }
+
+    fn sent(&self) -> Sent<'_> {
+        Sent {
+            kind: self.kind,
+            amount: self.amount,
+            first: &self.first,
+            last: &self.last,
+        }
+    }
+}
+
+/// The tests' client, asserting on the way that a request which answered 202 is then found
+/// completed (with its balance), still pending, or cancelled: nothing else.
+struct Strict<'a> {
+    api: &'a Api,
+    after_202: Option<String>,
+}
+
+impl Transport for Strict<'_> {
+    async fn write(&self, token: &str, key: &str, body: &Value) -> Result<(u16, Value), String> {
+        Transport::write(self.api, token, key, body).await
+    }
+
+    async fn request(&self, token: &str, id: &str) -> Result<(u16, Value), String> {
+        if self.after_202.as_deref() != Some(id) {
+            return Transport::request(self.api, token, id).await;
+        }
+        let (status, body) = self.api.get_request(token, id).await;
+        match (
+            status,
+            body["status"].as_str(),
+            body["error"]["code"].as_str(),
+        ) {
+            (200, Some("completed"), _) => assert!(body["balance"].is_i64(), "{body}"),
+            (200, Some("pending"), _) | (404, _, Some("request_cancelled")) => {}
+            _ => panic!("request {id} answered 202 earlier, now: {status} {body}"),
+        }
+        Ok((status, body))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,15 +88,31 @@ async fn killing_history_mypage_and_auth_mid_stream_loses_no_money_and_leaves_no
 async fn crash_stream(kills: &[&str]) {
     let mut cluster = Cluster::start_with(&["--request-wait-ms", "1000"]).await;
 
-    // Three customers with two accounts each.
+    // Three customers with two accounts each; the opens are operations like the others.
     let mut customers = Vec::new();
     let mut accounts: Vec<Vec<String>> = Vec::new();
+    let mut opens = Vec::new();
     for c in 0..3 {
         let customer = cluster.customer(&format!("c{c}@crash")).await;
         let mut mine = Vec::new();
         for a in 0..2 {
             let no = format!("{}0{}", c + 1, a + 1);
-            cluster.open_ok(&customer, &no, OPENING).await;
+            let opened = cluster.open_ok(&customer, &no, OPENING).await;
+            let answer = onlinebank_kit::classify_write(200, &opened);
+            assert!(
+                matches!(answer, Answer::Completed { id: Some(_), .. }),
+                "{opened}"
+            );
+            opens.push(Op {
+                customer: c,
+                account: no.clone(),
+                kind: "open",
+                amount: OPENING,
+                key: String::new(),
+                first: answer.clone(),
+                first_at: rfc3339_ms(std::time::SystemTime::now()),
+                last: answer,
+            });
             mine.push(no);
         }
         customers.push(customer);
@@ -91,7 +149,7 @@ async fn crash_stream(kills: &[&str]) {
                     money(kind, &account, amount, &customer.pw),
                 )
                 .await;
-                let failed = matches!(answer, Answer::Unknown(_));
+                let failed = matches!(answer, Answer::Unknown { .. } | Answer::Busy);
                 if matches!(answer, Answer::Completed { .. }) {
                     completed.fetch_add(1, Ordering::SeqCst);
                 }
@@ -145,51 +203,29 @@ async fn crash_stream(kills: &[&str]) {
     let mut ops = ops.lock().unwrap().clone();
     cluster.ops.drained(Duration::from_secs(60)).await;
 
-    // Resolve every operation whose outcome the client did not see.
+    // Resolve every operation whose outcome the client did not see (a busy one is sent again:
+    // nothing happened, so the retry is what decides it).
     for op in ops.iter_mut() {
         let customer = &customers[op.customer];
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            match op.last.clone() {
-                Answer::Completed { .. } | Answer::Refused { .. } => break,
-                Answer::Pending { id } => {
-                    let (status, body) = cluster.get_request(&customer.token, &id).await;
-                    op.last = match (
-                        status,
-                        body["status"].as_str(),
-                        body["error"]["code"].as_str(),
-                    ) {
-                        (200, Some("completed"), _) => Answer::Completed {
-                            id,
-                            balance: body["balance"].as_i64().unwrap_or_else(|| panic!("{body}")),
-                        },
-                        (200, Some("pending"), _) => Answer::Pending { id },
-                        (404, _, Some("request_cancelled")) => Answer::Refused {
-                            code: body["reason"].as_str().unwrap_or("?").to_owned(),
-                            id: Some(id),
-                        },
-                        _ => panic!("request {id} answered 202 earlier, now: {status} {body}"),
-                    };
-                }
-                Answer::Unknown(_) => {
-                    op.last = send(
-                        &cluster.api,
-                        &customer.token,
-                        &op.key,
-                        op.body(&customer.pw),
-                    )
-                    .await;
-                }
-            }
-            if matches!(op.last, Answer::Completed { .. } | Answer::Refused { .. }) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "could not resolve {op:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let strict = Strict {
+            api: &cluster.api,
+            after_202: match &op.last {
+                Answer::Pending { id } => Some(id.clone()),
+                _ => None,
+            },
+        };
+        let body = op.body(&customer.pw);
+        op.last = resolve(
+            &strict,
+            &customer.token,
+            &op.key,
+            &body,
+            op.last.clone(),
+            deadline,
+        )
+        .await;
+        assert!(op.last.is_definitive(), "could not resolve {op:?}");
     }
     let snapshot = cluster.ops.drained(Duration::from_secs(60)).await;
 
@@ -197,15 +233,16 @@ async fn crash_stream(kills: &[&str]) {
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
     let acknowledged = count(&|op| matches!(op.first, Answer::Completed { .. }));
     let pending = count(&|op| matches!(op.first, Answer::Pending { .. }));
-    let unknown = count(&|op| matches!(op.first, Answer::Unknown(_)));
+    let busy = count(&|op| matches!(op.first, Answer::Busy));
+    let unknown = count(&|op| matches!(op.first, Answer::Unknown { .. }));
     eprintln!(
-        "crash stream: {} operations, {acknowledged} acknowledged, {pending} answered 202, {unknown} unknown",
+        "crash stream: {} operations, {acknowledged} acknowledged, {pending} answered 202, {busy} busy, {unknown} unknown",
         ops.len()
     );
     let reasons: BTreeSet<&str> = ops
         .iter()
         .filter_map(|op| match &op.first {
-            Answer::Unknown(why) => Some(why.as_str()),
+            Answer::Unknown { label, .. } => Some(label.as_str()),
             _ => None,
         })
         .take(10)
@@ -229,104 +266,22 @@ async fn crash_stream(kills: &[&str]) {
     assert_eq!(snapshot.pending, 0);
     for (c, no) in &all_accounts {
         let row = &snapshot.accounts[no];
-        assert!(row.balance >= 0, "{no} negative: {row:?}");
-        assert_eq!(
-            snapshot.ledger.get(no).copied(),
-            Some(row.balance),
-            "{no}: history disagrees"
-        );
-        assert_eq!(
-            snapshot.mypage[no].balance, row.balance,
-            "{no}: mypage disagrees"
-        );
-
-        // The ledger as the customer reads it.
-        let token = &customers[*c].token;
-        let ledger = cluster.all_transactions(token, no).await;
-        let mut in_ledger: BTreeMap<String, (String, i64)> = BTreeMap::new();
-        for entry in &ledger {
-            let id = entry["requestId"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{entry}"))
-                .to_owned();
-            let kind = entry["type"].as_str().unwrap_or("?").to_owned();
-            let amount = entry["amount"]
-                .as_i64()
-                .unwrap_or_else(|| panic!("{entry}"));
-            assert!(
-                in_ledger.insert(id.clone(), (kind, amount)).is_none(),
-                "{no}: request {id} is in the ledger twice"
-            );
-        }
-        // The balance chain of the ledger: oldest to newest, never negative.
-        let mut by_version: Vec<&Value> = ledger.iter().collect();
-        by_version.sort_by_key(|e| e["version"].as_i64().unwrap_or(0));
-        let mut running = 0_i64;
-        for entry in &by_version {
-            let amount = entry["amount"].as_i64().unwrap();
-            running += match entry["type"].as_str() {
-                Some("open") | Some("deposit") => amount,
-                Some("withdraw") => -amount,
-                other => panic!("{no}: unexpected entry type {other:?}"),
-            };
-            assert!(running >= 0, "{no}: ledger goes negative at {entry}");
-            assert_eq!(
-                entry["balanceAfter"].as_i64(),
-                Some(running),
-                "{no}: broken chain at {entry}"
-            );
-        }
-        assert_eq!(
-            running, row.balance,
-            "{no}: the ledger does not add up to the balance"
-        );
-
-        // Exactly the completed operations are in the ledger, each once, as they were sent.
-        let mine: Vec<&Op> = ops.iter().filter(|op| &op.account == no).collect();
-        let mut expected_balance = OPENING;
-        let mut completed_ids = BTreeSet::new();
-        for op in &mine {
-            match &op.last {
-                Answer::Completed { id, balance } => {
-                    assert!(*balance >= 0, "{op:?}");
-                    let entry = in_ledger.get(id).unwrap_or_else(|| {
-                        panic!("{no}: completed operation missing from the ledger: {op:?}")
-                    });
-                    assert_eq!((entry.0.as_str(), entry.1), (op.kind, op.amount), "{op:?}");
-                    if let Answer::Completed { id: first, .. } = &op.first {
-                        assert_eq!(
-                            first, id,
-                            "an acknowledged operation changed its id: {op:?}"
-                        );
-                    }
-                    expected_balance += if op.kind == "deposit" {
-                        op.amount
-                    } else {
-                        -op.amount
-                    };
-                    completed_ids.insert(id.clone());
-                }
-                Answer::Refused { id: Some(id), .. } => {
-                    assert!(
-                        !in_ledger.contains_key(id),
-                        "{no}: a refused operation applied: {op:?}"
-                    );
-                }
-                _ => {}
-            }
-        }
-        let unexplained: Vec<_> = in_ledger
+        let views = Views {
+            balance: row.balance,
+            history: snapshot.ledger.get(no).copied(),
+            mypage: snapshot.mypage.get(no).map(|row| row.balance),
+        };
+        // The ledger as the customer reads it holds exactly the completed operations, each once,
+        // as they were sent, and adds up to the balance.
+        let ledger = ledger_of(&cluster.api, &customers[*c].token, no).await;
+        let sent: Vec<Sent> = opens
             .iter()
-            .filter(|(id, (kind, _))| kind != "open" && !completed_ids.contains(*id))
+            .chain(&ops)
+            .filter(|op| &op.account == no)
+            .map(Op::sent)
             .collect();
-        assert!(
-            unexplained.is_empty(),
-            "{no}: ledger entries no operation completed as: {unexplained:?}"
-        );
-        assert_eq!(
-            row.balance, expected_balance,
-            "{no}: balance vs the completed operations"
-        );
+        let violations = check_account(no, views, &ledger, &sent);
+        assert!(violations.is_empty(), "{}", violations.join("\n"));
     }
     assert!(
         acknowledged >= 50,
@@ -343,8 +298,8 @@ async fn crash_stream(kills: &[&str]) {
     // attempt, so if its key's request completed, that request was created by the retry.
     let mut busy_but_applied = Vec::new();
     for op in &ops {
-        let busy = matches!(&op.first, Answer::Unknown(why) if why.starts_with("503") && why.contains("\"service_busy\""));
-        let Answer::Completed { id, .. } = &op.last else {
+        let busy = matches!(&op.first, Answer::Busy);
+        let Answer::Completed { id: Some(id), .. } = &op.last else {
             continue;
         };
         if !busy {

@@ -1362,7 +1362,7 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
                 let body = money(kind, &no, amount, &c.pw);
                 let answer = send(&api, &c.token, &key, body.clone()).await;
                 sent.fetch_add(1, Ordering::Relaxed);
-                if matches!(answer, Answer::Unknown(_)) {
+                if matches!(answer, Answer::Unknown { .. } | Answer::Busy) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 ops.push(Op {
@@ -1424,33 +1424,24 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
     let (mut completed, mut refused, mut unknown) = (0, 0, 0);
     for (c, ops) in &mut all {
         for op in ops.iter_mut() {
-            if matches!(op.answer, Answer::Unknown(_) | Answer::Pending { .. }) {
+            if matches!(op.answer, Answer::Unknown { .. } | Answer::Pending { .. }) {
                 unknown += 1;
                 let deadline = Instant::now() + Duration::from_secs(120);
-                loop {
-                    let mut answer = send(&api, &c.token, &op.key, op.body.clone()).await;
-                    if let Answer::Pending { id } = &answer {
-                        let (status, body) = api.get_request(&c.token, id).await;
-                        answer = if status == 200 && body["status"] == "completed" {
-                            Answer::Completed {
-                                id: id.clone(),
-                                balance: body["balance"].as_i64().unwrap_or(0),
-                            }
-                        } else {
-                            answer
-                        };
-                    }
-                    if matches!(answer, Answer::Completed { .. } | Answer::Refused { .. }) {
-                        op.answer = answer;
-                        break;
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "{} never resolved: {answer:?}",
-                        op.key
-                    );
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                let answer = resolve(
+                    &api,
+                    &c.token,
+                    &op.key,
+                    &op.body,
+                    op.answer.clone(),
+                    deadline,
+                )
+                .await;
+                assert!(
+                    answer.is_definitive(),
+                    "{} never resolved: {answer:?}",
+                    op.key
+                );
+                op.answer = answer;
             }
             match &op.answer {
                 Answer::Completed { .. } => {

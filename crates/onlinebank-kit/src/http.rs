@@ -1,11 +1,8 @@
-//! The load generator's view of the bank's HTTP contract (docs/api.md): one pooled client, and
-//! answers reduced to what the bench needs to count them (status, error code, request id) and to
-//! know whether a write happened.
-//!
-//! It exists so that the workload, the setup and the invariant check classify answers the same
-//! way: what counts as "applied", "refused" (nothing happened) or "unknown" (resolve before
-//! judging) is decided here and only here.
+//! One pooled HTTP client bound to the gateway's base URL, with answers reduced to what a load
+//! generator needs to count them (status, error code) and to know whether a write happened.
 
+use crate::answer::{classify_legacy_write, classify_write, http_label, Answer};
+use crate::resolve::Transport;
 use bytes::Bytes;
 use serde_json::Value;
 use std::time::Duration;
@@ -48,68 +45,33 @@ impl Reply {
     /// or `transport_<kind>`.
     pub fn label(&self) -> String {
         match self {
-            Reply::Http { status, body } => serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|json| error_code(&json))
-                .unwrap_or_else(|| format!("http_{status}")),
+            Reply::Http { status, .. } => http_label(*status, &self.json().unwrap_or(Value::Null)),
             Reply::Transport(kind) => format!("transport_{kind}"),
         }
     }
-}
 
-/// `{"error":{"code":...}}`
-pub fn error_code(body: &Value) -> Option<String> {
-    body.get("error")?.get("code")?.as_str().map(str::to_owned)
-}
-
-/// What a write's answer says about whether it happened.
-#[derive(Debug)]
-pub enum WriteOutcome {
-    /// 200 completed: the balance moved.
-    Applied,
-    /// A definite "no": a business refusal or an answer meaning nothing happened.
-    Refused(String),
-    /// Maybe: 202 pending, 502/504 outcome_unknown, other 5xx, transport errors, a key still in
-    /// flight. `request_id` is known when the answer carried one.
-    Unknown {
-        label: String,
-        request_id: Option<String>,
-    },
-}
-
-/// Classifies the answer to `POST /api/v1/requests` (a write).
-pub fn classify_write(reply: &Reply) -> WriteOutcome {
-    let Reply::Http { status, .. } = reply else {
-        return WriteOutcome::Unknown {
-            label: reply.label(),
-            request_id: None,
-        };
-    };
-    let json = reply.json().unwrap_or(Value::Null);
-    let request_id = json
-        .get("requestId")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let code = error_code(&json);
-    match (*status, code.as_deref()) {
-        (200, _) if json.get("status").and_then(Value::as_str) == Some("completed") => {
-            WriteOutcome::Applied
+    /// Status and JSON body (`Null` when it is not JSON), or the transport failure's label.
+    pub fn pair(&self) -> Result<(u16, Value), String> {
+        match self {
+            Reply::Http { status, .. } => Ok((*status, self.json().unwrap_or(Value::Null))),
+            Reply::Transport(_) => Err(self.label()),
         }
-        (202, _) => WriteOutcome::Unknown {
-            label: "pending_202".to_owned(),
-            request_id,
-        },
-        // Busy means nothing happened (the key, if any, was released).
-        (503, Some("service_busy")) => WriteOutcome::Refused("service_busy".to_owned()),
-        (409, Some("idempotency_key_in_flight")) => WriteOutcome::Unknown {
-            label: "idempotency_key_in_flight".to_owned(),
-            request_id,
-        },
-        (400..=499, _) => WriteOutcome::Refused(reply.label()),
-        _ => WriteOutcome::Unknown {
-            label: reply.label(),
-            request_id,
-        },
+    }
+
+    /// What this answer to a v1 write means.
+    pub fn write_answer(&self) -> Answer {
+        match self.pair() {
+            Ok((status, json)) => classify_write(status, &json),
+            Err(label) => Answer::lost(label),
+        }
+    }
+
+    /// What this answer to a legacy write (`POST /requests`) means.
+    pub fn legacy_write_answer(&self) -> Answer {
+        match self.pair() {
+            Ok((status, json)) => classify_legacy_write(status, &json),
+            Err(label) => Answer::lost(label),
+        }
     }
 }
 
@@ -130,7 +92,7 @@ fn transport_kind(error: &reqwest::Error) -> &'static str {
 impl Api {
     /// `pool` idle connections are kept per host: one per client of the workload. `timeout`
     /// bounds each call.
-    pub fn new(base: &str, pool: usize, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(base: &str, pool: usize, timeout: Duration) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
@@ -194,6 +156,20 @@ impl Api {
     }
 }
 
+impl Transport for Api {
+    async fn write(&self, token: &str, key: &str, body: &Value) -> Result<(u16, Value), String> {
+        self.post("/api/v1/requests", Some(token), Some(key), body)
+            .await
+            .pair()
+    }
+
+    async fn request(&self, token: &str, id: &str) -> Result<(u16, Value), String> {
+        self.get(&format!("/api/v1/requests/{id}"), Some(token))
+            .await
+            .pair()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,31 +182,23 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_classified_by_the_contract() {
-        let completed = http(200, r#"{"status":"completed","balance":5}"#);
-        assert!(matches!(classify_write(&completed), WriteOutcome::Applied));
-        let refused = http(
-            409,
-            r#"{"error":{"code":"insufficient_funds","message":"x"},"requestId":"r"}"#,
+    fn answers_are_labelled_and_classified() {
+        assert_eq!(http(500, "oops").label(), "http_500");
+        assert_eq!(
+            http(409, r#"{"error":{"code":"insufficient_funds"}}"#).label(),
+            "insufficient_funds"
         );
-        assert!(
-            matches!(classify_write(&refused), WriteOutcome::Refused(code) if code == "insufficient_funds")
+        assert_eq!(Reply::Transport("timeout").label(), "transport_timeout");
+        assert_eq!(
+            Reply::Transport("timeout").write_answer(),
+            Answer::lost("transport_timeout")
         );
         let busy = http(503, r#"{"error":{"code":"service_busy","message":"x"}}"#);
-        assert!(matches!(classify_write(&busy), WriteOutcome::Refused(_)));
-        let pending = http(202, r#"{"requestId":"abc","status":"pending"}"#);
+        assert_eq!(busy.write_answer(), Answer::Busy);
+        let legacy = http(201, r#"{"id":"a","requestStatus":"RequestCompleted"}"#);
         assert!(matches!(
-            classify_write(&pending),
-            WriteOutcome::Unknown { request_id: Some(id), .. } if id == "abc"
+            legacy.legacy_write_answer(),
+            Answer::Completed { .. }
         ));
-        let lost = http(504, r#"{"error":{"code":"outcome_unknown","message":"x"}}"#);
-        assert!(
-            matches!(classify_write(&lost), WriteOutcome::Unknown { label, .. } if label == "outcome_unknown")
-        );
-        assert!(matches!(
-            classify_write(&Reply::Transport("timeout")),
-            WriteOutcome::Unknown { label, .. } if label == "transport_timeout"
-        ));
-        assert_eq!(http(500, "oops").label(), "http_500");
     }
 }

@@ -1,0 +1,266 @@
+//! The consistency check of one account, as a client can judge it: the balance is never
+//! negative and every store shows the same one (account, history's ledger sum, mypage); the
+//! transactions (`GET /api/v1/accounts/{no}/transactions`) hold every request once, chain
+//! oldest to newest without going negative and add up to the balance; and they hold exactly the
+//! writes the client saw complete, as they were sent, and none it saw refused.
+
+use crate::answer::Answer;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One transaction of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub request_id: String,
+    pub kind: String,
+    pub amount: i64,
+    pub version: Option<i64>,
+    pub balance_after: Option<i64>,
+}
+
+impl Entry {
+    /// Reads one item of a transactions page.
+    pub fn parse(item: &Value) -> Result<Entry, String> {
+        let text = |field: &str| item.get(field).and_then(Value::as_str).map(str::to_owned);
+        let number = |field: &str| item.get(field).and_then(Value::as_i64);
+        Ok(Entry {
+            request_id: text("requestId").ok_or_else(|| format!("no requestId in {item}"))?,
+            kind: text("type").ok_or_else(|| format!("no type in {item}"))?,
+            amount: number("amount").ok_or_else(|| format!("no amount in {item}"))?,
+            version: number("version"),
+            balance_after: number("balanceAfter"),
+        })
+    }
+
+    /// How it moves the balance.
+    pub fn signed(&self) -> Result<i64, String> {
+        signed(&self.kind, self.amount)
+    }
+}
+
+/// How a transaction (or a write) of `kind` moves the balance: open and deposit add, withdraw
+/// subtracts, close moves nothing.
+pub fn signed(kind: &str, amount: i64) -> Result<i64, String> {
+    match kind {
+        "open" | "deposit" => Ok(amount),
+        "withdraw" => Ok(-amount),
+        "close" => Ok(0),
+        other => Err(format!("unknown transaction type {other:?}")),
+    }
+}
+
+/// The account as each store shows it: the account role's balance (the truth), history's ledger
+/// sum and mypage's balance (`None`: that store does not know the account).
+#[derive(Debug, Clone, Copy)]
+pub struct Views {
+    pub balance: i64,
+    pub history: Option<i64>,
+    pub mypage: Option<i64>,
+}
+
+/// A write the client sent to the account, with the first answer it got and the final one
+/// (after resolution).
+#[derive(Debug, Clone, Copy)]
+pub struct Sent<'a> {
+    pub kind: &'a str,
+    pub amount: i64,
+    pub first: &'a Answer,
+    pub last: &'a Answer,
+}
+
+/// Every way account `no` breaks the rules; empty when it is consistent.
+pub fn check_account(no: &str, views: Views, ledger: &[Entry], sent: &[Sent]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let balance = views.balance;
+    if balance < 0 {
+        violations.push(format!("{no}: negative balance {balance}"));
+    }
+    if views.history != Some(balance) {
+        violations.push(format!(
+            "{no}: history's ledger sum {:?} != account {balance}",
+            views.history
+        ));
+    }
+    if views.mypage != Some(balance) {
+        violations.push(format!(
+            "{no}: mypage {:?} != account {balance}",
+            views.mypage
+        ));
+    }
+
+    // The ledger itself: each request once, a chain from the oldest that never goes negative.
+    let mut by_id: BTreeMap<&str, &Entry> = BTreeMap::new();
+    for entry in ledger {
+        if by_id.insert(&entry.request_id, entry).is_some() {
+            violations.push(format!(
+                "{no}: request {} is in the ledger twice",
+                entry.request_id
+            ));
+        }
+    }
+    let mut chain: Vec<&Entry> = ledger.iter().collect();
+    chain.sort_by_key(|entry| entry.version.unwrap_or(0));
+    let mut running = 0_i64;
+    for entry in chain {
+        match entry.signed() {
+            Ok(delta) => running += delta,
+            Err(error) => violations.push(format!("{no}: {error} at {entry:?}")),
+        }
+        if running < 0 {
+            violations.push(format!("{no}: the ledger goes negative at {entry:?}"));
+        }
+        if entry.balance_after != Some(running) {
+            violations.push(format!(
+                "{no}: broken chain at {entry:?} (running {running})"
+            ));
+        }
+    }
+    if running != balance {
+        violations.push(format!(
+            "{no}: the ledger adds up to {running}, the balance is {balance}"
+        ));
+    }
+
+    // Exactly the completed writes are in the ledger, each as it was sent.
+    let mut expected = 0_i64;
+    let mut completed = BTreeSet::new();
+    for write in sent {
+        match write.last {
+            Answer::Completed {
+                id: Some(id),
+                balance: after,
+            } => {
+                if after.is_some_and(|after| after < 0) {
+                    violations.push(format!(
+                        "{no}: completed with a negative balance: {write:?}"
+                    ));
+                }
+                match by_id.get(id.as_str()) {
+                    Some(entry) if entry.kind == write.kind && entry.amount == write.amount => {}
+                    Some(entry) => {
+                        violations.push(format!("{no}: {write:?} recorded as {entry:?}"))
+                    }
+                    None => violations.push(format!(
+                        "{no}: completed but missing from the ledger: {write:?}"
+                    )),
+                }
+                if let Answer::Completed {
+                    id: Some(first), ..
+                } = write.first
+                {
+                    if first != id {
+                        violations.push(format!(
+                            "{no}: an acknowledged write changed its id: {write:?}"
+                        ));
+                    }
+                }
+                match signed(write.kind, write.amount) {
+                    Ok(delta) => expected += delta,
+                    Err(error) => violations.push(format!("{no}: {error} in {write:?}")),
+                }
+                completed.insert(id.as_str());
+            }
+            Answer::Completed { id: None, .. } => {
+                violations.push(format!("{no}: completed without a request id: {write:?}"));
+            }
+            Answer::Refused { id: Some(id), .. } if by_id.contains_key(id.as_str()) => {
+                violations.push(format!("{no}: refused but applied: {write:?}"));
+            }
+            _ => {}
+        }
+    }
+    for (id, entry) in &by_id {
+        if !completed.contains(id) {
+            violations.push(format!(
+                "{no}: ledger entry {entry:?} no write completed as"
+            ));
+        }
+    }
+    if expected != balance {
+        violations.push(format!(
+            "{no}: balance {balance} but the completed writes add up to {expected}"
+        ));
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(id: &str, kind: &str, amount: i64, version: i64, after: i64) -> Entry {
+        Entry {
+            request_id: id.into(),
+            kind: kind.into(),
+            amount,
+            version: Some(version),
+            balance_after: Some(after),
+        }
+    }
+
+    fn done(id: &str) -> Answer {
+        Answer::Completed {
+            id: Some(id.into()),
+            balance: None,
+        }
+    }
+
+    #[test]
+    fn a_consistent_account_passes_and_each_break_is_named() {
+        let views = Views {
+            balance: 70,
+            history: Some(70),
+            mypage: Some(70),
+        };
+        let ledger = [
+            entry("o", "open", 100, 1, 100),
+            entry("w", "withdraw", 30, 2, 70),
+        ];
+        let (open, withdraw, refused) = (
+            done("o"),
+            done("w"),
+            Answer::Refused {
+                code: "insufficient_funds".into(),
+                id: Some("x".into()),
+            },
+        );
+        let sent = [
+            Sent {
+                kind: "open",
+                amount: 100,
+                first: &open,
+                last: &open,
+            },
+            Sent {
+                kind: "withdraw",
+                amount: 30,
+                first: &Answer::Busy,
+                last: &withdraw,
+            },
+            Sent {
+                kind: "withdraw",
+                amount: 500,
+                first: &refused,
+                last: &refused,
+            },
+        ];
+        assert_eq!(
+            check_account("1", views, &ledger, &sent),
+            Vec::<String>::new()
+        );
+
+        let stale = Views {
+            mypage: Some(100),
+            ..views
+        };
+        assert_eq!(check_account("1", stale, &ledger, &sent).len(), 1);
+        // A completed write that is not in the ledger, and a ledger entry no write explains.
+        assert_eq!(check_account("1", views, &ledger[..1], &sent).len(), 2);
+        let twice = [ledger[0].clone(), ledger[1].clone(), ledger[1].clone()];
+        assert!(!check_account("1", views, &twice, &sent).is_empty());
+        assert!(Entry::parse(&json!({"requestId":"r","type":"deposit"})).is_err());
+        assert_eq!(signed("close", 5), Ok(0));
+        assert!(signed("transfer", 5).is_err());
+    }
+}

@@ -1,0 +1,264 @@
+//! The operator's view: the internal endpoints on each role's own port, every store's snapshot
+//! and its consistency (nothing pending, account == history == mypage), `/metrics`.
+
+use super::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// One account as the account role, history and mypage see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub customer_id: String,
+    pub balance: i64,
+    pub status: String,
+    pub version: i64,
+}
+
+/// Every store's view at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub accounts: BTreeMap<String, AccountRow>,
+    pub ledger: BTreeMap<String, i64>,
+    pub mypage: BTreeMap<String, AccountRow>,
+    pub pending: i64,
+}
+
+impl Snapshot {
+    /// Why this snapshot is not drained and consistent, if it is not.
+    pub fn inconsistency(&self) -> Option<String> {
+        if self.pending != 0 {
+            return Some(format!("{} requests still pending", self.pending));
+        }
+        for (no, account) in &self.accounts {
+            let ledger = self.ledger.get(no).copied().unwrap_or(0);
+            if ledger != account.balance {
+                return Some(format!(
+                    "account {no}: balance {} but history ledger sum {ledger}",
+                    account.balance
+                ));
+            }
+            match self.mypage.get(no) {
+                None => return Some(format!("account {no} missing from mypage")),
+                Some(row) if row.balance != account.balance || row.version != account.version => {
+                    return Some(format!(
+                        "account {no}: account says {account:?}, mypage says {row:?}"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for no in self.mypage.keys() {
+            if !self.accounts.contains_key(no) {
+                return Some(format!("mypage has {no} which the account role does not"));
+            }
+        }
+        None
+    }
+}
+
+/// The internal endpoints of each role, with the shared internal token.
+#[derive(Clone)]
+pub struct Ops {
+    pub urls: HashMap<String, String>,
+    /// Each process's admin listener (`/metrics`), by role or process name.
+    pub admin: HashMap<String, String>,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Ops {
+    pub(crate) fn new(
+        urls: HashMap<String, String>,
+        admin: HashMap<String, String>,
+        token: String,
+    ) -> Ops {
+        Ops {
+            urls,
+            admin,
+            token,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// `GET` on a role's own port with the internal header.
+    pub async fn internal(&self, role: &str, path: &str) -> Result<(u16, Value), String> {
+        self.get(role, path, true).await
+    }
+
+    /// A role's own-port `GET` without the internal header.
+    pub async fn plain(&self, role: &str, path: &str) -> Result<(u16, Value), String> {
+        self.get(role, path, false).await
+    }
+
+    async fn get(&self, role: &str, path: &str, internal: bool) -> Result<(u16, Value), String> {
+        let url = format!("{}{}", self.urls[role], path);
+        let mut request = self.http.get(&url);
+        if internal {
+            request = request.header("x-onlinebank-internal", &self.token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| format!("GET {url}: {error}"))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|error| format!("GET {url}: {error}"))?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// `GET /metrics` on the admin listener of a role's process: the Prometheus text and its
+    /// content type.
+    pub async fn metrics(&self, role: &str) -> Result<(String, String), String> {
+        let url = format!("{}/metrics", self.admin[role]);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if response.status().as_u16() != 200 {
+            return Err(format!("GET {url}: {}", response.status()));
+        }
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        Ok((text, content_type))
+    }
+
+    /// The sum of every series of `name` on a role whose labels include all of `labels`
+    /// (`None`: no such series).
+    pub async fn metric(
+        &self,
+        role: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Option<f64>, String> {
+        let (text, _) = self.metrics(role).await?;
+        Ok(metric_value(&text, name, labels))
+    }
+
+    async fn items(&self, role: &str, path: &str) -> Result<Vec<Value>, String> {
+        let (status, body) = self.internal(role, path).await?;
+        if status != 200 {
+            return Err(format!("{role} {path}: {status} {body}"));
+        }
+        body["items"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| format!("{role} {path}: no items in {body}"))
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, String> {
+        let rows = |items: Vec<Value>| -> Result<BTreeMap<String, AccountRow>, String> {
+            items
+                .iter()
+                .map(|item| {
+                    let no = item["accountNo"]
+                        .as_str()
+                        .ok_or(format!("no accountNo: {item}"))?;
+                    Ok((
+                        no.to_owned(),
+                        AccountRow {
+                            customer_id: item["customerId"].as_str().unwrap_or_default().to_owned(),
+                            balance: item["balance"]
+                                .as_i64()
+                                .ok_or(format!("no balance: {item}"))?,
+                            status: item["status"].as_str().unwrap_or_default().to_owned(),
+                            version: item["version"].as_i64().unwrap_or(-1),
+                        },
+                    ))
+                })
+                .collect()
+        };
+        let accounts = rows(self.items("account", "/internal/v1/accounts").await?)?;
+        let mypage = rows(self.items("mypage", "/internal/v1/accounts").await?)?;
+        let mut ledger = BTreeMap::new();
+        for item in self.items("history", "/internal/v1/ledger").await? {
+            let no = item["accountNo"]
+                .as_str()
+                .ok_or(format!("no accountNo: {item}"))?;
+            let sum = item["sum"].as_i64().ok_or(format!("no sum: {item}"))?;
+            ledger.insert(no.to_owned(), sum);
+        }
+        let (status, body) = self
+            .internal("request", "/internal/v1/requests/pending")
+            .await?;
+        if status != 200 {
+            return Err(format!("request pending: {status} {body}"));
+        }
+        let pending = body["count"].as_i64().ok_or(format!("no count: {body}"))?;
+        Ok(Snapshot {
+            accounts,
+            ledger,
+            mypage,
+            pending,
+        })
+    }
+
+    /// Polls until nothing is pending and account == history == mypage for every account.
+    pub async fn drained(&self, timeout: Duration) -> Snapshot {
+        eventually(
+            "every store to agree and nothing pending",
+            timeout,
+            || async {
+                let snapshot = self.snapshot().await?;
+                match snapshot.inconsistency() {
+                    None => Ok(snapshot),
+                    Some(why) => Err(why),
+                }
+            },
+        )
+        .await
+    }
+}
+
+/// In Prometheus text, the sum of the samples of `name` whose labels include all of `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(rest) => match rest.split_once('}') {
+                Some((labels, value)) => (labels, value),
+                None => continue,
+            },
+            None if rest.starts_with(' ') => ("", rest),
+            None => continue,
+        };
+        let matches = labels
+            .iter()
+            .all(|(key, want)| label_text.contains(&format!("{key}=\"{want}\"")));
+        if !matches {
+            continue;
+        }
+        if let Some(value) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            *total.get_or_insert(0.0) += value;
+        }
+    }
+    total
+}
