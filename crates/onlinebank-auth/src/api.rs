@@ -11,7 +11,7 @@ use onlinebank_core::http::{require_internal, Authenticated, JsonBody};
 use onlinebank_core::ids::CustomerId;
 use onlinebank_core::time::{ms_to_rfc3339, now_ms};
 use onlinebank_core::token::Claims;
-use onlinebank_core::{ApiError, Reason};
+use onlinebank_core::{ApiError, ErrorCode, Reason};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -95,7 +95,7 @@ async fn register(
         }
         Inserted::AlreadyExists => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "customer_exists",
+            ErrorCode::CustomerExists,
             "a customer with this user id already exists",
         )),
     }
@@ -111,7 +111,7 @@ struct LoginBody {
 fn invalid_credentials() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
+        ErrorCode::InvalidCredentials,
         "user id or password is wrong",
     )
 }
@@ -339,13 +339,7 @@ async fn step_up(
     let session = store::session(&state.db, &body.session_id)
         .await?
         .filter(|session| session.user_id == body.customer_id && session.expires_at > now)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "session_expired",
-                "the session has ended, please log in again",
-            )
-        })?;
+        .ok_or_else(ApiError::session_expired)?;
     let audit = Audit {
         request_id: body.request_id.clone(),
         session_id: body.session_id.clone(),

@@ -10,11 +10,124 @@ use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
+/// Every error code the HTTP API answers (docs/api.md's table): a failed request's [`Reason`]
+/// (as [`Reason::answered`] tells it), or one of the protocol's own. No code is spelled anywhere
+/// else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Why a request did not complete.
+    Reason(Reason),
+    /// Missing, unknown or malformed fields.
+    InvalidRequest,
+    MalformedJson,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    /// A dot segment, an encoded slash or a non-UTF-8 path.
+    InvalidPath,
+    /// The body did not arrive in time.
+    RequestTimeout,
+    MethodNotAllowed,
+    /// No such route.
+    NotFound,
+    /// No valid bearer token (or legacy credentials).
+    Unauthorized,
+    /// An internal endpoint without the internal token.
+    Forbidden,
+    SessionExpired,
+    InvalidCredentials,
+    CustomerExists,
+    IdempotencyKeyReused,
+    IdempotencyKeyInFlight,
+    /// The gateway lost a role's answer after sending a write.
+    OutcomeUnknown,
+    /// The disk is full or failing.
+    StorageUnavailable,
+    /// `GET /api/v1/requests/{id}` of a cancelled request.
+    RequestCancelled,
+    RequestNotFound,
+    /// The process has not finished starting.
+    Starting,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The protocol's own codes (the reasons are [`Reason::ALL`]).
+    pub const PROTOCOL: [ErrorCode; 21] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::MalformedJson,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::InvalidPath,
+        ErrorCode::RequestTimeout,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::NotFound,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::SessionExpired,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::CustomerExists,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotencyKeyInFlight,
+        ErrorCode::OutcomeUnknown,
+        ErrorCode::StorageUnavailable,
+        ErrorCode::RequestCancelled,
+        ErrorCode::RequestNotFound,
+        ErrorCode::Starting,
+        ErrorCode::Internal,
+    ];
+
+    /// The code on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Reason(reason) => reason.code(),
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::CustomerExists => "customer_exists",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInFlight => "idempotency_key_in_flight",
+            ErrorCode::OutcomeUnknown => "outcome_unknown",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::RequestCancelled => "request_cancelled",
+            ErrorCode::RequestNotFound => "request_not_found",
+            ErrorCode::Starting => "starting",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<Reason> for ErrorCode {
+    fn from(reason: Reason) -> Self {
+        ErrorCode::Reason(reason)
+    }
+}
+
 /// An error answered to a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// The request this error concerns, answered beside the error object.
     pub request_id: Option<Uuid>,
@@ -23,7 +136,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -33,23 +146,32 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::bad_request("invalid_request", message)
+        Self::bad_request(ErrorCode::InvalidRequest, message)
+    }
+
+    /// 401 `session_expired`: the session behind the token ended (found at the step-up).
+    pub fn session_expired() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::SessionExpired,
+            "the session has ended, please log in again",
+        )
     }
 
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "a valid bearer token is required",
         )
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
@@ -58,7 +180,7 @@ impl ApiError {
     pub fn outcome_unknown(status: StatusCode) -> Self {
         Self::new(
             status,
-            "outcome_unknown",
+            ErrorCode::OutcomeUnknown,
             "the request may or may not have been applied; retry with the same Idempotency-Key \
              or look it up with GET /api/v1/requests",
         )
@@ -75,7 +197,7 @@ impl ApiError {
     pub fn storage_unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
+            ErrorCode::StorageUnavailable,
             "the bank cannot store anything right now, nothing was changed; please try again shortly",
         )
         .with_retry_after(5)
@@ -86,7 +208,7 @@ impl ApiError {
         tracing::error!(error = %detail, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error, the request may be retried",
         )
     }
@@ -94,7 +216,7 @@ impl ApiError {
     /// The answer for a failed request: what the customer is told ([`Reason::answered`]).
     pub fn from_reason(reason: Reason) -> Self {
         let reason = reason.answered();
-        let mut error = Self::new(reason.status(), reason.code(), reason.message());
+        let mut error = Self::new(reason.status(), reason.into(), reason.message());
         if reason.is_transient() {
             error.retry_after = Some(1);
         }
@@ -121,7 +243,7 @@ impl ApiError {
 
     /// The JSON body of this error.
     pub fn body(&self) -> serde_json::Value {
-        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
         if let Some(request_id) = self.request_id {
             body["requestId"] = json!(request_id);
         }
@@ -198,5 +320,64 @@ impl<E: Into<ApiError>> From<crate::db::GroupError<E>> for ApiError {
             crate::db::GroupError::Commit(error) => Self::internal(error),
             crate::db::GroupError::Closed => Self::busy(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code the API can answer, each once.
+    fn every_code() -> Vec<ErrorCode> {
+        let mut codes: Vec<ErrorCode> = ErrorCode::PROTOCOL.to_vec();
+        for reason in Reason::ALL {
+            let answered = ErrorCode::Reason(reason.answered());
+            if !codes.contains(&answered) {
+                codes.push(answered);
+            }
+        }
+        codes
+    }
+
+    #[test]
+    fn every_code_is_distinct_and_in_the_api_documentation() {
+        let docs = include_str!("../../../docs/api.md");
+        let mut seen = std::collections::HashSet::new();
+        for code in every_code() {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+            assert!(
+                docs.contains(&format!("| `{code}` |")),
+                "{code} is not in docs/api.md's table of error codes"
+            );
+        }
+    }
+
+    #[test]
+    fn the_api_documentation_lists_no_code_the_api_cannot_answer() {
+        let docs = include_str!("../../../docs/api.md");
+        let known: Vec<&str> = every_code().into_iter().map(ErrorCode::as_str).collect();
+        // The rows of the table of codes: "| `code` | status | when |".
+        let documented: Vec<&str> = docs
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `")?.split_once("` | ")?.0.into())
+            .filter(|code| code.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert!(documented.len() >= known.len(), "{documented:?}");
+        for code in documented {
+            assert!(
+                known.contains(&code),
+                "docs/api.md lists {code}, no ErrorCode answers it"
+            );
+        }
+    }
+
+    #[test]
+    fn the_body_carries_the_code_on_the_wire() {
+        let error = ApiError::from_reason(Reason::NotOwner);
+        assert_eq!(error.code, "account_not_found");
+        assert_eq!(error.body()["error"]["code"], "account_not_found");
+        let busy = ApiError::busy();
+        assert_eq!(busy.code, ErrorCode::Reason(Reason::ServiceBusy));
+        assert_eq!(busy.retry_after, Some(1));
     }
 }

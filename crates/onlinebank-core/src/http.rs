@@ -1,7 +1,7 @@
 //! HTTP plumbing every role shares: JSON bodies with clear errors, the bearer-token extractor,
 //! the internal-call guard, health endpoints, the peer client and the server loop.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::token::{Claims, TokenKey};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
@@ -45,21 +45,21 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected content-type: application/json",
         ),
         JsonRejection::JsonSyntaxError(_) => {
-            ApiError::bad_request("malformed_json", "the body is not valid JSON")
+            ApiError::bad_request(ErrorCode::MalformedJson, "the body is not valid JSON")
         }
         JsonRejection::JsonDataError(error) => {
             ApiError::validation(format!("invalid request body: {}", error.body_text()))
         }
         JsonRejection::BytesRejection(_) => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             "the request body is too large",
         ),
-        other => ApiError::bad_request("invalid_request", other.body_text()),
+        other => ApiError::bad_request(ErrorCode::InvalidRequest, other.body_text()),
     }
 }
 
@@ -117,8 +117,12 @@ pub async fn require_internal(
         &crate::secret::hmac_sha256(b"internal-compare", expected.as_bytes()),
     );
     if !matches {
-        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "internal endpoint")
-            .into_response();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "internal endpoint",
+        )
+        .into_response();
     }
     next.run(request).await
 }
@@ -206,7 +210,7 @@ pub fn page_limit(raw: Option<&str>) -> Result<i64, ApiError> {
 
 /// The answer for routes that do not exist.
 pub async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such route")
+    ApiError::not_found(ErrorCode::NotFound, "no such route")
 }
 
 /// One pooled HTTP client for role-to-role calls (keep-alive, no per-request connection setup).

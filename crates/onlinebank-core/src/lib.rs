@@ -21,7 +21,7 @@ pub mod settings;
 pub mod time;
 pub mod token;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use reason::Reason;
 pub use role::{Role, RoleContext, RoleParts};
 pub use settings::Settings;

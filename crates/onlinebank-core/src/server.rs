@@ -19,7 +19,7 @@
 //! refused with 400, so what a router matches is what is forwarded. Each call carries the client's
 //! address ([`ClientAddr`]) for per-client limits.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::http::MAX_BODY_BYTES;
 use axum::body::Body;
 use axum::extract::Request;
@@ -349,18 +349,27 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .map(|text| text.trim().to_owned())
         .filter(|text| !text.is_empty() && text.len() <= MAX_ERROR_TEXT);
     let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed here"),
-        StatusCode::NOT_FOUND => ("not_found", "no such route"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "this method is not allowed here",
+        ),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            (ErrorCode::PayloadTooLarge, "the request body is too large")
+        }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected content-type: application/json",
         ),
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request did not arrive in time"),
-        status if status.is_server_error() => {
-            ("internal", "internal error, the request may be retried")
-        }
-        _ => ("invalid_request", "the request is not valid"),
+        StatusCode::REQUEST_TIMEOUT => (
+            ErrorCode::RequestTimeout,
+            "the request did not arrive in time",
+        ),
+        status if status.is_server_error() => (
+            ErrorCode::Internal,
+            "internal error, the request may be retried",
+        ),
+        _ => (ErrorCode::InvalidRequest, "the request is not valid"),
     };
     let message = match (status.is_client_error(), text) {
         (true, Some(text)) => text,
@@ -458,7 +467,7 @@ async fn read_body_in_time(
         }
         Ok(Err(_)) => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             "the request body is too large",
         )
         .into_response(),
@@ -466,7 +475,7 @@ async fn read_body_in_time(
             metrics::counter!("body_timeouts_total").increment(1);
             let mut response = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
+                ErrorCode::RequestTimeout,
                 "the request body did not arrive in time",
             )
             .into_response();
@@ -488,7 +497,7 @@ async fn canonical_path(mut request: Request, next: Next) -> Response {
         }
         Err(message) => {
             metrics::counter!("paths_refused_total").increment(1);
-            ApiError::bad_request("invalid_path", message).into_response()
+            ApiError::bad_request(ErrorCode::InvalidPath, message).into_response()
         }
     }
 }

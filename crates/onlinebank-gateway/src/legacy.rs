@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use onlinebank_core::http::{bearer_token, JsonBody};
-use onlinebank_core::{ApiError, Reason, Role};
+use onlinebank_core::{ApiError, ErrorCode, Reason, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -142,7 +142,7 @@ async fn caller_token_only(state: &GatewayState, headers: &HeaderMap) -> Result<
     let Some((user_id, password)) = basic.as_deref().and_then(|pair| pair.split_once(':')) else {
         let mut response = ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "send your credentials: HTTP Basic with userId:password (curl -u 1@sk.com:1234), \
              or Authorization: Bearer <token> from POST /api/v1/sessions",
         )
@@ -497,7 +497,8 @@ pub async fn show(
         Err(response) => return response,
     };
     let Ok(id) = uuid::Uuid::parse_str(&id) else {
-        return ApiError::not_found("request_not_found", "request not found").into_response();
+        return ApiError::not_found(ErrorCode::RequestNotFound, "request not found")
+            .into_response();
     };
     let answer = match state
         .upstreams

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, Method, StatusCode};
 use onlinebank_core::http::MAX_BODY_BYTES;
 pub use onlinebank_core::peer::Answer;
 use onlinebank_core::peer::{Failure, PeerClient};
-use onlinebank_core::{ApiError, Role};
+use onlinebank_core::{ApiError, ErrorCode, Role};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         .map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "the request body is too large",
             )
         })

@@ -9,7 +9,7 @@ use onlinebank_core::args;
 use onlinebank_core::command::{Command, ReadKind, RequestBody};
 use onlinebank_core::db::{Error, FromRow, Row};
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
-use onlinebank_core::ApiError;
+use onlinebank_core::{ApiError, Reason};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -175,7 +175,7 @@ impl FromRow for TransactionRow {
 }
 
 fn account_not_found() -> ApiError {
-    ApiError::not_found("account_not_found", "account not found")
+    ApiError::not_found(Reason::AccountNotFound.into(), "account not found")
 }
 
 /// The caller's own account, or 404 whether it is missing or someone else's.

@@ -1,18 +1,19 @@
 //! request's HTTP handlers.
 
-use crate::saga::{self, answer_live, request_json, Saga};
+use crate::saga::{self, Outcome, Saga};
 use crate::store::{self, KeyClaim, RequestStatus, Standing};
 use crate::RequestState;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use http::{HeaderMap, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use onlinebank_core::command::{Command, RequestBody};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::{AccountNo, CustomerId};
-use onlinebank_core::ApiError;
+use onlinebank_core::time::ms_to_rfc3339;
+use onlinebank_core::{ApiError, ErrorCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -159,7 +160,7 @@ async fn record_and_run(
         KeyClaim::Reused => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used with a different request",
             ))
         }
@@ -173,7 +174,30 @@ async fn record_and_run(
         amount: row.amount,
         password,
     };
-    Ok(saga::run(state, saga).await)
+    let outcome = saga::run(&state, &saga).await;
+    Ok(answer(outcome, saga.request_id))
+}
+
+/// The answer to a request's saga: its record (200 completed, 202 in flight), or why nothing
+/// happened.
+fn answer(outcome: Result<Outcome, ApiError>, request_id: Uuid) -> Response {
+    let error = match outcome {
+        Ok(Outcome::Live(row)) => return answer_live(&row),
+        Ok(Outcome::Failed {
+            reason,
+            retry_after,
+        }) => {
+            let error = ApiError::from_reason(reason);
+            match retry_after {
+                Some(seconds) => error.with_retry_after(seconds),
+                None => error,
+            }
+        }
+        Ok(Outcome::SessionExpired) => ApiError::session_expired(),
+        Ok(Outcome::Vanished) => ApiError::internal("request vanished"),
+        Err(error) => error,
+    };
+    error.with_request_id(request_id).into_response()
 }
 
 /// Claims the key (if any) and inserts the request PENDING, in the caller's transaction.
@@ -204,7 +228,7 @@ async fn replay(state: &RequestState, earlier_id: Uuid) -> Result<Response, ApiE
         }
         Standing::Live(_) | Standing::Unknown => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "idempotency_key_in_flight",
+            ErrorCode::IdempotencyKeyInFlight,
             "a request with this Idempotency-Key is still being processed",
         )
         .with_request_id(earlier_id)),
@@ -216,7 +240,7 @@ async fn show(
     bearer: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::not_found("request_not_found", "request not found");
+    let not_found = || ApiError::not_found(ErrorCode::RequestNotFound, "request not found");
     // Only the canonical (hyphenated, lower-case) text names a request, as it is stored.
     let request_id = Uuid::parse_str(&id)
         .ok()
@@ -229,7 +253,7 @@ async fn show(
     match store::standing(&state.db, request_id).await? {
         Standing::Live(row) => Ok(Json(request_json(&row)).into_response()),
         Standing::Cancelled(reason) => {
-            let mut body = ApiError::not_found("request_cancelled", reason.message())
+            let mut body = ApiError::not_found(ErrorCode::RequestCancelled, reason.message())
                 .with_request_id(request_id)
                 .body();
             body["reason"] = json!(reason.answered().code());
@@ -281,4 +305,36 @@ async fn unfinished(State(state): State<RequestState>) -> Result<Json<Value>, Ap
         })
         .collect();
     Ok(Json(json!({"count": items.len(), "items": items})))
+}
+
+/// The JSON of a live (pending or completed) request.
+fn request_json(row: &store::RequestRow) -> Value {
+    let completed = row.status == RequestStatus::Completed;
+    let mut body = json!({
+        "requestId": row.id,
+        "type": row.kind.as_str(),
+        "status": if completed { "completed" } else { "pending" },
+        "accountNo": row.account_no,
+        "amount": row.amount,
+        "createdAt": ms_to_rfc3339(row.created_at),
+    });
+    if completed {
+        body["balance"] = json!(row.balance);
+        body["version"] = json!(row.version);
+        body["completedAt"] = json!(row.completed_at.map(ms_to_rfc3339));
+    }
+    body
+}
+
+/// 200 for a completed request, 202 with its Location for one still in flight.
+fn answer_live(row: &store::RequestRow) -> Response {
+    let body = Json(request_json(row));
+    if row.status == RequestStatus::Completed {
+        return (StatusCode::OK, body).into_response();
+    }
+    let mut response = (StatusCode::ACCEPTED, body).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/requests/{}", row.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }

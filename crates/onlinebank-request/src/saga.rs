@@ -8,18 +8,16 @@
 //!    the request is deleted and the client told "busy". A late OK can never move money: the
 //!    AUTHORIZED transition only happens here, right after an in-time OK;
 //! 3. wait (bounded) for the account's outcome, applied by the outcome consumer.
+//!
+//! It ends in an [`Outcome`]; `api.rs` alone turns that into HTTP. Its only errors are storage
+//! failures (answered through `onlinebank_core::error`'s one mapping of them).
 
 use crate::stepup::Verdict;
 use crate::store::{self, RequestStatus, Standing};
 use crate::RequestState;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use http::{header, HeaderValue, StatusCode};
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
 use onlinebank_core::ids::{AccountNo, CustomerId};
-use onlinebank_core::time::ms_to_rfc3339;
 use onlinebank_core::{ApiError, Reason};
-use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -36,6 +34,31 @@ pub struct Saga {
     pub password: String,
 }
 
+/// How a request's saga ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Completed, or still in flight when the wait ended (the client follows it up by id).
+    Live(store::RequestRow),
+    /// Compensated, nothing happened, for `reason`; `retry_after` when auth said when to retry.
+    Failed {
+        reason: Reason,
+        retry_after: Option<u64>,
+    },
+    /// The step-up found the customer's session ended: nothing happened.
+    SessionExpired,
+    /// The request's record disappeared while the saga waited for it (a fault).
+    Vanished,
+}
+
+impl Outcome {
+    fn failed(reason: Reason) -> Self {
+        Outcome::Failed {
+            reason,
+            retry_after: None,
+        }
+    }
+}
+
 /// Removes the waiter registration on every path out of the saga.
 struct WaiterGuard<'a> {
     state: &'a RequestState,
@@ -48,14 +71,8 @@ impl Drop for WaiterGuard<'_> {
     }
 }
 
-pub async fn run(state: RequestState, saga: Saga) -> Response {
-    match drive(&state, &saga).await {
-        Ok(response) => response,
-        Err(error) => error.with_request_id(saga.request_id).into_response(),
-    }
-}
-
-async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> {
+/// Drives one request to its outcome.
+pub async fn run(state: &RequestState, saga: &Saga) -> Result<Outcome, ApiError> {
     let id = saga.request_id;
     // Register before the outcome can possibly arrive.
     let wake = state.waiters.register(saga.request_id);
@@ -91,7 +108,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
                 .await?;
             if !authorized {
                 // Swept while auth was answering: it was already compensated.
-                return Err(ApiError::busy());
+                return Ok(Outcome::failed(Reason::ServiceBusy));
             }
             state.relay.wake();
         }
@@ -116,17 +133,12 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
                 .await?;
             state.relay.wake();
             if session_expired {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "session_expired",
-                    "the session has ended, please log in again",
-                ));
+                return Ok(Outcome::SessionExpired);
             }
-            let mut error = ApiError::from_reason(reason);
-            if let Some(seconds) = retry_after {
-                error = error.with_retry_after(seconds);
-            }
-            return Err(error);
+            return Ok(Outcome::Failed {
+                reason,
+                retry_after,
+            });
         }
         Verdict::Unavailable => {
             state
@@ -137,7 +149,7 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
                     )
                 })
                 .await?;
-            return Err(ApiError::busy());
+            return Ok(Outcome::failed(Reason::ServiceBusy));
         }
     }
 
@@ -150,13 +162,13 @@ async fn drive(state: &RequestState, saga: &Saga) -> Result<Response, ApiError> 
         match store::standing(&state.db, id).await? {
             Standing::Live(row) if row.status == RequestStatus::Completed => {
                 stage("outcome", started);
-                return Ok(answer_live(&row));
+                return Ok(Outcome::Live(row));
             }
-            Standing::Cancelled(reason) => return Err(ApiError::from_reason(reason)),
-            Standing::Unknown => return Err(ApiError::internal("request vanished")),
+            Standing::Cancelled(reason) => return Ok(Outcome::failed(reason)),
+            Standing::Unknown => return Ok(Outcome::Vanished),
             Standing::Live(row) => {
                 if Instant::now() >= deadline {
-                    return Ok(answer_live(&row));
+                    return Ok(Outcome::Live(row));
                 }
             }
         }
@@ -203,36 +215,4 @@ async fn refuse(
 pub fn stage(name: &'static str, started: Instant) {
     metrics::histogram!("saga_stage_seconds", "stage" => name)
         .record(started.elapsed().as_secs_f64());
-}
-
-/// The JSON of a live (pending or completed) request.
-pub fn request_json(row: &store::RequestRow) -> Value {
-    let completed = row.status == RequestStatus::Completed;
-    let mut body = json!({
-        "requestId": row.id,
-        "type": row.kind.as_str(),
-        "status": if completed { "completed" } else { "pending" },
-        "accountNo": row.account_no,
-        "amount": row.amount,
-        "createdAt": ms_to_rfc3339(row.created_at),
-    });
-    if completed {
-        body["balance"] = json!(row.balance);
-        body["version"] = json!(row.version);
-        body["completedAt"] = json!(row.completed_at.map(ms_to_rfc3339));
-    }
-    body
-}
-
-/// 200 for a completed request, 202 with its Location for one still in flight.
-pub fn answer_live(row: &store::RequestRow) -> Response {
-    let body = Json(request_json(row));
-    if row.status == RequestStatus::Completed {
-        return (StatusCode::OK, body).into_response();
-    }
-    let mut response = (StatusCode::ACCEPTED, body).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/requests/{}", row.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
 }

@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use onlinebank_bus::Bus;
 use onlinebank_core::http::{health_router, Readiness, ReadyCheck};
 use onlinebank_core::server::Connections;
-use onlinebank_core::ApiError;
+use onlinebank_core::{ApiError, ErrorCode};
 use onlinebank_core::{Role, RoleContext, RoleParts, Settings};
 use serde_json::json;
 use std::convert::Infallible;
@@ -246,7 +246,7 @@ fn front_router(role: &'static str, built: Arc<OnceLock<Router>>) -> Router {
                     },
                     None => ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "starting",
+                        ErrorCode::Starting,
                         "the service is starting",
                     )
                     .with_retry_after(1)
