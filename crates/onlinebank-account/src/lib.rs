@@ -34,13 +34,13 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let settings = ctx.settings.clone();
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(Role::Account), "account").await?;
-    db.migrate(
+    onlinebank_bus::schema::migrate(
+        &db,
         &sqlx::migrate!("migrations/sqlite"),
         &sqlx::migrate!("migrations/postgres"),
     )
     .await
     .context("migrating the account database")?;
-    onlinebank_bus::outbox::ensure_schema(&db).await?;
 
     let relay = Relay::new("account", db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));

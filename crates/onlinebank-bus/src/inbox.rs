@@ -4,12 +4,6 @@ use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Error};
 
 /// Creates the inbox table if missing (the index serves retention, see [`purge`]).
-pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS inbox (
-    event_id TEXT PRIMARY KEY,
-    processed_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inbox_by_time ON inbox (processed_at)";
-
 /// Rows deleted per transaction by [`purge`].
 const PURGE_BATCH: i64 = 5_000;
 
@@ -58,7 +52,7 @@ mod tests {
         let db = Db::open(&dir.path().join("r.db").display().to_string(), "r")
             .await
             .unwrap();
-        crate::outbox::ensure_schema(&db).await.unwrap();
+        crate::schema::bus_only(&db).await.unwrap();
         for (id, at) in [("old-1", 1_000i64), ("old-2", 1_999), ("new", 2_000)] {
             db.write(move |conn| {
                 Box::pin(async move {

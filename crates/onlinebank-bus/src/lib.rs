@@ -11,6 +11,7 @@
 //! - [`consumer`]: the loop that feeds batches of events to a handler and commits its position
 //!   only after the handler's transaction has committed.
 //! - [`retention`]: inbox rows and log events past the retention window are deleted.
+//! - [`schema`]: the outbox and inbox tables, as migrations applied with each role's own.
 
 pub mod consumer;
 pub mod embedded;
@@ -19,6 +20,7 @@ pub mod kafka;
 pub mod outbox;
 pub mod projection;
 pub mod retention;
+pub mod schema;
 
 use std::path::Path;
 

@@ -19,69 +19,6 @@ const RELAY_BATCH: i64 = 512;
 /// SQLite: how often shipped rows are deleted at most.
 const PRUNE_EVERY: Duration = Duration::from_millis(100);
 
-/// The tables a publisher needs: the outbox and per-aggregate sequence counters.
-fn schema(engine: Engine) -> [String; 2] {
-    [
-        format!(
-            "CREATE TABLE IF NOT EXISTS outbox (
-                seq {},
-                id TEXT NOT NULL UNIQUE,
-                topic TEXT NOT NULL,
-                key TEXT NOT NULL,
-                body TEXT NOT NULL,
-                created_at BIGINT NOT NULL
-            )",
-            engine.serial_key()
-        ),
-        "CREATE TABLE IF NOT EXISTS aggregate_sequences (
-            aggregate TEXT PRIMARY KEY,
-            last BIGINT NOT NULL
-        )"
-        .to_owned(),
-    ]
-}
-
-/// PostgreSQL: every statement that inserts into the outbox announces it on the channel of the
-/// role's schema (delivered when the transaction commits), so every replica's relay wakes.
-const NOTIFY_SCHEMA: [&str; 2] = [
-    "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN
-         PERFORM pg_notify('onlinebank_outbox_' || current_schema(), '');
-         RETURN NULL;
-     END
-     $$",
-    "CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON outbox
-     FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
-];
-
-/// Creates the outbox, sequence and inbox tables if missing.
-pub async fn ensure_schema(db: &Db) -> anyhow::Result<()> {
-    let notify: &[&str] = match db.engine {
-        Engine::Sqlite => &[],
-        Engine::Postgres => &NOTIFY_SCHEMA,
-    };
-    let statements: Vec<String> = schema(db.engine)
-        .into_iter()
-        .chain([crate::inbox::SCHEMA.to_owned()])
-        .chain(notify.iter().map(|statement| statement.to_string()))
-        .collect();
-    for statement in statements {
-        // Replicas starting together may race to create a table; the loser just retries.
-        for attempt in 0..2 {
-            let statement = statement.clone();
-            let created = db
-                .write(move |conn| Box::pin(async move { conn.batch(&statement).await }))
-                .await;
-            match created {
-                Ok(()) => break,
-                Err(error) if attempt == 1 => anyhow::bail!("creating the outbox: {error}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Writes `event` to the outbox inside the caller's transaction and returns its envelope.
 pub async fn enqueue(conn: &mut Conn, event: Event) -> anyhow::Result<Envelope> {
     let sequence: i64 = conn
@@ -416,7 +353,7 @@ mod tests {
             .await
             .unwrap();
         let db = Db::open(&url, "svc").await.unwrap();
-        ensure_schema(&db).await.unwrap();
+        crate::schema::bus_only(&db).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let bus = Bus::open(None, dir.path()).await.unwrap();
         let relays = [
@@ -481,7 +418,7 @@ mod tests {
     }
 
     async fn relay_behaviour(db: Db, dir: tempfile::TempDir) {
-        ensure_schema(&db).await.unwrap();
+        crate::schema::bus_only(&db).await.unwrap();
         let bus = Bus::open(None, dir.path()).await.unwrap();
         let relay = Relay::new("test", db.clone(), bus.clone());
         let event = |amount| deposit("1001", amount);

@@ -25,13 +25,13 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let settings = ctx.settings.clone();
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(Role::History), "history").await?;
-    db.migrate(
+    onlinebank_bus::schema::migrate(
+        &db,
         &sqlx::migrate!("migrations/sqlite"),
         &sqlx::migrate!("migrations/postgres"),
     )
     .await
     .context("migrating the history database")?;
-    onlinebank_bus::outbox::ensure_schema(&db).await?;
     ctx.tasks.spawn(projection::run(
         bus.clone(),
         "history",

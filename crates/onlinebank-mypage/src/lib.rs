@@ -33,13 +33,13 @@ impl FromRef<MypageState> for TokenKey {
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Mypage), "mypage").await?;
-    db.migrate(
+    onlinebank_bus::schema::migrate(
+        &db,
         &sqlx::migrate!("migrations/sqlite"),
         &sqlx::migrate!("migrations/postgres"),
     )
     .await
     .context("migrating the mypage database")?;
-    onlinebank_bus::outbox::ensure_schema(&db).await?;
     ctx.tasks.spawn(onlinebank_bus::projection::run(
         bus.clone(),
         "mypage",

@@ -45,13 +45,13 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     settings.peers.first(Role::Auth)?;
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(Role::Request), "request").await?;
-    db.migrate(
+    onlinebank_bus::schema::migrate(
+        &db,
         &sqlx::migrate!("migrations/sqlite"),
         &sqlx::migrate!("migrations/postgres"),
     )
     .await
     .context("migrating the request database")?;
-    onlinebank_bus::outbox::ensure_schema(&db).await?;
     let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
     let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
         http,

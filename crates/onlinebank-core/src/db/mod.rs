@@ -65,14 +65,6 @@ impl Engine {
             Engine::Postgres => "GREATEST",
         }
     }
-
-    /// An auto-incrementing 64-bit primary key column type.
-    pub fn serial_key(self) -> &'static str {
-        match self {
-            Engine::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
-            Engine::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-        }
-    }
 }
 
 /// Where reads go.
