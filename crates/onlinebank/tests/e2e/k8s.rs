@@ -38,14 +38,24 @@ fn root() -> PathBuf {
 }
 
 /// The built kubectl and the cluster's kubeconfig (what `dev/k8s.sh kubectl` uses).
+/// What `dev/k8s.sh <subcommand>` prints (trimmed); fails the test unless it succeeds.
+fn k8s_sh(subcommand: &str) -> String {
+    let out = std::process::Command::new(root().join("dev/k8s.sh"))
+        .arg(subcommand)
+        .output()
+        .unwrap_or_else(|e| panic!("dev/k8s.sh {subcommand}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && !text.is_empty(),
+        "dev/k8s.sh {subcommand}: {out:?}"
+    );
+    text
+}
+
 fn kube() -> &'static (PathBuf, String) {
     static KUBE: OnceLock<(PathBuf, String)> = OnceLock::new();
     KUBE.get_or_init(|| {
-        let out = std::process::Command::new(root().join("dev/k8s.sh"))
-            .arg("kubeconfig")
-            .output()
-            .expect("dev/k8s.sh kubeconfig");
-        let kubeconfig = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let kubeconfig = k8s_sh("kubeconfig");
         let cache = std::env::var("ONLINEBANK_K8S_CACHE").unwrap_or_else(|_| {
             format!("{}/.cache/onlinebank/k8s", std::env::var("HOME").unwrap())
         });
@@ -632,16 +642,7 @@ fn siege_host() -> String {
     if let Ok(host) = std::env::var("ONLINEBANK_K8S_SIEGE_HOST") {
         return host;
     }
-    let out = std::process::Command::new(root().join("dev/k8s.sh"))
-        .arg("node-ip")
-        .output()
-        .expect("dev/k8s.sh node-ip");
-    let ip = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success() && !ip.is_empty(),
-        "dev/k8s.sh node-ip: {out:?}"
-    );
-    ip
+    k8s_sh("node-ip")
 }
 
 /// Text without its colour escapes (siege colours its hit and error lines).
@@ -675,32 +676,27 @@ async fn demo_customer(api: &Api) -> (String, i64) {
     let (status, body) = api.open(&token, "1234", Some("1111"), Some(0)).await;
     assert!(status == 200 || status == 409, "open 1111: {status} {body}");
     // The balance is the read side's (mypage, fed by events): it shows the account shortly after.
-    let opening = eventually("1111 on the read side", WAIT, || async {
-        match api.balance(&token, "1111").await {
-            (200, body) => body["balance"]
-                .as_i64()
-                .ok_or_else(|| format!("balance without balance: {body}")),
-            (status, body) => Err(format!("{status} {body}")),
-        }
-    })
-    .await;
+    let opening = read_side_balance(api, &token, "1111", None).await;
     (token, opening)
 }
 
 /// Waits until the read side (mypage, fed by events, so shortly after a write's answer) shows
-/// `no` with `want`.
-async fn read_side_shows(api: &Api, token: &str, no: &str, want: i64) {
-    eventually(
-        &format!("{no} at {want} on the read side"),
-        WAIT,
-        || async {
-            match api.balance(token, no).await {
-                (200, body) if body["balance"] == want => Ok(()),
-                (status, body) => Err(format!("{status} {body}")),
-            }
-        },
-    )
-    .await;
+/// `no`, with the balance `want` if given, and returns its balance.
+async fn read_side_balance(api: &Api, token: &str, no: &str, want: Option<i64>) -> i64 {
+    let what = match want {
+        Some(want) => format!("{no} at {want} on the read side"),
+        None => format!("{no} on the read side"),
+    };
+    eventually(&what, WAIT, || async {
+        match api.balance(token, no).await {
+            (200, body) => match body["balance"].as_i64() {
+                Some(balance) if want.is_none_or(|want| want == balance) => Ok(balance),
+                _ => Err(format!("200 {body}")),
+            },
+            (status, body) => Err(format!("{status} {body}")),
+        }
+    })
+    .await
 }
 
 async fn balance_of(api: &Api, token: &str, no: &str) -> i64 {
@@ -869,7 +865,7 @@ async fn k8s_1_deploy_and_walk_through() {
     assert_eq!(body["balance"], 15_000, "deposit: {body}");
     let body = expect_ok(&api.withdraw(&token, pw, "3001", 15_000).await, 200).clone();
     assert_eq!(body["balance"], 0, "withdraw: {body}");
-    read_side_shows(api, &token, "3001", 0).await;
+    read_side_balance(api, &token, "3001", Some(0)).await;
     let history = eventually("history with 3 transactions", WAIT, || async {
         let (status, body) = api.history(&token, "3001").await;
         let n = body.to_string().matches("\"amount\"").count();
@@ -1257,7 +1253,7 @@ async fn k8s_5_config_map_and_volume() {
         )
         .await;
         expect_ok(&api.deposit(&c.token, &c.pw, "5001", 40_000).await, 200);
-        read_side_shows(&api, &c.token, "5001", 100_000).await;
+        read_side_balance(&api, &c.token, "5001", Some(100_000)).await;
         eprintln!(
             "PROOF config: ONLINEBANK_MAX_AMOUNT=50000 -> ConfigMap {config}, every Deployment \
              rolled in {}; 60000 -> 400 invalid_amount, 40000 -> 200",
