@@ -4,25 +4,18 @@ use crate::domain::{Account, Status};
 use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Error, FromRow, Row};
 use onlinebank_core::ids::{AccountNo, CustomerId};
-use onlinebank_core::money::Balance;
 
 const COLUMNS: &str = "account_no, customer_id, balance, status, version";
 
 impl FromRow for Account {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
-        let balance = Balance::from_stored(row.get(2)?)
-            .map_err(|error| Error::Decode(format!("balance: {error}")))?;
-        let account_no: String = row.get(0)?;
-        let customer_id: String = row.get(1)?;
-        let status: String = row.get(3)?;
         Ok(Account {
-            account_no: AccountNo::parse(&account_no)
-                .map_err(|_| Error::Decode(format!("account number {account_no:?}")))?,
-            customer_id: CustomerId::parse(&customer_id)
-                .map_err(|_| Error::Decode(format!("account's customer id {customer_id:?}")))?,
-            balance,
-            status: Status::parse(&status)
-                .ok_or_else(|| Error::Decode(format!("account status {status:?}")))?,
+            account_no: row.parsed(0, "account number", |raw| AccountNo::parse(raw).ok())?,
+            customer_id: row.parsed(1, "account's customer id", |raw| {
+                CustomerId::parse(raw).ok()
+            })?,
+            balance: row.balance(2)?,
+            status: row.parsed(3, "account status", Status::parse)?,
             version: row.get(4)?,
         })
     }

@@ -8,12 +8,16 @@ use axum::{middleware, Json, Router};
 use onlinebank_core::args;
 use onlinebank_core::command::{Command, ReadKind, RequestBody};
 use onlinebank_core::db::{Error, FromRow, Row};
+use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
+use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Balance;
 use onlinebank_core::{ApiError, Reason};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use uuid::Uuid;
 
 pub(crate) fn router(
     state: MypageState,
@@ -47,15 +51,15 @@ pub(crate) fn router(
 }
 
 struct AccountRow {
-    account_no: String,
-    customer_id: String,
-    balance: i64,
+    account_no: AccountNo,
+    customer_id: CustomerId,
+    balance: Balance,
     status: String,
     version: i64,
     opened_at: String,
     updated_at: String,
-    last_request_id: Option<String>,
-    last_request_kind: Option<String>,
+    last_request_id: Option<Uuid>,
+    last_request_kind: Option<WriteKind>,
     last_request_amount: Option<i64>,
     last_request_status: Option<String>,
     last_request_at: Option<String>,
@@ -68,15 +72,15 @@ const ACCOUNT_COLUMNS: &str =
 impl FromRow for AccountRow {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
         Ok(Self {
-            account_no: row.get(0)?,
-            customer_id: row.get(1)?,
-            balance: row.get(2)?,
+            account_no: row.parsed(0, "account number", |raw| AccountNo::parse(raw).ok())?,
+            customer_id: row.parsed(1, "customer id", |raw| CustomerId::parse(raw).ok())?,
+            balance: row.balance(2)?,
             status: row.get(3)?,
             version: row.get(4)?,
             opened_at: row.get(5)?,
             updated_at: row.get(6)?,
-            last_request_id: row.get(7)?,
-            last_request_kind: row.get(8)?,
+            last_request_id: row.parsed_opt(7, "request id", |raw| Uuid::parse_str(raw).ok())?,
+            last_request_kind: row.parsed_opt(8, "request kind", WriteKind::parse)?,
             last_request_amount: row.get(9)?,
             last_request_status: row.get(10)?,
             last_request_at: row.get(11)?,
@@ -102,16 +106,13 @@ impl AccountRow {
         AccountDetail {
             summary: self.summary(),
             transactions: recent,
-            last_request: self
-                .last_request_id
-                .as_deref()
-                .map(|request_id| LastRequest {
-                    request_id,
-                    kind: self.last_request_kind.as_deref(),
-                    amount: self.last_request_amount,
-                    status: self.last_request_status.as_deref(),
-                    at: self.last_request_at.as_deref(),
-                }),
+            last_request: self.last_request_id.map(|request_id| LastRequest {
+                request_id,
+                kind: self.last_request_kind,
+                amount: self.last_request_amount,
+                status: self.last_request_status.as_deref(),
+                at: self.last_request_at.as_deref(),
+            }),
         }
     }
 }
@@ -120,8 +121,8 @@ impl AccountRow {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AccountSummary<'a> {
-    account_no: &'a str,
-    balance: i64,
+    account_no: &'a AccountNo,
+    balance: Balance,
     status: &'a str,
     version: i64,
     opened_at: &'a str,
@@ -141,9 +142,9 @@ struct AccountDetail<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct LastRequest<'a> {
-    request_id: &'a str,
+    request_id: Uuid,
     #[serde(rename = "type")]
-    kind: Option<&'a str>,
+    kind: Option<WriteKind>,
     amount: Option<i64>,
     status: Option<&'a str>,
     at: Option<&'a str>,
@@ -152,11 +153,11 @@ struct LastRequest<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TransactionRow {
-    request_id: String,
+    request_id: Uuid,
     #[serde(rename = "type")]
-    kind: String,
+    kind: WriteKind,
     amount: i64,
-    balance_after: i64,
+    balance_after: Balance,
     version: i64,
     occurred_at: String,
 }
@@ -164,10 +165,10 @@ struct TransactionRow {
 impl FromRow for TransactionRow {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
         Ok(Self {
-            request_id: row.get(0)?,
-            kind: row.get(1)?,
+            request_id: row.parsed(0, "request id", |raw| Uuid::parse_str(raw).ok())?,
+            kind: row.parsed(1, "transaction kind", WriteKind::parse)?,
             amount: row.get(2)?,
-            balance_after: row.get(3)?,
+            balance_after: row.balance(3)?,
             version: row.get(4)?,
             occurred_at: row.get(5)?,
         })
@@ -191,14 +192,14 @@ async fn own_account(
         .await?
         .fetch_optional(&sql, args![account_no])
         .await?;
-    row.filter(|row| row.customer_id == bearer.customer_id())
+    row.filter(|row| row.customer_id.as_str() == bearer.customer_id())
         .ok_or_else(account_not_found)
 }
 
 /// Newest-first transactions of an account, `limit` at most, older than version `before`.
 async fn transactions(
     state: &MypageState,
-    account_no: &str,
+    account_no: &AccountNo,
     limit: i64,
     before: Option<i64>,
 ) -> Result<(Vec<TransactionRow>, Option<i64>), ApiError> {
@@ -317,4 +318,62 @@ async fn all_accounts(State(state): State<MypageState>) -> Result<Json<Value>, A
         })
         .collect();
     Ok(Json(json!({"items": items})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::db::Db;
+
+    /// The read model's rows hold domain types: a stored value that does not parse is an error,
+    /// never a default or a number shown as it is.
+    #[tokio::test]
+    async fn a_stored_value_that_does_not_parse_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("m.db").display().to_string(), "m")
+            .await
+            .unwrap();
+        db.migrate(
+            &sqlx::migrate!("migrations/sqlite"),
+            &sqlx::migrate!("migrations/postgres"),
+        )
+        .await
+        .unwrap();
+        let rows = [
+            ("1001", "1@sk.com", 5, None),
+            ("10 01", "1@sk.com", 5, None),
+            ("1002", "1@sk.com", -1, None),
+            ("1003", "1@sk.com", 5, Some("teleport")),
+        ];
+        for (no, customer, balance, kind) in rows {
+            db.write(move |conn| {
+                Box::pin(async move {
+                    conn.execute(
+                        "INSERT INTO accounts_view (account_no, customer_id, balance, status,
+                         version, opened_at, updated_at, last_request_id, last_request_kind)
+                         VALUES ($1, $2, $3, 'open', 1, 't', 't', $4, $5)",
+                        args![
+                            no,
+                            customer,
+                            balance,
+                            kind.map(|_| "00000000-0000-0000-0000-000000000000"),
+                            kind
+                        ],
+                    )
+                    .await
+                })
+            })
+            .await
+            .unwrap();
+        }
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE account_no = $1");
+        let mut conn = db.read().await.unwrap();
+        let good: Option<AccountRow> = conn.fetch_optional(&sql, args!["1001"]).await.unwrap();
+        assert_eq!(good.map(|row| row.balance.won()), Some(5));
+        for bad in ["10 01", "1002", "1003"] {
+            let row: Result<Option<AccountRow>, Error> =
+                conn.fetch_optional(&sql, args![bad]).await;
+            assert!(matches!(row, Err(Error::Decode(_))), "{bad}");
+        }
+    }
 }

@@ -62,22 +62,17 @@ fn stored_id(raw: &str) -> Result<Uuid, Error> {
 
 impl FromRow for RequestRow {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
-        let id: String = row.get(0)?;
-        let customer_id: String = row.get(1)?;
-        let kind: String = row.get(2)?;
-        let account_no: String = row.get(3)?;
-        let status: String = row.get(5)?;
         Ok(Self {
-            id: stored_id(&id)?,
-            customer_id: CustomerId::parse(&customer_id)
-                .map_err(|_| Error::Decode(format!("request's customer id {customer_id:?}")))?,
-            kind: WriteKind::parse(&kind)
-                .ok_or_else(|| Error::Decode(format!("request kind {kind:?}")))?,
-            account_no: AccountNo::parse(&account_no)
-                .map_err(|_| Error::Decode(format!("request's account number {account_no:?}")))?,
+            id: row.parsed(0, "request id", |raw| Uuid::parse_str(raw).ok())?,
+            customer_id: row.parsed(1, "request's customer id", |raw| {
+                CustomerId::parse(raw).ok()
+            })?,
+            kind: row.parsed(2, "request kind", WriteKind::parse)?,
+            account_no: row.parsed(3, "request's account number", |raw| {
+                AccountNo::parse(raw).ok()
+            })?,
             amount: row.get(4)?,
-            status: RequestStatus::parse(&status)
-                .ok_or_else(|| Error::Decode(format!("request status {status:?}")))?,
+            status: row.parsed(5, "request status", RequestStatus::parse)?,
             balance: row.get(6)?,
             version: row.get(7)?,
             created_at: row.get(8)?,

@@ -193,6 +193,37 @@ impl Row<'_> {
             Row::Any(row) => T::from_any(row, index),
         }
     }
+
+    /// A text column as a domain type (`what` names it in the error): a stored value that does
+    /// not parse is an error, never a default.
+    pub fn parsed<T>(
+        &self,
+        index: usize,
+        what: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, Error> {
+        let raw: String = self.get(index)?;
+        parse(&raw).ok_or_else(|| Error::Decode(format!("stored {what} {raw:?}")))
+    }
+
+    /// A balance column: a negative stored balance is an error, never shown or used.
+    pub fn balance(&self, index: usize) -> Result<crate::money::Balance, Error> {
+        let raw: i64 = self.get(index)?;
+        crate::money::Balance::from_stored(raw)
+            .map_err(|_| Error::Decode(format!("stored balance {raw}")))
+    }
+
+    /// [`Row::parsed`] for a nullable column: NULL is `None`.
+    pub fn parsed_opt<T>(
+        &self,
+        index: usize,
+        what: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        let raw: Option<String> = self.get(index)?;
+        raw.map(|raw| parse(&raw).ok_or_else(|| Error::Decode(format!("stored {what} {raw:?}"))))
+            .transpose()
+    }
 }
 
 /// A type built from a result row.
