@@ -203,7 +203,7 @@ impl Row<'_> {
         parse: impl FnOnce(&str) -> Option<T>,
     ) -> Result<T, Error> {
         let raw: String = self.get(index)?;
-        parse(&raw).ok_or_else(|| Error::Decode(format!("stored {what} {raw:?}")))
+        decode(&raw, what, parse)
     }
 
     /// A balance column: a negative stored balance is an error, never shown or used.
@@ -221,9 +221,13 @@ impl Row<'_> {
         parse: impl FnOnce(&str) -> Option<T>,
     ) -> Result<Option<T>, Error> {
         let raw: Option<String> = self.get(index)?;
-        raw.map(|raw| parse(&raw).ok_or_else(|| Error::Decode(format!("stored {what} {raw:?}"))))
-            .transpose()
+        raw.map(|raw| decode(&raw, what, parse)).transpose()
     }
+}
+
+/// A stored text as a domain type, or a `Decode` error naming `what` and the text.
+fn decode<T>(raw: &str, what: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, Error> {
+    parse(raw).ok_or_else(|| Error::Decode(format!("stored {what} {raw:?}")))
 }
 
 /// A type built from a result row.
