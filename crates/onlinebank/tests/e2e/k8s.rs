@@ -712,7 +712,8 @@ async fn balance_of(api: &Api, token: &str, no: &str) -> i64 {
 const RETRY_BUDGET: Duration = Duration::from_secs(15);
 
 /// What a client stream saw: operations that succeeded, first answers that were errors (then
-/// retried as docs/api.md says: the same Idempotency-Key, after the answer's Retry-After),
+/// retried as docs/api.md says: the same Idempotency-Key, after the 1 s Retry-After of busy and
+/// unknown answers),
 /// operations that failed (a refusal, or no success within [`RETRY_BUDGET`]), the longest wait
 /// from an operation's first error to its success, and the first errors.
 #[derive(Debug, Default)]
@@ -758,7 +759,8 @@ impl Seen {
                         self.failed += 1;
                         return;
                     }
-                    // Every retryable answer says Retry-After: 1.
+                    // The busy and outcome-unknown answers say Retry-After: 1 (the kit's
+                    // answers do not carry the header, so it is not read here).
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
