@@ -593,11 +593,15 @@ serializeImagePulls: false
 # Images are imported, never pulled: never garbage-collect them.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+# Eviction only when the disk is really full: a percentage of a large shared disk (1 % of 250 GB)
+# is gigabytes that a build next to the cluster may well take, and disk pressure taints the node,
+# so that no pod is scheduled at all. Absolute, small thresholds instead.
 evictionHard:
   memory.available: "100Mi"
-  nodefs.available: "1%"
+  nodefs.available: "256Mi"
   nodefs.inodesFree: "1%"
-  imagefs.available: "1%"
+  imagefs.available: "256Mi"
+  imagefs.inodesFree: "1%"
 evictionPressureTransitionPeriod: 10s
 nodeStatusReportFrequency: 10s
 syncFrequency: 10s

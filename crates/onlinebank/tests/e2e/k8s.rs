@@ -302,7 +302,16 @@ impl Bank {
             let pods = kubectl(&["-n", &self.ns, "get", "pods", "-o", "wide"]).await;
             let events =
                 kubectl(&["-n", &self.ns, "get", "events", "--sort-by=.lastTimestamp"]).await;
-            panic!("{e}\n{pods:?}\n{events:?}");
+            // A node's taints and pressure conditions keep every pod Pending: show them too.
+            let node = kubectl(&[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} taints={.spec.taints} \
+                 conditions={range .status.conditions[*]}{.type}={.status} {end}{\"\\n\"}{end}",
+            ])
+            .await;
+            panic!("{e}\n{pods:?}\n{events:?}\n{node:?}");
         }
     }
 
