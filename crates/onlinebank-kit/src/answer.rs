@@ -97,23 +97,28 @@ pub fn classify_legacy_write(status: u16, body: &Value) -> Answer {
     if status == 201
         && body.get("requestStatus").and_then(Value::as_str) == Some("RequestCompleted")
     {
-        return Answer::Completed {
-            id,
-            balance: body.get("balance").and_then(Value::as_i64),
-        };
+        return completed(body, id);
     }
     classify(status, body, id)
+}
+
+/// Done: the request id and the balance the answer carried.
+fn completed(body: &Value, id: Option<String>) -> Answer {
+    Answer::Completed {
+        id,
+        balance: body.get("balance").and_then(Value::as_i64),
+    }
+}
+
+/// A v1 body saying `"status": "completed"`.
+fn says_completed(body: &Value) -> bool {
+    body.get("status").and_then(Value::as_str) == Some("completed")
 }
 
 fn classify(status: u16, body: &Value, id: Option<String>) -> Answer {
     let code = error_code(body);
     match (status, code.as_deref()) {
-        (200, _) if body.get("status").and_then(Value::as_str) == Some("completed") => {
-            Answer::Completed {
-                id,
-                balance: body.get("balance").and_then(Value::as_i64),
-            }
-        }
+        (200, _) if says_completed(body) => completed(body, id),
         (202, _) => match id {
             Some(id) => Answer::Pending { id },
             None => Answer::Unknown {
@@ -143,12 +148,7 @@ fn classify(status: u16, body: &Value, id: Option<String>) -> Answer {
 /// an id: ask by key instead), or no answer yet (unknown, keep asking by id).
 pub fn classify_request(status: u16, body: &Value, id: &str) -> Answer {
     match (status, error_code(body).as_deref()) {
-        (200, _) if body.get("status").and_then(Value::as_str) == Some("completed") => {
-            Answer::Completed {
-                id: Some(id.to_owned()),
-                balance: body.get("balance").and_then(Value::as_i64),
-            }
-        }
+        (200, _) if says_completed(body) => completed(body, Some(id.to_owned())),
         (200, _) => Answer::Pending { id: id.to_owned() },
         (404, Some("request_cancelled")) => Answer::Refused {
             code: text(body, "reason").unwrap_or_else(|| "request_cancelled".to_owned()),

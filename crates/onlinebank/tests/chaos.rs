@@ -100,7 +100,7 @@ async fn customer_loop(
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut rng = Rng::new(c as u64 * 7919 + 17);
+    let mut rng = StdRng::seed_from_u64(c as u64 * 7919 + 17);
     let mut account: Option<String> = None;
     let mut opened = 0;
     let mut gw = c % gateways.len();
@@ -110,11 +110,11 @@ async fn customer_loop(
             (None, _) => {
                 opened += 1;
                 let no = format!("9{c:03}{opened:02}");
-                ("open", no, rng.range(10_000, 90_000))
+                ("open", no, rng.random_range(10_000..=90_000))
             }
             (Some(no), true) => ("close", no.clone(), 0),
             (Some(no), false) => {
-                let roll = rng.range(0, 99);
+                let roll = rng.random_range(0..=99);
                 if roll < 25 {
                     let api = &gateways[gw];
                     tally.reads.fetch_add(1, Ordering::SeqCst);
@@ -161,9 +161,9 @@ async fn customer_loop(
                         _ => continue,
                     }
                 } else if roll < 70 {
-                    ("deposit", no.clone(), rng.range(1, 5_000))
+                    ("deposit", no.clone(), rng.random_range(1..=5_000))
                 } else {
-                    ("withdraw", no.clone(), rng.range(1, 8_000))
+                    ("withdraw", no.clone(), rng.random_range(1..=8_000))
                 }
             }
         };
@@ -272,10 +272,10 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
     // seconds; the broker once, a third of the way in.
     let started = Instant::now();
     let run = Duration::from_secs(secs);
-    let mut rng = Rng::new(2026);
+    let mut rng = StdRng::seed_from_u64(2026);
     let mut schedule: Vec<&str> = ROLES.iter().chain(ROLES.iter()).copied().collect();
     for i in (1..schedule.len()).rev() {
-        schedule.swap(i, rng.range(0, i as i64) as usize);
+        schedule.swap(i, rng.random_range(0..=i));
     }
     let every = run / (schedule.len() as u32 + 3);
     let mut kills: BTreeMap<String, usize> = BTreeMap::new();
@@ -298,16 +298,16 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         let role = if next < schedule.len() {
             schedule[next]
         } else {
-            ROLES[rng.range(0, ROLES.len() as i64 - 1) as usize]
+            ROLES[rng.random_range(0..ROLES.len())]
         };
         next += 1;
-        let name = if rng.range(0, 1) == 0 {
+        let name = if rng.random_range(0..=1) == 0 {
             role.to_owned()
         } else {
             format!("{role}#2")
         };
         eprintln!("chaos: {:?} kill -9 {name}", started.elapsed());
-        cluster.kill(&name);
+        cluster[&name].kill();
         tokio::time::sleep(Duration::from_millis(500)).await;
         cluster.restart(&name).await;
         *kills.entry(role.to_owned()).or_default() += 1;

@@ -50,7 +50,7 @@ async fn step_ups_go_to_every_auth_instance_and_keep_working_with_one_of_two_sto
     let alice = cluster.customer("alice@two-auths").await;
     cluster.open_ok(&alice, "1501", 100).await;
     // The first instance of the list goes away: step-ups reach the second one.
-    cluster.kill("auth");
+    cluster["auth"].kill();
     for round in 1..=6 {
         let reply = cluster.deposit(&alice.token, &alice.pw, "1501", 10).await;
         assert_eq!(
@@ -83,7 +83,7 @@ async fn reads_keep_answering_with_request_auth_and_account_killed() {
     cluster.wait_balance(&alice.token, "1001", 1_500).await;
 
     // Auth down: a write is refused fast with 503 service_busy + Retry-After, nothing happens.
-    cluster.kill("auth");
+    cluster["auth"].kill();
     let started = std::time::Instant::now();
     let reply = cluster
         .post_req("/api/v1/requests")
@@ -103,8 +103,8 @@ async fn reads_keep_answering_with_request_auth_and_account_killed() {
         started.elapsed()
     );
 
-    cluster.kill("request");
-    cluster.kill("account");
+    cluster["request"].kill();
+    cluster["account"].kill();
 
     // Reads through the gateway answer from mypage (and history).
     for _ in 0..5 {
@@ -157,7 +157,7 @@ async fn a_request_outliving_the_wait_answers_202_and_a_retry_meanwhile_is_409_i
     cluster.ops.drained(SETTLE).await;
 
     // With account down the outcome cannot arrive: 202 with Location, pending.
-    cluster.kill("account");
+    cluster["account"].kill();
     let body = money("deposit", "1001", 50, &alice.pw);
     let reply = cluster
         .post_req("/api/v1/requests")
@@ -232,7 +232,7 @@ async fn a_step_up_that_times_out_answers_503_and_never_moves_money_later() {
     cluster.ops.drained(SETTLE).await;
 
     // Auth frozen: the verification times out, the customer is told busy.
-    cluster.signal("auth", "STOP");
+    cluster["auth"].signal("STOP");
     let body = money("deposit", "1001", 50, &alice.pw);
     let started = std::time::Instant::now();
     let reply = cluster
@@ -253,7 +253,7 @@ async fn a_step_up_that_times_out_answers_503_and_never_moves_money_later() {
     expect_error(&other, 503, "service_busy");
 
     // Auth resumes and answers the old verifications late: they must not move money.
-    cluster.signal("auth", "CONT");
+    cluster["auth"].signal("CONT");
     let retried = eventually("the key's retry to complete", SETTLE, || async {
         let reply = cluster
             .request_with_key(&alice.token, "k-frozen", body.clone())

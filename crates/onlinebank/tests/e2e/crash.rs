@@ -132,15 +132,15 @@ async fn crash_stream(kills: &[&str]) {
         let mine = accounts[c].clone();
         let (ops, completed, stop) = (ops.clone(), completed.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
-            let mut rng = Rng::new(client as u64 + 1);
+            let mut rng = StdRng::seed_from_u64(client as u64 + 1);
             while !stop.load(Ordering::SeqCst) {
-                let account = mine[rng.range(0, 1) as usize].clone();
-                let kind = if rng.range(0, 99) < 55 {
+                let account = mine[rng.random_range(0..mine.len())].clone();
+                let kind = if rng.random_range(0..=99) < 55 {
                     "deposit"
                 } else {
                     "withdraw"
                 };
-                let amount = rng.range(1, 3_000);
+                let amount = rng.random_range(1..=3_000);
                 let key = uuid::Uuid::new_v4().to_string();
                 let answer = send(
                     &api,
@@ -179,7 +179,7 @@ async fn crash_stream(kills: &[&str]) {
     )
     .await;
     for role in kills {
-        cluster.kill(role);
+        cluster[role].kill();
         let at = rfc3339_ms(std::time::SystemTime::now());
         eprintln!("crash timeline: {at} kill {role}");
         // Long enough for requests to outlive their wait (202) while a role is down.

@@ -101,7 +101,7 @@ async fn a_killed_account_process_hands_its_partitions_to_the_other() {
     for no in ["7001", "7002", "7003", "7004"] {
         cluster.open_ok(&carol, no, 1_000).await;
     }
-    cluster.kill("account");
+    cluster["account"].kill();
     // Within the group's session timeout the other account process takes every partition.
     for (i, no) in ["7001", "7002", "7003", "7004"].iter().enumerate() {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);

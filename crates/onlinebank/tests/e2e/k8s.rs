@@ -1353,14 +1353,14 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
     for (i, c) in customers.iter().cloned().enumerate() {
         let (api, stop, sent) = (api.clone(), stop.clone(), sent.clone());
         clients.push(tokio::spawn(async move {
-            let mut rng = Rng::new(1000 + i as u64);
+            let mut rng = StdRng::seed_from_u64(1000 + i as u64);
             let no = format!("600{i}");
             let mut ops = Vec::new();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let amount = rng.range(1, 1_000);
-                let (kind, delta) = if rng.range(0, 1) == 0 {
+                let amount = rng.random_range(1..=1_000);
+                let (kind, delta) = if rng.random_range(0..=1) == 0 {
                     ("deposit", amount)
                 } else {
                     ("withdraw", -amount)
@@ -1383,15 +1383,12 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
             (c, ops)
         }));
     }
-    let mut rng = Rng::new(7);
+    let mut rng = StdRng::seed_from_u64(7);
     let mut killed = Vec::new();
     let chaos = Instant::now();
     let chaos_secs = 60;
     while chaos.elapsed() < Duration::from_secs(chaos_secs) {
-        tokio::time::sleep(Duration::from_millis(
-            u64::try_from(rng.range(2_000, 6_000)).unwrap(),
-        ))
-        .await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..=6_000))).await;
         let out = k(&[
             "-n",
             &bank.ns,
@@ -1406,7 +1403,7 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
         if pods.is_empty() {
             continue;
         }
-        let victim = pods[usize::try_from(rng.range(0, pods.len() as i64 - 1)).unwrap()].to_owned();
+        let victim = pods[rng.random_range(0..pods.len())].to_owned();
         let _ = kubectl(&[
             "-n",
             &bank.ns,

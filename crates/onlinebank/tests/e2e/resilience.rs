@@ -240,7 +240,7 @@ async fn a_frozen_auth_makes_deposits_busy_opens_the_breaker_keeps_reads_and_mov
         "the breaker starts closed"
     );
 
-    cluster.signal("auth", "STOP");
+    cluster["auth"].signal("STOP");
 
     // Slow path: each deposit waits for the step-up timeout, then 503 busy, nothing recorded.
     let slow = futures::future::join_all((0..5).map(|i| {
@@ -300,7 +300,7 @@ async fn a_frozen_auth_makes_deposits_busy_opens_the_breaker_keeps_reads_and_mov
     assert_untouched(&cluster, &cluster.ops, &alice, "1001", 10_000, 1).await;
 
     // Auth wakes up and answers the old verifications late; deposits succeed again.
-    cluster.signal("auth", "CONT");
+    cluster["auth"].signal("CONT");
     let first =
         deposit_until_it_succeeds(&cluster, &alice, "1001", 7, Duration::from_secs(15)).await;
     assert_eq!(first.body["status"], "completed", "{}", first.text);
@@ -345,7 +345,7 @@ async fn a_killed_auth_makes_deposits_busy_opens_the_breaker_and_deposits_succee
     cluster.open_ok(&alice, "1001", 10_000).await;
     cluster.ops.drained(SETTLE).await;
 
-    cluster.kill("auth");
+    cluster["auth"].kill();
     for i in 0..6 {
         let (result, elapsed) = timed_deposit(&cluster, &alice, "1001", 100 + i, None).await;
         let reply = answered(result, "a deposit with auth dead");
@@ -555,12 +555,12 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
         let (sent, completed, stop) = (sent.clone(), completed.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
             let no = format!("{}001", client + 1);
-            let mut rng = Rng::new(client as u64 + 11);
+            let mut rng = StdRng::seed_from_u64(client as u64 + 11);
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
                 let key = format!("roll-{client}-{n}");
-                let amount = rng.range(1, 100);
+                let amount = rng.random_range(1..=100);
                 let (result, _) = timed_deposit(&api, &customer, &no, amount, Some(&key)).await;
                 let ok =
                     matches!(&result, Ok(r) if r.status == 200 && r.body["status"] == "completed");
@@ -591,11 +591,11 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
     )
     .await;
     for instance in ["request", "request#2"] {
-        let status = cluster.terminate(instance, EXIT_TIMEOUT).await;
+        let status = cluster[instance].terminate(EXIT_TIMEOUT).await;
         assert!(
             status.is_some_and(|s| s.success()),
             "{instance} after SIGTERM: {status:?} (want exit code 0)\n{}",
-            cluster.log(instance)
+            cluster[instance].log()
         );
         wait_for_progress(
             &completed,
@@ -805,7 +805,7 @@ async fn a_sigterm_turns_readiness_503_for_the_drain_delay_finishes_in_flight_de
     cluster.ops.drained(SETTLE).await;
 
     // Three deposits in flight in request: account frozen, so they wait for their outcome.
-    cluster.signal("account", "STOP");
+    cluster["account"].signal("STOP");
     let in_flight: Vec<_> = [10, 20, 30]
         .into_iter()
         .map(|amount| {
@@ -830,7 +830,7 @@ async fn a_sigterm_turns_readiness_503_for_the_drain_delay_finishes_in_flight_de
     )
     .await;
 
-    cluster.signal("request", "TERM");
+    cluster["request"].signal("TERM");
     // Not ready at once (the listener still answers during the drain delay), still live.
     let deadline = Instant::now() + Duration::from_millis(800);
     loop {
@@ -867,7 +867,7 @@ async fn a_sigterm_turns_readiness_503_for_the_drain_delay_finishes_in_flight_de
     );
 
     // The in-flight deposits finish once account moves again; then the process exits 0.
-    cluster.signal("account", "CONT");
+    cluster["account"].signal("CONT");
     for (task, amount) in in_flight.into_iter().zip([10, 20, 30]) {
         let (result, _) = task.await.expect("deposit task");
         let reply = answered(result, "an in-flight deposit during shutdown");
@@ -878,11 +878,11 @@ async fn a_sigterm_turns_readiness_503_for_the_drain_delay_finishes_in_flight_de
             reply.text
         );
     }
-    let status = cluster.wait_exit("request", EXIT_TIMEOUT).await;
+    let status = cluster["request"].wait_exit(EXIT_TIMEOUT).await;
     assert!(
         status.is_some_and(|s| s.success()),
         "request after SIGTERM: {status:?} (want exit code 0)\n{}",
-        cluster.log("request")
+        cluster["request"].log()
     );
 
     // With request gone the gateway says busy (nothing happened); back up, the books agree.

@@ -249,7 +249,7 @@ async fn a_bank_on_tls_postgres_and_sasl_ssl_kafka_moves_money_and_wrong_trust_i
         .to_owned();
     for name in cluster.names() {
         assert!(
-            !cluster.log(&name).contains(&password),
+            !cluster[&name].log().contains(&password),
             "{name} logged the SASL password"
         );
     }

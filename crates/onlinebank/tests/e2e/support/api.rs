@@ -58,8 +58,13 @@ pub struct Req<'a> {
 }
 
 impl<'a> Req<'a> {
-    pub fn bearer(mut self, token: &str) -> Self {
-        self.bearer = Some(token.to_owned());
+    pub fn bearer(self, token: &str) -> Self {
+        self.bearer_opt(Some(token))
+    }
+
+    /// A bearer token, or none.
+    pub fn bearer_opt(mut self, token: Option<&str>) -> Self {
+        self.bearer = token.map(str::to_owned);
         self
     }
 
@@ -109,7 +114,7 @@ impl<'a> Req<'a> {
         let response = builder
             .send()
             .await
-            .map_err(|error| format!("{} {url}: {}", self.method, chain(&error)))?;
+            .map_err(|error| format!("{} {url}: {:#}", self.method, anyhow::Error::new(error)))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response
@@ -141,26 +146,21 @@ impl<'a> Req<'a> {
 
 impl Api {
     pub fn new(base: &str) -> Api {
+        Api::on(base, client(256))
+    }
+
+    /// `base` through `http`, with an answer record of its own.
+    pub fn on(base: &str, http: reqwest::Client) -> Api {
         Api {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .build()
-                .expect("http client"),
-            seen: Arc::new(Mutex::new(Vec::new())),
+            http,
+            seen: Arc::default(),
         }
     }
 
     /// The same API through a client that never reuses a connection.
     pub fn unpooled(&self) -> Api {
-        self.with_http(
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("http client"),
-        )
+        self.with_http(client(0))
     }
 
     /// The same API through another HTTP client.
@@ -220,19 +220,15 @@ impl Api {
 
     /// `GET path` with a bearer token (or none).
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.get_req(path);
-        if let Some(token) = token {
-            req = req.bearer(token);
-        }
-        req.pair().await
+        self.get_req(path).bearer_opt(token).pair().await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut req = self.post_req(path).json(body);
-        if let Some(token) = token {
-            req = req.bearer(token);
-        }
-        req.pair().await
+        self.post_req(path)
+            .bearer_opt(token)
+            .json(body)
+            .pair()
+            .await
     }
 
     // --- customers and sessions
@@ -363,13 +359,9 @@ impl Api {
         self.get("/api/v1/accounts", Some(token)).await
     }
 
-    /// `GET /api/v1/accounts/{no}/transactions?{query}`.
+    /// `GET /api/v1/accounts/{no}/transactions?{query}` (an empty query is no parameter).
     pub async fn transactions(&self, token: &str, no: &str, query: &str) -> (u16, Value) {
-        let path = if query.is_empty() {
-            format!("/api/v1/accounts/{no}/transactions")
-        } else {
-            format!("/api/v1/accounts/{no}/transactions?{query}")
-        };
+        let path = format!("/api/v1/accounts/{no}/transactions?{query}");
         self.get(&path, Some(token)).await
     }
 
@@ -455,15 +447,13 @@ impl Api {
     }
 }
 
-/// An error with its causes, `a: b: c`.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
+/// An HTTP client keeping at most `pool` idle connections per host.
+fn client(pool: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(pool)
+        .build()
+        .expect("http client")
 }
 
 /// A deposit or withdraw body.
@@ -473,15 +463,7 @@ pub fn money(kind: &str, no: &str, amount: i64, pw: &str) -> Value {
 
 /// Percent-encodes a query value.
 pub fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// What a settled answer amounts to: `"completed"` or the failure's code/reason.

@@ -66,10 +66,9 @@ impl TestBank {
         extra: &[String],
         env: &[(String, String)],
     ) -> (Proc, String, HashMap<String, String>) {
-        let mut args = strings(&["up", "--data-dir"]);
-        args.push(dir.display().to_string());
-        args.extend(strings(&["--port", "0"]));
-        args.extend(extra.iter().cloned());
+        let data_dir = dir.display().to_string();
+        let mut args = strings(&["up", "--data-dir", &data_dir, "--port", "0"]);
+        args.extend_from_slice(extra);
         let mut roles = HashMap::new();
         let mut gateway = None;
         let proc = Proc::start("up", args, env, |line| {

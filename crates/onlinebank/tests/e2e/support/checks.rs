@@ -1,11 +1,13 @@
 //! Assertions on answers, polling with a deadline, and small helpers (files, a seeded random
-//! source).
+//! source: rand's `StdRng`).
 
 use super::*;
 use serde_json::Value;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+pub use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// Asserts a success status and returns the body.
 #[track_caller]
@@ -45,12 +47,7 @@ pub async fn expect_compensated(
     expect_error(reply, status, reason);
     let id = reply.1["requestId"]
         .as_str()
-        .unwrap_or_else(|| {
-            panic!(
-                "a compensated request's error must carry requestId: {}",
-                reply.1
-            )
-        })
+        .unwrap_or_else(|| panic!("no requestId beside the error: {}", reply.1))
         .to_owned();
     let (got, body) = api.get_request(token, &id).await;
     assert_eq!(got, 404, "GET /api/v1/requests/{id} after {reason}: {body}");
@@ -63,7 +60,6 @@ pub async fn expect_compensated(
     id
 }
 
-/// Polls `probe` until it answers `Ok`, at most `timeout`; fails with the last `Err`.
 /// Waits until `counter` has grown by `n` from now: a stream of operations is making progress.
 pub async fn wait_for_progress(
     counter: &std::sync::atomic::AtomicUsize,
@@ -84,6 +80,7 @@ pub async fn wait_for_progress(
     .await
 }
 
+/// Polls `probe` until it answers `Ok`, at most `timeout`; fails with the last `Err`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
@@ -123,33 +120,6 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// A small deterministic random source (no rand dev-dependency).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407)
-            | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        // xorshift64*
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-
-    /// Uniform in `low..=high`.
-    pub fn range(&mut self, low: i64, high: i64) -> i64 {
-        low + (self.next() % ((high - low + 1) as u64)) as i64
-    }
 }
 
 /// The items of a list answer.

@@ -56,15 +56,13 @@ impl Cluster {
         let mut admin: HashMap<String, String> = HashMap::new();
         let mut procs = BTreeMap::new();
         for role in ROLES {
-            let instances = instances(role).max(1);
-            for instance in 1..=instances {
+            for instance in 1..=instances(role).max(1) {
                 let name = if instance == 1 {
                     role.to_owned()
                 } else {
                     format!("{role}#{instance}")
                 };
-                let mut args = vec!["serve".to_owned(), role.to_owned()];
-                args.extend(strings(&["--listen", "127.0.0.1:0", "--data-dir"]));
+                let mut args = strings(&["serve", role, "--listen", "127.0.0.1:0", "--data-dir"]);
                 args.push(dir.path().display().to_string());
                 let peers: &[&str] = match role {
                     "request" => &["auth"],
@@ -72,19 +70,8 @@ impl Cluster {
                     _ => &[],
                 };
                 for peer in peers {
-                    let mut of_peer: Vec<(&String, &String)> = urls
-                        .iter()
-                        .filter(|(name, _)| role_of(name) == *peer)
-                        .collect();
-                    of_peer.sort();
                     args.push(format!("--{peer}-url"));
-                    args.push(
-                        of_peer
-                            .iter()
-                            .map(|(_, url)| url.as_str())
-                            .collect::<Vec<_>>()
-                            .join(","),
-                    );
+                    args.push(urls_of_role(&urls, peer).join(","));
                 }
                 args.extend(knobs_of(role));
                 let (proc, url, admin_url) = Self::launch(&name, args).await;
@@ -103,21 +90,30 @@ impl Cluster {
     }
 
     async fn launch(name: &str, mut args: Vec<String>) -> (Proc, String, String) {
-        let role = role_of(name);
-        let (mut url, mut admin) = (None, None);
-        let proc = Proc::start(name, args.clone(), &[], |line| {
-            started_urls(line, role, &mut url, &mut admin)
-        })
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-        let (url, admin) = (url.expect("listening line"), admin.expect("admin line"));
+        let (mut proc, url, admin) = Self::spawn(name, &args)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
         // Pin the port so a restart comes back where its peers expect it.
         if let Some(at) = args.iter().position(|arg| arg == "--listen") {
             args[at + 1] = format!("127.0.0.1:{}", port_of(&url));
         }
-        let mut proc = proc;
         proc.args = args;
         (proc, url, admin)
+    }
+
+    /// Starts process `name` and reads where it listens: the process, its URL, its admin URL.
+    async fn spawn(name: &str, args: &[String]) -> Result<(Proc, String, String), String> {
+        let role = role_of(name);
+        let (mut url, mut admin) = (None, None);
+        let proc = Proc::start(name, args.to_vec(), &[], |line| {
+            started_urls(line, role, &mut url, &mut admin)
+        })
+        .await?;
+        Ok((
+            proc,
+            url.expect("listening line"),
+            admin.expect("admin line"),
+        ))
     }
 
     /// The data directory every process shares (SQLite files, the embedded log, the secret).
@@ -132,89 +128,24 @@ impl Cluster {
 
     /// The URL of every instance of `role`.
     pub fn urls_of(&self, role: &str) -> Vec<String> {
-        let mut urls: Vec<String> = self
-            .ops
-            .urls
-            .iter()
-            .filter(|(name, _)| role_of(name) == role)
-            .map(|(_, url)| url.clone())
-            .collect();
-        urls.sort();
-        urls
-    }
-
-    fn proc(&self, role: &str) -> &Proc {
-        self.procs
-            .get(role)
-            .unwrap_or_else(|| panic!("no role {role}"))
-    }
-
-    fn proc_mut(&mut self, role: &str) -> &mut Proc {
-        self.procs
-            .get_mut(role)
-            .unwrap_or_else(|| panic!("no role {role}"))
-    }
-
-    /// `kill -9` one role's process.
-    pub fn kill(&mut self, role: &str) {
-        self.proc_mut(role).kill();
-    }
-
-    /// Sends a signal (`STOP`, `CONT`) to one role's process.
-    pub fn signal(&self, role: &str, signal: &str) {
-        self.proc(role).signal(signal);
-    }
-
-    /// SIGTERM to one role's process; waits (at most `timeout`) for it to exit and returns how
-    /// it exited (`None`: still running at the deadline).
-    pub async fn terminate(
-        &mut self,
-        role: &str,
-        timeout: Duration,
-    ) -> Option<std::process::ExitStatus> {
-        self.proc_mut(role).terminate(timeout).await
-    }
-
-    /// Waits (at most `timeout`) for one role's process to exit (after a `signal("TERM")`).
-    pub async fn wait_exit(
-        &mut self,
-        role: &str,
-        timeout: Duration,
-    ) -> Option<std::process::ExitStatus> {
-        self.proc_mut(role).wait_exit(timeout).await
-    }
-
-    /// Everything one role's process logged so far.
-    pub fn log(&self, role: &str) -> String {
-        self.proc(role).log()
+        urls_of_role(&self.ops.urls, role)
     }
 
     /// Starts a killed (or terminated) role again on its previous port (retrying while the port
     /// is still held). A role started by `start_scaled` is named `request#2` and so on.
-    pub async fn restart(&mut self, role: &str) {
-        let old = self.proc_mut(role);
+    pub async fn restart(&mut self, name: &str) {
+        let old = &mut self[name];
         old.kill();
         let args = old.args.clone();
-        let name = role;
-        let role = role_of(name);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let (mut url, mut admin) = (None, None);
-            let started = Proc::start(name, args.clone(), &[], |line| {
-                started_urls(line, role, &mut url, &mut admin)
-            })
-            .await;
-            match started {
-                Ok(mut proc) => {
-                    proc.args = args;
-                    let url = url.expect("listening line");
+            match Self::spawn(name, &args).await {
+                Ok((proc, url, admin)) => {
                     assert_eq!(
                         url, self.ops.urls[name],
                         "{name} came back on another address"
                     );
-                    self.ops
-                        .admin
-                        .insert(name.to_owned(), admin.expect("admin line"));
+                    self.ops.admin.insert(name.to_owned(), admin);
                     self.procs.insert(name.to_owned(), proc);
                     return;
                 }
@@ -225,4 +156,33 @@ impl Cluster {
             }
         }
     }
+}
+
+/// A process by name (`request`, `request#2`, ...): `cluster["auth"].kill()`,
+/// `cluster["auth"].signal("STOP")`, `cluster["request"].log()`.
+impl std::ops::Index<&str> for Cluster {
+    type Output = Proc;
+    fn index(&self, name: &str) -> &Proc {
+        self.procs
+            .get(name)
+            .unwrap_or_else(|| panic!("no process {name}"))
+    }
+}
+
+impl std::ops::IndexMut<&str> for Cluster {
+    fn index_mut(&mut self, name: &str) -> &mut Proc {
+        self.procs
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no process {name}"))
+    }
+}
+
+/// The URLs of every instance of `role` in `urls` (by process name), in name order.
+fn urls_of_role(urls: &HashMap<String, String>, role: &str) -> Vec<String> {
+    let mut of_role: Vec<(&String, &String)> = urls
+        .iter()
+        .filter(|(name, _)| role_of(name) == role)
+        .collect();
+    of_role.sort();
+    of_role.into_iter().map(|(_, url)| url.clone()).collect()
 }

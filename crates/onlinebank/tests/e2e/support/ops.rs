@@ -2,17 +2,33 @@
 //! and its consistency (nothing pending, account == history == mypage), `/metrics`.
 
 use super::*;
+use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// One account as the account role, history and mypage see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AccountRow {
     pub customer_id: String,
     pub balance: i64,
     pub status: String,
     pub version: i64,
+}
+
+/// An item of the internal account lists and the history ledger.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed<T> {
+    account_no: String,
+    #[serde(flatten)]
+    row: T,
+}
+
+#[derive(Deserialize)]
+struct LedgerSum {
+    sum: i64,
 }
 
 /// Every store's view at one moment.
@@ -95,50 +111,29 @@ impl Ops {
     }
 
     async fn get(&self, role: &str, path: &str, internal: bool) -> Result<(u16, Value), String> {
-        let url = format!("{}{}", self.urls[role], path);
-        let mut request = self.http.get(&url);
+        let api = Api::on(&self.urls[role], self.http.clone());
+        let mut request = api.get_req(path);
         if internal {
             request = request.header("x-onlinebank-internal", &self.token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| format!("GET {url}: {error}"))?;
-        let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|error| format!("GET {url}: {error}"))?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        Ok(request.try_send().await?.pair())
     }
 
     /// `GET /metrics` on the admin listener of a role's process: the Prometheus text and its
     /// content type.
     pub async fn metrics(&self, role: &str) -> Result<(String, String), String> {
-        let url = format!("{}/metrics", self.admin[role]);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if response.status().as_u16() != 200 {
-            return Err(format!("GET {url}: {}", response.status()));
+        let reply = Api::on(&self.admin[role], self.http.clone())
+            .get_req("/metrics")
+            .try_send()
+            .await?;
+        if reply.status != 200 {
+            return Err(format!(
+                "GET {}/metrics: {}",
+                self.admin[role], reply.status
+            ));
         }
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        Ok((text, content_type))
+        let content_type = reply.header("content-type").unwrap_or_default();
+        Ok((reply.text, content_type))
     }
 
     /// The sum of every series of `name` on a role whose labels include all of `labels`
@@ -153,49 +148,25 @@ impl Ops {
         Ok(metric_value(&text, name, labels))
     }
 
-    async fn items(&self, role: &str, path: &str) -> Result<Vec<Value>, String> {
+    /// An internal list's items by account number.
+    async fn listed<T: DeserializeOwned>(
+        &self,
+        role: &str,
+        path: &str,
+    ) -> Result<BTreeMap<String, T>, String> {
         let (status, body) = self.internal(role, path).await?;
         if status != 200 {
             return Err(format!("{role} {path}: {status} {body}"));
         }
-        body["items"]
-            .as_array()
-            .cloned()
-            .ok_or_else(|| format!("{role} {path}: no items in {body}"))
+        let items: Vec<Listed<T>> = serde_json::from_value(body["items"].clone())
+            .map_err(|error| format!("{role} {path}: {error} in {body}"))?;
+        Ok(items.into_iter().map(|i| (i.account_no, i.row)).collect())
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, String> {
-        let rows = |items: Vec<Value>| -> Result<BTreeMap<String, AccountRow>, String> {
-            items
-                .iter()
-                .map(|item| {
-                    let no = item["accountNo"]
-                        .as_str()
-                        .ok_or(format!("no accountNo: {item}"))?;
-                    Ok((
-                        no.to_owned(),
-                        AccountRow {
-                            customer_id: item["customerId"].as_str().unwrap_or_default().to_owned(),
-                            balance: item["balance"]
-                                .as_i64()
-                                .ok_or(format!("no balance: {item}"))?,
-                            status: item["status"].as_str().unwrap_or_default().to_owned(),
-                            version: item["version"].as_i64().unwrap_or(-1),
-                        },
-                    ))
-                })
-                .collect()
-        };
-        let accounts = rows(self.items("account", "/internal/v1/accounts").await?)?;
-        let mypage = rows(self.items("mypage", "/internal/v1/accounts").await?)?;
-        let mut ledger = BTreeMap::new();
-        for item in self.items("history", "/internal/v1/ledger").await? {
-            let no = item["accountNo"]
-                .as_str()
-                .ok_or(format!("no accountNo: {item}"))?;
-            let sum = item["sum"].as_i64().ok_or(format!("no sum: {item}"))?;
-            ledger.insert(no.to_owned(), sum);
-        }
+        let accounts = self.listed("account", "/internal/v1/accounts").await?;
+        let mypage = self.listed("mypage", "/internal/v1/accounts").await?;
+        let ledger = self.listed("history", "/internal/v1/ledger").await?;
         let (status, body) = self
             .internal("request", "/internal/v1/requests/pending")
             .await?;
@@ -205,7 +176,10 @@ impl Ops {
         let pending = body["count"].as_i64().ok_or(format!("no count: {body}"))?;
         Ok(Snapshot {
             accounts,
-            ledger,
+            ledger: ledger
+                .into_iter()
+                .map(|(no, LedgerSum { sum })| (no, sum))
+                .collect(),
             mypage,
             pending,
         })

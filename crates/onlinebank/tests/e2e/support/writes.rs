@@ -46,29 +46,25 @@ impl onlinebank_kit::Transport for Api {
             .post_req("/api/v1/requests")
             .bearer(token)
             .header("Idempotency-Key", key)
-            .json(body.clone())
-            .try_send();
-        match tokio::time::timeout(OP_TIMEOUT, sent).await {
-            Ok(Ok(reply)) => {
-                assert_write_contract(&reply);
-                Ok((reply.status, reply.body))
-            }
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err("client timeout".into()),
-        }
+            .json(body.clone());
+        let reply = bounded(sent).await?;
+        assert_write_contract(&reply);
+        Ok((reply.status, reply.body))
     }
 
     async fn request(&self, token: &str, id: &str) -> Result<(u16, Value), String> {
         let asked = self
             .get_req(&format!("/api/v1/requests/{id}"))
-            .bearer(token)
-            .try_send();
-        match tokio::time::timeout(OP_TIMEOUT, asked).await {
-            Ok(Ok(reply)) => Ok((reply.status, reply.body)),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err("client timeout".into()),
-        }
+            .bearer(token);
+        Ok(bounded(asked).await?.pair())
     }
+}
+
+/// Sends, waiting at most `OP_TIMEOUT`.
+async fn bounded(request: Req<'_>) -> Result<Reply, String> {
+    tokio::time::timeout(OP_TIMEOUT, request.try_send())
+        .await
+        .unwrap_or_else(|_| Err("client timeout".into()))
 }
 
 /// Sends a write with its Idempotency-Key and classifies the answer (a timeout is unknown).
