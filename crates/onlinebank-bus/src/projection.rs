@@ -42,15 +42,23 @@ pub async fn run<P: Projection>(
     db: Db,
     projection: P,
 ) {
+    // From an event's publication (its publisher's transaction) to this group's commit of it.
+    let delay = metrics::histogram!("event_delay_seconds", "group" => group);
     consumer::run(bus, group, topics, batch_size, shutdown, move |batch| {
         let db = db.clone();
         let projection = projection.clone();
+        let delay = delay.clone();
         async move {
             let applying = projection.clone();
             let seen = db
                 .write(move |conn| Box::pin(apply_batch(conn, applying, batch)))
                 .await
                 .map_err(|error| anyhow::anyhow!("{group}: applying events: {error}"))?;
+            for envelope in &seen {
+                if let Some(seconds) = onlinebank_core::time::seconds_since(&envelope.occurred_at) {
+                    delay.record(seconds);
+                }
+            }
             projection.committed(&seen);
             Ok(())
         }
