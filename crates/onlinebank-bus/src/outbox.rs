@@ -119,11 +119,17 @@ impl Relay {
             return Ok(0);
         };
         let mut tx = pool.begin().await?;
-        let leader: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1)::BIGINT)")
-                .bind(format!("onlinebank outbox {}", self.name))
-                .fetch_one(&mut *tx)
-                .await?;
+        // The transaction only deletes rows the bus already has: it commits without waiting for
+        // its WAL flush (`synchronous_commit` off for it alone, set in the same round trip as the
+        // lock). A PostgreSQL crash may undo the delete; the rows are then shipped again, and the
+        // consumers' inboxes skip them, as after a relay crash.
+        let leader: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtext($1)::BIGINT)
+             FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relay_commit",
+        )
+        .bind(format!("onlinebank outbox {}", self.name))
+        .fetch_one(&mut *tx)
+        .await?;
         if !leader {
             // Another replica is shipping right now; it may have selected its rows before ours
             // committed, so look again shortly.

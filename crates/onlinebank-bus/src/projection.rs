@@ -71,12 +71,13 @@ async fn apply_batch<P: Projection>(
     projection: P,
     batch: Vec<Delivery>,
 ) -> anyhow::Result<Vec<Envelope>> {
-    let mut seen = Vec::with_capacity(batch.len());
-    for delivery in batch {
-        let Some((envelope, event)) = delivery.decode() else {
-            continue;
-        };
-        if crate::inbox::first_delivery(conn, &envelope.id.to_string()).await? {
+    let decoded: Vec<(Envelope, Event)> = batch.iter().filter_map(Delivery::decode).collect();
+    let ids: Vec<_> = decoded.iter().map(|(envelope, _)| envelope.id).collect();
+    let mut first = crate::inbox::first_deliveries(conn, &ids).await?;
+    let mut seen = Vec::with_capacity(decoded.len());
+    for (envelope, event) in decoded {
+        // `remove`: a batch holding the same event twice applies it once.
+        if first.remove(&envelope.id.to_string()) {
             projection.apply(conn, &envelope, event).await?;
         }
         seen.push(envelope);
