@@ -19,7 +19,8 @@ use onlinebank_bus::projection::{self, Projection};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::{
-    AccountChanged, AccountRequestCancelled, AuthCertified, Envelope, Event, TOPIC_REQUESTS,
+    AccountChanged, AccountRequestCancelled, AuthCertified, Envelope, Event, TOPIC_ACCOUNTS,
+    TOPIC_REQUESTS,
 };
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
@@ -42,7 +43,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     .await
     .context("migrating the account database")?;
 
-    let relay = Relay::new("account", db.clone(), bus.clone());
+    let relay = Relay::new("account", &[TOPIC_ACCOUNTS], db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
     ctx.tasks.spawn(projection::run(
         bus.clone(),

@@ -1,9 +1,18 @@
 //! The embedded durable event log: one SQLite file (`bus.db` in the data directory).
 //!
 //! Every process that shares the data directory opens the same file, so `onlinebank up` (all roles
-//! in one process) and `onlinebank serve <role>` (one process per role) use the same log. Records
-//! are appended in one transaction per batch with `synchronous=FULL`; a record's position is its
-//! total order. Consumer groups keep their committed position in the same file.
+//! in one process) and `onlinebank serve <role>` (one process per role) use the same log. Consumer
+//! groups keep their committed position and their subscriptions in it.
+//!
+//! A topic's events are read where they are: a publisher whose database is a SQLite file serves
+//! its outbox as the topic's log ([`EmbeddedLog::serve_outbox`], recorded in `outbox_sources` so
+//! consumers in other processes find the file), and nothing is copied: an event is durable, in
+//! order, once its publisher's transaction committed, and consumers read it from there with a
+//! position of `seq + OUTBOX_POSITIONS`. Records published to the log itself (a publisher on
+//! PostgreSQL, or events shipped before outboxes were served) are appended to its `events` table
+//! in one transaction per batch with `synchronous=FULL`, a record's position being its total
+//! order there; a group reads those first, then moves on to the outbox (its positions are
+//! higher, so one committed position orders both).
 //!
 //! Consumers in this process are woken at once through a per-topic append counter (a `watch`
 //! channel), and skip the query entirely when nothing was appended to their topics since they
@@ -20,6 +29,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Positions of events read from a publisher's outbox are its `seq` plus this: above every
+/// position of the log's own `events` table, so that one committed position per group orders
+/// both, and a group that read the log before its publisher served its outbox moves on.
+pub const OUTBOX_POSITIONS: i64 = 1 << 40;
+
 /// How often an idle consumer looks for records published by another process. Right after
 /// records arrived it looks again after 1 ms, doubling up to this.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -32,6 +46,10 @@ pub struct EmbeddedLog {
     appended: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
     /// The longest an idle consumer waits before looking for other processes' records.
     poll_max: Duration,
+    /// Per topic, the database whose outbox is its log, as far as this process knows.
+    sources: Arc<Mutex<HashMap<String, Db>>>,
+    /// The outboxes this process serves (its publishers'): their retention is its job.
+    served: Arc<Mutex<Vec<(String, Db)>>>,
 }
 
 /// Events deleted per transaction by [`EmbeddedLog::purge`].
@@ -61,7 +79,11 @@ impl EmbeddedLog {
                         topic TEXT NOT NULL,
                         PRIMARY KEY (topic, group_name)
                     );
-                    CREATE INDEX IF NOT EXISTS events_by_age ON events (appended_at);",
+                    CREATE INDEX IF NOT EXISTS events_by_age ON events (appended_at);
+                    CREATE TABLE IF NOT EXISTS outbox_sources (
+                        topic TEXT PRIMARY KEY,
+                        path TEXT NOT NULL
+                    );",
                 )
                 .await
             })
@@ -72,6 +94,8 @@ impl EmbeddedLog {
             db,
             appended: Arc::default(),
             poll_max: POLL_INTERVAL,
+            sources: Arc::default(),
+            served: Arc::default(),
         })
     }
 
@@ -108,17 +132,97 @@ impl EmbeddedLog {
         let mut topics: Vec<&str> = records.iter().map(|record| record.topic.as_str()).collect();
         topics.sort_unstable();
         topics.dedup();
-        for topic in topics {
-            self.topic_counter(topic).send_modify(|count| *count += 1);
-        }
+        self.appended(&topics);
         Ok(())
     }
 
+    /// Wakes this process's consumers of `topics`: something was appended to them (a
+    /// publisher's transaction that wrote to its served outbox has committed).
+    pub fn appended(&self, topics: &[&str]) {
+        for topic in topics {
+            self.topic_counter(topic).send_modify(|count| *count += 1);
+        }
+    }
+
+    /// Makes `db`'s outbox (a SQLite file) the log of `topics`: consumers read its rows there,
+    /// nothing is copied, and this process deletes them once every group reading the topic
+    /// has passed them and they are older than the retention window (see [`Self::purge`]).
+    pub async fn serve_outbox(&self, topics: &[&str], db: &Db) -> anyhow::Result<()> {
+        let path = db
+            .sqlite_file()
+            .ok_or_else(|| anyhow::anyhow!("only a SQLite outbox can serve as the log"))?
+            .display()
+            .to_string();
+        let names: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    for topic in &names {
+                        conn.execute(
+                            "INSERT INTO outbox_sources (topic, path) VALUES ($1, $2)
+                             ON CONFLICT (topic) DO UPDATE SET path = excluded.path",
+                            args![topic, &path],
+                        )
+                        .await?;
+                    }
+                    Ok::<(), onlinebank_core::db::Error>(())
+                })
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("recording the outbox source: {error}"))?;
+        {
+            let mut sources = lock(&self.sources);
+            let mut served = lock(&self.served);
+            for topic in topics {
+                sources.insert((*topic).to_owned(), db.clone());
+                served.push(((*topic).to_owned(), db.clone()));
+            }
+        }
+        self.appended(topics);
+        Ok(())
+    }
+
+    /// The database whose outbox is the log of all of `topics`, once their publisher serves
+    /// it (None before). Another process's file is opened once and kept.
+    async fn outbox_of(&self, topics: &[String]) -> anyhow::Result<Option<Db>> {
+        let mut found: Option<Db> = None;
+        for topic in topics {
+            let known = lock(&self.sources).get(topic).cloned();
+            let db = match known {
+                Some(db) => db,
+                None => {
+                    let path: Option<String> = self
+                        .db
+                        .read()
+                        .await?
+                        .scalar(
+                            "SELECT path FROM outbox_sources WHERE topic = $1",
+                            args![topic.as_str()],
+                        )
+                        .await?;
+                    let Some(path) = path else {
+                        return Ok(None);
+                    };
+                    let db = Db::open(&path, "outbox").await?;
+                    lock(&self.sources)
+                        .entry(topic.clone())
+                        .or_insert(db)
+                        .clone()
+                }
+            };
+            match &found {
+                Some(first) if first.url != db.url => {
+                    anyhow::bail!("one subscription reads topics of more than one outbox")
+                }
+                Some(_) => {}
+                None => found = Some(db),
+            }
+        }
+        Ok(found)
+    }
+
     fn topic_counter(&self, topic: &str) -> watch::Sender<u64> {
-        let mut counters = self
-            .appended
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counters = lock(&self.appended);
         counters
             .entry(topic.to_owned())
             .or_insert_with(|| watch::channel(0).0)
@@ -163,6 +267,7 @@ impl EmbeddedLog {
             caught_up: false,
             seen: vec![0; topics.len()],
             next_after: committed.unwrap_or(0),
+            outbox: None,
         })
     }
 
@@ -171,10 +276,76 @@ impl EmbeddedLog {
     }
 
     /// Deletes events appended before `before` (epoch ms) that every group reading their topic
-    /// has committed past. A topic's events stay while a group that subscribed to it has no
-    /// position yet, or while no group reads it. Returns how many were deleted. (No ORDER BY:
-    /// the age index finds the candidates, and a purge with nothing old enough reads nothing.)
+    /// has committed past: in the log's own table, and in the outboxes this process serves. A
+    /// topic's events stay while a group that subscribed to it has no position yet, or while no
+    /// group reads it. Returns how many were deleted.
     pub async fn purge(&self, before: i64) -> anyhow::Result<u64> {
+        let mut deleted = self.purge_log(before).await?;
+        let served = lock(&self.served).clone();
+        for (topic, db) in served {
+            deleted += self.purge_outbox(&topic, &db, before).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// The outbox rows of `topic` created before `before` and passed by every group reading it.
+    /// The rows are deleted oldest first, a batch per transaction; each statement looks at no
+    /// more than a batch of rows (created_at grows with seq: one writer assigns both).
+    async fn purge_outbox(&self, topic: &str, db: &Db, before: i64) -> anyhow::Result<u64> {
+        let Some(passed) = self.passed_by_all(topic).await? else {
+            return Ok(0);
+        };
+        let upto = passed - OUTBOX_POSITIONS;
+        if upto <= 0 {
+            return Ok(0);
+        }
+        let mut deleted = 0u64;
+        loop {
+            let topic = topic.to_owned();
+            let count = db
+                .write(move |conn| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "DELETE FROM outbox WHERE seq IN (
+                                SELECT seq FROM (
+                                    SELECT seq, created_at FROM outbox
+                                    WHERE seq <= $1 AND topic = $2 ORDER BY seq LIMIT $3)
+                                WHERE created_at < $4)",
+                            args![upto, &topic, PURGE_BATCH, before],
+                        )
+                        .await
+                    })
+                })
+                .await
+                .map_err(|error| anyhow::anyhow!("purging the outbox: {error}"))?;
+            deleted += count;
+            if count < PURGE_BATCH as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// The lowest position committed by the groups reading `topic`: None while one of them has
+    /// none, or while no group reads it.
+    async fn passed_by_all(&self, topic: &str) -> anyhow::Result<Option<i64>> {
+        let (readers, committed, lowest): (i64, i64, Option<i64>) = self
+            .db
+            .read()
+            .await?
+            .fetch_one(
+                "SELECT COUNT(*), COUNT(p.position), MIN(p.position)
+                 FROM subscriptions s
+                 LEFT JOIN consumer_positions p ON p.group_name = s.group_name
+                 WHERE s.topic = $1",
+                args![topic],
+            )
+            .await?;
+        Ok(lowest.filter(|_| readers > 0 && committed == readers))
+    }
+
+    /// [`Self::purge`] of the log's own table. (No ORDER BY: the age index finds the
+    /// candidates, and a purge with nothing old enough reads nothing.)
+    async fn purge_log(&self, before: i64) -> anyhow::Result<u64> {
         self.db
             .delete_in_batches(
                 "DELETE FROM events WHERE position IN (
@@ -212,15 +383,53 @@ impl EmbeddedLog {
 
     pub async fn lag(&self, group: &str, topics: &[&str]) -> anyhow::Result<i64> {
         let committed = self.committed(group).await?.unwrap_or(0);
-        let sql = format!(
-            "SELECT COUNT(*) FROM events WHERE position > $1 AND topic IN ({})",
-            placeholders(2, topics.len())
-        );
-        let mut args = vec![Arg::Int(committed)];
-        args.extend(topics.iter().map(|topic| Arg::Text(topic)));
-        let lag: Option<i64> = self.db.read().await?.scalar(&sql, &args).await?;
-        Ok(lag.unwrap_or(0))
+        let mut lag = 0;
+        if committed < OUTBOX_POSITIONS {
+            lag += count_after(&self.db, "events", "position", committed, topics).await?;
+        }
+        let names: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
+        if let Some(outbox) = self.outbox_of(&names).await? {
+            let after = (committed - OUTBOX_POSITIONS).max(0);
+            lag += count_after(&outbox, "outbox", "seq", after, topics).await?;
+        }
+        Ok(lag)
     }
+}
+
+/// How many rows of `topics` `table` holds after `after` in its `column`.
+async fn count_after(
+    db: &Db,
+    table: &str,
+    column: &str,
+    after: i64,
+    topics: &[&str],
+) -> anyhow::Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM {table} WHERE {column} > $1 AND topic IN ({})",
+        placeholders(2, topics.len())
+    );
+    let mut args = vec![Arg::Int(after)];
+    args.extend(topics.iter().map(|topic| Arg::Text(topic)));
+    let count: Option<i64> = db.read().await?.scalar(&sql, &args).await?;
+    Ok(count.unwrap_or(0))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Rows of (position, topic, key, body) as deliveries, their positions raised by `base`.
+fn deliveries(rows: Vec<(i64, String, String, String)>, base: i64) -> Vec<Delivery> {
+    rows.into_iter()
+        .map(|(position, topic, key, body)| Delivery {
+            position: position + base,
+            topic,
+            key,
+            body,
+        })
+        .collect()
 }
 
 /// `$first, $first+1, ...`: `count` numbered placeholders (at least one).
@@ -245,18 +454,13 @@ pub struct EmbeddedSubscription {
     seen: Vec<u64>,
     /// The last read returned everything there was.
     caught_up: bool,
+    /// The database whose outbox is the topics' log, once known.
+    outbox: Option<Db>,
 }
 
 impl EmbeddedSubscription {
     /// Waits for and returns up to `max` records after the last one returned.
     pub async fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
-        let sql = format!(
-            "SELECT position, topic, key, body FROM events
-             WHERE position > $1 AND topic IN ({}) ORDER BY position LIMIT ${}",
-            placeholders(2, self.topics.len()),
-            2 + self.topics.len()
-        );
-        let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let single_process = self.log.poll_max > POLL_INTERVAL;
         let mut idle_wait = Duration::from_millis(1);
         loop {
@@ -270,23 +474,11 @@ impl EmbeddedSubscription {
             }
             // Alone on the log, nothing new can be there unless our topics' counters moved.
             if !(single_process && self.caught_up && !appended_since) {
-                let mut args = vec![Arg::Int(self.next_after)];
-                args.extend(self.topics.iter().map(|topic| Arg::Text(topic)));
-                args.push(Arg::Int(limit));
-                let rows: Vec<(i64, String, String, String)> =
-                    self.log.db.read().await?.fetch_all(&sql, &args).await?;
-                self.caught_up = rows.len() < max;
-                if let Some(last) = rows.last() {
-                    self.next_after = last.0;
-                    return Ok(rows
-                        .into_iter()
-                        .map(|(position, topic, key, body)| Delivery {
-                            position,
-                            topic,
-                            key,
-                            body,
-                        })
-                        .collect());
+                let batch = self.read(max).await?;
+                self.caught_up = batch.len() < max;
+                if let Some(last) = batch.last() {
+                    self.next_after = last.position;
+                    return Ok(batch);
                 }
             }
             let wait = idle_wait.min(self.log.poll_max);
@@ -306,6 +498,49 @@ impl EmbeddedSubscription {
                 idle_wait.saturating_mul(2)
             };
         }
+    }
+
+    /// Up to `max` records after `next_after`: from the log's own table while there are any
+    /// there, then from the topics' outbox once its publisher serves it.
+    async fn read(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let topics = placeholders(2, self.topics.len());
+        let mut args = vec![Arg::Int(0)];
+        args.extend(self.topics.iter().map(|topic| Arg::Text(topic)));
+        args.push(Arg::Int(limit));
+        let limit_at = 2 + self.topics.len();
+        if self.next_after < OUTBOX_POSITIONS {
+            args[0] = Arg::Int(self.next_after);
+            let sql = format!(
+                "SELECT position, topic, key, body FROM events
+                 WHERE position > $1 AND topic IN ({topics}) ORDER BY position LIMIT ${limit_at}"
+            );
+            let rows = self.log.db.read().await?.fetch_all(&sql, &args).await?;
+            if !rows.is_empty() {
+                return Ok(deliveries(rows, 0));
+            }
+            // Nothing (more) in the log: read on in the outbox, once its publisher serves it.
+            match self.log.outbox_of(&self.topics).await? {
+                Some(outbox) => {
+                    self.outbox = Some(outbox);
+                    self.next_after = OUTBOX_POSITIONS;
+                }
+                None => return Ok(Vec::new()),
+            }
+        }
+        if self.outbox.is_none() {
+            self.outbox = self.log.outbox_of(&self.topics).await?;
+        }
+        let Some(outbox) = &self.outbox else {
+            return Ok(Vec::new());
+        };
+        args[0] = Arg::Int(self.next_after - OUTBOX_POSITIONS);
+        let sql = format!(
+            "SELECT seq, topic, key, body FROM outbox
+             WHERE seq > $1 AND topic IN ({topics}) ORDER BY seq LIMIT ${limit_at}"
+        );
+        let rows = outbox.read().await?.fetch_all(&sql, &args).await?;
+        Ok(deliveries(rows, OUTBOX_POSITIONS))
     }
 
     /// Records that every record up to `position` has been applied. Never moves backwards.

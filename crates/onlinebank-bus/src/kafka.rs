@@ -561,7 +561,7 @@ impl Inbound {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -651,7 +651,7 @@ mod tests {
         assert_eq!(with_sasl_password("embedded", "x"), "embedded");
     }
 
-    fn kafka_url(namespace: &str) -> String {
+    pub(crate) fn kafka_url(namespace: &str) -> String {
         let brokers = std::env::var("ONLINEBANK_TEST_KAFKA").unwrap_or_else(|_| {
             panic!(
                 "this test needs a real Kafka broker: run ./.ci/run, or dev/kafka.sh start and \

@@ -2,7 +2,9 @@
 //!
 //! [`enqueue`] writes an event into the publisher's own database inside the caller's transaction.
 //! The [`Relay`] ships committed rows to the bus in batches and deletes them once the bus has them.
-//! A crash between the two steps ships a row twice; the bus keeps one copy per event id.
+//! A crash between the two steps ships a row twice; the bus keeps one copy per event id. On the
+//! embedded bus a SQLite outbox is not shipped at all: it is served as its topics' log (see
+//! [`crate::embedded`]), and the relay only wakes the consumers.
 
 use crate::{Bus, Record};
 use onlinebank_core::args;
@@ -66,6 +68,8 @@ fn into_records(rows: Vec<OutboxRow>) -> Vec<Record> {
 pub struct Relay {
     /// The publisher's name, for metrics and logs.
     name: &'static str,
+    /// The topics its events go to.
+    topics: &'static [&'static str],
     db: Db,
     bus: Bus,
     /// Rung after a transaction that enqueued events commits.
@@ -82,9 +86,10 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(name: &'static str, db: Db, bus: Bus) -> Self {
+    pub fn new(name: &'static str, topics: &'static [&'static str], db: Db, bus: Bus) -> Self {
         Self {
             name,
+            topics,
             db,
             bus,
             wake: Arc::new(Notify::new()),
@@ -95,13 +100,28 @@ impl Relay {
         }
     }
 
-    /// Tells the relay there is something to ship.
+    /// The embedded log that reads this SQLite outbox where it is (nothing to ship), if so.
+    fn served_by(&self) -> Option<&crate::embedded::EmbeddedLog> {
+        match &self.bus {
+            Bus::Embedded(log) if self.db.engine == Engine::Sqlite => Some(log),
+            _ => None,
+        }
+    }
+
+    /// Tells the relay there is something to ship (or, for a served outbox, the consumers in
+    /// this process that there is something to read).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        match self.served_by() {
+            Some(log) => log.appended(self.topics),
+            None => self.wake.notify_one(),
+        }
     }
 
     /// Ships one batch; returns how many rows it shipped.
     pub async fn ship_batch(&self) -> anyhow::Result<usize> {
+        if self.served_by().is_some() {
+            return Ok(0);
+        }
         match self.db.engine {
             Engine::Sqlite => self.ship_batch_sqlite().await,
             Engine::Postgres => self.ship_batch_postgres().await,
@@ -204,8 +224,9 @@ impl Relay {
     /// Deletes the rows shipped so far. Through group commit, so the delete rides along with
     /// other writes; a crash before it only ships those rows again (the bus keeps one copy).
     pub async fn prune_shipped(&self) -> anyhow::Result<()> {
-        if self.db.engine == Engine::Postgres {
-            return Ok(()); // shipped rows are deleted as they are shipped
+        if self.db.engine == Engine::Postgres || self.served_by().is_some() {
+            // Shipped rows are deleted as they are shipped; a served outbox's by retention.
+            return Ok(());
         }
         let shipped = self.shipped.load(Ordering::SeqCst);
         if shipped == 0 {
@@ -231,6 +252,10 @@ impl Relay {
 
     /// Runs until `shutdown`, then flushes what is left.
     pub async fn run(self, shutdown: CancellationToken) {
+        if let Some(log) = self.served_by() {
+            self.serve(log, &shutdown).await;
+            return;
+        }
         let pruning = async {
             loop {
                 tokio::select! {
@@ -295,6 +320,17 @@ impl Relay {
         }
     }
 
+    /// Makes the outbox its topics' log on the embedded bus (retrying until it is recorded).
+    async fn serve(&self, log: &crate::embedded::EmbeddedLog, shutdown: &CancellationToken) {
+        while let Err(error) = log.serve_outbox(self.topics, &self.db).await {
+            tracing::warn!(error = %format!("{error:#}"), "serving the outbox failed, retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
     async fn ship_until(&self, shutdown: &CancellationToken) {
         loop {
             match self.ship_batch().await {
@@ -321,13 +357,90 @@ mod tests {
     use onlinebank_core::event::{AuthCertified, WriteKind};
     use uuid::Uuid;
 
+    /// On the embedded bus a SQLite outbox is its topic's log: nothing is shipped, consumers
+    /// (in this process, or in another one that finds the file through the log) read the rows
+    /// where they are, after what the log itself still held, and retention deletes the rows
+    /// once every reader has passed them.
     #[tokio::test]
-    async fn relay_ships_committed_events_once_with_sequences_on_sqlite() {
+    async fn a_sqlite_outbox_is_read_where_it_is_on_the_embedded_bus() {
+        use crate::embedded::OUTBOX_POSITIONS;
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("svc.db").display().to_string(), "svc")
+        let db = sqlite(&dir).await;
+        let bus = Bus::open(None, dir.path()).await.unwrap();
+        // An event the log itself holds (shipped before outboxes were served): read first.
+        bus.publish(&[crate::Record {
+            id: Uuid::now_v7().to_string(),
+            topic: onlinebank_core::event::TOPIC_REQUESTS.into(),
+            key: "1001".into(),
+            body: "{}".into(),
+        }])
+        .await
+        .unwrap();
+        let (first, second) = enqueue_two(&db).await;
+        let relay = Relay::new(
+            "svc",
+            &[onlinebank_core::event::TOPIC_REQUESTS],
+            db.clone(),
+            bus.clone(),
+        );
+        assert_eq!(relay.ship_batch().await.unwrap(), 0, "nothing to ship");
+        let shutdown = CancellationToken::new();
+        let serving = tokio::spawn(relay.clone().run(shutdown.clone()));
+
+        let mut sub = bus
+            .subscribe("g", &[onlinebank_core::event::TOPIC_REQUESTS])
             .await
             .unwrap();
-        relay_behaviour(db, dir).await;
+        let logged = sub.next_batch(10).await.unwrap();
+        assert_eq!(logged.len(), 1);
+        assert!(logged[0].position < OUTBOX_POSITIONS);
+        let served = sub.next_batch(10).await.unwrap();
+        let ids: Vec<_> = served.iter().map(|d| d.envelope().unwrap().id).collect();
+        assert_eq!(ids, vec![first.id, second.id]);
+        assert!(served[0].position > OUTBOX_POSITIONS);
+        assert_eq!(
+            bus.lag("g", &[onlinebank_core::event::TOPIC_REQUESTS])
+                .await
+                .unwrap(),
+            3
+        );
+
+        // Another process sharing the data directory finds the outbox through the log.
+        let other = Bus::open(None, dir.path()).await.unwrap();
+        let mut elsewhere = other
+            .subscribe("h", &[onlinebank_core::event::TOPIC_REQUESTS])
+            .await
+            .unwrap();
+        let mut read = Vec::new();
+        while read.len() < 3 {
+            read.extend(elsewhere.next_batch(10).await.unwrap());
+        }
+        assert_eq!(read[2].envelope().unwrap().id, second.id);
+
+        // Retention waits for every group reading the topic, then deletes what all passed.
+        let later = onlinebank_core::time::now_ms() + 1_000;
+        let Bus::Embedded(log) = &bus else {
+            unreachable!("the default bus is the embedded log")
+        };
+        sub.commit(served[1].position).await.unwrap();
+        assert_eq!(log.purge(later).await.unwrap(), 0, "h has no position yet");
+        elsewhere.commit(read[1].position).await.unwrap();
+        assert_eq!(
+            log.purge(later).await.unwrap(),
+            2,
+            "the logged event and the first row"
+        );
+        assert_eq!(outbox_rows(&db).await, 1);
+        // New rows wake this process's readers at once.
+        let third = db
+            .write(|conn| Box::pin(async move { enqueue(conn, deposit("1001", 3)).await }))
+            .await
+            .unwrap();
+        relay.wake();
+        let batch = sub.next_batch(10).await.unwrap();
+        assert_eq!(batch[0].envelope().unwrap().id, third.id);
+        shutdown.cancel();
+        serving.await.unwrap();
     }
 
     #[tokio::test]
@@ -337,7 +450,34 @@ mod tests {
             .await
             .unwrap();
         let db = Db::open(&url, "svc").await.unwrap();
-        relay_behaviour(db, tempfile::tempdir().unwrap()).await;
+        let dir = tempfile::tempdir().unwrap();
+        relay_behaviour(db, Bus::open(None, dir.path()).await.unwrap()).await;
+    }
+
+    /// A SQLite outbox on Kafka is shipped (and its shipped rows deleted).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Kafka (ONLINEBANK_TEST_KAFKA): ./.ci/run runs it"]
+    async fn relay_ships_committed_events_once_with_sequences_from_sqlite_to_kafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite(&dir).await;
+        let url = crate::kafka::tests::kafka_url("relay");
+        relay_behaviour(db, Bus::open(Some(&url), dir.path()).await.unwrap()).await;
+    }
+
+    async fn sqlite(dir: &tempfile::TempDir) -> Db {
+        Db::open(&dir.path().join("svc.db").display().to_string(), "svc")
+            .await
+            .unwrap()
+    }
+
+    async fn outbox_rows(db: &Db) -> i64 {
+        db.read()
+            .await
+            .unwrap()
+            .scalar("SELECT COUNT(*) FROM outbox", &[])
+            .await
+            .unwrap()
+            .unwrap_or(0)
     }
 
     fn deposit(account: &str, amount: i64) -> Event {
@@ -363,8 +503,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bus = Bus::open(None, dir.path()).await.unwrap();
         let relays = [
-            Relay::new("svc", Db::open(&url, "svc").await.unwrap(), bus.clone()),
-            Relay::new("svc", Db::open(&url, "svc").await.unwrap(), bus.clone()),
+            Relay::new(
+                "svc",
+                &[onlinebank_core::event::TOPIC_REQUESTS],
+                Db::open(&url, "svc").await.unwrap(),
+                bus.clone(),
+            ),
+            Relay::new(
+                "svc",
+                &[onlinebank_core::event::TOPIC_REQUESTS],
+                Db::open(&url, "svc").await.unwrap(),
+                bus.clone(),
+            ),
         ];
         let writers: Vec<_> = (0..4)
             .map(|w| {
@@ -423,10 +573,10 @@ mod tests {
         }
     }
 
-    async fn relay_behaviour(db: Db, dir: tempfile::TempDir) {
-        crate::schema::bus_only(&db).await.unwrap();
-        let bus = Bus::open(None, dir.path()).await.unwrap();
-        let relay = Relay::new("test", db.clone(), bus.clone());
+    /// Two events enqueued in one transaction (sequences 1 and 2), and a third in a
+    /// transaction that rolls back.
+    async fn enqueue_two(db: &Db) -> (Envelope, Envelope) {
+        crate::schema::bus_only(db).await.unwrap();
         let event = |amount| deposit("1001", amount);
         let (first, second) = db
             .write(move |conn| {
@@ -452,23 +602,33 @@ mod tests {
             .await;
         assert!(matches!(rolled_back, Err(GroupError::Job(_))));
         assert_eq!((first.sequence, second.sequence), (1, 2));
+        (first, second)
+    }
 
+    async fn relay_behaviour(db: Db, bus: Bus) {
+        let (first, second) = enqueue_two(&db).await;
+        let relay = Relay::new(
+            "test",
+            &[onlinebank_core::event::TOPIC_REQUESTS],
+            db.clone(),
+            bus.clone(),
+        );
         assert_eq!(relay.ship_batch().await.unwrap(), 2);
         assert_eq!(relay.ship_batch().await.unwrap(), 0);
         relay.prune_shipped().await.unwrap();
-        let left: Option<i64> = db
-            .read()
-            .await
-            .unwrap()
-            .scalar("SELECT COUNT(*) FROM outbox", &[])
-            .await
-            .unwrap();
-        assert_eq!(left, Some(0), "shipped rows are pruned");
+        assert_eq!(outbox_rows(&db).await, 0, "shipped rows are pruned");
         let mut sub = bus
             .subscribe("g", &[onlinebank_core::event::TOPIC_REQUESTS])
             .await
             .unwrap();
-        let batch = sub.next_batch(10).await.unwrap();
+        let mut batch = Vec::new();
+        while batch.len() < 2 {
+            let more = tokio::time::timeout(Duration::from_secs(30), sub.next_batch(10))
+                .await
+                .expect("the shipped events arrive")
+                .unwrap();
+            batch.extend(more);
+        }
         assert_eq!(batch.len(), 2);
         assert_eq!(batch[0].envelope().unwrap().id, first.id);
         assert_eq!(batch[1].envelope().unwrap().id, second.id);

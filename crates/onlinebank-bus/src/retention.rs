@@ -1,7 +1,8 @@
 //! Retention: what the bus side keeps only for a while. Every `--retention-secs` (7 days by
 //! default) window, a role forgets the inbox rows of events processed before it, and the
 //! embedded log deletes the events every group reading their topic has committed past and that
-//! were appended before it. On Kafka the topics' own `retention.ms` plays the log's part (it must
+//! were appended before it (in its own table, and in the outboxes this process serves as the
+//! log). On Kafka the topics' own `retention.ms` plays the log's part (it must
 //! not exceed the window: an inbox must remember every event the bus can still deliver).
 
 use crate::Bus;

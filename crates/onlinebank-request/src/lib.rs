@@ -60,7 +60,12 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     ));
     ctx.tasks
         .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
-    let relay = Relay::new("request", db.clone(), bus.clone());
+    let relay = Relay::new(
+        "request",
+        &[onlinebank_core::event::TOPIC_REQUESTS],
+        db.clone(),
+        bus.clone(),
+    );
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
     let state = RequestState {
         step_up: stepup::StepUpClient::new(

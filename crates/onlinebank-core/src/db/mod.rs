@@ -235,6 +235,16 @@ impl Db {
         }
     }
 
+    /// SQLite: the database file's absolute path (None on PostgreSQL), so another process can
+    /// open the same file.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        if self.engine != Engine::Sqlite {
+            return None;
+        }
+        let path = sqlite_path(&self.url).ok()?;
+        Some(std::fs::canonicalize(&path).unwrap_or(path))
+    }
+
     /// PostgreSQL's writer pool (None on SQLite), for engine-specific work.
     pub fn postgres_writer(&self) -> Option<&AnyPool> {
         self.postgres_writer.as_ref()
