@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use onlinebank_core::args;
 use onlinebank_core::command::{Command, ReadKind, RequestBody};
-use onlinebank_core::db::{Error, FromRow, Row};
+use onlinebank_core::db::{Conn, Error, FromRow, Row};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::{AccountNo, CustomerId};
@@ -181,32 +181,24 @@ fn account_not_found() -> ApiError {
 
 /// The caller's own account, or 404 whether it is missing or someone else's.
 async fn own_account(
-    state: &MypageState,
+    conn: &mut Conn,
     bearer: &Authenticated,
     account_no: &str,
 ) -> Result<AccountRow, ApiError> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view WHERE account_no = $1");
-    let row: Option<AccountRow> = state
-        .db
-        .read()
-        .await?
-        .fetch_optional(&sql, args![account_no])
-        .await?;
+    let row: Option<AccountRow> = conn.fetch_optional(&sql, args![account_no]).await?;
     row.filter(|row| row.customer_id.as_str() == bearer.customer_id())
         .ok_or_else(account_not_found)
 }
 
 /// Newest-first transactions of an account, `limit` at most, older than version `before`.
 async fn transactions(
-    state: &MypageState,
+    conn: &mut Conn,
     account_no: &AccountNo,
     limit: i64,
     before: Option<i64>,
 ) -> Result<(Vec<TransactionRow>, Option<i64>), ApiError> {
-    let mut rows: Vec<TransactionRow> = state
-        .db
-        .read()
-        .await?
+    let mut rows: Vec<TransactionRow> = conn
         .fetch_all(
             "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM transactions_view
              WHERE account_no = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
@@ -245,8 +237,10 @@ async fn account_detail(
     bearer: Authenticated,
     Path(account_no): Path<String>,
 ) -> Result<Response, ApiError> {
-    let account = own_account(&state, &bearer, &account_no).await?;
-    let (recent, _) = transactions(&state, &account.account_no, 10, None).await?;
+    // The account and its latest transactions from one snapshot: they always agree.
+    let mut conn = state.db.read_together().await?;
+    let account = own_account(&mut conn, &bearer, &account_no).await?;
+    let (recent, _) = transactions(&mut conn, &account.account_no, 10, None).await?;
     Ok(Json(account.detail(&recent)).into_response())
 }
 
@@ -270,8 +264,9 @@ async fn account_transactions(
                 ApiError::validation("before must be a cursor from a previous page")
             })?),
         };
-    let account = own_account(&state, &bearer, &account_no).await?;
-    let (rows, next) = transactions(&state, &account.account_no, limit, before).await?;
+    let mut conn = state.db.read_together().await?;
+    let account = own_account(&mut conn, &bearer, &account_no).await?;
+    let (rows, next) = transactions(&mut conn, &account.account_no, limit, before).await?;
     Ok(Json(
         json!({"items": rows, "next": next.map(|v| v.to_string())}),
     ))
@@ -288,7 +283,12 @@ async fn read_request(
             "only balance and history are answered here",
         ));
     };
-    let account = own_account(&state, &bearer, account_no.as_str()).await?;
+    // A history's balance and transactions from one snapshot; a balance is one read.
+    let mut conn = match kind {
+        ReadKind::History => state.db.read_together().await?,
+        ReadKind::Balance => state.db.read().await?,
+    };
+    let account = own_account(&mut conn, &bearer, account_no.as_str()).await?;
     let mut answer = json!({
         "requestId": uuid::Uuid::now_v7(),
         "type": kind.as_str(),
@@ -301,7 +301,7 @@ async fn read_request(
         "completedAt": onlinebank_core::time::now_rfc3339(),
     });
     if kind == ReadKind::History {
-        let (rows, _) = transactions(&state, &account.account_no, 100, None).await?;
+        let (rows, _) = transactions(&mut conn, &account.account_no, 100, None).await?;
         answer["transactions"] = json!(rows);
     }
     Ok(Json(answer))

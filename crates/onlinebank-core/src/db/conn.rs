@@ -259,6 +259,8 @@ enum Lite {
     Owned(Box<rusqlite::Connection>),
     /// A reader, borrowed from the database's small set for one short read.
     Reader(tokio::sync::OwnedMutexGuard<rusqlite::Connection>),
+    /// A reader inside one read transaction.
+    Snapshot(Snapshot),
 }
 
 impl Lite {
@@ -266,6 +268,27 @@ impl Lite {
         match self {
             Lite::Owned(conn) => conn,
             Lite::Reader(guard) => guard,
+            Lite::Snapshot(snapshot) => &snapshot.0,
+        }
+    }
+}
+
+/// A SQLite reader whose statements share one read transaction: one snapshot of the database,
+/// and one acquisition of its read lock instead of one per statement. The transaction ends
+/// when the reader goes back to the set.
+struct Snapshot(tokio::sync::OwnedMutexGuard<rusqlite::Connection>);
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if self.0.is_autocommit() {
+            return;
+        }
+        let ended = self
+            .0
+            .prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.execute([]));
+        if let Err(error) = ended {
+            tracing::warn!(%error, "ending a read transaction failed");
         }
     }
 }
@@ -397,6 +420,17 @@ impl Conn {
             inner: Inner::Sqlite(Lite::Reader(guard)),
             storage: None,
         }
+    }
+
+    /// A reader whose statements see one snapshot (see [`Snapshot`]).
+    pub(crate) fn sqlite_snapshot(
+        guard: tokio::sync::OwnedMutexGuard<rusqlite::Connection>,
+    ) -> Result<Self, Error> {
+        guard.prepare_cached("BEGIN")?.execute([])?;
+        Ok(Self {
+            inner: Inner::Sqlite(Lite::Snapshot(Snapshot(guard))),
+            storage: None,
+        })
     }
 
     pub(crate) fn any(conn: PoolConnection<Any>) -> Self {

@@ -180,18 +180,38 @@ impl Db {
     pub async fn read(&self) -> Result<Conn, Error> {
         match &self.readers {
             Readers::Sqlite { conns, next } => {
-                for conn in conns.iter() {
-                    if let Ok(guard) = conn.clone().try_lock_owned() {
-                        return Ok(Conn::sqlite_reader(guard));
-                    }
-                }
-                let index = next.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
-                match conns.get(index) {
-                    Some(conn) => Ok(Conn::sqlite_reader(conn.clone().lock_owned().await)),
-                    None => Err(Error::Closed),
-                }
+                Ok(Conn::sqlite_reader(Self::reader(conns, next).await?))
             }
             Readers::Postgres(pool) => Ok(Conn::any(pool.acquire().await?)),
+        }
+    }
+
+    /// A connection for several reads that belong together: on SQLite they share one read
+    /// transaction (one snapshot, and one read lock instead of one per statement), ended when
+    /// the connection is dropped; on PostgreSQL, as [`Self::read`].
+    pub async fn read_together(&self) -> Result<Conn, Error> {
+        match &self.readers {
+            Readers::Sqlite { conns, next } => {
+                Conn::sqlite_snapshot(Self::reader(conns, next).await?)
+            }
+            Readers::Postgres(pool) => Ok(Conn::any(pool.acquire().await?)),
+        }
+    }
+
+    /// A free SQLite reader, or else the next one in turn once it is free.
+    async fn reader(
+        conns: &Arc<Vec<Arc<tokio::sync::Mutex<rusqlite::Connection>>>>,
+        next: &AtomicUsize,
+    ) -> Result<tokio::sync::OwnedMutexGuard<rusqlite::Connection>, Error> {
+        for conn in conns.iter() {
+            if let Ok(guard) = conn.clone().try_lock_owned() {
+                return Ok(guard);
+            }
+        }
+        let index = next.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
+        match conns.get(index) {
+            Some(conn) => Ok(conn.clone().lock_owned().await),
+            None => Err(Error::Closed),
         }
     }
 
@@ -462,5 +482,45 @@ mod tests {
         assert!(db.ping().await, "a reader answers");
         let mut conn = db.read().await.unwrap();
         assert!(conn.batch("CREATE TABLE x (a INTEGER)").await.is_err());
+    }
+
+    async fn count(conn: &mut Conn) -> Option<i64> {
+        conn.scalar("SELECT COUNT(*) FROM t", &[]).await.unwrap()
+    }
+
+    /// Reads taken together see one snapshot: a write committed between them is not seen until
+    /// the reader is given back, and the reader ends its transaction then (readers stay usable).
+    #[tokio::test]
+    async fn reads_taken_together_see_one_snapshot_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.db").display().to_string(), "test")
+            .await
+            .unwrap();
+        let insert = |n: i64| {
+            db.write(move |conn| {
+                Box::pin(async move {
+                    conn.execute("INSERT INTO t (a) VALUES ($1)", crate::args![n])
+                        .await
+                })
+            })
+        };
+        db.write(|conn| Box::pin(async move { conn.batch("CREATE TABLE t (a INTEGER)").await }))
+            .await
+            .unwrap();
+        insert(1).await.unwrap();
+        let mut together = db.read_together().await.unwrap();
+        assert_eq!(count(&mut together).await, Some(1));
+        insert(2).await.unwrap();
+        assert_eq!(count(&mut together).await, Some(1), "the same snapshot");
+        assert_eq!(count(&mut db.read().await.unwrap()).await, Some(2));
+        drop(together);
+        for _ in 0..SQLITE_READERS * 2 {
+            let mut conn = db.read().await.unwrap();
+            assert_eq!(
+                count(&mut conn).await,
+                Some(2),
+                "no reader kept an old snapshot"
+            );
+        }
     }
 }
