@@ -54,6 +54,11 @@ pub struct EmbeddedLog {
 
 /// Events deleted per transaction by [`EmbeddedLog::purge`].
 const PURGE_BATCH: i64 = 5_000;
+/// Outbox rows deleted per transaction, and the pause between two such transactions: a served
+/// outbox is in a publisher's database, whose writer is on the customers' path, so its purge
+/// goes in small steps that let that writer's other work through.
+const OUTBOX_PURGE_BATCH: i64 = 1_000;
+const OUTBOX_PURGE_PAUSE: Duration = Duration::from_millis(5);
 
 impl EmbeddedLog {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
@@ -289,8 +294,9 @@ impl EmbeddedLog {
     }
 
     /// The outbox rows of `topic` created before `before` and passed by every group reading it.
-    /// The rows are deleted oldest first, a batch per transaction; each statement looks at no
-    /// more than a batch of rows (created_at grows with seq: one writer assigns both).
+    /// The rows are deleted oldest first, a small batch per transaction with a pause between;
+    /// each statement looks at no more than a batch of rows (created_at grows with seq: one
+    /// writer assigns both).
     async fn purge_outbox(&self, topic: &str, db: &Db, before: i64) -> anyhow::Result<u64> {
         let Some(passed) = self.passed_by_all(topic).await? else {
             return Ok(0);
@@ -311,7 +317,7 @@ impl EmbeddedLog {
                                     SELECT seq, created_at FROM outbox
                                     WHERE seq <= $1 AND topic = $2 ORDER BY seq LIMIT $3)
                                 WHERE created_at < $4)",
-                            args![upto, &topic, PURGE_BATCH, before],
+                            args![upto, &topic, OUTBOX_PURGE_BATCH, before],
                         )
                         .await
                     })
@@ -319,9 +325,10 @@ impl EmbeddedLog {
                 .await
                 .map_err(|error| anyhow::anyhow!("purging the outbox: {error}"))?;
             deleted += count;
-            if count < PURGE_BATCH as u64 {
+            if count < OUTBOX_PURGE_BATCH as u64 {
                 return Ok(deleted);
             }
+            tokio::time::sleep(OUTBOX_PURGE_PAUSE).await;
         }
     }
 
