@@ -205,7 +205,8 @@ impl EmbeddedLog {
                             args![topic.as_str()],
                         )
                         .await?;
-                    let Some(path) = path else {
+                    // A file that is not there (yet) is not opened, which would create it.
+                    let Some(path) = path.filter(|path| Path::new(path).exists()) else {
                         return Ok(None);
                     };
                     let db = Db::open(&path, "outbox").await?;
