@@ -158,23 +158,14 @@ impl EmbeddedLog {
             .ok_or_else(|| anyhow::anyhow!("only a SQLite outbox can serve as the log"))?
             .display()
             .to_string();
-        let names: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    for topic in &names {
-                        conn.execute(
-                            "INSERT INTO outbox_sources (topic, path) VALUES ($1, $2)
-                             ON CONFLICT (topic) DO UPDATE SET path = excluded.path",
-                            args![topic, &path],
-                        )
-                        .await?;
-                    }
-                    Ok::<(), onlinebank_core::db::Error>(())
-                })
-            })
-            .await
-            .map_err(|error| anyhow::anyhow!("recording the outbox source: {error}"))?;
+        self.per_topic(
+            "INSERT INTO outbox_sources (topic, path) VALUES ($1, $2)
+             ON CONFLICT (topic) DO UPDATE SET path = excluded.path",
+            topics,
+            path,
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("recording the outbox source: {error}"))?;
         {
             let mut sources = lock(&self.sources);
             let mut served = lock(&self.served);
@@ -241,26 +232,14 @@ impl EmbeddedLog {
         topics: &[&str],
     ) -> anyhow::Result<EmbeddedSubscription> {
         // Which groups read which topics: what retention must wait for (see `purge`).
-        let (group_name, names): (String, Vec<String>) = (
+        self.per_topic(
+            "INSERT INTO subscriptions (topic, group_name) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            topics,
             group.to_owned(),
-            topics.iter().map(|topic| (*topic).to_owned()).collect(),
-        );
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    for topic in &names {
-                        conn.execute(
-                            "INSERT INTO subscriptions (group_name, topic) VALUES ($1, $2)
-                             ON CONFLICT DO NOTHING",
-                            args![&group_name, topic],
-                        )
-                        .await?;
-                    }
-                    Ok::<(), onlinebank_core::db::Error>(())
-                })
-            })
-            .await
-            .map_err(|error| anyhow::anyhow!("recording the subscription: {error}"))?;
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("recording the subscription: {error}"))?;
         let committed = self.committed(group).await?;
         Ok(EmbeddedSubscription {
             log: self.clone(),
@@ -279,6 +258,26 @@ impl EmbeddedLog {
 
     pub async fn ping(&self) -> bool {
         self.db.ping().await
+    }
+
+    /// Runs `sql` with each of `topics` as `$1` and `value` as `$2`, in one transaction.
+    async fn per_topic(
+        &self,
+        sql: &'static str,
+        topics: &[&str],
+        value: String,
+    ) -> Result<(), onlinebank_core::db::GroupError<onlinebank_core::db::Error>> {
+        let names: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    for topic in &names {
+                        conn.execute(sql, args![topic, &value]).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// Deletes events appended before `before` (epoch ms) that every group reading their topic
