@@ -283,11 +283,7 @@ impl Drop for Snapshot {
         if self.0.is_autocommit() {
             return;
         }
-        let ended = self
-            .0
-            .prepare_cached("COMMIT")
-            .and_then(|mut commit| commit.execute([]));
-        if let Err(error) = ended {
+        if let Err(error) = super::group::control(&self.0, "COMMIT") {
             tracing::warn!(%error, "ending a read transaction failed");
         }
     }
@@ -426,7 +422,7 @@ impl Conn {
     pub(crate) fn sqlite_snapshot(
         guard: tokio::sync::OwnedMutexGuard<rusqlite::Connection>,
     ) -> Result<Self, Error> {
-        guard.prepare_cached("BEGIN")?.execute([])?;
+        super::group::control(&guard, "BEGIN")?;
         Ok(Self {
             inner: Inner::Sqlite(Lite::Snapshot(Snapshot(guard))),
             storage: None,

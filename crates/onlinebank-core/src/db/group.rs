@@ -161,7 +161,7 @@ fn sqlite_writer(
 }
 
 /// Runs a transaction-control statement (prepared once per connection).
-fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+pub(super) fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.raw_execute().map(|_| ())
 }
 
