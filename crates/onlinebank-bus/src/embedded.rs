@@ -253,6 +253,7 @@ impl EmbeddedLog {
             seen: vec![0; topics.len()],
             next_after: committed.unwrap_or(0),
             outbox: None,
+            queries: Queries::for_topics(topics.len()),
         })
     }
 
@@ -463,6 +464,35 @@ pub struct EmbeddedSubscription {
     caught_up: bool,
     /// The database whose outbox is the topics' log, once known.
     outbox: Option<Db>,
+    /// The statements that read the topics, made once.
+    queries: Queries,
+}
+
+/// A subscription's reads: `$1` the position after which to read, then its topics, then the
+/// limit.
+#[derive(Debug)]
+struct Queries {
+    /// From the log's own table.
+    log: String,
+    /// From the publisher's outbox.
+    outbox: String,
+}
+
+impl Queries {
+    fn for_topics(count: usize) -> Self {
+        let topics = placeholders(2, count);
+        let limit = 2 + count;
+        Self {
+            log: format!(
+                "SELECT position, topic, key, body FROM events
+                 WHERE position > $1 AND topic IN ({topics}) ORDER BY position LIMIT ${limit}"
+            ),
+            outbox: format!(
+                "SELECT seq, topic, key, body FROM outbox
+                 WHERE seq > $1 AND topic IN ({topics}) ORDER BY seq LIMIT ${limit}"
+            ),
+        }
+    }
 }
 
 impl EmbeddedSubscription {
@@ -511,18 +541,20 @@ impl EmbeddedSubscription {
     /// there, then from the topics' outbox once its publisher serves it.
     async fn read(&mut self, max: usize) -> anyhow::Result<Vec<Delivery>> {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        let topics = placeholders(2, self.topics.len());
-        let mut args = vec![Arg::Int(0)];
-        args.extend(self.topics.iter().map(|topic| Arg::Text(topic)));
-        args.push(Arg::Int(limit));
-        let limit_at = 2 + self.topics.len();
+        let args = |after: i64| {
+            let mut args = vec![Arg::Int(after)];
+            args.extend(self.topics.iter().map(|topic| Arg::Text(topic)));
+            args.push(Arg::Int(limit));
+            args
+        };
         if self.next_after < OUTBOX_POSITIONS {
-            args[0] = Arg::Int(self.next_after);
-            let sql = format!(
-                "SELECT position, topic, key, body FROM events
-                 WHERE position > $1 AND topic IN ({topics}) ORDER BY position LIMIT ${limit_at}"
-            );
-            let rows = self.log.db.read().await?.fetch_all(&sql, &args).await?;
+            let rows = self
+                .log
+                .db
+                .read()
+                .await?
+                .fetch_all(&self.queries.log, &args(self.next_after))
+                .await?;
             if !rows.is_empty() {
                 return Ok(deliveries(rows, 0));
             }
@@ -541,12 +573,14 @@ impl EmbeddedSubscription {
         let Some(outbox) = &self.outbox else {
             return Ok(Vec::new());
         };
-        args[0] = Arg::Int(self.next_after - OUTBOX_POSITIONS);
-        let sql = format!(
-            "SELECT seq, topic, key, body FROM outbox
-             WHERE seq > $1 AND topic IN ({topics}) ORDER BY seq LIMIT ${limit_at}"
-        );
-        let rows = outbox.read().await?.fetch_all(&sql, &args).await?;
+        let rows = outbox
+            .read()
+            .await?
+            .fetch_all(
+                &self.queries.outbox,
+                &args(self.next_after - OUTBOX_POSITIONS),
+            )
+            .await?;
         Ok(deliveries(rows, OUTBOX_POSITIONS))
     }
 
