@@ -14,6 +14,7 @@ use anyhow::Context;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{middleware, Json, Router};
+use domain::Account;
 use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::projection::{self, Projection};
 use onlinebank_bus::Bus;
@@ -25,6 +26,7 @@ use onlinebank_core::event::{
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Events applied per transaction at most.
@@ -83,15 +85,9 @@ impl Projection for Accounts {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        _envelope: &'c Envelope,
-        event: Event,
+        events: &'c [(Envelope, Event)],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
-        Box::pin(async move {
-            match event {
-                Event::AuthCertified(request) => apply(conn, request, self.max_amount).await,
-                _ => Ok(()),
-            }
-        })
+        Box::pin(apply(conn, events, self.max_amount))
     }
 
     /// The outcomes are committed: the relay ships them now.
@@ -100,11 +96,66 @@ impl Projection for Accounts {
     }
 }
 
-async fn apply(tx: &mut Conn, request: AuthCertified, max_amount: i64) -> anyhow::Result<()> {
-    let current = store::load(tx, &request.account_no).await?;
-    let outcome = match domain::decide(current.as_ref(), &request, max_amount) {
+/// Decides the batch's certified requests one after another, in bus order, each on the account
+/// as the ones before it left it; then writes every changed account once and every outcome, in
+/// bus order, to the outbox (a handful of statements for the whole batch).
+async fn apply(
+    conn: &mut Conn,
+    events: &[(Envelope, Event)],
+    max_amount: i64,
+) -> anyhow::Result<()> {
+    let requests: Vec<&AuthCertified> = events
+        .iter()
+        .filter_map(|(_, event)| match event {
+            Event::AuthCertified(request) => Some(request),
+            _ => None,
+        })
+        .collect();
+    let mut wanted: Vec<&str> = requests.iter().map(|r| r.account_no.as_str()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    // Each account: the version it was loaded at (None: not stored) and its state now.
+    let mut accounts: HashMap<String, (Option<i64>, Option<Account>)> = wanted
+        .iter()
+        .map(|account_no| ((*account_no).to_owned(), (None, None)))
+        .collect();
+    for stored in store::load_all(conn, &wanted).await? {
+        accounts.insert(
+            stored.account_no.as_str().to_owned(),
+            (Some(stored.version), Some(stored)),
+        );
+    }
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for request in requests {
+        let Some((_, current)) = accounts.get_mut(request.account_no.as_str()) else {
+            anyhow::bail!("account {} was not looked up", request.account_no.as_str());
+        };
+        outcomes.push(decide(current, request, max_amount));
+    }
+    let mut created = Vec::new();
+    let mut updated = Vec::new();
+    for (loaded_at, now) in accounts.values() {
+        match (loaded_at, now) {
+            (None, Some(account)) => created.push(account),
+            (Some(version), Some(account)) if account.version != *version => {
+                updated.push((account, *version));
+            }
+            _ => {}
+        }
+    }
+    // In one order for every batch (two replicas' batches never wait on each other crosswise).
+    created.sort_unstable_by(|a, b| a.account_no.as_str().cmp(b.account_no.as_str()));
+    updated.sort_unstable_by(|a, b| a.0.account_no.as_str().cmp(b.0.account_no.as_str()));
+    store::save_all(conn, &created, &updated).await?;
+    onlinebank_bus::outbox::enqueue_all(conn, outcomes).await?;
+    Ok(())
+}
+
+/// Decides one certified request on `current` and moves it to the account's new state; returns
+/// the outcome to publish.
+fn decide(current: &mut Option<Account>, request: &AuthCertified, max_amount: i64) -> Event {
+    match domain::decide(current.as_ref(), request, max_amount) {
         Ok(change) => {
-            store::save(tx, &change.after, current.is_none()).await?;
             tracing::debug!(
                 account = %request.account_no,
                 request = %request.request_id,
@@ -121,6 +172,7 @@ async fn apply(tx: &mut Conn, request: AuthCertified, max_amount: i64) -> anyhow
                 balance: change.after.balance,
                 version: change.after.version,
             };
+            *current = Some(change.after);
             Event::account_changed(request.kind, changed)
         }
         Err(reason) => {
@@ -141,9 +193,7 @@ async fn apply(tx: &mut Conn, request: AuthCertified, max_amount: i64) -> anyhow
                 message: reason.legacy_message().to_owned(),
             })
         }
-    };
-    onlinebank_bus::outbox::enqueue(tx, outcome).await?;
-    Ok(())
+    }
 }
 
 async fn list_accounts(State(db): State<Db>) -> Result<Json<Value>, ApiError> {

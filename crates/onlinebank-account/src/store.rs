@@ -2,7 +2,7 @@
 
 use crate::domain::{Account, Status};
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Error, FromRow, Row};
+use onlinebank_core::db::{json_rows, Conn, Error, FromRow, Row};
 use onlinebank_core::ids::{AccountNo, CustomerId};
 
 const COLUMNS: &str = "account_no, customer_id, balance, status, version";
@@ -21,53 +21,85 @@ impl FromRow for Account {
     }
 }
 
-pub async fn load(conn: &mut Conn, account_no: &AccountNo) -> Result<Option<Account>, Error> {
-    conn.fetch_optional(
-        &format!("SELECT {COLUMNS} FROM accounts WHERE account_no = $1"),
-        args![account_no],
+/// The stored accounts among `account_nos`, in ONE statement.
+pub async fn load_all(conn: &mut Conn, account_nos: &[&str]) -> Result<Vec<Account>, Error> {
+    if account_nos.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<serde_json::Value> = account_nos
+        .iter()
+        .map(|account_no| serde_json::json!([account_no]))
+        .collect();
+    conn.fetch_all(
+        &format!(
+            "SELECT {COLUMNS} FROM accounts WHERE account_no IN (SELECT rows.value ->> 0 FROM {})",
+            conn.engine().json_rows("$1")
+        ),
+        args![json_rows(wanted).as_str()],
     )
     .await
 }
 
-/// Writes the account's new state. An update only applies over the version it was decided on.
-pub async fn save(conn: &mut Conn, account: &Account, is_new: bool) -> Result<(), Error> {
+/// Writes the accounts' new states, in two statements at most: `created` are new, each of
+/// `updated` applies only over the version it was decided on (`.1`); if one does not, nothing is
+/// kept (the caller's transaction fails with [`Error::Conflict`]).
+pub async fn save_all(
+    conn: &mut Conn,
+    created: &[&Account],
+    updated: &[(&Account, i64)],
+) -> Result<(), Error> {
     let now = onlinebank_core::time::now_ms();
-    if is_new {
+    let row = |account: &Account, extra: i64| {
+        serde_json::json!([
+            account.account_no,
+            account.customer_id,
+            account.balance.won(),
+            account.status.as_str(),
+            account.version,
+            extra
+        ])
+    };
+    if !created.is_empty() {
+        let rows: Vec<serde_json::Value> =
+            created.iter().map(|account| row(account, now)).collect();
         conn.execute(
-            "INSERT INTO accounts (account_no, customer_id, balance, status, version, opened_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            args![
-                &account.account_no,
-                &account.customer_id,
-                account.balance.won(),
-                account.status.as_str(),
-                account.version,
-                now,
-                now
-            ],
+            &format!(
+                "INSERT INTO accounts (account_no, customer_id, balance, status, version, opened_at, updated_at)
+                 SELECT rows.value ->> 0, rows.value ->> 1, CAST(rows.value ->> 2 AS BIGINT),
+                        rows.value ->> 3, CAST(rows.value ->> 4 AS BIGINT), $1, $1
+                 FROM {}",
+                conn.engine().json_rows("$2")
+            ),
+            args![now, json_rows(rows).as_str()],
         )
         .await?;
-        return Ok(());
     }
-    let changed = conn
-        .execute(
-            "UPDATE accounts SET balance = $1, status = $2, version = $3, updated_at = $4
-             WHERE account_no = $5 AND version = $6",
-            args![
-                account.balance.won(),
-                account.status.as_str(),
-                account.version,
-                now,
-                &account.account_no,
-                account.version - 1
-            ],
-        )
-        .await?;
-    if changed != 1 {
-        return Err(Error::Conflict(format!(
-            "account {} changed concurrently",
-            account.account_no
-        )));
+    if !updated.is_empty() {
+        let rows: Vec<serde_json::Value> = updated
+            .iter()
+            .map(|(account, decided_on)| row(account, *decided_on))
+            .collect();
+        let changed = conn
+            .execute(
+                &format!(
+                    "UPDATE accounts SET balance = CAST(rows.value ->> 2 AS BIGINT),
+                         status = rows.value ->> 3, version = CAST(rows.value ->> 4 AS BIGINT),
+                         updated_at = $1
+                     FROM {}
+                     WHERE accounts.account_no = rows.value ->> 0
+                       AND accounts.version = CAST(rows.value ->> 5 AS BIGINT)",
+                    conn.engine().json_rows("$2")
+                ),
+                args![now, json_rows(rows).as_str()],
+            )
+            .await?;
+        if changed != updated.len() as u64 {
+            return Err(Error::Conflict(format!(
+                "{} of {} accounts changed concurrently",
+                updated.len() as u64 - changed.min(updated.len() as u64),
+                updated.len()
+            )));
+        }
     }
     Ok(())
 }

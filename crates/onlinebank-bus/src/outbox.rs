@@ -23,30 +23,86 @@ const PRUNE_EVERY: Duration = Duration::from_millis(100);
 
 /// Writes `event` to the outbox inside the caller's transaction and returns its envelope.
 pub async fn enqueue(conn: &mut Conn, event: Event) -> anyhow::Result<Envelope> {
-    let sequence: i64 = conn
-        .fetch_one::<(i64,)>(
-            "INSERT INTO aggregate_sequences (aggregate, last) VALUES ($1, 1)
-             ON CONFLICT (aggregate) DO UPDATE SET last = aggregate_sequences.last + 1 RETURNING last",
-            args![event.account_no()],
-        )
+    enqueue_all(conn, vec![event])
         .await?
-        .0;
-    let topic = event.topic();
-    let envelope = event.into_envelope(sequence)?;
-    let body = serde_json::to_string(&envelope)?;
-    let id = envelope.id.to_string();
-    conn.execute(
-        "INSERT INTO outbox (id, topic, key, body, created_at) VALUES ($1, $2, $3, $4, $5)",
-        args![
-            id.as_str(),
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("the outbox took no event"))
+}
+
+/// Writes `events` to the outbox, in their order, inside the caller's transaction and returns
+/// their envelopes: two statements whatever their number (each aggregate's sequence moved once
+/// by its count, then every row), see [`onlinebank_core::db::Engine::json_rows`].
+pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<Vec<Envelope>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut counts: Vec<(String, i64)> = Vec::new();
+    for event in &events {
+        let aggregate = event.account_no();
+        match counts.iter_mut().find(|(kept, _)| kept == aggregate) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((aggregate.to_owned(), 1)),
+        }
+    }
+    let asked = counts.len();
+    let counted: Vec<serde_json::Value> = counts
+        .iter()
+        .map(|(aggregate, count)| serde_json::json!([aggregate, count]))
+        .collect();
+    let rows = conn.engine().json_rows("$1");
+    let lasts: Vec<(String, i64)> = conn
+        .fetch_all(
+            &format!(
+                "INSERT INTO aggregate_sequences (aggregate, last)
+                 SELECT rows.value ->> 0, CAST(rows.value ->> 1 AS BIGINT) FROM {rows} WHERE true
+                 ON CONFLICT (aggregate) DO UPDATE SET last = aggregate_sequences.last + excluded.last
+                 RETURNING aggregate, last"
+            ),
+            args![onlinebank_core::db::json_rows(counted).as_str()],
+        )
+        .await?;
+    if lasts.len() != asked {
+        anyhow::bail!("the outbox moved {} of {asked} sequences", lasts.len());
+    }
+    // The next sequence of each aggregate: its last minus what this batch takes, plus one.
+    let mut next: std::collections::HashMap<String, i64> = lasts.into_iter().collect();
+    for (aggregate, count) in &counts {
+        if let Some(last) = next.get_mut(aggregate) {
+            *last -= count - 1;
+        }
+    }
+    let mut envelopes = Vec::with_capacity(events.len());
+    let mut outbox = Vec::with_capacity(events.len());
+    for event in events {
+        let sequence = next
+            .get_mut(event.account_no())
+            .ok_or_else(|| anyhow::anyhow!("no sequence for {}", event.account_no()))?;
+        let topic = event.topic();
+        let envelope = event.into_envelope(*sequence)?;
+        *sequence += 1;
+        outbox.push(serde_json::json!([
+            envelope.id.to_string(),
             topic,
-            &envelope.aggregate,
-            body.as_str(),
-            onlinebank_core::time::now_ms()
+            envelope.aggregate,
+            serde_json::to_string(&envelope)?,
+        ]));
+        envelopes.push(envelope);
+    }
+    // `ORDER BY key`: the rows take their `seq` in the events' order.
+    conn.execute(
+        &format!(
+            "INSERT INTO outbox (id, topic, key, body, created_at)
+             SELECT rows.value ->> 0, rows.value ->> 1, rows.value ->> 2, rows.value ->> 3, $1
+             FROM {} WHERE true ORDER BY rows.key",
+            conn.engine().json_rows("$2")
+        ),
+        args![
+            onlinebank_core::time::now_ms(),
+            onlinebank_core::db::json_rows(outbox).as_str()
         ],
     )
     .await?;
-    Ok(envelope)
+    Ok(envelopes)
 }
 
 /// An outbox row: seq, id, topic, key, body.

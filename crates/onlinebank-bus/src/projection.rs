@@ -10,12 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 /// What a role does with the events it consumes.
 pub trait Projection: Clone + Send + Sync + 'static {
-    /// Applies one event seen for the first time, inside the batch's transaction.
+    /// Applies the batch's events seen for the first time, in bus order, inside the batch's
+    /// transaction: a few statements per batch, not per event (on PostgreSQL each statement is a
+    /// round trip; see [`onlinebank_core::db::Engine::json_rows`]).
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        envelope: &'c Envelope,
-        event: Event,
+        events: &'c [(Envelope, Event)],
     ) -> BoxFuture<'c, anyhow::Result<()>>;
 
     /// Runs last in the batch's transaction, with every envelope of the batch (redelivered ones
@@ -74,14 +75,18 @@ async fn apply_batch<P: Projection>(
     let decoded: Vec<(Envelope, Event)> = batch.iter().filter_map(Delivery::decode).collect();
     let ids: Vec<_> = decoded.iter().map(|(envelope, _)| envelope.id).collect();
     let mut first = crate::inbox::first_deliveries(conn, &ids).await?;
-    let mut seen = Vec::with_capacity(decoded.len());
-    for (envelope, event) in decoded {
-        // `remove`: a batch holding the same event twice applies it once.
-        if first.remove(&envelope.id.to_string()) {
-            projection.apply(conn, &envelope, event).await?;
-        }
-        seen.push(envelope);
+    // `remove`: a batch holding the same event twice applies it once.
+    let (fresh, redelivered): (Vec<_>, Vec<_>) = decoded
+        .into_iter()
+        .partition(|(envelope, _)| first.remove(&envelope.id.to_string()));
+    if !fresh.is_empty() {
+        projection.apply(conn, &fresh).await?;
     }
+    let seen: Vec<Envelope> = fresh
+        .into_iter()
+        .chain(redelivered)
+        .map(|(envelope, _)| envelope)
+        .collect();
     projection.finish(conn, &seen).await?;
     Ok(seen)
 }

@@ -63,40 +63,54 @@ impl Projection for Ledger {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        envelope: &'c Envelope,
-        event: Event,
+        events: &'c [(Envelope, Event)],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
-        Box::pin(append(conn, envelope, event))
+        Box::pin(append(conn, events))
     }
 }
 
-async fn append(conn: &mut Conn, envelope: &Envelope, event: Event) -> anyhow::Result<()> {
-    let Some((kind, change)) = event.as_account_change() else {
+/// One ledger entry per account change of the batch, in ONE statement.
+async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
+    let entries: Vec<Value> = events
+        .iter()
+        .filter_map(|(envelope, event)| {
+            let (kind, change) = event.as_account_change()?;
+            let signed = match kind {
+                WriteKind::Open | WriteKind::Deposit => change.amount,
+                WriteKind::Withdraw => -change.amount,
+                WriteKind::Close => 0,
+            };
+            Some(json!([
+                envelope.id.to_string(),
+                change.request_id.to_string(),
+                change.account_no,
+                change.customer_id,
+                kind.as_str(),
+                change.amount,
+                signed,
+                change.balance.won(),
+                change.version,
+                envelope.occurred_at,
+            ]))
+        })
+        .collect();
+    if entries.is_empty() {
         return Ok(());
-    };
-    let signed = match kind {
-        WriteKind::Open | WriteKind::Deposit => change.amount,
-        WriteKind::Withdraw => -change.amount,
-        WriteKind::Close => 0,
-    };
-    conn.execute(
+    }
+    let sql = format!(
         "INSERT INTO ledger (event_id, request_id, account_no, customer_id, kind, amount,
                              signed_amount, balance_after, version, occurred_at, recorded_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
+                CAST(value ->> 5 AS BIGINT), CAST(value ->> 6 AS BIGINT),
+                CAST(value ->> 7 AS BIGINT), CAST(value ->> 8 AS BIGINT), value ->> 9, $1
+         FROM {} WHERE true ORDER BY key
          ON CONFLICT DO NOTHING",
-        args![
-            &envelope.id.to_string(),
-            &change.request_id.to_string(),
-            &change.account_no,
-            &change.customer_id,
-            kind.as_str(),
-            change.amount,
-            signed,
-            change.balance.won(),
-            change.version,
-            &envelope.occurred_at,
-            onlinebank_core::time::now_ms()
-        ],
+        conn.engine().json_rows("$2")
+    );
+    let entries = onlinebank_core::db::json_rows(entries);
+    conn.execute(
+        &sql,
+        args![onlinebank_core::time::now_ms(), entries.as_str()],
     )
     .await?;
     Ok(())

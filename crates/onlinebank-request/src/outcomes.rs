@@ -64,10 +64,9 @@ impl Projection for Outcomes {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        _envelope: &'c Envelope,
-        event: Event,
+        events: &'c [(Envelope, Event)],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
-        Box::pin(apply(conn, event))
+        Box::pin(apply(conn, events))
     }
 
     /// On PostgreSQL, tells every replica's listener which requests finished (delivered when
@@ -104,19 +103,18 @@ impl Projection for Outcomes {
     }
 }
 
-/// Completes or compensates the request of one outcome.
-async fn apply(conn: &mut Conn, event: Event) -> anyhow::Result<()> {
-    if let Some((_, change)) = event.as_account_change() {
-        store::complete(
-            conn,
-            change.request_id,
-            change.balance.won(),
-            change.version,
-        )
-        .await?;
-    } else if let Event::AccountRequestCancelled(cancelled) = event {
-        store::cancel(conn, cancelled.request_id, cancelled.reason, false).await?;
+/// Completes the requests of the batch's account changes (one statement) and compensates those
+/// of its refusals. A request has one outcome, so their order does not matter.
+async fn apply(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
+    let mut completed = Vec::with_capacity(events.len());
+    for (_, event) in events {
+        if let Some((_, change)) = event.as_account_change() {
+            completed.push((change.request_id, change.balance.won(), change.version));
+        } else if let Event::AccountRequestCancelled(cancelled) = event {
+            store::cancel(conn, cancelled.request_id, cancelled.reason, false).await?;
+        }
     }
+    store::complete(conn, &completed).await?;
     Ok(())
 }
 

@@ -125,27 +125,30 @@ pub async fn authorize(conn: &mut Conn, id: Uuid) -> Result<bool, Error> {
     Ok(changed == 1)
 }
 
-pub async fn complete(
-    conn: &mut Conn,
-    id: Uuid,
-    balance: i64,
-    version: i64,
-) -> Result<bool, Error> {
-    let completed = RequestStatus::Completed.as_str();
-    let changed = conn
-        .execute(
-            "UPDATE requests SET status = $1, balance = $2, version = $3, completed_at = $4
-             WHERE id = $5 AND status != $1",
-            args![
-                completed,
-                balance,
-                version,
-                onlinebank_core::time::now_ms(),
-                &id.to_string()
-            ],
-        )
-        .await?;
-    Ok(changed == 1)
+/// Completes the requests of account changes `(request, balance after, version after)` in ONE
+/// statement; returns how many moved to COMPLETED now (a redelivered outcome moves none).
+pub async fn complete(conn: &mut Conn, outcomes: &[(Uuid, i64, i64)]) -> Result<u64, Error> {
+    if outcomes.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|(id, balance, version)| serde_json::json!([id.to_string(), balance, version]))
+        .collect();
+    conn.execute(
+        &format!(
+            "UPDATE requests SET status = $1, balance = CAST(rows.value ->> 1 AS BIGINT),
+                 version = CAST(rows.value ->> 2 AS BIGINT), completed_at = $2
+             FROM {} WHERE requests.id = rows.value ->> 0 AND requests.status != $1",
+            conn.engine().json_rows("$3")
+        ),
+        args![
+            RequestStatus::Completed.as_str(),
+            onlinebank_core::time::now_ms(),
+            onlinebank_core::db::json_rows(rows).as_str()
+        ],
+    )
+    .await
 }
 
 /// Compensation: deletes the request and records why. With `release_key`, also frees the

@@ -58,6 +58,21 @@ impl Engine {
         }
     }
 
+    /// The FROM item that turns ONE JSON array parameter (`param`, e.g. `$1`) into rows, so a
+    /// batch of any size is one statement with one text (prepared once) and, on PostgreSQL, one
+    /// round trip: each row's `value` is one element of the array (an array itself; read its
+    /// fields with `value ->> 0`, `CAST(value ->> 1 AS BIGINT)`, ...) and `key` its position
+    /// (`ORDER BY key` keeps the array's order); the FROM item is named `rows`. Build the parameter
+    /// with [`json_rows`].
+    pub fn json_rows(self, param: &str) -> String {
+        match self {
+            Engine::Sqlite => format!("json_each({param}) AS rows"),
+            Engine::Postgres => {
+                format!("json_array_elements({param}::json) WITH ORDINALITY AS rows(value, key)")
+            }
+        }
+    }
+
     /// `GREATEST` on PostgreSQL, the two-argument `MAX` on SQLite.
     pub fn greatest(self) -> &'static str {
         match self {
@@ -65,6 +80,12 @@ impl Engine {
             Engine::Postgres => "GREATEST",
         }
     }
+}
+
+/// The parameter of [`Engine::json_rows`]: one JSON array holding each row as an array of its
+/// fields.
+pub fn json_rows(rows: Vec<serde_json::Value>) -> String {
+    serde_json::Value::Array(rows).to_string()
 }
 
 /// Where reads go.
