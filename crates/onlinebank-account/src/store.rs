@@ -32,8 +32,8 @@ pub async fn load_all(conn: &mut Conn, account_nos: &[&str]) -> Result<Vec<Accou
         .collect();
     conn.fetch_all(
         &format!(
-            "SELECT {COLUMNS} FROM accounts WHERE account_no IN (SELECT rows.value ->> 0 FROM {})",
-            conn.engine().json_rows("$1")
+            "SELECT {COLUMNS} FROM accounts WHERE {}",
+            conn.engine().json_key_in("account_no", "$1", 0)
         ),
         args![json_rows(wanted).as_str()],
     )
@@ -86,9 +86,10 @@ pub async fn save_all(
                          status = rows.value ->> 3, version = CAST(rows.value ->> 4 AS BIGINT),
                          updated_at = $1
                      FROM {}
-                     WHERE accounts.account_no = rows.value ->> 0
+                     WHERE accounts.account_no = rows.value ->> 0 AND {}
                        AND accounts.version = CAST(rows.value ->> 5 AS BIGINT)",
-                    conn.engine().json_rows("$2")
+                    conn.engine().json_rows("$2"),
+                    conn.engine().json_key_in("accounts.account_no", "$2", 0)
                 ),
                 args![now, json_rows(rows).as_str()],
             )

@@ -73,6 +73,22 @@ impl Engine {
         }
     }
 
+    /// The condition "`column` is one of the field `field` of the rows of the [`json_rows`]
+    /// parameter `param`". Join on [`Engine::json_rows`] as well to read the other fields: on
+    /// PostgreSQL this condition is what makes the plan look the rows up by index (a function's
+    /// rows are estimated at 100, so a plain join may scan the whole table instead).
+    pub fn json_key_in(self, column: &str, param: &str, field: usize) -> String {
+        match self {
+            Engine::Sqlite => {
+                format!("{column} IN (SELECT value ->> {field} FROM json_each({param}))")
+            }
+            Engine::Postgres => format!(
+                "{column} = ANY(ARRAY(SELECT keys.value ->> {field}
+                                      FROM json_array_elements({param}::json) AS keys(value)))"
+            ),
+        }
+    }
+
     /// `GREATEST` on PostgreSQL, the two-argument `MAX` on SQLite.
     pub fn greatest(self) -> &'static str {
         match self {
