@@ -212,3 +212,163 @@ async fn list_accounts(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
         .collect();
     Ok(Json(json!({ "items": items })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::event::WriteKind;
+    use onlinebank_core::ids::{AccountNo, CustomerId};
+    use onlinebank_core::Reason;
+    use uuid::Uuid;
+
+    /// A batch is decided request after request, each on the account as the ones before it
+    /// left it (an overdraft after deposits is refused, the withdrawal after it is not); every
+    /// changed account is stored once, every outcome published in the batch's order.
+    #[tokio::test]
+    async fn a_batch_decides_each_request_on_the_state_the_previous_ones_left_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("account.db").display().to_string();
+        batch_behaviour(Db::open(&url, "account").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn a_batch_decides_each_request_on_the_state_the_previous_ones_left_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("account")
+            .await
+            .unwrap();
+        batch_behaviour(Db::open(&url, "account").await.unwrap()).await;
+    }
+
+    fn certified(kind: WriteKind, account: &str, amount: i64) -> (Envelope, Event) {
+        let event = Event::AuthCertified(AuthCertified {
+            request_id: Uuid::now_v7(),
+            customer_id: CustomerId::parse("1@sk.com").unwrap(),
+            kind,
+            account_no: AccountNo::parse(account).unwrap(),
+            amount,
+        });
+        (event.clone().into_envelope(1).unwrap(), event)
+    }
+
+    async fn apply_batch(db: &Db, events: Vec<(Envelope, Event)>) {
+        db.write(move |conn| Box::pin(async move { apply(conn, &events, 1_000_000).await }))
+            .await
+            .unwrap();
+    }
+
+    async fn balances(db: &Db) -> Vec<(String, i64, i64)> {
+        let accounts = store::all(&mut db.read().await.unwrap()).await.unwrap();
+        accounts
+            .into_iter()
+            .map(|a| (a.account_no.as_str().to_owned(), a.balance.won(), a.version))
+            .collect()
+    }
+
+    async fn batch_behaviour(db: Db) {
+        onlinebank_bus::schema::migrate(
+            &db,
+            &sqlx::migrate!("migrations/sqlite"),
+            &sqlx::migrate!("migrations/postgres"),
+        )
+        .await
+        .unwrap();
+        apply_batch(&db, vec![certified(WriteKind::Open, "2002", 10)]).await;
+        apply_batch(
+            &db,
+            vec![
+                certified(WriteKind::Open, "1001", 100),
+                certified(WriteKind::Deposit, "2002", 5),
+                certified(WriteKind::Deposit, "1001", 50),
+                certified(WriteKind::Withdraw, "1001", 200),
+                certified(WriteKind::Withdraw, "1001", 150),
+                certified(WriteKind::Open, "2002", 1),
+                certified(WriteKind::Deposit, "3003", 1),
+            ],
+        )
+        .await;
+        assert_eq!(
+            balances(&db).await,
+            [("1001".into(), 0, 3), ("2002".into(), 15, 2)]
+        );
+        let bodies: Vec<(String,)> = db
+            .read()
+            .await
+            .unwrap()
+            .fetch_all("SELECT body FROM outbox ORDER BY seq", &[])
+            .await
+            .unwrap();
+        let published: Vec<(String, String, i64, Option<Reason>)> = bodies
+            .iter()
+            .map(|(body,)| {
+                let envelope: Envelope = serde_json::from_str(body).unwrap();
+                let reason = match Event::from_envelope(&envelope).unwrap() {
+                    Event::AccountRequestCancelled(cancelled) => Some(cancelled.reason),
+                    _ => None,
+                };
+                (
+                    envelope.event_type,
+                    envelope.aggregate,
+                    envelope.sequence,
+                    reason,
+                )
+            })
+            .collect();
+        let expected = [
+            ("AccountOpened", "2002", 1, None),
+            ("AccountOpened", "1001", 1, None),
+            ("MoneyDeposited", "2002", 2, None),
+            ("MoneyDeposited", "1001", 2, None),
+            (
+                "AccountRequestCancelled",
+                "1001",
+                3,
+                Some(Reason::InsufficientFunds),
+            ),
+            ("MoneyWithdrawn", "1001", 4, None),
+            (
+                "AccountRequestCancelled",
+                "2002",
+                3,
+                Some(Reason::AccountExists),
+            ),
+            (
+                "AccountRequestCancelled",
+                "3003",
+                1,
+                Some(Reason::AccountNotFound),
+            ),
+        ];
+        let expected: Vec<(String, String, i64, Option<Reason>)> = expected
+            .into_iter()
+            .map(|(kind, account, sequence, reason)| {
+                (kind.into(), account.into(), sequence, reason)
+            })
+            .collect();
+        assert_eq!(published, expected);
+
+        // A state decided on a version that is no longer stored is refused and changes nothing.
+        let stale = db
+            .write(|conn| {
+                Box::pin(async move {
+                    let mut account = store::load_all(conn, &["2002"]).await?.remove(0);
+                    account.version += 1;
+                    store::save_all(conn, &[], &[(&account, account.version - 2)]).await
+                })
+            })
+            .await;
+        assert!(
+            matches!(
+                stale,
+                Err(onlinebank_core::db::GroupError::Job(
+                    onlinebank_core::db::Error::Conflict(_)
+                ))
+            ),
+            "{stale:?}"
+        );
+        assert_eq!(
+            balances(&db).await,
+            [("1001".into(), 0, 3), ("2002".into(), 15, 2)]
+        );
+    }
+}

@@ -26,16 +26,16 @@ pub async fn load_all(conn: &mut Conn, account_nos: &[&str]) -> Result<Vec<Accou
     if account_nos.is_empty() {
         return Ok(Vec::new());
     }
-    let wanted: Vec<serde_json::Value> = account_nos
+    let wanted: Vec<(&str,)> = account_nos
         .iter()
-        .map(|account_no| serde_json::json!([account_no]))
+        .map(|account_no| (*account_no,))
         .collect();
     conn.fetch_all(
         &format!(
             "SELECT {COLUMNS} FROM accounts WHERE {}",
             conn.engine().json_key_in("account_no", "$1", 0)
         ),
-        args![json_rows(wanted).as_str()],
+        args![json_rows(&wanted)?.as_str()],
     )
     .await
 }
@@ -49,19 +49,18 @@ pub async fn save_all(
     updated: &[(&Account, i64)],
 ) -> Result<(), Error> {
     let now = onlinebank_core::time::now_ms();
-    let row = |account: &Account, extra: i64| {
-        serde_json::json!([
-            account.account_no,
-            account.customer_id,
+    let row = |account: &'_ Account, extra: i64| {
+        (
+            account.account_no.as_str().to_owned(),
+            account.customer_id.as_str().to_owned(),
             account.balance.won(),
             account.status.as_str(),
             account.version,
-            extra
-        ])
+            extra,
+        )
     };
     if !created.is_empty() {
-        let rows: Vec<serde_json::Value> =
-            created.iter().map(|account| row(account, now)).collect();
+        let rows: Vec<_> = created.iter().map(|account| row(account, now)).collect();
         conn.execute(
             &format!(
                 "INSERT INTO accounts (account_no, customer_id, balance, status, version, opened_at, updated_at)
@@ -70,12 +69,12 @@ pub async fn save_all(
                  FROM {}",
                 conn.engine().json_rows("$2")
             ),
-            args![now, json_rows(rows).as_str()],
+            args![now, json_rows(&rows)?.as_str()],
         )
         .await?;
     }
     if !updated.is_empty() {
-        let rows: Vec<serde_json::Value> = updated
+        let rows: Vec<_> = updated
             .iter()
             .map(|(account, decided_on)| row(account, *decided_on))
             .collect();
@@ -91,7 +90,7 @@ pub async fn save_all(
                     conn.engine().json_rows("$2"),
                     conn.engine().json_key_in("accounts.account_no", "$2", 0)
                 ),
-                args![now, json_rows(rows).as_str()],
+                args![now, json_rows(&rows)?.as_str()],
             )
             .await?;
         if changed != updated.len() as u64 {

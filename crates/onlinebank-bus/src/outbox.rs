@@ -45,10 +45,6 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
         }
     }
     let asked = counts.len();
-    let counted: Vec<serde_json::Value> = counts
-        .iter()
-        .map(|(aggregate, count)| serde_json::json!([aggregate, count]))
-        .collect();
     let rows = conn.engine().json_rows("$1");
     let lasts: Vec<(String, i64)> = conn
         .fetch_all(
@@ -58,7 +54,7 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
                  ON CONFLICT (aggregate) DO UPDATE SET last = aggregate_sequences.last + excluded.last
                  RETURNING aggregate, last"
             ),
-            args![onlinebank_core::db::json_rows(counted).as_str()],
+            args![onlinebank_core::db::json_rows(&counts)?.as_str()],
         )
         .await?;
     if lasts.len() != asked {
@@ -80,12 +76,8 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
         let topic = event.topic();
         let envelope = event.into_envelope(*sequence)?;
         *sequence += 1;
-        outbox.push(serde_json::json!([
-            envelope.id.to_string(),
-            topic,
-            envelope.aggregate,
-            serde_json::to_string(&envelope)?,
-        ]));
+        let body = serde_json::to_string(&envelope)?;
+        outbox.push((envelope.id, topic, envelope.aggregate.clone(), body));
         envelopes.push(envelope);
     }
     // `ORDER BY key`: the rows take their `seq` in the events' order.
@@ -98,7 +90,7 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
         ),
         args![
             onlinebank_core::time::now_ms(),
-            onlinebank_core::db::json_rows(outbox).as_str()
+            onlinebank_core::db::json_rows(&outbox)?.as_str()
         ],
     )
     .await?;
@@ -518,6 +510,64 @@ mod tests {
         let db = sqlite(&dir).await;
         let url = crate::kafka::tests::kafka_url("relay");
         relay_behaviour(db, Bus::open(Some(&url), dir.path()).await.unwrap()).await;
+    }
+
+    /// A batch of events in one `enqueue_all`: each aggregate's sequence goes on from its last
+    /// one, in the events' order, and the outbox holds the rows in that order.
+    #[tokio::test]
+    async fn a_batch_takes_each_aggregates_next_sequences_in_order_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        batch_behaviour(sqlite(&dir).await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn a_batch_takes_each_aggregates_next_sequences_in_order_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("batch")
+            .await
+            .unwrap();
+        batch_behaviour(Db::open(&url, "svc").await.unwrap()).await;
+    }
+
+    async fn batch_behaviour(db: Db) {
+        let (_, second) = enqueue_two(&db).await;
+        assert_eq!((second.aggregate.as_str(), second.sequence), ("1001", 2));
+        let accounts = ["2002", "1001", "2002", "3003", "1001", "2002"];
+        let envelopes = db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let events = accounts.iter().map(|no| deposit(no, 5)).collect();
+                    enqueue_all(conn, events).await
+                })
+            })
+            .await
+            .unwrap();
+        let numbered: Vec<(&str, i64)> = envelopes
+            .iter()
+            .map(|envelope| (envelope.aggregate.as_str(), envelope.sequence))
+            .collect();
+        assert_eq!(
+            numbered,
+            [
+                ("2002", 1),
+                ("1001", 3),
+                ("2002", 2),
+                ("3003", 1),
+                ("1001", 4),
+                ("2002", 3)
+            ]
+        );
+        let stored: Vec<(String,)> = db
+            .read()
+            .await
+            .unwrap()
+            .fetch_all("SELECT id FROM outbox ORDER BY seq", &[])
+            .await
+            .unwrap();
+        let stored: Vec<String> = stored.into_iter().map(|(id,)| id).collect();
+        let mut expected = vec![second.id.to_string()];
+        expected.extend(envelopes.iter().map(|envelope| envelope.id.to_string()));
+        assert_eq!(stored[stored.len() - expected.len()..], expected[..]);
     }
 
     async fn sqlite(dir: &tempfile::TempDir) -> Db {

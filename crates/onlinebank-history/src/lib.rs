@@ -71,7 +71,8 @@ impl Projection for Ledger {
 
 /// One ledger entry per account change of the batch, in ONE statement.
 async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
-    let entries: Vec<Value> = events
+    let now = onlinebank_core::time::now_ms();
+    let entries: Vec<_> = events
         .iter()
         .filter_map(|(envelope, event)| {
             let (kind, change) = event.as_account_change()?;
@@ -80,18 +81,18 @@ async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result
                 WriteKind::Withdraw => -change.amount,
                 WriteKind::Close => 0,
             };
-            Some(json!([
-                envelope.id.to_string(),
-                change.request_id.to_string(),
-                change.account_no,
-                change.customer_id,
+            Some((
+                envelope.id,
+                change.request_id,
+                change.account_no.as_str(),
+                change.customer_id.as_str(),
                 kind.as_str(),
                 change.amount,
                 signed,
                 change.balance.won(),
                 change.version,
-                envelope.occurred_at,
-            ]))
+                envelope.occurred_at.as_str(),
+            ))
         })
         .collect();
     if entries.is_empty() {
@@ -107,12 +108,8 @@ async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result
          ON CONFLICT DO NOTHING",
         conn.engine().json_rows("$2")
     );
-    let entries = onlinebank_core::db::json_rows(entries);
-    conn.execute(
-        &sql,
-        args![onlinebank_core::time::now_ms(), entries.as_str()],
-    )
-    .await?;
+    let entries = onlinebank_core::db::json_rows(&entries)?;
+    conn.execute(&sql, args![now, entries.as_str()]).await?;
     Ok(())
 }
 

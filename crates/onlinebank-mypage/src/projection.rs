@@ -5,7 +5,6 @@ use onlinebank_bus::projection::Projection;
 use onlinebank_core::args;
 use onlinebank_core::db::{json_rows, BoxFuture, Conn, Error};
 use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Envelope, Event, WriteKind};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// The read model's projection of account events.
@@ -63,22 +62,22 @@ async fn apply_changes(
     }
     let mut accounts: Vec<(usize, &str)> = newest.into_values().collect();
     accounts.sort_unstable();
-    let accounts: Vec<Value> = accounts
+    let accounts: Vec<_> = accounts
         .into_iter()
         .map(|(index, opened_at)| {
             let (kind, change, at) = changes[index];
-            json!([
-                change.account_no,
-                change.customer_id,
+            (
+                change.account_no.as_str(),
+                change.customer_id.as_str(),
                 change.balance.won(),
                 status(kind),
                 change.version,
                 opened_at,
                 at,
-                change.request_id.to_string(),
+                change.request_id,
                 kind.as_str(),
                 change.amount,
-            ])
+            )
         })
         .collect();
     let rows = conn.engine().json_rows("$1");
@@ -100,21 +99,21 @@ async fn apply_changes(
                  last_request_at = excluded.last_request_at
              WHERE excluded.version > accounts_view.version"
         ),
-        args![json_rows(accounts).as_str()],
+        args![json_rows(&accounts)?.as_str()],
     )
     .await?;
-    let transactions: Vec<Value> = changes
+    let transactions: Vec<_> = changes
         .iter()
         .map(|(kind, change, at)| {
-            json!([
-                change.account_no,
+            (
+                change.account_no.as_str(),
                 change.version,
-                change.request_id.to_string(),
+                change.request_id,
                 kind.as_str(),
                 change.amount,
                 change.balance.won(),
                 at,
-            ])
+            )
         })
         .collect();
     conn.execute(
@@ -126,7 +125,7 @@ async fn apply_changes(
              FROM {rows} WHERE true
              ON CONFLICT DO NOTHING"
         ),
-        args![json_rows(transactions).as_str()],
+        args![json_rows(&transactions)?.as_str()],
     )
     .await?;
     Ok(())
@@ -163,4 +162,134 @@ async fn apply_cancelled(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::db::Db;
+    use onlinebank_core::event::{AccountChanged, Event};
+    use onlinebank_core::ids::{AccountNo, CustomerId};
+    use onlinebank_core::money::Balance;
+    use onlinebank_core::Reason;
+    use uuid::Uuid;
+
+    fn change(kind: WriteKind, account: &str, amount: i64, balance: i64, version: i64) -> Event {
+        let change = AccountChanged {
+            request_id: Uuid::now_v7(),
+            customer_id: CustomerId::parse("1@sk.com").unwrap(),
+            account_no: AccountNo::parse(account).unwrap(),
+            amount,
+            balance: Balance::ZERO
+                .deposit(onlinebank_core::money::Amount::parse(balance, i64::MAX).unwrap())
+                .unwrap(),
+            version,
+        };
+        Event::account_changed(kind, change)
+    }
+
+    fn cancelled(account: &str) -> Event {
+        Event::AccountRequestCancelled(AccountRequestCancelled {
+            request_id: Uuid::now_v7(),
+            customer_id: CustomerId::parse("1@sk.com").unwrap(),
+            kind: WriteKind::Withdraw,
+            account_no: AccountNo::parse(account).unwrap(),
+            amount: 999,
+            reason: Reason::InsufficientFunds,
+            message: String::new(),
+        })
+    }
+
+    async fn apply_batch(db: &Db, events: Vec<Event>) {
+        let events: Vec<(Envelope, Event)> = events
+            .into_iter()
+            .map(|event| (event.clone().into_envelope(1).unwrap(), event))
+            .collect();
+        db.write(move |conn| Box::pin(async move { apply(conn, &events).await }))
+            .await
+            .unwrap();
+    }
+
+    /// A batch's changes land as if applied one by one: each account's row at its newest
+    /// version (an older change arriving later moves nothing back), every transaction kept, and
+    /// a refusal after the changes shown as the account's last request.
+    #[tokio::test]
+    async fn a_batch_leaves_each_account_at_its_newest_change_with_every_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("m.db").display().to_string(), "m")
+            .await
+            .unwrap();
+        db.migrate(
+            &sqlx::migrate!("migrations/sqlite"),
+            &sqlx::migrate!("migrations/postgres"),
+        )
+        .await
+        .unwrap();
+        apply_batch(
+            &db,
+            vec![
+                change(WriteKind::Open, "1001", 100, 100, 1),
+                change(WriteKind::Open, "2002", 7, 7, 1),
+                change(WriteKind::Deposit, "1001", 50, 150, 2),
+                cancelled("1001"),
+                change(WriteKind::Deposit, "2002", 3, 10, 2),
+            ],
+        )
+        .await;
+        // Late and out of order: version 1 again, then the next one.
+        apply_batch(
+            &db,
+            vec![
+                change(WriteKind::Withdraw, "2002", 4, 6, 3),
+                change(WriteKind::Open, "2002", 7, 7, 1),
+            ],
+        )
+        .await;
+        let mut conn = db.read().await.unwrap();
+        let rows: Vec<(String, i64, i64, String, String)> = conn
+            .fetch_all(
+                "SELECT account_no, balance, version, last_request_kind, last_request_status
+                 FROM accounts_view ORDER BY account_no",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "1001".into(),
+                    150,
+                    2,
+                    "withdraw".into(),
+                    "RequestCancelled".into()
+                ),
+                (
+                    "2002".into(),
+                    6,
+                    3,
+                    "withdraw".into(),
+                    "RequestCompleted".into()
+                ),
+            ]
+        );
+        let transactions: Vec<(String, i64, i64)> = conn
+            .fetch_all(
+                "SELECT account_no, version, balance_after FROM transactions_view
+                 ORDER BY account_no, version",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            transactions,
+            [
+                ("1001".into(), 1, 100),
+                ("1001".into(), 2, 150),
+                ("2002".into(), 1, 7),
+                ("2002".into(), 2, 10),
+                ("2002".into(), 3, 6),
+            ]
+        );
+    }
 }

@@ -131,10 +131,7 @@ pub async fn complete(conn: &mut Conn, outcomes: &[(Uuid, i64, i64)]) -> Result<
     if outcomes.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<serde_json::Value> = outcomes
-        .iter()
-        .map(|(id, balance, version)| serde_json::json!([id.to_string(), balance, version]))
-        .collect();
+    let rows = onlinebank_core::db::json_rows(outcomes)?;
     conn.execute(
         &format!(
             "UPDATE requests SET status = $1, balance = CAST(rows.value ->> 1 AS BIGINT),
@@ -146,7 +143,7 @@ pub async fn complete(conn: &mut Conn, outcomes: &[(Uuid, i64, i64)]) -> Result<
         args![
             RequestStatus::Completed.as_str(),
             onlinebank_core::time::now_ms(),
-            onlinebank_core::db::json_rows(rows).as_str()
+            rows.as_str()
         ],
     )
     .await

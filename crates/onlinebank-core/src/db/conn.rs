@@ -27,6 +27,9 @@ pub enum Error {
     /// A stored value that does not decode into its domain type.
     #[error("bad stored value: {0}")]
     Decode(String),
+    /// A statement's rows could not be encoded as its JSON parameter.
+    #[error("encoding a statement's rows: {0}")]
+    Encode(String),
     /// A row changed under a guarded update (another replica won): retry the batch.
     #[error("{0}")]
     Conflict(String),

@@ -99,9 +99,9 @@ impl Engine {
 }
 
 /// The parameter of [`Engine::json_rows`]: one JSON array holding each row as an array of its
-/// fields.
-pub fn json_rows(rows: Vec<serde_json::Value>) -> String {
-    serde_json::Value::Array(rows).to_string()
+/// fields (a tuple serialises as one).
+pub fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, Error> {
+    serde_json::to_string(rows).map_err(|error| Error::Encode(error.to_string()))
 }
 
 /// Where reads go.
