@@ -136,9 +136,9 @@ pub async fn complete(conn: &mut Conn, outcomes: &[(Uuid, i64, i64)]) -> Result<
         &format!(
             "UPDATE requests SET status = $1, balance = CAST(rows.value ->> 1 AS BIGINT),
                  version = CAST(rows.value ->> 2 AS BIGINT), completed_at = $2
-             FROM {} WHERE requests.id = rows.value ->> 0 AND {} AND requests.status != $1",
+             FROM {} WHERE requests.id = rows.value ->> 0 {} AND requests.status != $1",
             conn.engine().json_rows("$3"),
-            conn.engine().json_key_in("requests.id", "$3", 0)
+            conn.engine().json_join_by_index("requests.id", "$3", 0)
         ),
         args![
             RequestStatus::Completed.as_str(),

@@ -74,9 +74,7 @@ impl Engine {
     }
 
     /// The condition "`column` is one of the field `field` of the rows of the [`json_rows`]
-    /// parameter `param`". Join on [`Engine::json_rows`] as well to read the other fields: on
-    /// PostgreSQL this condition is what makes the plan look the rows up by index (a function's
-    /// rows are estimated at 100, so a plain join may scan the whole table instead).
+    /// parameter `param`".
     pub fn json_key_in(self, column: &str, param: &str, field: usize) -> String {
         match self {
             Engine::Sqlite => {
@@ -86,6 +84,19 @@ impl Engine {
                 "{column} = ANY(ARRAY(SELECT keys.value ->> {field}
                                       FROM json_array_elements({param}::json) AS keys(value)))"
             ),
+        }
+    }
+
+    /// What a statement that joins a table on [`Engine::json_rows`] (`column` = the rows' field
+    /// `field`) adds to its WHERE so each row is looked up by the column's index. PostgreSQL
+    /// estimates a function's rows at 100 and may scan the whole table instead: the key list
+    /// ([`Engine::json_key_in`]) turns that into an index scan. SQLite's plan already walks the
+    /// rows and looks each up by index; the same list would make it re-read the rows for every
+    /// match, so it gets nothing.
+    pub fn json_join_by_index(self, column: &str, param: &str, field: usize) -> String {
+        match self {
+            Engine::Sqlite => String::new(),
+            Engine::Postgres => format!("AND {}", self.json_key_in(column, param, field)),
         }
     }
 
