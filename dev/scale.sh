@@ -38,6 +38,16 @@ cpu_of() {
 bank_pids() { cat "$DEV_DIR"/cluster/pids/*.pid 2>/dev/null || true; }
 postgres_pids() { pgrep -f 'postgres' -u "$(stat -c %U "$DEV_DIR/postgres/data" 2>/dev/null || echo root)" || true; }
 kafka_pids() { cat "$DEV_DIR/kafka/kafka.pid" 2>/dev/null || true; }
+# PostgreSQL's CPU so far: its live processes' plus what its ended backends used (the
+# postmaster's children totals), taken afresh each time: backends a role's pool opens during the
+# run count too (an earlier version took the pids once, before, and missed them).
+postgres_cpu() {
+    local pids postmaster reaped
+    mapfile -t pids < <(postgres_pids)
+    postmaster="$(head -1 "$DEV_DIR/postgres/data/postmaster.pid" 2>/dev/null || echo 0)"
+    reaped="$(awk '{print $16 + $17}' "/proc/$postmaster/stat" 2>/dev/null || echo 0)"
+    echo $(($(cpu_of "${pids[@]}") + reaped))
+}
 
 cleanup() { "$HERE/cluster.sh" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -48,13 +58,12 @@ for count in "${COUNTS[@]}"; do
     "$HERE/cluster.sh" down >/dev/null 2>&1 || true
     "$HERE/cluster.sh" up --replicas "$count" --partitions "$count" --namespace "scale$count" >&2
     mapfile -t bank < <(bank_pids)
-    mapfile -t pg < <(postgres_pids)
     mapfile -t kafka < <(kafka_pids)
-    before=("$(cpu_of "${bank[@]}")" "$(cpu_of "${pg[@]}")" "$(cpu_of "${kafka[@]}")")
+    before=("$(cpu_of "${bank[@]}")" "$(postgres_cpu)" "$(cpu_of "${kafka[@]}")")
     report="$(mktemp)"
     "$BIN" bench --url http://127.0.0.1:8080 --duration "$DURATION" --concurrency "$CONCURRENCY" \
         --accounts 100 --mix deposit=100 --ceiling-duration 0s --json >"$report"
-    after=("$(cpu_of "${bank[@]}")" "$(cpu_of "${pg[@]}")" "$(cpu_of "${kafka[@]}")")
+    after=("$(cpu_of "${bank[@]}")" "$(postgres_cpu)" "$(cpu_of "${kafka[@]}")")
     line="$(python3 "$HERE/scale_row.py" "$report" "$count" "$(getconf CLK_TCK)" "${before[@]}" "${after[@]}")"
     rm -f "$report"
     results+=("$line")
