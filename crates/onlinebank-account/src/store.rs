@@ -88,7 +88,8 @@ pub async fn save_all(
                      WHERE accounts.account_no = rows.value ->> 0 {}
                        AND accounts.version = CAST(rows.value ->> 5 AS BIGINT)",
                     conn.engine().json_rows("$2"),
-                    conn.engine().json_join_by_index("accounts.account_no", "$2", 0)
+                    conn.engine()
+                        .json_join_by_index("accounts.account_no", "$2", 0)
                 ),
                 args![now, json_rows(&rows)?.as_str()],
             )
