@@ -351,30 +351,47 @@ impl EmbeddedLog {
         Ok(lowest.filter(|_| readers > 0 && committed == readers))
     }
 
-    /// [`Self::purge`] of the log's own table. (No ORDER BY: the age index finds the
-    /// candidates, and a purge with nothing old enough reads nothing.)
+    /// [`Self::purge`] of the log's own table: per topic that groups read, the events at or
+    /// below the position all of them passed ([`Self::passed_by_all`], the one rule for both
+    /// sources), a batch per transaction. (No ORDER BY: the topic index bounds the candidates,
+    /// and a purge with nothing old enough reads nothing more.)
     async fn purge_log(&self, before: i64) -> anyhow::Result<u64> {
-        self.db
-            .delete_in_batches(
-                "DELETE FROM events WHERE position IN (
-                    SELECT e.position FROM events e
-                    WHERE e.appended_at < $1
-                      AND e.position <= (
-                          SELECT COALESCE(MIN(p.position), 0)
-                          FROM subscriptions s
-                          JOIN consumer_positions p ON p.group_name = s.group_name
-                          WHERE s.topic = e.topic)
-                      AND NOT EXISTS (
-                          SELECT 1 FROM subscriptions s
-                          WHERE s.topic = e.topic AND NOT EXISTS (
-                              SELECT 1 FROM consumer_positions p
-                              WHERE p.group_name = s.group_name))
-                    LIMIT $2)",
-                before,
-                PURGE_BATCH,
-            )
-            .await
-            .map_err(|error| anyhow::anyhow!("purging the event log: {error}"))
+        let topics: Vec<(String,)> = self
+            .db
+            .read()
+            .await?
+            .fetch_all("SELECT DISTINCT topic FROM subscriptions", &[])
+            .await?;
+        let mut deleted = 0u64;
+        for (topic,) in topics {
+            let Some(passed) = self.passed_by_all(&topic).await? else {
+                continue;
+            };
+            loop {
+                let topic = topic.clone();
+                let count = self
+                    .db
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "DELETE FROM events WHERE position IN (
+                                    SELECT position FROM events
+                                    WHERE topic = $1 AND position <= $2 AND appended_at < $3
+                                    LIMIT $4)",
+                                args![&topic, passed, before, PURGE_BATCH],
+                            )
+                            .await
+                        })
+                    })
+                    .await
+                    .map_err(|error| anyhow::anyhow!("purging the event log: {error}"))?;
+                deleted += count;
+                if count < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// The group's committed position, if it has one.
