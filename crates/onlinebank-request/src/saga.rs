@@ -156,9 +156,22 @@ pub async fn run(state: &RequestState, saga: &Saga) -> Result<Outcome, ApiError>
     stage("authorize", started);
     let started = Instant::now();
     // Wait for the outcome: woken by the consumer, polling as a fallback (another instance
-    // may have consumed it).
+    // may have consumed it). Wait first, then read: the outcome cannot be there before its
+    // wake (a wake that came early is kept by the `Notify` until awaited), so a read before
+    // the first wait would only find the request still AUTHORIZED.
     let deadline = Instant::now() + state.settings.request_wait;
+    // On PostgreSQL the outcome listener wakes this handler whichever replica applied the
+    // outcome; polling is only the fallback for a lost notification.
+    let poll_every = match state.db.engine {
+        onlinebank_core::db::Engine::Sqlite => Duration::from_millis(100),
+        onlinebank_core::db::Engine::Postgres => Duration::from_millis(500),
+    };
     loop {
+        let poll = Instant::now() + poll_every;
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(poll.min(deadline)) => {}
+        }
         match store::standing(&state.db, id).await? {
             Standing::Live(row) if row.status == RequestStatus::Completed => {
                 stage("outcome", started);
@@ -171,17 +184,6 @@ pub async fn run(state: &RequestState, saga: &Saga) -> Result<Outcome, ApiError>
                     return Ok(Outcome::Live(row));
                 }
             }
-        }
-        // On PostgreSQL the outcome listener wakes this handler whichever replica applied the
-        // outcome; polling is only the fallback for a lost notification.
-        let poll_every = match state.db.engine {
-            onlinebank_core::db::Engine::Sqlite => Duration::from_millis(100),
-            onlinebank_core::db::Engine::Postgres => Duration::from_millis(500),
-        };
-        let poll = Instant::now() + poll_every;
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep_until(poll.min(deadline)) => {}
         }
     }
 }
