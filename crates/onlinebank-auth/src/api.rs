@@ -345,8 +345,7 @@ async fn step_up(
         session_id: body.session_id.clone(),
         action: body.action.clone(),
     };
-    let user_id = session.user_id;
-    let locked_until = store::locked_until(&state.db, &user_id).await?;
+    let (user_id, locked_until) = (session.user_id, session.locked_until);
     if locked_until > now {
         record_attempt(&state, &user_id, Attempt::WhileLocked, Some(audit)).await?;
         return Err(locked_out(locked_until, now));

@@ -25,6 +25,8 @@ pub struct SessionRow {
     pub user_id: String,
     pub verifier: Vec<u8>,
     pub expires_at: i64,
+    /// The user's lock when the session was read (0 when none).
+    pub locked_until: i64,
 }
 
 impl FromRow for SessionRow {
@@ -33,6 +35,7 @@ impl FromRow for SessionRow {
             user_id: row.get(0)?,
             verifier: row.get(1)?,
             expires_at: row.get(2)?,
+            locked_until: row.get(3)?,
         })
     }
 }
@@ -336,11 +339,14 @@ pub async fn revoked_since(
         .await
 }
 
+/// A session with its user's lock, in one read (the lock is checked again in the write that
+/// accepts or counts the attempt).
 pub async fn session(db: &Db, session_id: &str) -> Result<Option<SessionRow>, Error> {
     db.read()
         .await?
         .fetch_optional(
-            "SELECT user_id, verifier, expires_at FROM sessions WHERE id = $1",
+            "SELECT s.user_id, s.verifier, s.expires_at, COALESCE(l.locked_until, 0)
+             FROM sessions s LEFT JOIN lockouts l ON l.user_id = s.user_id WHERE s.id = $1",
             args![session_id],
         )
         .await
