@@ -6,6 +6,7 @@
 //! password. `GET /requests` and `GET /mypages/search/findByAccountNo` answer HAL documents too,
 //! but unlike the original they need credentials (Bearer or Basic) and show only the caller's own.
 
+use crate::admission::Client;
 use crate::proxy::Answer;
 use crate::GatewayState;
 use axum::body::Bytes;
@@ -15,6 +16,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use onlinebank_core::client_addr::ClientKey;
 use onlinebank_core::http::{bearer_token, JsonBody};
 use onlinebank_core::{ApiError, ErrorCode, Reason, Role};
 use serde::Deserialize;
@@ -75,13 +77,19 @@ fn json_headers(token: &str) -> HeaderMap {
 }
 
 /// Logs in with a user id and password; answers auth's error as is. The login takes a place of
-/// the unauthenticated routes (as `POST /api/v1/sessions` does), never a customer's slot. Auth
-/// answers credentials that recently passed argon2id from its legacy verifier, with the same
-/// session's token: no hash and no session row per request (see `onlinebank_auth::legacy`).
-async fn login(state: &GatewayState, user_id: &str, password: &str) -> Result<String, Response> {
+/// the unauthenticated routes in the caller's share (as `POST /api/v1/sessions` does: a stranger
+/// can make it run an argon2id), never a customer's slot. Auth answers credentials that recently
+/// passed argon2id from its legacy verifier, with the same session's token: no hash and no
+/// session row per request (see `onlinebank_auth::legacy`).
+async fn login(
+    state: &GatewayState,
+    client: ClientKey,
+    user_id: &str,
+    password: &str,
+) -> Result<String, Response> {
     let _place = state
         .admission
-        .admit(None)
+        .admit(client)
         .await
         .map_err(IntoResponse::into_response)?;
     let mut headers = HeaderMap::new();
@@ -119,18 +127,27 @@ async fn login(state: &GatewayState, user_id: &str, password: &str) -> Result<St
 /// and a read slot taken once the caller is known (a stranger's Basic login holds none).
 async fn caller_token(
     state: &GatewayState,
+    client: ClientKey,
     headers: &HeaderMap,
 ) -> Result<(String, OwnedSemaphorePermit), Response> {
-    let token = caller_token_only(state, headers).await?;
+    let token = caller_token_only(state, client, headers).await?;
     let slot = state
         .slot(crate::Slots::Read)
         .map_err(IntoResponse::into_response)?;
     Ok((token, slot))
 }
 
-async fn caller_token_only(state: &GatewayState, headers: &HeaderMap) -> Result<String, Response> {
+/// A bearer token passes the gateway's one token check ([`crate::checked_bearer`]: a logged-out
+/// session's token is refused here as on the v1 API); Basic credentials log in.
+async fn caller_token_only(
+    state: &GatewayState,
+    client: ClientKey,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
     if let Some(token) = bearer_token(headers) {
-        return Ok(token.to_owned());
+        return crate::checked_bearer(state, token)
+            .map(str::to_owned)
+            .map_err(IntoResponse::into_response);
     }
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -153,20 +170,40 @@ async fn caller_token_only(state: &GatewayState, headers: &HeaderMap) -> Result<
         );
         return Err(response);
     };
-    login(state, user_id, password).await
+    login(state, client, user_id, password).await
 }
 
-fn amount_of(raw: Option<&Value>) -> Option<Value> {
+/// The legacy `amountOfMoney`. A JSON number is passed on as it is (request checks it as any
+/// amount: a fraction or a negative is 400 `invalid_amount`). A string must be the digits of a
+/// whole number of won, as the original's clients write it: no sign, no spaces, no leading zero
+/// ("0" itself is the amount addAccount sends). Anything else is 400 `invalid_amount`, the code a
+/// bad amount gets on every endpoint.
+fn amount_of(raw: Option<&Value>) -> Result<Option<Value>, ApiError> {
     match raw {
-        Some(Value::String(text)) => text.trim().parse::<i64>().ok().map(Value::from),
-        Some(other) => Some(other.clone()),
-        None => None,
+        Some(Value::String(text)) => strict_won(text).map(Value::from).map(Some).ok_or_else(|| {
+            ApiError::from_reason(Reason::InvalidAmount).with_message(
+                "amountOfMoney must be a whole number of won: digits only, \
+                 without a sign, spaces or leading zeros",
+            )
+        }),
+        other => Ok(other.cloned()),
     }
+}
+
+/// `text` as a number of won if it is only ASCII digits, without a leading zero (but "0").
+fn strict_won(text: &str) -> Option<i64> {
+    let only_digits = !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    let leading_zero = text.len() > 1 && text.starts_with('0');
+    if !only_digits || leading_zero {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// `POST /requests` in the original system's shape.
 pub async fn submit(
     State(state): State<GatewayState>,
+    Client(client): Client,
     headers: HeaderMap,
     JsonBody(legacy): JsonBody<LegacyRequest>,
 ) -> Response {
@@ -178,7 +215,11 @@ pub async fn submit(
     else {
         return ApiError::validation("userId and userPassword are required").into_response();
     };
-    let token = match login(&state, user_id, password).await {
+    let amount = match amount_of(legacy.amount_of_money.as_ref()) {
+        Ok(amount) => amount,
+        Err(error) => return error.into_response(),
+    };
+    let token = match login(&state, client, user_id, password).await {
         Ok(token) => token,
         Err(response) => return response,
     };
@@ -191,7 +232,6 @@ pub async fn submit(
         Ok(slot) => slot,
         Err(error) => return error.into_response(),
     };
-    let amount = amount_of(legacy.amount_of_money.as_ref());
     let mut body = json!({"type": kind, "accountNo": legacy.account_no, "password": password});
     if matches!(kind, "deposit" | "withdraw") || (kind == "open" && amount.is_some()) {
         body["amount"] = amount.clone().unwrap_or(Value::Null);
@@ -299,10 +339,11 @@ pub async fn submit(
 /// `GET /requests?page=&size=`: the caller's requests as a Spring Data REST page.
 pub async fn list(
     State(state): State<GatewayState>,
+    Client(client): Client,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (token, _slot) = match caller_token(&state, &headers).await {
+    let (token, _slot) = match caller_token(&state, client, &headers).await {
         Ok(token) => token,
         Err(response) => return response,
     };
@@ -360,10 +401,11 @@ pub async fn list(
 /// `GET /mypages/search/findByAccountNo?accountNo=`: the account's view row, if it is the caller's.
 pub async fn find_by_account_no(
     State(state): State<GatewayState>,
+    Client(client): Client,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (token, _slot) = match caller_token(&state, &headers).await {
+    let (token, _slot) = match caller_token(&state, client, &headers).await {
         Ok(token) => token,
         Err(response) => return response,
     };
@@ -384,10 +426,11 @@ pub async fn find_by_account_no(
 /// `findByAccountNo`'s rows); 404 when it is not the caller's or does not exist.
 pub async fn mypage(
     State(state): State<GatewayState>,
+    Client(client): Client,
     headers: HeaderMap,
     axum::extract::Path(account_no): axum::extract::Path<String>,
 ) -> Response {
-    let (token, _slot) = match caller_token(&state, &headers).await {
+    let (token, _slot) = match caller_token(&state, client, &headers).await {
         Ok(token) => token,
         Err(response) => return response,
     };
@@ -489,10 +532,11 @@ fn request_row(item: &Value, base: &str) -> Value {
 /// `GET /requests/{id}`: one of the caller's requests in the original shape.
 pub async fn show(
     State(state): State<GatewayState>,
+    Client(client): Client,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let (token, _slot) = match caller_token(&state, &headers).await {
+    let (token, _slot) = match caller_token(&state, client, &headers).await {
         Ok(token) => token,
         Err(response) => return response,
     };
@@ -518,4 +562,41 @@ pub async fn show(
         return answer.into_response();
     }
     Json(request_row(&answer.json(), base_url(&state))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_string_amount_is_only_digits_without_a_sign_spaces_or_leading_zeros() {
+        assert_eq!(strict_won("100"), Some(100));
+        assert_eq!(strict_won("0"), Some(0));
+        for bad in [
+            "+100",
+            "-100",
+            "0100",
+            "00",
+            " 100 ",
+            "100 ",
+            "",
+            "1e3",
+            "1_000",
+            "1,000",
+            "1.5",
+            "１００",
+            "99999999999999999999",
+        ] {
+            assert_eq!(strict_won(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_string_amount_is_invalid_amount_and_a_json_number_is_passed_on() {
+        let bad = amount_of(Some(&json!("+100")));
+        assert!(matches!(bad, Err(error) if error.code == "invalid_amount"));
+        assert_eq!(amount_of(Some(&json!("100"))).ok(), Some(Some(json!(100))));
+        assert_eq!(amount_of(Some(&json!(1.5))).ok(), Some(Some(json!(1.5))));
+        assert_eq!(amount_of(None).ok(), Some(None));
+    }
 }

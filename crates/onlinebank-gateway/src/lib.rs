@@ -194,6 +194,16 @@ async fn nosniff(mut response: Response) -> Response {
 /// reaches any role.
 fn check_token(state: &GatewayState, request: &Request) -> Result<(), ApiError> {
     let token = bearer_token(request.headers()).ok_or_else(ApiError::unauthorized)?;
+    checked_bearer(state, token).map(|_| ())
+}
+
+/// The one check of every bearer token a client presents, on every route that takes one (v1 and
+/// legacy alike): signed by the bank, not expired, and its session not logged out. The roles
+/// behind check the signature again but cannot know of a logout; only this check refuses it.
+pub(crate) fn checked_bearer<'token>(
+    state: &GatewayState,
+    token: &'token str,
+) -> Result<&'token str, ApiError> {
     let claims = state
         .token_key
         .verify(token, onlinebank_core::time::now_ms())
@@ -201,7 +211,7 @@ fn check_token(state: &GatewayState, request: &Request) -> Result<(), ApiError> 
     if state.revocations.is_revoked(&claims.sid) {
         return Err(ApiError::unauthorized());
     }
-    Ok(())
+    Ok(token)
 }
 
 async fn to_auth_with_token(State(state): State<GatewayState>, request: Request) -> Response {
