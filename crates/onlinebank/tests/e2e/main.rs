@@ -34,6 +34,7 @@ mod flows;
 mod idempotency;
 mod k8s;
 mod legacy;
+mod legacy_doors;
 mod lockout;
 mod resilience;
 mod retention;
