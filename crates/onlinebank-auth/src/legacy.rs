@@ -16,18 +16,34 @@
 //! - The stored PHC hash is part of the tag, and is read (with the lockout) on every hit: a
 //!   changed password no longer matches, a locked id is answered `locked_out` (and its entry
 //!   dropped), on every replica at once, whatever this cache holds.
-//! - Entries expire ([`REMEMBER`]), are bounded in number ([`CAPACITY`]; the oldest go first), and
-//!   hold a session token that only auth and the gateway ever see.
+//! - Entries expire ([`REMEMBER`]) and are bounded in number ([`CAPACITY`]): when full, the least
+//!   recently used goes. They hold a session token that only auth and the gateway ever see.
+//!
+//! Why it is cheap under a flood: the entries are split into shards by a keyed hash of the user id,
+//! each an LRU list (`hashlink::LruCache`) behind its own mutex. Looking up, remembering and
+//! evicting are O(1) under one shard's lock; nothing ever scans the entries, so a full verifier
+//! costs a login no more than an empty one, and logins of different ids rarely wait for each
+//! other.
 
+use hashlink::LruCache;
 use onlinebank_core::secret::{hmac_sha256, verify_hmac_sha256};
 use rand::RngCore;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, MutexGuard};
 
 /// How long a passed check is remembered.
 pub const REMEMBER: i64 = 10 * 60 * 1000;
 /// At most this many ids are remembered at once.
 pub const CAPACITY: usize = 100_000;
+/// Shards of a full-size verifier; a small one (fewer than [`MIN_PER_SHARD`] entries a shard) has
+/// fewer, down to one, so that its eviction order is exactly least recently used.
+const SHARDS: usize = 16;
+/// The fewest entries a shard is made for.
+const MIN_PER_SHARD: usize = 1_024;
+/// Expired entries dropped from a shard's cold end per remember, at most (O(1) housekeeping: the
+/// rest go as they are looked up or pushed out).
+const EXPIRED_SWEEP: usize = 4;
 
 /// What a hit gives back.
 #[derive(Debug, Clone)]
@@ -38,11 +54,18 @@ struct Entry {
     until: i64,
 }
 
+/// One shard: user id -> entry, least recently used first. SipHash with a random key (std's
+/// `RandomState`), so ids chosen by strangers cannot pile into one bucket.
+type Shard = LruCache<String, Entry, RandomState>;
+
 /// The verifiers, by user id.
 pub struct LegacyVerifiers {
+    /// Keys the tags; made at start, held only in memory.
     pepper: [u8; 32],
-    entries: Mutex<HashMap<String, Entry>>,
-    capacity: usize,
+    /// The entries, split by [`Self::shard_of`].
+    shards: Vec<Mutex<Shard>>,
+    /// Picks a user id's shard (a random key per process).
+    shard_hasher: RandomState,
 }
 
 impl std::fmt::Debug for LegacyVerifiers {
@@ -58,14 +81,21 @@ impl Default for LegacyVerifiers {
 }
 
 impl LegacyVerifiers {
+    /// A verifier holding at most `capacity` ids (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let shards = (capacity / MIN_PER_SHARD).clamp(1, SHARDS);
+        // Each shard's share rounded down: the total never exceeds `capacity`.
+        let per_shard = (capacity / shards).max(1);
         let mut pepper = [0u8; 32];
         // ThreadRng: a CSPRNG (ChaCha12) seeded and periodically reseeded from the OS.
         rand::rng().fill_bytes(&mut pepper);
         Self {
             pepper,
-            entries: Mutex::default(),
-            capacity: capacity.max(1),
+            shards: (0..shards)
+                .map(|_| Mutex::new(LruCache::with_hasher(per_shard, RandomState::new())))
+                .collect(),
+            shard_hasher: RandomState::new(),
         }
     }
 
@@ -80,17 +110,24 @@ impl LegacyVerifiers {
     }
 
     /// The remembered token for these credentials, if they match the last ones that passed
-    /// argon2id for `user_id` against the stored hash `phc` and the entry is still fresh.
+    /// argon2id for `user_id` against the stored hash `phc` and the entry is still fresh. A
+    /// fresh entry looked up counts as used (it moves to the warm end of its shard).
     pub fn token(&self, user_id: &str, phc: &str, password: &str, now: i64) -> Option<String> {
-        let entry = self.lock().get(user_id).cloned()?;
-        if entry.until <= now {
-            return None;
-        }
+        let entry = {
+            let mut shard = self.shard_of(user_id);
+            let entry = shard.get(user_id).cloned()?;
+            if entry.until <= now {
+                shard.remove(user_id);
+                return None;
+            }
+            entry
+        };
         let message = Self::message(user_id, phc, password);
         verify_hmac_sha256(&self.pepper, &message, &entry.tag).then_some(entry.token)
     }
 
     /// Remembers credentials that just passed the full check, with the session token they got.
+    /// When the shard is full, its least recently used entry goes.
     pub fn remember(
         &self,
         user_id: &str,
@@ -105,38 +142,38 @@ impl LegacyVerifiers {
             return;
         }
         let tag = hmac_sha256(&self.pepper, &Self::message(user_id, phc, password));
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(user_id) {
-            entries.retain(|_, entry| entry.until > now);
-            while entries.len() >= self.capacity {
-                let oldest = entries
-                    .iter()
-                    .min_by_key(|(_, entry)| entry.until)
-                    .map(|(id, _)| id.clone());
-                match oldest {
-                    Some(id) => entries.remove(&id),
-                    None => break,
-                };
-            }
+        let mut shard = self.shard_of(user_id);
+        for _ in 0..EXPIRED_SWEEP {
+            match shard.iter().next() {
+                Some((_, coldest)) if coldest.until <= now => shard.remove_lru(),
+                _ => break,
+            };
         }
-        entries.insert(user_id.to_owned(), Entry { tag, token, until });
+        shard.insert(user_id.to_owned(), Entry { tag, token, until });
     }
 
     /// Drops what is remembered of `user_id` (it is locked out, or its check failed).
     pub fn forget(&self, user_id: &str) {
-        self.lock().remove(user_id);
+        self.shard_of(user_id).remove(user_id);
     }
 
     #[cfg(test)]
     fn remembered(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn shard_of(&self, user_id: &str) -> MutexGuard<'_, Shard> {
+        let hash = self.shard_hasher.hash_one(user_id);
+        // The remainder is below the number of shards, so it fits a usize.
+        let index = (hash % self.shards.len() as u64) as usize;
+        lock(&self.shards[index])
     }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -189,7 +226,7 @@ mod tests {
     }
 
     #[test]
-    fn the_number_of_entries_is_bounded_and_the_oldest_go_first() {
+    fn the_number_of_entries_is_bounded_and_the_least_recently_remembered_go_first() {
         let verifiers = LegacyVerifiers::with_capacity(3);
         for (i, id) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
             verifiers.remember(id, "h", "p", id.into(), 10 * HOUR, i as i64);
@@ -198,6 +235,82 @@ mod tests {
         assert!(verifiers.token("a", "h", "p", 10).is_none());
         assert!(verifiers.token("b", "h", "p", 10).is_none());
         assert!(verifiers.token("e", "h", "p", 10).is_some());
+    }
+
+    #[test]
+    fn a_full_verifier_evicts_the_least_recently_used_not_the_first_to_expire() {
+        let verifiers = LegacyVerifiers::with_capacity(3);
+        // "a" is remembered first, so it expires first; "b" and "c" after.
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            verifiers.remember(id, "h", "p", id.into(), 10 * HOUR, i as i64);
+        }
+        // "a" is used again: it is the warmest now, "b" the coldest.
+        assert_eq!(verifiers.token("a", "h", "p", 3).as_deref(), Some("a"));
+        verifiers.remember("d", "h", "p", "d".into(), 10 * HOUR, 4);
+        assert_eq!(verifiers.remembered(), 3);
+        assert_eq!(
+            verifiers.token("a", "h", "p", 5).as_deref(),
+            Some("a"),
+            "the entry used a moment ago was evicted"
+        );
+        assert!(
+            verifiers.token("b", "h", "p", 5).is_none(),
+            "the coldest entry was kept"
+        );
+        assert!(verifiers.token("c", "h", "p", 5).is_some());
+        assert!(verifiers.token("d", "h", "p", 5).is_some());
+    }
+
+    #[test]
+    fn a_full_size_verifier_is_sharded_and_never_holds_more_than_its_capacity() {
+        let verifiers = LegacyVerifiers::with_capacity(20_000);
+        assert!(
+            verifiers.shards.len() > 1,
+            "a full-size verifier has one lock"
+        );
+        for i in 0..25_000 {
+            let id = format!("{i}@sk.com");
+            verifiers.remember(&id, "h", "p", id.clone(), 10 * HOUR, i);
+            if i % 1_000 == 0 {
+                assert!(
+                    verifiers.remembered() <= 20_000,
+                    "{}",
+                    verifiers.remembered()
+                );
+            }
+        }
+        assert!(
+            verifiers.remembered() <= 20_000,
+            "{}",
+            verifiers.remembered()
+        );
+        // Every shard filled up to its share: the bound is reached, not just respected.
+        assert!(
+            verifiers.remembered() > 19_000,
+            "{}",
+            verifiers.remembered()
+        );
+        // The most recent ids are all still there.
+        for i in 24_900..25_000 {
+            let id = format!("{i}@sk.com");
+            assert_eq!(verifiers.token(&id, "h", "p", 25_000), Some(id.clone()));
+        }
+    }
+
+    #[test]
+    fn expired_entries_at_the_cold_end_go_when_a_new_one_is_remembered() {
+        let verifiers = LegacyVerifiers::with_capacity(3);
+        verifiers.remember("old", "h", "p", "t".into(), 10 * HOUR, 0);
+        verifiers.remember("warm", "h", "p", "t".into(), 10 * HOUR, REMEMBER / 2);
+        verifiers.remember("new", "h", "p", "t".into(), 10 * HOUR, REMEMBER + 1);
+        assert_eq!(verifiers.remembered(), 2, "an expired entry was kept");
+        assert!(verifiers.token("warm", "h", "p", REMEMBER + 2).is_some());
+        assert!(verifiers.token("new", "h", "p", REMEMBER + 2).is_some());
+        // An expired entry looked up gives nothing and goes.
+        assert!(verifiers
+            .token("warm", "h", "p", REMEMBER * 3 / 2)
+            .is_none());
+        assert_eq!(verifiers.remembered(), 1);
     }
 
     #[test]
