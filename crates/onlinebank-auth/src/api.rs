@@ -1,6 +1,6 @@
 //! auth's HTTP handlers.
 
-use crate::password::{hash_password, verify_against_dummy, verify_password};
+use crate::password::{hash_password, verify_against_dummy, verify_password, StepUpCheck};
 use crate::store::{self, Inserted};
 use crate::AuthState;
 use axum::extract::State;
@@ -340,23 +340,41 @@ async fn step_up(
         .await?
         .filter(|session| session.user_id == body.customer_id && session.expires_at > now)
         .ok_or_else(ApiError::session_expired)?;
-    let audit = Audit {
+    let mut audit = Audit {
         request_id: body.request_id.clone(),
         session_id: body.session_id.clone(),
         action: body.action.clone(),
+        new_verifier: None,
     };
     let (user_id, locked_until) = (session.user_id, session.locked_until);
     if locked_until > now {
         record_attempt(&state, &user_id, Attempt::WhileLocked, Some(audit)).await?;
         return Err(locked_out(locked_until, now));
     }
-    let attempt = if state
+    // Held until the attempt is recorded, when argon2id decides (see `recheck_with_argon2`).
+    let mut _turn = None;
+    let attempt = match state
         .step_up
         .check(&body.session_id, &body.password, &session.verifier)
     {
-        Attempt::Succeeded
-    } else {
-        Attempt::Failed
+        StepUpCheck::Matches => Attempt::Succeeded,
+        StepUpCheck::Wrong => Attempt::Failed,
+        StepUpCheck::OtherPepper => {
+            let (rechecked, turn) =
+                recheck_with_argon2(&state, &user_id, &body.session_id, &body.password).await?;
+            _turn = Some(turn);
+            match rechecked {
+                Rechecked::Right(verifier) => {
+                    audit.new_verifier = Some(verifier);
+                    Attempt::Succeeded
+                }
+                Rechecked::Wrong => Attempt::Failed,
+                Rechecked::Locked(until) => {
+                    record_attempt(&state, &user_id, Attempt::WhileLocked, Some(audit)).await?;
+                    return Err(locked_out(until, now_ms()));
+                }
+            }
+        }
     };
     match record_attempt(&state, &user_id, attempt, Some(audit)).await? {
         Verdict::Accepted => Ok(Json(json!({"verified": true}))),
@@ -368,6 +386,53 @@ async fn step_up(
         }
         Verdict::Locked(until) => Err(locked_out(until, now_ms())),
     }
+}
+
+/// How argon2id judged a step-up password the session's verifier could not.
+enum Rechecked {
+    /// The right password; the session's verifier under this process's pepper.
+    Right(Vec<u8>),
+    /// A wrong password.
+    Wrong,
+    /// The id is locked until then; no argon2id was spent.
+    Locked(i64),
+}
+
+/// Checks a step-up password with argon2id against the customer's stored hash, for a session
+/// whose verifier was made under another pepper (see [`crate::password`]).
+///
+/// It takes the id's login turn (returned: hold it until the attempt is recorded) and reads the
+/// lock again once it has it, as a login does: concurrent step-ups and logins of one id are
+/// evaluated one at a time and stop at the lock, so wrong passwords cost at most the lockout
+/// threshold's worth of argon2id per id and window.
+async fn recheck_with_argon2(
+    state: &AuthState,
+    user_id: &str,
+    session_id: &str,
+    password: &str,
+) -> Result<(Rechecked, crate::turns::Turn), ApiError> {
+    let turn = state.login_turns.take(user_id).await;
+    let now = now_ms();
+    let locked_until = store::locked_until(&state.db, user_id).await?;
+    if locked_until > now {
+        return Ok((Rechecked::Locked(locked_until), turn));
+    }
+    let Some(customer) = store::customer(&state.db, user_id).await? else {
+        return Ok((Rechecked::Wrong, turn));
+    };
+    let candidate = password.to_owned();
+    let valid = argon2_job(state, move || {
+        verify_password(&candidate, &customer.password_hash)
+    })
+    .await?;
+    metrics::counter!("step_up_rechecks_total", "valid" => if valid { "yes" } else { "no" })
+        .increment(1);
+    let rechecked = if valid {
+        Rechecked::Right(state.step_up.verifier(session_id, password))
+    } else {
+        Rechecked::Wrong
+    };
+    Ok((rechecked, turn))
 }
 
 /// How a login or step-up attempt went, for the lockout count and the audit.
@@ -394,6 +459,9 @@ struct Audit {
     request_id: String,
     session_id: String,
     action: String,
+    /// The session's verifier under this process's pepper, when argon2id just accepted the
+    /// password for a verifier made under another: written in the same write, if accepted.
+    new_verifier: Option<Vec<u8>>,
 }
 
 /// Records an attempt (lockout count, and the step-up audit if any) through group commit, so
@@ -431,6 +499,9 @@ async fn record_attempt(
                     Attempt::WhileLocked => Verdict::Locked(now),
                 };
                 if let Some(audit) = &audit {
+                    if let (Verdict::Accepted, Some(verifier)) = (verdict, &audit.new_verifier) {
+                        store::replace_verifier(conn, &audit.session_id, verifier).await?;
+                    }
                     let outcome = match verdict {
                         Verdict::Accepted => "verified",
                         Verdict::Refused { .. } => "failed",

@@ -63,7 +63,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     let state = AuthState {
         db: db.clone(),
         token_key: settings.token_key(),
-        step_up: StepUpKeys::new(settings.secret.derive("onlinebank step-up v1")),
+        step_up: step_up_keys(&settings),
         settings,
         argon2_slots: Arc::new(Semaphore::new((cores / 2).max(1))),
         argon2_queue: Arc::new(Semaphore::new(ARGON2_QUEUE)),
@@ -74,6 +74,17 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
         router: api::router(state),
         db: Some(db),
     })
+}
+
+/// The step-up keys: made per process when the secret sits in the data directory, so that a copy
+/// of it holds nothing to test guesses against faster than argon2id; derived from the secret when
+/// it is given from outside (`--token-secret`), so that replicas check each other's sessions.
+fn step_up_keys(settings: &Settings) -> StepUpKeys {
+    if settings.secret_on_disk {
+        StepUpKeys::per_process()
+    } else {
+        StepUpKeys::derived(settings.secret.derive("onlinebank step-up v1"))
+    }
 }
 
 /// Creates a customer unless it exists (for `up --demo`). Returns whether it was created.

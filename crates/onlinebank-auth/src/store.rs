@@ -352,6 +352,21 @@ pub async fn session(db: &Db, session_id: &str) -> Result<Option<SessionRow>, Er
         .await
 }
 
+/// Replaces a session's step-up verifier, in the caller's write (one made under another pepper,
+/// once argon2id has accepted the password: the next step-up is checked by HMAC again).
+pub async fn replace_verifier(
+    conn: &mut Conn,
+    session_id: &str,
+    verifier: &[u8],
+) -> Result<(), Error> {
+    conn.execute(
+        "UPDATE sessions SET verifier = $1 WHERE id = $2",
+        args![verifier, session_id],
+    )
+    .await?;
+    Ok(())
+}
+
 pub async fn audit_step_up(
     conn: &mut Conn,
     request_id: &str,

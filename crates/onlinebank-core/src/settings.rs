@@ -75,6 +75,9 @@ pub struct Settings {
     pub peers: Peers,
     /// The master secret keys are derived from.
     pub secret: MasterSecret,
+    /// Whether the secret came from the data directory (`secret.key`): then keys that would let
+    /// a copy of that directory test password guesses are made per process instead of derived.
+    pub secret_on_disk: bool,
     /// Per-transaction limit in won.
     pub max_amount: i64,
     /// How long `POST /api/v1/requests` waits for the outcome before answering 202.
@@ -123,6 +126,7 @@ impl Settings {
             bus: None,
             peers: Peers::default(),
             secret,
+            secret_on_disk: true,
             max_amount: defaults::MAX_AMOUNT,
             request_wait: Duration::from_millis(defaults::REQUEST_WAIT_MS),
             step_up_timeout: Duration::from_millis(defaults::STEP_UP_TIMEOUT_MS),

@@ -375,6 +375,7 @@ impl CommonArgs {
             None => MasterSecret::load_or_create(&self.data_dir)?,
         };
         let mut settings = Settings::new(self.data_dir.clone(), secret);
+        settings.secret_on_disk = self.token_secret.is_none();
         settings.bus = match (&self.bus, &self.bus_sasl_password) {
             (Some(url), Some(password)) => {
                 Some(onlinebank_bus::kafka::with_sasl_password(url, password))

@@ -36,6 +36,7 @@ mod k8s;
 mod legacy;
 mod legacy_doors;
 mod lockout;
+mod offline_guessing;
 mod resilience;
 mod retention;
 mod secrets;
