@@ -1,7 +1,12 @@
 //! Consuming events: batches in, one handler transaction per batch, then the position commit.
+//!
+//! The loop retries what fails (a batch every 200 ms, the position commit every 50 ms): while the
+//! disk is full every retry fails again, so each kind of failure is logged through a
+//! [`LogLimit`], the first at once and then once per 10 s with a count.
 
 use crate::embedded::EmbeddedSubscription;
 use crate::{Bus, Delivery};
+use onlinebank_core::log_limit::LogLimit;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -59,11 +64,15 @@ pub async fn run<H, Fut>(
     H: FnMut(Vec<Delivery>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    let mut subscribing = LogLimit::new("subscribe failed, retrying", "subscribed", group);
     let mut subscription = loop {
         match bus.subscribe(group, topics).await {
-            Ok(subscription) => break subscription,
+            Ok(subscription) => {
+                subscribing.succeeded();
+                break subscription;
+            }
             Err(error) => {
-                tracing::warn!(group, error = %format!("{error:#}"), "subscribe failed, retrying");
+                subscribing.failed(&format!("{error:#}"));
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = shutdown.cancelled() => return,
@@ -93,16 +102,17 @@ pub async fn run<H, Fut>(
         Subscription::Kafka(_) => KAFKA_COMMIT_EVERY,
     };
     let mut last_commit = Instant::now();
+    let mut logs = ConsumerLogs::new(group);
     loop {
         let batch = tokio::select! {
             batch = subscription.next_batch(batch_size) => batch,
             _ = tokio::time::sleep(commit_every), if uncommitted.is_some() => {
-                commit(&mut subscription, &mut uncommitted, group).await;
+                commit(&mut subscription, &mut uncommitted, &mut logs.commit).await;
                 last_commit = Instant::now();
                 continue;
             }
             _ = shutdown.cancelled() => {
-                commit(&mut subscription, &mut uncommitted, group).await;
+                commit(&mut subscription, &mut uncommitted, &mut logs.commit).await;
                 return;
             }
         };
@@ -120,30 +130,69 @@ pub async fn run<H, Fut>(
             Err(error) => Err(error),
         };
         if outcome.is_ok() && last_commit.elapsed() >= commit_every {
-            commit(&mut subscription, &mut uncommitted, group).await;
+            commit(&mut subscription, &mut uncommitted, &mut logs.commit).await;
             last_commit = Instant::now();
         }
-        if let Err(error) = outcome {
-            tracing::warn!(group, error = %format!("{error:#}"), "consumer batch failed, retrying");
+        if logs
+            .batch
+            .note(outcome.map_err(|error| format!("{error:#}")))
+            .is_err()
+        {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = shutdown.cancelled() => return,
             }
-            commit(&mut subscription, &mut uncommitted, group).await;
-            if let Err(error) = subscription.rewind().await {
-                tracing::warn!(group, error = %format!("{error:#}"), "consumer rewind failed");
-            }
+            commit(&mut subscription, &mut uncommitted, &mut logs.commit).await;
+            let rewound = subscription.rewind().await;
+            let _ = logs
+                .rewind
+                .note(rewound.map_err(|error| format!("{error:#}")));
+        }
+    }
+}
+
+/// The consumer loop's repeating failures, each logged at most once per period.
+struct ConsumerLogs {
+    /// Committing the group's position.
+    commit: LogLimit,
+    /// Applying a batch.
+    batch: LogLimit,
+    /// Re-reading from the committed position after a failed batch.
+    rewind: LogLimit,
+}
+
+impl ConsumerLogs {
+    fn new(group: &str) -> Self {
+        Self {
+            commit: LogLimit::new(
+                "committing the position failed",
+                "committing the position works again",
+                group,
+            ),
+            batch: LogLimit::new(
+                "consumer batch failed, retrying",
+                "consumer batches apply again",
+                group,
+            ),
+            rewind: LogLimit::new("consumer rewind failed", "consumer rewinds again", group),
         }
     }
 }
 
 /// Commits the group's position past everything applied so far.
-async fn commit(subscription: &mut Subscription, uncommitted: &mut Option<i64>, group: &str) {
+async fn commit(
+    subscription: &mut Subscription,
+    uncommitted: &mut Option<i64>,
+    log: &mut LogLimit,
+) {
     let Some(position) = uncommitted.take() else {
         return;
     };
-    if let Err(error) = subscription.commit(position).await {
-        tracing::warn!(group, error = %format!("{error:#}"), "committing the position failed");
+    let committed = subscription.commit(position).await;
+    if log
+        .note(committed.map_err(|error| format!("{error:#}")))
+        .is_err()
+    {
         *uncommitted = Some(position);
     }
 }

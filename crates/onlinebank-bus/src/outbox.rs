@@ -10,6 +10,7 @@ use crate::{Bus, Record};
 use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Db, Engine};
 use onlinebank_core::event::{Envelope, Event};
+use onlinebank_core::log_limit::LogLimit;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,14 +306,18 @@ impl Relay {
             return;
         }
         let pruning = async {
+            let mut log = LogLimit::new(
+                "outbox prune failed",
+                "outbox prune works again",
+                &*self.db.schema,
+            );
             loop {
                 tokio::select! {
                     _ = self.prune.notified() => {}
                     _ = shutdown.cancelled() => return,
                 }
-                if let Err(error) = self.prune_shipped().await {
-                    tracing::warn!(error = %format!("{error:#}"), "outbox prune failed");
-                }
+                let pruned = self.prune_shipped().await;
+                let _ = log.note(pruned.map_err(|error| format!("{error:#}")));
                 // Shipped rows are only dead weight: deleting them a few times a second is
                 // enough, and saves a write per shipped batch.
                 tokio::select! {
@@ -370,8 +375,13 @@ impl Relay {
 
     /// Makes the outbox its topics' log on the embedded bus (retrying until it is recorded).
     async fn serve(&self, log: &crate::embedded::EmbeddedLog, shutdown: &CancellationToken) {
+        let mut failures = LogLimit::new(
+            "serving the outbox failed, retrying",
+            "serving the outbox",
+            &*self.db.schema,
+        );
         while let Err(error) = log.serve_outbox(self.topics, &self.db).await {
-            tracing::warn!(error = %format!("{error:#}"), "serving the outbox failed, retrying");
+            failures.failed(&format!("{error:#}"));
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.cancelled() => return,
@@ -380,12 +390,20 @@ impl Relay {
     }
 
     async fn ship_until(&self, shutdown: &CancellationToken) {
+        let mut log = LogLimit::new(
+            "outbox relay failed, retrying",
+            "outbox relay ships again",
+            &*self.db.schema,
+        );
         loop {
             match self.ship_batch().await {
-                Ok(shipped) if shipped as i64 >= RELAY_BATCH => continue,
-                Ok(_) => {}
+                Ok(shipped) if shipped as i64 >= RELAY_BATCH => {
+                    log.succeeded();
+                    continue;
+                }
+                Ok(_) => log.succeeded(),
                 Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "outbox relay failed, retrying");
+                    log.failed(&format!("{error:#}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

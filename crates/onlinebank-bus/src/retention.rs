@@ -7,6 +7,7 @@
 
 use crate::Bus;
 use onlinebank_core::db::Db;
+use onlinebank_core::log_limit::LogLimit;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,17 @@ pub fn interval(window: Duration) -> Duration {
 pub async fn run(db: Option<Db>, bus: Option<Bus>, window: Duration, shutdown: CancellationToken) {
     let every = interval(window);
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let source = db.as_ref().map_or("bus", |db| &*db.schema).to_owned();
+    let mut inbox_log = LogLimit::new(
+        "purging the inbox failed",
+        "purging the inbox works again",
+        source.clone(),
+    );
+    let mut events_log = LogLimit::new(
+        "purging the event log failed",
+        "purging the event log works again",
+        source,
+    );
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -27,24 +39,24 @@ pub async fn run(db: Option<Db>, bus: Option<Bus>, window: Duration, shutdown: C
         }
         let before = onlinebank_core::time::now_ms().saturating_sub(window_ms);
         if let Some(db) = &db {
-            match crate::inbox::purge(db, before).await {
-                Ok(0) => {}
+            match inbox_log.note(crate::inbox::purge(db, before).await) {
+                Ok(0) | Err(_) => {}
                 Ok(deleted) => {
                     metrics::counter!("retention_deleted_total", "what" => "inbox")
                         .increment(deleted);
                 }
-                Err(error) => tracing::warn!(%error, "purging the inbox failed"),
             }
         }
         if let Some(Bus::Embedded(log)) = &bus {
-            match log.purge(before).await {
-                Ok(0) => {}
+            let purged = log
+                .purge(before)
+                .await
+                .map_err(|error| format!("{error:#}"));
+            match events_log.note(purged) {
+                Ok(0) | Err(_) => {}
                 Ok(deleted) => {
                     metrics::counter!("retention_deleted_total", "what" => "events")
                         .increment(deleted);
-                }
-                Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "purging the event log failed")
                 }
             }
         }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod http;
 pub mod ids;
+pub mod log_limit;
 pub mod metrics;
 pub mod money;
 pub mod peer;

@@ -8,6 +8,7 @@ use onlinebank_bus::Bus;
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Engine};
 use onlinebank_core::event::{Envelope, Event, TOPIC_ACCOUNTS};
+use onlinebank_core::log_limit::LogLimit;
 use onlinebank_core::{Reason, RoleContext};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -124,6 +125,12 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
     let grace =
         i64::try_from(state.settings.step_up_timeout.as_millis()).unwrap_or(i64::MAX / 4) + 5_000;
     let mut round: u64 = 0;
+    // Retried every second: while the disk is full, logged once per period with a count.
+    let mut sweeping = LogLimit::new(
+        "sweeping stale requests failed",
+        "sweeping stale requests works again",
+        "request",
+    );
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -131,9 +138,8 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
         }
         round += 1;
         let now = onlinebank_core::time::now_ms();
-        if let Err(error) = sweep_stale(&state, now - grace).await {
-            tracing::warn!(error = %format!("{error:#}"), "sweeping stale requests failed");
-        }
+        let swept = sweep_stale(&state, now - grace).await;
+        let _ = sweeping.note(swept.map_err(|error| format!("{error:#}")));
         if round % 600 == 1 {
             if let Err(error) = store::purge_old(&state.db, now - KEEP_CANCELLED_MS).await {
                 tracing::warn!(%error, "purging old compensations failed");
