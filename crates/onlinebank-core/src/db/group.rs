@@ -8,8 +8,13 @@
 //! without leaving the thread (the jobs' futures complete without waiting: every statement on a
 //! SQLite [`Conn`] is synchronous). On PostgreSQL each job is its own transaction on a pooled
 //! connection (the server groups the flushes of concurrent commits).
+//!
+//! The SQLite writer also truncates the WAL once after storage trouble (see [`super::storage`]):
+//! after a batch, or woken by a small watcher task that also keeps the free-space reading fresh
+//! while the database is idle, so the checkpoint never races the writer's own transactions.
 
 use super::conn::{Conn, Error};
+use super::sqlite::truncate_wal;
 use super::storage::Storage;
 use super::BoxFuture;
 use sqlx::AnyPool;
@@ -23,10 +28,22 @@ type Finish = Box<dyn FnOnce(Result<(), Arc<Error>>) + Send>;
 /// and says whether it succeeded.
 type Job = Box<dyn FnOnce(Conn) -> BoxFuture<'static, (Conn, bool, Finish)> + Send>;
 
+/// What the writer is handed.
+enum Work {
+    /// A caller's job.
+    Job(Job),
+    /// Nothing to run: look whether the WAL is owed a truncation (see the module docs).
+    Wake,
+}
+
+/// How often a SQLite database's free space is read, and its WAL looked at for an owed
+/// truncation, when it is idle.
+const STORAGE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The handle callers queue their jobs on (see the module docs).
 #[derive(Clone)]
 pub struct GroupCommit {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
 }
 
 /// Tells `storage` how a commit went.
@@ -77,9 +94,13 @@ impl GroupCommit {
         storage: Arc<Storage>,
     ) -> anyhow::Result<Self> {
         let (jobs, receiver) = mpsc::channel(max_batch * 4);
+        let writer_storage = storage.clone();
         std::thread::Builder::new()
             .name(format!("db-{name}"))
-            .spawn(move || sqlite_writer(Box::new(conn), receiver, max_batch, storage))?;
+            .spawn(move || sqlite_writer(Box::new(conn), receiver, max_batch, writer_storage))?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(watch_storage(jobs.downgrade(), storage));
+        }
         Ok(Self { jobs })
     }
 
@@ -126,38 +147,72 @@ impl GroupCommit {
                 (conn, ok, finish)
             })
         });
-        self.jobs.send(job).await.map_err(|_| GroupError::Closed)?;
+        self.jobs
+            .send(Work::Job(job))
+            .await
+            .map_err(|_| GroupError::Closed)?;
         outcome.await.map_err(|_| GroupError::Closed)?
+    }
+}
+
+/// Until the database is dropped: reads the free space every [`STORAGE_WATCH_EVERY`], so an
+/// idle database too learns that its filesystem ran low (and owes its WAL a truncation), and
+/// wakes the idle writer once that truncation is due (a busy writer finds out after its next
+/// batch anyway).
+async fn watch_storage(jobs: mpsc::WeakSender<Work>, storage: Arc<Storage>) {
+    loop {
+        tokio::time::sleep(STORAGE_WATCH_EVERY).await;
+        let Some(jobs) = jobs.upgrade() else {
+            return;
+        };
+        storage.low_space();
+        if storage.checkpoint_due() {
+            // A full queue means the writer is busy and will look after its batch.
+            let _ = jobs.try_send(Work::Wake);
+        }
     }
 }
 
 fn sqlite_writer(
     mut conn: Box<rusqlite::Connection>,
-    mut receiver: mpsc::Receiver<Job>,
+    mut receiver: mpsc::Receiver<Work>,
     max_batch: usize,
     storage: Arc<Storage>,
 ) {
-    while let Some(first) = receiver.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match receiver.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    while let Some(work) = receiver.blocking_recv() {
+        if let Work::Job(first) = work {
+            let batch = gather_batch(first, &mut receiver, max_batch);
+            let (returned, finishers, commit) = sqlite_batch(conn, batch, &storage);
+            let commit = commit.map_err(Arc::new);
+            for finish in finishers {
+                finish(commit.clone());
+            }
+            match returned {
+                Some(returned) => conn = returned,
+                None => {
+                    tracing::error!("a job kept the database's write connection; the writer stops");
+                    return;
+                }
             }
         }
-        let (returned, finishers, commit) = sqlite_batch(conn, batch, &storage);
-        let commit = commit.map_err(Arc::new);
-        for finish in finishers {
-            finish(commit.clone());
-        }
-        match returned {
-            Some(returned) => conn = returned,
-            None => {
-                tracing::error!("a job kept the database's write connection; the writer stops");
-                return;
-            }
+        if storage.checkpoint_due() {
+            storage.checkpoint_done(truncate_wal(&conn));
         }
     }
+}
+
+/// `first` and every job waiting behind it, up to `max_batch`.
+fn gather_batch(first: Job, receiver: &mut mpsc::Receiver<Work>, max_batch: usize) -> Vec<Job> {
+    let mut batch = vec![first];
+    while batch.len() < max_batch {
+        match receiver.try_recv() {
+            Ok(Work::Job(job)) => batch.push(job),
+            // The writer looks at the WAL after this batch anyway.
+            Ok(Work::Wake) => {}
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Runs a transaction-control statement (prepared once per connection).
@@ -252,10 +307,13 @@ fn sqlite_batch(
 /// batches deadlock. So each job runs in its own transaction, up to the pool's size at once.
 async fn postgres_writer(
     writer: AnyPool,
-    mut receiver: mpsc::Receiver<Job>,
+    mut receiver: mpsc::Receiver<Work>,
     storage: Arc<Storage>,
 ) {
-    while let Some(job) = receiver.recv().await {
+    while let Some(work) = receiver.recv().await {
+        let Work::Job(job) = work else {
+            continue;
+        };
         let writer = writer.clone();
         let storage = storage.clone();
         tokio::spawn(async move {

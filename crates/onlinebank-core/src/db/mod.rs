@@ -532,6 +532,48 @@ mod tests {
         assert!(conn.batch("CREATE TABLE x (a INTEGER)").await.is_err());
     }
 
+    /// The size of the WAL file of the SQLite database at `path`.
+    fn wal_size(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path.with_extension("db-wal")).map_or(0, |meta| meta.len())
+    }
+
+    /// After storage trouble the writer truncates the WAL once writes work again: after its next
+    /// batch, or woken by the watcher when the database stays idle.
+    #[tokio::test]
+    async fn the_wal_is_truncated_once_storage_works_again_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let db = Db::open(&path.display().to_string(), "test").await.unwrap();
+        db.write(|conn| {
+            Box::pin(async move {
+                conn.batch("CREATE TABLE t (a BLOB); INSERT INTO t VALUES (zeroblob(300000))")
+                    .await
+            })
+        })
+        .await
+        .unwrap();
+        assert!(wal_size(&path) > 300_000);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            wal_size(&path) > 300_000,
+            "no trouble: the WAL is left alone"
+        );
+        db.storage().mark_failed(&"disk full");
+        db.storage().mark_ok();
+        let mut size = wal_size(&path);
+        for _ in 0..100 {
+            if size == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            size = wal_size(&path);
+        }
+        assert_eq!(size, 0, "the idle database's WAL was truncated");
+        let mut conn = db.read().await.unwrap();
+        let rows: Option<i64> = conn.scalar("SELECT COUNT(*) FROM t", &[]).await.unwrap();
+        assert_eq!(rows, Some(1), "nothing was lost");
+    }
+
     async fn count(conn: &mut Conn) -> Option<i64> {
         conn.scalar("SELECT COUNT(*) FROM t", &[]).await.unwrap()
     }

@@ -1,12 +1,21 @@
 //! SQLite: the file behind a URL, the connection settings every connection shares, and the pool
 //! its migrations run on.
 
+use super::storage::Checkpoint;
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// How long the writer waits for another process's write lock.
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+/// How long a reader waits for a lock.
+const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a WAL truncation waits for readers to leave the WAL before it answers busy (the
+/// writer waits with it, so briefly; it is retried later).
+const CHECKPOINT_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The file behind a SQLite URL (`sqlite://path`, `sqlite:path` or a plain path), its folder
 /// created if missing.
@@ -48,12 +57,37 @@ pub(crate) fn open_rusqlite(
     // After a checkpoint the WAL is cut back to this size: it does not keep its peak for ever.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(Duration::from_millis(if reader { 1000 } else { 5000 }))?;
+    conn.busy_timeout(if reader {
+        READER_BUSY_TIMEOUT
+    } else {
+        WRITER_BUSY_TIMEOUT
+    })?;
     conn.set_prepared_statement_cache_capacity(64);
     if reader {
         conn.pragma_update(None, "query_only", "ON")?;
     }
     Ok(conn)
+}
+
+/// Copies every page of the WAL into the database and cuts the WAL file to nothing
+/// (`PRAGMA wal_checkpoint(TRUNCATE)`) on the writer's connection, between its transactions.
+/// Waits at most [`CHECKPOINT_BUSY_TIMEOUT`] for readers to leave the WAL.
+pub(crate) fn truncate_wal(conn: &rusqlite::Connection) -> Checkpoint {
+    if let Err(error) = conn.busy_timeout(CHECKPOINT_BUSY_TIMEOUT) {
+        return Checkpoint::Failed(error.into());
+    }
+    let checkpoint = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    if let Err(error) = conn.busy_timeout(WRITER_BUSY_TIMEOUT) {
+        return Checkpoint::Failed(error.into());
+    }
+    match checkpoint.map_err(super::Error::from) {
+        Ok(0) => Checkpoint::Truncated,
+        Ok(_) => Checkpoint::Busy,
+        Err(error) if error.is_busy() => Checkpoint::Busy,
+        Err(error) => Checkpoint::Failed(error),
+    }
 }
 
 /// Opens a one-connection sqlx pool on the SQLite database at `url`, for its migrations.
@@ -80,4 +114,48 @@ pub(crate) async fn sqlite_migration_pool(url: &str) -> anyhow::Result<AnyPool> 
         .connect_with(options)
         .await
         .with_context(|| format!("opening {url}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_size(path: &std::path::Path) -> u64 {
+        let wal = path.with_extension("db-wal");
+        std::fs::metadata(wal).map_or(0, |meta| meta.len())
+    }
+
+    #[test]
+    fn truncating_the_wal_cuts_its_file_to_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = open_rusqlite(&path, false).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (a BLOB); INSERT INTO t VALUES (zeroblob(200000))")
+            .unwrap();
+        assert!(wal_size(&path) > 200_000, "the WAL holds the write");
+        assert!(matches!(truncate_wal(&writer), Checkpoint::Truncated));
+        assert_eq!(wal_size(&path), 0);
+        writer.execute_batch("INSERT INTO t VALUES (1)").unwrap();
+    }
+
+    #[test]
+    fn a_reader_inside_the_wal_makes_the_truncation_busy_until_it_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = open_rusqlite(&path, false).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)")
+            .unwrap();
+        let reader = open_rusqlite(&path, true).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        writer.execute_batch("INSERT INTO t VALUES (2)").unwrap();
+        assert!(matches!(truncate_wal(&writer), Checkpoint::Busy));
+        reader.execute_batch("COMMIT").unwrap();
+        assert!(matches!(truncate_wal(&writer), Checkpoint::Truncated));
+        assert_eq!(wal_size(&path), 0);
+    }
 }
