@@ -9,6 +9,7 @@ use crate::support::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A tmpfs mounted for one test, unmounted when dropped (also when the test panics).
@@ -129,5 +130,157 @@ async fn a_full_disk_answers_503_storage_unavailable_turns_readiness_false_and_r
     assert_eq!(expect_ok(&reply, 200)["balance"], 1_150, "{}", reply.1);
     let snapshot = bank.ops.drained(SETTLE).await;
     assert_eq!(snapshot.accounts["1001"].balance, 1_150, "{snapshot:?}");
+    drop(bank);
+}
+
+/// How long the disk stays full in the test of the outage's log.
+const OUTAGE: Duration = Duration::from_secs(25);
+/// How often a loop may log the same failure at most.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+/// A WAL at most this big after a truncation (a few commits may follow it at once).
+const SMALL_WAL: u64 = 64 * 1024;
+
+/// How many lines of `log` carry `message`, per loop (their `source` or `group` field).
+fn lines_per_loop(log: &str, message: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|line| line.contains(message)) {
+        let source = line
+            .split_whitespace()
+            .find_map(|field| {
+                field
+                    .strip_prefix("source=")
+                    .or_else(|| field.strip_prefix("group="))
+            })
+            .unwrap_or("?")
+            .trim_matches('"')
+            .to_owned();
+        *counts.entry(source).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The last `max` bytes of `log` (or so: cut at a character boundary).
+fn tail(log: &str, max: usize) -> &str {
+    let mut start = log.len().saturating_sub(max);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}
+
+/// Every SQLite WAL file under `dir` with its size.
+fn wal_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(wal_files(&path));
+        } else if path.to_string_lossy().ends_with("-wal") {
+            let size = entry.metadata().map_or(0, |meta| meta.len());
+            found.push((path, size));
+        }
+    }
+    found
+}
+
+/// Deposits into `no` one after another until `stop` is set; returns how many answered 200.
+async fn deposit_until(bank: &TestBank, who: &Customer, no: &str, stop: &AtomicBool) -> usize {
+    let mut acknowledged = 0;
+    while !stop.load(Ordering::SeqCst) {
+        if bank.deposit(&who.token, &who.pw, no, 1).await.0 == 200 {
+            acknowledged += 1;
+        }
+    }
+    acknowledged
+}
+
+#[tokio::test]
+async fn a_full_disk_logs_each_failing_loop_once_per_period_and_truncates_the_wal_once_space_returns(
+) {
+    let mount = match Tmpfs::mount("48m") {
+        Ok(mount) => mount,
+        Err(why) => {
+            eprintln!("skipping the full-disk log test: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir_in(mount.path()).expect("a data directory on the tmpfs");
+    let bank = TestBank::start_in(dir, &[], &[]).await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 1_000).await;
+
+    // Deposits keep events flowing while the disk fills, as in the attack run: consumers hold
+    // applied events whose positions they cannot commit, and every loop retries its write.
+    let stop = AtomicBool::new(false);
+    let outage = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let began = bank.log().len();
+        let filler = fill(mount.path());
+        readiness_becomes(&bank, 503, Duration::from_secs(10)).await;
+        tokio::time::sleep(OUTAGE.saturating_sub(Duration::from_secs(2))).await;
+        stop.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let log = bank.log()[began..].to_owned();
+        (filler, log)
+    };
+    let (acknowledged, (filler, outage_log)) =
+        tokio::join!(deposit_until(&bank, &alice, "1001", &stop), outage);
+    assert!(
+        acknowledged > 0,
+        "no deposit went through before the disk filled"
+    );
+
+    // At most the first line and one per period, per loop, for each repeating failure.
+    let most = usize::try_from(OUTAGE.as_secs() / LOG_PERIOD.as_secs()).unwrap() + 2;
+    for message in [
+        "committing the position failed",
+        "consumer batch failed",
+        "outbox relay failed",
+        "sweeping stale requests failed",
+    ] {
+        let counts = lines_per_loop(&outage_log, message);
+        eprintln!("{message}: {counts:?} lines over the outage");
+        for (source, lines) in &counts {
+            assert!(
+                *lines <= most,
+                "{source} logged {message:?} {lines} times in {OUTAGE:?} (at most {most}):\n{}",
+                tail(&outage_log, 4000)
+            );
+        }
+    }
+
+    // Space returns: each database's WAL is truncated and gives its space back, and writes go
+    // on succeeding.
+    std::fs::remove_file(&filler).expect("removing the filler");
+    readiness_becomes(&bank, 200, Duration::from_secs(20)).await;
+    eventually("every WAL truncated", Duration::from_secs(15), || async {
+        let wals = wal_files(bank.data_dir());
+        if wals.is_empty() {
+            return Err("no WAL file found".to_owned());
+        }
+        match wals.iter().filter(|(_, size)| *size >= SMALL_WAL).count() {
+            0 => Ok(()),
+            _ => Err(format!("{wals:?}")),
+        }
+    })
+    .await;
+    let mut balance = None;
+    for _ in 0..5 {
+        let reply = bank.deposit(&alice.token, &alice.pw, "1001", 10).await;
+        balance = expect_ok(&reply, 200)["balance"].as_i64();
+    }
+    eprintln!(
+        "after recovery: balance {balance:?}, WALs {:?}",
+        wal_files(bank.data_dir())
+    );
+    let snapshot = bank.ops.drained(SETTLE).await;
+    assert_eq!(
+        Some(snapshot.accounts["1001"].balance),
+        balance,
+        "{snapshot:?}"
+    );
     drop(bank);
 }
