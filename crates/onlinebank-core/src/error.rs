@@ -27,6 +27,15 @@ pub enum ErrorCode {
     /// The body did not arrive in time.
     RequestTimeout,
     MethodNotAllowed,
+    /// A method the bank serves on no route (501).
+    NotImplemented,
+    /// A request head over its limits: 16 KiB in all, 8 KiB a line, 100 fields (431).
+    HeadersTooLarge,
+    /// A request line (method and target) over 8 KiB (414).
+    UriTooLong,
+    /// A request whose framing breaks RFC 9112: a transfer coding other than `chunked`, two
+    /// `Host` or `Content-Length` fields, line endings other than CRLF (400).
+    InvalidFraming,
     /// No such route.
     NotFound,
     /// No valid bearer token (or legacy credentials).
@@ -52,7 +61,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The protocol's own codes (the reasons are [`Reason::ALL`]).
-    pub const PROTOCOL: [ErrorCode; 21] = [
+    pub const PROTOCOL: [ErrorCode; 25] = [
         ErrorCode::InvalidRequest,
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
@@ -60,6 +69,10 @@ impl ErrorCode {
         ErrorCode::InvalidPath,
         ErrorCode::RequestTimeout,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::NotImplemented,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::UriTooLong,
+        ErrorCode::InvalidFraming,
         ErrorCode::NotFound,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -87,6 +100,10 @@ impl ErrorCode {
             ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::InvalidFraming => "invalid_framing",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",

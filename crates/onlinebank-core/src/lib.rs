@@ -4,10 +4,12 @@
 //! failure reasons and the one HTTP error shape, bearer tokens, settings, and the SQLite and HTTP
 //! plumbing every role uses. Role crates never import each other; they meet here.
 
+pub mod client_addr;
 pub mod command;
 pub mod db;
 pub mod error;
 pub mod event;
+pub mod framing;
 pub mod http;
 pub mod ids;
 pub mod log_limit;

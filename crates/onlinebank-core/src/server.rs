@@ -19,7 +19,9 @@
 //! refused with 400, so what a router matches is what is forwarded. Each call carries the client's
 //! address ([`ClientAddr`]) for per-client limits.
 
+use crate::client_addr::TrustedProxies;
 use crate::error::{ApiError, ErrorCode};
+use crate::framing::{CheckedIo, FramingVerdict, HeadLimits, Violation};
 use crate::http::MAX_BODY_BYTES;
 use axum::body::Body;
 use axum::extract::Request;
@@ -55,6 +57,10 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Connections open at once, over every listener of the process.
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once, stalled
+    /// ones included; `None`: an eighth of `max_connections`, between 16 and 256. Trusted proxies
+    /// (`--trusted-proxies`) carry many clients and have no share of their own.
+    pub max_connections_per_client: Option<usize>,
 }
 
 impl ServerLimits {
@@ -67,7 +73,30 @@ impl ServerLimits {
         let reserve = (soft / 4).max(FD_RESERVE_MIN);
         usize::try_from(soft.saturating_sub(reserve).max(16)).unwrap_or(16)
     }
+
+    /// Connections one client may hold at once.
+    pub fn per_client_share(&self) -> usize {
+        self.max_connections_per_client
+            .unwrap_or((self.max_connections / 8).clamp(16, DEFAULT_MAX_PER_CLIENT))
+            .clamp(1, self.max_connections.max(1))
+    }
+
+    /// The admin listener's own small budget (probes and scrapes), apart from the customers'.
+    pub fn admin(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_connections_per_client: Some(ADMIN_MAX_CONNECTIONS),
+            ..*self
+        }
+    }
 }
+
+/// The default share of one client: plenty for a customer's browser or a NAT of a few offices,
+/// and, at about 100 KiB a connection at most (a head, a read buffer, a body), ~25 MiB.
+const DEFAULT_MAX_PER_CLIENT: usize = 256;
+
+/// Connections the admin listener holds at once (kubelet's probes and a scraper need a few).
+const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Raises the soft open-files limit to the hard one (as Go and nginx do), so the connection cap
 /// derived from it is as high as the operator allows. Returns the soft limit in force.
@@ -86,24 +115,84 @@ pub fn raise_open_files_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-/// The address of the client on the other end of a call's connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientAddr(pub IpAddr);
+pub use crate::client_addr::{ClientAddr, ClientKey};
 
 /// One open connection, as the cap and the idle timeout see it.
 #[derive(Debug)]
 struct Tracked {
     /// Calls in progress on it.
     in_flight: AtomicUsize,
+    /// Calls it has served: a customer's kept-alive connection has, a stranger's idle one has not.
+    served: AtomicU64,
     /// When it last became idle (or opened), in milliseconds since the registry's epoch.
     idle_since_ms: AtomicU64,
     /// Fired to close it (idle too long, or evicted to make room).
     close: CancellationToken,
+    /// Whose share it counts in; `None` for a trusted proxy's.
+    client: Option<ClientKey>,
 }
 
 impl Tracked {
     fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    fn has_served(&self) -> bool {
+        self.served.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// The open connections and how many each client holds.
+#[derive(Debug, Default)]
+struct Open {
+    by_id: HashMap<u64, Arc<Tracked>>,
+    per_client: HashMap<ClientKey, usize>,
+}
+
+impl Open {
+    fn held_by(&self, client: Option<ClientKey>) -> usize {
+        client.map_or(0, |client| {
+            self.per_client.get(&client).copied().unwrap_or(0)
+        })
+    }
+
+    fn insert(&mut self, id: u64, tracked: Arc<Tracked>) {
+        if let Some(client) = tracked.client {
+            *self.per_client.entry(client).or_insert(0) += 1;
+        }
+        self.by_id.insert(id, tracked);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Arc<Tracked>> {
+        let tracked = self.by_id.remove(&id)?;
+        if let Some(client) = tracked.client {
+            if let Some(count) = self.per_client.get_mut(&client) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.per_client.remove(&client);
+                }
+            }
+        }
+        Some(tracked)
+    }
+
+    /// Removes and returns the idle connection to close first among those `eligible`: one that
+    /// never served a call before one that did (a customer's kept-alive connection goes last),
+    /// then one of the client holding the most, then the one idle the longest.
+    fn take_idle(&mut self, eligible: impl Fn(&Tracked) -> bool) -> Option<Arc<Tracked>> {
+        let id = self
+            .by_id
+            .iter()
+            .filter(|(_, tracked)| tracked.is_idle() && eligible(tracked))
+            .min_by_key(|(_, tracked)| {
+                (
+                    tracked.has_served(),
+                    std::cmp::Reverse(self.held_by(tracked.client)),
+                    tracked.idle_since_ms.load(Ordering::SeqCst),
+                )
+            })
+            .map(|(id, _)| *id)?;
+        self.remove(id)
     }
 }
 
@@ -111,7 +200,10 @@ impl Tracked {
 #[derive(Debug)]
 pub struct Connections {
     limits: ServerLimits,
-    open: Mutex<HashMap<u64, Arc<Tracked>>>,
+    /// Proxies whose connections carry many clients (no per-client share) and whose
+    /// `X-Forwarded-For` names the client of each call.
+    trusted_proxies: TrustedProxies,
+    open: Mutex<Open>,
     next_id: AtomicU64,
     epoch: Instant,
     reaper_started: AtomicBool,
@@ -124,10 +216,11 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(limits: ServerLimits) -> Arc<Self> {
+    pub fn new(limits: ServerLimits, trusted_proxies: TrustedProxies) -> Arc<Self> {
         Arc::new(Self {
             limits,
-            open: Mutex::new(HashMap::new()),
+            trusted_proxies,
+            open: Mutex::new(Open::default()),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
             reaper_started: AtomicBool::new(false),
@@ -151,53 +244,58 @@ impl Connections {
 
     /// Connections open now.
     pub fn open_count(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Tracked>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes a place for a new connection: past the cap, closes the connection idle the longest;
-    /// `None` when every open connection is busy.
-    fn admit(&self) -> Option<(u64, Arc<Tracked>)> {
+    /// Takes a place for a new connection from `peer`. A client at its share makes room among
+    /// its own idle connections or is refused; past the cap, an idle connection is closed (see
+    /// [`Open::take_idle`]). `None`: refused.
+    fn admit(&self, peer: IpAddr) -> Option<(u64, Arc<Tracked>)> {
+        let client = (!self.trusted_proxies.contains(peer)).then(|| ClientAddr(peer).key());
         let mut open = self.lock();
-        if open.len() >= self.limits.max_connections {
-            let evicted = Self::take_longest_idle(&mut open)?;
+        if client.is_some() && open.held_by(client) >= self.limits.per_client_share() {
+            let Some(evicted) = open.take_idle(|tracked| tracked.client == client) else {
+                metrics::counter!("connections_refused_total", "why" => "per_client").increment(1);
+                return None;
+            };
+            evicted.close.cancel();
+            metrics::counter!("connections_closed_total", "why" => "per_client").increment(1);
+        }
+        if open.by_id.len() >= self.limits.max_connections {
+            let Some(evicted) = open.take_idle(|_| true) else {
+                metrics::counter!("connections_refused_total", "why" => "cap").increment(1);
+                return None;
+            };
             evicted.close.cancel();
             metrics::counter!("connections_closed_total", "why" => "cap").increment(1);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let tracked = Arc::new(Tracked {
             in_flight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(self.now_ms()),
             close: CancellationToken::new(),
+            client,
         });
         open.insert(id, tracked.clone());
-        metrics::gauge!("connections_open").set(open.len() as f64);
+        metrics::gauge!("connections_open").set(open.by_id.len() as f64);
         Some((id, tracked))
-    }
-
-    /// Removes and returns the connection idle the longest, if any is idle.
-    fn take_longest_idle(open: &mut HashMap<u64, Arc<Tracked>>) -> Option<Arc<Tracked>> {
-        let id = open
-            .iter()
-            .filter(|(_, tracked)| tracked.is_idle())
-            .min_by_key(|(_, tracked)| tracked.idle_since_ms.load(Ordering::SeqCst))
-            .map(|(id, _)| *id)?;
-        open.remove(&id)
     }
 
     fn release(&self, id: u64) {
         let mut open = self.lock();
-        open.remove(&id);
-        metrics::gauge!("connections_open").set(open.len() as f64);
+        open.remove(id);
+        metrics::gauge!("connections_open").set(open.by_id.len() as f64);
     }
 
     /// Out of file descriptors (or another accept error): make room and back off.
@@ -205,10 +303,10 @@ impl Connections {
         let now = self.now_ms();
         let last = self.last_accept_error_ms.load(Ordering::Relaxed);
         if last == u64::MAX || now.saturating_sub(last) > 5_000 {
-            tracing::warn!(%error, open = self.open_count(), "accept failed; closing the longest-idle connection and backing off");
+            tracing::warn!(%error, open = self.open_count(), "accept failed; closing an idle connection and backing off");
         }
         self.last_accept_error_ms.store(now, Ordering::Relaxed);
-        let evicted = Self::take_longest_idle(&mut self.lock());
+        let evicted = self.lock().take_idle(|_| true);
         if let Some(evicted) = evicted {
             evicted.close.cancel();
             metrics::counter!("connections_closed_total", "why" => "accept_error").increment(1);
@@ -228,7 +326,7 @@ impl Connections {
             }
             let now = self.now_ms();
             let mut closed = 0u64;
-            for tracked in self.lock().values() {
+            for tracked in self.lock().by_id.values() {
                 let idle_since = tracked.idle_since_ms.load(Ordering::SeqCst);
                 if tracked.is_idle() && now.saturating_sub(idle_since) >= idle_ms {
                     tracked.close.cancel();
@@ -251,6 +349,7 @@ struct InFlight {
 impl InFlight {
     fn begin(tracked: &Arc<Tracked>, connections: &Arc<Connections>) -> Self {
         tracked.in_flight.fetch_add(1, Ordering::SeqCst);
+        tracked.served.fetch_add(1, Ordering::SeqCst);
         Self {
             tracked: tracked.clone(),
             connections: connections.clone(),
@@ -291,8 +390,7 @@ pub async fn serve(
                 }
             },
         };
-        let Some((id, tracked)) = connections.admit() else {
-            metrics::counter!("connections_refused_total").increment(1);
+        let Some((id, tracked)) = connections.admit(peer.ip()) else {
             drop(stream);
             continue;
         };
@@ -322,6 +420,7 @@ fn guarded(router: Router, body_timeout: Duration) -> Router {
         ))
         .layer(axum::middleware::from_fn(canonical_path))
         .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn(known_method))
 }
 
 /// Largest framework error text kept as the message of its JSON error.
@@ -384,6 +483,11 @@ async fn json_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, error_body)
 }
 
+/// Largest read buffer hyper keeps per connection: a whole head (16 KiB at most, checked before
+/// hyper sees it) and a piece of a body. hyper's default (~400 KB) let an unfinished head hold
+/// that much of every connection.
+const MAX_READ_BUFFER: usize = 32 * 1024;
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -395,36 +499,16 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let limits = connections.limits();
-    let client = ClientAddr(peer.ip());
-    let service = {
-        let tracked = tracked.clone();
-        let connections = connections.clone();
-        hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-            let call = InFlight::begin(&tracked, &connections);
-            let mut request = request.map(Body::new);
-            request.extensions_mut().insert(client);
-            let app = app.clone();
-            let connections = connections.clone();
-            async move {
-                let mut response = app.oneshot(request).await;
-                drop(call);
-                if connections.is_draining() {
-                    if let Ok(response) = response.as_mut() {
-                        response
-                            .headers_mut()
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                }
-                response
-            }
-        })
-    };
+    let verdict = Arc::new(FramingVerdict::default());
+    let io = CheckedIo::new(stream, HeadLimits::default(), verdict.clone());
+    let service = connection_service(peer, app, &tracked, &connections, verdict);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_READ_BUFFER)
         .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut closing = false;
     let outcome = loop {
@@ -449,6 +533,84 @@ async fn serve_connection(
         tracing::debug!(%error, client = %peer, "connection ended with an error");
     }
     connections.release(id);
+}
+
+/// The service of one connection: each call marked in progress, its client resolved (through
+/// trusted proxies), and a call whose head the framing check refused answered with the refusal.
+fn connection_service(
+    peer: SocketAddr,
+    app: Router,
+    tracked: &Arc<Tracked>,
+    connections: &Arc<Connections>,
+    verdict: Arc<FramingVerdict>,
+) -> impl hyper::service::Service<
+    Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send,
+> {
+    let tracked = tracked.clone();
+    let connections = connections.clone();
+    let calls = Arc::new(AtomicU64::new(0));
+    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let call = InFlight::begin(&tracked, &connections);
+        let refused = verdict.of(calls.fetch_add(1, Ordering::SeqCst));
+        let client = connections
+            .trusted_proxies
+            .client_of(peer.ip(), request.headers());
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(client);
+        let app = app.clone();
+        let connections = connections.clone();
+        async move {
+            let mut response = match refused {
+                Some(violation) => framing_refusal(violation),
+                None => match app.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+            };
+            drop(call);
+            if connections.is_draining() || refused.is_some() {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
+        }
+    })
+}
+
+/// The answer to a request whose framing was refused (see [`crate::framing`]).
+fn framing_refusal(violation: Violation) -> Response {
+    let (status, code) = if violation.is_size() {
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::HeadersTooLarge,
+        )
+    } else if violation == Violation::RequestLineTooLong {
+        (StatusCode::URI_TOO_LONG, ErrorCode::UriTooLong)
+    } else {
+        (StatusCode::BAD_REQUEST, ErrorCode::InvalidFraming)
+    };
+    tracing::debug!(why = violation.as_str(), "request framing refused");
+    ApiError::new(status, code, violation.message()).into_response()
+}
+
+/// Answers 501 `not_implemented` to a method the bank serves on no route, before any route (and
+/// so before metrics) sees it: the methods a stranger can make up never become anything the
+/// process keeps.
+async fn known_method(request: Request, next: Next) -> Response {
+    if crate::metrics::method_label(request.method()) == "other" {
+        metrics::counter!("http_methods_refused_total").increment(1);
+        return ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            ErrorCode::NotImplemented,
+            "this method is not served by the bank",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Reads the whole body (bounded in size and time) before anything else sees the call.
@@ -578,6 +740,80 @@ mod tests {
     fn canon(path: &str) -> Result<String, &'static str> {
         let uri: Uri = path.parse().map_err(|_| "unparseable")?;
         Ok(canonicalize(&uri)?.map_or_else(|| path.to_owned(), |uri| uri.to_string()))
+    }
+
+    fn limits(max_connections: usize, per_client: usize) -> ServerLimits {
+        ServerLimits {
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            max_connections,
+            max_connections_per_client: Some(per_client),
+        }
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    fn busy(tracked: &Tracked) {
+        tracked.in_flight.fetch_add(1, Ordering::SeqCst);
+        tracked.served.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_client_at_its_share_is_refused_unless_it_can_close_an_idle_one_of_its_own() {
+        let connections = Connections::new(limits(10, 3), TrustedProxies::default());
+        let held: Vec<_> = (0..3)
+            .filter_map(|_| connections.admit(ip("127.0.0.1")))
+            .collect();
+        assert_eq!(held.len(), 3);
+        held.iter().for_each(|(_, tracked)| busy(tracked));
+        assert!(connections.admit(ip("127.0.0.1")).is_none());
+        assert!(connections.admit(ip("127.0.0.2")).is_some());
+        // One of its own goes idle: the new connection takes its place.
+        held[0].1.in_flight.fetch_sub(1, Ordering::SeqCst);
+        assert!(connections.admit(ip("127.0.0.1")).is_some());
+        assert!(held[0].1.close.is_cancelled());
+        // Addresses of one IPv6 /64 share one share.
+        let v6: Vec<_> = ["2001:db8::1", "2001:db8::2", "2001:db8::3", "2001:db8::4"]
+            .into_iter()
+            .filter_map(|address| {
+                let admitted = connections.admit(ip(address));
+                admitted.iter().for_each(|(_, tracked)| busy(tracked));
+                admitted
+            })
+            .collect();
+        assert_eq!(v6.len(), 3);
+    }
+
+    #[test]
+    fn past_the_cap_a_connection_that_served_a_call_is_closed_last() {
+        let connections = Connections::new(limits(4, 4), TrustedProxies::default());
+        let customer = connections.admit(ip("127.0.0.2"));
+        if let Some((_, tracked)) = &customer {
+            busy(tracked);
+            tracked.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        for _ in 0..3 {
+            assert!(connections.admit(ip("127.0.0.9")).is_some());
+        }
+        for _ in 0..10 {
+            assert!(connections.admit(ip("127.0.0.8")).is_some());
+        }
+        assert_eq!(connections.open_count(), 4);
+        assert!(customer.is_some_and(|(_, tracked)| !tracked.close.is_cancelled()));
+    }
+
+    #[test]
+    fn a_trusted_proxy_has_no_share_of_its_own() {
+        let proxies: TrustedProxies = "10.0.0.0/8".parse().unwrap_or_default();
+        let connections = Connections::new(limits(10, 2), proxies);
+        let held: Vec<_> = (0..8)
+            .filter_map(|_| connections.admit(ip("10.1.1.1")))
+            .collect();
+        held.iter().for_each(|(_, tracked)| busy(tracked));
+        assert_eq!(held.len(), 8);
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// How long inbox rows and embedded-log events are kept (see `onlinebank_bus::retention`).
     pub retention: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (see [`crate::client_addr`]).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 impl Settings {
@@ -142,12 +144,14 @@ impl Settings {
             breaker_half_open_calls: defaults::BREAKER_HALF_OPEN_CALLS,
             max_in_flight_public: defaults::MAX_IN_FLIGHT_PUBLIC,
             max_in_flight_per_client: defaults::MAX_IN_FLIGHT_PER_CLIENT,
+            trusted_proxies: crate::client_addr::TrustedProxies::default(),
             public_wait: Duration::from_millis(defaults::PUBLIC_WAIT_MS),
             server: crate::server::ServerLimits {
                 header_timeout: Duration::from_millis(defaults::HEADER_TIMEOUT_MS),
                 body_timeout: Duration::from_millis(defaults::BODY_TIMEOUT_MS),
                 idle_timeout: Duration::from_millis(defaults::IDLE_TIMEOUT_MS),
                 max_connections: crate::server::ServerLimits::default_max_connections(),
+                max_connections_per_client: None,
             },
             public_url: None,
             retention: Duration::from_secs(defaults::RETENTION_SECS),

@@ -352,6 +352,15 @@ pub struct CommonArgs {
     /// past it the longest-idle connection is closed
     #[arg(long, env = "ONLINEBANK_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once, stalled
+    /// ones included (default: an eighth of --max-connections, between 16 and 256); trusted proxies
+    /// have no share of their own
+    #[arg(long, env = "ONLINEBANK_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
+    /// Proxies (CIDR blocks or addresses, comma-separated) whose X-Forwarded-For names the
+    /// client: per-client shares then key on that client, not on the proxy
+    #[arg(long, env = "ONLINEBANK_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
     /// The bank's public base URL for links in answers (e.g. https://bank.example); default:
     /// relative links
     #[arg(long, env = "ONLINEBANK_PUBLIC_URL")]
@@ -422,6 +431,14 @@ impl CommonArgs {
             anyhow::ensure!(max_connections > 0, "--max-connections must be positive");
             settings.server.max_connections = max_connections;
         }
+        if let Some(share) = self.max_connections_per_client {
+            anyhow::ensure!(share > 0, "--max-connections-per-client must be positive");
+            settings.server.max_connections_per_client = Some(share);
+        }
+        settings.trusted_proxies = self
+            .trusted_proxies
+            .parse()
+            .map_err(|error| anyhow::anyhow!("--trusted-proxies: {error}"))?;
         anyhow::ensure!(self.retention_secs > 0, "--retention-secs must be positive");
         settings.retention = Duration::from_secs(self.retention_secs);
         if let Some(url) = &self.public_url {

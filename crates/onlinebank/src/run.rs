@@ -58,15 +58,19 @@ struct Process {
     drain_delay: Duration,
     /// `up`: the roles call each other through their routers (see [`onlinebank_core::role::LocalRoles`]).
     in_process_calls: bool,
-    /// Every connection of the process, over all its listeners (the cap is per process).
+    /// Every connection of the process's public listeners (the cap is per process).
     connections: Arc<Connections>,
+    /// The admin listener's connections: a budget of their own, so that a flood of the public
+    /// port cannot fail the probes and get the process restarted.
+    admin_connections: Arc<Connections>,
     /// Each started role's own readiness check, for the admin listener's `/health/ready`.
     checks: Arc<std::sync::Mutex<Vec<ReadyCheck>>>,
 }
 
 impl Process {
     fn new(settings: Settings, drain_delay: Duration, in_process_calls: bool) -> Self {
-        let connections = Connections::new(settings.server);
+        let connections = Connections::new(settings.server, settings.trusted_proxies.clone());
+        let admin_connections = Connections::new(settings.server.admin(), Default::default());
         Self {
             ctx: RoleContext {
                 settings: Arc::new(settings),
@@ -80,14 +84,24 @@ impl Process {
             drain_delay,
             in_process_calls,
             connections,
+            admin_connections,
             checks: Default::default(),
         }
     }
 
     /// Serves `router` on `listener` until shutdown, with the process's connection limits.
     fn spawn_server(&self, name: &'static str, listener: TcpListener, router: Router) {
+        self.spawn_server_with(name, listener, router, self.connections.clone());
+    }
+
+    fn spawn_server_with(
+        &self,
+        name: &'static str,
+        listener: TcpListener,
+        router: Router,
+        connections: Arc<Connections>,
+    ) {
         let shutdown = self.stop_serving.clone();
-        let connections = self.connections.clone();
         self.servers.spawn(async move {
             if let Err(error) =
                 onlinebank_core::server::serve(listener, router, connections, shutdown).await
@@ -124,7 +138,7 @@ impl Process {
         let router = health_router("admin", self.readiness.clone(), self.every_check())
             .merge(onlinebank_core::metrics::router())
             .fallback(onlinebank_core::http::not_found);
-        self.spawn_server("admin", listener, router);
+        self.spawn_server_with("admin", listener, router, self.admin_connections.clone());
         println!("onlinebank admin listening on http://{address}");
         tracing::info!(%address, "admin listener started");
         Ok(())
@@ -268,6 +282,7 @@ async fn run_until_signal(process: Process) -> anyhow::Result<()> {
     tracing::info!("shutting down: not ready");
     process.readiness.set(false);
     process.connections.drain();
+    process.admin_connections.drain();
     tokio::time::sleep(process.drain_delay).await;
     tracing::info!("shutting down: finishing in-flight calls");
     process.stop_serving.cancel();
