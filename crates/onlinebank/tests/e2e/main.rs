@@ -23,6 +23,7 @@ mod support;
 
 mod authorization;
 mod bad_input;
+mod bounds;
 mod client;
 mod cluster;
 mod concurrency;

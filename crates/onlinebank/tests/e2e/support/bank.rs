@@ -119,6 +119,11 @@ impl TestBank {
         self.proc.log()
     }
 
+    /// The bank's resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.proc.rss_kib()
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
