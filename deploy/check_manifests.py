@@ -7,9 +7,11 @@ Each RENDERED.yaml is one overlay's `kubectl kustomize` output, checked on its o
 
 Fails (exit 1, one line per problem) unless:
 - every Deployment runs `up` or `serve <role>` with a role the binary has;
+- it listens on 0.0.0.0 (ONLINEBANK_LISTEN / `--listen` for serve, ONLINEBANK_PORT / `--port`
+  for up) on a declared container port;
 - its readiness probe asks /health/ready and its liveness and startup probes /health/live, on the
-  container port the bank listens on (ONLINEBANK_LISTEN / `--listen` for serve, ONLINEBANK_PORT /
-  `--port` for up), bound to 0.0.0.0 so the kubelet reaches it;
+  admin listener's port (ONLINEBANK_ADMIN_LISTEN), whose connections have a budget of their own, so
+  a flood of the public port cannot fail the probes;
 - its Prometheus annotation names the admin listener's port (ONLINEBANK_ADMIN_LISTEN), bound to
   0.0.0.0 and declared as a container port;
 - every variable it gets (ConfigMap and Secret data, `env:` names) is one the binary lists in
@@ -115,6 +117,9 @@ def check_deployment(d, known, config, secrets):
         ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
         if port not in ports.values():
             problem(f"{name}: no containerPort {port} (the bank's listener)")
+        admin = flag(args, "--admin-listen") or env.get("ONLINEBANK_ADMIN_LISTEN", "127.0.0.1:0")
+        # The probes ask the admin listener, whose connections have a budget of their own: a
+        # flood of the public port must not fail them and get the pod restarted.
         for probe, path in (("readinessProbe", "/health/ready"),
                             ("livenessProbe", "/health/live"),
                             ("startupProbe", "/health/live")):
@@ -126,9 +131,9 @@ def check_deployment(d, known, config, secrets):
                 problem(f"{name}: {probe} asks {got.get('path')}, the bank serves {path}")
             target = got.get("port")
             number = ports.get(target, target)
-            if number != port:
-                problem(f"{name}: {probe} on port {target} ({number}), the bank listens on {port}")
-        admin = flag(args, "--admin-listen") or env.get("ONLINEBANK_ADMIN_LISTEN", "127.0.0.1:0")
+            if number != port_of(admin):
+                problem(f"{name}: {probe} on port {target} ({number}), the admin listener is on "
+                        f"{port_of(admin)} (probes must not share the public port's connections)")
         scrape = template["metadata"].get("annotations", {}).get("prometheus.io/port")
         if not admin.startswith("0.0.0.0:") or port_of(admin) == 0:
             problem(f"{name}: admin listener {admin} (metrics) is not on a fixed port of 0.0.0.0")

@@ -20,7 +20,7 @@ try() {
     rm -rf "$copy"
 }
 try "readiness path" "sed -i '0,/path: \/health\/ready/s//path: \/healthz/' deploy/k8s/base/request.yaml"
-try "probe port" "sed -i '0,/port: http/s//port: admin/' deploy/k8s/base/auth.yaml"
+try "probe port" "sed -i '0,/port: admin\$/s//port: http/' deploy/k8s/base/auth.yaml"
 try "unknown setting in ConfigMap" "sed -i 's/      - ONLINEBANK_LOCKOUT_SECS=300/&\n      - ONLINEBANK_BOGUS=1/' deploy/k8s/base/kustomization.yaml"
 try "grace period" "sed -i 's/terminationGracePeriodSeconds: 30/terminationGracePeriodSeconds: 12/' deploy/k8s/base/mypage.yaml"
 try "invalid Deployment field" "sed -i 's/  revisionHistoryLimit: 5/  revisionHistoryLimits: 5/' deploy/k8s/base/history.yaml"
