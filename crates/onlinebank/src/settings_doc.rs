@@ -29,7 +29,7 @@ pub struct SettingDoc {
 }
 
 /// Which roles read each setting. A setting missing here fails the unit test below.
-const READERS: [(&str, &str); 40] = [
+const READERS: [(&str, &str); 42] = [
     ("ONLINEBANK_PORT", "gateway (up)"),
     ("ONLINEBANK_BIND", "gateway (up)"),
     ("ONLINEBANK_DEMO", "auth (up)"),
@@ -69,6 +69,8 @@ const READERS: [(&str, &str); 40] = [
     ("ONLINEBANK_BODY_TIMEOUT_MS", "all"),
     ("ONLINEBANK_IDLE_TIMEOUT_MS", "all"),
     ("ONLINEBANK_MAX_CONNECTIONS", "all"),
+    ("ONLINEBANK_MAX_CONNECTIONS_PER_CLIENT", "all"),
+    ("ONLINEBANK_TRUSTED_PROXIES", "all"),
     ("ONLINEBANK_PUBLIC_URL", "gateway"),
     (
         "ONLINEBANK_BUS_SASL_PASSWORD",
