@@ -1,18 +1,33 @@
 //! `onlinebank client`: the customer's bank from a terminal, over the public API.
 //!
-//! The session token is kept in `<config dir>/onlinebank/session.json` (mode 0600, the directory
-//! 0700; `ONLINEBANK_CLIENT_DIR` names another directory). Passwords are read from the terminal
+//! The session token is kept in `<config dir>/onlinebank/session.json` (mode 0600;
+//! `ONLINEBANK_CLIENT_DIR` names another directory). Passwords are read from the terminal
 //! without echo, or from the first line of stdin with `--password-stdin`; they are never stored.
 //! Writes carry a fresh Idempotency-Key; an answer still pending is followed for a few seconds.
 //!
+//! The directory must be private, and the client never makes it so by itself: one it creates is
+//! created 0700 in one step, and an existing one that other users can reach (any group or other
+//! permission bit) or that belongs to someone else is refused with exit 64, before any password is
+//! asked. Changing its mode would be wrong both ways: a shared directory (`/tmp`, 1777) would be
+//! taken away from everyone else, and a session file someone else could have planted there
+//! (naming their own URL) would receive the next step-up password.
+//!
+//! No redirect is ever followed: every request carries a password (sign-up, login, step-up) or
+//! the session token, and the bank's API answers in place, so a 3xx can only come from something
+//! that is not the bank (a proxy, a mistyped `--url`, or someone after the password). The answer
+//! is refused with exit 2 and a message naming the origin it pointed to. Exit 2 rather than 3:
+//! trying again cannot help and would send the password to the same place again; the user has to
+//! change the URL.
+//!
 //! Exit codes: 0 done; 2 refused by the bank (wrong password, insufficient funds, not logged in,
-//! ...); 3 the bank is unavailable or busy, or the outcome is not known yet: try again; 64 usage
-//! errors (bad flags, no terminal for the password); 1 anything else.
+//! a redirect, ...); 3 the bank is unavailable or busy, or the outcome is not known yet: try
+//! again; 64 usage errors (bad flags, no terminal for the password, a client directory open to
+//! others); 1 anything else.
 
 use crate::cli::{ClientArgs, ClientCommand};
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -73,14 +88,85 @@ fn session_path() -> Result<PathBuf, Failure> {
     Ok(config_dir()?.join("session.json"))
 }
 
+/// Whether the client directory `dir` exists, refusing one that is not private to this user.
+///
+/// It is never chmodded: see the module docs for why.
+fn check_private_dir(dir: &Path) -> Result<bool, Failure> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = match std::fs::metadata(dir) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(fail(OTHER, format!("reading {}: {error}", dir.display()))),
+    };
+    let shown = dir.display();
+    let elsewhere = "or set ONLINEBANK_CLIENT_DIR to a private directory";
+    if !metadata.is_dir() {
+        return Err(fail(
+            USAGE,
+            format!("{shown} is not a directory: remove it {elsewhere}"),
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(fail(
+            USAGE,
+            format!(
+                "{shown} belongs to another user (uid {}): not keeping a session there; use a \
+                 directory of your own {elsewhere}",
+                metadata.uid()
+            ),
+        ));
+    }
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(fail(
+            USAGE,
+            format!(
+                "{shown} is open to other users (mode {mode:o}): not keeping a session there; \
+                 run `chmod 700 {shown}` {elsewhere}"
+            ),
+        ));
+    }
+    Ok(true)
+}
+
+/// The client directory, created 0700 in one step when it does not exist yet (its parents get
+/// the usual mode), refused when it exists and is not private.
+fn private_dir_created() -> Result<PathBuf, Failure> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = config_dir()?;
+    if check_private_dir(&dir)? {
+        return Ok(dir);
+    }
+    let io = |error: std::io::Error| fail(OTHER, format!("creating {}: {error}", dir.display()));
+    if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(io(error)),
+    }
+    // Checked again: someone may have made it between the check and the creation.
+    check_private_dir(&dir)?;
+    Ok(dir)
+}
+
+/// The saved session; the directory is checked first, so a file planted in a directory others
+/// can write is never used.
 fn load_session() -> Result<Session, Failure> {
-    let path = session_path()?;
-    let text = std::fs::read_to_string(&path).map_err(|_| {
+    let dir = config_dir()?;
+    let not_logged_in = || {
         fail(
             REFUSED,
             "not logged in: run `onlinebank client login --user ID`",
         )
-    })?;
+    };
+    if !check_private_dir(&dir)? {
+        return Err(not_logged_in());
+    }
+    let path = dir.join("session.json");
+    let text = std::fs::read_to_string(&path).map_err(|_| not_logged_in())?;
     serde_json::from_str(&text).map_err(|_| {
         fail(
             REFUSED,
@@ -92,10 +178,8 @@ fn load_session() -> Result<Session, Failure> {
 fn save_session(session: &Session) -> Result<(), Failure> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = config_dir()?;
+    let dir = private_dir_created()?;
     let io = |error: std::io::Error| fail(OTHER, format!("saving the session: {error}"));
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     let path = dir.join("session.json");
     let temporary = dir.join("session.json.tmp");
     let mut file = std::fs::OpenOptions::new()
@@ -161,6 +245,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| fail(OTHER, error.to_string()))?;
         Ok(Self {
@@ -198,6 +283,9 @@ impl Http {
                 format!("the bank at {} {what}: try again shortly", self.url),
             )
         })?;
+        if response.status().is_redirection() {
+            return Err(self.redirect_refused(&response));
+        }
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -211,6 +299,37 @@ impl Http {
             retry_after,
             body,
         })
+    }
+
+    /// Why a redirect is not followed, naming the origin it points to (the scheme, host and
+    /// port; its path and query are not the point and may be long).
+    fn redirect_refused(&self, response: &reqwest::Response) -> Failure {
+        let target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|location| response.url().join(location).ok())
+            .map(|target| target.origin().ascii_serialization());
+        let Some(target) = target else {
+            return fail(
+                REFUSED,
+                format!(
+                    "the bank at {} answered a redirect ({}) with no usable location: not \
+                     following it with your password or token",
+                    self.url,
+                    response.status().as_u16()
+                ),
+            );
+        };
+        fail(
+            REFUSED,
+            format!(
+                "the bank at {} answered a redirect to {target} ({}): not following it with your \
+                 password or token; if the bank has moved, give its new address with --url",
+                self.url,
+                response.status().as_u16()
+            ),
+        )
     }
 }
 
@@ -303,6 +422,8 @@ async fn execute(args: &ClientArgs) -> Result<(), Failure> {
             Ok(())
         }
         ClientCommand::Login { user } => {
+            // A directory that cannot keep the session is refused before the password is asked.
+            config_dir().and_then(|dir| check_private_dir(&dir))?;
             let http = Http::new(&args.url)?;
             let password = password(args, "Password: ")?;
             let answer = http
@@ -331,9 +452,13 @@ async fn execute(args: &ClientArgs) -> Result<(), Failure> {
             Ok(())
         }
         ClientCommand::Logout => {
-            let Ok(session) = load_session() else {
-                println!("Not logged in.");
-                return Ok(());
+            let session = match load_session() {
+                Ok(session) => session,
+                Err(failure) if failure.code == REFUSED => {
+                    println!("Not logged in.");
+                    return Ok(());
+                }
+                Err(failure) => return Err(failure),
             };
             let http = Http::new(&session.url)?;
             let answer = http
@@ -582,6 +707,33 @@ mod tests {
         assert_eq!(won(1_000), "1,000 won");
         assert_eq!(won(12_345_678), "12,345,678 won");
         assert_eq!(won(-1_000_000), "-1,000,000 won");
+    }
+
+    #[test]
+    fn only_a_directory_private_to_its_owner_keeps_the_session() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("conf");
+        assert!(
+            !check_private_dir(&dir).unwrap(),
+            "a missing one is not there yet"
+        );
+        std::fs::create_dir(&dir).unwrap();
+        for mode in [0o700, 0o500] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(check_private_dir(&dir).unwrap(), "mode {mode:o}");
+        }
+        for mode in [0o1777, 0o755, 0o710, 0o701] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let failure = check_private_dir(&dir).unwrap_err();
+            assert_eq!(failure.code, USAGE, "mode {mode:o}");
+            assert!(failure.message.contains("chmod 700"), "{}", failure.message);
+            let kept = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(kept, mode, "the mode is left as it was");
+        }
+        let file = root.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(check_private_dir(&file).unwrap_err().code, USAGE);
     }
 
     #[test]
