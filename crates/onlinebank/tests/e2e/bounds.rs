@@ -435,3 +435,75 @@ async fn a_burst_of_idle_connections_does_not_close_a_customers_kept_alive_one()
         "the customer's kept-alive connection was closed to make room for idle strangers"
     );
 }
+
+/// `count` concurrent wrong logins from `from`, each with the `X-Forwarded-For` that `forwarded`
+/// gives it; their statuses.
+async fn login_flood(
+    bank: &TestBank,
+    from: IpAddr,
+    count: usize,
+    forwarded: impl Fn(usize) -> String,
+) -> Vec<u16> {
+    let http = reqwest::Client::builder()
+        .local_address(from)
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let api = bank.api.with_http(http);
+    let calls = (0..count).map(|n| {
+        let (api, forwarded) = (api.clone(), forwarded(n));
+        async move {
+            api.post_req("/api/v1/sessions")
+                .header("x-forwarded-for", &forwarded)
+                .json(serde_json::json!({"userId": format!("guess{n}@test"), "password": "wrong-password"}))
+                .try_send()
+                .await
+                .map_or(0, |reply| reply.status)
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_has_the_share_and_elsewhere_the_header_is_not_believed(
+) {
+    // 127.0.0.1 is the proxy; shares of 2 logins at once per client, a short wait for a place.
+    let bank = TestBank::start_with(&[
+        "--trusted-proxies",
+        "127.0.0.1/32",
+        "--max-in-flight-per-client",
+        "2",
+        "--public-wait-ms",
+        "100",
+    ])
+    .await;
+    let carol = bank.customer("carol@test").await;
+    // One stranger behind the proxy floods; a customer behind the same proxy logs in meanwhile.
+    let flood = login_flood(&bank, local(1), 60, |_| "203.0.113.7".to_owned());
+    let customer = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        bank.api
+            .post_req("/api/v1/sessions")
+            .header("x-forwarded-for", "198.51.100.2")
+            .json(serde_json::json!({"userId": "carol@test", "password": carol.pw}))
+            .try_send()
+            .await
+            .map_or(0, |reply| reply.status)
+    };
+    let (flooded, carol_login) = tokio::join!(flood, customer);
+    assert!(
+        flooded.contains(&503),
+        "one forwarded client got more than its share: {flooded:?}"
+    );
+    assert_eq!(
+        carol_login, 200,
+        "the stranger's flood took the customer's share"
+    );
+    // An untrusted address cannot make up clients: each call naming another forwarded client
+    // still counts in that address's one share.
+    let spoofed = login_flood(&bank, local(3), 60, |n| format!("198.51.100.{}", n + 10)).await;
+    assert!(
+        spoofed.contains(&503),
+        "X-Forwarded-For from an untrusted address was believed: {spoofed:?}"
+    );
+}
