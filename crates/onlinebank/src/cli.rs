@@ -40,10 +40,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 done; 2 refused by the bank (wrong password, insufficient \
-funds, not logged in, ...); 3 the bank is unavailable or busy, or the outcome is not known yet: \
-try again shortly; 64 usage error; 1 anything else.\n\nThe session is kept in \
-$XDG_CONFIG_HOME/onlinebank/session.json (mode 0600; ONLINEBANK_CLIENT_DIR names another \
-directory). Passwords are asked without echo, or read from stdin's first line with \
+funds, not logged in, a redirect that is never followed, ...); 3 the bank is unavailable or \
+busy, or the outcome is not known yet: try again shortly; 64 usage error, or a session directory \
+open to other users; 1 anything else.\n\nThe session is kept in \
+$XDG_CONFIG_HOME/onlinebank/session.json (mode 0600, in a directory made 0700; \
+ONLINEBANK_CLIENT_DIR names another directory, which must be private to you: it is never \
+chmodded). Passwords are asked without echo, or read from stdin's first line with \
 --password-stdin, and never stored."
 )]
 pub struct ClientArgs {
