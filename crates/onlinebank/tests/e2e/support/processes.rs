@@ -124,7 +124,10 @@ impl Proc {
 
     /// The process id, while it runs.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).expect("a running process")
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("a running process")
     }
 
     /// Its resident memory now, in KiB (`VmRSS` of /proc).
