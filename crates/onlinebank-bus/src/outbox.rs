@@ -387,6 +387,7 @@ impl Relay {
                 _ = shutdown.cancelled() => return,
             }
         }
+        failures.succeeded();
     }
 
     async fn ship_until(&self, shutdown: &CancellationToken) {
