@@ -162,7 +162,7 @@ async fn after_a_restart_a_burst_of_wrong_step_ups_costs_at_most_five_argon2id_c
     let evaluated = rechecks(&bank, "no").await + rechecks(&bank, "yes").await;
     assert_eq!(
         evaluated, 5.0,
-        "argon2id checked more wrong passwords than the lockout allows"
+        "argon2id checks after the restart: a wrong password each until the lock, then none"
     );
     expect_error(
         &bank.deposit(&alice.token, &alice.pw, "1001", 1).await,
