@@ -12,6 +12,12 @@
 //!   and ONLINEBANK_TEST_KAFKA, which .ci/run sets).
 //! - `doors`: strangers stalling bodies and flooding logins, timeouts, the connection cap, encoded
 //!   paths, metrics only on the admin listener.
+//! - `bounds`: what a stranger can make the bank hold (made-up methods, long heads, stalled
+//!   bodies and their memory), strict HTTP/1.1 framing, per-client connection shares, trusted
+//!   proxies, probes apart.
+//! - `legacy_doors`: logout on the legacy reads, per-client shares of legacy logins, strict legacy
+//!   amounts.
+//! - `offline_guessing`: a copy of the data directory gives nothing to test passwords against.
 //! - `resilience`: auth frozen or killed (timeout, breaker), write overload (shedding), rolling
 //!   restart of two request instances, clients hanging up, graceful shutdown, `/metrics`.
 //! - `k8s`: the real local Kubernetes of dev/k8s.sh (deploy, rolling update under siege, HPA,
