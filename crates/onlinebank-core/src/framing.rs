@@ -237,9 +237,7 @@ impl FrameChecker {
             input = match self.state {
                 State::Head => self.feed_head(input, out)?,
                 State::Body(remaining) => {
-                    let (taken, rest) = split_at_most(input, remaining);
-                    out.extend_from_slice(taken);
-                    let left = remaining - taken.len() as u64;
+                    let (rest, left) = pass_through(input, remaining, out);
                     self.state = if left == 0 {
                         State::Head
                     } else {
@@ -248,9 +246,7 @@ impl FrameChecker {
                     rest
                 }
                 State::ChunkData(remaining) => {
-                    let (taken, rest) = split_at_most(input, remaining);
-                    out.extend_from_slice(taken);
-                    let left = remaining - taken.len() as u64;
+                    let (rest, left) = pass_through(input, remaining, out);
                     self.state = if left == 0 {
                         State::ChunkEnd { after_cr: false }
                     } else {
@@ -335,13 +331,7 @@ impl FrameChecker {
 
     fn start_body(&mut self, facts: &HeadFacts) {
         self.state = if facts.transfer_encodings > 0 {
-            State::ChunkLine {
-                length: 0,
-                size: 0,
-                digits: 0,
-                extension: false,
-                after_cr: false,
-            }
+            new_chunk_line()
         } else {
             match facts.content_length {
                 Some(length) if length > 0 => State::Body(length),
@@ -488,11 +478,14 @@ fn trailer_byte(
     }
 }
 
-fn split_at_most(input: &[u8], remaining: u64) -> (&[u8], &[u8]) {
+/// Hands on up to `remaining` body bytes of `input`; what is left of `input`, and of the body.
+fn pass_through<'a>(input: &'a [u8], remaining: u64, out: &mut BytesMut) -> (&'a [u8], u64) {
     let take = usize::try_from(remaining)
         .unwrap_or(usize::MAX)
         .min(input.len());
-    input.split_at(take)
+    let (taken, rest) = input.split_at(take);
+    out.extend_from_slice(taken);
+    (rest, remaining - taken.len() as u64)
 }
 
 /// Checks a whole head (it ends with CRLF CRLF and every line ends with CRLF).

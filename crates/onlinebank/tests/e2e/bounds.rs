@@ -33,29 +33,43 @@ async fn connect_from(base: &str, from: IpAddr) -> TcpStream {
     socket.connect(address(base)).await.expect("connect")
 }
 
-/// Reads one answer (head and `content-length` body) from `stream`; `None` on EOF or error.
-async fn read_answer(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<(u16, String)> {
+/// Takes one whole answer (head and `content-length` body) off the front of `pending`: its
+/// status and body; `None` while it has not all arrived.
+fn take_answer(pending: &mut Vec<u8>) -> Option<(u16, String)> {
+    let end = find(pending, b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    if pending.len() < end + 4 + length {
+        return None;
+    }
+    let body = String::from_utf8_lossy(&pending[end + 4..end + 4 + length]).into_owned();
+    pending.drain(..end + 4 + length);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(0);
+    Some((status, body))
+}
+
+/// Reads one answer from `stream`; `None` on EOF, error or 30 s of silence.
+async fn read_answer(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    pending: &mut Vec<u8>,
+) -> Option<(u16, String)> {
     loop {
-        if let Some(end) = find(pending, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            if pending.len() >= end + 4 + length {
-                let body =
-                    String::from_utf8_lossy(&pending[end + 4..end + 4 + length]).into_owned();
-                pending.drain(..end + 4 + length);
-                let status = head.split_whitespace().nth(1)?.parse().ok()?;
-                return Some((status, body));
-            }
+        if let Some(answer) = take_answer(pending) {
+            return Some(answer);
         }
         let mut buffer = [0u8; 16 * 1024];
-        match tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buffer)).await {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
             Ok(Ok(n)) => pending.extend_from_slice(&buffer[..n]),
         }
@@ -81,37 +95,12 @@ async fn pipelined(base: &str, requests: Vec<Vec<u8>>) -> Vec<u16> {
         }
         writer
     });
-    let mut stream_half = Vec::new();
+    let mut pending = Vec::new();
     let mut statuses = Vec::new();
-    let mut buffer = vec![0u8; 64 * 1024];
     while statuses.len() < count {
-        while let Some(end) = find(&stream_half, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&stream_half[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            if stream_half.len() < end + 4 + length {
-                break;
-            }
-            statuses.push(
-                head.split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0),
-            );
-            stream_half.drain(..end + 4 + length);
-        }
-        if statuses.len() >= count {
-            break;
-        }
-        match tokio::time::timeout(Duration::from_secs(30), reader.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => stream_half.extend_from_slice(&buffer[..n]),
+        match read_answer(&mut reader, &mut pending).await {
+            Some((status, _)) => statuses.push(status),
+            None => break,
         }
     }
     drop(writing.await);
