@@ -109,13 +109,10 @@ impl TrustedProxies {
             .get_all("x-forwarded-for")
             .iter()
             .rev()
-            .flat_map(|value| {
-                let text = value.to_str().unwrap_or("");
-                text.rsplit(',').map(str::trim).collect::<Vec<_>>()
-            })
+            .flat_map(|value| value.as_bytes().rsplit(|byte| *byte == b','))
             .take(MAX_FORWARDED_HOPS);
         for entry in entries {
-            let Ok(address) = entry.parse::<IpAddr>() else {
+            let Some(address) = forwarded_address(entry) else {
                 break;
             };
             client = address;
@@ -125,6 +122,22 @@ impl TrustedProxies {
         }
         ClientAddr(client)
     }
+}
+
+/// The address of one `X-Forwarded-For` entry, read on its own (bytes outside ASCII in another
+/// entry change nothing), with a port dropped (`1.2.3.4:5678`, `[2001:db8::1]:443`).
+fn forwarded_address(entry: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(entry).ok()?.trim_matches([' ', '\t']);
+    if let Ok(address) = text.parse::<IpAddr>() {
+        return Some(address);
+    }
+    if let Some(bracketed) = text.strip_prefix('[') {
+        let (inside, _port) = bracketed.split_once(']')?;
+        return inside.parse().ok();
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 #[cfg(test)]
@@ -195,6 +208,17 @@ mod tests {
         assert_eq!(proxies.client_of(peer, &headers).0, addr("198.51.100.7"));
         // No header: the proxy itself.
         assert_eq!(proxies.client_of(peer, &HeaderMap::new()).0, peer);
+        // Bytes outside ASCII in the client's own entry do not hide the proxy's entry.
+        let mut odd = HeaderMap::new();
+        if let Ok(value) = http::HeaderValue::from_bytes(b"\x80, 198.51.100.7") {
+            odd.append("x-forwarded-for", value);
+        }
+        assert_eq!(proxies.client_of(peer, &odd).0, addr("198.51.100.7"));
+        // Ports are dropped.
+        let headers = forwarded(&["198.51.100.7:5678"]);
+        assert_eq!(proxies.client_of(peer, &headers).0, addr("198.51.100.7"));
+        let headers = forwarded(&["[2001:db8::7]:443"]);
+        assert_eq!(proxies.client_of(peer, &headers).0, addr("2001:db8::7"));
         // Garbage stops the walk at the last trusted hop.
         let headers = forwarded(&["198.51.100.7, garbage, 10.1.1.1"]);
         assert_eq!(proxies.client_of(peer, &headers).0, addr("10.1.1.1"));

@@ -164,14 +164,8 @@ enum State {
     Head,
     /// A `Content-Length` body with this many bytes to go.
     Body(u64),
-    /// A chunk-size line: its length so far, the size read, whether in an extension, after CR.
-    ChunkLine {
-        length: usize,
-        size: u64,
-        digits: usize,
-        extension: bool,
-        after_cr: bool,
-    },
+    /// A chunk-size line.
+    ChunkLine(ChunkLine),
     /// Chunk data with this many bytes to go.
     ChunkData(u64),
     /// The CRLF after chunk data: whether the CR was seen.
@@ -182,6 +176,23 @@ enum State {
         total: usize,
         after_cr: bool,
     },
+}
+
+/// Where the checker is in a chunk-size line (`1a;name=value` CRLF).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ChunkLine {
+    /// Bytes of the line so far.
+    length: usize,
+    /// The size read so far.
+    size: u64,
+    /// Hex digits read.
+    digits: usize,
+    /// Whitespace after the digits (allowed only before an extension or the line's end).
+    spaced: bool,
+    /// Inside an extension (after `;`), whose bytes are not interpreted.
+    extension: bool,
+    /// The CR was seen: the LF must follow.
+    after_cr: bool,
 }
 
 /// What one head says about the framing of its message.
@@ -343,13 +354,7 @@ impl FrameChecker {
     /// Follows one byte of a chunk-size line, a chunk's CRLF or a trailer line.
     fn chunk_byte(&mut self, byte: u8) -> Result<(), Violation> {
         self.state = match self.state {
-            State::ChunkLine {
-                length,
-                size,
-                digits,
-                extension,
-                after_cr,
-            } => chunk_line_byte(length, size, digits, extension, after_cr, byte, self.limits)?,
+            State::ChunkLine(line) => chunk_line_byte(line, byte, self.limits)?,
             State::ChunkEnd { after_cr: false } if byte == b'\r' => {
                 State::ChunkEnd { after_cr: true }
             }
@@ -367,74 +372,51 @@ impl FrameChecker {
 }
 
 fn new_chunk_line() -> State {
-    State::ChunkLine {
-        length: 0,
-        size: 0,
-        digits: 0,
-        extension: false,
-        after_cr: false,
-    }
+    State::ChunkLine(ChunkLine::default())
 }
 
-/// Longest chunk size accepted, in hex digits (a u64).
-const MAX_CHUNK_DIGITS: usize = 15;
-
-fn chunk_line_byte(
-    length: usize,
-    size: u64,
-    digits: usize,
-    extension: bool,
-    after_cr: bool,
-    byte: u8,
-    limits: HeadLimits,
-) -> Result<State, Violation> {
-    if after_cr {
-        if byte != b'\n' || digits == 0 {
+/// Follows one byte of a chunk-size line: hex digits (leading zeros allowed, the size within a
+/// u64), optional whitespace, an optional extension after `;`, CRLF (what hyper accepts).
+fn chunk_line_byte(line: ChunkLine, byte: u8, limits: HeadLimits) -> Result<State, Violation> {
+    if line.after_cr {
+        if byte != b'\n' || line.digits == 0 {
             return Err(Violation::BadChunk);
         }
-        return Ok(if size == 0 {
+        return Ok(if line.size == 0 {
             State::Trailers {
                 line: 0,
                 total: 0,
                 after_cr: false,
             }
         } else {
-            State::ChunkData(size)
+            State::ChunkData(line.size)
         });
     }
-    if length + 1 > limits.line_bytes {
+    if line.length + 1 > limits.line_bytes {
         return Err(Violation::BadChunk);
     }
-    let (mut size, mut digits, mut extension) = (size, digits, extension);
+    let mut next = ChunkLine {
+        length: line.length + 1,
+        ..line
+    };
     match byte {
-        b'\r' => {
-            return Ok(State::ChunkLine {
-                length: length + 1,
-                size,
-                digits,
-                extension,
-                after_cr: true,
-            })
-        }
+        b'\r' => next.after_cr = true,
         b'\n' => return Err(Violation::BareLineFeed),
-        b';' if digits > 0 => extension = true,
-        _ if extension => {}
+        _ if line.extension => {}
+        b';' if line.digits > 0 => next.extension = true,
+        b' ' | b'\t' if line.digits > 0 => next.spaced = true,
+        _ if line.spaced => return Err(Violation::BadChunk),
         _ => {
             let digit = (byte as char).to_digit(16).ok_or(Violation::BadChunk)?;
-            digits += 1;
-            if digits > MAX_CHUNK_DIGITS {
-                return Err(Violation::BadChunk);
-            }
-            size = size * 16 + u64::from(digit);
+            next.digits += 1;
+            next.size = line
+                .size
+                .checked_mul(16)
+                .and_then(|size| size.checked_add(u64::from(digit)))
+                .ok_or(Violation::BadChunk)?;
         }
     }
-    Ok(State::ChunkLine {
-        length: length + 1,
-        size,
-        digits,
-        extension,
-        after_cr: false,
-    })
+    Ok(State::ChunkLine(next))
 }
 
 fn trailer_byte(
@@ -854,6 +836,34 @@ mod tests {
                 Err(violation),
                 "{:?}",
                 String::from_utf8_lossy(request)
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_take_leading_zeros_and_whitespace_before_an_extension() {
+        let head = b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for body in [
+            &b"5 ;name=v\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"0000000000000000000005\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let mut request = head.clone();
+            request.extend_from_slice(body);
+            assert_eq!(
+                check(&request),
+                Ok(request.clone()),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        for body in [&b"5 5\r\n"[..], b"10000000000000000\r\n", b" 5\r\n"] {
+            let mut request = head.clone();
+            request.extend_from_slice(body);
+            assert!(
+                check(&request).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(body)
             );
         }
     }

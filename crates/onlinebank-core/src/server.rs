@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::{header, HeaderValue, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -142,23 +142,33 @@ impl Tracked {
     }
 }
 
-/// The open connections and how many each client holds.
+/// Whose connections a listener takes, as the per-client share sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// Customers and strangers (the gateway's port): each client has a share of the cap.
+    Public,
+    /// The bank's own roles and its operators (every other role's port, the admin listener):
+    /// one gateway may carry every customer's calls, so only the cap applies.
+    Internal,
+}
+
+/// The open connections, and which ones each client holds.
 #[derive(Debug, Default)]
 struct Open {
     by_id: HashMap<u64, Arc<Tracked>>,
-    per_client: HashMap<ClientKey, usize>,
+    per_client: HashMap<ClientKey, HashSet<u64>>,
 }
 
 impl Open {
     fn held_by(&self, client: Option<ClientKey>) -> usize {
-        client.map_or(0, |client| {
-            self.per_client.get(&client).copied().unwrap_or(0)
-        })
+        client
+            .and_then(|client| self.per_client.get(&client))
+            .map_or(0, HashSet::len)
     }
 
     fn insert(&mut self, id: u64, tracked: Arc<Tracked>) {
         if let Some(client) = tracked.client {
-            *self.per_client.entry(client).or_insert(0) += 1;
+            self.per_client.entry(client).or_default().insert(id);
         }
         self.by_id.insert(id, tracked);
     }
@@ -166,9 +176,9 @@ impl Open {
     fn remove(&mut self, id: u64) -> Option<Arc<Tracked>> {
         let tracked = self.by_id.remove(&id)?;
         if let Some(client) = tracked.client {
-            if let Some(count) = self.per_client.get_mut(&client) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
+            if let Some(ids) = self.per_client.get_mut(&client) {
+                ids.remove(&id);
+                if ids.is_empty() {
                     self.per_client.remove(&client);
                 }
             }
@@ -176,14 +186,14 @@ impl Open {
         Some(tracked)
     }
 
-    /// Removes and returns the idle connection to close first among those `eligible`: one that
+    /// Removes and returns the idle connection to close first, over every connection: one that
     /// never served a call before one that did (a customer's kept-alive connection goes last),
     /// then one of the client holding the most, then the one idle the longest.
-    fn take_idle(&mut self, eligible: impl Fn(&Tracked) -> bool) -> Option<Arc<Tracked>> {
+    fn take_idle(&mut self) -> Option<Arc<Tracked>> {
         let id = self
             .by_id
             .iter()
-            .filter(|(_, tracked)| tracked.is_idle() && eligible(tracked))
+            .filter(|(_, tracked)| tracked.is_idle())
             .min_by_key(|(_, tracked)| {
                 (
                     tracked.has_served(),
@@ -192,6 +202,21 @@ impl Open {
                 )
             })
             .map(|(id, _)| *id)?;
+        self.remove(id)
+    }
+
+    /// Removes and returns the client's own connection idle the longest among those that never
+    /// served a call (a stalled head, an idle stranger): at its share, a client makes room only
+    /// there, never by closing a kept-alive connection it may be reusing that very moment.
+    /// Looks at the client's connections only.
+    fn take_idle_unused_of(&mut self, client: ClientKey) -> Option<Arc<Tracked>> {
+        let ids = self.per_client.get(&client)?;
+        let id = ids
+            .iter()
+            .filter_map(|id| self.by_id.get(id).map(|tracked| (*id, tracked)))
+            .filter(|(_, tracked)| tracked.is_idle() && !tracked.has_served())
+            .min_by_key(|(_, tracked)| tracked.idle_since_ms.load(Ordering::SeqCst))
+            .map(|(id, _)| id)?;
         self.remove(id)
     }
 }
@@ -257,22 +282,26 @@ impl Connections {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes a place for a new connection from `peer`. A client at its share makes room among
-    /// its own idle connections or is refused; past the cap, an idle connection is closed (see
-    /// [`Open::take_idle`]). `None`: refused.
-    fn admit(&self, peer: IpAddr) -> Option<(u64, Arc<Tracked>)> {
-        let client = (!self.trusted_proxies.contains(peer)).then(|| ClientAddr(peer).key());
+    /// Takes a place for a new connection from `peer` on a listener of `door`. A client at its
+    /// share (public doors only) makes room among its own unused idle connections or is refused;
+    /// past the cap, an idle connection is closed (see [`Open::take_idle`]). `None`: refused.
+    fn admit(&self, peer: IpAddr, door: Door) -> Option<(u64, Arc<Tracked>)> {
+        let client = (door == Door::Public && !self.trusted_proxies.contains(peer))
+            .then(|| ClientAddr(peer).key());
         let mut open = self.lock();
-        if client.is_some() && open.held_by(client) >= self.limits.per_client_share() {
-            let Some(evicted) = open.take_idle(|tracked| tracked.client == client) else {
-                metrics::counter!("connections_refused_total", "why" => "per_client").increment(1);
-                return None;
-            };
-            evicted.close.cancel();
-            metrics::counter!("connections_closed_total", "why" => "per_client").increment(1);
+        if let Some(key) = client {
+            if open.held_by(client) >= self.limits.per_client_share() {
+                let Some(evicted) = open.take_idle_unused_of(key) else {
+                    metrics::counter!("connections_refused_total", "why" => "per_client")
+                        .increment(1);
+                    return None;
+                };
+                evicted.close.cancel();
+                metrics::counter!("connections_closed_total", "why" => "per_client").increment(1);
+            }
         }
         if open.by_id.len() >= self.limits.max_connections {
-            let Some(evicted) = open.take_idle(|_| true) else {
+            let Some(evicted) = open.take_idle() else {
                 metrics::counter!("connections_refused_total", "why" => "cap").increment(1);
                 return None;
             };
@@ -306,7 +335,7 @@ impl Connections {
             tracing::warn!(%error, open = self.open_count(), "accept failed; closing an idle connection and backing off");
         }
         self.last_accept_error_ms.store(now, Ordering::Relaxed);
-        let evicted = self.lock().take_idle(|_| true);
+        let evicted = self.lock().take_idle();
         if let Some(evicted) = evicted {
             evicted.close.cancel();
             metrics::counter!("connections_closed_total", "why" => "accept_error").increment(1);
@@ -371,6 +400,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     connections: Arc<Connections>,
+    door: Door,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let limits = connections.limits();
@@ -390,7 +420,7 @@ pub async fn serve(
                 }
             },
         };
-        let Some((id, tracked)) = connections.admit(peer.ip()) else {
+        let Some((id, tracked)) = connections.admit(peer.ip(), door) else {
             drop(stream);
             continue;
         };
@@ -570,15 +600,41 @@ fn connection_service(
                     Err(never) => match never {},
                 },
             };
-            drop(call);
             if connections.is_draining() || refused.is_some() {
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok(response)
+            Ok(response.map(|body| Body::new(AnswerInFlight { body, _call: call })))
         }
     })
+}
+
+/// An answer's body that keeps its call in progress until hyper has taken the last of it, so
+/// a connection still sending an answer is never closed as idle (by the reaper, or to make room).
+struct AnswerInFlight {
+    body: Body,
+    _call: InFlight,
+}
+
+impl http_body::Body for AnswerInFlight {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The answer to a request whose framing was refused (see [`crate::framing`]).
@@ -762,24 +818,29 @@ mod tests {
     }
 
     #[test]
-    fn a_client_at_its_share_is_refused_unless_it_can_close_an_idle_one_of_its_own() {
+    fn a_client_at_its_share_closes_an_unused_one_of_its_own_or_is_refused() {
         let connections = Connections::new(limits(10, 3), TrustedProxies::default());
-        let held: Vec<_> = (0..3)
-            .filter_map(|_| connections.admit(ip("127.0.0.1")))
-            .collect();
+        let public = |address: &str| connections.admit(ip(address), Door::Public);
+        let held: Vec<_> = (0..3).filter_map(|_| public("127.0.0.1")).collect();
         assert_eq!(held.len(), 3);
-        held.iter().for_each(|(_, tracked)| busy(tracked));
-        assert!(connections.admit(ip("127.0.0.1")).is_none());
-        assert!(connections.admit(ip("127.0.0.2")).is_some());
-        // One of its own goes idle: the new connection takes its place.
+        busy(&held[0].1);
+        busy(&held[1].1);
+        // At its share: its unused idle connection (a stalled head, say) makes room.
+        let fourth = public("127.0.0.1");
+        assert!(held[2].1.close.is_cancelled());
+        fourth.iter().for_each(|(_, tracked)| busy(tracked));
+        assert!(public("127.0.0.1").is_none());
+        // A kept-alive connection that served a call is never closed to make room for its own
+        // client's next one: the new one is refused instead.
         held[0].1.in_flight.fetch_sub(1, Ordering::SeqCst);
-        assert!(connections.admit(ip("127.0.0.1")).is_some());
-        assert!(held[0].1.close.is_cancelled());
+        assert!(public("127.0.0.1").is_none());
+        assert!(!held[0].1.close.is_cancelled());
+        assert!(public("127.0.0.2").is_some());
         // Addresses of one IPv6 /64 share one share.
         let v6: Vec<_> = ["2001:db8::1", "2001:db8::2", "2001:db8::3", "2001:db8::4"]
             .into_iter()
             .filter_map(|address| {
-                let admitted = connections.admit(ip(address));
+                let admitted = public(address);
                 admitted.iter().for_each(|(_, tracked)| busy(tracked));
                 admitted
             })
@@ -788,18 +849,28 @@ mod tests {
     }
 
     #[test]
+    fn an_internal_door_has_no_per_client_share() {
+        let connections = Connections::new(limits(10, 2), TrustedProxies::default());
+        let held: Vec<_> = (0..8)
+            .filter_map(|_| connections.admit(ip("10.1.1.1"), Door::Internal))
+            .collect();
+        held.iter().for_each(|(_, tracked)| busy(tracked));
+        assert_eq!(held.len(), 8);
+    }
+
+    #[test]
     fn past_the_cap_a_connection_that_served_a_call_is_closed_last() {
         let connections = Connections::new(limits(4, 4), TrustedProxies::default());
-        let customer = connections.admit(ip("127.0.0.2"));
+        let customer = connections.admit(ip("127.0.0.2"), Door::Public);
         if let Some((_, tracked)) = &customer {
             busy(tracked);
             tracked.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
         for _ in 0..3 {
-            assert!(connections.admit(ip("127.0.0.9")).is_some());
+            assert!(connections.admit(ip("127.0.0.9"), Door::Public).is_some());
         }
         for _ in 0..10 {
-            assert!(connections.admit(ip("127.0.0.8")).is_some());
+            assert!(connections.admit(ip("127.0.0.8"), Door::Public).is_some());
         }
         assert_eq!(connections.open_count(), 4);
         assert!(customer.is_some_and(|(_, tracked)| !tracked.close.is_cancelled()));
@@ -810,7 +881,7 @@ mod tests {
         let proxies: TrustedProxies = "10.0.0.0/8".parse().unwrap_or_default();
         let connections = Connections::new(limits(10, 2), proxies);
         let held: Vec<_> = (0..8)
-            .filter_map(|_| connections.admit(ip("10.1.1.1")))
+            .filter_map(|_| connections.admit(ip("10.1.1.1"), Door::Public))
             .collect();
         held.iter().for_each(|(_, tracked)| busy(tracked));
         assert_eq!(held.len(), 8);

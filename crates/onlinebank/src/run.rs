@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use onlinebank_bus::Bus;
 use onlinebank_core::http::{health_router, Readiness, ReadyCheck};
-use onlinebank_core::server::Connections;
+use onlinebank_core::server::{Connections, Door};
 use onlinebank_core::{ApiError, ErrorCode};
 use onlinebank_core::{Role, RoleContext, RoleParts, Settings};
 use serde_json::json;
@@ -89,9 +89,16 @@ impl Process {
         }
     }
 
-    /// Serves `router` on `listener` until shutdown, with the process's connection limits.
-    fn spawn_server(&self, name: &'static str, listener: TcpListener, router: Router) {
-        self.spawn_server_with(name, listener, router, self.connections.clone());
+    /// Serves `router` on `listener` until shutdown, with the process's connection limits: the
+    /// gateway's port is the public door (per-client shares), the other roles' are internal.
+    fn spawn_server(&self, role: Role, listener: TcpListener, router: Router) {
+        let door = if role == Role::Gateway {
+            Door::Public
+        } else {
+            Door::Internal
+        };
+        let connections = self.connections.clone();
+        self.spawn_server_with(role.as_str(), listener, router, connections, door);
     }
 
     fn spawn_server_with(
@@ -100,11 +107,12 @@ impl Process {
         listener: TcpListener,
         router: Router,
         connections: Arc<Connections>,
+        door: Door,
     ) {
         let shutdown = self.stop_serving.clone();
         self.servers.spawn(async move {
             if let Err(error) =
-                onlinebank_core::server::serve(listener, router, connections, shutdown).await
+                onlinebank_core::server::serve(listener, router, connections, door, shutdown).await
             {
                 tracing::error!(listener = name, error = %format!("{error:#}"), "server stopped");
             }
@@ -138,7 +146,8 @@ impl Process {
         let router = health_router("admin", self.readiness.clone(), self.every_check())
             .merge(onlinebank_core::metrics::router())
             .fallback(onlinebank_core::http::not_found);
-        self.spawn_server_with("admin", listener, router, self.admin_connections.clone());
+        let connections = self.admin_connections.clone();
+        self.spawn_server_with("admin", listener, router, connections, Door::Internal);
         println!("onlinebank admin listening on http://{address}");
         tracing::info!(%address, "admin listener started");
         Ok(())
@@ -160,7 +169,7 @@ async fn start_role(
     if process.in_process_calls {
         process.ctx.local.register(role, front.clone());
     }
-    process.spawn_server(role.as_str(), listener, front);
+    process.spawn_server(role, listener, front);
     println!("onlinebank {role} starting on http://{address}");
     let parts = build_until_started(role, process, bus).await?;
     let check: ReadyCheck = {
