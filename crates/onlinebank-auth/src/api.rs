@@ -364,8 +364,8 @@ async fn step_up(
                 recheck_with_argon2(&state, &user_id, &body.session_id, &body.password).await?;
             _turn = Some(turn);
             match rechecked {
-                Rechecked::Right(verifier) => {
-                    audit.new_verifier = Some(verifier);
+                Rechecked::Right(new_verifier) => {
+                    audit.new_verifier = new_verifier;
                     Attempt::Succeeded
                 }
                 Rechecked::Wrong => Attempt::Failed,
@@ -390,8 +390,9 @@ async fn step_up(
 
 /// How argon2id judged a step-up password the session's verifier could not.
 enum Rechecked {
-    /// The right password; the session's verifier under this process's pepper.
-    Right(Vec<u8>),
+    /// The right password; the session's verifier under this process's pepper, when argon2id
+    /// decided (`None`: a concurrent step-up had already rekeyed the session).
+    Right(Option<Vec<u8>>),
     /// A wrong password.
     Wrong,
     /// The id is locked until then; no argon2id was spent.
@@ -413,9 +414,19 @@ async fn recheck_with_argon2(
 ) -> Result<(Rechecked, crate::turns::Turn), ApiError> {
     let turn = state.login_turns.take(user_id).await;
     let now = now_ms();
-    let locked_until = store::locked_until(&state.db, user_id).await?;
-    if locked_until > now {
-        return Ok((Rechecked::Locked(locked_until), turn));
+    // Read again with the turn: the session and the lock as the attempt before this one left
+    // them. A concurrent step-up of the same session may have rekeyed it meanwhile; then the
+    // HMAC decides, and argon2id runs once per session, not once per waiting step-up.
+    let session = store::session(&state.db, session_id)
+        .await?
+        .ok_or_else(ApiError::session_expired)?;
+    if session.locked_until > now {
+        return Ok((Rechecked::Locked(session.locked_until), turn));
+    }
+    match state.step_up.check(session_id, password, &session.verifier) {
+        StepUpCheck::Matches => return Ok((Rechecked::Right(None), turn)),
+        StepUpCheck::Wrong => return Ok((Rechecked::Wrong, turn)),
+        StepUpCheck::OtherPepper => {}
     }
     let Some(customer) = store::customer(&state.db, user_id).await? else {
         return Ok((Rechecked::Wrong, turn));
@@ -428,7 +439,7 @@ async fn recheck_with_argon2(
     metrics::counter!("step_up_rechecks_total", "valid" => if valid { "yes" } else { "no" })
         .increment(1);
     let rechecked = if valid {
-        Rechecked::Right(state.step_up.verifier(session_id, password))
+        Rechecked::Right(Some(state.step_up.verifier(session_id, password)))
     } else {
         Rechecked::Wrong
     };

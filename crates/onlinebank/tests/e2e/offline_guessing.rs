@@ -172,3 +172,30 @@ async fn after_a_restart_a_burst_of_wrong_step_ups_costs_at_most_five_argon2id_c
     let snapshot = bank.ops.drained(SETTLE).await;
     assert_eq!(snapshot.accounts["1001"].balance, 1_000);
 }
+
+#[tokio::test]
+async fn after_a_restart_concurrent_right_step_ups_of_one_session_cost_one_argon2id_check() {
+    let mut bank = TestBank::start_with(&["--step-up-timeout-ms", "10000"]).await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 1_000).await;
+    bank.restart().await;
+
+    // Eight deposits at once, each with the right password, on the session from before the
+    // restart: the first to take the id's turn rekeys the session, the others then find it
+    // rekeyed and are checked by HMAC.
+    let api = bank.unpooled();
+    let deposits = (0..8).map(|_| {
+        let (api, token, pw) = (api.clone(), alice.token.clone(), alice.pw.clone());
+        async move { api.deposit(&token, &pw, "1001", 10).await }
+    });
+    for (status, body) in futures::future::join_all(deposits).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        rechecks(&bank, "yes").await,
+        1.0,
+        "argon2id ran more than once for one session's right password"
+    );
+    let snapshot = bank.ops.drained(SETTLE).await;
+    assert_eq!(snapshot.accounts["1001"].balance, 1_080);
+}
