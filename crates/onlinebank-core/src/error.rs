@@ -300,14 +300,43 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Calls refused for want of storage or for a busy database: a full disk refuses every write
+/// for as long as it lasts, so these are logged once per period with a count, not once a call.
+static REFUSED_FOR_STORAGE: std::sync::LazyLock<std::sync::Mutex<crate::log_limit::LogLimit>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(crate::log_limit::LogLimit::new(
+            "storage unavailable: a call was refused",
+            "storage available again",
+            "http",
+        ))
+    });
+static REFUSED_FOR_BUSY: std::sync::LazyLock<std::sync::Mutex<crate::log_limit::LogLimit>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(crate::log_limit::LogLimit::new(
+            "database busy: a call was refused",
+            "database free again",
+            "http",
+        ))
+    });
+
+fn note_refusal(
+    limit: &std::sync::LazyLock<std::sync::Mutex<crate::log_limit::LogLimit>>,
+    error: &crate::db::Error,
+) {
+    limit
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .failed(error);
+}
+
 impl From<crate::db::Error> for ApiError {
     fn from(error: crate::db::Error) -> Self {
         if error.is_storage_full() {
-            tracing::warn!(error = %error, "storage unavailable");
+            note_refusal(&REFUSED_FOR_STORAGE, &error);
             return Self::storage_unavailable();
         }
         if error.is_busy() {
-            tracing::warn!(error = %error, "database busy");
+            note_refusal(&REFUSED_FOR_BUSY, &error);
             return Self::busy();
         }
         Self::internal(error)
