@@ -613,6 +613,8 @@ pub struct CheckedIo<S> {
     ready: BytesMut,
     /// Set once a head was refused: nothing more is handed to hyper.
     ended: bool,
+    /// A body broke its framing: hyper is to read one end of stream (once).
+    end_of_stream_due: bool,
     verdict: Arc<FramingVerdict>,
     /// Whether the write side was shut down already.
     shut: bool,
@@ -629,6 +631,7 @@ impl<S> CheckedIo<S> {
             checker: FrameChecker::new(limits),
             ready: BytesMut::new(),
             ended: false,
+            end_of_stream_due: false,
             verdict,
             shut: false,
             linger_until: None,
@@ -650,18 +653,19 @@ impl<S> CheckedIo<S> {
         true
     }
 
-    fn refuse(&mut self, violation: Violation) -> io::Result<()> {
+    fn refuse(&mut self, violation: Violation) {
         metrics::counter!("http_framing_refused_total", "why" => violation.as_str()).increment(1);
         if self.checker.in_body() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                violation.message(),
-            ));
+            // The request is being served: hyper is told the stream ended, so its body read
+            // fails and the request is answered 400; nothing more is read but the lingering
+            // close's.
+            self.ended = true;
+            self.end_of_stream_due = true;
+            return;
         }
         self.verdict.refuse(self.checker.heads(), violation);
         self.ready.extend_from_slice(STAND_IN);
         self.ended = true;
-        Ok(())
     }
 }
 
@@ -702,6 +706,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for CheckedIo<S> {
             if this.hand_on(buf) {
                 return Poll::Ready(Ok(()));
             }
+            if std::mem::take(&mut this.end_of_stream_due) {
+                return Poll::Ready(Ok(()));
+            }
             if this.ended {
                 // Not an end of stream: hyper would drop the stand-in request unanswered (it
                 // takes an EOF mid-request for a client gone). It answers, then closes.
@@ -715,9 +722,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for CheckedIo<S> {
                 Poll::Ready(Ok(())) if raw.filled().is_empty() => return Poll::Ready(Ok(())),
                 Poll::Ready(Ok(())) => {
                     if let Err(violation) = this.checker.feed(raw.filled(), &mut this.ready) {
-                        if let Err(error) = this.refuse(violation) {
-                            return Poll::Ready(Err(error));
-                        }
+                        this.refuse(violation);
                     }
                 }
             }

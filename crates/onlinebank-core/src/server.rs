@@ -683,12 +683,25 @@ async fn read_body_in_time(
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(_)) => ApiError::new(
+        Ok(Err(error)) if is_over_limit(&error) => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
             "the request body is too large",
         )
         .into_response(),
+        Ok(Err(_)) => {
+            // The body broke its framing (a malformed chunk) or the connection ended mid-body.
+            let mut response = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidFraming,
+                "the request body is malformed or ended early",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
         Err(_) => {
             metrics::counter!("body_timeouts_total").increment(1);
             let mut response = ApiError::new(
@@ -703,6 +716,18 @@ async fn read_body_in_time(
             response
         }
     }
+}
+
+/// Whether a body read failed for its size (not its framing).
+fn is_over_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// Routes only canonical paths: see [`canonicalize`].

@@ -316,6 +316,14 @@ async fn requests_framed_outside_rfc_9112_are_refused_with_400_and_the_connectio
         assert!(body.contains("invalid_framing"), "{request:?}: {body}");
         assert!(closed, "{request:?}: the connection stays open");
     }
+    // A malformed chunk, found while the body is read: 400 too (not 413), connection closed.
+    let bad_chunk =
+        "POST /api/v1/sessions HTTP/1.1\r\nHost: bank\r\ncontent-type: application/json\r\n\
+                     Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n";
+    let (status, body, closed) = raw_once(&bank.api.base, bad_chunk.as_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_framing"), "{body}");
+    assert!(closed, "the connection stays open after a malformed chunk");
     // Well-framed: a chunked login is read (401: wrong password), HTTP/1.0 needs no Host.
     let (status, body, _) = raw_once(&bank.api.base, chunked("chunked").as_bytes()).await;
     assert_eq!(status, 401, "{body}");
