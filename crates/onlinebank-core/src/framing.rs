@@ -22,7 +22,9 @@
 //! A refused head never reaches hyper: [`CheckedIo`] gives hyper a minimal stand-in request
 //! instead and ends the stream after it, and the server answers that request (the n-th of the
 //! connection, as [`FramingVerdict`] records) with the refusal. A malformed chunk, found once the
-//! request is already being served, ends the stream with an error (hyper then fails the body).
+//! request is already being served, ends the stream early: hyper fails the body, and the body's
+//! reader answers 400 `invalid_framing`. Either way the connection then closes after a lingering
+//! read of what the client still sends.
 
 use bytes::{Buf, BytesMut};
 use std::future::Future;
