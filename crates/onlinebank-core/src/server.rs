@@ -58,7 +58,9 @@ pub struct ServerLimits {
     /// Connections open at once, over every listener of the process.
     pub max_connections: usize,
     /// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once, stalled
-    /// ones included; `None`: an eighth of `max_connections`, between 16 and 256. Trusted proxies
+    /// ones included; `None`: a quarter of `max_connections`, between 16 and 256 (a pod whose
+    /// open-files limit is containerd's default 1,024 has a cap of 768, so a share of 192: room
+    /// for the 100 clients of the original's siege from one address). Trusted proxies
     /// (`--trusted-proxies`) carry many clients and have no share of their own.
     pub max_connections_per_client: Option<usize>,
 }
@@ -77,7 +79,7 @@ impl ServerLimits {
     /// Connections one client may hold at once.
     pub fn per_client_share(&self) -> usize {
         self.max_connections_per_client
-            .unwrap_or((self.max_connections / 8).clamp(16, DEFAULT_MAX_PER_CLIENT))
+            .unwrap_or((self.max_connections / 4).clamp(16, DEFAULT_MAX_PER_CLIENT))
             .clamp(1, self.max_connections.max(1))
     }
 
@@ -678,18 +680,18 @@ async fn read_body_in_time(
     // A body over the limit is read up to it (not refused on its declared length alone), so the
     // client, still sending, gets to read the 413 instead of a reset connection.
     let (parts, body) = request.into_parts();
-    match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+    match tokio::time::timeout(body_timeout, read_whole(body, MAX_BODY_BYTES)).await {
         Ok(Ok(bytes)) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(error)) if is_over_limit(&error) => ApiError::new(
+        Ok(Err(BodyRead::TooLarge)) => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
             "the request body is too large",
         )
         .into_response(),
-        Ok(Err(_)) => {
+        Ok(Err(BodyRead::Broken)) => {
             // The body broke its framing (a malformed chunk) or the connection ended mid-body.
             let mut response = ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -718,16 +720,39 @@ async fn read_body_in_time(
     }
 }
 
-/// Whether a body read failed for its size (not its framing).
-fn is_over_limit(error: &axum::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = cause {
-        if current.is::<http_body_util::LengthLimitError>() {
-            return true;
+/// Why a body could not be read whole.
+enum BodyRead {
+    /// Over the limit.
+    TooLarge,
+    /// It broke its framing, or the connection ended before it did.
+    Broken,
+}
+
+/// Reads a body whole, at most `limit` bytes. A body that comes in one piece is kept as it came;
+/// one in several pieces is copied into one buffer piece by piece as it arrives, so a stalled
+/// body holds its own bytes only, not the connection's read buffers its pieces point into.
+async fn read_whole(mut body: Body, limit: usize) -> Result<bytes::Bytes, BodyRead> {
+    use http_body_util::BodyExt;
+    let mut single: Option<bytes::Bytes> = None;
+    let mut copied: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyRead::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        let total = single.as_ref().map_or(0, bytes::Bytes::len) + copied.len() + data.len();
+        if total > limit {
+            return Err(BodyRead::TooLarge);
         }
-        cause = current.source();
+        match single.take() {
+            None if copied.is_empty() => single = Some(data),
+            Some(first) => {
+                copied.extend_from_slice(&first);
+                copied.extend_from_slice(&data);
+            }
+            None => copied.extend_from_slice(&data),
+        }
     }
-    false
+    Ok(single.unwrap_or_else(|| bytes::Bytes::from(copied)))
 }
 
 /// Routes only canonical paths: see [`canonicalize`].

@@ -355,7 +355,7 @@ pub struct CommonArgs {
     #[arg(long, env = "ONLINEBANK_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once, stalled
-    /// ones included (default: an eighth of --max-connections, between 16 and 256); trusted proxies
+    /// ones included (default: a quarter of --max-connections, between 16 and 256); trusted proxies
     /// have no share of their own
     #[arg(long, env = "ONLINEBANK_MAX_CONNECTIONS_PER_CLIENT")]
     pub max_connections_per_client: Option<usize>,

@@ -253,8 +253,10 @@ async fn stalled_bodies_of_one_client_hold_bounded_memory_that_is_given_back() {
     }
     let rss_during = settled_rss(&bank).await;
     eprintln!("1,500 stalled bodies of one client: RSS {rss_before} -> {rss_during} KiB");
+    // Measured ~130 KiB a held connection in this debug build (+33 MiB for 256); the bound
+    // leaves room for a busy machine and still fails the code before the share (+166 MiB).
     assert!(
-        rss_during < rss_before + 64 * MIB,
+        rss_during < rss_before + 96 * MIB,
         "1,500 stalled bodies: RSS {rss_before} -> {rss_during} KiB"
     );
     drop(held);
@@ -263,7 +265,7 @@ async fn stalled_bodies_of_one_client_hold_bounded_memory_that_is_given_back() {
     // The allocator gives freed memory back within seconds, also while the bank is idle.
     let mut rss_after = bank.rss_kib();
     for _ in 0..30 {
-        if rss_after < rss_before + 16 * MIB {
+        if rss_after < rss_before + 24 * MIB {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -271,7 +273,7 @@ async fn stalled_bodies_of_one_client_hold_bounded_memory_that_is_given_back() {
     }
     eprintln!("after they closed: RSS {rss_after} KiB");
     assert!(
-        rss_after < rss_before + 16 * MIB,
+        rss_after < rss_before + 24 * MIB,
         "memory not given back within 30 s: RSS {rss_before} -> {rss_during} -> {rss_after} KiB"
     );
 }
