@@ -73,11 +73,11 @@ pub fn router() -> Router {
     )
 }
 
-/// The method as a label: one of the methods the bank answers, else `other` (the server answers
-/// other methods 501 before any route; this keeps the label set closed all the same).
-pub fn method_label(method: &http::Method) -> &'static str {
+/// The method as a label, if it is one the bank answers (the server answers any other 501
+/// before any route, so the label set is closed).
+pub fn method_label(method: &http::Method) -> Option<&'static str> {
     use http::Method;
-    match *method {
+    let label = match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
         Method::POST => "POST",
@@ -85,12 +85,14 @@ pub fn method_label(method: &http::Method) -> &'static str {
         Method::PATCH => "PATCH",
         Method::DELETE => "DELETE",
         Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
+        _ => return None,
+    };
+    Some(label)
 }
 
 /// Counts and times every call of `role` by method, route template and status. Every label
-/// comes from a closed set (a stranger cannot add series): the method from [`method_label`], the
+/// comes from a closed set (a stranger cannot add series): the method from [`method_label`] (or
+/// `other`, which the server never lets through), the
 /// route from the router's templates (or `unmatched`), the status from the answer.
 pub async fn track(role: &'static str, request: Request, next: Next) -> Response {
     let route = request
@@ -98,7 +100,7 @@ pub async fn track(role: &'static str, request: Request, next: Next) -> Response
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = method_label(request.method());
+    let method = method_label(request.method()).unwrap_or("other");
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();

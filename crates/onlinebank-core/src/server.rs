@@ -83,11 +83,11 @@ impl ServerLimits {
             .clamp(1, self.max_connections.max(1))
     }
 
-    /// The admin listener's own small budget (probes and scrapes), apart from the customers'.
+    /// The admin listener's own small budget (probes and scrapes), apart from the customers'. It
+    /// is an internal door (see [`Door`]): no per-client share applies there.
     pub fn admin(&self) -> ServerLimits {
         ServerLimits {
             max_connections: ADMIN_MAX_CONNECTIONS,
-            max_connections_per_client: Some(ADMIN_MAX_CONNECTIONS),
             ..*self
         }
     }
@@ -659,7 +659,7 @@ fn framing_refusal(violation: Violation) -> Response {
 /// so before metrics) sees it: the methods a stranger can make up never become anything the
 /// process keeps.
 async fn known_method(request: Request, next: Next) -> Response {
-    if crate::metrics::method_label(request.method()) == "other" {
+    if crate::metrics::method_label(request.method()).is_none() {
         metrics::counter!("http_methods_refused_total").increment(1);
         return ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
