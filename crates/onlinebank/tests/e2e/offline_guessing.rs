@@ -133,13 +133,20 @@ async fn sessions_from_before_a_restart_still_step_up_and_wrong_passwords_there_
     assert_eq!(snapshot.accounts["1001"].balance, 1_030);
 }
 
-#[tokio::test]
-async fn after_a_restart_a_burst_of_wrong_step_ups_costs_at_most_five_argon2id_checks() {
-    // The burst queues for its turns: the request role waits for each step-up as long as needed.
+/// A bank restarted after alice opened 1001 with 1,000 won (her session is from before the
+/// restart). Bursts queue for their turns: the request role waits for each step-up as long as
+/// needed.
+async fn restarted_with_an_account() -> (TestBank, Customer) {
     let mut bank = TestBank::start_with(&["--step-up-timeout-ms", "10000"]).await;
     let alice = bank.customer("alice@test").await;
     bank.open_ok(&alice, "1001", 1_000).await;
     bank.restart().await;
+    (bank, alice)
+}
+
+#[tokio::test]
+async fn after_a_restart_a_burst_of_wrong_step_ups_costs_at_most_five_argon2id_checks() {
+    let (bank, alice) = restarted_with_an_account().await;
 
     let api = bank.unpooled();
     let attempts = (0..50).map(|_| {
@@ -175,10 +182,7 @@ async fn after_a_restart_a_burst_of_wrong_step_ups_costs_at_most_five_argon2id_c
 
 #[tokio::test]
 async fn after_a_restart_concurrent_right_step_ups_of_one_session_cost_one_argon2id_check() {
-    let mut bank = TestBank::start_with(&["--step-up-timeout-ms", "10000"]).await;
-    let alice = bank.customer("alice@test").await;
-    bank.open_ok(&alice, "1001", 1_000).await;
-    bank.restart().await;
+    let (bank, alice) = restarted_with_an_account().await;
 
     // Eight deposits at once, each with the right password, on the session from before the
     // restart: the first to take the id's turn rekeys the session, the others then find it
