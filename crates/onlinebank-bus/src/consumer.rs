@@ -72,7 +72,7 @@ pub async fn run<H, Fut>(
                 break subscription;
             }
             Err(error) => {
-                subscribing.failed(&format!("{error:#}"));
+                subscribing.failed(&error);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = shutdown.cancelled() => return,
@@ -133,20 +133,14 @@ pub async fn run<H, Fut>(
             commit(&mut subscription, &mut uncommitted, &mut logs.commit).await;
             last_commit = Instant::now();
         }
-        if logs
-            .batch
-            .note(outcome.map_err(|error| format!("{error:#}")))
-            .is_err()
-        {
+        if logs.batch.note(outcome).is_err() {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = shutdown.cancelled() => return,
             }
             commit(&mut subscription, &mut uncommitted, &mut logs.commit).await;
             let rewound = subscription.rewind().await;
-            let _ = logs
-                .rewind
-                .note(rewound.map_err(|error| format!("{error:#}")));
+            let _ = logs.rewind.note(rewound);
         }
     }
 }
@@ -189,10 +183,7 @@ async fn commit(
         return;
     };
     let committed = subscription.commit(position).await;
-    if log
-        .note(committed.map_err(|error| format!("{error:#}")))
-        .is_err()
-    {
+    if log.note(committed).is_err() {
         *uncommitted = Some(position);
     }
 }

@@ -317,7 +317,7 @@ impl Relay {
                     _ = shutdown.cancelled() => return,
                 }
                 let pruned = self.prune_shipped().await;
-                let _ = log.note(pruned.map_err(|error| format!("{error:#}")));
+                let _ = log.note(pruned);
                 // Shipped rows are only dead weight: deleting them a few times a second is
                 // enough, and saves a write per shipped batch.
                 tokio::select! {
@@ -381,7 +381,7 @@ impl Relay {
             &*self.db.schema,
         );
         while let Err(error) = log.serve_outbox(self.topics, &self.db).await {
-            failures.failed(&format!("{error:#}"));
+            failures.failed(&error);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.cancelled() => return,
@@ -404,7 +404,7 @@ impl Relay {
                 }
                 Ok(_) => log.succeeded(),
                 Err(error) => {
-                    log.failed(&format!("{error:#}"));
+                    log.failed(&error);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -48,11 +48,7 @@ pub async fn run(db: Option<Db>, bus: Option<Bus>, window: Duration, shutdown: C
             }
         }
         if let Some(Bus::Embedded(log)) = &bus {
-            let purged = log
-                .purge(before)
-                .await
-                .map_err(|error| format!("{error:#}"));
-            match events_log.note(purged) {
+            match events_log.note(log.purge(before).await) {
                 Ok(0) | Err(_) => {}
                 Ok(deleted) => {
                     metrics::counter!("retention_deleted_total", "what" => "events")

@@ -113,6 +113,8 @@ impl LogLimit {
     pub fn failed(&mut self, error: &dyn std::fmt::Display) {
         let line = self.failure_at(Instant::now());
         let source = self.source.as_str();
+        // The alternate form: an `anyhow::Error` with its causes, other errors as they are.
+        let error = format_args!("{error:#}");
         match line {
             Some(Line::First) => tracing::warn!(source, %error, "{}", self.failure),
             Some(Line::Repeated { times, over }) => tracing::warn!(

@@ -139,7 +139,7 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
         round += 1;
         let now = onlinebank_core::time::now_ms();
         let swept = sweep_stale(&state, now - grace).await;
-        let _ = sweeping.note(swept.map_err(|error| format!("{error:#}")));
+        let _ = sweeping.note(swept);
         if round % 600 == 1 {
             if let Err(error) = store::purge_old(&state.db, now - KEEP_CANCELLED_MS).await {
                 tracing::warn!(%error, "purging old compensations failed");
