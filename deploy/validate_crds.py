@@ -1,64 +1,128 @@
 #!/usr/bin/env python3
 """Validates custom resources against the openAPIV3Schema of their CustomResourceDefinitions,
-strictly (an unknown field is an error, as `kubectl apply --validate=strict` makes it).
+strictly, as an API server with `kubectl apply --validate=strict` would:
 
-Usage: validate_crds.py CRD_DIR OBJECT.yaml...
-Objects whose kind has no CRD in CRD_DIR are listed as not checked. CEL rules
-(x-kubernetes-validations) are not evaluated.
+- an unknown field is an error (unless the schema keeps unknown fields,
+  x-kubernetes-preserve-unknown-fields), and so is a missing required field;
+- the apiVersion must be one the CRD serves (a Kafka in kafka.strimzi.io/v1beta2 is refused when
+  the vendored CRD serves only v1);
+- a kind of a vendored group without a vendored CRD is an error, not a skip: every object handed
+  here is checked or refused.
+
+Usage: validate_crds.py CRD_DIR OBJECTS.yaml...
+CRD_DIR is searched recursively for CustomResourceDefinitions (deploy/crds/, vendored from the
+operators' packages; see its README.md). CEL rules (x-kubernetes-validations) and string formats
+are not evaluated; metadata is the API server's and only needs a name here.
 """
 import glob
 import os
 import sys
+from dataclasses import dataclass, field
 
 import jsonschema
 import yaml
 
 
+@dataclass
+class CrdVersions:
+    """One kind's CustomResourceDefinition, by version."""
+
+    #: where the CRD was read from, for messages
+    path: str
+    #: the strict schema of each version the CRD serves
+    served: dict = field(default_factory=dict)
+    #: versions the CRD declares but does not serve
+    unserved: list = field(default_factory=list)
+
+
 def strict(schema):
-    """Unknown fields are errors unless the schema keeps them (preserve-unknown-fields)."""
-    if isinstance(schema, dict):
-        if ("properties" in schema and "additionalProperties" not in schema
-                and not schema.get("x-kubernetes-preserve-unknown-fields")):
-            schema["additionalProperties"] = False
-        for value in schema.values():
-            strict(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            strict(value)
+    """Refuses unknown fields below every object schema that lists its properties.
+
+    Only the structural part is walked (properties, items, additionalProperties): a properties
+    list inside anyOf/allOf/oneOf only constrains values and must not close the object.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    if ("properties" in schema and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        schema["additionalProperties"] = False
+    for child in schema.get("properties", {}).values():
+        strict(child)
+    for key in ("items", "additionalProperties"):
+        strict(schema.get(key))
     return schema
 
 
-def main():
-    crd_dir, files = sys.argv[1], sys.argv[2:]
-    schemas = {}
-    for path in glob.glob(os.path.join(crd_dir, "*.yaml")):
-        for crd in yaml.safe_load_all(open(path)):
+def load_crds(crd_dir):
+    """Every CRD under crd_dir, keyed by (group, kind)."""
+    crds = {}
+    paths = sorted(glob.glob(os.path.join(crd_dir, "**", "*.yaml"), recursive=True))
+    for path in paths:
+        with open(path) as f:
+            documents = list(yaml.safe_load_all(f))
+        for crd in documents:
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
-            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-            for version in crd["spec"]["versions"]:
+            spec = crd["spec"]
+            entry = crds.setdefault((spec["group"], spec["names"]["kind"]), CrdVersions(path))
+            for version in spec["versions"]:
+                if not version.get("served", True):
+                    entry.unserved.append(version["name"])
+                    continue
                 schema = strict(version["schema"]["openAPIV3Schema"])
-                # metadata is the API server's: only its type is checked here.
-                schema.setdefault("properties", {})["metadata"] = {"type": "object"}
-                schemas[(f"{group}/{version['name']}", kind)] = schema
+                schema.setdefault("properties", {})["metadata"] = {
+                    "type": "object", "required": ["name"],
+                    "properties": {"name": {"type": "string", "minLength": 1}},
+                }
+                schema.setdefault("required", [])
+                for required in ("apiVersion", "kind", "metadata"):
+                    if required not in schema["required"]:
+                        schema["required"].append(required)
+                entry.served[version["name"]] = schema
+    return crds
+
+
+def object_errors(obj, crds):
+    """The problems of one custom resource, as messages (empty when it is valid)."""
+    api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+    group, _, version = api_version.rpartition("/")
+    entry = crds.get((group, kind))
+    if entry is None:
+        return [f"no CRD for {kind} in {group or '(no group)'} under the vendored CRDs"]
+    schema = entry.served.get(version)
+    if schema is None:
+        return [f"{api_version} is not served by the CRD ({os.path.basename(entry.path)} serves "
+                f"{', '.join(sorted(entry.served)) or 'nothing'})"]
+    errors = []
+    for error in jsonschema.Draft7Validator(schema).iter_errors(obj):
+        where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+        errors.append(f"{where}: {error.message}")
+    return errors
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    crds = load_crds(sys.argv[1])
+    if not crds:
+        print(f"validate_crds: no CustomResourceDefinition under {sys.argv[1]}", file=sys.stderr)
+        return 2
     failed = checked = 0
-    skipped = []
-    for path in files:
-        for obj in yaml.safe_load_all(open(path)):
-            if not obj:
-                continue
-            schema = schemas.get((obj["apiVersion"], obj["kind"]))
-            name = f"{obj['apiVersion']} {obj['kind']}/{obj['metadata']['name']}"
-            if schema is None:
-                skipped.append(name)
-                continue
+    kinds = set()
+    for path in sys.argv[2:]:
+        with open(path) as f:
+            objects = [o for o in yaml.safe_load_all(f) if o]
+        for obj in objects:
+            name = (f"{obj.get('apiVersion')} {obj.get('kind')}/"
+                    f"{(obj.get('metadata') or {}).get('name')}")
             checked += 1
-            for error in jsonschema.Draft7Validator(schema).iter_errors(obj):
+            kinds.add(str(obj.get("kind")))
+            for message in object_errors(obj, crds):
                 failed += 1
-                where = ".".join(str(p) for p in error.absolute_path) or "(root)"
-                print(f"validate_crds: {name}: {where}: {error.message}")
-    print(f"validate_crds: {checked} checked against their CRDs, {failed} errors"
-          + (f"; no CRD schema here for: {', '.join(skipped)}" if skipped else ""))
+                print(f"validate_crds: {name}: {message}")
+    print(f"validate_crds: {checked} objects ({', '.join(sorted(kinds))}) checked against "
+          f"{len(crds)} vendored CRDs, {failed} errors")
     return 1 if failed else 0
 
 
