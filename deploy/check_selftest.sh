@@ -15,7 +15,7 @@ try() {
         echo "NOT CAUGHT: $label"
         missed=$((missed + 1))
     else
-        echo "caught: $label -> $(echo "$out" | grep -v '^-- \|^   \|^validate_crds: 1 checked\|^check_manifests: all-in-one' | grep -m1 . | cut -c1-200)"
+        echo "caught: $label -> $(echo "$out" | grep -v '^-- \|^   \|^validate_crds: .* 0 errors$\|^check_manifests: all-in-one' | grep -m1 . | cut -c1-200)"
     fi
     rm -rf "$copy"
 }
@@ -25,6 +25,10 @@ try "unknown setting in ConfigMap" "sed -i 's/      - ONLINEBANK_LOCKOUT_SECS=30
 try "grace period" "sed -i 's/terminationGracePeriodSeconds: 30/terminationGracePeriodSeconds: 12/' deploy/k8s/base/mypage.yaml"
 try "invalid Deployment field" "sed -i 's/  revisionHistoryLimit: 5/  revisionHistoryLimits: 5/' deploy/k8s/base/history.yaml"
 try "invalid CNPG Cluster field" "sed -i 's/  instances: 3/  instance: 3/' deploy/k8s/overlays/production/postgres.yaml"
+try "misspelled ObjectStore field" "sed -i 's/  retentionPolicy: 30d/  retentionPolicys: 30d/' deploy/k8s/overlays/production/postgres.yaml"
+try "ScheduledBackup without a schedule" "sed -i '/^  schedule: /d' deploy/k8s/overlays/production/postgres.yaml"
+try "Strimzi object on v1beta2" "sed -i 's#^apiVersion: kafka.strimzi.io/v1\$#apiVersion: kafka.strimzi.io/v1beta2#' deploy/k8s/overlays/production/kafka.yaml"
+try "listener authentication Strimzi 1.x lacks" "sed -i '0,/type: scram-sha-512/s//type: oauth/' deploy/k8s/overlays/production/kafka.yaml"
 try "KafkaTopic replicas" "sed -i '/name: onlinebank.accounts/,$ s/  replicas: 3/  replicas: 2/' deploy/k8s/overlays/production/kafka.yaml"
 try "broker count" "sed -i '0,/  replicas: 3/s//  replicas: 1/' deploy/k8s/overlays/production/kafka.yaml"
 try "topic name" "sed -i 's/name: onlinebank.accounts/name: onlinebank.account/' deploy/k8s/overlays/production/kafka.yaml"
