@@ -7,7 +7,8 @@
 #   ObjectStore, Strimzi's Kafka, KafkaNodePool, KafkaTopic and KafkaUser: any apiVersion of a
 #   *.cnpg.io or *.strimzi.io group) strictly against the CRDs vendored in deploy/crds/
 #   (deploy/validate_crds.py: unknown fields, required fields, served apiVersions); nothing is
-#   downloaded for them;
+#   downloaded for them; deploy/k8s/restore/postgres-recovery.yaml likewise, and it must be the
+#   production overlay's Cluster but for its bootstrap and archive folder;
 # - deploy/check_manifests.py: probes on the paths and port the binary serves, every variable one
 #   the binary reads, grace period longer than the drain, selectors that select, the KafkaTopics
 #   the code publishes on; the same for compose.yaml's variables, roles and stop grace period;
@@ -92,6 +93,26 @@ PY
     fi
 done
 step "kustomize render + kubernetes-validate --strict (Kubernetes $K8S_VERSION) + vendored CRDs"
+
+# The restore manifest: valid, and the production Cluster but for how it bootstraps and where it
+# archives (a restore must bring back the same cluster: instances, sync replicas, storage).
+python3 deploy/validate_crds.py deploy/crds deploy/k8s/restore/*.yaml
+python3 - "$rendered/production.yaml" deploy/k8s/restore/postgres-recovery.yaml <<'PY'
+import sys, yaml
+def cluster(path):
+    found = [o for o in yaml.safe_load_all(open(path)) if o and o["kind"] == "Cluster"]
+    spec = dict(found[0]["spec"])
+    spec.pop("bootstrap", None)
+    spec.pop("externalClusters", None)
+    for plugin in spec.get("plugins", []):
+        plugin.get("parameters", {}).pop("serverName", None)
+    return found[0]["metadata"]["name"], spec
+production, restore = cluster(sys.argv[1]), cluster(sys.argv[2])
+if production != restore:
+    sys.exit(f"{sys.argv[2]}: its Cluster {restore} is not the production overlay's {production} "
+             "(but for bootstrap, externalClusters and the plugin's serverName)")
+PY
+step "restore manifest (vendored CRDs, same Cluster as production)"
 
 python3 deploy/check_manifests.py "$binary" --compose compose.yaml \
     --topics crates/onlinebank-core/src/event.rs "$rendered"/*.yaml
