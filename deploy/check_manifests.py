@@ -23,7 +23,7 @@ Fails (exit 1, one line per problem) unless:
   named targetPort exists, every HPA scales a Deployment, every Deployment's pods are selected by a
   NetworkPolicy;
 - Strimzi KafkaTopics (when rendered) are exactly the topics the code publishes on (--topics, the
-  source that defines them), with the partitions and replication of ONLINEBANK_BUS, replication
+  source that defines them; prefixed by ONLINEBANK_BUS's namespace when it has one), with the partitions and replication of ONLINEBANK_BUS, replication
   3 and min.insync.replicas 2, on at least 3 brokers;
 - compose.yaml (--compose): only settings the binary reads, every role present, each role's
   stop_grace_period over the drain delay plus 10 s.
@@ -163,8 +163,14 @@ def check_topics(objects, buses, topics_source):
     if not kafka_topics:
         return
     expected = set()
+    # A bus namespace (kafka://...?namespace=NAME, e.g. after a restore) prefixes every topic.
+    namespaces = {parse_qs(urlparse(url).query).get("namespace", [""])[0] for url in set(buses)}
+    if len(namespaces) > 1:
+        problem(f"ONLINEBANK_BUS namespaces differ between roles: {sorted(namespaces)}")
+    prefix = f"{min(namespaces)}." if namespaces and min(namespaces) else ""
     if topics_source:
-        expected = set(re.findall(r'pub const TOPIC_\w+: &str = "([^"]+)"', open(topics_source).read()))
+        expected = {prefix + topic for topic in re.findall(
+            r'pub const TOPIC_\w+: &str = "([^"]+)"', open(topics_source).read())}
         names = {t["spec"].get("topicName", t["metadata"]["name"]) for t in kafka_topics}
         if names != expected:
             problem(f"KafkaTopics {sorted(names)}, the code publishes on {sorted(expected)}")
