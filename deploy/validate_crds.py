@@ -7,18 +7,21 @@ strictly, as an API server with `kubectl apply --validate=strict` would:
 - the apiVersion must be one the CRD serves (a Kafka in kafka.strimzi.io/v1beta2 is refused when
   the vendored CRD serves only v1);
 - a kind of a vendored group without a vendored CRD is an error, not a skip: every object handed
-  here is checked or refused.
+  here is checked or refused;
+- the CEL rules (x-kubernetes-validations) of every schema node the object has are evaluated
+  (cel-python); transition rules (those reading oldSelf) need the stored object and are skipped.
 
 Usage: validate_crds.py CRD_DIR OBJECTS.yaml...
 CRD_DIR is searched recursively for CustomResourceDefinitions (deploy/crds/, vendored from the
-operators' packages; see its README.md). CEL rules (x-kubernetes-validations) and string formats
-are not evaluated; metadata is the API server's and only needs a name here.
+operators' packages; see its README.md). String formats are not checked; metadata is the API
+server's and only needs a name here.
 """
 import glob
 import os
 import sys
 from dataclasses import dataclass, field
 
+import celpy
 import jsonschema
 import yaml
 
@@ -85,6 +88,35 @@ def load_crds(crd_dir):
     return crds
 
 
+def cel_errors(value, schema, path, env):
+    """The CEL rules of schema (and of its children that value has) that value breaks."""
+    if not isinstance(schema, dict):
+        return []
+    errors = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue
+        try:
+            program = env.program(env.compile(rule["rule"]))
+            result = program.evaluate({"self": celpy.json_to_cel(value)})
+        except (celpy.CELParseError, celpy.CELEvalError) as error:
+            result = error
+        if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
+            why = rule.get("message") or f"rule {rule['rule']}"
+            detail = "" if isinstance(result, celpy.celtypes.BoolType) else f" (not evaluated: {result})"
+            errors.append(f"{'.'.join(path) or '(root)'}: {why}{detail}")
+    children = []
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        children = [(key, child, properties.get(key, extra)) for key, child in value.items()]
+    elif isinstance(value, list):
+        children = [(str(i), child, schema.get("items")) for i, child in enumerate(value)]
+    for key, child, child_schema in children:
+        errors.extend(cel_errors(child, child_schema, path + [key], env))
+    return errors
+
+
 def object_errors(obj, crds):
     """The problems of one custom resource, as messages (empty when it is valid)."""
     api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
@@ -100,7 +132,7 @@ def object_errors(obj, crds):
     for error in jsonschema.Draft7Validator(schema).iter_errors(obj):
         where = ".".join(str(p) for p in error.absolute_path) or "(root)"
         errors.append(f"{where}: {error.message}")
-    return errors
+    return errors + cel_errors(obj, schema, [], celpy.Environment())
 
 
 def main():
