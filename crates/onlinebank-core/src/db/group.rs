@@ -14,6 +14,7 @@
 //! while the database is idle, so the checkpoint never races the writer's own transactions.
 
 use super::conn::{Conn, Error};
+use super::cut::{PauseOrder, WriterEntry};
 use super::sqlite::truncate_wal;
 use super::storage::Storage;
 use super::BoxFuture;
@@ -34,6 +35,8 @@ enum Work {
     Job(Job),
     /// Nothing to run: look whether the WAL is owed a truncation (see the module docs).
     Wake,
+    /// A backup's cut: pause between batches until told to go on (see [`super::cut`]).
+    Pause(PauseOrder),
 }
 
 /// How often a SQLite database's free space is read, and its WAL looked at for an owed
@@ -95,13 +98,38 @@ impl GroupCommit {
     ) -> anyhow::Result<Self> {
         let (jobs, receiver) = mpsc::channel(max_batch * 4);
         let writer_storage = storage.clone();
+        let writer_file = conn.path().unwrap_or_default().to_owned();
         std::thread::Builder::new()
             .name(format!("db-{name}"))
             .spawn(move || sqlite_writer(Box::new(conn), receiver, max_batch, writer_storage))?;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(watch_storage(jobs.downgrade(), storage));
         }
-        Ok(Self { jobs })
+        let group = Self { jobs };
+        group.register_for_cuts(&writer_file);
+        Ok(group)
+    }
+
+    /// Records this writer so a backup's cut can pause it (see [`super::cut`]).
+    fn register_for_cuts(&self, file: &str) {
+        if file.is_empty() {
+            return;
+        }
+        let to_pause = self.jobs.downgrade();
+        let to_watch = self.jobs.downgrade();
+        super::cut::register(WriterEntry {
+            file: std::fs::canonicalize(file).unwrap_or_else(|_| file.into()),
+            pause: Box::new(move |order| {
+                let jobs = to_pause.upgrade();
+                Box::pin(async move {
+                    match jobs {
+                        Some(jobs) => jobs.send(Work::Pause(order)).await.is_ok(),
+                        None => false,
+                    }
+                })
+            }),
+            closed: Box::new(move || to_watch.upgrade().is_none_or(|jobs| jobs.is_closed())),
+        });
     }
 
     /// Starts the task that runs each job in its own PostgreSQL transaction.
@@ -180,8 +208,10 @@ fn sqlite_writer(
     storage: Arc<Storage>,
 ) {
     while let Some(work) = receiver.blocking_recv() {
-        if let Work::Job(first) = work {
-            let batch = gather_batch(first, &mut receiver, max_batch);
+        if let Work::Pause(order) = work {
+            order.hold();
+        } else if let Work::Job(first) = work {
+            let (batch, pause) = gather_batch(first, &mut receiver, max_batch);
             let (returned, finishers, commit) = sqlite_batch(conn, batch, &storage);
             let commit = commit.map_err(Arc::new);
             for finish in finishers {
@@ -194,6 +224,9 @@ fn sqlite_writer(
                     return;
                 }
             }
+            if let Some(order) = pause {
+                order.hold();
+            }
         }
         if storage.checkpoint_due() {
             storage.checkpoint_done(truncate_wal(&conn));
@@ -201,18 +234,24 @@ fn sqlite_writer(
     }
 }
 
-/// `first` and every job waiting behind it, up to `max_batch`.
-fn gather_batch(first: Job, receiver: &mut mpsc::Receiver<Work>, max_batch: usize) -> Vec<Job> {
+/// `first` and every job waiting behind it, up to `max_batch` or a pause (which the writer
+/// holds right after this batch: the jobs queued behind it wait for the resume).
+fn gather_batch(
+    first: Job,
+    receiver: &mut mpsc::Receiver<Work>,
+    max_batch: usize,
+) -> (Vec<Job>, Option<PauseOrder>) {
     let mut batch = vec![first];
     while batch.len() < max_batch {
         match receiver.try_recv() {
             Ok(Work::Job(job)) => batch.push(job),
             // The writer looks at the WAL after this batch anyway.
             Ok(Work::Wake) => {}
+            Ok(Work::Pause(order)) => return (batch, Some(order)),
             Err(_) => break,
         }
     }
-    batch
+    (batch, None)
 }
 
 /// Runs a transaction-control statement (prepared once per connection).

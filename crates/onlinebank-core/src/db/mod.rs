@@ -12,6 +12,7 @@
 //!   replicas of a role write concurrently, guarded by row versions and unique keys.
 
 mod conn;
+pub mod cut;
 mod group;
 mod postgres;
 mod sqlite;
