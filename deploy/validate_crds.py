@@ -126,8 +126,9 @@ def object_errors(obj, crds):
         return [f"no CRD for {kind} in {group or '(no group)'} under the vendored CRDs"]
     schema = entry.served.get(version)
     if schema is None:
+        unserved = f"; {', '.join(entry.unserved)} no longer" if entry.unserved else ""
         return [f"{api_version} is not served by the CRD ({os.path.basename(entry.path)} serves "
-                f"{', '.join(sorted(entry.served)) or 'nothing'})"]
+                f"{', '.join(sorted(entry.served)) or 'nothing'}{unserved})"]
     errors = []
     for error in jsonschema.Draft7Validator(schema).iter_errors(obj):
         where = ".".join(str(p) for p in error.absolute_path) or "(root)"
