@@ -3,7 +3,7 @@
 //!
 //! Names: `http_requests_total`, `http_request_duration_seconds` (histogram), `shed_total`,
 //! `breaker_state` (0 closed, 1 open, 2 half-open), `breaker_transitions_total`,
-//! `outbox_backlog`, `consumer_lag`.
+//! `outbox_backlog`, `consumer_lag`, `build_info` (1, labelled with what runs).
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -71,6 +71,21 @@ pub fn router() -> Router {
                 .into_response()
         }),
     )
+}
+
+/// Sets `build_info` to 1, labelled with the process's version, commit, sqlite, profile and
+/// roles (comma-joined): the facts of `GET /info`, for joining with other series in queries.
+pub fn build_info(info: &crate::build_info::ProcessInfo) {
+    let build = info.build;
+    metrics::gauge!(
+        "build_info",
+        "version" => build.version,
+        "commit" => build.commit,
+        "sqlite" => build.sqlite,
+        "profile" => build.profile,
+        "roles" => info.roles_label()
+    )
+    .set(1.0);
 }
 
 /// The method as a label, if it is one the bank answers (the server answers any other 501

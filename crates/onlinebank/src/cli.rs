@@ -10,7 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(
     name = "onlinebank",
-    version,
+    version = onlinebank_core::this_build!().version_line(),
     about = "An online bank backend, event-driven, in one executable"
 )]
 pub struct Cli {

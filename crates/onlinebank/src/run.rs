@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use onlinebank_bus::Bus;
+use onlinebank_core::build_info::ProcessInfo;
 use onlinebank_core::http::{health_router, Readiness, ReadyCheck};
 use onlinebank_core::server::{Connections, Door};
 use onlinebank_core::{ApiError, ErrorCode};
@@ -138,13 +139,15 @@ impl Process {
         })
     }
 
-    /// Binds the admin listener: `/metrics`, and `/health/*` of the process (ready when every
-    /// role in it is).
-    async fn start_admin(&self, address: &str) -> anyhow::Result<()> {
+    /// Binds the admin listener: `/metrics`, `/info` (what runs, also the `build_info` gauge),
+    /// and `/health/*` of the process (ready when every role in it is).
+    async fn start_admin(&self, address: &str, about: ProcessInfo) -> anyhow::Result<()> {
         let listener = bind(address).await?;
         let address = listener.local_addr()?;
+        onlinebank_core::metrics::build_info(&about);
         let router = health_router("admin", self.readiness.clone(), self.every_check())
             .merge(onlinebank_core::metrics::router())
+            .merge(onlinebank_core::build_info::router(about))
             .fallback(onlinebank_core::http::not_found);
         let connections = self.admin_connections.clone();
         self.spawn_server_with("admin", listener, router, connections, Door::Internal);
@@ -336,6 +339,7 @@ async fn wait_for_signal() {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     onlinebank_core::metrics::install();
+    let about = ProcessInfo::starting_now(onlinebank_core::this_build!(), &[args.role]);
     let mut settings = args.common.settings()?;
     settings.database = args.database.clone();
     args.peers.apply(&mut settings);
@@ -344,13 +348,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(1000));
     let process = Process::new(settings, drain_delay, false);
     start_role(args.role, listener, &process, &bus).await?;
-    process.start_admin(&args.common.admin_listen).await?;
+    process
+        .start_admin(&args.common.admin_listen, about)
+        .await?;
     process.readiness.set(true);
     run_until_signal(process).await
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     onlinebank_core::metrics::install();
+    let about = ProcessInfo::starting_now(onlinebank_core::this_build!(), &Role::ALL);
     let mut settings = args.common.settings()?;
     if let Some(url) = &args.database {
         anyhow::ensure!(
@@ -388,7 +395,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     for (role, listener) in listeners {
         start_role(role, listener, &process, &bus).await?;
     }
-    process.start_admin(&args.common.admin_listen).await?;
+    process
+        .start_admin(&args.common.admin_listen, about)
+        .await?;
     process.readiness.set(true);
     println!("onlinebank ready at {gateway_url}");
     run_until_signal(process).await

@@ -5,6 +5,7 @@
 //! - `flows`: every customer flow through `onlinebank up`.
 //! - `failures`: every failure reason, with compensation.
 //! - `lockout`, `bad_input`, `idempotency`, `authorization`, `legacy`, `secrets`.
+//! - `info`: `--version`, the admin listener's `/info` and the `build_info` gauge.
 //! - `concurrency`: parallel withdrawals and parallel opens.
 //! - `cluster`: one process per role; reads survive the write side.
 //! - `crash`: kill -9 of account and request mid-stream; every store agrees afterwards.
@@ -39,6 +40,7 @@ mod doors;
 mod failures;
 mod flows;
 mod idempotency;
+mod info;
 mod k8s;
 mod legacy;
 mod legacy_doors;
