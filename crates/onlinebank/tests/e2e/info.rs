@@ -46,8 +46,10 @@ fn version_commit() -> String {
     commit.to_owned()
 }
 
-/// True when HEAD moved after the binary was linked (another commit landed while the tests
-/// ran): the HEAD reflog was written after the binary.
+/// True when HEAD moved after the build script read it (another commit landed while the tests
+/// were built or ran): the HEAD reflog was written after the script's output. Cargo keeps that
+/// output beside the script's `OUT_DIR`, and rewrites it only when it reruns the script: a
+/// script that failed to rerun after a commit leaves it older than the reflog.
 fn head_moved_since_the_build() -> bool {
     let modified = |path: PathBuf| {
         std::fs::metadata(path)
@@ -56,8 +58,9 @@ fn head_moved_since_the_build() -> bool {
     };
     let reflog = git(&["rev-parse", "--git-path", "logs/HEAD"])
         .map(|path| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path));
-    match (reflog.and_then(modified), modified(PathBuf::from(BIN))) {
-        (Some(moved), Some(built)) => moved > built,
+    let script_output = PathBuf::from(env!("OUT_DIR")).with_file_name("output");
+    match (reflog.and_then(modified), modified(script_output)) {
+        (Some(moved), Some(read)) => moved > read,
         _ => false,
     }
 }
