@@ -37,13 +37,9 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let settings = ctx.settings.clone();
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(Role::Account), "account").await?;
-    onlinebank_bus::schema::migrate(
-        &db,
-        &sqlx::migrate!("migrations/sqlite"),
-        &sqlx::migrate!("migrations/postgres"),
-    )
-    .await
-    .context("migrating the account database")?;
+    onlinebank_bus::schema::migrate(&db, &migrations())
+        .await
+        .context("migrating the account database")?;
 
     let relay = Relay::new("account", &[TOPIC_ACCOUNTS], db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
@@ -213,6 +209,24 @@ async fn list_accounts(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "items": items })))
 }
 
+/// account's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
+pub fn migrations() -> onlinebank_core::db::Migrations {
+    use onlinebank_core::db::{Compatibility, Migration, Migrations};
+    const SQLITE: &[Migration] = &[Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+        compatibility: Compatibility::PreviousReleaseRuns,
+    }];
+    const POSTGRES: &[Migration] = &[Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+        compatibility: Compatibility::PreviousReleaseRuns,
+    }];
+    Migrations::new(SQLITE, POSTGRES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,13 +280,9 @@ mod tests {
     }
 
     async fn batch_behaviour(db: Db) {
-        onlinebank_bus::schema::migrate(
-            &db,
-            &sqlx::migrate!("migrations/sqlite"),
-            &sqlx::migrate!("migrations/postgres"),
-        )
-        .await
-        .unwrap();
+        onlinebank_bus::schema::migrate(&db, &migrations())
+            .await
+            .unwrap();
         apply_batch(&db, vec![certified(WriteKind::Open, "2002", 10)]).await;
         apply_batch(
             &db,

@@ -53,12 +53,9 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth), "auth")
             .await?;
-    db.migrate(
-        &sqlx::migrate!("migrations/sqlite"),
-        &sqlx::migrate!("migrations/postgres"),
-    )
-    .await
-    .context("migrating the auth database")?;
+    db.migrate(&migrations())
+        .await
+        .context("migrating the auth database")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = AuthState {
         db: db.clone(),
@@ -97,13 +94,43 @@ pub async fn ensure_customer(
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth), "auth")
             .await?;
-    db.migrate(
-        &sqlx::migrate!("migrations/sqlite"),
-        &sqlx::migrate!("migrations/postgres"),
-    )
-    .await?;
+    db.migrate(&migrations()).await?;
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || password::hash_password(&password)).await??;
     let outcome = store::insert_customer(&db, user_id, name, &hash).await?;
     Ok(outcome == store::Inserted::Yes)
+}
+
+/// auth's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
+pub fn migrations() -> onlinebank_core::db::Migrations {
+    use onlinebank_core::db::{Compatibility, Migration, Migrations};
+    const SQLITE: &[Migration] = &[
+        Migration {
+            version: 1,
+            description: "init",
+            sql: include_str!("../migrations/sqlite/0001_init.sql"),
+            compatibility: Compatibility::PreviousReleaseRuns,
+        },
+        Migration {
+            version: 2,
+            description: "lockouts and revocations",
+            sql: include_str!("../migrations/sqlite/0002_lockouts_and_revocations.sql"),
+            compatibility: Compatibility::PreviousReleaseRuns,
+        },
+    ];
+    const POSTGRES: &[Migration] = &[
+        Migration {
+            version: 1,
+            description: "init",
+            sql: include_str!("../migrations/postgres/0001_init.sql"),
+            compatibility: Compatibility::PreviousReleaseRuns,
+        },
+        Migration {
+            version: 2,
+            description: "lockouts and revocations",
+            sql: include_str!("../migrations/postgres/0002_lockouts_and_revocations.sql"),
+            compatibility: Compatibility::PreviousReleaseRuns,
+        },
+    ];
+    Migrations::new(SQLITE, POSTGRES)
 }

@@ -399,12 +399,7 @@ mod tests {
 
     async fn migrated(url: &str) -> Db {
         let db = Db::open(url, "auth").await.unwrap();
-        db.migrate(
-            &sqlx::migrate!("migrations/sqlite"),
-            &sqlx::migrate!("migrations/postgres"),
-        )
-        .await
-        .unwrap();
+        db.migrate(&crate::migrations()).await.unwrap();
         db
     }
 

@@ -1,50 +1,37 @@
 //! The bus's tables in each role's own database (the outbox, the per-aggregate sequences, the
 //! inbox and, on PostgreSQL, the outbox's NOTIFY trigger), kept as migrations in
 //! `migrations/{sqlite,postgres}` and applied together with the role's own: one ordered set, so
-//! sqlx records both in the role's migration table and finds no version it does not know.
+//! the role's migration record holds both and finds no version it does not know.
 
-use onlinebank_core::db::Db;
-use sqlx::error::BoxDynError;
-use sqlx::migrate::{Migration, MigrationSource, Migrator};
+use onlinebank_core::db::{Compatibility, Db, Migration, Migrations};
 
-static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+const SQLITE: &[Migration] = &[Migration {
+    version: 1001,
+    description: "outbox inbox",
+    sql: include_str!("../migrations/sqlite/1001_outbox_inbox.sql"),
+    compatibility: Compatibility::PreviousReleaseRuns,
+}];
+const POSTGRES: &[Migration] = &[Migration {
+    version: 1001,
+    description: "outbox inbox",
+    sql: include_str!("../migrations/postgres/1001_outbox_inbox.sql"),
+    compatibility: Compatibility::PreviousReleaseRuns,
+}];
 
-/// Applies a role's migrations (for each engine) and the bus's after them.
-pub async fn migrate(db: &Db, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
-    let sqlite = joined(sqlite, &SQLITE).await?;
-    let postgres = joined(postgres, &POSTGRES).await?;
-    db.migrate(&sqlite, &postgres).await
+/// The bus's migrations alone.
+pub fn migrations() -> Migrations {
+    Migrations::new(SQLITE, POSTGRES)
+}
+
+/// Applies a role's migrations and the bus's with them (the bus's are numbered from 1001).
+pub async fn migrate(db: &Db, role: &Migrations) -> anyhow::Result<()> {
+    db.migrate(&role.joined(&migrations())?).await
 }
 
 /// The bus's tables alone (for the bus's own tests).
 #[cfg(test)]
 pub async fn bus_only(db: &Db) -> anyhow::Result<()> {
-    let none = Migrator::new(Listed(Vec::new())).await?;
-    migrate(db, &none, &none).await
-}
-
-/// Two sets of migrations as one, in version order (the bus's are numbered from 1001).
-async fn joined(role: &Migrator, bus: &Migrator) -> anyhow::Result<Migrator> {
-    let mut all: Vec<Migration> = role.iter().chain(bus.iter()).cloned().collect();
-    all.sort_by_key(|migration| migration.version);
-    if let Some(pair) = all
-        .windows(2)
-        .find(|pair| pair[0].version == pair[1].version)
-    {
-        anyhow::bail!("two migrations numbered {}", pair[0].version);
-    }
-    Ok(Migrator::new(Listed(all)).await?)
-}
-
-/// Migrations already in memory, as a source for [`Migrator::new`].
-#[derive(Debug)]
-struct Listed(Vec<Migration>);
-
-impl<'s> MigrationSource<'s> for Listed {
-    fn resolve(self) -> futures::future::BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
-        Box::pin(async move { Ok(self.0) })
-    }
+    migrate(db, &Migrations::default()).await
 }
 
 #[cfg(test)]
@@ -84,7 +71,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_used_twice_is_refused() {
-        let twice = joined(&SQLITE, &SQLITE).await;
+        let twice = migrations().joined(&migrations());
         assert!(twice.is_err());
     }
 }

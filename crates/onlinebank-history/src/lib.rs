@@ -25,13 +25,9 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let settings = ctx.settings.clone();
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(Role::History), "history").await?;
-    onlinebank_bus::schema::migrate(
-        &db,
-        &sqlx::migrate!("migrations/sqlite"),
-        &sqlx::migrate!("migrations/postgres"),
-    )
-    .await
-    .context("migrating the history database")?;
+    onlinebank_bus::schema::migrate(&db, &migrations())
+        .await
+        .context("migrating the history database")?;
     ctx.tasks.spawn(projection::run(
         bus.clone(),
         "history",
@@ -152,4 +148,22 @@ async fn ledger_entries(
         )
         .collect();
     Ok(Json(json!({ "accountNo": account_no, "items": items })))
+}
+
+/// history's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
+pub fn migrations() -> onlinebank_core::db::Migrations {
+    use onlinebank_core::db::{Compatibility, Migration, Migrations};
+    const SQLITE: &[Migration] = &[Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+        compatibility: Compatibility::PreviousReleaseRuns,
+    }];
+    const POSTGRES: &[Migration] = &[Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+        compatibility: Compatibility::PreviousReleaseRuns,
+    }];
+    Migrations::new(SQLITE, POSTGRES)
 }

@@ -333,12 +333,7 @@ mod tests {
         let db = Db::open(&dir.path().join("m.db").display().to_string(), "m")
             .await
             .unwrap();
-        db.migrate(
-            &sqlx::migrate!("migrations/sqlite"),
-            &sqlx::migrate!("migrations/postgres"),
-        )
-        .await
-        .unwrap();
+        db.migrate(&crate::migrations()).await.unwrap();
         let rows = [
             ("1001", "1@sk.com", 5, None),
             ("10 01", "1@sk.com", 5, None),

@@ -33,13 +33,9 @@ impl FromRef<MypageState> for TokenKey {
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
     let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Mypage), "mypage").await?;
-    onlinebank_bus::schema::migrate(
-        &db,
-        &sqlx::migrate!("migrations/sqlite"),
-        &sqlx::migrate!("migrations/postgres"),
-    )
-    .await
-    .context("migrating the mypage database")?;
+    onlinebank_bus::schema::migrate(&db, &migrations())
+        .await
+        .context("migrating the mypage database")?;
     ctx.tasks.spawn(onlinebank_bus::projection::run(
         bus.clone(),
         "mypage",
@@ -61,4 +57,22 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         ),
         db: Some(db),
     })
+}
+
+/// mypage's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
+pub fn migrations() -> onlinebank_core::db::Migrations {
+    use onlinebank_core::db::{Compatibility, Migration, Migrations};
+    const SQLITE: &[Migration] = &[Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+        compatibility: Compatibility::PreviousReleaseRuns,
+    }];
+    const POSTGRES: &[Migration] = &[Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+        compatibility: Compatibility::PreviousReleaseRuns,
+    }];
+    Migrations::new(SQLITE, POSTGRES)
 }

@@ -219,12 +219,7 @@ mod tests {
         let db = Db::open(&dir.path().join("m.db").display().to_string(), "m")
             .await
             .unwrap();
-        db.migrate(
-            &sqlx::migrate!("migrations/sqlite"),
-            &sqlx::migrate!("migrations/postgres"),
-        )
-        .await
-        .unwrap();
+        db.migrate(&crate::migrations()).await.unwrap();
         apply_batch(
             &db,
             vec![

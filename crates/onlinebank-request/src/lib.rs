@@ -45,13 +45,9 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     settings.peers.first(Role::Auth)?;
     let db =
         onlinebank_core::db::Db::open(&settings.database_url(Role::Request), "request").await?;
-    onlinebank_bus::schema::migrate(
-        &db,
-        &sqlx::migrate!("migrations/sqlite"),
-        &sqlx::migrate!("migrations/postgres"),
-    )
-    .await
-    .context("migrating the request database")?;
+    onlinebank_bus::schema::migrate(&db, &migrations())
+        .await
+        .context("migrating the request database")?;
     let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
     let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
         http,
@@ -91,4 +87,22 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         router: api::router(state, settings.internal_token().into()),
         db: Some(db),
     })
+}
+
+/// request's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
+pub fn migrations() -> onlinebank_core::db::Migrations {
+    use onlinebank_core::db::{Compatibility, Migration, Migrations};
+    const SQLITE: &[Migration] = &[Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+        compatibility: Compatibility::PreviousReleaseRuns,
+    }];
+    const POSTGRES: &[Migration] = &[Migration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+        compatibility: Compatibility::PreviousReleaseRuns,
+    }];
+    Migrations::new(SQLITE, POSTGRES)
 }

@@ -6,7 +6,7 @@
 //! - SQLite: WAL with `synchronous=FULL`; ONE write connection owned by a writer thread that runs
 //!   whole batches of write transactions (`BEGIN IMMEDIATE`, so a read-then-write can never act
 //!   on a stale snapshot), and a few reader connections used inline for short reads (WAL readers
-//!   never wait for the writer). Migrations run through sqlx at start-up.
+//!   never wait for the writer). Migrations run at start-up (see [`migrate`]).
 //! - PostgreSQL: each role lives in its own schema (named after the role) of the given database;
 //!   reader and writer pools through sqlx's `Any` driver, one transaction per write job, and
 //!   replicas of a role write concurrently, guarded by row versions and unique keys.
@@ -14,6 +14,7 @@
 mod conn;
 pub mod cut;
 mod group;
+pub mod migrate;
 mod postgres;
 mod sqlite;
 mod storage;
@@ -22,12 +23,11 @@ pub mod testing;
 
 pub use conn::{Arg, Column, Conn, Error, FromRow, Row};
 pub use group::{GroupCommit, GroupError};
+pub use migrate::{Compatibility, Migration, Migrations};
 pub use postgres::{listen, open_postgres, with_ca_file};
-use sqlite::{open_rusqlite, sqlite_migration_pool, sqlite_path};
+use sqlite::{open_rusqlite, sqlite_path};
 pub use storage::Storage;
 
-use anyhow::Context;
-use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +41,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 const MAX_BATCH: usize = 256;
 /// SQLite reader connections per database.
 const SQLITE_READERS: usize = 4;
+/// Pre-upgrade copies kept per data dir (the newest).
+const PRE_UPGRADE_KEPT: usize = 3;
 
 /// The database engine behind a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,21 +207,54 @@ impl Db {
         }
     }
 
-    /// Applies the role's migrations for this engine (on SQLite through a short-lived sqlx
-    /// connection).
-    pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> anyhow::Result<()> {
-        match self.engine {
-            Engine::Sqlite => {
-                let pool = sqlite_migration_pool(&self.url).await?;
-                sqlite.run(&pool).await.context("migrating the database")?;
-                pool.close().await;
-            }
-            Engine::Postgres => {
-                if let Some(pool) = &self.postgres_writer {
-                    postgres.run(pool).await.context("migrating the database")?;
-                }
-            }
+    /// Applies the migrations of `migrations` this database lacks (see [`migrate`]), after
+    /// refusing a schema this binary cannot run on and, on SQLite, keeping a copy of a database
+    /// it is about to change (see [`Db::keep_pre_upgrade_copy`]).
+    pub async fn migrate(&self, migrations: &Migrations) -> anyhow::Result<()> {
+        let known = migrations.for_engine(self.engine).to_vec();
+        let before = {
+            let mut conn = self.read().await?;
+            migrate::plan(&migrate::applied(&mut conn).await?, &known)?
+        };
+        if self.engine == Engine::Sqlite && before.applied > 0 && !before.pending.is_empty() {
+            self.keep_pre_upgrade_copy()?;
         }
+        let schema = self.schema.to_string();
+        let plan = self
+            .write(move |conn| Box::pin(async move { migrate::run(conn, &schema, &known).await }))
+            .await
+            .map_err(|error| anyhow::anyhow!("migrating the {} database: {error}", self.schema))?;
+        for migration in &plan.pending {
+            tracing::info!(
+                database = %self.schema,
+                version = migration.version,
+                migration = migration.description,
+                "applied a migration"
+            );
+        }
+        for newer in &plan.tolerated {
+            tracing::warn!(
+                database = %self.schema,
+                version = newer.version,
+                applied_by = newer.applied_by.as_deref().unwrap_or("unknown"),
+                "running on a schema a newer release extended (marked compatible)"
+            );
+        }
+        Ok(())
+    }
+
+    /// SQLite: copies the database into `<its folder>/pre-upgrade-<release>/` before
+    /// migrations change it, and keeps the last [`PRE_UPGRADE_KEPT`] such folders.
+    fn keep_pre_upgrade_copy(&self) -> anyhow::Result<()> {
+        let Some(path) = self.sqlite_file() else {
+            return Ok(());
+        };
+        let copy = sqlite::copy_before_upgrade(&path, migrate::RELEASE, PRE_UPGRADE_KEPT)?;
+        tracing::info!(
+            database = %self.schema,
+            copy = %copy.display(),
+            "took a copy of the database before migrating it"
+        );
         Ok(())
     }
 

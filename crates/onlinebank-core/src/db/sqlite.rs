@@ -1,12 +1,9 @@
-//! SQLite: the file behind a URL, the connection settings every connection shares, and the pool
-//! its migrations run on.
+//! SQLite: the file behind a URL, the connection settings every connection shares, WAL
+//! truncation, and the copy kept before an upgrade migrates a file.
 
 use super::storage::Checkpoint;
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// How long the writer waits for another process's write lock.
@@ -90,30 +87,56 @@ pub(crate) fn truncate_wal(conn: &rusqlite::Connection) -> Checkpoint {
     }
 }
 
-/// Opens a one-connection sqlx pool on the SQLite database at `url`, for its migrations.
-pub(crate) async fn sqlite_migration_pool(url: &str) -> anyhow::Result<AnyPool> {
-    sqlx::any::install_default_drivers();
-    let path = sqlite_path(url)?;
-    let url = format!("sqlite://{}?mode=rwc", path.display());
-    let options =
-        AnyConnectOptions::from_str(&url).with_context(|| format!("bad database url {url}"))?;
-    AnyPoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                )
-                .await?;
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-        .with_context(|| format!("opening {url}"))
+/// Copies the database at `path` (a consistent snapshot, through `VACUUM INTO` on a read-only
+/// connection) into `<its folder>/pre-upgrade-<release>/`, then deletes all but the newest
+/// `keep` such folders. Returns the copy's path.
+pub(crate) fn copy_before_upgrade(
+    path: &std::path::Path,
+    release: &str,
+    keep: usize,
+) -> anyhow::Result<PathBuf> {
+    let data_dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let folder = data_dir.join(format!("pre-upgrade-{release}"));
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let name = path.file_name().map_or_else(
+        || "database.db".into(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let mut copy = folder.join(&name);
+    if copy.exists() {
+        copy = folder.join(format!("{}-{name}", crate::time::now_ms()));
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("opening {}", path.display()))?;
+    conn.execute("VACUUM INTO ?1", [copy.display().to_string()])
+        .with_context(|| format!("copying {} to {}", path.display(), copy.display()))?;
+    prune_pre_upgrade_copies(data_dir, keep)?;
+    Ok(copy)
+}
+
+/// Deletes all but the newest `keep` `pre-upgrade-*` folders of `data_dir` (by change time).
+fn prune_pre_upgrade_copies(data_dir: &std::path::Path, keep: usize) -> anyhow::Result<()> {
+    let mut folders = Vec::new();
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("pre-upgrade-")
+            && entry.path().is_dir()
+        {
+            let changed = entry.metadata()?.modified()?;
+            folders.push((changed, entry.path()));
+        }
+    }
+    folders.sort();
+    let extra = folders.len().saturating_sub(keep);
+    for (_, folder) in folders.into_iter().take(extra) {
+        std::fs::remove_dir_all(&folder)
+            .with_context(|| format!("deleting the old copy {}", folder.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
