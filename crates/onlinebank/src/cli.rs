@@ -26,6 +26,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Drive a mixed workload through the gateway, measure it, and check every touched account
     Bench(BenchArgs),
+    /// Back up a data dir (embedded mode) while it serves or not: one consistent cut of every
+    /// database, the event log and the token secret, with a manifest
+    Backup(BackupArgs),
+    /// Restore a backup as a new data dir, after checking every file against its manifest
+    Restore(RestoreArgs),
     /// List every ONLINEBANK_* setting with its default, the roles that read it, and whether it
     /// is a secret
     Settings(SettingsArgs),
@@ -136,6 +141,45 @@ pub struct SettingsArgs {
 pub enum SettingsFormat {
     Env,
     Markdown,
+}
+
+/// `onlinebank backup`: see `src/backup/`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "While a bank serves the data dir, the serving process takes the cut (asked \
+through the admin listener it records in DIR/serving/): its writes pause for the cut only (at \
+most 100 ms), reads never. With several `serve` processes on the data dir, each is paused \
+through its admin listener for the same cut. With none, the command reads the files itself. \
+Exit codes: 0 written; 1 refused or failed (DEST not empty, no bank data in DIR, a process that \
+does not answer), nothing left in DEST."
+)]
+pub struct BackupArgs {
+    /// The data directory to back up
+    #[arg(long, env = "ONLINEBANK_DATA_DIR", default_value = "onlinebank-data")]
+    pub data_dir: PathBuf,
+    /// Where the backup goes: a directory that does not exist yet, or an empty one
+    #[arg(long, env = "ONLINEBANK_TO")]
+    pub to: PathBuf,
+    /// Also print {"path","bytes","pauseMs","tookMs"} as the last line
+    #[arg(long, env = "ONLINEBANK_JSON")]
+    pub json: bool,
+}
+
+/// `onlinebank restore`: see `src/backup/`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Every file is checked against the backup's manifest (size and SHA-256) before \
+anything is written; the data dir is written beside its place and renamed into it once \
+complete. Then: onlinebank up --data-dir NEW. Exit codes: 0 restored; 1 refused (NEW not empty, \
+no manifest, a damaged or missing file), nothing written."
+)]
+pub struct RestoreArgs {
+    /// The backup to restore (a directory written by `onlinebank backup`)
+    #[arg(long, env = "ONLINEBANK_FROM")]
+    pub from: PathBuf,
+    /// The new data directory: must not exist yet, or be empty
+    #[arg(long, env = "ONLINEBANK_DATA_DIR")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,10 @@
 //!   embedded event log and SQLite files under the data directory);
 //! - `onlinebank serve <role>`: one role per process, configured by flags or `ONLINEBANK_*` env;
 //! - `onlinebank bench`: a load generator that checks its own results;
+//! - `onlinebank backup` / `restore`: one consistent cut of an embedded data dir, and back;
 //! - `onlinebank client`: the customer's bank from a terminal.
 
+mod backup;
 mod bench;
 mod cli;
 mod client;
@@ -59,6 +61,8 @@ async fn main() -> ExitCode {
         cli::Command::Up(args) => run::up(args).await,
         cli::Command::Serve(args) => run::serve(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Backup(args) => backup::run_backup(&args).await,
+        cli::Command::Restore(args) => backup::run_restore(&args),
         cli::Command::Probe(args) => probe(&args).await,
         cli::Command::Client(_) => Ok(()),
         cli::Command::Settings(args) => {

@@ -141,7 +141,11 @@ impl Process {
 
     /// Binds the admin listener: `/metrics`, `/info` (what runs, also the `build_info` gauge),
     /// and `/health/*` of the process (ready when every role in it is).
-    async fn start_admin(&self, address: &str, about: ProcessInfo) -> anyhow::Result<()> {
+    async fn start_admin(
+        &self,
+        address: &str,
+        about: ProcessInfo,
+    ) -> anyhow::Result<std::net::SocketAddr> {
         let listener = bind(address).await?;
         let address = listener.local_addr()?;
         onlinebank_core::metrics::build_info(&about);
@@ -149,11 +153,33 @@ impl Process {
             .merge(onlinebank_core::metrics::router())
             .merge(onlinebank_core::build_info::router(about))
             .fallback(onlinebank_core::http::not_found);
+        // Embedded mode: `onlinebank backup` asks this process for the cut (see crate::backup).
+        let router = match &self.ctx.settings.database {
+            None => router.merge(crate::backup::admin::router(
+                self.ctx.settings.data_dir.clone(),
+            )),
+            Some(_) => router,
+        };
         let connections = self.admin_connections.clone();
         self.spawn_server_with("admin", listener, router, connections, Door::Internal);
         println!("onlinebank admin listening on http://{address}");
         tracing::info!(%address, "admin listener started");
-        Ok(())
+        Ok(address)
+    }
+
+    /// Embedded mode: records in the data dir that this process serves it, and where its admin
+    /// listener is (for `onlinebank backup`); the record goes when the process ends.
+    fn record_serving(
+        &self,
+        admin: std::net::SocketAddr,
+        roles: &[Role],
+    ) -> anyhow::Result<Option<crate::backup::serving::ServingRecord>> {
+        if self.ctx.settings.database.is_some() {
+            return Ok(None);
+        }
+        let roles = roles.iter().map(|role| role.as_str().to_owned()).collect();
+        crate::backup::serving::ServingRecord::write(&self.ctx.settings.data_dir, admin, roles)
+            .map(Some)
     }
 }
 
@@ -348,9 +374,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(1000));
     let process = Process::new(settings, drain_delay, false);
     start_role(args.role, listener, &process, &bus).await?;
-    process
+    let admin = process
         .start_admin(&args.common.admin_listen, about)
         .await?;
+    let _serving = process.record_serving(admin, &[args.role])?;
     process.readiness.set(true);
     run_until_signal(process).await
 }
@@ -395,9 +422,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     for (role, listener) in listeners {
         start_role(role, listener, &process, &bus).await?;
     }
-    process
+    let admin = process
         .start_admin(&args.common.admin_listen, about)
         .await?;
+    let _serving = process.record_serving(admin, &Role::ALL)?;
     process.readiness.set(true);
     println!("onlinebank ready at {gateway_url}");
     run_until_signal(process).await

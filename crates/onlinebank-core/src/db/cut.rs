@@ -2,8 +2,9 @@
 //!
 //! Every SQLite database of a process is written by ONE writer thread (see [`super::group`]),
 //! and each such writer is recorded here, by file, when it starts. A cut asks every writer of
-//! the files at hand to pause between two batches ([`pause_writers`]): each acknowledges and
-//! then waits for the resume (or for its own deadline, so a lost resume never stalls the bank).
+//! the files at hand to pause between two batches ([`pause_writers`]; the order goes ahead of the
+//! jobs already queued, so it waits for the batch at hand only): each acknowledges and then
+//! waits for the resume (or for its own deadline, so a lost resume never stalls the bank).
 //! Once all of them are paused, no transaction is open on any of the files, so a read
 //! transaction begun then on each file ([`Snapshot::begin`]) sees every commit made before the
 //! pause and none after: one instant for all the files. The writers resume at once; the
@@ -62,14 +63,11 @@ impl PauseOrder {
 pub(super) struct WriterEntry {
     /// The database file (canonical).
     pub(super) file: PathBuf,
-    /// Queues a pause on the writer; false when the writer is gone.
-    pub(super) pause: Box<dyn Fn(PauseOrder) -> PauseSent + Send + Sync>,
+    /// Hands a pause to the writer (ahead of its queued jobs); false when the writer is gone.
+    pub(super) pause: Box<dyn Fn(PauseOrder) -> bool + Send + Sync>,
     /// Whether the writer is gone.
     pub(super) closed: Box<dyn Fn() -> bool + Send + Sync>,
 }
-
-/// A pause order on its way to a writer's queue (the queue may be full for a moment).
-pub(super) type PauseSent = super::BoxFuture<'static, bool>;
 
 /// Every SQLite writer this process started.
 static WRITERS: Mutex<Vec<WriterEntry>> = Mutex::new(Vec::new());
@@ -162,7 +160,7 @@ async fn try_pause(
         }
     }
     for sent in sends {
-        anyhow::ensure!(sent.await, "a database writer stopped during the backup");
+        anyhow::ensure!(sent, "a database writer stopped during the backup");
     }
     let mut first: Option<Instant> = None;
     for ack in acks {

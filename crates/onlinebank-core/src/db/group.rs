@@ -35,8 +35,6 @@ enum Work {
     Job(Job),
     /// Nothing to run: look whether the WAL is owed a truncation (see the module docs).
     Wake,
-    /// A backup's cut: pause between batches until told to go on (see [`super::cut`]).
-    Pause(PauseOrder),
 }
 
 /// How often a SQLite database's free space is read, and its WAL looked at for an owed
@@ -99,34 +97,39 @@ impl GroupCommit {
         let (jobs, receiver) = mpsc::channel(max_batch * 4);
         let writer_storage = storage.clone();
         let writer_file = conn.path().unwrap_or_default().to_owned();
+        let (pause, pauses) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name(format!("db-{name}"))
-            .spawn(move || sqlite_writer(Box::new(conn), receiver, max_batch, writer_storage))?;
+            .spawn(move || {
+                sqlite_writer(Box::new(conn), receiver, pauses, max_batch, writer_storage)
+            })?;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(watch_storage(jobs.downgrade(), storage));
         }
         let group = Self { jobs };
-        group.register_for_cuts(&writer_file);
+        group.register_for_cuts(&writer_file, pause);
         Ok(group)
     }
 
-    /// Records this writer so a backup's cut can pause it (see [`super::cut`]).
-    fn register_for_cuts(&self, file: &str) {
+    /// Records this writer so a backup's cut can pause it (see [`super::cut`]): a pause goes
+    /// on `pause`, which the writer reads before each batch, ahead of the jobs already queued,
+    /// and a wake-up on the job queue rouses an idle writer (a full queue means it is busy and
+    /// looks after its batch).
+    fn register_for_cuts(&self, file: &str, pause: std::sync::mpsc::Sender<PauseOrder>) {
         if file.is_empty() {
             return;
         }
-        let to_pause = self.jobs.downgrade();
+        let to_wake = self.jobs.downgrade();
         let to_watch = self.jobs.downgrade();
         super::cut::register(WriterEntry {
             file: std::fs::canonicalize(file).unwrap_or_else(|_| file.into()),
             pause: Box::new(move |order| {
-                let jobs = to_pause.upgrade();
-                Box::pin(async move {
-                    match jobs {
-                        Some(jobs) => jobs.send(Work::Pause(order)).await.is_ok(),
-                        None => false,
-                    }
-                })
+                let Some(jobs) = to_wake.upgrade() else {
+                    return false;
+                };
+                let sent = pause.send(order).is_ok();
+                let _ = jobs.try_send(Work::Wake);
+                sent
             }),
             closed: Box::new(move || to_watch.upgrade().is_none_or(|jobs| jobs.is_closed())),
         });
@@ -204,14 +207,17 @@ async fn watch_storage(jobs: mpsc::WeakSender<Work>, storage: Arc<Storage>) {
 fn sqlite_writer(
     mut conn: Box<rusqlite::Connection>,
     mut receiver: mpsc::Receiver<Work>,
+    pauses: std::sync::mpsc::Receiver<PauseOrder>,
     max_batch: usize,
     storage: Arc<Storage>,
 ) {
     while let Some(work) = receiver.blocking_recv() {
-        if let Work::Pause(order) = work {
+        // A backup's pause comes first, between two batches (see [`super::cut`]).
+        while let Ok(order) = pauses.try_recv() {
             order.hold();
-        } else if let Work::Job(first) = work {
-            let (batch, pause) = gather_batch(first, &mut receiver, max_batch);
+        }
+        if let Work::Job(first) = work {
+            let batch = gather_batch(first, &mut receiver, max_batch);
             let (returned, finishers, commit) = sqlite_batch(conn, batch, &storage);
             let commit = commit.map_err(Arc::new);
             for finish in finishers {
@@ -224,9 +230,6 @@ fn sqlite_writer(
                     return;
                 }
             }
-            if let Some(order) = pause {
-                order.hold();
-            }
         }
         if storage.checkpoint_due() {
             storage.checkpoint_done(truncate_wal(&conn));
@@ -234,24 +237,18 @@ fn sqlite_writer(
     }
 }
 
-/// `first` and every job waiting behind it, up to `max_batch` or a pause (which the writer
-/// holds right after this batch: the jobs queued behind it wait for the resume).
-fn gather_batch(
-    first: Job,
-    receiver: &mut mpsc::Receiver<Work>,
-    max_batch: usize,
-) -> (Vec<Job>, Option<PauseOrder>) {
+/// `first` and every job waiting behind it, up to `max_batch`.
+fn gather_batch(first: Job, receiver: &mut mpsc::Receiver<Work>, max_batch: usize) -> Vec<Job> {
     let mut batch = vec![first];
     while batch.len() < max_batch {
         match receiver.try_recv() {
             Ok(Work::Job(job)) => batch.push(job),
             // The writer looks at the WAL after this batch anyway.
             Ok(Work::Wake) => {}
-            Ok(Work::Pause(order)) => return (batch, Some(order)),
             Err(_) => break,
         }
     }
-    (batch, None)
+    batch
 }
 
 /// Runs a transaction-control statement (prepared once per connection).

@@ -5,6 +5,7 @@
 //! - `flows`: every customer flow through `onlinebank up`.
 //! - `failures`: every failure reason, with compensation.
 //! - `lockout`, `bad_input`, `idempotency`, `authorization`, `legacy`, `secrets`.
+//! - `backup`: a backup while deposits run is one cut; restore, its refusals, several processes.
 //! - `info`: `--version`, the admin listener's `/info` and the `build_info` gauge.
 //! - `concurrency`: parallel withdrawals and parallel opens.
 //! - `cluster`: one process per role; reads survive the write side.
@@ -29,6 +30,7 @@
 mod support;
 
 mod authorization;
+mod backup;
 mod bad_input;
 mod bounds;
 mod client;

@@ -1,0 +1,304 @@
+//! `onlinebank backup` and `onlinebank restore`: one consistent cut of an embedded data dir
+//! (every role's database, the event log `bus.db` and the token secret), and a restore that
+//! checks it whole before it writes anything. How the cut is taken and why it is consistent:
+//! docs/architecture.md, "Backup: one cut of the whole data dir", and [`onlinebank_core::db::cut`].
+//!
+//! Who takes the cut: with no process serving the data dir, the command itself (nothing
+//! writes); with one, that process, asked through its admin listener (`POST /backup`, see
+//! [`admin`]): its writers pause between two batches for the cut; with several `serve`
+//! processes, the command pauses each through its admin listener (`POST /backup/pause`, a lease
+//! that ends by itself), takes the snapshots itself and resumes them.
+
+pub mod admin;
+pub mod manifest;
+pub mod serving;
+
+use crate::cli::{BackupArgs, RestoreArgs};
+use anyhow::Context;
+use manifest::{sync_dir, sync_file, FileEntry, Manifest, FORMAT_VERSION};
+use onlinebank_core::db::cut::{take_cut, Cut};
+use onlinebank_core::Role;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The token secret's file in a data dir.
+const SECRET: &str = "secret.key";
+/// The event log's file in a data dir.
+const EVENT_LOG: &str = "bus.db";
+/// The longest a writer stays paused if the resume never comes.
+pub const HOLD: Duration = Duration::from_secs(1);
+
+/// What `backup --json` prints as its last line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupReport {
+    /// The backup's directory.
+    pub path: PathBuf,
+    /// The bytes of its files.
+    pub bytes: u64,
+    /// How long writes were paused for the cut, in milliseconds.
+    pub pause_ms: f64,
+    /// How long the whole backup took, in milliseconds.
+    pub took_ms: f64,
+}
+
+/// The database files of the data dir at `dir` that exist: every role's, then the event log.
+pub fn database_files(dir: &Path) -> Vec<PathBuf> {
+    Role::ALL
+        .iter()
+        .map(|role| dir.join(format!("{role}.db")))
+        .chain([dir.join(EVENT_LOG)])
+        .filter(|path| path.is_file())
+        .collect()
+}
+
+/// Milliseconds of `duration`, to the microsecond.
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Refuses a target directory that holds anything (an empty or missing one is fine).
+fn ensure_empty(dir: &Path, what: &str) -> anyhow::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => anyhow::ensure!(
+            entries.next().is_none(),
+            "{what} {} is not empty: nothing was written",
+            dir.display()
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("reading {}", dir.display())),
+    }
+    Ok(())
+}
+
+/// A private working directory beside `target` (same filesystem, so it can be renamed into
+/// place), named after it and `purpose`.
+fn working_dir_beside(target: &Path, purpose: &str) -> anyhow::Result<PathBuf> {
+    let absolute = std::path::absolute(target)?;
+    let parent = absolute
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no parent directory", target.display()))?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let name = absolute
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let working = parent.join(format!(".{name}.{purpose}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&working);
+    std::fs::create_dir(&working).with_context(|| format!("creating {}", working.display()))?;
+    onlinebank_core::secret::ensure_private_dir(&working)?;
+    Ok(working)
+}
+
+/// Moves the finished `working` directory to `target` (a missing or empty directory).
+fn put_in_place(working: &Path, target: &Path) -> anyhow::Result<()> {
+    sync_dir(working)?;
+    std::fs::rename(working, target)
+        .with_context(|| format!("moving {} to {}", working.display(), target.display()))?;
+    if let Some(parent) = std::path::absolute(target)?.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Takes a backup of the data dir `dir` into `dest` (a missing or empty directory), pausing
+/// this process's writers of its files for the cut.
+pub async fn take_here(dir: &Path, dest: &Path) -> anyhow::Result<BackupReport> {
+    let started = Instant::now();
+    ensure_empty(dest, "the backup's target")?;
+    let files = database_files(dir);
+    anyhow::ensure!(
+        !files.is_empty(),
+        "{} holds no database of the bank",
+        dir.display()
+    );
+    let cut = take_cut(&files, HOLD).await?;
+    tracing::info!(
+        writers = cut.writers,
+        pause_ms = millis(cut.pause),
+        "backup: cut taken"
+    );
+    copy_cut(cut, dir, dest, started).await
+}
+
+/// Copies the snapshots of `cut` (and the data dir's secret) into `dest` with their manifest.
+async fn copy_cut(
+    cut: Cut,
+    dir: &Path,
+    dest: &Path,
+    started: Instant,
+) -> anyhow::Result<BackupReport> {
+    let cut_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (dir, dest) = (dir.to_path_buf(), dest.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let working = working_dir_beside(&dest, "backup")?;
+        let written = write_backup(&cut, &dir, &working, cut_at).and_then(|manifest| {
+            put_in_place(&working, &dest)?;
+            Ok(manifest)
+        });
+        let manifest = match written {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&working);
+                return Err(error);
+            }
+        };
+        Ok(BackupReport {
+            path: std::path::absolute(&dest)?,
+            bytes: manifest.bytes(),
+            pause_ms: manifest.pause_ms,
+            took_ms: millis(started.elapsed()),
+        })
+    })
+    .await?
+}
+
+/// Writes every file of the backup and its manifest into `working`.
+fn write_backup(cut: &Cut, dir: &Path, working: &Path, cut_at: String) -> anyhow::Result<Manifest> {
+    let mut files = Vec::new();
+    for snapshot in &cut.snapshots {
+        let name = snapshot
+            .file
+            .file_name()
+            .ok_or_else(|| anyhow::anyhow!("{} has no file name", snapshot.file.display()))?;
+        let target = working.join(name);
+        snapshot.copy_to(&target)?;
+        sync_file(&target)?;
+        files.push(FileEntry::of(&target)?);
+    }
+    let secret = dir.join(SECRET);
+    if secret.is_file() {
+        let target = working.join(SECRET);
+        std::fs::copy(&secret, &target).with_context(|| format!("copying {}", secret.display()))?;
+        sync_file(&target)?;
+        files.push(FileEntry::of(&target)?);
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        bank_version: env!("CARGO_PKG_VERSION").to_owned(),
+        bank_commit: option_env!("ONLINEBANK_COMMIT")
+            .unwrap_or("unknown")
+            .to_owned(),
+        cut_at,
+        pause_ms: millis(cut.pause),
+        files,
+    };
+    manifest.write(working)?;
+    Ok(manifest)
+}
+
+/// `onlinebank backup`: asks the processes serving the data dir to take the cut, or takes it
+/// here when none does (see the module docs); prints what it did.
+pub async fn run_backup(args: &BackupArgs) -> anyhow::Result<()> {
+    let live = serving::live(&args.data_dir)?;
+    let report = match live.as_slice() {
+        [] => take_here(&args.data_dir, &args.to).await?,
+        [one] => admin::ask_to_back_up(one, &args.to).await?,
+        several => admin::back_up_with_leases(several, &args.data_dir, &args.to).await?,
+    };
+    println!(
+        "backup of {} written to {} ({} bytes; writes paused {} ms; took {} ms)",
+        args.data_dir.display(),
+        report.path.display(),
+        report.bytes,
+        report.pause_ms,
+        report.took_ms
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+/// `onlinebank restore`: checks the whole backup, then writes it as the data dir `--data-dir`.
+pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<()> {
+    let manifest = restore(&args.from, &args.data_dir)?;
+    println!(
+        "restored the backup of {} ({} files, {} bytes) into {}; start it with: onlinebank up --data-dir {}",
+        manifest.cut_at,
+        manifest.files.len(),
+        manifest.bytes(),
+        args.data_dir.display(),
+        args.data_dir.display()
+    );
+    Ok(())
+}
+
+/// Checks the backup at `from` against its manifest, then writes it as the data dir `new` (a
+/// missing or empty directory): into a working directory beside it, renamed into place once
+/// complete. Nothing is written when anything is wrong.
+pub fn restore(from: &Path, new: &Path) -> anyhow::Result<Manifest> {
+    let manifest = Manifest::read(from)?;
+    ensure_empty(new, "the data dir")?;
+    manifest.verify(from)?;
+    let working = working_dir_beside(new, "restore")?;
+    let written = write_restore(&manifest, from, &working, new).and_then(|()| {
+        put_in_place(&working, new)?;
+        Ok(())
+    });
+    if let Err(error) = written {
+        let _ = std::fs::remove_dir_all(&working);
+        return Err(error);
+    }
+    Ok(manifest)
+}
+
+/// Copies every file of the backup into `working`, checked again as copied, and points the
+/// event log's outbox sources at their files in `new`.
+fn write_restore(
+    manifest: &Manifest,
+    from: &Path,
+    working: &Path,
+    new: &Path,
+) -> anyhow::Result<()> {
+    for expected in &manifest.files {
+        let target = working.join(&expected.name);
+        std::fs::copy(from.join(&expected.name), &target)
+            .with_context(|| format!("copying {}", expected.name))?;
+        anyhow::ensure!(
+            FileEntry::of(&target)? == *expected,
+            "{} changed while it was restored",
+            from.join(&expected.name).display()
+        );
+        sync_file(&target)?;
+    }
+    let log = working.join(EVENT_LOG);
+    if log.is_file() {
+        relocate_outbox_sources(&log, &std::path::absolute(new)?)?;
+        sync_file(&log)?;
+    }
+    Ok(())
+}
+
+/// The event log records where each topic's outbox is (an absolute path, read by consumers in
+/// other processes): in a restored data dir each points at the file of the same name in `new`.
+fn relocate_outbox_sources(log: &Path, new: &Path) -> anyhow::Result<()> {
+    let conn =
+        rusqlite::Connection::open(log).with_context(|| format!("opening {}", log.display()))?;
+    let has_table: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_schema WHERE name = 'outbox_sources'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_table {
+        let sources: Vec<(String, String)> = conn
+            .prepare("SELECT topic, path FROM outbox_sources")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (topic, path) in sources {
+            let Some(name) = Path::new(&path).file_name() else {
+                continue;
+            };
+            let moved = new.join(name).display().to_string();
+            conn.execute(
+                "UPDATE outbox_sources SET path = ?1 WHERE topic = ?2",
+                (&moved, &topic),
+            )?;
+        }
+    }
+    conn.close()
+        .map_err(|(_, error)| error)
+        .with_context(|| format!("closing {}", log.display()))?;
+    Ok(())
+}

@@ -1,0 +1,405 @@
+//! `onlinebank backup` and `onlinebank restore` (issue 24, section 3): a backup taken while
+//! deposits run is one cut (every deposit acknowledged before it began, none sent after it
+//! ended, every store agreeing), the restored bank serves its sessions and idempotency keys, a
+//! stopped data dir backs up too, several `serve` processes give one cut, and a restore refuses
+//! a non-empty target, a damaged file or a missing manifest, writing nothing.
+
+use crate::support::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Customers depositing at once, and accounts each.
+const CLIENTS: usize = 4;
+const ACCOUNTS_EACH: usize = 4;
+/// What each account is opened with.
+const OPENING: i64 = 1_000;
+
+/// One deposit sent, with when it went and how it was answered.
+#[derive(Debug, Clone)]
+struct Sent {
+    account: String,
+    amount: i64,
+    key: String,
+    token: String,
+    body: Value,
+    sent_at: Instant,
+    /// When a completed answer arrived (None: not acknowledged as applied).
+    acked_at: Option<Instant>,
+    reply: (u16, Value),
+}
+
+/// Kills the bank (SIGKILL) and keeps its data dir.
+fn stopped(bank: TestBank) -> tempfile::TempDir {
+    let TestBank { dir, .. } = bank;
+    dir
+}
+
+/// Runs `onlinebank <args>`; returns its exit code, stdout and stderr.
+async fn onlinebank(args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("running onlinebank");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `onlinebank backup --json` of `dir` into `to`: its last line, parsed (the test fails unless
+/// it succeeded).
+async fn backup(dir: &Path, to: &Path) -> Value {
+    let (code, out, err) = onlinebank(&[
+        "backup",
+        "--data-dir",
+        &dir.display().to_string(),
+        "--to",
+        &to.display().to_string(),
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "backup failed: {out}{err}");
+    let last = out.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(last).unwrap_or_else(|_| panic!("last line: {out}"));
+    for field in ["path", "bytes", "pauseMs", "tookMs"] {
+        assert!(!report[field].is_null(), "{field} missing: {report}");
+    }
+    report
+}
+
+/// `onlinebank restore` of `from` into `to`.
+async fn restore(from: &Path, to: &Path) -> (i32, String) {
+    let (code, out, err) = onlinebank(&[
+        "restore",
+        "--from",
+        &from.display().to_string(),
+        "--data-dir",
+        &to.display().to_string(),
+    ])
+    .await;
+    (code, format!("{out}{err}"))
+}
+
+/// Customers with their accounts, opened.
+async fn customers(api: &Api) -> Vec<(Customer, Vec<String>)> {
+    let mut all = Vec::new();
+    for client in 0..CLIENTS {
+        let customer = api.customer(&format!("saver{client}@test")).await;
+        let mut accounts = Vec::new();
+        for index in 0..ACCOUNTS_EACH {
+            let no = format!("{}", 5000 + client * 100 + index);
+            api.open_ok(&customer, &no, OPENING).await;
+            accounts.push(no);
+        }
+        all.push((customer, accounts));
+    }
+    all
+}
+
+/// Deposits from every customer at once, round the customer's accounts, each with its own
+/// Idempotency-Key and an amount no other deposit has, until `stop`.
+fn deposit_until(
+    api: &Api,
+    savers: &[(Customer, Vec<String>)],
+    stop: &Arc<AtomicBool>,
+) -> (Vec<tokio::task::JoinHandle<()>>, Arc<Mutex<Vec<Sent>>>) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let next_amount = Arc::new(AtomicI64::new(1));
+    let mut tasks = Vec::new();
+    for (customer, accounts) in savers.iter().cloned() {
+        let (api, stop, sent, next_amount) =
+            (api.clone(), stop.clone(), sent.clone(), next_amount.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let account = accounts[round % accounts.len()].clone();
+                let amount = next_amount.fetch_add(1, Ordering::SeqCst);
+                let key = format!("{}-{round}", customer.user);
+                let body = money("deposit", &account, amount, &customer.pw);
+                let sent_at = Instant::now();
+                let reply = api
+                    .request_with_key(&customer.token, &key, body.clone())
+                    .await;
+                let acked_at =
+                    (reply.0 == 200 && reply.1["status"] == "completed").then(Instant::now);
+                sent.lock().unwrap().push(Sent {
+                    account,
+                    amount,
+                    key,
+                    token: customer.token.clone(),
+                    body,
+                    sent_at,
+                    acked_at,
+                    reply,
+                });
+            }
+        }));
+    }
+    (tasks, sent)
+}
+
+/// Every deposit amount in the restored account's history (the opening excluded).
+async fn restored_deposits(api: &Api, token: &str, no: &str) -> BTreeSet<i64> {
+    api.all_transactions(token, no)
+        .await
+        .iter()
+        .filter(|item| item["type"] == "deposit")
+        .filter_map(|item| item["amount"].as_i64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_taken_while_deposits_run_restores_every_acknowledged_deposit_and_none_sent_after()
+{
+    let bank = TestBank::start().await;
+    let savers = customers(&bank.api).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tasks, sent) = deposit_until(&bank.api, &savers, &stop);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let target = tempfile::tempdir().unwrap();
+    let dest = target.path().join("cut");
+    let began = Instant::now();
+    let report = backup(bank.data_dir(), &dest).await;
+    let ended = Instant::now();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let sent = sent.lock().unwrap().clone();
+    let acked_before = sent
+        .iter()
+        .filter(|s| s.acked_at.is_some_and(|at| at < began))
+        .count();
+    let after = sent.iter().filter(|s| s.sent_at > ended).count();
+    println!(
+        "backup while depositing: {report}; {} deposits sent, {acked_before} acknowledged before it began, {after} sent after it ended",
+        sent.len()
+    );
+    assert!(
+        acked_before > 0 && after > 0,
+        "deposits ran around the backup"
+    );
+    assert!(dest.join("manifest.json").is_file());
+
+    let new = tempfile::tempdir().unwrap();
+    let (code, said) = restore(&dest, new.path()).await;
+    assert_eq!(code, 0, "restore failed: {said}");
+    let restored = TestBank::start_in(new, &[], &[]).await;
+    let snapshot = restored.ops.drained(SETTLE).await;
+    check_the_cut(&restored.api, &savers, &sent, began, ended, &snapshot).await;
+    replay_after_restore(&restored, &sent, began).await;
+
+    let dir = stopped(restored);
+    let (code, out, err) =
+        onlinebank(&["check", "--data-dir", &dir.path().display().to_string()]).await;
+    assert_eq!(code, 0, "check of the restored data dir: {out}{err}");
+}
+
+/// Per account: every deposit acknowledged before the backup began is there, none sent after
+/// it ended, nothing else; balance == opening + those deposits == the stores' snapshot.
+async fn check_the_cut(
+    api: &Api,
+    savers: &[(Customer, Vec<String>)],
+    sent: &[Sent],
+    began: Instant,
+    ended: Instant,
+    snapshot: &Snapshot,
+) {
+    let mut by_account: BTreeMap<&str, Vec<&Sent>> = BTreeMap::new();
+    for deposit in sent {
+        by_account
+            .entry(&deposit.account)
+            .or_default()
+            .push(deposit);
+    }
+    for (customer, accounts) in savers {
+        for no in accounts {
+            let mine = by_account.remove(no.as_str()).unwrap_or_default();
+            let restored = restored_deposits(api, &customer.token, no).await;
+            for deposit in &mine {
+                let here = restored.contains(&deposit.amount);
+                if deposit.acked_at.is_some_and(|at| at < began) {
+                    assert!(
+                        here,
+                        "{no}: acknowledged before the backup, missing: {deposit:?}"
+                    );
+                }
+                if deposit.sent_at > ended {
+                    assert!(!here, "{no}: sent after the backup, restored: {deposit:?}");
+                }
+            }
+            let known: BTreeSet<i64> = mine.iter().map(|deposit| deposit.amount).collect();
+            assert!(
+                restored.is_subset(&known),
+                "{no}: deposits nobody sent: {restored:?}"
+            );
+            let balance = OPENING + restored.iter().sum::<i64>();
+            let (status, body) = api.balance(&customer.token, no).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(
+                body["balance"].as_i64(),
+                Some(balance),
+                "{no}: balance != history"
+            );
+            assert_eq!(
+                snapshot.accounts[no.as_str()].balance,
+                balance,
+                "{no}: account role"
+            );
+        }
+    }
+}
+
+/// A deposit acknowledged before the cut, re-sent with its Idempotency-Key (and the session
+/// issued before the cut) to the restored bank: the same answer, applied once.
+async fn replay_after_restore(restored: &TestBank, sent: &[Sent], began: Instant) {
+    let first = sent
+        .iter()
+        .find(|s| s.acked_at.is_some_and(|at| at < began))
+        .expect("a deposit acknowledged before the backup");
+    let before = restored.ops.drained(SETTLE).await.accounts[&first.account].balance;
+    let again = restored
+        .request_with_key(&first.token, &first.key, first.body.clone())
+        .await;
+    assert_eq!(
+        again, first.reply,
+        "the replay answers as before the backup"
+    );
+    let after = restored.ops.drained(SETTLE).await.accounts[&first.account].balance;
+    assert_eq!(after, before, "the replay applied nothing");
+}
+
+#[tokio::test]
+async fn a_stopped_data_dir_backs_up_and_restores_and_the_restored_bank_serves_it() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 7_000).await;
+    bank.ops.drained(SETTLE).await;
+    let dir = stopped(bank);
+    let target = tempfile::tempdir().unwrap();
+    let dest = target.path().join("stopped");
+    let report = backup(dir.path(), &dest).await;
+    println!("backup of a stopped data dir: {report}");
+    assert_eq!(report["pauseMs"].as_f64(), Some(0.0), "nothing to pause");
+    let new = tempfile::tempdir().unwrap();
+    let (code, said) = restore(&dest, new.path()).await;
+    assert_eq!(code, 0, "{said}");
+    let restored = TestBank::start_in(new, &[], &[]).await;
+    let (status, body) = restored.balance(&alice.token, "1001").await;
+    assert_eq!(
+        (status, body["balance"].as_i64()),
+        (200, Some(7_000)),
+        "{body}"
+    );
+    let (status, body) = restored.login("alice@test", &alice.pw).await;
+    assert_eq!(status, 200, "the customer logs in: {body}");
+}
+
+#[tokio::test]
+async fn restore_refuses_a_non_empty_target_a_damaged_file_and_a_missing_manifest_writing_nothing()
+{
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 1_000).await;
+    let target = tempfile::tempdir().unwrap();
+    let dest = target.path().join("b");
+    backup(bank.data_dir(), &dest).await;
+    let places = tempfile::tempdir().unwrap();
+
+    let busy = places.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("keep.txt"), "mine").unwrap();
+    let (code, said) = restore(&dest, &busy).await;
+    assert_ne!(code, 0);
+    assert!(said.contains("not empty"), "{said}");
+    assert_eq!(
+        files_under(&busy),
+        vec![busy.join("keep.txt")],
+        "NEW untouched"
+    );
+
+    let (code, said) = onlinebank(&[
+        "backup",
+        "--data-dir",
+        &bank.data_dir().display().to_string(),
+        "--to",
+        &busy.display().to_string(),
+    ])
+    .await
+    .into_parts();
+    assert_ne!(code, 0, "a backup into a non-empty directory is refused");
+    assert!(said.contains("not empty"), "{said}");
+
+    let mut damaged = std::fs::read(dest.join("account.db")).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(dest.join("account.db"), &damaged).unwrap();
+    let fresh = places.path().join("fresh");
+    let (code, said) = restore(&dest, &fresh).await;
+    assert_ne!(code, 0);
+    assert!(
+        said.contains("account.db") && said.contains("damaged"),
+        "{said}"
+    );
+    assert!(!fresh.exists(), "nothing written for a damaged backup");
+
+    std::fs::remove_file(dest.join("manifest.json")).unwrap();
+    let (code, said) = restore(&dest, &fresh).await;
+    assert_ne!(code, 0);
+    assert!(said.contains("manifest"), "{said}");
+    assert!(!fresh.exists(), "nothing written without a manifest");
+    assert_eq!(
+        std::fs::read_dir(places.path()).unwrap().count(),
+        1,
+        "no working directory left beside the targets"
+    );
+}
+
+/// Exit code and everything a command printed.
+trait IntoParts {
+    fn into_parts(self) -> (i32, String);
+}
+
+impl IntoParts for (i32, String, String) {
+    fn into_parts(self) -> (i32, String) {
+        (self.0, format!("{}{}", self.1, self.2))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_serve_processes_on_one_data_dir_give_one_cut() {
+    let cluster = Cluster::start().await;
+    let savers = customers(&cluster.api).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tasks, sent) = deposit_until(&cluster.api, &savers, &stop);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let target = tempfile::tempdir().unwrap();
+    let dest = target.path().join("cluster");
+    let began = Instant::now();
+    let report = backup(cluster.data_dir(), &dest).await;
+    let ended = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    println!("backup of six serve processes: {report}");
+    let sent = sent.lock().unwrap().clone();
+    let new = tempfile::tempdir().unwrap();
+    let (code, said) = restore(&dest, new.path()).await;
+    assert_eq!(code, 0, "{said}");
+    let restored = TestBank::start_in(new, &[], &[]).await;
+    let snapshot = restored.ops.drained(SETTLE).await;
+    check_the_cut(&restored.api, &savers, &sent, began, ended, &snapshot).await;
+}
