@@ -39,6 +39,30 @@ pub enum Command {
     Probe(ProbeArgs),
     /// The customer's bank from a terminal: sign up, log in, accounts, deposit, withdraw, ...
     Client(ClientArgs),
+    /// Check a stopped bank's data directory, read-only: every database's integrity, then
+    /// balances, pending requests and consumer positions across the stores
+    Check(CheckArgs),
+}
+
+/// `onlinebank check`: see `src/check/`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Run it on a stopped bank (killed or not), a copy of its data directory or a \
+restored backup: it reads the files as they are, WAL included, and writes nothing. Exit codes: 0 \
+every check holds (also for a directory without any database of the bank: nothing to check); 1 a \
+check fails; 2 usage error (the directory does not exist)."
+)]
+pub struct CheckArgs {
+    /// The data directory to check
+    #[arg(long, env = "ONLINEBANK_DATA_DIR", default_value = "onlinebank-data")]
+    pub data_dir: PathBuf,
+    /// The bank's step-up timeout: a request PENDING longer than it, plus the 7 s its sweeper
+    /// takes to compensate it, fails the check
+    #[arg(long, env = "ONLINEBANK_STEP_UP_TIMEOUT_MS", default_value_t = defaults::STEP_UP_TIMEOUT_MS)]
+    pub step_up_timeout_ms: u64,
+    /// Print one JSON document instead of text
+    #[arg(long, env = "ONLINEBANK_JSON")]
+    pub json: bool,
 }
 
 /// `onlinebank client`: the public API from a terminal.

@@ -5,10 +5,12 @@
 //! - `onlinebank serve <role>`: one role per process, configured by flags or `ONLINEBANK_*` env;
 //! - `onlinebank bench`: a load generator that checks its own results;
 //! - `onlinebank backup` / `restore`: one consistent cut of an embedded data dir, and back;
-//! - `onlinebank client`: the customer's bank from a terminal.
+//! - `onlinebank client`: the customer's bank from a terminal;
+//! - `onlinebank check`: an offline, read-only check of a stopped bank's data directory.
 
 mod backup;
 mod bench;
+mod check;
 mod cli;
 mod client;
 mod run;
@@ -55,6 +57,9 @@ async fn main() -> ExitCode {
     if let cli::Command::Client(args) = cli.command {
         return client::run(args).await;
     }
+    if let cli::Command::Check(args) = &cli.command {
+        return check::run(args);
+    }
     onlinebank_core::server::raise_open_files_limit();
     onlinebank_core::secret::private_umask();
     let outcome = match cli.command {
@@ -64,7 +69,7 @@ async fn main() -> ExitCode {
         cli::Command::Backup(args) => backup::run_backup(&args).await,
         cli::Command::Restore(args) => backup::run_restore(&args),
         cli::Command::Probe(args) => probe(&args).await,
-        cli::Command::Client(_) => Ok(()),
+        cli::Command::Client(_) | cli::Command::Check(_) => Ok(()),
         cli::Command::Settings(args) => {
             let settings = settings_doc::all();
             print!(

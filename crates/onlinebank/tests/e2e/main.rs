@@ -33,6 +33,7 @@ mod authorization;
 mod backup;
 mod bad_input;
 mod bounds;
+mod check;
 mod client;
 mod cluster;
 mod concurrency;
