@@ -50,7 +50,7 @@ pub enum Command {
     after_help = "Run it on a stopped bank (killed or not), a copy of its data directory or a \
 restored backup: it reads the files as they are, WAL included, and writes nothing. Exit codes: 0 \
 every check holds (also for a directory without any database of the bank: nothing to check); 1 a \
-check fails; 2 usage error (the directory does not exist)."
+check fails; 2 usage error (the directory does not exist, or a process serves it right now)."
 )]
 pub struct CheckArgs {
     /// The data directory to check

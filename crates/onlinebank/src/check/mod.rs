@@ -10,7 +10,7 @@
 //!
 //! Nothing in the directory is written or created, not even SQLite's side files (`open.rs`).
 //! Exit codes: 0 every check holds (or the directory holds no database: nothing to check),
-//! 1 a check fails, 2 usage (the directory does not exist).
+//! 1 a check fails, 2 usage (the directory does not exist, or a bank serves it right now).
 
 mod open;
 mod read;
@@ -54,6 +54,16 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let serving = serving_pids(&args.data_dir);
+    if !serving.is_empty() {
+        eprintln!(
+            "onlinebank check: {} is served right now (process {}): check a stopped bank, or a \
+             backup of this one (onlinebank backup)",
+            args.data_dir.display(),
+            serving.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let wait = Duration::from_millis(args.step_up_timeout_ms) + SWEEP_GRACE + SWEEP_ROUND;
     let report = check_dir(&args.data_dir, wait);
     if args.json {
@@ -72,6 +82,31 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The processes serving `dir` now: every `up` and `serve` process holds a lock on its record
+/// `DIR/serving/<pid>.json` while it runs (see `backup/serving.rs`). A record whose lock can be
+/// taken is stale, and is left as it is: the check removes nothing.
+fn serving_pids(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("serving")) else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let locked = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared);
+        if locked.is_err() {
+            let stem = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned());
+            pids.push(stem.unwrap_or_default());
+        }
+    }
+    pids.sort();
+    pids
 }
 
 /// The databases that could be opened, by file name.

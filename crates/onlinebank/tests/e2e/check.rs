@@ -15,6 +15,7 @@ const CHANGES: i64 = 9;
 struct Checked {
     code: i32,
     stdout: String,
+    stderr: String,
 }
 
 impl Checked {
@@ -38,6 +39,7 @@ fn check(dir: &Path, extra: &[&str]) -> Checked {
     Checked {
         code: output.status.code().expect("an exit code"),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -287,6 +289,11 @@ fn a_directory_that_is_not_there_is_a_usage_error_and_an_empty_one_has_nothing_t
     let empty = tempfile::tempdir().unwrap();
     let checked = check(&empty.path().join("nowhere"), &[]);
     assert_eq!(checked.code, 2, "{}", checked.stdout);
+    assert!(
+        checked.stderr.contains("is not a directory"),
+        "{}",
+        checked.stderr
+    );
     let checked = check(empty.path(), &[]);
     assert_eq!(checked.code, 0, "{}", checked.stdout);
     assert!(
@@ -295,4 +302,17 @@ fn a_directory_that_is_not_there_is_a_usage_error_and_an_empty_one_has_nothing_t
         checked.stdout
     );
     assert!(snapshot(empty.path()).is_empty(), "check made files");
+}
+
+#[tokio::test]
+async fn a_bank_that_serves_the_directory_is_not_checked() {
+    let bank = TestBank::start().await;
+    let checked = check(bank.data_dir(), &[]);
+    assert_eq!(checked.code, 2, "{}", checked.stdout);
+    assert!(
+        checked.stderr.contains("is served right now"),
+        "{}",
+        checked.stderr
+    );
+    assert!(checked.stdout.is_empty(), "{}", checked.stdout);
 }
