@@ -50,6 +50,9 @@ pub struct EmbeddedLog {
     sources: Arc<Mutex<HashMap<String, Db>>>,
     /// The outboxes this process serves (its publishers'): their retention is its job.
     served: Arc<Mutex<Vec<(String, Db)>>>,
+    /// The log's folder (the data dir): an outbox file inside it is recorded by its name, so
+    /// that a data dir moved or restored elsewhere still finds its own outboxes.
+    dir: Arc<Path>,
 }
 
 /// Events deleted per transaction by [`EmbeddedLog::purge`].
@@ -95,13 +98,58 @@ impl EmbeddedLog {
         })
         .await
         .map_err(|error| anyhow::anyhow!("creating the event log: {error}"))?;
-        Ok(Self {
+        let dir = std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))?;
+        let log = Self {
             db,
             appended: Arc::default(),
             poll_max: POLL_INTERVAL,
             sources: Arc::default(),
             served: Arc::default(),
-        })
+            dir: dir.into(),
+        };
+        log.relocate_sources().await?;
+        Ok(log)
+    }
+
+    /// Records of outbox files by absolute path (as releases before 0.2 kept them) that point
+    /// into another folder while a file of that name is in this one: the data dir was moved or
+    /// restored here, and its outboxes are these files, never the old folder's.
+    async fn relocate_sources(&self) -> anyhow::Result<()> {
+        let rows: Vec<(String, String)> = self
+            .db
+            .read()
+            .await?
+            .fetch_all("SELECT topic, path FROM outbox_sources", &[])
+            .await?;
+        for (topic, path) in rows {
+            let recorded = Path::new(&path);
+            let Some(name) = recorded.file_name() else {
+                continue;
+            };
+            if !recorded.is_absolute() || !self.dir.join(name).exists() {
+                continue;
+            }
+            let name = name.to_string_lossy().into_owned();
+            if recorded.parent() != Some(&*self.dir) {
+                tracing::warn!(%topic, was = %path, now = %name, "outbox source relocated into this data dir");
+            }
+            self.per_topic(
+                "UPDATE outbox_sources SET path = $2 WHERE topic = $1",
+                &[topic.as_str()],
+                name,
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("relocating the outbox source: {error}"))?;
+        }
+        Ok(())
+    }
+
+    /// How an outbox file is recorded: by its name when it is in the log's folder.
+    fn recorded_path(&self, file: &Path) -> String {
+        match file.strip_prefix(&*self.dir) {
+            Ok(inside) => inside.display().to_string(),
+            Err(_) => file.display().to_string(),
+        }
     }
 
     /// For a log no other process appends to (`onlinebank up`): consumers rely on the
@@ -153,11 +201,10 @@ impl EmbeddedLog {
     /// nothing is copied, and this process deletes them once every group reading the topic
     /// has passed them and they are older than the retention window (see [`Self::purge`]).
     pub async fn serve_outbox(&self, topics: &[&str], db: &Db) -> anyhow::Result<()> {
-        let path = db
+        let file = db
             .sqlite_file()
-            .ok_or_else(|| anyhow::anyhow!("only a SQLite outbox can serve as the log"))?
-            .display()
-            .to_string();
+            .ok_or_else(|| anyhow::anyhow!("only a SQLite outbox can serve as the log"))?;
+        let path = self.recorded_path(&file);
         self.per_topic(
             "INSERT INTO outbox_sources (topic, path) VALUES ($1, $2)
              ON CONFLICT (topic) DO UPDATE SET path = excluded.path",
@@ -197,9 +244,11 @@ impl EmbeddedLog {
                         )
                         .await?;
                     // A file that is not there (yet) is not opened, which would create it.
-                    let Some(path) = path.filter(|path| Path::new(path).exists()) else {
+                    let path = path.map(|path| self.dir.join(path));
+                    let Some(path) = path.filter(|path| path.exists()) else {
                         return Ok(None);
                     };
+                    let path = path.display().to_string();
                     let db = Db::open(&path, "outbox").await?;
                     lock(&self.sources)
                         .entry(topic.clone())

@@ -23,9 +23,14 @@ pub fn migrations() -> Migrations {
     Migrations::new(SQLITE, POSTGRES)
 }
 
-/// Applies a role's migrations and the bus's with them (the bus's are numbered from 1001).
+/// A role's migrations and the bus's with them (the bus's are numbered from 1001).
+pub fn with_bus(role: &Migrations) -> anyhow::Result<Migrations> {
+    role.joined(&migrations())
+}
+
+/// Applies a role's migrations and the bus's with them.
 pub async fn migrate(db: &Db, role: &Migrations) -> anyhow::Result<()> {
-    db.migrate(&role.joined(&migrations())?).await
+    db.migrate(&with_bus(role)?).await
 }
 
 /// The bus's tables alone (for the bus's own tests).

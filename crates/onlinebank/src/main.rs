@@ -14,6 +14,7 @@ mod check;
 mod cli;
 mod client;
 mod run;
+mod schemas;
 mod settings_doc;
 
 use clap::Parser;

@@ -329,6 +329,25 @@ async fn apply(conn: &mut Conn, migration: &Migration) -> Result<(), Error> {
     Ok(())
 }
 
+/// Before a process changes anything: whether the SQLite database at `path` (if it exists)
+/// has a schema this binary can run on, read through a read-only connection. A process checks
+/// every database it will open first, so that a refusal leaves the whole data dir untouched.
+pub async fn check_sqlite_file(path: &std::path::Path, known: &[Migration]) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = rusqlite::Connection::open_with_flags(path, flags)
+        .map_err(|error| anyhow::anyhow!("opening {}: {error}", path.display()))?;
+    let mut conn = Conn::sqlite(Box::new(opened));
+    let records = applied(&mut conn)
+        .await
+        .map_err(|error| anyhow::anyhow!("reading {}'s migrations: {error}", path.display()))?;
+    plan(&records, known).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,4 +55,5 @@ mod secrets;
 mod sessions;
 mod storage;
 mod tls;
+mod upgrade;
 mod web;
