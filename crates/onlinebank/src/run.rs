@@ -166,21 +166,6 @@ impl Process {
         tracing::info!(%address, "admin listener started");
         Ok(address)
     }
-
-    /// Embedded mode: records in the data dir that this process serves it, and where its admin
-    /// listener is (for `onlinebank backup`); the record goes when the process ends.
-    fn record_serving(
-        &self,
-        admin: std::net::SocketAddr,
-        roles: &[Role],
-    ) -> anyhow::Result<Option<crate::backup::serving::ServingRecord>> {
-        if self.ctx.settings.database.is_some() {
-            return Ok(None);
-        }
-        let roles = roles.iter().map(|role| role.as_str().to_owned()).collect();
-        crate::backup::serving::ServingRecord::write(&self.ctx.settings.data_dir, admin, roles)
-            .map(Some)
-    }
 }
 
 /// Builds `role` and serves it on `listener` in the background.
@@ -369,6 +354,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = args.common.settings()?;
     settings.database = args.database.clone();
     args.peers.apply(&mut settings);
+    // Before any database opens: `onlinebank backup` must know this process may write.
+    let mut serving = crate::backup::serving::announce(&settings, &[args.role])?;
     crate::schemas::check_before_start(&settings, &[args.role]).await?;
     let listener = bind(&args.listen).await?;
     let bus = Bus::open(settings.bus.as_deref(), &settings.data_dir).await?;
@@ -378,7 +365,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = process
         .start_admin(&args.common.admin_listen, about)
         .await?;
-    let _serving = process.record_serving(admin, &[args.role])?;
+    if let Some(serving) = &mut serving {
+        serving.serving_at(admin)?;
+    }
     process.readiness.set(true);
     run_until_signal(process).await
 }
@@ -394,6 +383,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         );
         settings.database = Some(url.clone());
     }
+    // Before any database opens: `onlinebank backup` must know this process may write.
+    let mut serving = crate::backup::serving::announce(&settings, &Role::ALL)?;
     crate::schemas::check_before_start(&settings, &Role::ALL).await?;
     // Bind every listener first, so each role knows its peers' real addresses.
     let mut listeners = Vec::new();
@@ -427,7 +418,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let admin = process
         .start_admin(&args.common.admin_listen, about)
         .await?;
-    let _serving = process.record_serving(admin, &Role::ALL)?;
+    if let Some(serving) = &mut serving {
+        serving.serving_at(admin)?;
+    }
     process.readiness.set(true);
     println!("onlinebank ready at {gateway_url}");
     run_until_signal(process).await

@@ -78,7 +78,7 @@ async fn back_up(State(state): State<BackupState>, Json(order): Json<BackupOrder
         let error = anyhow::anyhow!("the backup's target must be an absolute path");
         return refused(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, &error);
     }
-    match take_here(&state.data_dir, &order.to).await {
+    match take_here(&state.data_dir, &order.to, &[std::process::id()]).await {
         Ok(report) => {
             tracing::info!(to = %report.path.display(), bytes = report.bytes, pause_ms = report.pause_ms, "backup written");
             Json(report).into_response()
@@ -122,6 +122,14 @@ async fn resume(State(state): State<BackupState>) -> Response {
     Json(serde_json::json!({ "pausedMs": paused_ms })).into_response()
 }
 
+/// Where a serving process's admin listener is (it has one once it has started).
+fn admin_url(serving: &Serving) -> anyhow::Result<&str> {
+    serving
+        .admin_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("process {} has no admin listener yet", serving.pid))
+}
+
 /// An HTTP client for the admin listeners.
 fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().timeout(timeout).build()?)
@@ -148,7 +156,7 @@ async fn answer<T: serde::de::DeserializeOwned>(
 /// Asks the one process serving the data dir to take the backup into `to`.
 pub async fn ask_to_back_up(serving: &Serving, to: &Path) -> anyhow::Result<BackupReport> {
     let to = std::path::absolute(to)?;
-    let url = format!("{}/backup", serving.admin_url);
+    let url = format!("{}/backup", admin_url(serving)?);
     let response = client(Duration::from_secs(3600))?
         .post(&url)
         .json(&BackupOrder { to })
@@ -170,7 +178,7 @@ pub async fn back_up_with_leases(
     let files = database_files(data_dir);
     let client = client(HOLD)?;
     for attempt in 1..=LEASE_ATTEMPTS {
-        let cut = cut_with_leases(&client, several, &files).await?;
+        let cut = cut_with_leases(&client, several, data_dir, &files).await?;
         if cut.pause <= MAX_PAUSE {
             return super::copy_cut(cut, data_dir, to, started).await;
         }
@@ -198,6 +206,7 @@ const LEASE_ATTEMPTS: u32 = 10;
 async fn cut_with_leases(
     client: &reqwest::Client,
     several: &[Serving],
+    data_dir: &Path,
     files: &[PathBuf],
 ) -> anyhow::Result<Cut> {
     // The snapshots' connections open before the pauses: under them, each only begins.
@@ -215,6 +224,8 @@ async fn cut_with_leases(
     let pause = pause_started.elapsed();
     paused?;
     begun?;
+    let pids: Vec<u32> = several.iter().map(|serving| serving.pid).collect();
+    super::serving::ensure_only(data_dir, &pids)?;
     Ok(Cut {
         snapshots,
         pause,
@@ -225,7 +236,7 @@ async fn cut_with_leases(
 /// Pauses every process's writers, all at once.
 async fn pause_each(client: &reqwest::Client, several: &[Serving]) -> anyhow::Result<()> {
     let pauses = several.iter().map(|serving| async move {
-        let url = format!("{}/backup/pause", serving.admin_url);
+        let url = format!("{}/backup/pause", admin_url(serving)?);
         let response = client
             .post(&url)
             .json(&PauseLease {
@@ -245,7 +256,10 @@ async fn pause_each(client: &reqwest::Client, several: &[Serving]) -> anyhow::Re
 /// its lease's end).
 async fn resume_each(client: &reqwest::Client, several: &[Serving]) {
     let resumes = several.iter().map(|serving| async move {
-        let url = format!("{}/backup/resume", serving.admin_url);
+        let Ok(base) = admin_url(serving) else {
+            return;
+        };
+        let url = format!("{base}/backup/resume");
         if let Err(error) = client.post(&url).send().await {
             tracing::warn!(%url, %error, "resuming the writers failed; they resume at the lease's end");
         }

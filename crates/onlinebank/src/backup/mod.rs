@@ -103,8 +103,9 @@ fn put_in_place(working: &Path, target: &Path) -> anyhow::Result<()> {
 }
 
 /// Takes a backup of the data dir `dir` into `dest` (a missing or empty directory), pausing
-/// this process's writers of its files for the cut.
-pub async fn take_here(dir: &Path, dest: &Path) -> anyhow::Result<BackupReport> {
+/// this process's writers of its files for the cut; `serving` are the processes expected to
+/// serve the data dir (this one, or none): the cut is given up if another one does.
+pub async fn take_here(dir: &Path, dest: &Path, serving: &[u32]) -> anyhow::Result<BackupReport> {
     let started = Instant::now();
     ensure_empty(dest, "the backup's target")?;
     let files = database_files(dir);
@@ -114,6 +115,7 @@ pub async fn take_here(dir: &Path, dest: &Path) -> anyhow::Result<BackupReport> 
         dir.display()
     );
     let cut = take_cut(&files, HOLD).await?;
+    serving::ensure_only(dir, serving)?;
     tracing::info!(
         writers = cut.writers,
         pause_ms = millis(cut.pause),
@@ -191,11 +193,16 @@ fn write_backup(cut: &Cut, dir: &Path, working: &Path, cut_at: String) -> anyhow
 /// `onlinebank backup`: asks the processes serving the data dir to take the cut, or takes it
 /// here when none does (see the module docs); prints what it did.
 pub async fn run_backup(args: &BackupArgs) -> anyhow::Result<()> {
-    let live = serving::live(&args.data_dir)?;
-    let report = match live.as_slice() {
-        [] => take_here(&args.data_dir, &args.to).await?,
-        [one] => admin::ask_to_back_up(one, &args.to).await?,
-        several => admin::back_up_with_leases(several, &args.data_dir, &args.to).await?,
+    let mut attempt = 1;
+    let report = loop {
+        match back_up_once(&args.data_dir, &args.to).await {
+            Err(error) if attempt < ATTEMPTS && is_worth_retrying(&error) => {
+                tracing::info!(attempt, error = %format!("{error:#}"), "backup: trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                attempt += 1;
+            }
+            outcome => break outcome?,
+        }
     };
     println!(
         "backup of {} written to {} ({} bytes; writes paused {} ms; took {} ms)",
@@ -209,6 +216,36 @@ pub async fn run_backup(args: &BackupArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
+}
+
+/// How many times `onlinebank backup` tries when processes start or stop under it.
+const ATTEMPTS: u32 = 5;
+
+/// A process started (or is starting) on the data dir under the backup: another try may meet
+/// a steady set of processes.
+fn is_worth_retrying(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains(serving::OTHERS_STARTED) || text.contains(STARTING)
+}
+
+/// What a backup says while a process is starting on the data dir.
+const STARTING: &str = "is starting on the data dir";
+
+/// One backup attempt, by whoever must take the cut (see the module docs).
+async fn back_up_once(dir: &Path, to: &Path) -> anyhow::Result<BackupReport> {
+    let live = serving::live(dir)?;
+    if let Some(starting) = live.iter().find(|serving| serving.admin_url.is_none()) {
+        anyhow::bail!(
+            "process {} {STARTING} {}: back it up once it serves",
+            starting.pid,
+            dir.display()
+        );
+    }
+    match live.as_slice() {
+        [] => take_here(dir, to, &[]).await,
+        [one] => admin::ask_to_back_up(one, to).await,
+        several => admin::back_up_with_leases(several, dir, to).await,
+    }
 }
 
 /// `onlinebank restore`: checks the whole backup, then writes it as the data dir `--data-dir`.
@@ -287,7 +324,11 @@ fn relocate_outbox_sources(log: &Path, new: &Path) -> anyhow::Result<()> {
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?;
         for (topic, path) in sources {
-            let Some(name) = Path::new(&path).file_name() else {
+            // A bare file name is already read in the log's own folder.
+            let Some(name) = Some(Path::new(&path))
+                .filter(|path| path.is_absolute())
+                .and_then(Path::file_name)
+            else {
                 continue;
             };
             let moved = new.join(name).display().to_string();
