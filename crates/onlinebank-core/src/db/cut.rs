@@ -162,15 +162,18 @@ async fn try_pause(
     for sent in sends {
         anyhow::ensure!(sent, "a database writer stopped during the backup");
     }
+    // The acknowledgements as they come: the first one starts the clock for the others.
+    let mut acks: futures::stream::FuturesUnordered<_> = acks.into_iter().collect();
     let mut first: Option<Instant> = None;
-    for ack in acks {
+    loop {
         let deadline = match first {
             Some(at) => (at + MAX_SPREAD).saturating_duration_since(Instant::now()),
             None => REACH_TIMEOUT,
         };
-        match tokio::time::timeout(deadline, ack).await {
-            Ok(Ok(at)) => first = Some(first.map_or(at, |first| first.min(at))),
-            Ok(Err(_)) => anyhow::bail!("a database writer stopped during the backup"),
+        match tokio::time::timeout(deadline, futures::StreamExt::next(&mut acks)).await {
+            Ok(Some(Ok(at))) => first = Some(first.map_or(at, |first| first.min(at))),
+            Ok(Some(Err(_))) => anyhow::bail!("a database writer stopped during the backup"),
+            Ok(None) => break,
             Err(_) => return Ok(None),
         }
     }
