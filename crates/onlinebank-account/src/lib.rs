@@ -17,6 +17,7 @@ use axum::{middleware, Json, Router};
 use domain::Account;
 use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::projection::{self, Projection};
+use onlinebank_bus::quiet::RoleQuiet;
 use onlinebank_bus::Bus;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::{
@@ -43,6 +44,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 
     let relay = Relay::new("account", &[TOPIC_ACCOUNTS], db.clone(), bus.clone());
     ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
+    let quiet = RoleQuiet::consumer(bus, "account", &[TOPIC_REQUESTS]).publishing(&relay);
     ctx.tasks.spawn(projection::run(
         bus.clone(),
         "account",
@@ -62,10 +64,14 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         router: Router::new()
             .route("/internal/v1/accounts", get(list_accounts))
             .route_layer(middleware::from_fn_with_state(
-                internal_token,
+                internal_token.clone(),
                 require_internal,
             ))
-            .with_state(db.clone()),
+            .with_state(db.clone())
+            .merge(onlinebank_core::quiet::router(
+                quiet.probe(),
+                internal_token,
+            )),
     })
 }
 

@@ -11,6 +11,8 @@
 //! - [`consumer`]: the loop that feeds batches of events to a handler and commits its position
 //!   only after the handler's transaction has committed.
 //! - [`retention`]: inbox rows and log events past the retention window are deleted.
+//! - [`quiet`]: a role's unsent events and consumer lag, for a quiesced backup's
+//!   `GET /internal/quiet`.
 //! - [`schema`]: the outbox and inbox tables, as migrations applied with each role's own.
 
 pub mod consumer;
@@ -19,6 +21,7 @@ pub mod inbox;
 pub mod kafka;
 pub mod outbox;
 pub mod projection;
+pub mod quiet;
 pub mod retention;
 pub mod schema;
 

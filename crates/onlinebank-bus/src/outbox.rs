@@ -293,6 +293,29 @@ impl Relay {
         Ok(())
     }
 
+    /// Events committed to the outbox and not yet on the bus: on PostgreSQL every row (shipped
+    /// rows go in the shipping transaction), on SQLite the rows past what this relay shipped
+    /// (shipped rows are deleted later); none when the embedded log serves the outbox itself.
+    pub async fn unsent(&self) -> anyhow::Result<i64> {
+        if self.served_by().is_some() {
+            return Ok(0);
+        }
+        let shipped = match self.db.engine {
+            Engine::Sqlite => self.shipped.load(Ordering::SeqCst),
+            Engine::Postgres => 0,
+        };
+        let unsent: Option<i64> = self
+            .db
+            .read()
+            .await?
+            .scalar(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox WHERE seq > $1",
+                args![shipped],
+            )
+            .await?;
+        Ok(unsent.unwrap_or(0))
+    }
+
     /// Ships until the outbox is empty.
     pub async fn flush(&self) -> anyhow::Result<()> {
         while self.ship_batch().await? > 0 {}

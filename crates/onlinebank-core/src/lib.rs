@@ -17,6 +17,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod money;
 pub mod peer;
+pub mod quiet;
 pub mod reason;
 pub mod role;
 pub mod secret;

@@ -9,6 +9,7 @@ mod admission;
 mod legacy;
 mod page;
 mod proxy;
+mod quiesce;
 mod revocations;
 
 use axum::body::Body;
@@ -21,6 +22,7 @@ use onlinebank_core::http::{bearer_token, shed};
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use proxy::Upstreams;
+pub use quiesce::Quiesce;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -44,6 +46,8 @@ pub(crate) struct GatewayState {
     internal_token: Arc<str>,
     /// The web page in each language, and its script and style.
     pages: Arc<page::Pages>,
+    /// The pause of new writes for a quiesced backup (see [`quiesce`]).
+    quiesce: Quiesce,
 }
 
 /// Which of the gateway's shedding semaphores a call takes.
@@ -60,10 +64,11 @@ impl GatewayState {
             Slots::Write => &self.write_slots,
             Slots::Read => &self.read_slots,
         };
-        semaphore.clone().try_acquire_owned().map_err(|_| {
+        let slot = semaphore.clone().try_acquire_owned().map_err(|_| {
             metrics::counter!("shed_total", "role" => "gateway").increment(1);
             ApiError::busy()
-        })
+        })?;
+        self.quiesce.admit(slots, slot)
     }
 }
 
@@ -78,7 +83,12 @@ fn public(
     ))
 }
 
-pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RoleParts> {
+/// Builds the gateway; `quiesce` is its write pause, which the process's admin listener also
+/// serves (`POST /quiesce`, `POST /resume`).
+pub async fn build(
+    ctx: &RoleContext,
+    quiesce: &Quiesce,
+) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = &ctx.settings;
     for role in [Role::Request, Role::Auth, Role::Mypage] {
         settings.peers.first(role)?;
@@ -93,6 +103,13 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     ));
     ctx.tasks
         .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
+    let write_slots = Arc::new(Semaphore::new(settings.max_in_flight_writes));
+    quiesce.arm(
+        peers.clone(),
+        settings.internal_token(),
+        write_slots.clone(),
+        settings.max_in_flight_writes,
+    );
     let upstreams = Arc::new(Upstreams::new(peers, timeout));
     let revocations = Arc::new(revocations::Revocations::default());
     ctx.tasks.spawn(revocations.clone().follow(
@@ -108,7 +125,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
     let state = GatewayState {
         upstreams,
         token_key: settings.token_key(),
-        write_slots: Arc::new(Semaphore::new(settings.max_in_flight_writes)),
+        write_slots,
         read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
         admission: admission.clone(),
         public_url: settings
@@ -120,6 +137,7 @@ pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RolePar
         revocations,
         internal_token: settings.internal_token().into(),
         pages: Arc::new(page::Pages::new()?),
+        quiesce: quiesce.clone(),
     };
     let reads = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(

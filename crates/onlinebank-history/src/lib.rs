@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use onlinebank_bus::projection::{self, Projection};
+use onlinebank_bus::quiet::RoleQuiet;
 use onlinebank_bus::Bus;
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
@@ -44,10 +45,14 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
             .route("/internal/v1/ledger", get(ledger_sums))
             .route("/internal/v1/ledger/{account_no}", get(ledger_entries))
             .route_layer(middleware::from_fn_with_state(
-                internal_token,
+                internal_token.clone(),
                 require_internal,
             ))
-            .with_state(db.clone()),
+            .with_state(db.clone())
+            .merge(onlinebank_core::quiet::router(
+                RoleQuiet::consumer(bus, "history", &[TOPIC_ACCOUNTS]).probe(),
+                internal_token,
+            )),
     })
 }
 

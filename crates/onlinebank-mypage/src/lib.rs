@@ -54,7 +54,11 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
             state,
             settings.internal_token().into(),
             settings.max_in_flight_reads,
-        ),
+        )
+        .merge(onlinebank_core::quiet::router(
+            onlinebank_bus::quiet::RoleQuiet::consumer(bus, "mypage", &[TOPIC_ACCOUNTS]).probe(),
+            settings.internal_token().into(),
+        )),
         db: Some(db),
     })
 }

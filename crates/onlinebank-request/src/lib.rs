@@ -83,9 +83,32 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         settings: settings.clone(),
     };
     outcomes::start(ctx, bus, &state);
+    let quiet = quiet_probe(bus, &state);
     Ok(onlinebank_core::RoleParts {
-        router: api::router(state, settings.internal_token().into()),
+        router: api::router(state, settings.internal_token().into()).merge(
+            onlinebank_core::quiet::router(quiet, settings.internal_token().into()),
+        ),
         db: Some(db),
+    })
+}
+
+/// `GET /internal/quiet`: the outbox's unsent events, the outcome consumer's lag, and every
+/// request not yet COMPLETED (a compensated request is deleted, so it counts no more).
+fn quiet_probe(bus: &Bus, state: &RequestState) -> onlinebank_core::quiet::QuietProbe {
+    let role = onlinebank_bus::quiet::RoleQuiet::consumer(
+        bus,
+        "request",
+        &[onlinebank_core::event::TOPIC_ACCOUNTS],
+    )
+    .publishing(&state.relay);
+    let db = state.db.clone();
+    Arc::new(move || {
+        let (role, db) = (role.clone(), db.clone());
+        Box::pin(async move {
+            let mut quiet = role.measure().await?;
+            quiet.pending_requests = store::count_unfinished(&db).await?;
+            Ok(quiet)
+        })
     })
 }
 

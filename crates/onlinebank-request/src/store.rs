@@ -259,6 +259,19 @@ pub async fn unfinished(db: &Db) -> Result<Vec<RequestRow>, Error> {
         .await
 }
 
+/// How many requests are not COMPLETED yet (PENDING or AUTHORIZED).
+pub async fn count_unfinished(db: &Db) -> Result<i64, Error> {
+    let count: Option<i64> = db
+        .read()
+        .await?
+        .scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM requests WHERE status != $1",
+            args![RequestStatus::Completed.as_str()],
+        )
+        .await?;
+    Ok(count.unwrap_or(0))
+}
+
 /// PENDING requests created before `cutoff`: their step-up can no longer count.
 pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<Uuid>, Error> {
     let rows: Vec<(String,)> = db

@@ -37,9 +37,14 @@ use tower::util::ServiceExt;
 /// How long shutdown waits for in-flight work.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn build_role(role: Role, ctx: &RoleContext, bus: &Bus) -> anyhow::Result<RoleParts> {
+async fn build_role(
+    role: Role,
+    ctx: &RoleContext,
+    bus: &Bus,
+    quiesce: &onlinebank_gateway::Quiesce,
+) -> anyhow::Result<RoleParts> {
     let router = match role {
-        Role::Gateway => onlinebank_gateway::build(ctx).await,
+        Role::Gateway => onlinebank_gateway::build(ctx, quiesce).await,
         Role::Request => onlinebank_request::build(ctx, bus).await,
         Role::Auth => onlinebank_auth::build(ctx).await,
         Role::Account => onlinebank_account::build(ctx, bus).await,
@@ -66,6 +71,8 @@ struct Process {
     admin_connections: Arc<Connections>,
     /// Each started role's own readiness check, for the admin listener's `/health/ready`.
     checks: Arc<std::sync::Mutex<Vec<ReadyCheck>>>,
+    /// The gateway's write pause, if it runs here: the admin listener's `/quiesce`, `/resume`.
+    quiesce: onlinebank_gateway::Quiesce,
 }
 
 impl Process {
@@ -87,6 +94,7 @@ impl Process {
             connections,
             admin_connections,
             checks: Default::default(),
+            quiesce: Default::default(),
         }
     }
 
@@ -159,6 +167,11 @@ impl Process {
                 self.ctx.settings.data_dir.clone(),
             )),
             Some(_) => router,
+        };
+        // A gateway here: pause writes for a quiesced backup (see onlinebank_gateway::Quiesce).
+        let router = match self.quiesce.admin_router() {
+            Some(quiesce) => router.merge(quiesce),
+            None => router,
         };
         let connections = self.admin_connections.clone();
         self.spawn_server_with("admin", listener, router, connections, Door::Internal);
@@ -249,7 +262,7 @@ async fn build_until_started(
 ) -> anyhow::Result<RoleParts> {
     let mut backoff = Duration::from_secs(1);
     loop {
-        match build_role(role, &process.ctx, bus).await {
+        match build_role(role, &process.ctx, bus, &process.quiesce).await {
             Ok(parts) => return Ok(parts),
             Err(error) if !process.in_process_calls => {
                 tracing::error!(

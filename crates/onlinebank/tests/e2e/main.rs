@@ -12,6 +12,8 @@
 //! - `crash`: kill -9 of account and request mid-stream; every store agrees afterwards.
 //! - `distributed`: PostgreSQL + Kafka, two processes per role (needs ONLINEBANK_TEST_POSTGRES
 //!   and ONLINEBANK_TEST_KAFKA, which .ci/run sets).
+//! - `quiesce`: distributed mode's quiesced backup under load: pause, pg_dump, resume, restore
+//!   onto a fresh database and Kafka namespace.
 //! - `doors`: strangers stalling bodies and flooding logins, timeouts, the connection cap, encoded
 //!   paths, metrics only on the admin listener.
 //! - `bounds`: what a stranger can make the bank hold (made-up methods, long heads, stalled
@@ -49,6 +51,7 @@ mod legacy;
 mod legacy_doors;
 mod lockout;
 mod offline_guessing;
+mod quiesce;
 mod resilience;
 mod retention;
 mod secrets;
