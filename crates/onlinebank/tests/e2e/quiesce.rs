@@ -3,9 +3,10 @@
 //! anything in flight; one `pg_dump` is then a complete cut. Restored into a fresh database with
 //! a fresh Kafka namespace, every store agrees at once (nothing was left on Kafka), every deposit
 //! acknowledged before the pause is there, none refused or sent after it, and the bank serves.
+//! `up` serves the same routes on its one admin listener.
 
 use crate::support::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -379,4 +380,89 @@ async fn check_the_cut(
             );
         }
     }
+}
+
+/// A legacy `POST /requests` deposit (code 01), credentials in the body.
+async fn legacy_deposit(api: &Api, customer: &Customer, no: &str, amount: i64) -> Reply {
+    api.post_req("/requests")
+        .json(json!({
+            "accountNo": no, "requestId": "01", "requestName": "Deposit", "amountOfMoney": amount,
+            "userId": customer.user, "userName": customer.name, "userPassword": customer.pw,
+        }))
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn up_quiesces_on_its_admin_listener_refusing_v1_and_legacy_writes_until_resumed() {
+    let bank = TestBank::start().await;
+    let admin = bank.ops.admin["gateway"].clone();
+    let kim = bank.customer("kim@quiet").await;
+    bank.open_ok(&kim, "8001", 100).await;
+
+    let (status, body) = admin_post(&admin, "/quiesce?timeoutMs=10000").await;
+    assert_eq!(
+        (status, &body["ready"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+    let (status, body) = bank
+        .ops
+        .internal("request", "/internal/quiet")
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"unsentEvents": 0, "lag": 0, "pendingRequests": 0})
+        )
+    );
+    let v1 = bank
+        .post_req("/api/v1/requests")
+        .bearer(&kim.token)
+        .json(money("deposit", "8001", 5, &kim.pw))
+        .send()
+        .await;
+    let legacy = legacy_deposit(&bank.api, &kim, "8001", 5).await;
+    for reply in [&v1, &legacy] {
+        assert_eq!(reply.status, 503, "{}", reply.text);
+        assert_eq!(
+            reply.body["error"]["code"], "service_busy",
+            "{}",
+            reply.text
+        );
+        assert!(reply.header("retry-after").is_some(), "Retry-After");
+    }
+    let (status, body) = bank.balance(&kim.token, "8001").await;
+    assert_eq!((status, &body["balance"]), (200, &json!(100)), "{body}");
+    let (status, _) = bank.register("lee@quiet", "Lee", "lee-pw-123").await;
+    assert!(status < 300, "sign-ups go on while paused: {status}");
+    let (status, body) = admin_post(&admin, "/quiesce?timeoutMs=soon").await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = admin_post(&admin, "/resume").await;
+    assert_eq!(
+        (status, &body["resumed"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+    assert!(body["pausedMs"].is_u64(), "{body}");
+    let reply = bank.deposit(&kim.token, &kim.pw, "8001", 5).await;
+    assert_eq!(expect_ok(&reply, 200)["balance"], 105, "{}", reply.1);
+    assert_eq!(legacy_deposit(&bank.api, &kim, "8001", 5).await.status, 201);
+    let (status, body) = admin_post(&admin, "/resume").await;
+    assert_eq!((status, body), (200, json!({"resumed": false})));
+}
+
+#[tokio::test]
+async fn the_quiet_endpoint_is_internal() {
+    let bank = TestBank::start().await;
+    let (status, body) = bank.ops.plain("request", "/internal/quiet").await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = bank.get("/internal/quiet", None).await;
+    assert_eq!(
+        status, 404,
+        "the gateway never forwards internal paths: {body}"
+    );
 }
