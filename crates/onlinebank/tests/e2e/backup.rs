@@ -147,6 +147,17 @@ fn deposit_until(
     (tasks, sent)
 }
 
+/// How many requests of the request database at `file` are not COMPLETED.
+fn in_flight(file: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(file).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM requests WHERE status <> 'COMPLETED'",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
 /// Every deposit amount in the restored account's history (the opening excluded).
 async fn restored_deposits(api: &Api, token: &str, no: &str) -> BTreeSet<i64> {
     api.all_transactions(token, no)
@@ -195,7 +206,12 @@ async fn a_backup_taken_while_deposits_run_restores_every_acknowledged_deposit_a
     let new = tempfile::tempdir().unwrap();
     let (code, said) = restore(&dest, new.path()).await;
     assert_eq!(code, 0, "restore failed: {said}");
+    println!(
+        "requests in flight at the cut (not COMPLETED in the backup): {}",
+        in_flight(&dest.join("request.db"))
+    );
     let restored = TestBank::start_in(new, &[], &[]).await;
+    // Every store agrees and nothing is pending: what was in flight completed or was compensated.
     let snapshot = restored.ops.drained(SETTLE).await;
     check_the_cut(&restored.api, &savers, &sent, began, ended, &snapshot).await;
     replay_after_restore(&restored, &sent, began).await;
