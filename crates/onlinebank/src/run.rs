@@ -367,9 +367,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = args.common.settings()?;
     settings.database = args.database.clone();
     args.peers.apply(&mut settings);
+    crate::schemas::check_before_start(&settings, &[args.role]).await?;
     // Before any database opens: `onlinebank backup` must know this process may write.
     let mut serving = crate::backup::serving::announce(&settings, &[args.role])?;
-    crate::schemas::check_before_start(&settings, &[args.role]).await?;
     let listener = bind(&args.listen).await?;
     let bus = Bus::open(settings.bus.as_deref(), &settings.data_dir).await?;
     let drain_delay = Duration::from_millis(args.common.drain_delay_ms.unwrap_or(1000));
@@ -396,9 +396,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         );
         settings.database = Some(url.clone());
     }
+    crate::schemas::check_before_start(&settings, &Role::ALL).await?;
     // Before any database opens: `onlinebank backup` must know this process may write.
     let mut serving = crate::backup::serving::announce(&settings, &Role::ALL)?;
-    crate::schemas::check_before_start(&settings, &Role::ALL).await?;
     // Bind every listener first, so each role knows its peers' real addresses.
     let mut listeners = Vec::new();
     for role in Role::ALL {
