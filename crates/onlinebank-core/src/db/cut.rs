@@ -251,6 +251,8 @@ pub struct Cut {
     pub pause: Duration,
     /// How many writers were paused.
     pub writers: usize,
+    /// The instant of the cut (when the snapshots were begun).
+    pub at: std::time::SystemTime,
 }
 
 /// Takes a [`Cut`] of `files`: this process's writers of those files pause for it, each for at
@@ -263,12 +265,14 @@ pub async fn take_cut(files: &[PathBuf], hold: Duration) -> anyhow::Result<Cut> 
     let paused = pause_writers(Some(files), hold).await?;
     let writers = paused.count();
     let begun = snapshots.iter().try_for_each(Snapshot::begin);
+    let at = std::time::SystemTime::now();
     let pause = paused.resume();
     begun?;
     Ok(Cut {
         snapshots,
         pause,
         writers,
+        at,
     })
 }
 

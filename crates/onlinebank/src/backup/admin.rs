@@ -220,6 +220,7 @@ async fn cut_with_leases(
         Ok(()) => snapshots.iter().try_for_each(Snapshot::begin),
         Err(_) => Ok(()),
     };
+    let at = std::time::SystemTime::now();
     resume_each(client, several).await;
     let pause = pause_started.elapsed();
     paused?;
@@ -230,6 +231,7 @@ async fn cut_with_leases(
         snapshots,
         pause,
         writers: several.len(),
+        at,
     })
 }
 

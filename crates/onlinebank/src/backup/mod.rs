@@ -131,7 +131,8 @@ async fn copy_cut(
     dest: &Path,
     started: Instant,
 ) -> anyhow::Result<BackupReport> {
-    let cut_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let cut_at = chrono::DateTime::<chrono::Utc>::from(cut.at)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (dir, dest) = (dir.to_path_buf(), dest.to_path_buf());
     tokio::task::spawn_blocking(move || {
         let working = working_dir_beside(&dest, "backup")?;
