@@ -344,3 +344,40 @@ fn relocate_outbox_sources(log: &Path, new: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("closing {}", log.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_restored_event_log_reads_its_outboxes_in_the_new_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(EVENT_LOG);
+        let conn = rusqlite::Connection::open(&log).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE outbox_sources (topic TEXT PRIMARY KEY, path TEXT NOT NULL);
+             INSERT INTO outbox_sources VALUES ('account', '/old/bank/account.db');
+             INSERT INTO outbox_sources VALUES ('request', 'request.db');",
+        )
+        .unwrap();
+        drop(conn);
+        relocate_outbox_sources(&log, Path::new("/new/bank")).unwrap();
+        let conn = rusqlite::Connection::open(&log).unwrap();
+        let paths: Vec<(String, String)> = conn
+            .prepare("SELECT topic, path FROM outbox_sources ORDER BY topic")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            paths,
+            vec![
+                ("account".into(), "/new/bank/account.db".into()),
+                ("request".into(), "request.db".into()),
+            ],
+            "an absolute path moves to the new dir, a bare name stays"
+        );
+    }
+}
