@@ -419,3 +419,42 @@ async fn several_serve_processes_on_one_data_dir_give_one_cut() {
     let snapshot = restored.ops.drained(SETTLE).await;
     check_the_cut(&restored.api, &savers, &sent, began, ended, &snapshot).await;
 }
+
+#[tokio::test]
+async fn a_backup_waits_for_a_process_starting_on_the_data_dir_and_names_it() {
+    let bank = TestBank::start().await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 1_000).await;
+    // A process that has announced itself but has no admin listener yet (this test's own
+    // process, holding its record's lock as a starting `serve` would).
+    let pid = std::process::id();
+    let record = bank.data_dir().join("serving").join(format!("{pid}.json"));
+    std::fs::write(
+        &record,
+        format!(r#"{{"pid":{pid},"adminUrl":null,"roles":["request"]}}"#),
+    )
+    .unwrap();
+    let held = std::fs::File::open(&record).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let dest = target.path().join("b");
+    let (code, said) = onlinebank(&[
+        "backup",
+        "--data-dir",
+        &bank.data_dir().display().to_string(),
+        "--to",
+        &dest.display().to_string(),
+    ])
+    .await
+    .into_parts();
+    assert_ne!(code, 0, "no cut while a process starts: {said}");
+    assert!(
+        said.contains(&format!("process {pid} is starting")),
+        "{said}"
+    );
+    assert!(!dest.exists(), "nothing written");
+    drop(held);
+    std::fs::remove_file(&record).unwrap();
+    let report = backup(bank.data_dir(), &dest).await;
+    assert!(report["bytes"].as_u64() > Some(0), "{report}");
+}
