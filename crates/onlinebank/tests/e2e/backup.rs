@@ -33,9 +33,40 @@ struct Sent {
 }
 
 /// Kills the bank (SIGKILL) and keeps its data dir.
-fn stopped(bank: TestBank) -> tempfile::TempDir {
+fn killed(bank: TestBank) -> tempfile::TempDir {
     let TestBank { dir, .. } = bank;
     dir
+}
+
+/// Stops the bank as an operator does (SIGTERM, found through its serving record) and keeps its
+/// data dir once it has exited (its record is gone).
+async fn terminated(bank: TestBank) -> tempfile::TempDir {
+    let serving = bank.data_dir().join("serving");
+    let record = std::fs::read_dir(&serving)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        })
+        .expect("the bank's serving record");
+    let pid = record.file_stem().unwrap().to_string_lossy().into_owned();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "kill -TERM {pid}");
+    eventually("the bank to exit", SETTLE, || async {
+        if record.exists() {
+            Err(format!("{} still there", record.display()))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    killed(bank)
 }
 
 /// Runs `onlinebank <args>`; returns its exit code, stdout and stderr.
@@ -216,7 +247,7 @@ async fn a_backup_taken_while_deposits_run_restores_every_acknowledged_deposit_a
     check_the_cut(&restored.api, &savers, &sent, began, ended, &snapshot).await;
     replay_after_restore(&restored, &sent, began).await;
 
-    let dir = stopped(restored);
+    let dir = terminated(restored).await;
     let (code, out, err) =
         onlinebank(&["check", "--data-dir", &dir.path().display().to_string()]).await;
     assert_eq!(code, 0, "check of the restored data dir: {out}{err}");
@@ -302,7 +333,7 @@ async fn a_stopped_data_dir_backs_up_and_restores_and_the_restored_bank_serves_i
     let alice = bank.customer("alice@test").await;
     bank.open_ok(&alice, "1001", 7_000).await;
     bank.ops.drained(SETTLE).await;
-    let dir = stopped(bank);
+    let dir = killed(bank);
     let target = tempfile::tempdir().unwrap();
     let dest = target.path().join("stopped");
     let report = backup(dir.path(), &dest).await;
