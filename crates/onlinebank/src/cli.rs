@@ -187,6 +187,10 @@ pub struct BackupArgs {
     /// Also print {"path","bytes","pauseMs","tookMs"} as the last line
     #[arg(long, env = "ONLINEBANK_JSON")]
     pub json: bool,
+    /// The serving processes' --token-secret, if they were given one: the backup routes of their
+    /// admin listeners want the internal token derived from it (default: <data-dir>/secret.key)
+    #[arg(long, env = "ONLINEBANK_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
 }
 
 /// `onlinebank restore`: see `src/backup/`.

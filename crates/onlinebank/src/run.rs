@@ -165,6 +165,7 @@ impl Process {
         let router = match &self.ctx.settings.database {
             None => router.merge(crate::backup::admin::router(
                 self.ctx.settings.data_dir.clone(),
+                self.ctx.settings.internal_token().into(),
             )),
             Some(_) => router,
         };

@@ -57,12 +57,18 @@ struct BackupState {
     lease: Arc<Mutex<Option<PausedWriters>>>,
 }
 
-/// The backup's admin routes for the data dir `data_dir`.
-pub fn router(data_dir: PathBuf) -> Router {
+/// The backup's admin routes for the data dir `data_dir`, for callers that present the bank's
+/// internal token (the admin listener may be reachable by more than the operator, e.g. a
+/// metrics scraper on a pod network: these routes write files and pause writes).
+pub fn router(data_dir: PathBuf, internal_token: Arc<str>) -> Router {
     Router::new()
         .route("/backup", post(back_up))
         .route("/backup/pause", post(pause))
         .route("/backup/resume", post(resume))
+        .route_layer(axum::middleware::from_fn_with_state(
+            internal_token,
+            onlinebank_core::http::require_internal,
+        ))
         .with_state(BackupState {
             data_dir,
             lease: Arc::default(),
@@ -130,9 +136,17 @@ fn admin_url(serving: &Serving) -> anyhow::Result<&str> {
         .ok_or_else(|| anyhow::anyhow!("process {} has no admin listener yet", serving.pid))
 }
 
-/// An HTTP client for the admin listeners.
-fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().timeout(timeout).build()?)
+/// An HTTP client for the admin listeners, presenting the internal token `token`.
+fn client(timeout: Duration, token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        onlinebank_core::http::INTERNAL_HEADER,
+        reqwest::header::HeaderValue::from_str(token)?,
+    );
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .default_headers(headers)
+        .build()?)
 }
 
 /// The error the admin listener at `url` answered, or the answer's body.
@@ -154,10 +168,14 @@ async fn answer<T: serde::de::DeserializeOwned>(
 }
 
 /// Asks the one process serving the data dir to take the backup into `to`.
-pub async fn ask_to_back_up(serving: &Serving, to: &Path) -> anyhow::Result<BackupReport> {
+pub async fn ask_to_back_up(
+    serving: &Serving,
+    to: &Path,
+    token: &str,
+) -> anyhow::Result<BackupReport> {
     let to = std::path::absolute(to)?;
     let url = format!("{}/backup", admin_url(serving)?);
-    let response = client(Duration::from_secs(3600))?
+    let response = client(Duration::from_secs(3600), token)?
         .post(&url)
         .json(&BackupOrder { to })
         .send()
@@ -172,11 +190,12 @@ pub async fn back_up_with_leases(
     several: &[Serving],
     data_dir: &Path,
     to: &Path,
+    token: &str,
 ) -> anyhow::Result<BackupReport> {
     let started = Instant::now();
     super::ensure_empty(to, "the backup's target")?;
     let files = database_files(data_dir);
-    let client = client(HOLD)?;
+    let client = client(HOLD, token)?;
     for attempt in 1..=LEASE_ATTEMPTS {
         let cut = cut_with_leases(&client, several, data_dir, &files).await?;
         if cut.pause <= MAX_PAUSE {

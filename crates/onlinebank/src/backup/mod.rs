@@ -17,7 +17,8 @@ use crate::cli::{BackupArgs, RestoreArgs};
 use anyhow::Context;
 use manifest::{sync_dir, sync_file, FileEntry, Manifest, FORMAT_VERSION};
 use onlinebank_core::db::cut::{take_cut, Cut};
-use onlinebank_core::Role;
+use onlinebank_core::secret::MasterSecret;
+use onlinebank_core::{Role, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -196,7 +197,7 @@ fn write_backup(cut: &Cut, dir: &Path, working: &Path, cut_at: String) -> anyhow
 pub async fn run_backup(args: &BackupArgs) -> anyhow::Result<()> {
     let mut attempt = 1;
     let report = loop {
-        match back_up_once(&args.data_dir, &args.to).await {
+        match back_up_once(&args.data_dir, &args.to, args.token_secret.as_deref()).await {
             Err(error) if attempt < ATTEMPTS && is_worth_retrying(&error) => {
                 tracing::info!(attempt, error = %format!("{error:#}"), "backup: trying again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,8 +233,29 @@ fn is_worth_retrying(error: &anyhow::Error) -> bool {
 /// What a backup says while a process is starting on the data dir.
 const STARTING: &str = "is starting on the data dir";
 
+/// The internal token the processes serving `dir` expect: derived from `token_secret` (their
+/// `--token-secret`) when given, else from the data dir's `secret.key`.
+fn internal_token(dir: &Path, token_secret: Option<&str>) -> anyhow::Result<String> {
+    let secret = match token_secret {
+        Some(secret) => MasterSecret::from_bytes(secret.as_bytes().to_vec())?,
+        None => {
+            anyhow::ensure!(
+                dir.join(SECRET).is_file(),
+                "{} has no {SECRET}: give the bank's --token-secret",
+                dir.display()
+            );
+            MasterSecret::load_or_create(dir)?
+        }
+    };
+    Ok(Settings::new(dir.to_path_buf(), secret).internal_token())
+}
+
 /// One backup attempt, by whoever must take the cut (see the module docs).
-async fn back_up_once(dir: &Path, to: &Path) -> anyhow::Result<BackupReport> {
+async fn back_up_once(
+    dir: &Path,
+    to: &Path,
+    token_secret: Option<&str>,
+) -> anyhow::Result<BackupReport> {
     let live = serving::live(dir)?;
     if let Some(starting) = live.iter().find(|serving| serving.admin_url.is_none()) {
         anyhow::bail!(
@@ -242,10 +264,13 @@ async fn back_up_once(dir: &Path, to: &Path) -> anyhow::Result<BackupReport> {
             dir.display()
         );
     }
+    if live.is_empty() {
+        return take_here(dir, to, &[]).await;
+    }
+    let token = internal_token(dir, token_secret)?;
     match live.as_slice() {
-        [] => take_here(dir, to, &[]).await,
-        [one] => admin::ask_to_back_up(one, to).await,
-        several => admin::back_up_with_leases(several, dir, to).await,
+        [one] => admin::ask_to_back_up(one, to, &token).await,
+        several => admin::back_up_with_leases(several, dir, to, &token).await,
     }
 }
 

@@ -361,6 +361,19 @@ async fn restore_refuses_a_non_empty_target_a_damaged_file_and_a_missing_manifes
     bank.open_ok(&alice, "1001", 1_000).await;
     let target = tempfile::tempdir().unwrap();
     let dest = target.path().join("b");
+    // The admin listener's backup routes want the internal token.
+    for route in ["/backup", "/backup/pause", "/backup/resume"] {
+        let url = format!("{}{route}", bank.ops.admin["account"]);
+        let status = reqwest::Client::new()
+            .post(&url)
+            .json(&serde_json::json!({"to": dest, "holdMs": 1000}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 403, "{route} without the internal token");
+    }
+    assert!(!dest.exists());
     backup(bank.data_dir(), &dest).await;
     let places = tempfile::tempdir().unwrap();
 
