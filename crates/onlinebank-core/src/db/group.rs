@@ -12,6 +12,9 @@
 //! The SQLite writer also truncates the WAL once after storage trouble (see [`super::storage`]):
 //! after a batch, or woken by a small watcher task that also keeps the free-space reading fresh
 //! while the database is idle, so the checkpoint never races the writer's own transactions.
+//!
+//! A backup's cut pauses the SQLite writer between two batches (see [`super::cut`]): the pause
+//! comes on a channel of its own, read before each batch, ahead of the jobs already queued.
 
 use super::conn::{Conn, Error};
 use super::cut::{PauseOrder, WriterEntry};
