@@ -397,7 +397,8 @@ pub struct CommonArgs {
     /// On SIGTERM, how long to answer not-ready before the listener stops accepting
     #[arg(long, env = "ONLINEBANK_DRAIN_DELAY_MS")]
     pub drain_delay_ms: Option<u64>,
-    /// Address of the admin listener (`/metrics`, `/health/*`); port 0 picks a free one
+    /// Address of the admin listener (`/metrics`, `/health/*`, `/info`, `/backup`; the gateway's
+    /// `/quiesce` and `/resume`); port 0 picks a free one
     #[arg(long, env = "ONLINEBANK_ADMIN_LISTEN", default_value = "127.0.0.1:0")]
     pub admin_listen: String,
     /// Sign-up and login calls the gateway serves at once, apart from money requests
