@@ -352,7 +352,10 @@ fn prepare<'c>(
 
 /// A PostgreSQL statement with `args` bound. The SQL is the stores' own text (never user
 /// input: values always travel as parameters), hence `AssertSqlSafe`.
-fn postgres_query<'q>(sql: &str, args: &[Arg<'_>]) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+fn postgres_query<'q>(
+    sql: &str,
+    args: &[Arg<'_>],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for arg in args {
         query = match *arg {
@@ -368,7 +371,10 @@ fn postgres_query<'q>(sql: &str, args: &[Arg<'_>]) -> sqlx::query::Query<'q, Pos
 // The sqlx calls are boxed: their futures are `Send` only for the concrete lifetimes at hand,
 // which the compiler cannot prove through an `async fn` spawned elsewhere.
 
-fn postgres_batch<'a>(conn: &'a mut PgConnection, sql: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+fn postgres_batch<'a>(
+    conn: &'a mut PgConnection,
+    sql: &'a str,
+) -> BoxFuture<'a, Result<(), Error>> {
     Box::pin(async move {
         sqlx::Executor::execute(conn, sqlx::raw_sql(AssertSqlSafe(sql))).await?;
         Ok(())
@@ -401,11 +407,7 @@ fn postgres_fetch_optional<'a>(
     sql: &'a str,
     args: &'a [Arg<'a>],
 ) -> BoxFuture<'a, Result<Option<PgRow>, Error>> {
-    Box::pin(async move {
-        Ok(postgres_query(sql, args)
-            .fetch_optional(conn)
-            .await?)
-    })
+    Box::pin(async move { Ok(postgres_query(sql, args).fetch_optional(conn).await?) })
 }
 
 impl Conn {

@@ -44,8 +44,7 @@ pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow:
         !schema.is_empty() && schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
         "bad schema name {schema:?}"
     );
-    let options =
-        PgConnectOptions::from_str(url).with_context(|| "bad database url (postgres)")?;
+    let options = PgConnectOptions::from_str(url).with_context(|| "bad database url (postgres)")?;
     // Two replicas may create the schema at once; the loser's error is harmless.
     let mut conn = PgConnection::connect_with(&options)
         .await
@@ -59,7 +58,9 @@ pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow:
             anyhow::Error::new(error).context(format!("connecting to PostgreSQL{hint}"))
         })?;
     let created = conn
-        .execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+        .execute(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}"
+        )))
         .await;
     if let Err(error) = created {
         let exists: Option<i64> =
