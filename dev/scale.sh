@@ -36,6 +36,13 @@ cpu_of() {
 }
 
 bank_pids() { cat "$DEV_DIR"/cluster/pids/*.pid 2>/dev/null || true; }
+# "NAME TICKS" for every bank process (NAME as in cluster/pids/NAME.pid).
+role_cpu() {
+    local file
+    for file in "$DEV_DIR"/cluster/pids/*.pid; do
+        [ -e "$file" ] && echo "$(basename "$file" .pid) $(cpu_of "$(cat "$file")")"
+    done
+}
 postgres_pids() { pgrep -f 'postgres' -u "$(stat -c %U "$DEV_DIR/postgres/data" 2>/dev/null || echo root)" || true; }
 kafka_pids() { cat "$DEV_DIR/kafka/kafka.pid" 2>/dev/null || true; }
 # PostgreSQL's CPU so far: its live processes' plus what its ended backends used (the
@@ -60,10 +67,12 @@ for count in "${COUNTS[@]}"; do
     mapfile -t bank < <(bank_pids)
     mapfile -t kafka < <(kafka_pids)
     before=("$(cpu_of "${bank[@]}")" "$(postgres_cpu)" "$(cpu_of "${kafka[@]}")")
+    roles_before="$(role_cpu)"
     report="$(mktemp)"
     "$BIN" bench --url http://127.0.0.1:8080 --duration "$DURATION" --concurrency "$CONCURRENCY" \
         --accounts 100 --mix deposit=100 --ceiling-duration 0s --json >"$report"
     after=("$(cpu_of "${bank[@]}")" "$(postgres_cpu)" "$(cpu_of "${kafka[@]}")")
+    python3 "$HERE/scale_row.py" --per-process "$report" "$(getconf CLK_TCK)" "$roles_before" "$(role_cpu)" >&2
     line="$(python3 "$HERE/scale_row.py" "$report" "$count" "$(getconf CLK_TCK)" "${before[@]}" "${after[@]}")"
     rm -f "$report"
     results+=("$line")

@@ -2,12 +2,35 @@
 """One row of dev/scale.sh's table from a bench --json report and CPU ticks before and after.
 
 Usage: scale_row.py REPORT COUNT CLK_TCK BANK0 PG0 KAFKA0 BANK1 PG1 KAFKA1
+       scale_row.py --per-process REPORT CLK_TCK "NAME TICKS\n..." "NAME TICKS\n..."
+                    (each bank process's CPU per deposit, one line)
 """
 import json
 import sys
 
 
+def completed(report):
+    with open(report) as file:
+        return max(json.load(file)["operations"]["deposit"]["completed"], 1)
+
+
+def per_process(report, hz, before, after):
+    ticks = dict(line.split() for line in before.splitlines() if line.strip())
+    done = completed(report)
+    parts = []
+    for line in after.splitlines():
+        if not line.strip():
+            continue
+        name, now = line.split()
+        used = int(now) - int(ticks.get(name, now))
+        parts.append(f"{name} {used / hz * 1000 / done:.2f}")
+    print("ms CPU per deposit per process: " + ", ".join(parts))
+
+
 def main():
+    if sys.argv[1] == "--per-process":
+        per_process(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+        return
     report, count, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     before = [int(x) for x in sys.argv[4:7]]
     after = [int(x) for x in sys.argv[7:10]]

@@ -2,7 +2,9 @@
 //!
 //! A [`Conn`] is either a SQLite connection (rusqlite, used synchronously on the thread that
 //! owns it: the database's writer thread, or inline for a short read) or a PostgreSQL connection
-//! from sqlx's `Any` pool. Statements are the same portable SQL with `$1` placeholders (both
+//! from a sqlx `PgPool` (the native driver: rows decode straight from PostgreSQL's binary
+//! format, with no `Any` layer converting every value and argument in between; it is also
+//! strict about types, so an `INT4` column does not decode as `i64`: the SQL casts). Statements are the same portable SQL with `$1` placeholders (both
 //! engines read them; SQLite as named parameters); parameters are [`Arg`]s and rows decode through [`FromRow`].
 //!
 //! Why not sqlx for SQLite too: its driver runs every statement on the connection's own worker
@@ -10,9 +12,9 @@
 //! whole group-commit batch is one hand-off (docs/performance.md).
 
 use super::{BoxFuture, Engine};
-use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Row as _};
+use sqlx::postgres::{PgArguments, PgConnection, PgRow, Postgres};
+use sqlx::{AssertSqlSafe, Row as _};
 
 /// Why a database call failed.
 #[derive(Debug, thiserror::Error)]
@@ -166,18 +168,18 @@ macro_rules! args {
 /// A column type both engines decode.
 pub trait Column: Sized {
     fn from_sqlite(row: &rusqlite::Row<'_>, index: usize) -> Result<Self, Error>;
-    fn from_any(row: &AnyRow, index: usize) -> Result<Self, Error>;
+    fn from_postgres(row: &PgRow, index: usize) -> Result<Self, Error>;
 }
 
 impl<T> Column for T
 where
-    T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+    T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
     fn from_sqlite(row: &rusqlite::Row<'_>, index: usize) -> Result<Self, Error> {
         Ok(row.get(index)?)
     }
 
-    fn from_any(row: &AnyRow, index: usize) -> Result<Self, Error> {
+    fn from_postgres(row: &PgRow, index: usize) -> Result<Self, Error> {
         Ok(row.try_get(index)?)
     }
 }
@@ -185,7 +187,7 @@ where
 /// One result row, of either engine.
 pub enum Row<'r> {
     Sqlite(&'r rusqlite::Row<'r>),
-    Any(&'r AnyRow),
+    Postgres(&'r PgRow),
 }
 
 impl Row<'_> {
@@ -193,7 +195,7 @@ impl Row<'_> {
     pub fn get<T: Column>(&self, index: usize) -> Result<T, Error> {
         match self {
             Row::Sqlite(row) => T::from_sqlite(row, index),
-            Row::Any(row) => T::from_any(row, index),
+            Row::Postgres(row) => T::from_postgres(row, index),
         }
     }
 
@@ -294,7 +296,7 @@ impl Drop for Snapshot {
 
 enum Inner {
     Sqlite(Lite),
-    Any(PoolConnection<Any>),
+    Postgres(PoolConnection<Postgres>),
 }
 
 /// A connection of either engine (see the module docs).
@@ -348,10 +350,13 @@ fn prepare<'c>(
     Ok(statement)
 }
 
-fn bind_any<'q>(
-    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    args: &'q [Arg<'q>],
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+/// A PostgreSQL statement with `args` bound. The SQL is the stores' own text (never user
+/// input: values always travel as parameters), hence `AssertSqlSafe`.
+fn postgres_query<'q>(
+    sql: &str,
+    args: &[Arg<'_>],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    let mut query = sqlx::query(AssertSqlSafe(sql));
     for arg in args {
         query = match *arg {
             Arg::Int(value) => query.bind(value),
@@ -366,44 +371,43 @@ fn bind_any<'q>(
 // The sqlx calls are boxed: their futures are `Send` only for the concrete lifetimes at hand,
 // which the compiler cannot prove through an `async fn` spawned elsewhere.
 
-fn any_batch<'a>(conn: &'a mut AnyConnection, sql: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+fn postgres_batch<'a>(
+    conn: &'a mut PgConnection,
+    sql: &'a str,
+) -> BoxFuture<'a, Result<(), Error>> {
     Box::pin(async move {
-        sqlx::Executor::execute(conn, sql).await?;
+        sqlx::Executor::execute(conn, sqlx::raw_sql(AssertSqlSafe(sql))).await?;
         Ok(())
     })
 }
 
-fn any_execute<'a>(
-    conn: &'a mut AnyConnection,
+fn postgres_execute<'a>(
+    conn: &'a mut PgConnection,
     sql: &'a str,
     args: &'a [Arg<'a>],
 ) -> BoxFuture<'a, Result<u64, Error>> {
     Box::pin(async move {
-        Ok(bind_any(sqlx::query(sql), args)
+        Ok(postgres_query(sql, args)
             .execute(conn)
             .await?
             .rows_affected())
     })
 }
 
-fn any_fetch_all<'a>(
-    conn: &'a mut AnyConnection,
+fn postgres_fetch_all<'a>(
+    conn: &'a mut PgConnection,
     sql: &'a str,
     args: &'a [Arg<'a>],
-) -> BoxFuture<'a, Result<Vec<AnyRow>, Error>> {
-    Box::pin(async move { Ok(bind_any(sqlx::query(sql), args).fetch_all(conn).await?) })
+) -> BoxFuture<'a, Result<Vec<PgRow>, Error>> {
+    Box::pin(async move { Ok(postgres_query(sql, args).fetch_all(conn).await?) })
 }
 
-fn any_fetch_optional<'a>(
-    conn: &'a mut AnyConnection,
+fn postgres_fetch_optional<'a>(
+    conn: &'a mut PgConnection,
     sql: &'a str,
     args: &'a [Arg<'a>],
-) -> BoxFuture<'a, Result<Option<AnyRow>, Error>> {
-    Box::pin(async move {
-        Ok(bind_any(sqlx::query(sql), args)
-            .fetch_optional(conn)
-            .await?)
-    })
+) -> BoxFuture<'a, Result<Option<PgRow>, Error>> {
+    Box::pin(async move { Ok(postgres_query(sql, args).fetch_optional(conn).await?) })
 }
 
 impl Conn {
@@ -432,9 +436,9 @@ impl Conn {
         })
     }
 
-    pub(crate) fn any(conn: PoolConnection<Any>) -> Self {
+    pub(crate) fn postgres(conn: PoolConnection<Postgres>) -> Self {
         Self {
-            inner: Inner::Any(conn),
+            inner: Inner::Postgres(conn),
             storage: None,
         }
     }
@@ -467,7 +471,7 @@ impl Conn {
     pub fn engine(&self) -> Engine {
         match self.inner {
             Inner::Sqlite(_) => Engine::Sqlite,
-            Inner::Any(_) => Engine::Postgres,
+            Inner::Postgres(_) => Engine::Postgres,
         }
     }
 
@@ -476,7 +480,7 @@ impl Conn {
     pub async fn batch(&mut self, sql: &str) -> Result<(), Error> {
         let result = match &mut self.inner {
             Inner::Sqlite(lite) => lite.conn().execute_batch(sql).map_err(Error::from),
-            Inner::Any(conn) => any_batch(conn, sql).await,
+            Inner::Postgres(conn) => postgres_batch(conn, sql).await,
         };
         self.noted(result)
     }
@@ -497,7 +501,7 @@ impl Conn {
                 while rows.next()?.is_some() {}
                 Ok(conn.changes())
             }
-            Inner::Any(conn) => any_execute(conn, sql, args).await,
+            Inner::Postgres(conn) => postgres_execute(conn, sql, args).await,
         }
     }
 
@@ -526,9 +530,11 @@ impl Conn {
                 }
                 Ok(out)
             }
-            Inner::Any(conn) => {
-                let rows = any_fetch_all(conn, sql, args).await?;
-                rows.iter().map(|row| T::from_row(&Row::Any(row))).collect()
+            Inner::Postgres(conn) => {
+                let rows = postgres_fetch_all(conn, sql, args).await?;
+                rows.iter()
+                    .map(|row| T::from_row(&Row::Postgres(row)))
+                    .collect()
             }
         }
     }
@@ -557,10 +563,10 @@ impl Conn {
                     None => Ok(None),
                 }
             }
-            Inner::Any(conn) => {
-                let row = any_fetch_optional(conn, sql, args).await?;
+            Inner::Postgres(conn) => {
+                let row = postgres_fetch_optional(conn, sql, args).await?;
                 row.as_ref()
-                    .map(|row| T::from_row(&Row::Any(row)))
+                    .map(|row| T::from_row(&Row::Postgres(row)))
                     .transpose()
             }
         }

@@ -21,7 +21,7 @@ use super::cut::{PauseOrder, WriterEntry};
 use super::sqlite::truncate_wal;
 use super::storage::Storage;
 use super::BoxFuture;
-use sqlx::AnyPool;
+use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -139,7 +139,7 @@ impl GroupCommit {
     }
 
     /// Starts the task that runs each job in its own PostgreSQL transaction.
-    pub(crate) fn start_postgres(writer: AnyPool, max_batch: usize, storage: Arc<Storage>) -> Self {
+    pub(crate) fn start_postgres(writer: PgPool, max_batch: usize, storage: Arc<Storage>) -> Self {
         let (jobs, receiver) = mpsc::channel(max_batch * 4);
         tokio::spawn(postgres_writer(writer, receiver, storage));
         Self { jobs }
@@ -345,7 +345,7 @@ fn sqlite_batch(
 /// transaction would only hold every job's row locks for the whole batch and let two replicas'
 /// batches deadlock. So each job runs in its own transaction, up to the pool's size at once.
 async fn postgres_writer(
-    writer: AnyPool,
+    writer: PgPool,
     mut receiver: mpsc::Receiver<Work>,
     storage: Arc<Storage>,
 ) {
@@ -365,7 +365,7 @@ async fn postgres_writer(
 }
 
 async fn postgres_job(
-    writer: &AnyPool,
+    writer: &PgPool,
     job: Job,
     storage: &Arc<Storage>,
 ) -> (Option<Finish>, Result<(), Error>) {
@@ -373,7 +373,7 @@ async fn postgres_job(
         Ok(conn) => conn,
         Err(error) => return (None, Err(error.into())),
     };
-    let mut conn = Conn::any(conn).with_storage(storage.clone());
+    let mut conn = Conn::postgres(conn).with_storage(storage.clone());
     if let Err(error) = conn.batch("BEGIN").await {
         return (None, Err(error));
     }

@@ -8,7 +8,7 @@
 //!   on a stale snapshot), and a few reader connections used inline for short reads (WAL readers
 //!   never wait for the writer). Migrations run at start-up (see [`migrate`]).
 //! - PostgreSQL: each role lives in its own schema (named after the role) of the given database;
-//!   reader and writer pools through sqlx's `Any` driver, one transaction per write job, and
+//!   reader and writer pools through sqlx's native driver (`PgPool`), one transaction per write job, and
 //!   replicas of a role write concurrently, guarded by row versions and unique keys.
 
 mod conn;
@@ -28,7 +28,7 @@ pub use postgres::{listen, open_postgres, with_ca_file};
 use sqlite::{open_rusqlite, sqlite_path};
 pub use storage::Storage;
 
-use sqlx::AnyPool;
+use sqlx::PgPool;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,7 +126,7 @@ enum Readers {
         conns: Arc<Vec<Arc<tokio::sync::Mutex<rusqlite::Connection>>>>,
         next: Arc<AtomicUsize>,
     },
-    Postgres(AnyPool),
+    Postgres(PgPool),
 }
 
 /// A service's database (see the module docs).
@@ -136,7 +136,7 @@ pub struct Db {
     /// Runs many callers' small write transactions as one (see [`GroupCommit`]).
     pub group: GroupCommit,
     /// PostgreSQL: the writer pool, for engine-specific work (the outbox relay).
-    postgres_writer: Option<AnyPool>,
+    postgres_writer: Option<PgPool>,
     pub engine: Engine,
     /// Where it lives (for migrations and PostgreSQL's LISTEN connections) and the role's
     /// schema there.
@@ -159,7 +159,6 @@ impl Db {
     /// Opens (creating if missing) the database at `url`: `sqlite://path`, a plain path, or
     /// `postgres://...` (then the role's tables live in schema `schema`, created if missing).
     pub async fn open(url: &str, schema: &str) -> anyhow::Result<Self> {
-        sqlx::any::install_default_drivers();
         let engine = Engine::of_url(url);
         match engine {
             Engine::Sqlite => {
@@ -266,7 +265,7 @@ impl Db {
             Readers::Sqlite { conns, next } => {
                 Ok(Conn::sqlite_reader(Self::reader(conns, next).await?))
             }
-            Readers::Postgres(pool) => Ok(Conn::any(pool.acquire().await?)),
+            Readers::Postgres(pool) => Ok(Conn::postgres(pool.acquire().await?)),
         }
     }
 
@@ -278,7 +277,7 @@ impl Db {
             Readers::Sqlite { conns, next } => {
                 Conn::sqlite_snapshot(Self::reader(conns, next).await?)
             }
-            Readers::Postgres(pool) => Ok(Conn::any(pool.acquire().await?)),
+            Readers::Postgres(pool) => Ok(Conn::postgres(pool.acquire().await?)),
         }
     }
 
@@ -350,7 +349,7 @@ impl Db {
     }
 
     /// PostgreSQL's writer pool (None on SQLite), for engine-specific work.
-    pub fn postgres_writer(&self) -> Option<&AnyPool> {
+    pub fn postgres_writer(&self) -> Option<&PgPool> {
         self.postgres_writer.as_ref()
     }
 
@@ -363,7 +362,10 @@ impl Db {
             return false;
         }
         match self.read().await {
-            Ok(mut conn) => conn.scalar::<i64>("SELECT 1", &[]).await.is_ok(),
+            Ok(mut conn) => conn
+                .scalar::<i64>("SELECT CAST(1 AS BIGINT)", &[])
+                .await
+                .is_ok(),
             Err(_) => false,
         }
     }

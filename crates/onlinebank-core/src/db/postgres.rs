@@ -1,9 +1,11 @@
-//! PostgreSQL: TLS settings in URLs, pools working in a role's schema, and LISTEN.
+//! PostgreSQL: TLS settings in URLs, pools working in a role's schema, and LISTEN. The pools use
+//! sqlx's native PostgreSQL driver (`PgPool`): the `Any` driver's per-value conversions cost
+//! CPU on every row and argument, and its `sqlite` half tied sqlx to an old bundled SQLite.
 
 use super::Engine;
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,16 +39,14 @@ pub fn with_ca_file(url: &str, ca: &std::path::Path) -> String {
 }
 
 /// Opens a pool on PostgreSQL whose connections work in `schema` (created if missing).
-pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow::Result<AnyPool> {
-    sqlx::any::install_default_drivers();
+pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow::Result<PgPool> {
     anyhow::ensure!(
         !schema.is_empty() && schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
         "bad schema name {schema:?}"
     );
-    let options =
-        AnyConnectOptions::from_str(url).with_context(|| "bad database url (postgres)")?;
+    let options = PgConnectOptions::from_str(url).with_context(|| "bad database url (postgres)")?;
     // Two replicas may create the schema at once; the loser's error is harmless.
-    let mut conn = AnyConnection::connect_with(&options)
+    let mut conn = PgConnection::connect_with(&options)
         .await
         .map_err(|error| {
             let hint = if error.to_string().contains("certificate") {
@@ -58,7 +58,9 @@ pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow:
             anyhow::Error::new(error).context(format!("connecting to PostgreSQL{hint}"))
         })?;
     let created = conn
-        .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+        .execute(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}"
+        )))
         .await;
     if let Err(error) = created {
         let exists: Option<i64> =
@@ -70,14 +72,14 @@ pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow:
     }
     let _ = conn.close().await;
     let set_path: Arc<str> = format!("SET search_path TO {schema}").into();
-    AnyPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
         .after_connect(move |conn, _| {
             let set_path = set_path.clone();
             Box::pin(async move {
-                conn.execute(&*set_path).await?;
+                conn.execute(AssertSqlSafe(set_path)).await?;
                 Ok(())
             })
         })

@@ -143,6 +143,30 @@ fn prune_pre_upgrade_copies(data_dir: &std::path::Path, keep: usize) -> anyhow::
 mod tests {
     use super::*;
 
+    /// A SQLite version as numbers: `"3.51.3"` is `[3, 51, 3]` (a missing part counts as 0).
+    fn version_numbers(version: &str) -> [u32; 3] {
+        let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap());
+        [0; 3].map(|_| parts.next().unwrap_or(0))
+    }
+
+    /// SQLite before 3.51.3 can corrupt a WAL database when a checkpoint resets the WAL while
+    /// another connection writes (the WAL-reset bug), which the bank's writer and readers do.
+    #[test]
+    fn the_linked_sqlite_has_the_wal_reset_fix() {
+        assert_eq!(version_numbers("3.9"), [3, 9, 0]);
+        assert!(version_numbers("3.51.10") > version_numbers("3.51.3"));
+        let linked = rusqlite::version();
+        assert!(
+            version_numbers(linked) >= [3, 51, 3],
+            "SQLite {linked} lacks the WAL-reset fix of 3.51.3"
+        );
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let running: String = conn
+            .query_row("SELECT sqlite_version()", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(running, linked, "sqlite_version() is the linked library's");
+    }
+
     fn wal_size(path: &std::path::Path) -> u64 {
         let wal = path.with_extension("db-wal");
         std::fs::metadata(wal).map_or(0, |meta| meta.len())

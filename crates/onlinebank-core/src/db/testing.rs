@@ -23,7 +23,7 @@ pub async fn fresh_postgres(prefix: &str) -> anyhow::Result<String> {
     loop {
         attempt += 1;
         let mut conn = sqlx::PgConnection::connect(&server).await?;
-        let created = sqlx::query(&format!("CREATE DATABASE {name}"))
+        let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await;
         let _ = conn.close().await;
