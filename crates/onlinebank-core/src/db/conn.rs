@@ -4,8 +4,10 @@
 //! owns it: the database's writer thread, or inline for a short read) or a PostgreSQL connection
 //! from a sqlx `PgPool` (the native driver: rows decode straight from PostgreSQL's binary
 //! format, with no `Any` layer converting every value and argument in between; it is also
-//! strict about types, so an `INT4` column does not decode as `i64`: the SQL casts). Statements are the same portable SQL with `$1` placeholders (both
-//! engines read them; SQLite as named parameters); parameters are [`Arg`]s and rows decode through [`FromRow`].
+//! strict about types, so an `INT4` value does not decode as `i64`: the SQL casts, e.g.
+//! `CAST(1 AS BIGINT)`). Statements are the same portable SQL with `$1` placeholders (both
+//! engines read them; SQLite as named parameters); parameters are [`Arg`]s and rows decode
+//! through [`FromRow`].
 //!
 //! Why not sqlx for SQLite too: its driver runs every statement on the connection's own worker
 //! thread, two thread hand-offs per statement. A deposit touches ~50 statements; with rusqlite a
@@ -362,6 +364,7 @@ fn postgres_query<'q>(
             Arg::Int(value) => query.bind(value),
             Arg::Text(value) => query.bind(value),
             Arg::Blob(value) => query.bind(value),
+            // Typed BIGINT, as the Any driver sent it.
             Arg::Null => query.bind(None::<i64>),
         };
     }
