@@ -103,34 +103,30 @@ pub async fn ensure_customer(
 
 /// auth's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
-    use onlinebank_core::db::{Compatibility, Migration, Migrations};
+    use onlinebank_core::db::{Migration, Migrations};
     const SQLITE: &[Migration] = &[
-        Migration {
-            version: 1,
-            description: "init",
-            sql: include_str!("../migrations/sqlite/0001_init.sql"),
-            compatibility: Compatibility::PreviousReleaseRuns,
-        },
-        Migration {
-            version: 2,
-            description: "lockouts and revocations",
-            sql: include_str!("../migrations/sqlite/0002_lockouts_and_revocations.sql"),
-            compatibility: Compatibility::PreviousReleaseRuns,
-        },
+        Migration::expand(
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        ),
+        Migration::expand(
+            2,
+            "lockouts and revocations",
+            include_str!("../migrations/sqlite/0002_lockouts_and_revocations.sql"),
+        ),
     ];
     const POSTGRES: &[Migration] = &[
-        Migration {
-            version: 1,
-            description: "init",
-            sql: include_str!("../migrations/postgres/0001_init.sql"),
-            compatibility: Compatibility::PreviousReleaseRuns,
-        },
-        Migration {
-            version: 2,
-            description: "lockouts and revocations",
-            sql: include_str!("../migrations/postgres/0002_lockouts_and_revocations.sql"),
-            compatibility: Compatibility::PreviousReleaseRuns,
-        },
+        Migration::expand(
+            1,
+            "init",
+            include_str!("../migrations/postgres/0001_init.sql"),
+        ),
+        Migration::expand(
+            2,
+            "lockouts and revocations",
+            include_str!("../migrations/postgres/0002_lockouts_and_revocations.sql"),
+        ),
     ];
     Migrations::new(SQLITE, POSTGRES)
 }

@@ -3,20 +3,18 @@
 //! `migrations/{sqlite,postgres}` and applied together with the role's own: one ordered set, so
 //! the role's migration record holds both and finds no version it does not know.
 
-use onlinebank_core::db::{Compatibility, Db, Migration, Migrations};
+use onlinebank_core::db::{Db, Migration, Migrations};
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1001,
-    description: "outbox inbox",
-    sql: include_str!("../migrations/sqlite/1001_outbox_inbox.sql"),
-    compatibility: Compatibility::PreviousReleaseRuns,
-}];
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1001,
-    description: "outbox inbox",
-    sql: include_str!("../migrations/postgres/1001_outbox_inbox.sql"),
-    compatibility: Compatibility::PreviousReleaseRuns,
-}];
+const SQLITE: &[Migration] = &[Migration::expand(
+    1001,
+    "outbox inbox",
+    include_str!("../migrations/sqlite/1001_outbox_inbox.sql"),
+)];
+const POSTGRES: &[Migration] = &[Migration::expand(
+    1001,
+    "outbox inbox",
+    include_str!("../migrations/postgres/1001_outbox_inbox.sql"),
+)];
 
 /// The bus's migrations alone.
 pub fn migrations() -> Migrations {

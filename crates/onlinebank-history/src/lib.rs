@@ -157,18 +157,16 @@ async fn ledger_entries(
 
 /// history's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
-    use onlinebank_core::db::{Compatibility, Migration, Migrations};
-    const SQLITE: &[Migration] = &[Migration {
-        version: 1,
-        description: "init",
-        sql: include_str!("../migrations/sqlite/0001_init.sql"),
-        compatibility: Compatibility::PreviousReleaseRuns,
-    }];
-    const POSTGRES: &[Migration] = &[Migration {
-        version: 1,
-        description: "init",
-        sql: include_str!("../migrations/postgres/0001_init.sql"),
-        compatibility: Compatibility::PreviousReleaseRuns,
-    }];
+    use onlinebank_core::db::{Migration, Migrations};
+    const SQLITE: &[Migration] = &[Migration::expand(
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    )];
+    const POSTGRES: &[Migration] = &[Migration::expand(
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    )];
     Migrations::new(SQLITE, POSTGRES)
 }

@@ -48,6 +48,16 @@ pub struct Migration {
 }
 
 impl Migration {
+    /// An expand migration (it only adds: the previous release runs on it).
+    pub const fn expand(version: i64, description: &'static str, sql: &'static str) -> Self {
+        Self {
+            version,
+            description,
+            sql,
+            compatibility: Compatibility::PreviousReleaseRuns,
+        }
+    }
+
     /// The SHA-384 of the SQL text, as sqlx's migrator recorded it.
     pub fn checksum(&self) -> Vec<u8> {
         Sha384::digest(self.sql.as_bytes()).to_vec()

@@ -56,6 +56,9 @@ pub fn announce(settings: &Settings, roles: &[Role]) -> anyhow::Result<Option<Se
 impl ServingRecord {
     /// Writes and locks the record of this process, starting to serve `roles`.
     pub fn starting(data_dir: &Path, roles: Vec<String>) -> anyhow::Result<Self> {
+        // Records left by processes that were killed go first (nothing else removes them
+        // until a backup lists the folder).
+        live(data_dir)?;
         let folder = data_dir.join(FOLDER);
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("creating {}", folder.display()))?;
