@@ -10,9 +10,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a pooled connection may sit idle before it is pinged when lent again.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
-
 /// `url` with `sslrootcert=ca` (and `sslmode=verify-full` unless it names a mode) when it is a
 /// PostgreSQL URL without a `sslrootcert` of its own; other URLs are returned as they are.
 pub fn with_ca_file(url: &str, ca: &std::path::Path) -> String {
@@ -79,17 +76,6 @@ pub async fn open_postgres(url: &str, schema: &str, connections: u32) -> anyhow:
         .max_connections(connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
-        // A round trip per lending is a round trip per read or write job: only a connection
-        // idle long enough to have been dropped by the server or a proxy is pinged first.
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= IDLE_BEFORE_PING {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
         .after_connect(move |conn, _| {
             let set_path = set_path.clone();
             Box::pin(async move {
