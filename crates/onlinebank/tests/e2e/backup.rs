@@ -120,18 +120,8 @@ async fn restore(from: &Path, to: &Path) -> (i32, String) {
 
 /// Customers with their accounts, opened.
 async fn customers(api: &Api) -> Vec<(Customer, Vec<String>)> {
-    let mut all = Vec::new();
-    for client in 0..CLIENTS {
-        let customer = api.customer(&format!("saver{client}@test")).await;
-        let mut accounts = Vec::new();
-        for index in 0..ACCOUNTS_EACH {
-            let no = format!("{}", 5000 + client * 100 + index);
-            api.open_ok(&customer, &no, OPENING).await;
-            accounts.push(no);
-        }
-        all.push((customer, accounts));
-    }
-    all
+    api.savers("saver", 5000, (CLIENTS, ACCOUNTS_EACH), OPENING)
+        .await
 }
 
 /// Deposits from every customer at once, round the customer's accounts, each with its own

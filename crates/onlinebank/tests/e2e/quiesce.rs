@@ -68,18 +68,8 @@ async fn cluster_on(services: &Distributed, gateways: usize) -> Cluster {
 
 /// Customers with their accounts, opened.
 async fn customers(api: &Api) -> Vec<(Customer, Vec<String>)> {
-    let mut all = Vec::new();
-    for client in 0..CLIENTS {
-        let customer = api.customer(&format!("quiet{client}@test")).await;
-        let mut accounts = Vec::new();
-        for index in 0..ACCOUNTS_EACH {
-            let no = format!("{}", 7000 + client * 100 + index);
-            api.open_ok(&customer, &no, OPENING).await;
-            accounts.push(no);
-        }
-        all.push((customer, accounts));
-    }
-    all
+    api.savers("quiet", 7000, (CLIENTS, ACCOUNTS_EACH), OPENING)
+        .await
 }
 
 /// Deposits from every customer at once through `gateways` in turn, each with an amount no other

@@ -316,6 +316,29 @@ impl Api {
         body
     }
 
+    /// `clients` customers (`<prefix><n>@test`), each with `accounts_each` accounts opened with
+    /// `opening`, numbered from `first_no + n * 100`.
+    pub async fn savers(
+        &self,
+        prefix: &str,
+        first_no: usize,
+        (clients, accounts_each): (usize, usize),
+        opening: i64,
+    ) -> Vec<(Customer, Vec<String>)> {
+        let mut all = Vec::new();
+        for client in 0..clients {
+            let customer = self.customer(&format!("{prefix}{client}@test")).await;
+            let mut accounts = Vec::new();
+            for index in 0..accounts_each {
+                let no = format!("{}", first_no + client * 100 + index);
+                self.open_ok(&customer, &no, opening).await;
+                accounts.push(no);
+            }
+            all.push((customer, accounts));
+        }
+        all
+    }
+
     pub async fn deposit(&self, token: &str, pw: &str, no: &str, amount: i64) -> (u16, Value) {
         self.request(token, money("deposit", no, amount, pw)).await
     }
