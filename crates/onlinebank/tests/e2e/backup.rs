@@ -277,23 +277,8 @@ async fn check_the_cut(
                 }
             }
             let known: BTreeSet<i64> = mine.iter().map(|deposit| deposit.amount).collect();
-            assert!(
-                restored.is_subset(&known),
-                "{no}: deposits nobody sent: {restored:?}"
-            );
-            let balance = OPENING + restored.iter().sum::<i64>();
-            let (status, body) = api.balance(&customer.token, no).await;
-            assert_eq!(status, 200, "{body}");
-            assert_eq!(
-                body["balance"].as_i64(),
-                Some(balance),
-                "{no}: balance != history"
-            );
-            assert_eq!(
-                snapshot.accounts[no.as_str()].balance,
-                balance,
-                "{no}: account role"
-            );
+            let amounts = (OPENING, &restored, &known);
+            assert_restored_account(api, &customer.token, no, amounts, snapshot).await;
         }
     }
 }

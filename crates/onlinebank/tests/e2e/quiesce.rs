@@ -351,23 +351,8 @@ async fn check_the_cut(
                 }
             }
             let known: BTreeSet<i64> = mine.iter().map(|deposit| deposit.amount).collect();
-            assert!(
-                restored_amounts.is_subset(&known),
-                "{no}: deposits nobody sent: {restored_amounts:?}"
-            );
-            let balance = OPENING + restored_amounts.iter().sum::<i64>();
-            let (status, body) = restored.balance(&customer.token, no).await;
-            assert_eq!(status, 200, "{body}");
-            assert_eq!(
-                body["balance"].as_i64(),
-                Some(balance),
-                "{no}: balance != history"
-            );
-            assert_eq!(
-                snapshot.accounts[no.as_str()].balance,
-                balance,
-                "{no}: account role"
-            );
+            let amounts = (OPENING, &restored_amounts, &known);
+            assert_restored_account(restored, &customer.token, no, amounts, snapshot).await;
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::*;
 use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 /// One account as the account role, history and mypage see it.
@@ -235,4 +235,28 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         }
     }
     total
+}
+
+/// A restored account: its deposits are among those sent (`known` amounts), and its balance ==
+/// `opening` + those deposits == what the gateway answers == the account role's in `snapshot`.
+pub async fn assert_restored_account(
+    api: &Api,
+    token: &str,
+    no: &str,
+    (opening, restored, known): (i64, &BTreeSet<i64>, &BTreeSet<i64>),
+    snapshot: &Snapshot,
+) {
+    assert!(
+        restored.is_subset(known),
+        "{no}: deposits nobody sent: {restored:?}"
+    );
+    let balance = opening + restored.iter().sum::<i64>();
+    let (status, body) = api.balance(token, no).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["balance"].as_i64(),
+        Some(balance),
+        "{no}: balance != history"
+    );
+    assert_eq!(snapshot.accounts[no].balance, balance, "{no}: account role");
 }
