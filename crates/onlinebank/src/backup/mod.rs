@@ -296,7 +296,7 @@ pub fn restore(from: &Path, new: &Path) -> anyhow::Result<Manifest> {
     ensure_empty(new, "the data dir")?;
     manifest.verify(from)?;
     let working = working_dir_beside(new, "restore")?;
-    let written = write_restore(&manifest, from, &working, new).and_then(|()| {
+    let written = write_restore(&manifest, from, &working).and_then(|()| {
         put_in_place(&working, new)?;
         Ok(())
     });
@@ -307,14 +307,10 @@ pub fn restore(from: &Path, new: &Path) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-/// Copies every file of the backup into `working`, checked again as copied, and points the
-/// event log's outbox sources at their files in `new`.
-fn write_restore(
-    manifest: &Manifest,
-    from: &Path,
-    working: &Path,
-    new: &Path,
-) -> anyhow::Result<()> {
+/// Copies every file of the backup into `working`, checked again as copied. The event log's
+/// outbox sources need no rewrite: the log records files inside the data dir by name and moves
+/// older absolute records into the dir it opens (onlinebank-bus `EmbeddedLog::open`).
+fn write_restore(manifest: &Manifest, from: &Path, working: &Path) -> anyhow::Result<()> {
     for expected in &manifest.files {
         let target = working.join(&expected.name);
         std::fs::copy(from.join(&expected.name), &target)
@@ -326,83 +322,5 @@ fn write_restore(
         );
         sync_file(&target)?;
     }
-    let log = working.join(EVENT_LOG);
-    if log.is_file() {
-        relocate_outbox_sources(&log, &std::path::absolute(new)?)?;
-        sync_file(&log)?;
-    }
     Ok(())
-}
-
-/// The event log records where each topic's outbox is (an absolute path, read by consumers in
-/// other processes): in a restored data dir each points at the file of the same name in `new`.
-fn relocate_outbox_sources(log: &Path, new: &Path) -> anyhow::Result<()> {
-    let conn =
-        rusqlite::Connection::open(log).with_context(|| format!("opening {}", log.display()))?;
-    let has_table: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM sqlite_schema WHERE name = 'outbox_sources'",
-        [],
-        |row| row.get(0),
-    )?;
-    if has_table {
-        let sources: Vec<(String, String)> = conn
-            .prepare("SELECT topic, path FROM outbox_sources")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        for (topic, path) in sources {
-            // A bare file name is already read in the log's own folder.
-            let Some(name) = Some(Path::new(&path))
-                .filter(|path| path.is_absolute())
-                .and_then(Path::file_name)
-            else {
-                continue;
-            };
-            let moved = new.join(name).display().to_string();
-            conn.execute(
-                "UPDATE outbox_sources SET path = ?1 WHERE topic = ?2",
-                (&moved, &topic),
-            )?;
-        }
-    }
-    conn.close()
-        .map_err(|(_, error)| error)
-        .with_context(|| format!("closing {}", log.display()))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-
-    #[test]
-    fn a_restored_event_log_reads_its_outboxes_in_the_new_data_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join(EVENT_LOG);
-        let conn = rusqlite::Connection::open(&log).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE outbox_sources (topic TEXT PRIMARY KEY, path TEXT NOT NULL);
-             INSERT INTO outbox_sources VALUES ('account', '/old/bank/account.db');
-             INSERT INTO outbox_sources VALUES ('request', 'request.db');",
-        )
-        .unwrap();
-        drop(conn);
-        relocate_outbox_sources(&log, Path::new("/new/bank")).unwrap();
-        let conn = rusqlite::Connection::open(&log).unwrap();
-        let paths: Vec<(String, String)> = conn
-            .prepare("SELECT topic, path FROM outbox_sources ORDER BY topic")
-            .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(
-            paths,
-            vec![
-                ("account".into(), "/new/bank/account.db".into()),
-                ("request".into(), "request.db".into()),
-            ],
-            "an absolute path moves to the new dir, a bare name stays"
-        );
-    }
 }
