@@ -3,7 +3,7 @@
 //! admin listener's `GET /info` and the `build_info` gauge of `/metrics` cannot disagree.
 //!
 //! The commit and the profile are known only to the binary crate's build script, which hands
-//! them to the compiler as environment variables; [`this_build!`] reads them where it is expanded,
+//! them to the compiler as environment variables; [`this_build!`](crate::this_build) reads them where it is expanded,
 //! in the binary crate, the way `clap::crate_version!` reads the package version.
 
 use crate::role::Role;

@@ -1,4 +1,8 @@
 //! Command-line flags; every flag can also be set as `ONLINEBANK_<FLAG>` in the environment.
+//!
+//! The flags' doc comments are clap's `--help` text, written for a terminal (`<data-dir>`, bare
+//! URLs), not for rustdoc.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 use clap::{Args, Parser, Subcommand};
 use onlinebank_core::secret::MasterSecret;

@@ -39,7 +39,7 @@ pub struct Started {
     _dir: tempfile::TempDir,
 }
 
-/// Reads one `VmXXX:   1234 kB` line of /proc/<pid>/status.
+/// Reads one `VmXXX:   1234 kB` line of `/proc/<pid>/status`.
 pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|line| {
@@ -48,7 +48,7 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     })
 }
 
-/// CPU time (user + system, seconds) a process has used so far, from /proc/<pid>/stat
+/// CPU time (user + system, seconds) a process has used so far, from `/proc/<pid>/stat`
 /// (`None`: this process). Linux reports it in USER_HZ ticks, 100 per second.
 pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
