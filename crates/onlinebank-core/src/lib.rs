@@ -7,6 +7,7 @@
 pub mod build_info;
 pub mod client_addr;
 pub mod command;
+pub mod context;
 pub mod db;
 pub mod error;
 pub mod event;
@@ -26,7 +27,8 @@ pub mod settings;
 pub mod time;
 pub mod token;
 
+pub use context::{LocalRoles, RoleContext, RoleParts};
 pub use error::{ApiError, ErrorCode};
 pub use reason::Reason;
-pub use role::{Role, RoleContext, RoleParts};
+pub use role::Role;
 pub use settings::Settings;

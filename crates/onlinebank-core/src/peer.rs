@@ -9,7 +9,8 @@
 //! too; a write that failed after it was sent is never resent here: it may have been applied.
 //! Gateway and request both call their peers through this.
 
-use crate::role::{LocalRoles, Role};
+use crate::context::LocalRoles;
+use crate::role::{Role, RoleMap};
 use crate::settings::Peers;
 use axum::body::Bytes;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
@@ -18,28 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tower::util::ServiceExt;
-
-/// One value per role.
-#[derive(Debug, Clone, Default)]
-pub struct RoleMap<T>([T; 6]);
-
-impl<T> RoleMap<T> {
-    pub fn from_fn(mut make: impl FnMut(Role) -> T) -> Self {
-        Self(std::array::from_fn(|index| make(Role::ALL[index])))
-    }
-
-    pub fn get(&self, role: Role) -> &T {
-        &self.0[role.index()]
-    }
-
-    pub fn get_mut(&mut self, role: Role) -> &mut T {
-        &mut self.0[role.index()]
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (Role, &T)> {
-        Role::ALL.into_iter().zip(self.0.iter())
-    }
-}
 
 /// How long an instance that refused a connection is tried last.
 const SIT_OUT: Duration = Duration::from_secs(2);
@@ -362,15 +341,6 @@ mod tests {
         assert!(!instances.set_ready(1, false), "no change");
         assert_eq!(instances.order(), [2, 0, 1], "unready b goes last");
         assert!(Instances::new(&[]).order().is_empty());
-    }
-
-    #[test]
-    fn a_role_map_holds_one_value_per_role() {
-        let map = RoleMap::from_fn(|role| role.as_str().len());
-        for role in Role::ALL {
-            assert_eq!(*map.get(role), role.as_str().len());
-        }
-        assert_eq!(map.iter().count(), 6);
     }
 
     /// A client whose request role runs in this process as `router`.

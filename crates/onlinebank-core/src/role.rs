@@ -1,63 +1,7 @@
 //! The six roles one `onlinebank` executable can run.
 
-use crate::peer::RoleMap;
-use crate::settings::Settings;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// What building a role gives back: its routes and its database (for readiness).
-#[derive(Debug)]
-pub struct RoleParts {
-    pub router: axum::Router,
-    pub db: Option<crate::db::Db>,
-}
-
-/// What every role gets when it is built, in `up` and in `serve` alike.
-#[derive(Debug, Clone)]
-pub struct RoleContext {
-    pub settings: Arc<Settings>,
-    /// Background work (relays, consumers); the process waits for it on shutdown.
-    pub tasks: TaskTracker,
-    /// Fires once when the process starts shutting down.
-    pub shutdown: CancellationToken,
-    /// The roles running in this process (`up`): calls to them skip the socket.
-    pub local: LocalRoles,
-}
-
-/// The routers of the roles that run in this process, so that a call from one role to another
-/// in the same process (`up`) is handed to the peer's router directly: the same HTTP request
-/// and answer, the same handlers, middleware, load shedding and timeouts, without a loopback
-/// connection. Empty in `serve`, where every peer is another process.
-#[derive(Clone, Default)]
-pub struct LocalRoles {
-    routers: Arc<RoleMap<std::sync::OnceLock<axum::Router>>>,
-}
-
-impl fmt::Debug for LocalRoles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let local: Vec<&str> = Role::ALL
-            .into_iter()
-            .filter(|role| self.get(*role).is_some())
-            .map(Role::as_str)
-            .collect();
-        write!(f, "LocalRoles({local:?})")
-    }
-}
-
-impl LocalRoles {
-    /// Registers `role`'s router (once; later registrations are ignored).
-    pub fn register(&self, role: Role, router: axum::Router) {
-        let _ = self.routers.get(role).set(router);
-    }
-
-    /// The router of `role`, if it runs in this process.
-    pub fn get(&self, role: Role) -> Option<axum::Router> {
-        self.routers.get(role).get().cloned()
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -122,6 +66,28 @@ impl FromStr for Role {
     }
 }
 
+/// One value per role.
+#[derive(Debug, Clone, Default)]
+pub struct RoleMap<T>([T; 6]);
+
+impl<T> RoleMap<T> {
+    pub fn from_fn(mut make: impl FnMut(Role) -> T) -> Self {
+        Self(std::array::from_fn(|index| make(Role::ALL[index])))
+    }
+
+    pub fn get(&self, role: Role) -> &T {
+        &self.0[role.index()]
+    }
+
+    pub fn get_mut(&mut self, role: Role) -> &mut T {
+        &mut self.0[role.index()]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Role, &T)> {
+        Role::ALL.into_iter().zip(self.0.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +99,14 @@ mod tests {
             assert_eq!(role.index(), index);
         }
         assert!("bank".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn a_role_map_holds_one_value_per_role() {
+        let map = RoleMap::from_fn(|role| role.as_str().len());
+        for role in Role::ALL {
+            assert_eq!(*map.get(role), role.as_str().len());
+        }
+        assert_eq!(map.iter().count(), 6);
     }
 }

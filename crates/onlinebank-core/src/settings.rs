@@ -1,7 +1,6 @@
 //! Typed settings shared by every role, built by the binary from flags and `ONLINEBANK_*` env.
 
-use crate::peer::RoleMap;
-use crate::role::Role;
+use crate::role::{Role, RoleMap};
 use crate::secret::MasterSecret;
 use crate::token::TokenKey;
 use std::path::PathBuf;

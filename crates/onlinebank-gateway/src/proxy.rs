@@ -112,8 +112,8 @@ mod tests {
     use super::*;
     use axum::routing::get;
 
-    use onlinebank_core::role::LocalRoles;
     use onlinebank_core::settings::Peers;
+    use onlinebank_core::LocalRoles;
 
     /// Upstreams whose request role runs in this process as `router`.
     fn local_request_role(router: axum::Router) -> Upstreams {

@@ -187,7 +187,7 @@ mod tests {
 
     /// A client whose auth is `auth`, registered as running in this process.
     fn client_with_local_auth(auth: axum::Router) -> StepUpClient {
-        let local = onlinebank_core::role::LocalRoles::default();
+        let local = onlinebank_core::LocalRoles::default();
         local.register(Role::Auth, auth);
         // Nothing listens there: a call that left the process would fail as unreachable.
         let peers =

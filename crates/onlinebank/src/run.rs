@@ -62,7 +62,7 @@ struct Process {
     stop_serving: CancellationToken,
     servers: TaskTracker,
     drain_delay: Duration,
-    /// `up`: the roles call each other through their routers (see [`onlinebank_core::role::LocalRoles`]).
+    /// `up`: the roles call each other through their routers (see [`onlinebank_core::LocalRoles`]).
     in_process_calls: bool,
     /// Every connection of the process's public listeners (the cap is per process).
     connections: Arc<Connections>,

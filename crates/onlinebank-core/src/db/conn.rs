@@ -290,7 +290,7 @@ impl Drop for Snapshot {
         if self.0.is_autocommit() {
             return;
         }
-        if let Err(error) = super::group::control(&self.0, "COMMIT") {
+        if let Err(error) = super::sqlite::control(&self.0, "COMMIT") {
             tracing::warn!(%error, "ending a read transaction failed");
         }
     }
@@ -432,7 +432,7 @@ impl Conn {
     pub(crate) fn sqlite_snapshot(
         guard: tokio::sync::OwnedMutexGuard<rusqlite::Connection>,
     ) -> Result<Self, Error> {
-        super::group::control(&guard, "BEGIN")?;
+        super::sqlite::control(&guard, "BEGIN")?;
         Ok(Self {
             inner: Inner::Sqlite(Lite::Snapshot(Snapshot(guard))),
             storage: None,

@@ -18,7 +18,7 @@
 
 use super::conn::{Conn, Error};
 use super::cut::{PauseOrder, WriterEntry};
-use super::sqlite::truncate_wal;
+use super::sqlite::{control, truncate_wal};
 use super::storage::Storage;
 use super::BoxFuture;
 use sqlx::PgPool;
@@ -252,11 +252,6 @@ fn gather_batch(first: Job, receiver: &mut mpsc::Receiver<Work>, max_batch: usiz
         }
     }
     batch
-}
-
-/// Runs a transaction-control statement (prepared once per connection).
-pub(super) fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.raw_execute().map(|_| ())
 }
 
 /// Runs one job on the writer thread; its future completes without waiting (see the module

@@ -139,6 +139,11 @@ fn prune_pre_upgrade_copies(data_dir: &std::path::Path, keep: usize) -> anyhow::
     Ok(())
 }
 
+/// Runs a transaction-control statement (prepared once per connection).
+pub(super) fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
