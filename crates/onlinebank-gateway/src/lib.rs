@@ -89,102 +89,114 @@ pub async fn build(
     ctx: &RoleContext,
     quiesce: &Quiesce,
 ) -> anyhow::Result<onlinebank_core::RoleParts> {
-    let settings = &ctx.settings;
-    for role in [Role::Request, Role::Auth, Role::Mypage] {
-        settings.peers.first(role)?;
+    let state = GatewayState::start(ctx, quiesce)?;
+    Ok(onlinebank_core::RoleParts {
+        db: None,
+        router: routes(state),
+    })
+}
+
+impl GatewayState {
+    /// The gateway's state, with its background work (instance readiness, logged-out sessions)
+    /// spawned on `ctx`'s tasks.
+    fn start(ctx: &RoleContext, quiesce: &Quiesce) -> anyhow::Result<Self> {
+        let settings = &ctx.settings;
+        for role in [Role::Request, Role::Auth, Role::Mypage] {
+            settings.peers.first(role)?;
+        }
+        // Long enough for the request role's bounded wait, short enough to never hang.
+        let timeout = settings.request_wait + settings.step_up_timeout + Duration::from_secs(5);
+        let http = onlinebank_core::http::peer_client(timeout)?;
+        let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
+            http,
+            &settings.peers,
+            ctx.local.clone(),
+        ));
+        ctx.tasks
+            .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
+        let write_slots = Arc::new(Semaphore::new(settings.max_in_flight_writes));
+        quiesce.arm(
+            peers.clone(),
+            settings.internal_token(),
+            write_slots.clone(),
+            settings.max_in_flight_writes,
+        );
+        let upstreams = Arc::new(Upstreams::new(peers, timeout));
+        let revocations = Arc::new(revocations::Revocations::default());
+        ctx.tasks.spawn(revocations.clone().follow(
+            upstreams.clone(),
+            settings.internal_token(),
+            ctx.shutdown.clone(),
+        ));
+        Ok(GatewayState {
+            upstreams,
+            token_key: settings.token_key(),
+            write_slots,
+            read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
+            admission: Arc::new(admission::PublicAdmission::new(
+                settings.max_in_flight_public,
+                settings.max_in_flight_per_client,
+                settings.public_wait,
+            )),
+            public_url: settings
+                .public_url
+                .as_deref()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .into(),
+            revocations,
+            internal_token: settings.internal_token().into(),
+            pages: Arc::new(page::Pages::new()?),
+            quiesce: quiesce.clone(),
+        })
     }
-    // Long enough for the request role's bounded wait, short enough to never hang.
-    let timeout = settings.request_wait + settings.step_up_timeout + Duration::from_secs(5);
-    let http = onlinebank_core::http::peer_client(timeout)?;
-    let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
-        http,
-        &settings.peers,
-        ctx.local.clone(),
-    ));
-    ctx.tasks
-        .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
-    let write_slots = Arc::new(Semaphore::new(settings.max_in_flight_writes));
-    quiesce.arm(
-        peers.clone(),
-        settings.internal_token(),
-        write_slots.clone(),
-        settings.max_in_flight_writes,
-    );
-    let upstreams = Arc::new(Upstreams::new(peers, timeout));
-    let revocations = Arc::new(revocations::Revocations::default());
-    ctx.tasks.spawn(revocations.clone().follow(
-        upstreams.clone(),
-        settings.internal_token(),
-        ctx.shutdown.clone(),
-    ));
-    let admission = Arc::new(admission::PublicAdmission::new(
-        settings.max_in_flight_public,
-        settings.max_in_flight_per_client,
-        settings.public_wait,
-    ));
-    let state = GatewayState {
-        upstreams,
-        token_key: settings.token_key(),
-        write_slots,
-        read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
-        admission: admission.clone(),
-        public_url: settings
-            .public_url
-            .as_deref()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .into(),
-        revocations,
-        internal_token: settings.internal_token().into(),
-        pages: Arc::new(page::Pages::new()?),
-        quiesce: quiesce.clone(),
-    };
+}
+
+/// Every public route of the gateway and the role it goes to.
+fn routes(state: GatewayState) -> Router {
     let reads = |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(
             ("gateway", state.read_slots.clone()),
             shed,
         ))
     };
-    Ok(onlinebank_core::RoleParts {
-        db: None,
-        router: Router::new()
-            .route("/", get(index))
-            .route("/index.html", get(index))
-            .route("/assets/app.js", get(script))
-            .route("/assets/app.css", get(style))
-            .route(
-                "/internal/{*rest}",
-                any(|| async { onlinebank_core::http::not_found().await }),
-            )
-            .merge(public(
-                Router::new()
-                    .route("/api/v1/customers", post(to_auth))
-                    .route("/api/v1/sessions", post(to_auth)),
-                admission,
-            ))
-            // Legacy calls carry credentials: each takes its slot only after its login.
-            .route("/requests", post(legacy::submit).get(legacy::list))
-            .route("/requests/{id}", get(legacy::show))
-            .route("/mypages/{account_no}", get(legacy::mypage))
-            .route("/profile/requests", get(legacy::profile))
-            .route(
-                "/mypages/search/findByAccountNo",
-                get(legacy::find_by_account_no),
-            )
-            .route("/api/v1/sessions/current", delete(to_auth_with_token))
-            // Shed by what the call is: balance and history count as reads.
-            .route("/api/v1/requests", post(submit_request))
-            .merge(reads(
-                Router::new()
-                    .route("/api/v1/requests", get(to_request))
-                    .route("/api/v1/requests/{id}", get(to_request))
-                    .route("/api/v1/accounts", get(to_mypage))
-                    .route("/api/v1/accounts/{*rest}", get(to_mypage))
-                    .route("/api/v1/ping", get(to_mypage_open)),
-            ))
-            .with_state(state)
-            .layer(axum::middleware::map_response(nosniff)),
-    })
+    Router::new()
+        .route("/", get(index))
+        .route("/index.html", get(index))
+        .route("/assets/app.js", get(script))
+        .route("/assets/app.css", get(style))
+        .route(
+            "/internal/{*rest}",
+            any(|| async { onlinebank_core::http::not_found().await }),
+        )
+        .merge(public(
+            Router::new()
+                .route("/api/v1/customers", post(to_auth))
+                .route("/api/v1/sessions", post(to_auth)),
+            state.admission.clone(),
+        ))
+        // Legacy calls carry credentials: each takes its slot only after its login.
+        .route("/requests", post(legacy::submit).get(legacy::list))
+        .route("/requests/{id}", get(legacy::show))
+        .route("/mypages/{account_no}", get(legacy::mypage))
+        .route("/profile/requests", get(legacy::profile))
+        .route(
+            "/mypages/search/findByAccountNo",
+            get(legacy::find_by_account_no),
+        )
+        .route("/api/v1/sessions/current", delete(to_auth_with_token))
+        // Shed by what the call is: balance and history count as reads.
+        .route("/api/v1/requests", post(submit_request))
+        .merge(reads(
+            Router::new()
+                .route("/api/v1/requests", get(to_request))
+                .route("/api/v1/requests/{id}", get(to_request))
+                .route("/api/v1/accounts", get(to_mypage))
+                .route("/api/v1/accounts/{*rest}", get(to_mypage))
+                .route("/api/v1/ping", get(to_mypage_open)),
+        ))
+        .with_state(state)
+        .layer(axum::middleware::map_response(nosniff))
 }
 
 async fn index(State(state): State<GatewayState>, headers: http::HeaderMap) -> Response {
