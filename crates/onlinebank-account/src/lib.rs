@@ -10,67 +10,48 @@
 pub mod domain;
 mod store;
 
-use anyhow::Context;
 use axum::extract::State;
 use axum::routing::get;
-use axum::{middleware, Json, Router};
+use axum::{Json, Router};
 use domain::Account;
 use onlinebank_bus::outbox::Relay;
-use onlinebank_bus::projection::{self, Projection};
-use onlinebank_bus::quiet::RoleQuiet;
+use onlinebank_bus::projection::Projection;
+use onlinebank_bus::wiring::{Subscription, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::{
     AccountChanged, AccountRequestCancelled, AuthCertified, Envelope, Event, TOPIC_ACCOUNTS,
     TOPIC_REQUESTS,
 };
-use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 
-/// Events applied per transaction at most.
-const BATCH: usize = 256;
+/// The certified requests, up to 256 per transaction.
+const CONSUMES: Subscription = Subscription {
+    topics: &[TOPIC_REQUESTS],
+    batch: 256,
+};
 
 /// Opens account's database, starts its consumer and relay, and returns its router.
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
-    let settings = ctx.settings.clone();
-    let db =
-        onlinebank_core::db::Db::open(&settings.database_url(Role::Account), "account").await?;
-    onlinebank_bus::schema::migrate(&db, &migrations())
-        .await
-        .context("migrating the account database")?;
-
-    let relay = Relay::new("account", &[TOPIC_ACCOUNTS], db.clone(), bus.clone());
-    ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
-    let quiet = RoleQuiet::consumer(bus, "account", &[TOPIC_REQUESTS]).publishing(&relay);
-    ctx.tasks.spawn(projection::run(
-        bus.clone(),
-        "account",
-        &[TOPIC_REQUESTS],
-        BATCH,
-        ctx.shutdown.clone(),
-        db.clone(),
-        Accounts {
-            max_amount: settings.max_amount,
-            relay,
-        },
-    ));
-
-    let internal_token: Arc<str> = settings.internal_token().into();
+    let wiring = Wiring::new(ctx, bus, Role::Account);
+    let db = wiring.open_db(&migrations()).await?;
+    let relay = wiring.publish(&db, &[TOPIC_ACCOUNTS]);
+    let quiet = wiring.quiet(CONSUMES, Some(&relay));
+    let accounts = Accounts {
+        max_amount: ctx.settings.max_amount,
+        relay,
+    };
+    wiring.consume(&db, CONSUMES, accounts);
     Ok(onlinebank_core::RoleParts {
         db: Some(db.clone()),
-        router: Router::new()
-            .route("/internal/v1/accounts", get(list_accounts))
-            .route_layer(middleware::from_fn_with_state(
-                internal_token.clone(),
-                require_internal,
-            ))
-            .with_state(db.clone())
+        router: ctx
+            .internal(Router::new().route("/internal/v1/accounts", get(list_accounts)))
+            .with_state(db)
             .merge(onlinebank_core::quiet::router(
                 quiet.probe(),
-                internal_token,
+                ctx.settings.internal_token().into(),
             )),
     })
 }

@@ -12,7 +12,6 @@ pub mod password;
 mod store;
 mod turns;
 
-use anyhow::Context;
 use axum::extract::FromRef;
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{RoleContext, Settings};
@@ -50,12 +49,9 @@ const ARGON2_QUEUE: usize = 64;
 /// Opens auth's database, applies migrations and returns its router.
 pub async fn build(ctx: &RoleContext) -> anyhow::Result<onlinebank_core::RoleParts> {
     let settings = ctx.settings.clone();
-    let db =
-        onlinebank_core::db::Db::open(&settings.database_url(onlinebank_core::Role::Auth), "auth")
-            .await?;
-    db.migrate(&migrations())
-        .await
-        .context("migrating the auth database")?;
+    let db = ctx
+        .open_db(onlinebank_core::Role::Auth, &migrations())
+        .await?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = AuthState {
         db: db.clone(),

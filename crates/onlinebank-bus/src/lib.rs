@@ -24,6 +24,7 @@ pub mod projection;
 pub mod quiet;
 pub mod retention;
 pub mod schema;
+pub mod wiring;
 
 use std::path::Path;
 

@@ -1,8 +1,10 @@
 //! What every role gets when it is built (settings, background tasks, shutdown, the roles in the
 //! same process) and what it gives back.
 
+use crate::db::{Db, Migrations};
 use crate::role::{Role, RoleMap};
 use crate::settings::Settings;
+use anyhow::Context as _;
 use std::fmt;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -56,5 +58,28 @@ impl LocalRoles {
     /// The router of `role`, if it runs in this process.
     pub fn get(&self, role: Role) -> Option<axum::Router> {
         self.routers.get(role).get().cloned()
+    }
+}
+
+impl RoleContext {
+    /// Opens `role`'s database (its own file, or its own schema of the shared PostgreSQL
+    /// database) and applies `migrations` to it.
+    pub async fn open_db(&self, role: Role, migrations: &Migrations) -> anyhow::Result<Db> {
+        let db = Db::open(&self.settings.database_url(role), role.as_str()).await?;
+        db.migrate(migrations)
+            .await
+            .with_context(|| format!("migrating the {role} database"))?;
+        Ok(db)
+    }
+
+    /// `routes` behind the internal token: only the bank's own roles may call them.
+    pub fn internal<S: Clone + Send + Sync + 'static>(
+        &self,
+        routes: axum::Router<S>,
+    ) -> axum::Router<S> {
+        routes.route_layer(axum::middleware::from_fn_with_state(
+            Arc::<str>::from(self.settings.internal_token()),
+            crate::http::require_internal,
+        ))
     }
 }

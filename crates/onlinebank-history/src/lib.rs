@@ -5,53 +5,40 @@
 //! updates and deletes of entries. Operators read per-account sums at `/internal/v1/ledger`;
 //! customers read their transactions from mypage.
 
-use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::routing::get;
-use axum::{middleware, Json, Router};
-use onlinebank_bus::projection::{self, Projection};
-use onlinebank_bus::quiet::RoleQuiet;
+use axum::{Json, Router};
+use onlinebank_bus::projection::Projection;
+use onlinebank_bus::wiring::{Subscription, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::{Envelope, Event, WriteKind, TOPIC_ACCOUNTS};
-use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
-use std::sync::Arc;
 
-const BATCH: usize = 512;
+/// The account outcomes, up to 512 per transaction.
+const CONSUMES: Subscription = Subscription {
+    topics: &[TOPIC_ACCOUNTS],
+    batch: 512,
+};
 
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
-    let settings = ctx.settings.clone();
-    let db =
-        onlinebank_core::db::Db::open(&settings.database_url(Role::History), "history").await?;
-    onlinebank_bus::schema::migrate(&db, &migrations())
-        .await
-        .context("migrating the history database")?;
-    ctx.tasks.spawn(projection::run(
-        bus.clone(),
-        "history",
-        &[TOPIC_ACCOUNTS],
-        BATCH,
-        ctx.shutdown.clone(),
-        db.clone(),
-        Ledger,
-    ));
-    let internal_token: Arc<str> = settings.internal_token().into();
+    let wiring = Wiring::new(ctx, bus, Role::History);
+    let db = wiring.open_db(&migrations()).await?;
+    wiring.consume(&db, CONSUMES, Ledger);
     Ok(onlinebank_core::RoleParts {
         db: Some(db.clone()),
-        router: Router::new()
-            .route("/internal/v1/ledger", get(ledger_sums))
-            .route("/internal/v1/ledger/{account_no}", get(ledger_entries))
-            .route_layer(middleware::from_fn_with_state(
-                internal_token.clone(),
-                require_internal,
-            ))
-            .with_state(db.clone())
+        router: ctx
+            .internal(
+                Router::new()
+                    .route("/internal/v1/ledger", get(ledger_sums))
+                    .route("/internal/v1/ledger/{account_no}", get(ledger_entries)),
+            )
+            .with_state(db)
             .merge(onlinebank_core::quiet::router(
-                RoleQuiet::consumer(bus, "history", &[TOPIC_ACCOUNTS]).probe(),
-                internal_token,
+                wiring.quiet(CONSUMES, None).probe(),
+                ctx.settings.internal_token().into(),
             )),
     })
 }

@@ -8,15 +8,13 @@
 mod api;
 mod projection;
 
-use anyhow::Context;
 use axum::extract::FromRef;
+use onlinebank_bus::wiring::{Subscription, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::Db;
 use onlinebank_core::event::TOPIC_ACCOUNTS;
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{Role, RoleContext};
-
-const BATCH: usize = 512;
 
 #[derive(Clone)]
 pub(crate) struct MypageState {
@@ -30,21 +28,17 @@ impl FromRef<MypageState> for TokenKey {
     }
 }
 
+/// The account outcomes, up to 512 per transaction.
+const CONSUMES: Subscription = Subscription {
+    topics: &[TOPIC_ACCOUNTS],
+    batch: 512,
+};
+
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
-    let settings = ctx.settings.clone();
-    let db = onlinebank_core::db::Db::open(&settings.database_url(Role::Mypage), "mypage").await?;
-    onlinebank_bus::schema::migrate(&db, &migrations())
-        .await
-        .context("migrating the mypage database")?;
-    ctx.tasks.spawn(onlinebank_bus::projection::run(
-        bus.clone(),
-        "mypage",
-        &[TOPIC_ACCOUNTS],
-        BATCH,
-        ctx.shutdown.clone(),
-        db.clone(),
-        projection::ReadModel,
-    ));
+    let wiring = Wiring::new(ctx, bus, Role::Mypage);
+    let db = wiring.open_db(&migrations()).await?;
+    wiring.consume(&db, CONSUMES, projection::ReadModel);
+    let settings = &ctx.settings;
     let state = MypageState {
         db: db.clone(),
         token_key: settings.token_key(),
@@ -56,7 +50,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
             settings.max_in_flight_reads,
         )
         .merge(onlinebank_core::quiet::router(
-            onlinebank_bus::quiet::RoleQuiet::consumer(bus, "mypage", &[TOPIC_ACCOUNTS]).probe(),
+            wiring.quiet(CONSUMES, None).probe(),
             settings.internal_token().into(),
         )),
         db: Some(db),

@@ -14,9 +14,9 @@ mod stepup;
 mod store;
 mod waiters;
 
-use anyhow::Context;
 use axum::extract::FromRef;
 use onlinebank_bus::outbox::Relay;
+use onlinebank_bus::wiring::Wiring;
 use onlinebank_bus::Bus;
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{Role, RoleContext, Settings};
@@ -43,11 +43,8 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let settings = ctx.settings.clone();
     // Every auth instance given (`--auth-url A,B`): step-ups take turns over them.
     settings.peers.first(Role::Auth)?;
-    let db =
-        onlinebank_core::db::Db::open(&settings.database_url(Role::Request), "request").await?;
-    onlinebank_bus::schema::migrate(&db, &migrations())
-        .await
-        .context("migrating the request database")?;
+    let wiring = Wiring::new(ctx, bus, Role::Request);
+    let db = wiring.open_db(&migrations()).await?;
     let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
     let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
         http,
@@ -56,13 +53,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     ));
     ctx.tasks
         .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
-    let relay = Relay::new(
-        "request",
-        &[onlinebank_core::event::TOPIC_REQUESTS],
-        db.clone(),
-        bus.clone(),
-    );
-    ctx.tasks.spawn(relay.clone().run(ctx.shutdown.clone()));
+    let relay = wiring.publish(&db, &[onlinebank_core::event::TOPIC_REQUESTS]);
     let state = RequestState {
         step_up: stepup::StepUpClient::new(
             peers,
@@ -82,8 +73,8 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         waiters: waiters::Waiters::default(),
         settings: settings.clone(),
     };
-    outcomes::start(ctx, bus, &state);
-    let quiet = quiet_probe(bus, &state);
+    outcomes::start(&wiring, &state);
+    let quiet = quiet_probe(&wiring, &state);
     Ok(onlinebank_core::RoleParts {
         router: api::router(state, settings.internal_token().into()).merge(
             onlinebank_core::quiet::router(quiet, settings.internal_token().into()),
@@ -94,13 +85,8 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 
 /// `GET /internal/quiet`: the outbox's unsent events, the outcome consumer's lag, and every
 /// request not yet COMPLETED (a compensated request is deleted, so it counts no more).
-fn quiet_probe(bus: &Bus, state: &RequestState) -> onlinebank_core::quiet::QuietProbe {
-    let role = onlinebank_bus::quiet::RoleQuiet::consumer(
-        bus,
-        "request",
-        &[onlinebank_core::event::TOPIC_ACCOUNTS],
-    )
-    .publishing(&state.relay);
+fn quiet_probe(wiring: &Wiring, state: &RequestState) -> onlinebank_core::quiet::QuietProbe {
+    let role = wiring.quiet(outcomes::CONSUMES, Some(&state.relay));
     let db = state.db.clone();
     Arc::new(move || {
         let (role, db) = (role.clone(), db.clone());

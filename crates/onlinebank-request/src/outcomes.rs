@@ -3,31 +3,28 @@
 
 use crate::store;
 use crate::RequestState;
-use onlinebank_bus::projection::{self, Projection};
-use onlinebank_bus::Bus;
+use onlinebank_bus::projection::Projection;
+use onlinebank_bus::wiring::{Subscription, Wiring};
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Engine};
 use onlinebank_core::event::{Envelope, Event, TOPIC_ACCOUNTS};
 use onlinebank_core::log_limit::LogLimit;
-use onlinebank_core::{Reason, RoleContext};
+use onlinebank_core::Reason;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const BATCH: usize = 512;
+/// The account outcomes, up to 512 per transaction.
+pub(crate) const CONSUMES: Subscription = Subscription {
+    topics: &[TOPIC_ACCOUNTS],
+    batch: 512,
+};
 /// Compensated requests stay readable this long (at least 24 h).
 const KEEP_CANCELLED_MS: i64 = 7 * 24 * 3600 * 1000;
 
-pub fn start(ctx: &RoleContext, bus: &Bus, state: &RequestState) {
-    ctx.tasks.spawn(projection::run(
-        bus.clone(),
-        "request",
-        &[TOPIC_ACCOUNTS],
-        BATCH,
-        ctx.shutdown.clone(),
-        state.db.clone(),
-        Outcomes(state.clone()),
-    ));
+pub fn start(wiring: &Wiring, state: &RequestState) {
+    wiring.consume(&state.db, CONSUMES, Outcomes(state.clone()));
+    let ctx = wiring.ctx;
     ctx.tasks.spawn(sweep(state.clone(), ctx.shutdown.clone()));
     if state.db.engine == Engine::Postgres {
         ctx.tasks.spawn(listen(state.clone(), ctx.shutdown.clone()));

@@ -1,0 +1,78 @@
+//! How a role that publishes or consumes events is put together, the same way for every role:
+//! its database with the bus's tables ([`Wiring::open_db`]), the relay of what it publishes
+//! ([`Wiring::publish`]), the consumer of what it reads ([`Wiring::consume`]) and its answer to
+//! `GET /internal/quiet` ([`Wiring::quiet`]).
+
+use crate::outbox::Relay;
+use crate::projection::Projection;
+use crate::quiet::RoleQuiet;
+use crate::Bus;
+use onlinebank_core::db::{Db, Migrations};
+use onlinebank_core::{Role, RoleContext};
+
+/// What a role consumes: its consumer group (the role's name) reads `topics`, applying at most
+/// `batch` events per transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscription {
+    pub topics: &'static [&'static str],
+    pub batch: usize,
+}
+
+/// One role's place in the process and on the bus.
+#[derive(Clone, Copy)]
+pub struct Wiring<'a> {
+    pub ctx: &'a RoleContext,
+    pub bus: &'a Bus,
+    pub role: Role,
+}
+
+impl<'a> Wiring<'a> {
+    pub fn new(ctx: &'a RoleContext, bus: &'a Bus, role: Role) -> Self {
+        Self { ctx, bus, role }
+    }
+
+    /// The role's consumer group and publisher name: the role's own name.
+    pub fn name(&self) -> &'static str {
+        self.role.as_str()
+    }
+
+    /// Opens the role's database and applies its migrations with the bus's tables.
+    pub async fn open_db(&self, migrations: &Migrations) -> anyhow::Result<Db> {
+        self.ctx
+            .open_db(self.role, &crate::schema::with_bus(migrations)?)
+            .await
+    }
+
+    /// Starts the relay of `db`'s outbox to `topics` (see [`crate::outbox`]) and returns it, for
+    /// the role's writers to wake after they enqueued events.
+    pub fn publish(&self, db: &Db, topics: &'static [&'static str]) -> Relay {
+        let relay = Relay::new(self.name(), topics, db.clone(), self.bus.clone());
+        self.ctx
+            .tasks
+            .spawn(relay.clone().run(self.ctx.shutdown.clone()));
+        relay
+    }
+
+    /// Starts consuming `subscription` into `db` with `projection` until shutdown.
+    pub fn consume<P: Projection>(&self, db: &Db, subscription: Subscription, projection: P) {
+        self.ctx.tasks.spawn(crate::projection::run(
+            self.bus.clone(),
+            self.name(),
+            subscription.topics,
+            subscription.batch,
+            self.ctx.shutdown.clone(),
+            db.clone(),
+            projection,
+        ));
+    }
+
+    /// The role's unsent events and consumer lag, for `GET /internal/quiet`; `relay` when the
+    /// role publishes.
+    pub fn quiet(&self, subscription: Subscription, relay: Option<&Relay>) -> RoleQuiet {
+        let quiet = RoleQuiet::consumer(self.bus, self.name(), subscription.topics);
+        match relay {
+            Some(relay) => quiet.publishing(relay),
+            None => quiet,
+        }
+    }
+}
