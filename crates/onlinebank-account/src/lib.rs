@@ -198,18 +198,7 @@ async fn list_accounts(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
 
 /// account's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
-    use onlinebank_core::db::{Migration, Migrations};
-    const SQLITE: &[Migration] = &[Migration::expand(
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    )];
-    const POSTGRES: &[Migration] = &[Migration::expand(
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    )];
-    Migrations::new(SQLITE, POSTGRES)
+    onlinebank_core::expand_migrations![(1, "init", "0001_init.sql"),]
 }
 
 #[cfg(test)]

@@ -99,30 +99,12 @@ pub async fn ensure_customer(
 
 /// auth's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
-    use onlinebank_core::db::{Migration, Migrations};
-    const SQLITE: &[Migration] = &[
-        Migration::expand(
-            1,
-            "init",
-            include_str!("../migrations/sqlite/0001_init.sql"),
-        ),
-        Migration::expand(
+    onlinebank_core::expand_migrations![
+        (1, "init", "0001_init.sql"),
+        (
             2,
             "lockouts and revocations",
-            include_str!("../migrations/sqlite/0002_lockouts_and_revocations.sql"),
+            "0002_lockouts_and_revocations.sql"
         ),
-    ];
-    const POSTGRES: &[Migration] = &[
-        Migration::expand(
-            1,
-            "init",
-            include_str!("../migrations/postgres/0001_init.sql"),
-        ),
-        Migration::expand(
-            2,
-            "lockouts and revocations",
-            include_str!("../migrations/postgres/0002_lockouts_and_revocations.sql"),
-        ),
-    ];
-    Migrations::new(SQLITE, POSTGRES)
+    ]
 }

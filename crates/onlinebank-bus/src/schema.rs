@@ -3,22 +3,11 @@
 //! `migrations/{sqlite,postgres}` and applied together with the role's own: one ordered set, so
 //! the role's migration record holds both and finds no version it does not know.
 
-use onlinebank_core::db::{Db, Migration, Migrations};
-
-const SQLITE: &[Migration] = &[Migration::expand(
-    1001,
-    "outbox inbox",
-    include_str!("../migrations/sqlite/1001_outbox_inbox.sql"),
-)];
-const POSTGRES: &[Migration] = &[Migration::expand(
-    1001,
-    "outbox inbox",
-    include_str!("../migrations/postgres/1001_outbox_inbox.sql"),
-)];
+use onlinebank_core::db::{Db, Migrations};
 
 /// The bus's migrations alone.
 pub fn migrations() -> Migrations {
-    Migrations::new(SQLITE, POSTGRES)
+    onlinebank_core::expand_migrations![(1001, "outbox inbox", "1001_outbox_inbox.sql")]
 }
 
 /// A role's migrations and the bus's with them (the bus's are numbered from 1001).

@@ -358,6 +358,26 @@ pub async fn check_sqlite_file(path: &std::path::Path, known: &[Migration]) -> a
     Ok(())
 }
 
+/// A crate's migrations from its `migrations/{sqlite,postgres}/` folders, each given once as
+/// `(version, description, file name)` and marked [`Migration::expand`] (the previous release
+/// still runs on it): the same file name in both folders, so the engines cannot drift apart.
+#[macro_export]
+macro_rules! expand_migrations {
+    ($(($version:literal, $description:literal, $file:literal)),+ $(,)?) => {{
+        const SQLITE: &[$crate::db::Migration] = &[$($crate::db::Migration::expand(
+            $version,
+            $description,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite/", $file)),
+        )),+];
+        const POSTGRES: &[$crate::db::Migration] = &[$($crate::db::Migration::expand(
+            $version,
+            $description,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/", $file)),
+        )),+];
+        $crate::db::Migrations::new(SQLITE, POSTGRES)
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
