@@ -3,9 +3,43 @@
 
 use onlinebank_bus::projection::Projection;
 use onlinebank_core::args;
+use onlinebank_core::batch_row;
+use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, BoxFuture, Conn, Error};
 use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Envelope, Event, WriteKind};
+use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Balance;
 use std::collections::HashMap;
+use uuid::Uuid;
+
+batch_row! {
+    /// An account's latest state, its last request completed by it.
+    struct AccountView<'a> {
+        account_no: &'a AccountNo => Text,
+        customer_id: &'a CustomerId => Text,
+        balance: Balance => BigInt,
+        status: &'static str => Text,
+        version: i64 => BigInt,
+        opened_at: &'a str => Text,
+        updated_at: &'a str => Text,
+        last_request_id: Uuid => Text,
+        last_request_kind: WriteKind => Text,
+        last_request_amount: i64 => BigInt,
+    }
+}
+
+batch_row! {
+    /// One of an account's transactions.
+    struct TransactionView<'a> {
+        account_no: &'a AccountNo => Text,
+        version: i64 => BigInt,
+        request_id: Uuid => Text,
+        kind: WriteKind => Text,
+        amount: i64 => BigInt,
+        balance_after: Balance => BigInt,
+        occurred_at: &'a str => Text,
+    }
+}
 
 /// The read model's projection of account events.
 #[derive(Clone)]
@@ -66,30 +100,43 @@ async fn apply_changes(
         .into_iter()
         .map(|(index, opened_at)| {
             let (kind, change, at) = changes[index];
-            (
-                change.account_no.as_str(),
-                change.customer_id.as_str(),
-                change.balance.won(),
-                status(kind),
-                change.version,
+            AccountView {
+                account_no: &change.account_no,
+                customer_id: &change.customer_id,
+                balance: change.balance,
+                status: status(kind),
+                version: change.version,
                 opened_at,
-                at,
-                change.request_id,
-                kind.as_str(),
-                change.amount,
-            )
+                updated_at: at,
+                last_request_id: change.request_id,
+                last_request_kind: kind,
+                last_request_amount: change.amount,
+            }
         })
         .collect();
-    let rows = conn.engine().json_rows("$1");
+    upsert_accounts(conn, &accounts).await?;
+    let transactions: Vec<_> = changes
+        .iter()
+        .map(|(kind, change, at)| TransactionView {
+            account_no: &change.account_no,
+            version: change.version,
+            request_id: change.request_id,
+            kind: *kind,
+            amount: change.amount,
+            balance_after: change.balance,
+            occurred_at: at,
+        })
+        .collect();
+    insert_transactions(conn, &transactions).await
+}
+
+/// Moves each account's row to its state in `accounts` (at most one per account), unless the
+/// row is already at that version or newer; ONE statement.
+async fn upsert_accounts(conn: &mut Conn, accounts: &[AccountView<'_>]) -> Result<(), Error> {
     conn.execute(
         &format!(
-            "INSERT INTO accounts_view (account_no, customer_id, balance, status, version, opened_at,
-                 updated_at, last_request_id, last_request_kind, last_request_amount,
-                 last_request_status, last_request_at)
-             SELECT value ->> 0, value ->> 1, CAST(value ->> 2 AS BIGINT), value ->> 3,
-                    CAST(value ->> 4 AS BIGINT), value ->> 5, value ->> 6, value ->> 7,
-                    value ->> 8, CAST(value ->> 9 AS BIGINT), 'RequestCompleted', value ->> 6
-             FROM {rows} WHERE true
+            "INSERT INTO accounts_view ({}, last_request_status, last_request_at)
+             SELECT {}, 'RequestCompleted', {} FROM {} WHERE true
              ON CONFLICT (account_no) DO UPDATE SET
                  balance = excluded.balance, status = excluded.status, version = excluded.version,
                  updated_at = excluded.updated_at, last_request_id = excluded.last_request_id,
@@ -97,35 +144,32 @@ async fn apply_changes(
                  last_request_amount = excluded.last_request_amount,
                  last_request_status = excluded.last_request_status,
                  last_request_at = excluded.last_request_at
-             WHERE excluded.version > accounts_view.version"
+             WHERE excluded.version > accounts_view.version",
+            AccountView::columns(),
+            AccountView::select(),
+            const { AccountView::field("updated_at") }.read(),
+            conn.engine().json_rows("$1")
         ),
-        args![json_rows(&accounts)?.as_str()],
+        args![json_rows(accounts)?.as_str()],
     )
     .await?;
-    let transactions: Vec<_> = changes
-        .iter()
-        .map(|(kind, change, at)| {
-            (
-                change.account_no.as_str(),
-                change.version,
-                change.request_id,
-                kind.as_str(),
-                change.amount,
-                change.balance.won(),
-                at,
-            )
-        })
-        .collect();
+    Ok(())
+}
+
+/// Records `transactions` (one already recorded is skipped); ONE statement.
+async fn insert_transactions(
+    conn: &mut Conn,
+    transactions: &[TransactionView<'_>],
+) -> Result<(), Error> {
     conn.execute(
         &format!(
-            "INSERT INTO transactions_view (account_no, version, request_id, kind, amount,
-                 balance_after, occurred_at)
-             SELECT value ->> 0, CAST(value ->> 1 AS BIGINT), value ->> 2, value ->> 3,
-                    CAST(value ->> 4 AS BIGINT), CAST(value ->> 5 AS BIGINT), value ->> 6
-             FROM {rows} WHERE true
-             ON CONFLICT DO NOTHING"
+            "INSERT INTO transactions_view ({}) SELECT {} FROM {} WHERE true
+             ON CONFLICT DO NOTHING",
+            TransactionView::columns(),
+            TransactionView::select(),
+            conn.engine().json_rows("$1")
         ),
-        args![json_rows(&transactions)?.as_str()],
+        args![json_rows(transactions)?.as_str()],
     )
     .await?;
     Ok(())

@@ -2,9 +2,11 @@
 //! idempotency keys.
 
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Db, Error, FromRow, Row};
+use onlinebank_core::batch_row;
+use onlinebank_core::db::{json_rows, Conn, Db, Error, FromRow, Row};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Balance;
 use onlinebank_core::Reason;
 use uuid::Uuid;
 
@@ -125,25 +127,36 @@ pub async fn authorize(conn: &mut Conn, id: Uuid) -> Result<bool, Error> {
     Ok(changed == 1)
 }
 
-/// Completes the requests of account changes `(request, balance after, version after)` in ONE
-/// statement; returns how many moved to COMPLETED now (a redelivered outcome moves none).
-pub async fn complete(conn: &mut Conn, outcomes: &[(Uuid, i64, i64)]) -> Result<u64, Error> {
-    if outcomes.is_empty() {
+batch_row! {
+    /// A request the account applied, written by [`complete`]: the balance and version after.
+    pub struct Completion {
+        pub id: Uuid => Text,
+        pub balance: Balance => BigInt,
+        pub version: i64 => BigInt,
+    }
+}
+
+/// Completes the requests of account changes in ONE statement; returns how many moved to
+/// COMPLETED now (a redelivered outcome moves none).
+pub async fn complete(conn: &mut Conn, completions: &[Completion]) -> Result<u64, Error> {
+    if completions.is_empty() {
         return Ok(0);
     }
-    let rows = onlinebank_core::db::json_rows(outcomes)?;
+    let id = const { Completion::field("id") };
     conn.execute(
         &format!(
-            "UPDATE requests SET status = $1, balance = CAST(rows.value ->> 1 AS BIGINT),
-                 version = CAST(rows.value ->> 2 AS BIGINT), completed_at = $2
-             FROM {} WHERE requests.id = rows.value ->> 0 {} AND requests.status != $1",
+            "UPDATE requests SET status = $1, balance = {}, version = {}, completed_at = $2
+             FROM {} WHERE requests.id = {} {} AND requests.status != $1",
+            const { Completion::field("balance") }.read(),
+            const { Completion::field("version") }.read(),
             conn.engine().json_rows("$3"),
-            conn.engine().json_join_by_index("requests.id", "$3", 0)
+            id.read(),
+            conn.engine().json_join_by_index("requests.id", "$3", id)
         ),
         args![
             RequestStatus::Completed.as_str(),
             onlinebank_core::time::now_ms(),
-            rows.as_str()
+            json_rows(completions)?.as_str()
         ],
     )
     .await
