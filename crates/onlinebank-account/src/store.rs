@@ -153,3 +153,96 @@ pub async fn all(conn: &mut Conn) -> Result<Vec<Account>, Error> {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::db::Db;
+
+    fn account(no: &str, customer: &str, balance: i64, status: Status, version: i64) -> Account {
+        Account {
+            account_no: AccountNo::parse(no).unwrap(),
+            customer_id: CustomerId::parse(customer).unwrap(),
+            balance: Balance::try_from(balance).unwrap(),
+            status,
+            version,
+        }
+    }
+
+    /// The accounts as a plain SELECT reads them.
+    async fn stored(conn: &mut Conn) -> Vec<(String, String, i64, String, i64)> {
+        conn.fetch_all(
+            &format!("SELECT {COLUMNS} FROM accounts ORDER BY account_no"),
+            &[],
+        )
+        .await
+        .unwrap()
+    }
+
+    fn fields(account: &Account) -> (String, String, i64, String, i64) {
+        (
+            account.account_no.to_string(),
+            account.customer_id.to_string(),
+            account.balance.won(),
+            account.status.as_str().to_owned(),
+            account.version,
+        )
+    }
+
+    /// Accounts created and updated by [`save_all`] read back by a plain SELECT and by
+    /// [`load_all`], text with quotes and unicode intact; an update over a version that is not
+    /// the stored one keeps nothing.
+    async fn accounts_round_trip(db: Db) {
+        db.migrate(&crate::migrations()).await.unwrap();
+        let plain = account("1001", "1@sk.com", 100, Status::Open, 1);
+        let quoted = account("110-000000002", "o'\"né\"@例え.jp", 7, Status::Open, 1);
+        let mut moved = plain.clone();
+        moved.balance = Balance::try_from(9_000_000_000_000).unwrap();
+        moved.version = 2;
+        let mut closed = quoted.clone();
+        closed.status = Status::Closed;
+        closed.version = 2;
+        let created = [plain.clone(), quoted.clone()];
+        let updated = [moved.clone(), closed.clone()];
+        let (after_create, after_update, mut loaded) = db
+            .write(move |conn| {
+                Box::pin(async move {
+                    save_all(conn, &[&created[0], &created[1]], &[]).await?;
+                    let after_create = stored(conn).await;
+                    save_all(conn, &[], &[(&updated[0], 1), (&updated[1], 1)]).await?;
+                    let after_update = stored(conn).await;
+                    let loaded = load_all(conn, &["110-000000002", "1001", "9999"]).await?;
+                    Ok::<_, Error>((after_create, after_update, loaded))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(after_create, [fields(&plain), fields(&quoted)]);
+        assert_eq!(after_update, [fields(&moved), fields(&closed)]);
+        loaded.sort_by(|a, b| a.account_no.cmp(&b.account_no));
+        assert_eq!(loaded, [moved.clone(), closed]);
+        let stale = db
+            .write(move |conn| Box::pin(async move { save_all(conn, &[], &[(&moved, 1)]).await }))
+            .await;
+        assert!(matches!(
+            stale,
+            Err(onlinebank_core::db::GroupError::Job(Error::Conflict(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn accounts_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("account.db").display().to_string();
+        accounts_round_trip(Db::open(&url, "account").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn accounts_round_trip_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("account")
+            .await
+            .unwrap();
+        accounts_round_trip(Db::open(&url, "account").await.unwrap()).await;
+    }
+}

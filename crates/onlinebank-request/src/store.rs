@@ -392,4 +392,91 @@ mod tests {
             assert_eq!(RequestStatus::parse(stored), None, "{stored:?}");
         }
     }
+
+    /// Requests completed by [`complete`] read back by a plain SELECT; completing one again
+    /// moves nothing, and a request not in the batch stays as it was.
+    async fn completions_round_trip(db: Db) {
+        db.migrate(&crate::migrations()).await.unwrap();
+        let pending = |customer: &str| RequestRow {
+            id: Uuid::now_v7(),
+            customer_id: CustomerId::parse(customer).unwrap(),
+            kind: WriteKind::Deposit,
+            account_no: AccountNo::parse("110-000000001").unwrap(),
+            amount: 5,
+            status: RequestStatus::Pending,
+            balance: None,
+            version: None,
+            created_at: 1,
+            completed_at: None,
+        };
+        let rows = [
+            pending("1@sk.com"),
+            pending("o'\"né\"@例え.jp"),
+            pending("2@sk.com"),
+        ];
+        let completions = vec![
+            Completion {
+                id: rows[0].id,
+                balance: Balance::try_from(105).unwrap(),
+                version: 2,
+            },
+            Completion {
+                id: rows[1].id,
+                balance: Balance::try_from(9_000_000_000_000).unwrap(),
+                version: 7,
+            },
+        ];
+        let moved = db
+            .write(move |conn| {
+                Box::pin(async move {
+                    for row in &rows {
+                        insert_pending(conn, row).await?;
+                    }
+                    let moved = complete(conn, &completions).await?;
+                    let again = complete(conn, &completions).await?;
+                    let mut stored: Vec<(String, String, Option<i64>, Option<i64>)> = conn
+                        .fetch_all(
+                            "SELECT id, status, balance, version FROM requests ORDER BY id",
+                            &[],
+                        )
+                        .await?;
+                    stored.sort();
+                    let mut sent: Vec<_> = completions
+                        .iter()
+                        .map(|done| {
+                            let completed = RequestStatus::Completed.as_str().to_owned();
+                            (
+                                done.id.to_string(),
+                                completed,
+                                Some(done.balance.won()),
+                                Some(done.version),
+                            )
+                        })
+                        .chain([(rows[2].id.to_string(), "PENDING".to_owned(), None, None)])
+                        .collect();
+                    sent.sort();
+                    assert_eq!(stored, sent);
+                    Ok::<_, Error>((moved, again))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(moved, (2, 0));
+    }
+
+    #[tokio::test]
+    async fn completions_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("request.db").display().to_string();
+        completions_round_trip(Db::open(&url, "request").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn completions_round_trip_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("request")
+            .await
+            .unwrap();
+        completions_round_trip(Db::open(&url, "request").await.unwrap()).await;
+    }
 }
