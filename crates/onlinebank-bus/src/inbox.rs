@@ -132,6 +132,17 @@ mod tests {
         assert_eq!(seen, HashSet::from([ids[2].to_string()]));
         assert!(first(vec![]).await.unwrap().is_empty());
         assert_eq!(remembered(&db).await, 3);
+        let mut stored: Vec<(String,)> = db
+            .read()
+            .await
+            .unwrap()
+            .fetch_all("SELECT event_id FROM inbox", &[])
+            .await
+            .unwrap();
+        stored.sort();
+        let mut sent: Vec<(String,)> = ids.iter().map(|id| (id.to_string(),)).collect();
+        sent.sort();
+        assert_eq!(stored, sent);
     }
 
     #[tokio::test]

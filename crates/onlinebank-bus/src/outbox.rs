@@ -644,6 +644,72 @@ mod tests {
         assert_eq!(stored[stored.len() - expected.len()..], expected[..]);
     }
 
+    /// Events written by [`enqueue_all`] read back by a plain SELECT: each outbox row holds
+    /// its envelope (text with quotes and unicode intact) and each aggregate's sequence ends at
+    /// its last event.
+    async fn rows_round_trip(db: Db) {
+        crate::schema::bus_only(&db).await.unwrap();
+        let events = vec![
+            deposit("1001", 1),
+            Event::AuthCertified(AuthCertified {
+                request_id: Uuid::now_v7(),
+                customer_id: onlinebank_core::ids::CustomerId::parse("o'\"né\"@例え.jp").unwrap(),
+                kind: WriteKind::Withdraw,
+                account_no: onlinebank_core::ids::AccountNo::parse("110-000000002").unwrap(),
+                amount: 7,
+            }),
+            deposit("1001", 2),
+        ];
+        let envelopes = db
+            .write(move |conn| Box::pin(async move { enqueue_all(conn, events).await }))
+            .await
+            .unwrap();
+        let mut conn = db.read().await.unwrap();
+        let rows: Vec<(String, String, String, String)> = conn
+            .fetch_all("SELECT id, topic, key, body FROM outbox ORDER BY seq", &[])
+            .await
+            .unwrap();
+        let sent: Vec<(String, String, String, String)> = envelopes
+            .iter()
+            .map(|envelope| {
+                (
+                    envelope.id.to_string(),
+                    onlinebank_core::event::TOPIC_REQUESTS.to_owned(),
+                    envelope.aggregate.clone(),
+                    serde_json::to_string(envelope).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, sent);
+        assert!(rows[1].3.contains("o'\\\"né\\\"@例え.jp"), "{}", rows[1].3);
+        let sequences: Vec<(String, i64)> = conn
+            .fetch_all(
+                "SELECT aggregate, last FROM aggregate_sequences ORDER BY aggregate",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            sequences,
+            [("1001".to_owned(), 2), ("110-000000002".to_owned(), 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        rows_round_trip(sqlite(&dir).await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn rows_round_trip_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("outbox")
+            .await
+            .unwrap();
+        rows_round_trip(Db::open(&url, "svc").await.unwrap()).await;
+    }
+
     async fn sqlite(dir: &tempfile::TempDir) -> Db {
         Db::open(&dir.path().join("svc.db").display().to_string(), "svc")
             .await
