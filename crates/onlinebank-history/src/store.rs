@@ -49,6 +49,14 @@ pub async fn append(conn: &mut Conn, entries: &[LedgerEntry<'_>]) -> Result<(), 
 mod tests {
     use super::*;
     use onlinebank_core::db::Db;
+    use std::sync::LazyLock;
+
+    // The entries borrow their ids, and a write job is `'static`.
+    static ACCOUNT: LazyLock<AccountNo> =
+        LazyLock::new(|| AccountNo::parse("110-000000001").unwrap());
+    static PLAIN: LazyLock<CustomerId> = LazyLock::new(|| CustomerId::parse("1@sk.com").unwrap());
+    static QUOTED: LazyLock<CustomerId> =
+        LazyLock::new(|| CustomerId::parse("o'\"né\"@例え.jp").unwrap());
 
     /// A stored entry's text fields, then its numbers.
     type Texts = (String, String, String, String, String, String);
@@ -58,13 +66,11 @@ mod tests {
     /// intact; appending one again changes nothing.
     async fn entries_round_trip(db: Db) {
         db.migrate(&crate::migrations()).await.unwrap();
-        let account_no = AccountNo::parse("110-000000001").unwrap();
-        let plain = CustomerId::parse("1@sk.com").unwrap();
-        let quoted = CustomerId::parse("o'\"né\"@例え.jp").unwrap();
+        let (account_no, plain, quoted) = (&*ACCOUNT, &*PLAIN, &*QUOTED);
         let entry = |customer_id, kind, amount, signed_amount, balance, version, at| LedgerEntry {
             event_id: Uuid::now_v7(),
             request_id: Uuid::now_v7(),
-            account_no: &account_no,
+            account_no,
             customer_id,
             kind,
             amount,
@@ -75,7 +81,7 @@ mod tests {
         };
         let entries = vec![
             entry(
-                &plain,
+                plain,
                 WriteKind::Open,
                 100,
                 100,
@@ -84,7 +90,7 @@ mod tests {
                 "2026-12-07T05:00:00Z",
             ),
             entry(
-                &quoted,
+                quoted,
                 WriteKind::Withdraw,
                 30,
                 -30,

@@ -125,7 +125,7 @@ macro_rules! batch_row {
         }
 
         impl $(<$lt>)? $name $(<$lt>)? {
-            /// The field `name` (see [`onlinebank_core::db::batch::field`]).
+            /// The field `name`; inside `const { .. }` a name the row lacks stops the build.
             #[allow(dead_code)]
             pub const fn field(name: &str) -> $crate::db::batch::Field {
                 $crate::db::batch::field(
