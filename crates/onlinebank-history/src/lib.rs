@@ -5,6 +5,8 @@
 //! updates and deletes of entries. Operators read per-account sums at `/internal/v1/ledger`;
 //! customers read their transactions from mypage.
 
+mod store;
+
 use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -20,8 +22,6 @@ use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use store::LedgerEntry;
-
-mod store;
 
 const BATCH: usize = 512;
 
