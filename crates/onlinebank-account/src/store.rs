@@ -2,8 +2,11 @@
 
 use crate::domain::{Account, Status};
 use onlinebank_core::args;
+use onlinebank_core::batch_row;
+use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, Conn, Error, FromRow, Row};
 use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Balance;
 
 const COLUMNS: &str = "account_no, customer_id, balance, status, version";
 
@@ -21,19 +24,49 @@ impl FromRow for Account {
     }
 }
 
+batch_row! {
+    /// An account asked for by [`load_all`].
+    struct Wanted<'a> {
+        account_no: &'a str => Text,
+    }
+}
+
+batch_row! {
+    /// A new account written by [`save_all`].
+    struct NewAccount<'a> {
+        account_no: &'a AccountNo => Text,
+        customer_id: &'a CustomerId => Text,
+        balance: Balance => BigInt,
+        status: &'static str => Text,
+        version: i64 => BigInt,
+    }
+}
+
+batch_row! {
+    /// An account's new state written by [`save_all`] over the version it was decided on.
+    struct AccountUpdate<'a> {
+        account_no: &'a AccountNo => Text,
+        balance: Balance => BigInt,
+        status: &'static str => Text,
+        version: i64 => BigInt,
+        decided_on: i64 => BigInt,
+    }
+}
+
 /// The stored accounts among `account_nos`, in ONE statement.
 pub async fn load_all(conn: &mut Conn, account_nos: &[&str]) -> Result<Vec<Account>, Error> {
     if account_nos.is_empty() {
         return Ok(Vec::new());
     }
-    let wanted: Vec<(&str,)> = account_nos
+    let wanted: Vec<Wanted> = account_nos
         .iter()
-        .map(|account_no| (*account_no,))
+        .map(|account_no| Wanted { account_no })
         .collect();
     conn.fetch_all(
         &format!(
             "SELECT {COLUMNS} FROM accounts WHERE {}",
-            conn.engine().json_key_in("account_no", "$1", 0)
+            conn.engine()
+                .json_key_in("account_no", "$1", const { Wanted::field("account_no") })
         ),
         args![json_rows(&wanted)?.as_str()],
     )
@@ -49,24 +82,22 @@ pub async fn save_all(
     updated: &[(&Account, i64)],
 ) -> Result<(), Error> {
     let now = onlinebank_core::time::now_ms();
-    let row = |account: &'_ Account, extra: i64| {
-        (
-            account.account_no.as_str().to_owned(),
-            account.customer_id.as_str().to_owned(),
-            account.balance.won(),
-            account.status.as_str(),
-            account.version,
-            extra,
-        )
-    };
     if !created.is_empty() {
-        let rows: Vec<_> = created.iter().map(|account| row(account, now)).collect();
+        let rows: Vec<_> = created
+            .iter()
+            .map(|account| NewAccount {
+                account_no: &account.account_no,
+                customer_id: &account.customer_id,
+                balance: account.balance,
+                status: account.status.as_str(),
+                version: account.version,
+            })
+            .collect();
         conn.execute(
             &format!(
-                "INSERT INTO accounts (account_no, customer_id, balance, status, version, opened_at, updated_at)
-                 SELECT rows.value ->> 0, rows.value ->> 1, CAST(rows.value ->> 2 AS BIGINT),
-                        rows.value ->> 3, CAST(rows.value ->> 4 AS BIGINT), $1, $1
-                 FROM {}",
+                "INSERT INTO accounts ({}, opened_at, updated_at) SELECT {}, $1, $1 FROM {}",
+                NewAccount::columns(),
+                NewAccount::select(),
                 conn.engine().json_rows("$2")
             ),
             args![now, json_rows(&rows)?.as_str()],
@@ -76,20 +107,30 @@ pub async fn save_all(
     if !updated.is_empty() {
         let rows: Vec<_> = updated
             .iter()
-            .map(|(account, decided_on)| row(account, *decided_on))
+            .map(|(account, decided_on)| AccountUpdate {
+                account_no: &account.account_no,
+                balance: account.balance,
+                status: account.status.as_str(),
+                version: account.version,
+                decided_on: *decided_on,
+            })
             .collect();
+        let account_no = const { AccountUpdate::field("account_no") };
         let changed = conn
             .execute(
                 &format!(
-                    "UPDATE accounts SET balance = CAST(rows.value ->> 2 AS BIGINT),
-                         status = rows.value ->> 3, version = CAST(rows.value ->> 4 AS BIGINT),
-                         updated_at = $1
+                    "UPDATE accounts SET balance = {}, status = {}, version = {}, updated_at = $1
                      FROM {}
-                     WHERE accounts.account_no = rows.value ->> 0 {}
-                       AND accounts.version = CAST(rows.value ->> 5 AS BIGINT)",
+                     WHERE accounts.account_no = {} {}
+                       AND accounts.version = {}",
+                    const { AccountUpdate::field("balance") }.read(),
+                    const { AccountUpdate::field("status") }.read(),
+                    const { AccountUpdate::field("version") }.read(),
                     conn.engine().json_rows("$2"),
+                    account_no.read(),
                     conn.engine()
-                        .json_join_by_index("accounts.account_no", "$2", 0)
+                        .json_join_by_index("accounts.account_no", "$2", account_no),
+                    const { AccountUpdate::field("decided_on") }.read(),
                 ),
                 args![now, json_rows(&rows)?.as_str()],
             )
@@ -111,4 +152,97 @@ pub async fn all(conn: &mut Conn) -> Result<Vec<Account>, Error> {
         &[],
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::db::Db;
+
+    fn account(no: &str, customer: &str, balance: i64, status: Status, version: i64) -> Account {
+        Account {
+            account_no: AccountNo::parse(no).unwrap(),
+            customer_id: CustomerId::parse(customer).unwrap(),
+            balance: Balance::try_from(balance).unwrap(),
+            status,
+            version,
+        }
+    }
+
+    /// The accounts as a plain SELECT reads them.
+    async fn stored(conn: &mut Conn) -> Vec<(String, String, i64, String, i64)> {
+        conn.fetch_all(
+            &format!("SELECT {COLUMNS} FROM accounts ORDER BY account_no"),
+            &[],
+        )
+        .await
+        .unwrap()
+    }
+
+    fn fields(account: &Account) -> (String, String, i64, String, i64) {
+        (
+            account.account_no.to_string(),
+            account.customer_id.to_string(),
+            account.balance.won(),
+            account.status.as_str().to_owned(),
+            account.version,
+        )
+    }
+
+    /// Accounts created and updated by [`save_all`] read back by a plain SELECT and by
+    /// [`load_all`], text with quotes and unicode intact; an update over a version that is not
+    /// the stored one keeps nothing.
+    async fn accounts_round_trip(db: Db) {
+        db.migrate(&crate::migrations()).await.unwrap();
+        let plain = account("1001", "1@sk.com", 100, Status::Open, 1);
+        let quoted = account("110-000000002", "o'\"né\"@例え.jp", 7, Status::Open, 1);
+        let mut moved = plain.clone();
+        moved.balance = Balance::try_from(9_000_000_000_000).unwrap();
+        moved.version = 2;
+        let mut closed = quoted.clone();
+        closed.status = Status::Closed;
+        closed.version = 2;
+        let created = [plain.clone(), quoted.clone()];
+        let updated = [moved.clone(), closed.clone()];
+        let (after_create, after_update, mut loaded) = db
+            .write(move |conn| {
+                Box::pin(async move {
+                    save_all(conn, &[&created[0], &created[1]], &[]).await?;
+                    let after_create = stored(conn).await;
+                    save_all(conn, &[], &[(&updated[0], 1), (&updated[1], 1)]).await?;
+                    let after_update = stored(conn).await;
+                    let loaded = load_all(conn, &["110-000000002", "1001", "9999"]).await?;
+                    Ok::<_, Error>((after_create, after_update, loaded))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(after_create, [fields(&plain), fields(&quoted)]);
+        assert_eq!(after_update, [fields(&moved), fields(&closed)]);
+        loaded.sort_by(|a, b| a.account_no.cmp(&b.account_no));
+        assert_eq!(loaded, [moved.clone(), closed]);
+        let stale = db
+            .write(move |conn| Box::pin(async move { save_all(conn, &[], &[(&moved, 1)]).await }))
+            .await;
+        assert!(matches!(
+            stale,
+            Err(onlinebank_core::db::GroupError::Job(Error::Conflict(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn accounts_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("account.db").display().to_string();
+        accounts_round_trip(Db::open(&url, "account").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn accounts_round_trip_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("account")
+            .await
+            .unwrap();
+        accounts_round_trip(Db::open(&url, "account").await.unwrap()).await;
+    }
 }

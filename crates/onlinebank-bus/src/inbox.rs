@@ -1,7 +1,9 @@
 //! The consumer's inbox: processed event ids, recorded in the same transaction as the effect.
 
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Engine, Error};
+use onlinebank_core::batch_row;
+use onlinebank_core::db::batch::BatchRow;
+use onlinebank_core::db::{json_rows, Conn, Error};
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -22,6 +24,13 @@ pub async fn purge(db: &onlinebank_core::db::Db, before: i64) -> Result<u64, Err
     .await
 }
 
+batch_row! {
+    /// An event recorded as processed by [`first_deliveries`].
+    struct Processed {
+        event_id: Uuid => Text,
+    }
+}
+
 /// Records every id of a batch as processed, in ONE statement (on PostgreSQL one round trip for
 /// the batch instead of one per event); returns the ids seen for the first time. The others were
 /// applied before: skip them.
@@ -32,23 +41,25 @@ pub async fn first_deliveries(
     if event_ids.is_empty() {
         return Ok(HashSet::new());
     }
-    // The ids as one JSON array parameter, so the statement's text is the same for every batch
-    // size (prepared once). A UUID's text needs no escaping.
-    let ids: Vec<String> = event_ids.iter().map(|id| format!("\"{id}\"")).collect();
-    let ids = format!("[{}]", ids.join(","));
-    let sql = match conn.engine() {
-        Engine::Sqlite => {
-            "INSERT INTO inbox (event_id, processed_at) SELECT value, $1 FROM json_each($2) WHERE true
-             ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-        }
-        Engine::Postgres => {
-            "INSERT INTO inbox (event_id, processed_at)
-             SELECT value, $1 FROM json_array_elements_text($2::json) AS ids(value)
-             ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-        }
-    };
+    let processed: Vec<Processed> = event_ids
+        .iter()
+        .map(|&event_id| Processed { event_id })
+        .collect();
+    let sql = format!(
+        "INSERT INTO inbox ({}, processed_at) SELECT {}, $1 FROM {} WHERE true
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        Processed::columns(),
+        Processed::select(),
+        conn.engine().json_rows("$2")
+    );
     let rows: Vec<(String,)> = conn
-        .fetch_all(sql, args![onlinebank_core::time::now_ms(), ids.as_str()])
+        .fetch_all(
+            &sql,
+            args![
+                onlinebank_core::time::now_ms(),
+                json_rows(&processed)?.as_str()
+            ],
+        )
         .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
@@ -121,6 +132,17 @@ mod tests {
         assert_eq!(seen, HashSet::from([ids[2].to_string()]));
         assert!(first(vec![]).await.unwrap().is_empty());
         assert_eq!(remembered(&db).await, 3);
+        let mut stored: Vec<(String,)> = db
+            .read()
+            .await
+            .unwrap()
+            .fetch_all("SELECT event_id FROM inbox", &[])
+            .await
+            .unwrap();
+        stored.sort();
+        let mut sent: Vec<(String,)> = ids.iter().map(|id| (id.to_string(),)).collect();
+        sent.sort();
+        assert_eq!(stored, sent);
     }
 
     #[tokio::test]

@@ -8,7 +8,9 @@
 
 use crate::{Bus, Record};
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Db, Engine};
+use onlinebank_core::batch_row;
+use onlinebank_core::db::batch::BatchRow;
+use onlinebank_core::db::{json_rows, Conn, Db, Engine};
 use onlinebank_core::event::{Envelope, Event};
 use onlinebank_core::log_limit::LogLimit;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,6 +32,24 @@ pub async fn enqueue(conn: &mut Conn, event: Event) -> anyhow::Result<Envelope> 
         .ok_or_else(|| anyhow::anyhow!("the outbox took no event"))
 }
 
+batch_row! {
+    /// An aggregate's sequence moved by [`enqueue_all`]: `taken` numbers for its events.
+    struct SequenceMove<'a> {
+        aggregate: &'a str => Text,
+        taken: i64 => BigInt,
+    }
+}
+
+batch_row! {
+    /// An event written to the outbox by [`enqueue_all`].
+    struct OutboxEntry {
+        id: uuid::Uuid => Text,
+        topic: &'static str => Text,
+        key: String => Text,
+        body: String => Text,
+    }
+}
+
 /// Writes `events` to the outbox, in their order, inside the caller's transaction and returns
 /// their envelopes: two statements whatever their number (each aggregate's sequence moved once
 /// by its count, then every row), see [`onlinebank_core::db::Engine::json_rows`].
@@ -37,25 +57,30 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let mut counts: Vec<(String, i64)> = Vec::new();
+    let mut moves: Vec<SequenceMove> = Vec::new();
     for event in &events {
         let aggregate = event.account_no();
-        match counts.iter_mut().find(|(kept, _)| kept == aggregate) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((aggregate.to_owned(), 1)),
+        match moves.iter_mut().find(|kept| kept.aggregate == aggregate) {
+            Some(kept) => kept.taken += 1,
+            None => moves.push(SequenceMove {
+                aggregate,
+                taken: 1,
+            }),
         }
     }
-    let asked = counts.len();
-    let rows = conn.engine().json_rows("$1");
+    let asked = moves.len();
     let lasts: Vec<(String, i64)> = conn
         .fetch_all(
             &format!(
                 "INSERT INTO aggregate_sequences (aggregate, last)
-                 SELECT rows.value ->> 0, CAST(rows.value ->> 1 AS BIGINT) FROM {rows} WHERE true
+                 SELECT {}, {} FROM {} WHERE true
                  ON CONFLICT (aggregate) DO UPDATE SET last = aggregate_sequences.last + excluded.last
-                 RETURNING aggregate, last"
+                 RETURNING aggregate, last",
+                const { SequenceMove::field("aggregate") }.read(),
+                const { SequenceMove::field("taken") }.read(),
+                conn.engine().json_rows("$1")
             ),
-            args![onlinebank_core::db::json_rows(&counts)?.as_str()],
+            args![json_rows(&moves)?.as_str()],
         )
         .await?;
     if lasts.len() != asked {
@@ -63,9 +88,9 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
     }
     // The next sequence of each aggregate: its last minus what this batch takes, plus one.
     let mut next: std::collections::HashMap<String, i64> = lasts.into_iter().collect();
-    for (aggregate, count) in &counts {
-        if let Some(last) = next.get_mut(aggregate) {
-            *last -= count - 1;
+    for moved in &moves {
+        if let Some(last) = next.get_mut(moved.aggregate) {
+            *last -= moved.taken - 1;
         }
     }
     let mut envelopes = Vec::with_capacity(events.len());
@@ -78,20 +103,26 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
         let envelope = event.into_envelope(*sequence)?;
         *sequence += 1;
         let body = serde_json::to_string(&envelope)?;
-        outbox.push((envelope.id, topic, envelope.aggregate.clone(), body));
+        outbox.push(OutboxEntry {
+            id: envelope.id,
+            topic,
+            key: envelope.aggregate.clone(),
+            body,
+        });
         envelopes.push(envelope);
     }
     // `ORDER BY key`: the rows take their `seq` in the events' order.
     conn.execute(
         &format!(
-            "INSERT INTO outbox (id, topic, key, body, created_at)
-             SELECT rows.value ->> 0, rows.value ->> 1, rows.value ->> 2, rows.value ->> 3, $1
-             FROM {} WHERE true ORDER BY rows.key",
+            "INSERT INTO outbox ({}, created_at)
+             SELECT {}, $1 FROM {} WHERE true ORDER BY rows.key",
+            OutboxEntry::columns(),
+            OutboxEntry::select(),
             conn.engine().json_rows("$2")
         ),
         args![
             onlinebank_core::time::now_ms(),
-            onlinebank_core::db::json_rows(&outbox)?.as_str()
+            json_rows(&outbox)?.as_str()
         ],
     )
     .await?;
@@ -611,6 +642,72 @@ mod tests {
         let mut expected = vec![second.id.to_string()];
         expected.extend(envelopes.iter().map(|envelope| envelope.id.to_string()));
         assert_eq!(stored[stored.len() - expected.len()..], expected[..]);
+    }
+
+    /// Events written by [`enqueue_all`] read back by a plain SELECT: each outbox row holds
+    /// its envelope (text with quotes and unicode intact) and each aggregate's sequence ends at
+    /// its last event.
+    async fn rows_round_trip(db: Db) {
+        crate::schema::bus_only(&db).await.unwrap();
+        let events = vec![
+            deposit("1001", 1),
+            Event::AuthCertified(AuthCertified {
+                request_id: Uuid::now_v7(),
+                customer_id: onlinebank_core::ids::CustomerId::parse("o'\"né\"@例え.jp").unwrap(),
+                kind: WriteKind::Withdraw,
+                account_no: onlinebank_core::ids::AccountNo::parse("110-000000002").unwrap(),
+                amount: 7,
+            }),
+            deposit("1001", 2),
+        ];
+        let envelopes = db
+            .write(move |conn| Box::pin(async move { enqueue_all(conn, events).await }))
+            .await
+            .unwrap();
+        let mut conn = db.read().await.unwrap();
+        let rows: Vec<(String, String, String, String)> = conn
+            .fetch_all("SELECT id, topic, key, body FROM outbox ORDER BY seq", &[])
+            .await
+            .unwrap();
+        let sent: Vec<(String, String, String, String)> = envelopes
+            .iter()
+            .map(|envelope| {
+                (
+                    envelope.id.to_string(),
+                    onlinebank_core::event::TOPIC_REQUESTS.to_owned(),
+                    envelope.aggregate.clone(),
+                    serde_json::to_string(envelope).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, sent);
+        assert!(rows[1].3.contains("o'\\\"né\\\"@例え.jp"), "{}", rows[1].3);
+        let sequences: Vec<(String, i64)> = conn
+            .fetch_all(
+                "SELECT aggregate, last FROM aggregate_sequences ORDER BY aggregate",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            sequences,
+            [("1001".to_owned(), 2), ("110-000000002".to_owned(), 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        rows_round_trip(sqlite(&dir).await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn rows_round_trip_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("outbox")
+            .await
+            .unwrap();
+        rows_round_trip(Db::open(&url, "svc").await.unwrap()).await;
     }
 
     async fn sqlite(dir: &tempfile::TempDir) -> Db {

@@ -5,6 +5,8 @@
 //! updates and deletes of entries. Operators read per-account sums at `/internal/v1/ledger`;
 //! customers read their transactions from mypage.
 
+mod store;
+
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,6 +18,7 @@ use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::{Envelope, Event, WriteKind, TOPIC_ACCOUNTS};
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
+use store::LedgerEntry;
 
 /// The account outcomes, up to 512 per transaction.
 const CONSUMES: Subscription = Subscription {
@@ -59,7 +62,6 @@ impl Projection for Ledger {
 
 /// One ledger entry per account change of the batch, in ONE statement.
 async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
-    let now = onlinebank_core::time::now_ms();
     let entries: Vec<_> = events
         .iter()
         .filter_map(|(envelope, event)| {
@@ -69,35 +71,21 @@ async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result
                 WriteKind::Withdraw => -change.amount,
                 WriteKind::Close => 0,
             };
-            Some((
-                envelope.id,
-                change.request_id,
-                change.account_no.as_str(),
-                change.customer_id.as_str(),
-                kind.as_str(),
-                change.amount,
-                signed,
-                change.balance.won(),
-                change.version,
-                envelope.occurred_at.as_str(),
-            ))
+            Some(LedgerEntry {
+                event_id: envelope.id,
+                request_id: change.request_id,
+                account_no: &change.account_no,
+                customer_id: &change.customer_id,
+                kind,
+                amount: change.amount,
+                signed_amount: signed,
+                balance_after: change.balance,
+                version: change.version,
+                occurred_at: envelope.occurred_at.as_str(),
+            })
         })
         .collect();
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO ledger (event_id, request_id, account_no, customer_id, kind, amount,
-                             signed_amount, balance_after, version, occurred_at, recorded_at)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
-                CAST(value ->> 5 AS BIGINT), CAST(value ->> 6 AS BIGINT),
-                CAST(value ->> 7 AS BIGINT), CAST(value ->> 8 AS BIGINT), value ->> 9, $1
-         FROM {} WHERE true ORDER BY key
-         ON CONFLICT DO NOTHING",
-        conn.engine().json_rows("$2")
-    );
-    let entries = onlinebank_core::db::json_rows(&entries)?;
-    conn.execute(&sql, args![now, entries.as_str()]).await?;
+    store::append(conn, &entries).await?;
     Ok(())
 }
 

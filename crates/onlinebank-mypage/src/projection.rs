@@ -3,9 +3,43 @@
 
 use onlinebank_bus::projection::Projection;
 use onlinebank_core::args;
+use onlinebank_core::batch_row;
+use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, BoxFuture, Conn, Error};
 use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Envelope, Event, WriteKind};
+use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Balance;
 use std::collections::HashMap;
+use uuid::Uuid;
+
+batch_row! {
+    /// An account's latest state, its last request completed by it.
+    struct AccountView<'a> {
+        account_no: &'a AccountNo => Text,
+        customer_id: &'a CustomerId => Text,
+        balance: Balance => BigInt,
+        status: &'static str => Text,
+        version: i64 => BigInt,
+        opened_at: &'a str => Text,
+        updated_at: &'a str => Text,
+        last_request_id: Uuid => Text,
+        last_request_kind: WriteKind => Text,
+        last_request_amount: i64 => BigInt,
+    }
+}
+
+batch_row! {
+    /// One of an account's transactions.
+    struct TransactionView<'a> {
+        account_no: &'a AccountNo => Text,
+        version: i64 => BigInt,
+        request_id: Uuid => Text,
+        kind: WriteKind => Text,
+        amount: i64 => BigInt,
+        balance_after: Balance => BigInt,
+        occurred_at: &'a str => Text,
+    }
+}
 
 /// The read model's projection of account events.
 #[derive(Clone)]
@@ -66,30 +100,43 @@ async fn apply_changes(
         .into_iter()
         .map(|(index, opened_at)| {
             let (kind, change, at) = changes[index];
-            (
-                change.account_no.as_str(),
-                change.customer_id.as_str(),
-                change.balance.won(),
-                status(kind),
-                change.version,
+            AccountView {
+                account_no: &change.account_no,
+                customer_id: &change.customer_id,
+                balance: change.balance,
+                status: status(kind),
+                version: change.version,
                 opened_at,
-                at,
-                change.request_id,
-                kind.as_str(),
-                change.amount,
-            )
+                updated_at: at,
+                last_request_id: change.request_id,
+                last_request_kind: kind,
+                last_request_amount: change.amount,
+            }
         })
         .collect();
-    let rows = conn.engine().json_rows("$1");
+    upsert_accounts(conn, &accounts).await?;
+    let transactions: Vec<_> = changes
+        .iter()
+        .map(|(kind, change, at)| TransactionView {
+            account_no: &change.account_no,
+            version: change.version,
+            request_id: change.request_id,
+            kind: *kind,
+            amount: change.amount,
+            balance_after: change.balance,
+            occurred_at: at,
+        })
+        .collect();
+    insert_transactions(conn, &transactions).await
+}
+
+/// Moves each account's row to its state in `accounts` (at most one per account), unless the
+/// row is already at that version or newer; ONE statement.
+async fn upsert_accounts(conn: &mut Conn, accounts: &[AccountView<'_>]) -> Result<(), Error> {
     conn.execute(
         &format!(
-            "INSERT INTO accounts_view (account_no, customer_id, balance, status, version, opened_at,
-                 updated_at, last_request_id, last_request_kind, last_request_amount,
-                 last_request_status, last_request_at)
-             SELECT value ->> 0, value ->> 1, CAST(value ->> 2 AS BIGINT), value ->> 3,
-                    CAST(value ->> 4 AS BIGINT), value ->> 5, value ->> 6, value ->> 7,
-                    value ->> 8, CAST(value ->> 9 AS BIGINT), 'RequestCompleted', value ->> 6
-             FROM {rows} WHERE true
+            "INSERT INTO accounts_view ({}, last_request_status, last_request_at)
+             SELECT {}, 'RequestCompleted', {} FROM {} WHERE true
              ON CONFLICT (account_no) DO UPDATE SET
                  balance = excluded.balance, status = excluded.status, version = excluded.version,
                  updated_at = excluded.updated_at, last_request_id = excluded.last_request_id,
@@ -97,35 +144,32 @@ async fn apply_changes(
                  last_request_amount = excluded.last_request_amount,
                  last_request_status = excluded.last_request_status,
                  last_request_at = excluded.last_request_at
-             WHERE excluded.version > accounts_view.version"
+             WHERE excluded.version > accounts_view.version",
+            AccountView::columns(),
+            AccountView::select(),
+            const { AccountView::field("updated_at") }.read(),
+            conn.engine().json_rows("$1")
         ),
-        args![json_rows(&accounts)?.as_str()],
+        args![json_rows(accounts)?.as_str()],
     )
     .await?;
-    let transactions: Vec<_> = changes
-        .iter()
-        .map(|(kind, change, at)| {
-            (
-                change.account_no.as_str(),
-                change.version,
-                change.request_id,
-                kind.as_str(),
-                change.amount,
-                change.balance.won(),
-                at,
-            )
-        })
-        .collect();
+    Ok(())
+}
+
+/// Records `transactions` (one already recorded is skipped); ONE statement.
+async fn insert_transactions(
+    conn: &mut Conn,
+    transactions: &[TransactionView<'_>],
+) -> Result<(), Error> {
     conn.execute(
         &format!(
-            "INSERT INTO transactions_view (account_no, version, request_id, kind, amount,
-                 balance_after, occurred_at)
-             SELECT value ->> 0, CAST(value ->> 1 AS BIGINT), value ->> 2, value ->> 3,
-                    CAST(value ->> 4 AS BIGINT), CAST(value ->> 5 AS BIGINT), value ->> 6
-             FROM {rows} WHERE true
-             ON CONFLICT DO NOTHING"
+            "INSERT INTO transactions_view ({}) SELECT {} FROM {} WHERE true
+             ON CONFLICT DO NOTHING",
+            TransactionView::columns(),
+            TransactionView::select(),
+            conn.engine().json_rows("$1")
         ),
-        args![json_rows(&transactions)?.as_str()],
+        args![json_rows(transactions)?.as_str()],
     )
     .await?;
     Ok(())
@@ -172,6 +216,7 @@ mod tests {
     use onlinebank_core::ids::{AccountNo, CustomerId};
     use onlinebank_core::money::Balance;
     use onlinebank_core::Reason;
+    use std::sync::LazyLock;
     use uuid::Uuid;
 
     fn change(kind: WriteKind, account: &str, amount: i64, balance: i64, version: i64) -> Event {
@@ -286,5 +331,165 @@ mod tests {
                 ("2002".into(), 3, 6),
             ]
         );
+    }
+
+    // The rows borrow their ids, and a write job is `'static`.
+    static FIRST: LazyLock<AccountNo> = LazyLock::new(|| AccountNo::parse("1001").unwrap());
+    static SECOND: LazyLock<AccountNo> =
+        LazyLock::new(|| AccountNo::parse("110-000000002").unwrap());
+    static PLAIN: LazyLock<CustomerId> = LazyLock::new(|| CustomerId::parse("1@sk.com").unwrap());
+    static QUOTED: LazyLock<CustomerId> =
+        LazyLock::new(|| CustomerId::parse("o'\"né\"@例え.jp").unwrap());
+
+    type ViewTexts = (String, String, String, String, String, String, String);
+    type ViewRest = (i64, i64, i64, String, String);
+
+    /// The accounts' rows as a plain SELECT reads them: text fields, then the others.
+    async fn stored_accounts(db: &Db) -> (Vec<ViewTexts>, Vec<ViewRest>) {
+        let mut conn = db.read().await.unwrap();
+        let texts = conn
+            .fetch_all(
+                "SELECT account_no, customer_id, status, opened_at, updated_at, last_request_id,
+                        last_request_kind
+                 FROM accounts_view ORDER BY account_no",
+                &[],
+            )
+            .await
+            .unwrap();
+        let rest = conn
+            .fetch_all(
+                "SELECT balance, version, last_request_amount, last_request_status, last_request_at
+                 FROM accounts_view ORDER BY account_no",
+                &[],
+            )
+            .await
+            .unwrap();
+        (texts, rest)
+    }
+
+    /// What [`stored_accounts`] reads of `views` (in account order).
+    fn account_fields(views: &[&AccountView]) -> (Vec<ViewTexts>, Vec<ViewRest>) {
+        views
+            .iter()
+            .map(|view| {
+                let texts = (
+                    view.account_no.to_string(),
+                    view.customer_id.to_string(),
+                    view.status.to_owned(),
+                    view.opened_at.to_owned(),
+                    view.updated_at.to_owned(),
+                    view.last_request_id.to_string(),
+                    view.last_request_kind.as_str().to_owned(),
+                );
+                let rest = (
+                    view.balance.won(),
+                    view.version,
+                    view.last_request_amount,
+                    "RequestCompleted".to_owned(),
+                    view.updated_at.to_owned(),
+                );
+                (texts, rest)
+            })
+            .unzip()
+    }
+
+    /// Rows written by [`upsert_accounts`] and [`insert_transactions`] read back by a plain
+    /// SELECT, text with quotes and unicode intact; an older version moves no account row and
+    /// a recorded transaction is not recorded again.
+    async fn views_round_trip(db: Db) {
+        db.migrate(&crate::migrations()).await.unwrap();
+        let (first, second, plain, quoted) = (&*FIRST, &*SECOND, &*PLAIN, &*QUOTED);
+        let view = |account_no, customer_id, balance, version, at| AccountView {
+            account_no,
+            customer_id,
+            balance: Balance::try_from(balance).unwrap(),
+            status: "open",
+            version,
+            opened_at: "2026-12-07T05:00:00Z",
+            updated_at: at,
+            last_request_id: Uuid::now_v7(),
+            last_request_kind: WriteKind::Deposit,
+            last_request_amount: balance,
+        };
+        let opened = [
+            view(first, plain, 100, 2, "at 'noon' \"例\" 🙂"),
+            view(second, quoted, 7, 1, "2026-12-07T05:00:01Z"),
+        ];
+        let later = [
+            view(first, plain, 9_000_000_000_000, 1, "older"),
+            view(second, quoted, 8, 2, "2026-12-07T05:00:02Z"),
+        ];
+        let transaction = |account_no, version, kind, at| TransactionView {
+            account_no,
+            version,
+            request_id: Uuid::now_v7(),
+            kind,
+            amount: 5,
+            balance_after: Balance::try_from(105).unwrap(),
+            occurred_at: at,
+        };
+        let transactions = [
+            transaction(first, 1, WriteKind::Open, "at 'noon' \"例\" 🙂"),
+            transaction(second, 2, WriteKind::Withdraw, "2026-12-07T05:00:02Z"),
+        ];
+        for (views, transactions) in [(&opened, &transactions), (&later, &transactions)] {
+            let views: Vec<AccountView<'static>> = views.to_vec();
+            let transactions = transactions.to_vec();
+            db.write(move |conn| {
+                Box::pin(async move {
+                    upsert_accounts(conn, &views).await?;
+                    insert_transactions(conn, &transactions).await
+                })
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            stored_accounts(&db).await,
+            account_fields(&[&opened[0], &later[1]])
+        );
+        type Stored = (String, i64, String, String, i64, i64, String);
+        let stored: Vec<Stored> = db
+            .read()
+            .await
+            .unwrap()
+            .fetch_all(
+                "SELECT account_no, version, request_id, kind, amount, balance_after, occurred_at
+                 FROM transactions_view ORDER BY account_no",
+                &[],
+            )
+            .await
+            .unwrap();
+        let sent: Vec<Stored> = transactions
+            .iter()
+            .map(|row| {
+                (
+                    row.account_no.to_string(),
+                    row.version,
+                    row.request_id.to_string(),
+                    row.kind.as_str().to_owned(),
+                    row.amount,
+                    row.balance_after.won(),
+                    row.occurred_at.to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(stored, sent);
+    }
+
+    #[tokio::test]
+    async fn views_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("mypage.db").display().to_string();
+        views_round_trip(Db::open(&url, "mypage").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn views_round_trip_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("mypage")
+            .await
+            .unwrap();
+        views_round_trip(Db::open(&url, "mypage").await.unwrap()).await;
     }
 }

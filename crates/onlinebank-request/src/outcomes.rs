@@ -107,7 +107,11 @@ async fn apply(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<
     let mut completed = Vec::with_capacity(events.len());
     for (_, event) in events {
         if let Some((_, change)) = event.as_account_change() {
-            completed.push((change.request_id, change.balance.won(), change.version));
+            completed.push(store::Completion {
+                id: change.request_id,
+                balance: change.balance,
+                version: change.version,
+            });
         } else if let Event::AccountRequestCancelled(cancelled) = event {
             store::cancel(conn, cancelled.request_id, cancelled.reason, false).await?;
         }

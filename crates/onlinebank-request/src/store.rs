@@ -2,9 +2,11 @@
 //! idempotency keys.
 
 use onlinebank_core::args;
-use onlinebank_core::db::{Conn, Db, Error, FromRow, Row};
+use onlinebank_core::batch_row;
+use onlinebank_core::db::{json_rows, Conn, Db, Error, FromRow, Row};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Balance;
 use onlinebank_core::Reason;
 use uuid::Uuid;
 
@@ -125,25 +127,36 @@ pub async fn authorize(conn: &mut Conn, id: Uuid) -> Result<bool, Error> {
     Ok(changed == 1)
 }
 
-/// Completes the requests of account changes `(request, balance after, version after)` in ONE
-/// statement; returns how many moved to COMPLETED now (a redelivered outcome moves none).
-pub async fn complete(conn: &mut Conn, outcomes: &[(Uuid, i64, i64)]) -> Result<u64, Error> {
-    if outcomes.is_empty() {
+batch_row! {
+    /// A request the account applied, written by [`complete`]: the balance and version after.
+    pub struct Completion {
+        pub id: Uuid => Text,
+        pub balance: Balance => BigInt,
+        pub version: i64 => BigInt,
+    }
+}
+
+/// Completes the requests of account changes in ONE statement; returns how many moved to
+/// COMPLETED now (a redelivered outcome moves none).
+pub async fn complete(conn: &mut Conn, completions: &[Completion]) -> Result<u64, Error> {
+    if completions.is_empty() {
         return Ok(0);
     }
-    let rows = onlinebank_core::db::json_rows(outcomes)?;
+    let id = const { Completion::field("id") };
     conn.execute(
         &format!(
-            "UPDATE requests SET status = $1, balance = CAST(rows.value ->> 1 AS BIGINT),
-                 version = CAST(rows.value ->> 2 AS BIGINT), completed_at = $2
-             FROM {} WHERE requests.id = rows.value ->> 0 {} AND requests.status != $1",
+            "UPDATE requests SET status = $1, balance = {}, version = {}, completed_at = $2
+             FROM {} WHERE requests.id = {} {} AND requests.status != $1",
+            const { Completion::field("balance") }.read(),
+            const { Completion::field("version") }.read(),
             conn.engine().json_rows("$3"),
-            conn.engine().json_join_by_index("requests.id", "$3", 0)
+            id.read(),
+            conn.engine().json_join_by_index("requests.id", "$3", id)
         ),
         args![
             RequestStatus::Completed.as_str(),
             onlinebank_core::time::now_ms(),
-            rows.as_str()
+            json_rows(completions)?.as_str()
         ],
     )
     .await
@@ -378,5 +391,92 @@ mod tests {
         for stored in ["", "pending", "Completed", "CANCELLED", "COMPLETED "] {
             assert_eq!(RequestStatus::parse(stored), None, "{stored:?}");
         }
+    }
+
+    /// Requests completed by [`complete`] read back by a plain SELECT; completing one again
+    /// moves nothing, and a request not in the batch stays as it was.
+    async fn completions_round_trip(db: Db) {
+        db.migrate(&crate::migrations()).await.unwrap();
+        let pending = |customer: &str| RequestRow {
+            id: Uuid::now_v7(),
+            customer_id: CustomerId::parse(customer).unwrap(),
+            kind: WriteKind::Deposit,
+            account_no: AccountNo::parse("110-000000001").unwrap(),
+            amount: 5,
+            status: RequestStatus::Pending,
+            balance: None,
+            version: None,
+            created_at: 1,
+            completed_at: None,
+        };
+        let rows = [
+            pending("1@sk.com"),
+            pending("o'\"né\"@例え.jp"),
+            pending("2@sk.com"),
+        ];
+        let completions = vec![
+            Completion {
+                id: rows[0].id,
+                balance: Balance::try_from(105).unwrap(),
+                version: 2,
+            },
+            Completion {
+                id: rows[1].id,
+                balance: Balance::try_from(9_000_000_000_000).unwrap(),
+                version: 7,
+            },
+        ];
+        let moved = db
+            .write(move |conn| {
+                Box::pin(async move {
+                    for row in &rows {
+                        insert_pending(conn, row).await?;
+                    }
+                    let moved = complete(conn, &completions).await?;
+                    let again = complete(conn, &completions).await?;
+                    let mut stored: Vec<(String, String, Option<i64>, Option<i64>)> = conn
+                        .fetch_all(
+                            "SELECT id, status, balance, version FROM requests ORDER BY id",
+                            &[],
+                        )
+                        .await?;
+                    stored.sort();
+                    let mut sent: Vec<_> = completions
+                        .iter()
+                        .map(|done| {
+                            let completed = RequestStatus::Completed.as_str().to_owned();
+                            (
+                                done.id.to_string(),
+                                completed,
+                                Some(done.balance.won()),
+                                Some(done.version),
+                            )
+                        })
+                        .chain([(rows[2].id.to_string(), "PENDING".to_owned(), None, None)])
+                        .collect();
+                    sent.sort();
+                    assert_eq!(stored, sent);
+                    Ok::<_, Error>((moved, again))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(moved, (2, 0));
+    }
+
+    #[tokio::test]
+    async fn completions_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("request.db").display().to_string();
+        completions_round_trip(Db::open(&url, "request").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn completions_round_trip_on_postgres() {
+        let url = onlinebank_core::db::testing::fresh_postgres("request")
+            .await
+            .unwrap();
+        completions_round_trip(Db::open(&url, "request").await.unwrap()).await;
     }
 }

@@ -11,6 +11,7 @@
 //!   reader and writer pools through sqlx's native driver (`PgPool`), one transaction per write job, and
 //!   replicas of a role write concurrently, guarded by row versions and unique keys.
 
+pub mod batch;
 mod conn;
 pub mod cut;
 mod group;
@@ -63,10 +64,10 @@ impl Engine {
 
     /// The FROM item that turns ONE JSON array parameter (`param`, e.g. `$1`) into rows, so a
     /// batch of any size is one statement with one text (prepared once) and, on PostgreSQL, one
-    /// round trip: each row's `value` is one element of the array (an array itself; read its
-    /// fields with `value ->> 0`, `CAST(value ->> 1 AS BIGINT)`, ...) and `key` its position
-    /// (`ORDER BY key` keeps the array's order); the FROM item is named `rows`. Build the parameter
-    /// with [`json_rows`].
+    /// round trip: each row's `value` is one element of the array (a JSON object, one
+    /// [`batch::BatchRow`]; read its fields by name with [`batch::Field::read`], e.g.
+    /// `CAST(rows.value ->> 'amount' AS BIGINT)`) and `key` its position (`ORDER BY key` keeps
+    /// the array's order); the FROM item is named `rows`. Build the parameter with [`json_rows`].
     pub fn json_rows(self, param: &str) -> String {
         match self {
             Engine::Sqlite => format!("json_each({param}) AS rows"),
@@ -76,16 +77,18 @@ impl Engine {
         }
     }
 
-    /// The condition "`column` is one of the field `field` of the rows of the [`json_rows`]
-    /// parameter `param`".
-    pub fn json_key_in(self, column: &str, param: &str, field: usize) -> String {
+    /// The condition "`column` is one of the values of the field `field` of the rows of the
+    /// [`json_rows`] parameter `param`".
+    pub fn json_key_in(self, column: &str, param: &str, field: batch::Field) -> String {
         match self {
-            Engine::Sqlite => {
-                format!("{column} IN (SELECT value ->> {field} FROM json_each({param}))")
-            }
+            Engine::Sqlite => format!(
+                "{column} IN (SELECT {} FROM json_each({param}))",
+                field.read_in("value")
+            ),
             Engine::Postgres => format!(
-                "{column} = ANY(ARRAY(SELECT keys.value ->> {field}
-                                      FROM json_array_elements({param}::json) AS keys(value)))"
+                "{column} = ANY(ARRAY(SELECT {}
+                                      FROM json_array_elements({param}::json) AS keys(value)))",
+                field.read_in("keys.value")
             ),
         }
     }
@@ -96,7 +99,7 @@ impl Engine {
     /// ([`Engine::json_key_in`]) turns that into an index scan. SQLite's plan already walks the
     /// rows and looks each up by index; the same list would make it re-read the rows for every
     /// match, so it gets nothing.
-    pub fn json_join_by_index(self, column: &str, param: &str, field: usize) -> String {
+    pub fn json_join_by_index(self, column: &str, param: &str, field: batch::Field) -> String {
         match self {
             Engine::Sqlite => String::new(),
             Engine::Postgres => format!("AND {}", self.json_key_in(column, param, field)),
@@ -112,9 +115,9 @@ impl Engine {
     }
 }
 
-/// The parameter of [`Engine::json_rows`]: one JSON array holding each row as an array of its
-/// fields (a tuple serialises as one).
-pub fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, Error> {
+/// The parameter of [`Engine::json_rows`]: one JSON array holding each row as a JSON object
+/// keyed by its fields' names (see [`batch`]).
+pub fn json_rows<T: batch::BatchRow>(rows: &[T]) -> Result<String, Error> {
     serde_json::to_string(rows).map_err(|error| Error::Encode(error.to_string()))
 }
 
