@@ -19,6 +19,7 @@ mod steps;
 pub use steps::Outcome;
 use steps::{Effect, Input, Saga, SagaStep};
 
+use crate::stepup::Verdict;
 use crate::store::{self, RequestStatus};
 use crate::RequestState;
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
@@ -70,16 +71,7 @@ pub async fn run(state: &RequestState, request: &WriteRequest) -> Result<Outcome
     loop {
         let input = match effect {
             Effect::StepUp => {
-                let verdict = state
-                    .step_up
-                    .verify(
-                        request.customer_id.as_str(),
-                        &request.session_id,
-                        &request.password,
-                        request.request_id,
-                        request.kind.as_str(),
-                    )
-                    .await;
+                let verdict = step_up(state, request).await;
                 stage("step_up", started);
                 started = Instant::now();
                 Input::SteppedUp(verdict)
@@ -114,10 +106,8 @@ pub async fn run(state: &RequestState, request: &WriteRequest) -> Result<Outcome
             Effect::AwaitOutcome { deadline } => {
                 await_outcome(state, request.request_id, &wake, deadline).await?
             }
-            Effect::Answer => {
-                let SagaStep::Done(outcome) = step else {
-                    unreachable!("the saga answered at {step:?}");
-                };
+            Effect::Answer(outcome) => {
+                debug_assert!(matches!(step, SagaStep::Done), "answered at {step:?}");
                 if matches!(&outcome, Outcome::Live(row) if row.status == RequestStatus::Completed)
                 {
                     stage("outcome", started);
@@ -127,6 +117,20 @@ pub async fn run(state: &RequestState, request: &WriteRequest) -> Result<Outcome
         };
         (step, effect) = saga.next(step, input);
     }
+}
+
+/// Asks auth to verify the request's step-up password.
+async fn step_up(state: &RequestState, request: &WriteRequest) -> Verdict {
+    state
+        .step_up
+        .verify(
+            request.customer_id.as_str(),
+            &request.session_id,
+            &request.password,
+            request.request_id,
+            request.kind.as_str(),
+        )
+        .await
 }
 
 /// In one write, PENDING -> AUTHORIZED with AuthCertified in the outbox, then wakes the relay;
