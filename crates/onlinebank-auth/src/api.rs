@@ -1,5 +1,6 @@
 //! auth's HTTP handlers.
 
+use crate::lockout::{admit, Attempt, Decision, LockoutRule};
 use crate::password::{hash_password, verify_against_dummy, verify_password, StepUpCheck};
 use crate::store::{self, Inserted};
 use crate::AuthState;
@@ -187,7 +188,7 @@ async fn remembered(
     let Some((phc, locked_until, failures)) = store::credentials(&state.db, user_id).await? else {
         return Ok(None);
     };
-    if locked_until > now {
+    if let Err(locked_until) = admit(locked_until, now) {
         state.legacy.forget(user_id);
         return Err(locked_out(locked_until, now));
     }
@@ -225,8 +226,7 @@ async fn full_login(
         return Err(invalid_credentials());
     }
     let now = now_ms();
-    let locked_until = store::locked_until(&state.db, &user_id).await?;
-    if locked_until > now {
+    if let Err(locked_until) = admit(store::locked_until(&state.db, &user_id).await?, now) {
         return Err(locked_out(locked_until, now));
     }
     let customer = store::customer(&state.db, &user_id).await?;
@@ -245,29 +245,28 @@ async fn full_login(
     .await?;
     let Some(customer) = customer.filter(|_| valid) else {
         return match record_attempt(state, &user_id, Attempt::Failed, None).await? {
-            Verdict::Locked(until) => Err(locked_out(until, now_ms())),
-            Verdict::Refused { locked_now } => {
+            Decision::Locked(until) => Err(locked_out(until, now_ms())),
+            Decision::Refused { locked_now } => {
                 if locked_now {
                     tracing::warn!(user = %user_id, "locked out after failed logins");
                 }
                 Err(invalid_credentials())
             }
-            Verdict::Accepted => Err(invalid_credentials()),
+            Decision::Accepted => Err(invalid_credentials()),
         };
     };
     let session_id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
     let expires_at = now + millis(state.settings.token_ttl);
     let verifier = state.step_up.verifier(&session_id, plain);
-    if let Err(locked_until) = store::open_session(
-        &state.db,
-        &session_id,
-        &customer.user_id,
-        &verifier,
-        now,
+    let session = store::NewSession {
+        session_id: &session_id,
+        user_id: &customer.user_id,
+        verifier: &verifier,
         expires_at,
-    )
-    .await?
+    };
+    if let Err(locked_until) =
+        store::open_session(&state.db, session, lockout_rule(state), now).await?
     {
         return Err(locked_out(locked_until, now));
     }
@@ -346,9 +345,10 @@ async fn step_up(
         action: body.action.clone(),
         new_verifier: None,
     };
-    let (user_id, locked_until) = (session.user_id, session.locked_until);
-    if locked_until > now {
-        record_attempt(&state, &user_id, Attempt::WhileLocked, Some(audit)).await?;
+    let user_id = session.user_id;
+    if let Err(locked_until) = admit(session.locked_until, now) {
+        let attempt = Attempt::WhileLocked(locked_until);
+        record_attempt(&state, &user_id, attempt, Some(audit)).await?;
         return Err(locked_out(locked_until, now));
     }
     // Held until the attempt is recorded, when argon2id decides (see `recheck_with_argon2`).
@@ -370,21 +370,22 @@ async fn step_up(
                 }
                 Rechecked::Wrong => Attempt::Failed,
                 Rechecked::Locked(until) => {
-                    record_attempt(&state, &user_id, Attempt::WhileLocked, Some(audit)).await?;
+                    let attempt = Attempt::WhileLocked(until);
+                    record_attempt(&state, &user_id, attempt, Some(audit)).await?;
                     return Err(locked_out(until, now_ms()));
                 }
             }
         }
     };
     match record_attempt(&state, &user_id, attempt, Some(audit)).await? {
-        Verdict::Accepted => Ok(Json(json!({"verified": true}))),
-        Verdict::Refused { locked_now } => {
+        Decision::Accepted => Ok(Json(json!({"verified": true}))),
+        Decision::Refused { locked_now } => {
             if locked_now {
                 tracing::warn!(customer = %user_id, "customer locked out after failed step-ups");
             }
             Err(ApiError::from_reason(Reason::StepUpFailed))
         }
-        Verdict::Locked(until) => Err(locked_out(until, now_ms())),
+        Decision::Locked(until) => Err(locked_out(until, now_ms())),
     }
 }
 
@@ -420,8 +421,8 @@ async fn recheck_with_argon2(
     let session = store::session(&state.db, session_id)
         .await?
         .ok_or_else(ApiError::session_expired)?;
-    if session.locked_until > now {
-        return Ok((Rechecked::Locked(session.locked_until), turn));
+    if let Err(locked_until) = admit(session.locked_until, now) {
+        return Ok((Rechecked::Locked(locked_until), turn));
     }
     match state.step_up.check(session_id, password, &session.verifier) {
         StepUpCheck::Matches => return Ok((Rechecked::Right(None), turn)),
@@ -446,25 +447,6 @@ async fn recheck_with_argon2(
     Ok((rechecked, turn))
 }
 
-/// How a login or step-up attempt went, for the lockout count and the audit.
-#[derive(Debug, Clone, Copy)]
-enum Attempt {
-    Succeeded,
-    Failed,
-    WhileLocked,
-}
-
-/// What the attempt's answer must be, decided atomically with every other attempt of the id.
-#[derive(Debug, Clone, Copy)]
-enum Verdict {
-    /// The right password, and the id is not locked.
-    Accepted,
-    /// A wrong password, counted (`locked_now`: it reached the threshold).
-    Refused { locked_now: bool },
-    /// Locked until then: answered `locked_out` whatever the password was.
-    Locked(i64),
-}
-
 /// The step-up being audited.
 struct Audit {
     request_id: String,
@@ -475,62 +457,70 @@ struct Audit {
     new_verifier: Option<Vec<u8>>,
 }
 
+/// The lockout rule of the settings.
+fn lockout_rule(state: &AuthState) -> LockoutRule {
+    LockoutRule {
+        threshold: i64::from(state.settings.lockout_threshold),
+        window: millis(state.settings.lockout_duration),
+    }
+}
+
 /// Records an attempt (lockout count, and the step-up audit if any) through group commit, so
-/// concurrent step-ups share one fsync, and decides its answer in the same write: a failure
-/// counts only while the id is not locked, a success is accepted only while it is not locked.
+/// concurrent step-ups share one fsync, and decides its answer in the same write (see
+/// [`crate::lockout::decide`]): a failure counts only while the id is not locked, a success is
+/// accepted only while it is not locked.
 async fn record_attempt(
     state: &AuthState,
     user_id: &str,
     attempt: Attempt,
     audit: Option<Audit>,
-) -> Result<Verdict, ApiError> {
+) -> Result<Decision, ApiError> {
     let user_id = user_id.to_owned();
     let now = now_ms();
-    let window = millis(state.settings.lockout_duration);
-    let rule = store::LockoutRule {
-        threshold: i64::from(state.settings.lockout_threshold),
-        now,
-        lock_until: now + window,
-        forget_before: now - window,
-    };
-    let verdict = state
+    let rule = lockout_rule(state);
+    let decision = state
         .db
         .write(move |conn| {
             Box::pin(async move {
-                let verdict = match attempt {
-                    Attempt::Failed => match store::record_failure(conn, &user_id, rule).await? {
-                        store::Failure::Counted => Verdict::Refused { locked_now: false },
-                        store::Failure::Locked => Verdict::Refused { locked_now: true },
-                        store::Failure::AlreadyLocked(until) => Verdict::Locked(until),
-                    },
-                    Attempt::Succeeded => match store::accept_success(conn, &user_id, now).await? {
-                        Ok(()) => Verdict::Accepted,
-                        Err(until) => Verdict::Locked(until),
-                    },
-                    Attempt::WhileLocked => Verdict::Locked(now),
+                let decision = match attempt {
+                    Attempt::Failed => store::record_failure(conn, &user_id, rule, now).await?,
+                    Attempt::Succeeded | Attempt::WhileLocked(_) => {
+                        store::decide_attempt(conn, &user_id, attempt, rule, now).await?
+                    }
                 };
                 if let Some(audit) = &audit {
-                    if let (Verdict::Accepted, Some(verifier)) = (verdict, &audit.new_verifier) {
-                        store::replace_verifier(conn, &audit.session_id, verifier).await?;
-                    }
-                    let outcome = match verdict {
-                        Verdict::Accepted => "verified",
-                        Verdict::Refused { .. } => "failed",
-                        Verdict::Locked(_) => "locked_out",
-                    };
-                    store::audit_step_up(
-                        conn,
-                        &audit.request_id,
-                        &user_id,
-                        &audit.session_id,
-                        &audit.action,
-                        outcome,
-                    )
-                    .await?;
+                    write_audit(conn, &user_id, audit, decision).await?;
                 }
-                Ok::<Verdict, onlinebank_core::db::Error>(verdict)
+                Ok::<Decision, onlinebank_core::db::Error>(decision)
             })
         })
         .await?;
-    Ok(verdict)
+    Ok(decision)
+}
+
+/// Writes a step-up's audit, and the session's new verifier if it was accepted with one, in the
+/// caller's write.
+async fn write_audit(
+    conn: &mut onlinebank_core::db::Conn,
+    user_id: &str,
+    audit: &Audit,
+    decision: Decision,
+) -> Result<(), onlinebank_core::db::Error> {
+    if let (Decision::Accepted, Some(verifier)) = (decision, &audit.new_verifier) {
+        store::replace_verifier(conn, &audit.session_id, verifier).await?;
+    }
+    let outcome = match decision {
+        Decision::Accepted => "verified",
+        Decision::Refused { .. } => "failed",
+        Decision::Locked(_) => "locked_out",
+    };
+    store::audit_step_up(
+        conn,
+        &audit.request_id,
+        user_id,
+        &audit.session_id,
+        &audit.action,
+        outcome,
+    )
+    .await
 }

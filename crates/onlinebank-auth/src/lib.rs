@@ -8,6 +8,7 @@
 
 mod api;
 pub mod legacy;
+mod lockout;
 pub mod password;
 mod store;
 mod turns;

@@ -1,5 +1,6 @@
 //! auth's store (SQLite or PostgreSQL, one portable SQL).
 
+use crate::lockout::{self, Attempt, Decision, Lockout, LockoutRule};
 use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Db, Engine, Error, FromRow, Row};
 
@@ -84,29 +85,6 @@ pub async fn customer(db: &Db, user_id: &str) -> Result<Option<CustomerRow>, Err
         .await
 }
 
-/// How a wrong password was counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Counted, below the threshold.
-    Counted,
-    /// Counted, and it reached the threshold: locked from now on.
-    Locked,
-    /// Not counted: the id was already locked (until the given epoch ms). The attempt must be
-    /// answered `locked_out`, never as a wrong password.
-    AlreadyLocked(i64),
-}
-
-/// The limits a failure is counted under.
-#[derive(Debug, Clone, Copy)]
-pub struct LockoutRule {
-    pub threshold: i64,
-    pub now: i64,
-    /// Until when a lock that starts now lasts.
-    pub lock_until: i64,
-    /// Failures of ids quiet since before this are forgotten (their rows deleted).
-    pub forget_before: i64,
-}
-
 /// A customer's stored password hash, lock (0 when none) and counted failures, in one read;
 /// `None` for an unknown id.
 pub async fn credentials(db: &Db, user_id: &str) -> Result<Option<(String, i64, i64)>, Error> {
@@ -135,42 +113,78 @@ pub async fn locked_until(db: &Db, user_id: &str) -> Result<i64, Error> {
     Ok(locked.unwrap_or(0))
 }
 
+impl FromRow for Lockout {
+    fn from_row(row: &Row<'_>) -> Result<Self, Error> {
+        Ok(Self {
+            failed_attempts: row.get(0)?,
+            locked_until: row.get(1)?,
+            updated_at: row.get(2)?,
+        })
+    }
+}
+
+/// `user_id`'s lockout record, in the caller's write ([`Lockout::default`] when it has none).
+/// On PostgreSQL the row stays locked until the write ends: a concurrent attempt of the id waits
+/// for this one and then reads what it wrote (an UPDATE would too; a plain SELECT would read the
+/// row from before a lock being committed). SQLite runs every write one after the other.
+async fn stored_lockout(conn: &mut Conn, user_id: &str) -> Result<Lockout, Error> {
+    let sql = match conn.engine() {
+        Engine::Postgres => {
+            "SELECT failed_attempts, locked_until, updated_at FROM lockouts WHERE user_id = $1
+             FOR UPDATE"
+        }
+        Engine::Sqlite => {
+            "SELECT failed_attempts, locked_until, updated_at FROM lockouts WHERE user_id = $1"
+        }
+    };
+    let stored: Option<Lockout> = conn.fetch_optional(sql, args![user_id]).await?;
+    Ok(stored.unwrap_or_default())
+}
+
+/// Decides `attempt` on `user_id`'s record read in the caller's write, and stores the record
+/// [`lockout::decide`] leaves (the row exists when it changes: a failure inserts it first, a
+/// success changes only a row with failures).
+pub async fn decide_attempt(
+    conn: &mut Conn,
+    user_id: &str,
+    attempt: Attempt,
+    rule: LockoutRule,
+    now: i64,
+) -> Result<Decision, Error> {
+    let stored = stored_lockout(conn, user_id).await?;
+    let (decision, changed) = lockout::decide(stored, attempt, now, rule);
+    if let Some(changed) = changed {
+        conn.execute(
+            "UPDATE lockouts SET failed_attempts = $1, locked_until = $2, updated_at = $3
+             WHERE user_id = $4",
+            args![
+                changed.failed_attempts,
+                changed.locked_until,
+                changed.updated_at,
+                user_id
+            ],
+        )
+        .await?;
+    }
+    Ok(decision)
+}
+
 /// Counts a wrong password for `user_id`, in the caller's write: atomically with every other
-/// attempt, and only while the id is not locked. The failure that reaches the threshold locks.
-/// Failures older than a quiet window are forgotten (the count starts again), whether or not
-/// the sweep has removed their row yet.
+/// attempt, and only while the id is not locked (see [`lockout::decide`]). Ids quiet for a whole
+/// window are forgotten on the way.
 pub async fn record_failure(
     conn: &mut Conn,
     user_id: &str,
     rule: LockoutRule,
-) -> Result<Failure, Error> {
+    now: i64,
+) -> Result<Decision, Error> {
     conn.execute(
         "INSERT INTO lockouts (user_id, failed_attempts, locked_until, updated_at)
          VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING",
-        args![user_id, rule.now],
+        args![user_id, now],
     )
     .await?;
-    let counted: Option<i64> = conn
-        .scalar(
-            "UPDATE lockouts SET
-                failed_attempts = CASE
-                    WHEN (CASE WHEN updated_at < $5 THEN 0 ELSE failed_attempts END) + 1 >= $1 THEN 0
-                    ELSE (CASE WHEN updated_at < $5 THEN 0 ELSE failed_attempts END) + 1 END,
-                locked_until = CASE
-                    WHEN (CASE WHEN updated_at < $5 THEN 0 ELSE failed_attempts END) + 1 >= $1 THEN $2
-                    ELSE locked_until END,
-                updated_at = $3
-             WHERE user_id = $4 AND locked_until <= $3
-             RETURNING locked_until",
-            args![
-                rule.threshold,
-                rule.lock_until,
-                rule.now,
-                user_id,
-                rule.forget_before
-            ],
-        )
-        .await?;
+    let decision = decide_attempt(conn, user_id, Attempt::Failed, rule, now).await?;
     // Ids quiet for a whole window are forgotten, up to 100 per failure: more than a failure
     // adds, so the rows stay within the ids tried over one window. On PostgreSQL, rows another
     // transaction is writing are skipped: deleting one would lose the failure being counted
@@ -185,65 +199,51 @@ pub async fn record_failure(
                  WHERE updated_at < $1 AND locked_until <= $2 LIMIT 100)"
         }
     };
-    conn.execute(sweep, args![rule.forget_before, rule.now])
-        .await?;
-    match counted {
-        Some(until) if until == rule.lock_until => Ok(Failure::Locked),
-        Some(_) => Ok(Failure::Counted),
-        None => {
-            let until: Option<i64> = conn
-                .scalar(
-                    "SELECT locked_until FROM lockouts WHERE user_id = $1",
-                    args![user_id],
-                )
-                .await?;
-            Ok(Failure::AlreadyLocked(until.unwrap_or(rule.now)))
-        }
-    }
+    conn.execute(sweep, args![now - rule.window, now]).await?;
+    Ok(decision)
 }
 
 /// Accepts a right password, in the caller's write (serialised with every failure): refused
-/// (`Err(locked_until)`) if the id is locked by now, else the count of failures starts again.
-///
-/// One UPDATE, not a read then a write: on PostgreSQL (read committed, several auth replicas) an
-/// UPDATE waits for a concurrent failure's write to the same row and then sees its result, where a
-/// plain SELECT would read the row from before a lock that commits while this attempt is being
-/// accepted. An id with no row (no failure in the last window: the usual step-up) writes nothing.
+/// ([`Decision::Locked`]) if the id is locked by now, else the count of failures starts again.
+/// An id with no failure counted (the usual step-up) writes nothing.
 pub async fn accept_success(
     conn: &mut Conn,
     user_id: &str,
+    rule: LockoutRule,
     now: i64,
-) -> Result<Result<(), i64>, Error> {
-    let locked_until: Option<i64> = conn
-        .scalar(
-            "UPDATE lockouts SET
-                failed_attempts = CASE WHEN locked_until > $1 THEN failed_attempts ELSE 0 END
-             WHERE user_id = $2
-             RETURNING locked_until",
-            args![now, user_id],
-        )
-        .await?;
-    match locked_until {
-        Some(until) if until > now => Ok(Err(until)),
-        _ => Ok(Ok(())),
-    }
+) -> Result<Decision, Error> {
+    decide_attempt(conn, user_id, Attempt::Succeeded, rule, now).await
+}
+
+/// The session a right password opens.
+pub struct NewSession<'a> {
+    pub session_id: &'a str,
+    pub user_id: &'a str,
+    pub verifier: &'a [u8],
+    pub expires_at: i64,
 }
 
 /// Opens a session for a right password, unless the id got locked meanwhile
 /// (`Ok(Err(locked_until))`): the lock check and the insert are one write.
 pub async fn open_session(
     db: &Db,
-    session_id: &str,
-    user_id: &str,
-    verifier: &[u8],
+    session: NewSession<'_>,
+    rule: LockoutRule,
     now: i64,
-    expires_at: i64,
 ) -> Result<Result<(), i64>, Error> {
+    let NewSession {
+        session_id,
+        user_id,
+        verifier,
+        expires_at,
+    } = session;
     let (session_id, user_id, verifier) =
         (session_id.to_owned(), user_id.to_owned(), verifier.to_vec());
     let result = db
         .write(move |conn| Box::pin(async move {
-                if let Err(locked_until) = accept_success(conn, &user_id, now).await? {
+                if let Decision::Locked(locked_until) =
+                    accept_success(conn, &user_id, rule, now).await?
+                {
                     return Ok(Err(locked_until));
                 }
                 conn.execute(
@@ -403,27 +403,30 @@ mod tests {
         db
     }
 
-    fn rule(now: i64) -> LockoutRule {
-        LockoutRule {
-            threshold: 5,
-            now,
-            lock_until: now + 60_000,
-            forget_before: now - 60_000,
-        }
-    }
+    const RULE: LockoutRule = LockoutRule {
+        threshold: 5,
+        window: 60_000,
+    };
 
-    async fn fail(db: &Db, user_id: &'static str, now: i64) -> Failure {
+    /// A wrong password counted.
+    const COUNTED: Decision = Decision::Refused { locked_now: false };
+    /// The wrong password that locks.
+    const LOCKS: Decision = Decision::Refused { locked_now: true };
+
+    async fn fail(db: &Db, user_id: &'static str, now: i64) -> Decision {
         db.write(move |conn| {
-            Box::pin(async move { record_failure(conn, user_id, rule(now)).await })
+            Box::pin(async move { record_failure(conn, user_id, RULE, now).await })
         })
         .await
         .unwrap()
     }
 
-    async fn succeed(db: &Db, user_id: &'static str) -> Result<(), i64> {
-        db.write(move |conn| Box::pin(async move { accept_success(conn, user_id, now_ms()).await }))
-            .await
-            .unwrap()
+    async fn succeed(db: &Db, user_id: &'static str) -> Decision {
+        db.write(move |conn| {
+            Box::pin(async move { accept_success(conn, user_id, RULE, now_ms()).await })
+        })
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -431,19 +434,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = migrated(&dir.path().join("auth.db").display().to_string()).await;
         let now = now_ms();
-        assert_eq!(succeed(&db, "alice").await, Ok(()), "an id with no row");
+        assert_eq!(
+            succeed(&db, "alice").await,
+            Decision::Accepted,
+            "an id with no row"
+        );
         for _ in 0..4 {
-            assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+            assert_eq!(fail(&db, "alice", now).await, COUNTED);
         }
-        assert_eq!(succeed(&db, "alice").await, Ok(()));
+        assert_eq!(succeed(&db, "alice").await, Decision::Accepted);
         for _ in 0..4 {
-            assert_eq!(fail(&db, "alice", now).await, Failure::Counted, "not reset");
+            assert_eq!(fail(&db, "alice", now).await, COUNTED, "not reset");
         }
-        assert_eq!(fail(&db, "alice", now).await, Failure::Locked);
-        assert_eq!(succeed(&db, "alice").await, Err(now + 60_000));
+        assert_eq!(fail(&db, "alice", now).await, LOCKS);
+        assert_eq!(succeed(&db, "alice").await, Decision::Locked(now + 60_000));
         assert_eq!(
             fail(&db, "alice", now).await,
-            Failure::AlreadyLocked(now + 60_000)
+            Decision::Locked(now + 60_000)
         );
     }
 
@@ -453,14 +460,14 @@ mod tests {
         let db = migrated(&dir.path().join("auth.db").display().to_string()).await;
         let now = now_ms();
         for _ in 0..4 {
-            assert_eq!(fail(&db, "alice", now - 120_000).await, Failure::Counted);
+            assert_eq!(fail(&db, "alice", now - 120_000).await, COUNTED);
         }
         // Four failures two windows ago and one now: not five in a row.
-        assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+        assert_eq!(fail(&db, "alice", now).await, COUNTED);
         for _ in 0..3 {
-            assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+            assert_eq!(fail(&db, "alice", now).await, COUNTED);
         }
-        assert_eq!(fail(&db, "alice", now).await, Failure::Locked);
+        assert_eq!(fail(&db, "alice", now).await, LOCKS);
     }
 
     /// The sweep of quiet ids that every failure runs must not delete the row of an id whose
@@ -475,13 +482,13 @@ mod tests {
         let db = migrated(&url).await;
         let now = now_ms();
         // Bob failed long ago: his row is quiet and due to be swept.
-        assert_eq!(fail(&db, "bob", now - 120_000).await, Failure::Counted);
+        assert_eq!(fail(&db, "bob", now - 120_000).await, COUNTED);
         let counting = tokio::spawn({
             let db = db.clone();
             async move {
                 db.write(move |conn| {
                     Box::pin(async move {
-                        let result = record_failure(conn, "bob", rule(now)).await;
+                        let result = record_failure(conn, "bob", RULE, now).await;
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         result
                     })
@@ -492,9 +499,9 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
         let started = std::time::Instant::now();
-        assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+        assert_eq!(fail(&db, "alice", now).await, COUNTED);
         let waited = started.elapsed();
-        assert_eq!(counting.await.unwrap(), Failure::Counted);
+        assert_eq!(counting.await.unwrap(), COUNTED);
         assert!(
             waited < Duration::from_millis(300),
             "alice's failure waited {waited:?} for bob's"
@@ -528,7 +535,7 @@ mod tests {
         let db = migrated(&url).await;
         let now = now_ms();
         for _ in 0..4 {
-            assert_eq!(fail(&db, "alice", now).await, Failure::Counted);
+            assert_eq!(fail(&db, "alice", now).await, COUNTED);
         }
         // The fifth failure keeps its transaction open a while before committing.
         let locking = tokio::spawn({
@@ -536,7 +543,7 @@ mod tests {
             async move {
                 db.write(move |conn| {
                     Box::pin(async move {
-                        let result = record_failure(conn, "alice", rule(now)).await;
+                        let result = record_failure(conn, "alice", RULE, now).await;
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         result
                     })
@@ -547,10 +554,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
         let accepted = succeed(&db, "alice").await;
-        assert_eq!(locking.await.unwrap(), Failure::Locked);
+        assert_eq!(locking.await.unwrap(), LOCKS);
         assert_eq!(
             accepted,
-            Err(now + 60_000),
+            Decision::Locked(now + 60_000),
             "a right password was accepted while a failure locked the id"
         );
     }

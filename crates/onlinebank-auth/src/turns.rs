@@ -1,7 +1,8 @@
 //! One login at a time per user id, in arrival order.
 //!
-//! The lockout decision itself is atomic in the database (see `store::record_failure`), which is
-//! what holds across several auth processes. Taking turns in the process on top of it makes a burst
+//! The lockout decision itself ([`crate::lockout::decide`]) is made in the write that records the
+//! attempt, atomically in the database (see `store::record_failure`), which is what holds across
+//! several auth processes. Taking turns in the process on top of it makes a burst
 //! of guesses for one id cost at most the threshold's worth of argon2 work: the attempts after the
 //! lock are refused from the stored lock without hashing.
 //!

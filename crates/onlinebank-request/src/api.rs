@@ -1,6 +1,6 @@
 //! request's HTTP handlers.
 
-use crate::saga::{self, Outcome, Saga};
+use crate::saga::{self, Outcome, WriteRequest};
 use crate::store::{self, KeyClaim, RequestStatus, Standing};
 use crate::RequestState;
 use axum::extract::{Path, Query, State};
@@ -165,7 +165,7 @@ async fn record_and_run(
             ))
         }
     }
-    let saga = Saga {
+    let request = WriteRequest {
         request_id: row.id,
         customer_id: row.customer_id,
         session_id,
@@ -174,8 +174,8 @@ async fn record_and_run(
         amount: row.amount,
         password,
     };
-    let outcome = saga::run(&state, &saga).await;
-    Ok(answer(outcome, saga.request_id))
+    let outcome = saga::run(&state, &request).await;
+    Ok(answer(outcome, request.request_id))
 }
 
 /// The answer to a request's saga: its record (200 completed, 202 in flight), or why nothing
