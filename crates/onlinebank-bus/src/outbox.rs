@@ -143,6 +143,30 @@ fn into_records(rows: Vec<OutboxRow>) -> Vec<Record> {
         .collect()
 }
 
+/// How a publisher's events reach their consumers, by its database and the bus (the table
+/// "Where an event goes" of docs/architecture.md): decided once, in [`Route::of`].
+#[derive(Debug, Clone)]
+enum Route {
+    /// A SQLite outbox on the embedded log: the log reads it where it is; nothing is shipped.
+    Served(crate::embedded::EmbeddedLog),
+    /// A SQLite outbox (to Kafka): one writer assigns `seq` in commit order, so rows past a
+    /// watermark are shipped and deleted in the background.
+    Watermark,
+    /// A PostgreSQL outbox (to either bus): `seq` may commit out of order, so one replica at a
+    /// time ships the oldest rows and deletes them in the same transaction, woken by `NOTIFY`.
+    Leader,
+}
+
+impl Route {
+    fn of(db: &Db, bus: &Bus) -> Self {
+        match (db.engine, bus) {
+            (Engine::Sqlite, Bus::Embedded(log)) => Route::Served(log.clone()),
+            (Engine::Sqlite, Bus::Kafka(_)) => Route::Watermark,
+            (Engine::Postgres, _) => Route::Leader,
+        }
+    }
+}
+
 /// Ships a publisher's outbox to the bus.
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -152,6 +176,7 @@ pub struct Relay {
     topics: &'static [&'static str],
     db: Db,
     bus: Bus,
+    route: Route,
     /// Rung after a transaction that enqueued events commits.
     wake: Arc<Notify>,
     /// The highest outbox row this relay has shipped; rows up to it are deleted in the
@@ -170,6 +195,7 @@ impl Relay {
         Self {
             name,
             topics,
+            route: Route::of(&db, &bus),
             db,
             bus,
             wake: Arc::new(Notify::new()),
@@ -182,9 +208,9 @@ impl Relay {
 
     /// The embedded log that reads this SQLite outbox where it is (nothing to ship), if so.
     fn served_by(&self) -> Option<&crate::embedded::EmbeddedLog> {
-        match &self.bus {
-            Bus::Embedded(log) if self.db.engine == Engine::Sqlite => Some(log),
-            _ => None,
+        match &self.route {
+            Route::Served(log) => Some(log),
+            Route::Watermark | Route::Leader => None,
         }
     }
 
@@ -199,12 +225,10 @@ impl Relay {
 
     /// Ships one batch; returns how many rows it shipped.
     pub async fn ship_batch(&self) -> anyhow::Result<usize> {
-        if self.served_by().is_some() {
-            return Ok(0);
-        }
-        match self.db.engine {
-            Engine::Sqlite => self.ship_batch_sqlite().await,
-            Engine::Postgres => self.ship_batch_postgres().await,
+        match self.route {
+            Route::Served(_) => Ok(0),
+            Route::Watermark => self.ship_past_watermark().await,
+            Route::Leader => self.ship_as_leader().await,
         }
     }
 
@@ -214,7 +238,7 @@ impl Relay {
     /// in the same transaction. A crash after the publish ships those rows again; consumers'
     /// inboxes keep one copy. Events of one aggregate commit in order (their sequence row is
     /// locked), so they are shipped in order.
-    async fn ship_batch_postgres(&self) -> anyhow::Result<usize> {
+    async fn ship_as_leader(&self) -> anyhow::Result<usize> {
         let Some(pool) = self.db.postgres_writer() else {
             return Ok(0);
         };
@@ -266,7 +290,7 @@ impl Relay {
 
     /// SQLite: writers are serialised, so rows become visible in `seq` order and a watermark
     /// of the highest shipped `seq` is exact; rows behind it are deleted in the background.
-    async fn ship_batch_sqlite(&self) -> anyhow::Result<usize> {
+    async fn ship_past_watermark(&self) -> anyhow::Result<usize> {
         let rows: Vec<OutboxRow> = self
             .db
             .read()
@@ -305,7 +329,7 @@ impl Relay {
     /// Deletes the rows shipped so far. Through group commit, so the delete rides along with
     /// other writes; a crash before it only ships those rows again (the bus keeps one copy).
     pub async fn prune_shipped(&self) -> anyhow::Result<()> {
-        if self.db.engine == Engine::Postgres || self.served_by().is_some() {
+        if !matches!(self.route, Route::Watermark) {
             // Shipped rows are deleted as they are shipped; a served outbox's by retention.
             return Ok(());
         }
@@ -329,12 +353,10 @@ impl Relay {
     /// rows go in the shipping transaction), on SQLite the rows past what this relay shipped
     /// (shipped rows are deleted later); none when the embedded log serves the outbox itself.
     pub async fn unsent(&self) -> anyhow::Result<i64> {
-        if self.served_by().is_some() {
-            return Ok(0);
-        }
-        let shipped = match self.db.engine {
-            Engine::Sqlite => self.shipped.load(Ordering::SeqCst),
-            Engine::Postgres => 0,
+        let shipped = match self.route {
+            Route::Served(_) => return Ok(0),
+            Route::Watermark => self.shipped.load(Ordering::SeqCst),
+            Route::Leader => 0,
         };
         let unsent: Option<i64> = self
             .db
@@ -382,7 +404,7 @@ impl Relay {
             }
         };
         let listening = async {
-            if self.db.engine == Engine::Postgres {
+            if matches!(self.route, Route::Leader) {
                 self.listen(&shutdown).await;
             }
         };
