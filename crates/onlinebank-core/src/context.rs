@@ -2,10 +2,10 @@
 //! same process) and what it gives back.
 
 use crate::db::{Db, Migrations};
-use crate::role::{Role, RoleMap};
+use crate::peer::{LocalRoles, PeerClient};
+use crate::role::Role;
 use crate::settings::Settings;
 use anyhow::Context as _;
-use std::fmt;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,38 +29,6 @@ pub struct RoleContext {
     pub local: LocalRoles,
 }
 
-/// The routers of the roles that run in this process, so that a call from one role to another
-/// in the same process (`up`) is handed to the peer's router directly: the same HTTP request
-/// and answer, the same handlers, middleware, load shedding and timeouts, without a loopback
-/// connection. Empty in `serve`, where every peer is another process.
-#[derive(Clone, Default)]
-pub struct LocalRoles {
-    routers: Arc<RoleMap<std::sync::OnceLock<axum::Router>>>,
-}
-
-impl fmt::Debug for LocalRoles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let local: Vec<&str> = Role::ALL
-            .into_iter()
-            .filter(|role| self.get(*role).is_some())
-            .map(Role::as_str)
-            .collect();
-        write!(f, "LocalRoles({local:?})")
-    }
-}
-
-impl LocalRoles {
-    /// Registers `role`'s router (once; later registrations are ignored).
-    pub fn register(&self, role: Role, router: axum::Router) {
-        let _ = self.routers.get(role).set(router);
-    }
-
-    /// The router of `role`, if it runs in this process.
-    pub fn get(&self, role: Role) -> Option<axum::Router> {
-        self.routers.get(role).get().cloned()
-    }
-}
-
 impl RoleContext {
     /// Opens `role`'s database (its own file, or its own schema of the shared PostgreSQL
     /// database) and applies `migrations` to it.
@@ -81,5 +49,19 @@ impl RoleContext {
             Arc::<str>::from(self.settings.internal_token()),
             crate::http::require_internal,
         ))
+    }
+
+    /// A client for calls to other roles, each call bounded by `timeout`, with the readiness of
+    /// roles with several instances watched in the background.
+    pub fn peers(&self, timeout: std::time::Duration) -> anyhow::Result<Arc<PeerClient>> {
+        let http = crate::http::peer_client(timeout)?;
+        let peers = Arc::new(PeerClient::new(
+            http,
+            &self.settings.peers,
+            self.local.clone(),
+        ));
+        self.tasks
+            .spawn(peers.clone().watch_readiness(self.shutdown.clone()));
+        Ok(peers)
     }
 }

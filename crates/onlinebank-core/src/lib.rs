@@ -27,8 +27,9 @@ pub mod settings;
 pub mod time;
 pub mod token;
 
-pub use context::{LocalRoles, RoleContext, RoleParts};
+pub use context::{RoleContext, RoleParts};
 pub use error::{ApiError, ErrorCode};
+pub use peer::LocalRoles;
 pub use reason::Reason;
 pub use role::Role;
 pub use settings::Settings;

@@ -9,16 +9,48 @@
 //! too; a write that failed after it was sent is never resent here: it may have been applied.
 //! Gateway and request both call their peers through this.
 
-use crate::context::LocalRoles;
 use crate::role::{Role, RoleMap};
 use crate::settings::Peers;
 use axum::body::Bytes;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tower::util::ServiceExt;
+
+/// The routers of the roles that run in this process, so that a call from one role to another
+/// in the same process (`up`) is handed to the peer's router directly: the same HTTP request
+/// and answer, the same handlers, middleware, load shedding and timeouts, without a loopback
+/// connection. Empty in `serve`, where every peer is another process.
+#[derive(Clone, Default)]
+pub struct LocalRoles {
+    routers: Arc<RoleMap<std::sync::OnceLock<axum::Router>>>,
+}
+
+impl fmt::Debug for LocalRoles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let local: Vec<&str> = Role::ALL
+            .into_iter()
+            .filter(|role| self.get(*role).is_some())
+            .map(Role::as_str)
+            .collect();
+        write!(f, "LocalRoles({local:?})")
+    }
+}
+
+impl LocalRoles {
+    /// Registers `role`'s router (once; later registrations are ignored).
+    pub fn register(&self, role: Role, router: axum::Router) {
+        let _ = self.routers.get(role).set(router);
+    }
+
+    /// The router of `role`, if it runs in this process.
+    pub fn get(&self, role: Role) -> Option<axum::Router> {
+        self.routers.get(role).get().cloned()
+    }
+}
 
 /// How long an instance that refused a connection is tried last.
 const SIT_OUT: Duration = Duration::from_secs(2);

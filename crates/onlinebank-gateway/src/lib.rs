@@ -106,14 +106,7 @@ impl GatewayState {
         }
         // Long enough for the request role's bounded wait, short enough to never hang.
         let timeout = settings.request_wait + settings.step_up_timeout + Duration::from_secs(5);
-        let http = onlinebank_core::http::peer_client(timeout)?;
-        let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
-            http,
-            &settings.peers,
-            ctx.local.clone(),
-        ));
-        ctx.tasks
-            .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
+        let peers = ctx.peers(timeout)?;
         let write_slots = Arc::new(Semaphore::new(settings.max_in_flight_writes));
         quiesce.arm(
             peers.clone(),

@@ -45,14 +45,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     settings.peers.first(Role::Auth)?;
     let wiring = Wiring::new(ctx, bus, Role::Request);
     let db = wiring.open_db(&migrations()).await?;
-    let http = onlinebank_core::http::peer_client(Duration::from_secs(10))?;
-    let peers = Arc::new(onlinebank_core::peer::PeerClient::new(
-        http,
-        &settings.peers,
-        ctx.local.clone(),
-    ));
-    ctx.tasks
-        .spawn(peers.clone().watch_readiness(ctx.shutdown.clone()));
+    let peers = ctx.peers(Duration::from_secs(10))?;
     let relay = wiring.publish(&db, &[onlinebank_core::event::TOPIC_REQUESTS]);
     let state = RequestState {
         step_up: stepup::StepUpClient::new(
