@@ -87,7 +87,7 @@ impl Projection for Accounts {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        events: &'c [(Envelope, Event)],
+        events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
         Box::pin(apply(conn, events, self.max_amount))
     }
@@ -101,14 +101,10 @@ impl Projection for Accounts {
 /// Decides the batch's certified requests one after another, in bus order, each on the account
 /// as the ones before it left it; then writes every changed account once and every outcome, in
 /// bus order, to the outbox (a handful of statements for the whole batch).
-async fn apply(
-    conn: &mut Conn,
-    events: &[(Envelope, Event)],
-    max_amount: i64,
-) -> anyhow::Result<()> {
+async fn apply(conn: &mut Conn, events: &[Envelope], max_amount: i64) -> anyhow::Result<()> {
     let requests: Vec<&AuthCertified> = events
         .iter()
-        .filter_map(|(_, event)| match event {
+        .filter_map(|envelope| match &envelope.event {
             Event::AuthCertified(request) => Some(request),
             _ => None,
         })
@@ -258,7 +254,7 @@ mod tests {
         batch_behaviour(Db::open(&url, "account").await.unwrap()).await;
     }
 
-    fn certified(kind: WriteKind, account: &str, amount: i64) -> (Envelope, Event) {
+    fn certified(kind: WriteKind, account: &str, amount: i64) -> Envelope {
         let event = Event::AuthCertified(AuthCertified {
             request_id: Uuid::now_v7(),
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
@@ -266,10 +262,10 @@ mod tests {
             account_no: AccountNo::parse(account).unwrap(),
             amount,
         });
-        (event.clone().into_envelope(1).unwrap(), event)
+        event.into_envelope(1)
     }
 
-    async fn apply_batch(db: &Db, events: Vec<(Envelope, Event)>) {
+    async fn apply_batch(db: &Db, events: Vec<Envelope>) {
         db.write(move |conn| Box::pin(async move { apply(conn, &events, 1_000_000).await }))
             .await
             .unwrap();
@@ -315,13 +311,13 @@ mod tests {
         let published: Vec<(String, String, i64, Option<Reason>)> = bodies
             .iter()
             .map(|(body,)| {
-                let envelope: Envelope = serde_json::from_str(body).unwrap();
-                let reason = match Event::from_envelope(&envelope).unwrap() {
+                let envelope = Envelope::decode(body).unwrap();
+                let reason = match &envelope.event {
                     Event::AccountRequestCancelled(cancelled) => Some(cancelled.reason),
                     _ => None,
                 };
                 (
-                    envelope.event_type,
+                    envelope.event.type_name().to_owned(),
                     envelope.aggregate,
                     envelope.sequence,
                     reason,

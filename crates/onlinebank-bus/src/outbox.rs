@@ -75,7 +75,7 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
             .get_mut(event.account_no())
             .ok_or_else(|| anyhow::anyhow!("no sequence for {}", event.account_no()))?;
         let topic = event.topic();
-        let envelope = event.into_envelope(*sequence)?;
+        let envelope = event.into_envelope(*sequence);
         *sequence += 1;
         let body = serde_json::to_string(&envelope)?;
         outbox.push((envelope.id, topic, envelope.aggregate.clone(), body));

@@ -1,7 +1,7 @@
 //! The event envelope shared by every publisher and consumer, and the typed events it carries.
 //!
-//! Every event travels as one JSON [`Envelope`]; its `payload` is decoded into an [`Event`] by
-//! type name. Events are keyed by account number so one account's events stay in order.
+//! Every event travels as one JSON [`Envelope`] carrying a typed [`Event`]; the `payload` is
+//! decoded once, straight into the event type its `type` names. Events are keyed by account number so one account's events stay in order.
 
 use crate::ids::{AccountNo, CustomerId};
 use crate::money::Balance;
@@ -19,15 +19,15 @@ pub const TOPICS: [&str; 2] = [TOPIC_REQUESTS, TOPIC_ACCOUNTS];
 /// The schema version of the payloads this build writes.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
-/// One event as it travels on the bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One event as it travels on the bus: its metadata and the typed [`Event`].
+///
+/// On the wire (see [`Envelope::decode`] and the `Serialize` impl) it is one JSON object:
+/// `id`, `type` (the event's type name, e.g. `MoneyDeposited`), `version`, `aggregate`,
+/// `sequence`, `correlation_id`, `occurred_at` and `payload` (the event's fields).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// Unique id; consumers record it in their inbox to apply each event once.
     pub id: Uuid,
-    /// The event's type name, e.g. `MoneyDeposited`.
-    #[serde(rename = "type")]
-    pub event_type: String,
     /// Schema version of the payload.
     pub version: u32,
     /// The aggregate the event belongs to: the account number.
@@ -38,8 +38,79 @@ pub struct Envelope {
     pub correlation_id: Uuid,
     /// When the event happened (RFC 3339, UTC).
     pub occurred_at: String,
-    /// The typed payload, see [`Event`].
-    pub payload: serde_json::Value,
+    /// The event itself: its type name and payload on the wire.
+    pub event: Event,
+}
+
+/// An envelope as it is on the wire, its payload still undecoded JSON text.
+#[derive(Deserialize)]
+struct WireEnvelope<'a> {
+    id: Uuid,
+    #[serde(rename = "type", borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+    version: u32,
+    aggregate: String,
+    sequence: i64,
+    correlation_id: Uuid,
+    occurred_at: String,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
+}
+
+impl Envelope {
+    /// Decodes one envelope from its JSON text, its payload straight into the typed event.
+    pub fn decode(body: &str) -> Result<Self, DecodeError> {
+        let wire: WireEnvelope<'_> = serde_json::from_str(body).map_err(DecodeError::Envelope)?;
+        Ok(Envelope {
+            event: Event::decode(&wire.event_type, wire.payload.get())?,
+            id: wire.id,
+            version: wire.version,
+            aggregate: wire.aggregate,
+            sequence: wire.sequence,
+            correlation_id: wire.correlation_id,
+            occurred_at: wire.occurred_at,
+        })
+    }
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut wire = serializer.serialize_struct("Envelope", 8)?;
+        wire.serialize_field("id", &self.id)?;
+        wire.serialize_field("type", self.event.type_name())?;
+        wire.serialize_field("version", &self.version)?;
+        wire.serialize_field("aggregate", &self.aggregate)?;
+        wire.serialize_field("sequence", &self.sequence)?;
+        wire.serialize_field("correlation_id", &self.correlation_id)?;
+        wire.serialize_field("occurred_at", &self.occurred_at)?;
+        wire.serialize_field("payload", &Payload(&self.event))?;
+        wire.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let body = <&serde_json::value::RawValue>::deserialize(deserializer)?;
+        Envelope::decode(body.get()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An event's fields, the envelope's `payload`.
+struct Payload<'a>(&'a Event);
+
+impl Serialize for Payload<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Event::AuthCertified(e) => e.serialize(serializer),
+            Event::AuthCancelled(e) => e.serialize(serializer),
+            Event::AccountOpened(e)
+            | Event::MoneyDeposited(e)
+            | Event::MoneyWithdrawn(e)
+            | Event::AccountClosed(e) => e.serialize(serializer),
+            Event::AccountRequestCancelled(e) => e.serialize(serializer),
+        }
+    }
 }
 
 /// The kinds of request that move money or change an account (and so need step-up).
@@ -145,9 +216,12 @@ pub enum Event {
     AccountRequestCancelled(AccountRequestCancelled),
 }
 
-/// An envelope whose type is unknown or whose payload does not decode.
+/// An envelope that is not JSON of the envelope's shape, or whose type is unknown, or whose
+/// payload does not decode.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    #[error("bad envelope: {0}")]
+    Envelope(serde_json::Error),
     #[error("unknown event type {0}")]
     UnknownType(String),
     #[error("bad payload for {event_type}: {source}")]
@@ -225,50 +299,40 @@ impl Event {
         }
     }
 
-    fn payload(&self) -> Result<serde_json::Value, serde_json::Error> {
-        match self {
-            Event::AuthCertified(e) => serde_json::to_value(e),
-            Event::AuthCancelled(e) => serde_json::to_value(e),
-            Event::AccountOpened(e)
-            | Event::MoneyDeposited(e)
-            | Event::MoneyWithdrawn(e)
-            | Event::AccountClosed(e) => serde_json::to_value(e),
-            Event::AccountRequestCancelled(e) => serde_json::to_value(e),
-        }
-    }
-
     /// Wraps the event in a new envelope with a fresh id.
-    pub fn into_envelope(self, sequence: i64) -> Result<Envelope, serde_json::Error> {
-        Ok(Envelope {
+    pub fn into_envelope(self, sequence: i64) -> Envelope {
+        Envelope {
             id: Uuid::now_v7(),
-            event_type: self.type_name().to_owned(),
             version: EVENT_SCHEMA_VERSION,
             aggregate: self.account_no().to_owned(),
             sequence,
             correlation_id: self.request_id(),
             occurred_at: crate::time::now_rfc3339(),
-            payload: self.payload()?,
-        })
+            event: self,
+        }
     }
 
-    /// Decodes an envelope's payload by its type name.
-    pub fn from_envelope(envelope: &Envelope) -> Result<Self, DecodeError> {
-        fn decode<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, DecodeError> {
-            serde_json::from_value(envelope.payload.clone()).map_err(|source| {
-                DecodeError::Payload {
-                    event_type: envelope.event_type.clone(),
-                    source,
-                }
+    /// Decodes a payload's JSON text by its event type name.
+    fn decode(event_type: &str, payload: &str) -> Result<Self, DecodeError> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            event_type: &str,
+            payload: &str,
+        ) -> Result<T, DecodeError> {
+            serde_json::from_str(payload).map_err(|source| DecodeError::Payload {
+                event_type: event_type.to_owned(),
+                source,
             })
         }
-        Ok(match envelope.event_type.as_str() {
-            "AuthCertified" => Event::AuthCertified(decode(envelope)?),
-            "AuthCancelled" => Event::AuthCancelled(decode(envelope)?),
-            "AccountOpened" => Event::AccountOpened(decode(envelope)?),
-            "MoneyDeposited" => Event::MoneyDeposited(decode(envelope)?),
-            "MoneyWithdrawn" => Event::MoneyWithdrawn(decode(envelope)?),
-            "AccountClosed" => Event::AccountClosed(decode(envelope)?),
-            "AccountRequestCancelled" => Event::AccountRequestCancelled(decode(envelope)?),
+        Ok(match event_type {
+            "AuthCertified" => Event::AuthCertified(typed(event_type, payload)?),
+            "AuthCancelled" => Event::AuthCancelled(typed(event_type, payload)?),
+            "AccountOpened" => Event::AccountOpened(typed(event_type, payload)?),
+            "MoneyDeposited" => Event::MoneyDeposited(typed(event_type, payload)?),
+            "MoneyWithdrawn" => Event::MoneyWithdrawn(typed(event_type, payload)?),
+            "AccountClosed" => Event::AccountClosed(typed(event_type, payload)?),
+            "AccountRequestCancelled" => {
+                Event::AccountRequestCancelled(typed(event_type, payload)?)
+            }
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -321,32 +385,41 @@ mod tests {
             balance: balance(1500),
             version: 3,
         });
-        let envelope = event.clone().into_envelope(7).unwrap();
-        assert_eq!(envelope.event_type, "MoneyDeposited");
+        let envelope = event.clone().into_envelope(7);
         assert_eq!(envelope.aggregate, "1001");
         assert_eq!(envelope.sequence, 7);
         let wire = serde_json::to_string(&envelope).unwrap();
         assert!(wire.contains("\"type\":\"MoneyDeposited\""));
         assert!(wire.contains("\"correlation_id\""));
-        let back: Envelope = serde_json::from_str(&wire).unwrap();
-        assert_eq!(Event::from_envelope(&back).unwrap(), event);
+        let back = Envelope::decode(&wire).unwrap();
+        assert_eq!(back, envelope);
+        assert_eq!(serde_json::from_str::<Envelope>(&wire).unwrap(), envelope);
+    }
+
+    /// The envelope's JSON as a value, for tests that break one of its fields.
+    fn wire_value(envelope: &Envelope) -> serde_json::Value {
+        serde_json::to_value(envelope).unwrap()
     }
 
     #[test]
     fn unknown_types_are_reported() {
-        let mut envelope = Event::AuthCertified(AuthCertified {
+        let envelope = Event::AuthCertified(AuthCertified {
             request_id: Uuid::now_v7(),
             customer_id: customer("c"),
             kind: WriteKind::Deposit,
             account_no: account_no("1"),
             amount: 1,
         })
-        .into_envelope(1)
-        .unwrap();
-        envelope.event_type = "Nope".into();
+        .into_envelope(1);
+        let mut wire = wire_value(&envelope);
+        wire["type"] = serde_json::json!("Nope");
         assert!(matches!(
-            Event::from_envelope(&envelope),
+            Envelope::decode(&wire.to_string()),
             Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            Envelope::decode("{\"id\":1}"),
+            Err(DecodeError::Envelope(_))
         ));
     }
 
@@ -418,19 +491,14 @@ mod tests {
             ),
         ];
         for (event, wire) in cases {
-            let envelope = event.clone().into_envelope(1).unwrap();
-            // The bus carries the envelope with its payload as a JSON value: compare those bytes.
-            let expected: serde_json::Value = serde_json::from_str(&wire).unwrap();
-            assert_eq!(
-                envelope.payload.to_string(),
-                expected.to_string(),
-                "{}",
-                event.type_name()
-            );
+            let envelope = event.clone().into_envelope(1);
+            // The payload's bytes as the typed struct writes them, field for field.
+            let payload = serde_json::to_string(&Payload(&envelope.event)).unwrap();
+            assert_eq!(payload, wire, "{}", event.type_name());
+            assert_eq!(wire_value(&envelope)["type"], event.type_name());
             assert_eq!(envelope.aggregate, event.account_no());
-            let back: Envelope =
-                serde_json::from_str(&serde_json::to_string(&envelope).unwrap()).unwrap();
-            assert_eq!(Event::from_envelope(&back).unwrap(), event);
+            let back = Envelope::decode(&serde_json::to_string(&envelope).unwrap()).unwrap();
+            assert_eq!(back.event, event);
         }
     }
 
@@ -446,8 +514,7 @@ mod tests {
             balance: balance(5),
             version: 1,
         })
-        .into_envelope(1)
-        .unwrap();
+        .into_envelope(1);
         for (field, bad) in [
             ("accountNo", serde_json::json!("1'; drop table")),
             ("accountNo", serde_json::json!("")),
@@ -455,11 +522,11 @@ mod tests {
             ("customerId", serde_json::json!("")),
             ("balance", serde_json::json!(-1)),
         ] {
-            let mut broken = envelope.clone();
-            broken.payload[field] = bad;
+            let mut broken = wire_value(&envelope);
+            broken["payload"][field] = bad;
             assert!(
                 matches!(
-                    Event::from_envelope(&broken),
+                    Envelope::decode(&broken.to_string()),
                     Err(DecodeError::Payload { .. })
                 ),
                 "{field}"

@@ -14,7 +14,7 @@ use onlinebank_bus::quiet::RoleQuiet;
 use onlinebank_bus::Bus;
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
-use onlinebank_core::event::{Envelope, Event, WriteKind, TOPIC_ACCOUNTS};
+use onlinebank_core::event::{Envelope, WriteKind, TOPIC_ACCOUNTS};
 use onlinebank_core::http::require_internal;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
@@ -64,19 +64,19 @@ impl Projection for Ledger {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        events: &'c [(Envelope, Event)],
+        events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
         Box::pin(append(conn, events))
     }
 }
 
 /// One ledger entry per account change of the batch, in ONE statement.
-async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
+async fn append(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
     let now = onlinebank_core::time::now_ms();
     let entries: Vec<_> = events
         .iter()
-        .filter_map(|(envelope, event)| {
-            let (kind, change) = event.as_account_change()?;
+        .filter_map(|envelope| {
+            let (kind, change) = envelope.event.as_account_change()?;
             let signed = match kind {
                 WriteKind::Open | WriteKind::Deposit => change.amount,
                 WriteKind::Withdraw => -change.amount,

@@ -15,16 +15,16 @@ impl Projection for ReadModel {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        events: &'c [(Envelope, Event)],
+        events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
         Box::pin(apply(conn, events))
     }
 }
 
-async fn apply(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
+async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
     let mut changes = Vec::with_capacity(events.len());
-    for (envelope, event) in events {
-        let at = envelope.occurred_at.as_str();
+    for envelope in events {
+        let (event, at) = (&envelope.event, envelope.occurred_at.as_str());
         if let Some((kind, change)) = event.as_account_change() {
             changes.push((kind, change, at));
         } else if let Event::AccountRequestCancelled(cancelled) = event {
@@ -201,9 +201,9 @@ mod tests {
     }
 
     async fn apply_batch(db: &Db, events: Vec<Event>) {
-        let events: Vec<(Envelope, Event)> = events
+        let events: Vec<Envelope> = events
             .into_iter()
-            .map(|event| (event.clone().into_envelope(1).unwrap(), event))
+            .map(|event| event.into_envelope(1))
             .collect();
         db.write(move |conn| Box::pin(async move { apply(conn, &events).await }))
             .await
