@@ -6,29 +6,8 @@ use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Amount, Balance, MoneyError};
 use onlinebank_core::Reason;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Open,
-    Closed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Open => "open",
-            Status::Closed => "closed",
-        }
-    }
-
-    /// The stored text of a status; anything else is not a status (never a silent default).
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "open" => Some(Status::Open),
-            "closed" => Some(Status::Closed),
-            _ => None,
-        }
-    }
-}
+/// An account's status (core's, shared with the read model and the internal listing).
+pub use onlinebank_core::event::AccountStatus as Status;
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

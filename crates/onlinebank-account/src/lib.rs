@@ -25,8 +25,8 @@ use onlinebank_core::event::{
     TOPIC_REQUESTS,
 };
 use onlinebank_core::http::require_internal;
+use onlinebank_core::internal::{self, AccountsAnswer, ListedAccount};
 use onlinebank_core::{ApiError, Role, RoleContext};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -62,7 +62,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     Ok(onlinebank_core::RoleParts {
         db: Some(db.clone()),
         router: Router::new()
-            .route("/internal/v1/accounts", get(list_accounts))
+            .route(internal::ACCOUNTS, get(list_accounts))
             .route_layer(middleware::from_fn_with_state(
                 internal_token.clone(),
                 require_internal,
@@ -194,21 +194,19 @@ fn decide(current: &mut Option<Account>, request: &AuthCertified, max_amount: i6
     }
 }
 
-async fn list_accounts(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
+async fn list_accounts(State(db): State<Db>) -> Result<Json<AccountsAnswer>, ApiError> {
     let accounts = store::all(&mut db.read().await?).await?;
-    let items: Vec<Value> = accounts
+    let items = accounts
         .into_iter()
-        .map(|account| {
-            json!({
-                "accountNo": account.account_no,
-                "customerId": account.customer_id,
-                "balance": account.balance.won(),
-                "status": account.status.as_str(),
-                "version": account.version,
-            })
+        .map(|account| ListedAccount {
+            account_no: account.account_no,
+            customer_id: account.customer_id,
+            balance: account.balance,
+            status: account.status,
+            version: account.version,
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(AccountsAnswer { items }))
 }
 
 /// account's migrations, for each engine (see [`onlinebank_core::db::migrate`]).

@@ -144,6 +144,32 @@ impl WriteKind {
     }
 }
 
+/// An account's status, as stored and listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    Open,
+    Closed,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Open => "open",
+            AccountStatus::Closed => "closed",
+        }
+    }
+
+    /// The stored text of a status; anything else is not a status (never a silent default).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "open" => Some(AccountStatus::Open),
+            "closed" => Some(AccountStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
 // The ids travel as the JSON strings they always were (`AccountNo` and `CustomerId` serialize as
 // their text and refuse invalid text when decoded: such an event is a `DecodeError`, logged and
 // skipped by consumers). `amount` stays a plain `i64`: 0 is legal here (open without a deposit,

@@ -16,6 +16,7 @@ use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::{Envelope, WriteKind, TOPIC_ACCOUNTS};
 use onlinebank_core::http::require_internal;
+use onlinebank_core::internal::{self, LedgerSum, LedgerSums};
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     Ok(onlinebank_core::RoleParts {
         db: Some(db.clone()),
         router: Router::new()
-            .route("/internal/v1/ledger", get(ledger_sums))
+            .route(internal::LEDGER, get(ledger_sums))
             .route("/internal/v1/ledger/{account_no}", get(ledger_entries))
             .route_layer(middleware::from_fn_with_state(
                 internal_token.clone(),
@@ -114,7 +115,7 @@ async fn append(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ledger_sums(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
+async fn ledger_sums(State(db): State<Db>) -> Result<Json<LedgerSums>, ApiError> {
     let rows: Vec<(String, i64, i64)> = db
         .read()
         .await?
@@ -123,11 +124,15 @@ async fn ledger_sums(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
             &[],
         )
         .await?;
-    let items: Vec<Value> = rows
+    let items = rows
         .into_iter()
-        .map(|(account_no, sum, entries)| json!({"accountNo": account_no, "sum": sum, "entries": entries}))
+        .map(|(account_no, sum, entries)| LedgerSum {
+            account_no,
+            sum,
+            entries,
+        })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(LedgerSums { items }))
 }
 
 async fn ledger_entries(

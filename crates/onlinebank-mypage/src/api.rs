@@ -25,7 +25,7 @@ pub(crate) fn router(
     max_in_flight_reads: usize,
 ) -> Router {
     let internal = Router::new()
-        .route("/internal/v1/accounts", get(all_accounts))
+        .route(onlinebank_core::internal::ACCOUNTS, get(all_accounts))
         .route_layer(middleware::from_fn_with_state(
             internal_token,
             require_internal,

@@ -84,11 +84,11 @@ pub async fn run(state: &RequestState, saga: &Saga) -> Result<Outcome, ApiError>
     let verdict = state
         .step_up
         .verify(
-            saga.customer_id.as_str(),
+            &saga.customer_id,
             &saga.session_id,
             &saga.password,
             saga.request_id,
-            saga.kind.as_str(),
+            saga.kind,
         )
         .await;
     stage("step_up", started);
