@@ -154,11 +154,14 @@ async fn apply(conn: &mut Conn, events: &[Envelope], max_amount: i64) -> anyhow:
 fn decide(current: &mut Option<Account>, request: &AuthCertified, max_amount: i64) -> Event {
     match domain::decide(current.as_ref(), request, max_amount) {
         Ok(change) => {
+            // Each change moves the account's version by exactly one (1 on open).
+            let before = current.as_ref().map_or(0, |account| account.version);
+            debug_assert_eq!(change.after.version, before + 1);
             tracing::debug!(
                 account = %request.account_no,
                 request = %request.request_id,
                 kind = request.kind.as_str(),
-                amount = change.amount,
+                amount = change.amount.won(),
                 balance = change.after.balance.won(),
                 "request applied"
             );
@@ -230,6 +233,7 @@ mod tests {
     use super::*;
     use onlinebank_core::event::WriteKind;
     use onlinebank_core::ids::{AccountNo, CustomerId};
+    use onlinebank_core::money::Won;
     use onlinebank_core::Reason;
     use uuid::Uuid;
 
@@ -258,7 +262,7 @@ mod tests {
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             kind,
             account_no: AccountNo::parse(account).unwrap(),
-            amount,
+            amount: Won::from_stored(amount).unwrap(),
         });
         event.into_envelope(1)
     }

@@ -173,7 +173,7 @@ mod tests {
             customer_id: CustomerId::parse("c").unwrap(),
             kind: WriteKind::Deposit,
             account_no: AccountNo::parse("1001").unwrap(),
-            amount: 5,
+            amount: onlinebank_core::money::Won::from_stored(5).unwrap(),
         })
         .into_envelope(1);
         let good = serde_json::to_string(&envelope).unwrap();

@@ -635,7 +635,7 @@ mod tests {
             customer_id: onlinebank_core::ids::CustomerId::parse("c").unwrap(),
             kind: WriteKind::Deposit,
             account_no: onlinebank_core::ids::AccountNo::parse(account).unwrap(),
-            amount,
+            amount: onlinebank_core::money::Won::from_stored(amount).unwrap(),
         })
     }
 

@@ -4,7 +4,7 @@
 //! decoded once, straight into the event type its `type` names. Events are keyed by account number so one account's events stay in order.
 
 use crate::ids::{AccountNo, CustomerId};
-use crate::money::Balance;
+use crate::money::{Balance, Won};
 use crate::reason::Reason;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -170,12 +170,12 @@ impl AccountStatus {
     }
 }
 
-// The ids travel as the JSON strings they always were (`AccountNo` and `CustomerId` serialize as
-// their text and refuse invalid text when decoded: such an event is a `DecodeError`, logged and
-// skipped by consumers). `amount` stays a plain `i64`: 0 is legal here (open without a deposit,
-// close), so the strictly positive `Amount` does not fit, and the account role, the authority on
-// money, parses it against its own per-transaction limit (which a decoder cannot know) and
-// answers an invalid one with AccountRequestCancelled(invalid_amount) rather than skipping it.
+// The ids and amounts travel as the JSON strings and numbers they always were (`AccountNo` and
+// `CustomerId` serialize as their text, `Won` as its number, and each refuses invalid values when
+// decoded: such an event is a `DecodeError`, logged and skipped by consumers). `amount` is `Won`,
+// not the strictly positive `Amount`: 0 is legal here (open without a deposit, close), and the
+// account role, the authority on money, checks it against its own per-transaction limit (which a
+// decoder cannot know) and answers one over it with AccountRequestCancelled(invalid_amount).
 
 /// Step-up succeeded: the account role is to apply this request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,7 +186,7 @@ pub struct AuthCertified {
     pub kind: WriteKind,
     pub account_no: AccountNo,
     /// Won to move; for `open` the opening amount (may be 0); for `close` 0.
-    pub amount: i64,
+    pub amount: Won,
 }
 
 /// Step-up refused: nothing happens; recorded for audit and for the read side.
@@ -197,7 +197,7 @@ pub struct AuthCancelled {
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
-    pub amount: i64,
+    pub amount: Won,
     pub reason: Reason,
 }
 
@@ -209,7 +209,7 @@ pub struct AccountChanged {
     pub customer_id: CustomerId,
     pub account_no: AccountNo,
     /// Won moved by this change (opening amount for open, 0 for close).
-    pub amount: i64,
+    pub amount: Won,
     /// The balance after the change.
     pub balance: Balance,
     /// The account's version after the change (1 on open, +1 per change).
@@ -224,7 +224,7 @@ pub struct AccountRequestCancelled {
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
-    pub amount: i64,
+    pub amount: Won,
     pub reason: Reason,
     /// The legacy system's message, e.g. "Not Sufficient".
     pub message: String,
@@ -376,6 +376,10 @@ mod tests {
         CustomerId::parse(raw).unwrap()
     }
 
+    fn won(raw: i64) -> Won {
+        Won::from_stored(raw).unwrap()
+    }
+
     fn balance(won: i64) -> Balance {
         Balance::from_stored(won).unwrap()
     }
@@ -386,7 +390,7 @@ mod tests {
             request_id: Uuid::now_v7(),
             customer_id: customer("c"),
             account_no: account_no("1"),
-            amount: 5,
+            amount: won(5),
             balance: balance(5),
             version: 1,
         };
@@ -407,7 +411,7 @@ mod tests {
             request_id: Uuid::now_v7(),
             customer_id: customer("1@sk.com"),
             account_no: account_no("1001"),
-            amount: 500,
+            amount: won(500),
             balance: balance(1500),
             version: 3,
         });
@@ -434,7 +438,7 @@ mod tests {
             customer_id: customer("c"),
             kind: WriteKind::Deposit,
             account_no: account_no("1"),
-            amount: 1,
+            amount: won(1),
         })
         .into_envelope(1);
         let mut wire = wire_value(&envelope);
@@ -463,7 +467,7 @@ mod tests {
             request_id: request_id(),
             customer_id: customer("1@sk.com"),
             account_no: account_no("110-000000042"),
-            amount: 500,
+            amount: won(500),
             balance: balance(1500),
             version: 3,
         };
@@ -478,7 +482,7 @@ mod tests {
                     customer_id: customer("1@sk.com"),
                     kind: WriteKind::Open,
                     account_no: account_no("110-000000042"),
-                    amount: 0,
+                    amount: won(0),
                 }),
                 format!(
                     r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"open","accountNo":"110-000000042","amount":0}}"#
@@ -490,7 +494,7 @@ mod tests {
                     customer_id: customer("1@sk.com"),
                     kind: WriteKind::Withdraw,
                     account_no: account_no("1001"),
-                    amount: 70,
+                    amount: won(70),
                     reason: Reason::StepUpFailed,
                 }),
                 format!(
@@ -507,7 +511,7 @@ mod tests {
                     customer_id: customer("1@sk.com"),
                     kind: WriteKind::Withdraw,
                     account_no: account_no("1001"),
-                    amount: 70,
+                    amount: won(70),
                     reason: Reason::InsufficientFunds,
                     message: "Not Sufficient".into(),
                 }),
@@ -536,7 +540,7 @@ mod tests {
             request_id: request_id(),
             customer_id: customer("c"),
             account_no: account_no("1001"),
-            amount: 5,
+            amount: won(5),
             balance: balance(5),
             version: 1,
         })
@@ -547,6 +551,7 @@ mod tests {
             ("customerId", serde_json::json!("a b")),
             ("customerId", serde_json::json!("")),
             ("balance", serde_json::json!(-1)),
+            ("amount", serde_json::json!(-1)),
         ] {
             let mut broken = wire_value(&envelope);
             broken["payload"][field] = bad;

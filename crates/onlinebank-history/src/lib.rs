@@ -79,8 +79,8 @@ async fn append(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
         .filter_map(|envelope| {
             let (kind, change) = envelope.event.as_account_change()?;
             let signed = match kind {
-                WriteKind::Open | WriteKind::Deposit => change.amount,
-                WriteKind::Withdraw => -change.amount,
+                WriteKind::Open | WriteKind::Deposit => change.amount.won(),
+                WriteKind::Withdraw => -change.amount.won(),
                 WriteKind::Close => 0,
             };
             Some((

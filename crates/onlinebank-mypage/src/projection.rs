@@ -170,7 +170,7 @@ mod tests {
     use onlinebank_core::db::Db;
     use onlinebank_core::event::{AccountChanged, Event};
     use onlinebank_core::ids::{AccountNo, CustomerId};
-    use onlinebank_core::money::Balance;
+    use onlinebank_core::money::{Balance, Won};
     use onlinebank_core::Reason;
     use uuid::Uuid;
 
@@ -179,7 +179,7 @@ mod tests {
             request_id: Uuid::now_v7(),
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             account_no: AccountNo::parse(account).unwrap(),
-            amount,
+            amount: Won::from_stored(amount).unwrap(),
             balance: Balance::ZERO
                 .deposit(onlinebank_core::money::Amount::parse(balance, i64::MAX).unwrap())
                 .unwrap(),
@@ -194,7 +194,7 @@ mod tests {
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             kind: WriteKind::Withdraw,
             account_no: AccountNo::parse(account).unwrap(),
-            amount: 999,
+            amount: Won::from_stored(999).unwrap(),
             reason: Reason::InsufficientFunds,
             message: String::new(),
         })

@@ -13,6 +13,7 @@ use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::internal;
+use onlinebank_core::money::Won;
 use onlinebank_core::time::ms_to_rfc3339;
 use onlinebank_core::{ApiError, ErrorCode};
 use serde::Deserialize;
@@ -113,7 +114,7 @@ async fn submit(
         customer_id,
         kind,
         account_no,
-        amount,
+        amount: amount.won(),
         status: RequestStatus::Pending,
         balance: None,
         version: None,
@@ -172,7 +173,8 @@ async fn record_and_run(
         session_id,
         kind,
         account_no: row.account_no,
-        amount: row.amount,
+        // The row holds the command's `Won`, recorded as its number.
+        amount: Won::from_stored(row.amount).map_err(ApiError::internal)?,
         password,
     };
     let outcome = saga::run(&state, &saga).await;

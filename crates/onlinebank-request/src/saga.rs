@@ -17,6 +17,7 @@ use crate::store::{self, RequestStatus, Standing};
 use crate::RequestState;
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
 use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Won;
 use onlinebank_core::{ApiError, Reason};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,7 +31,7 @@ pub struct Saga {
     pub session_id: String,
     pub kind: WriteKind,
     pub account_no: AccountNo,
-    pub amount: i64,
+    pub amount: Won,
     pub password: String,
 }
 

@@ -201,7 +201,7 @@ pub fn unapplied(reader: &Reader) -> rusqlite::Result<Vec<Unapplied>> {
         changes.push(Unapplied {
             account_no: change.account_no.as_str().to_owned(),
             kind: kind.as_str().to_owned(),
-            amount: change.amount,
+            amount: change.amount.won(),
             after: AccountState {
                 balance: change.balance.won(),
                 status: if kind.as_str() == "close" {
