@@ -13,7 +13,6 @@ use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::internal;
-use onlinebank_core::money::Won;
 use onlinebank_core::time::ms_to_rfc3339;
 use onlinebank_core::{ApiError, ErrorCode};
 use serde::Deserialize;
@@ -114,7 +113,7 @@ async fn submit(
         customer_id,
         kind,
         account_no,
-        amount: amount.won(),
+        amount,
         status: RequestStatus::Pending,
         balance: None,
         version: None,
@@ -173,8 +172,7 @@ async fn record_and_run(
         session_id,
         kind,
         account_no: row.account_no,
-        // The row holds the command's `Won`, recorded as its number.
-        amount: Won::from_stored(row.amount).map_err(ApiError::internal)?,
+        amount: row.amount,
         password,
     };
     let outcome = saga::run(&state, &saga).await;

@@ -5,6 +5,7 @@ use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Db, Error, FromRow, Row};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Won;
 use onlinebank_core::Reason;
 use uuid::Uuid;
 
@@ -46,8 +47,8 @@ pub struct RequestRow {
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
-    /// Won; 0 for `open` without a deposit and for `close`.
-    pub amount: i64,
+    /// 0 for `open` without a deposit and for `close`.
+    pub amount: Won,
     pub status: RequestStatus,
     pub balance: Option<i64>,
     pub version: Option<i64>,
@@ -71,7 +72,8 @@ impl FromRow for RequestRow {
             account_no: row.parsed(3, "request's account number", |raw| {
                 AccountNo::parse(raw).ok()
             })?,
-            amount: row.get(4)?,
+            amount: Won::from_stored(row.get(4)?)
+                .map_err(|_| Error::Decode("stored request amount".into()))?,
             status: row.parsed(5, "request status", RequestStatus::parse)?,
             balance: row.get(6)?,
             version: row.get(7)?,
