@@ -3,32 +3,11 @@
 
 use onlinebank_core::event::{AuthCertified, WriteKind};
 use onlinebank_core::ids::{AccountNo, CustomerId};
-use onlinebank_core::money::{Amount, Balance, MoneyError};
+use onlinebank_core::money::{Balance, MoneyError, Won};
 use onlinebank_core::Reason;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Open,
-    Closed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Open => "open",
-            Status::Closed => "closed",
-        }
-    }
-
-    /// The stored text of a status; anything else is not a status (never a silent default).
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "open" => Some(Status::Open),
-            "closed" => Some(Status::Closed),
-            _ => None,
-        }
-    }
-}
+/// An account's status (core's, shared with the read model and the internal listing).
+pub use onlinebank_core::event::AccountStatus as Status;
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +24,14 @@ pub struct Account {
 pub struct Change {
     pub after: Account,
     /// Won moved (opening amount for open, 0 for close).
-    pub amount: i64,
+    pub amount: Won,
 }
 
 fn money_reason(error: MoneyError) -> Reason {
     match error {
-        MoneyError::NotPositive | MoneyError::OverLimit => Reason::InvalidAmount,
+        MoneyError::NotPositive | MoneyError::Negative | MoneyError::OverLimit => {
+            Reason::InvalidAmount
+        }
         MoneyError::InsufficientFunds => Reason::InsufficientFunds,
         MoneyError::Overflow => Reason::BalanceOverflow,
     }
@@ -66,11 +47,11 @@ pub fn decide(
         if current.is_some() {
             return Err(Reason::AccountExists);
         }
-        let balance = match request.amount {
-            0 => Balance::ZERO,
-            raw => Balance::ZERO
-                .deposit(Amount::parse(raw, max_amount).map_err(money_reason)?)
-                .map_err(money_reason)?,
+        let balance = if request.amount.is_zero() {
+            Balance::ZERO
+        } else {
+            let amount = request.amount.amount(max_amount).map_err(money_reason)?;
+            Balance::ZERO.deposit(amount).map_err(money_reason)?
         };
         return Ok(Change {
             after: Account {
@@ -80,7 +61,7 @@ pub fn decide(
                 status: Status::Open,
                 version: 1,
             },
-            amount: balance.won(),
+            amount: request.amount,
         });
     }
     let account = current.ok_or(Reason::AccountNotFound)?;
@@ -92,26 +73,22 @@ pub fn decide(
     }
     let (balance, status, amount) = match request.kind {
         WriteKind::Deposit => {
-            let amount = Amount::parse(request.amount, max_amount).map_err(money_reason)?;
-            (
-                account.balance.deposit(amount).map_err(money_reason)?,
-                Status::Open,
-                amount.won(),
-            )
+            let amount = request.amount.amount(max_amount).map_err(money_reason)?;
+            let balance = account.balance.deposit(amount).map_err(money_reason)?;
+            debug_assert_eq!(balance.won() - account.balance.won(), amount.won());
+            (balance, Status::Open, Won::from(amount))
         }
         WriteKind::Withdraw => {
-            let amount = Amount::parse(request.amount, max_amount).map_err(money_reason)?;
-            (
-                account.balance.withdraw(amount).map_err(money_reason)?,
-                Status::Open,
-                amount.won(),
-            )
+            let amount = request.amount.amount(max_amount).map_err(money_reason)?;
+            let balance = account.balance.withdraw(amount).map_err(money_reason)?;
+            debug_assert_eq!(account.balance.won() - balance.won(), amount.won());
+            (balance, Status::Open, Won::from(amount))
         }
         WriteKind::Close => {
             if !account.balance.is_zero() {
                 return Err(Reason::BalanceNotZero);
             }
-            (account.balance, Status::Closed, 0)
+            (account.balance, Status::Closed, Won::ZERO)
         }
         WriteKind::Open => return Err(Reason::AccountExists),
     };
@@ -139,7 +116,7 @@ mod tests {
             customer_id: CustomerId::parse("alice").unwrap(),
             kind,
             account_no: AccountNo::parse("1001").unwrap(),
-            amount,
+            amount: Won::from_stored(amount).unwrap(),
         }
     }
 
@@ -162,7 +139,7 @@ mod tests {
             decide(None, &request(WriteKind::Open, 0), MAX)
                 .unwrap()
                 .amount,
-            0
+            Won::ZERO
         );
         assert_eq!(
             decide(

@@ -23,8 +23,8 @@ use onlinebank_core::event::{
     AccountChanged, AccountRequestCancelled, AuthCertified, Envelope, Event, TOPIC_ACCOUNTS,
     TOPIC_REQUESTS,
 };
+use onlinebank_core::internal::{self, AccountsAnswer, ListedAccount};
 use onlinebank_core::{ApiError, Role, RoleContext};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// The certified requests, up to 256 per transaction.
@@ -47,7 +47,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     Ok(onlinebank_core::RoleParts {
         db: Some(db.clone()),
         router: ctx
-            .internal(Router::new().route("/internal/v1/accounts", get(list_accounts)))
+            .internal(Router::new().route(internal::ACCOUNTS, get(list_accounts)))
             .with_state(db)
             .merge(onlinebank_core::quiet::router(
                 quiet.probe(),
@@ -68,7 +68,7 @@ impl Projection for Accounts {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        events: &'c [(Envelope, Event)],
+        events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
         Box::pin(apply(conn, events, self.max_amount))
     }
@@ -82,14 +82,10 @@ impl Projection for Accounts {
 /// Decides the batch's certified requests one after another, in bus order, each on the account
 /// as the ones before it left it; then writes every changed account once and every outcome, in
 /// bus order, to the outbox (a handful of statements for the whole batch).
-async fn apply(
-    conn: &mut Conn,
-    events: &[(Envelope, Event)],
-    max_amount: i64,
-) -> anyhow::Result<()> {
+async fn apply(conn: &mut Conn, events: &[Envelope], max_amount: i64) -> anyhow::Result<()> {
     let requests: Vec<&AuthCertified> = events
         .iter()
-        .filter_map(|(_, event)| match event {
+        .filter_map(|envelope| match &envelope.event {
             Event::AuthCertified(request) => Some(request),
             _ => None,
         })
@@ -139,11 +135,14 @@ async fn apply(
 fn decide(current: &mut Option<Account>, request: &AuthCertified, max_amount: i64) -> Event {
     match domain::decide(current.as_ref(), request, max_amount) {
         Ok(change) => {
+            // Each change moves the account's version by exactly one (1 on open).
+            let before = current.as_ref().map_or(0, |account| account.version);
+            debug_assert_eq!(change.after.version, before + 1);
             tracing::debug!(
                 account = %request.account_no,
                 request = %request.request_id,
                 kind = request.kind.as_str(),
-                amount = change.amount,
+                amount = change.amount.won(),
                 balance = change.after.balance.won(),
                 "request applied"
             );
@@ -179,21 +178,19 @@ fn decide(current: &mut Option<Account>, request: &AuthCertified, max_amount: i6
     }
 }
 
-async fn list_accounts(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
+async fn list_accounts(State(db): State<Db>) -> Result<Json<AccountsAnswer>, ApiError> {
     let accounts = store::all(&mut db.read().await?).await?;
-    let items: Vec<Value> = accounts
+    let items = accounts
         .into_iter()
-        .map(|account| {
-            json!({
-                "accountNo": account.account_no,
-                "customerId": account.customer_id,
-                "balance": account.balance.won(),
-                "status": account.status.as_str(),
-                "version": account.version,
-            })
+        .map(|account| ListedAccount {
+            account_no: account.account_no,
+            customer_id: account.customer_id,
+            balance: account.balance,
+            status: account.status,
+            version: account.version,
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(AccountsAnswer { items }))
 }
 
 /// account's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
@@ -206,6 +203,7 @@ mod tests {
     use super::*;
     use onlinebank_core::event::WriteKind;
     use onlinebank_core::ids::{AccountNo, CustomerId};
+    use onlinebank_core::money::Won;
     use onlinebank_core::Reason;
     use uuid::Uuid;
 
@@ -228,18 +226,18 @@ mod tests {
         batch_behaviour(Db::open(&url, "account").await.unwrap()).await;
     }
 
-    fn certified(kind: WriteKind, account: &str, amount: i64) -> (Envelope, Event) {
+    fn certified(kind: WriteKind, account: &str, amount: i64) -> Envelope {
         let event = Event::AuthCertified(AuthCertified {
             request_id: Uuid::now_v7(),
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             kind,
             account_no: AccountNo::parse(account).unwrap(),
-            amount,
+            amount: Won::from_stored(amount).unwrap(),
         });
-        (event.clone().into_envelope(1).unwrap(), event)
+        event.into_envelope(1)
     }
 
-    async fn apply_batch(db: &Db, events: Vec<(Envelope, Event)>) {
+    async fn apply_batch(db: &Db, events: Vec<Envelope>) {
         db.write(move |conn| Box::pin(async move { apply(conn, &events, 1_000_000).await }))
             .await
             .unwrap();
@@ -285,13 +283,13 @@ mod tests {
         let published: Vec<(String, String, i64, Option<Reason>)> = bodies
             .iter()
             .map(|(body,)| {
-                let envelope: Envelope = serde_json::from_str(body).unwrap();
-                let reason = match Event::from_envelope(&envelope).unwrap() {
+                let envelope = Envelope::decode(body).unwrap();
+                let reason = match &envelope.event {
                     Event::AccountRequestCancelled(cancelled) => Some(cancelled.reason),
                     _ => None,
                 };
                 (
-                    envelope.event_type,
+                    envelope.event.type_name().to_owned(),
                     envelope.aggregate,
                     envelope.sequence,
                     reason,

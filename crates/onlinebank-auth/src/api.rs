@@ -10,6 +10,10 @@ use axum::routing::{delete, get, post};
 use axum::{middleware, Json, Router};
 use onlinebank_core::http::{require_internal, Authenticated, JsonBody};
 use onlinebank_core::ids::CustomerId;
+use onlinebank_core::internal::{
+    self, LegacySessionAnswer, LegacySessionRequest, RevokedPage, RevokedQuery, RevokedSession,
+    StepUpAnswer, StepUpRequest,
+};
 use onlinebank_core::time::{ms_to_rfc3339, now_ms};
 use onlinebank_core::token::Claims;
 use onlinebank_core::{ApiError, ErrorCode, Reason};
@@ -21,9 +25,9 @@ use std::time::Duration;
 pub(crate) fn router(state: AuthState) -> Router {
     let internal_token: Arc<str> = state.settings.internal_token().into();
     let internal = Router::new()
-        .route("/internal/v1/step-up", post(step_up))
-        .route("/internal/v1/sessions/revoked", get(revoked))
-        .route("/internal/v1/legacy-sessions", post(legacy_login))
+        .route(internal::STEP_UP, post(step_up))
+        .route(internal::SESSIONS_REVOKED, get(revoked))
+        .route(internal::LEGACY_SESSIONS, post(legacy_login))
         .route_layer(middleware::from_fn_with_state(
             internal_token,
             require_internal,
@@ -143,17 +147,17 @@ async fn login(
 /// [`crate::legacy`]), else a full login. The lockout is read on every call.
 async fn legacy_login(
     State(state): State<AuthState>,
-    JsonBody(body): JsonBody<LoginBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<LegacySessionRequest>,
+) -> Result<Json<LegacySessionAnswer>, ApiError> {
     let user_id = body.user_id;
     if let Some(token) = remembered(&state, &user_id, &body.password).await? {
-        return Ok(Json(json!({"token": token})));
+        return Ok(Json(LegacySessionAnswer { token }));
     }
     // Concurrent first requests of one customer queue here; the first one's check is then
     // remembered for the others (one argon2id, not one each).
     let turn = state.login_turns.take(&user_id).await;
     if let Some(token) = remembered(&state, &user_id, &body.password).await? {
-        return Ok(Json(json!({"token": token})));
+        return Ok(Json(LegacySessionAnswer { token }));
     }
     metrics::counter!("legacy_logins_total", "how" => "argon2").increment(1);
     let opened = match full_login(&state, user_id.clone(), &body.password, turn).await {
@@ -171,7 +175,9 @@ async fn legacy_login(
         opened.expires_at,
         now_ms(),
     );
-    Ok(Json(json!({"token": opened.token})))
+    Ok(Json(LegacySessionAnswer {
+        token: opened.token,
+    }))
 }
 
 /// The remembered token of these credentials, if any; `locked_out` if the id is locked. Reads
@@ -298,51 +304,44 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct RevokedQuery {
-    since: Option<i64>,
-}
-
 /// Sessions revoked since `since` (epoch ms), for the gateway's token check.
 async fn revoked(
     State(state): State<AuthState>,
     axum::extract::Query(query): axum::extract::Query<RevokedQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RevokedPage>, ApiError> {
     let now = now_ms();
     // The gateway reads a full page as "there are more" (its PAGE_SIZE is the same 1000).
-    let items = store::revoked_since(&state.db, query.since.unwrap_or(0), now, 1000).await?;
-    Ok(Json(json!({"items": items, "now": now})))
+    let items = store::revoked_since(&state.db, query.since.unwrap_or(0), now, 1000)
+        .await?
+        .into_iter()
+        .map(|revoked| RevokedSession {
+            session_id: revoked.session_id,
+            revoked_at: revoked.revoked_at,
+            expires_at: revoked.expires_at,
+        })
+        .collect();
+    Ok(Json(RevokedPage { items, now }))
 }
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StepUpBody {
-    customer_id: String,
-    session_id: String,
-    password: String,
-    request_id: String,
-    action: String,
-}
-
 /// Verifies a step-up password against the caller's session, records the verification and
 /// answers. The request role acts only on an OK that arrives within its timeout.
 async fn step_up(
     State(state): State<AuthState>,
-    JsonBody(body): JsonBody<StepUpBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<StepUpRequest>,
+) -> Result<Json<StepUpAnswer>, ApiError> {
     let now = now_ms();
     let session = store::session(&state.db, &body.session_id)
         .await?
-        .filter(|session| session.user_id == body.customer_id && session.expires_at > now)
+        .filter(|session| session.user_id == body.customer_id.as_str() && session.expires_at > now)
         .ok_or_else(ApiError::session_expired)?;
     let mut audit = Audit {
-        request_id: body.request_id.clone(),
+        request_id: body.request_id.to_string(),
         session_id: body.session_id.clone(),
-        action: body.action.clone(),
+        action: body.action.as_str().to_owned(),
         new_verifier: None,
     };
     let user_id = session.user_id;
@@ -378,7 +377,7 @@ async fn step_up(
         }
     };
     match record_attempt(&state, &user_id, attempt, Some(audit)).await? {
-        Decision::Accepted => Ok(Json(json!({"verified": true}))),
+        Decision::Accepted => Ok(Json(StepUpAnswer { verified: true })),
         Decision::Refused { locked_now } => {
             if locked_now {
                 tracing::warn!(customer = %user_id, "customer locked out after failed step-ups");

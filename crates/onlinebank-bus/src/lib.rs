@@ -51,29 +51,20 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn envelope(&self) -> Result<onlinebank_core::event::Envelope, serde_json::Error> {
-        serde_json::from_str(&self.body)
+    /// The typed envelope decoded from the body.
+    pub fn envelope(
+        &self,
+    ) -> Result<onlinebank_core::event::Envelope, onlinebank_core::event::DecodeError> {
+        onlinebank_core::event::Envelope::decode(&self.body)
     }
 
-    /// The envelope and its typed event, or None (logged) when either does not decode: a
-    /// consumer skips such a record rather than stall on it.
-    pub fn decode(
-        &self,
-    ) -> Option<(
-        onlinebank_core::event::Envelope,
-        onlinebank_core::event::Event,
-    )> {
-        let envelope = match self.envelope() {
-            Ok(envelope) => envelope,
+    /// The typed envelope, or None (logged) when it does not decode (bad JSON, unknown type,
+    /// bad payload): a consumer skips such a record rather than stall on it.
+    pub fn decode(&self) -> Option<onlinebank_core::event::Envelope> {
+        match self.envelope() {
+            Ok(envelope) => Some(envelope),
             Err(error) => {
                 tracing::error!(position = self.position, %error, "skipping undecodable event");
-                return None;
-            }
-        };
-        match onlinebank_core::event::Event::from_envelope(&envelope) {
-            Ok(event) => Some((envelope, event)),
-            Err(error) => {
-                tracing::error!(event = %envelope.id, %error, "skipping undecodable event");
                 None
             }
         }
@@ -183,15 +174,14 @@ mod tests {
             customer_id: CustomerId::parse("c").unwrap(),
             kind: WriteKind::Deposit,
             account_no: AccountNo::parse("1001").unwrap(),
-            amount: 5,
+            amount: onlinebank_core::money::Won::from_stored(5).unwrap(),
         })
-        .into_envelope(1)
-        .unwrap();
+        .into_envelope(1);
         let good = serde_json::to_string(&envelope).unwrap();
         assert!(delivery(good).decode().is_some());
         for (field, bad) in [("accountNo", "no such; number"), ("customerId", "a b")] {
-            let mut broken = envelope.clone();
-            broken.payload[field] = serde_json::Value::String(bad.into());
+            let mut broken = serde_json::to_value(&envelope).unwrap();
+            broken["payload"][field] = serde_json::Value::String(bad.into());
             let body = serde_json::to_string(&broken).unwrap();
             assert!(delivery(body).decode().is_none(), "{field}");
         }

@@ -100,7 +100,7 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
             .get_mut(event.account_no())
             .ok_or_else(|| anyhow::anyhow!("no sequence for {}", event.account_no()))?;
         let topic = event.topic();
-        let envelope = event.into_envelope(*sequence)?;
+        let envelope = event.into_envelope(*sequence);
         *sequence += 1;
         let body = serde_json::to_string(&envelope)?;
         outbox.push(OutboxEntry {
@@ -678,7 +678,7 @@ mod tests {
                 customer_id: onlinebank_core::ids::CustomerId::parse("o'\"né\"@例え.jp").unwrap(),
                 kind: WriteKind::Withdraw,
                 account_no: onlinebank_core::ids::AccountNo::parse("110-000000002").unwrap(),
-                amount: 7,
+                amount: onlinebank_core::money::Won::try_from(7).unwrap(),
             }),
             deposit("1001", 2),
         ];
@@ -754,7 +754,7 @@ mod tests {
             customer_id: onlinebank_core::ids::CustomerId::parse("c").unwrap(),
             kind: WriteKind::Deposit,
             account_no: onlinebank_core::ids::AccountNo::parse(account).unwrap(),
-            amount,
+            amount: onlinebank_core::money::Won::from_stored(amount).unwrap(),
         })
     }
 

@@ -5,7 +5,7 @@
 
 use crate::{consumer, Bus, Delivery};
 use onlinebank_core::db::{BoxFuture, Conn, Db};
-use onlinebank_core::event::{Envelope, Event};
+use onlinebank_core::event::Envelope;
 use tokio_util::sync::CancellationToken;
 
 /// What a role does with the events it consumes.
@@ -16,7 +16,7 @@ pub trait Projection: Clone + Send + Sync + 'static {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        events: &'c [(Envelope, Event)],
+        events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>>;
 
     /// Runs last in the batch's transaction, with every envelope of the batch (redelivered ones
@@ -72,21 +72,17 @@ async fn apply_batch<P: Projection>(
     projection: P,
     batch: Vec<Delivery>,
 ) -> anyhow::Result<Vec<Envelope>> {
-    let decoded: Vec<(Envelope, Event)> = batch.iter().filter_map(Delivery::decode).collect();
-    let ids: Vec<_> = decoded.iter().map(|(envelope, _)| envelope.id).collect();
+    let decoded: Vec<Envelope> = batch.iter().filter_map(Delivery::decode).collect();
+    let ids: Vec<_> = decoded.iter().map(|envelope| envelope.id).collect();
     let mut first = crate::inbox::first_deliveries(conn, &ids).await?;
     // `remove`: a batch holding the same event twice applies it once.
     let (fresh, redelivered): (Vec<_>, Vec<_>) = decoded
         .into_iter()
-        .partition(|(envelope, _)| first.remove(&envelope.id.to_string()));
+        .partition(|envelope| first.remove(&envelope.id.to_string()));
     if !fresh.is_empty() {
         projection.apply(conn, &fresh).await?;
     }
-    let seen: Vec<Envelope> = fresh
-        .into_iter()
-        .chain(redelivered)
-        .map(|(envelope, _)| envelope)
-        .collect();
+    let seen: Vec<Envelope> = fresh.into_iter().chain(redelivered).collect();
     projection.finish(conn, &seen).await?;
     Ok(seen)
 }

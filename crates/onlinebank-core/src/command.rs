@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::event::WriteKind;
 use crate::ids::AccountNo;
-use crate::money::{Amount, MoneyError};
+use crate::money::{Amount, MoneyError, Won};
 use crate::reason::Reason;
 use serde::Deserialize;
 use serde_json::Value;
@@ -43,8 +43,8 @@ pub enum Command {
         kind: WriteKind,
         /// None only for `open` without a number: the bank assigns one.
         account_no: Option<AccountNo>,
-        /// Won; for `open` the opening amount (>= 0), for `close` 0.
-        amount: i64,
+        /// For `open` the opening amount (may be 0), for `close` 0.
+        amount: Won,
         password: String,
     },
     Read {
@@ -57,10 +57,10 @@ fn invalid_amount(message: &str) -> ApiError {
     ApiError::from_reason(Reason::InvalidAmount).with_message(message)
 }
 
-fn parse_amount(raw: Option<&Value>, max_amount: i64, allow_zero: bool) -> Result<i64, ApiError> {
+fn parse_amount(raw: Option<&Value>, max_amount: i64, allow_zero: bool) -> Result<Won, ApiError> {
     let Some(raw) = raw else {
         return if allow_zero {
-            Ok(0)
+            Ok(Won::ZERO)
         } else {
             Err(invalid_amount("amount is required"))
         };
@@ -71,10 +71,10 @@ fn parse_amount(raw: Option<&Value>, max_amount: i64, allow_zero: bool) -> Resul
         ));
     };
     if allow_zero && won == 0 {
-        return Ok(0);
+        return Ok(Won::ZERO);
     }
     Amount::parse(won, max_amount)
-        .map(Amount::won)
+        .map(Won::from)
         .map_err(|error| match error {
             MoneyError::OverLimit => invalid_amount("amount exceeds the per-transaction limit"),
             _ => invalid_amount("amount must be greater than zero"),
@@ -117,7 +117,7 @@ impl RequestBody {
             WriteKind::Deposit | WriteKind::Withdraw => {
                 parse_amount(self.amount.as_ref(), max_amount, false)?
             }
-            WriteKind::Close => 0,
+            WriteKind::Close => Won::ZERO,
         };
         let password = match self.password.as_deref() {
             Some(password) if !password.is_empty() && password.len() <= 512 => password.to_owned(),
@@ -155,7 +155,7 @@ mod tests {
             Command::Write {
                 kind: WriteKind::Deposit,
                 account_no: Some(AccountNo::parse("1001").unwrap()),
-                amount: 5,
+                amount: Won::from_stored(5).unwrap(),
                 password: "pw".into()
             }
         );
@@ -186,7 +186,7 @@ mod tests {
             command,
             Command::Write {
                 account_no: None,
-                amount: 0,
+                amount: Won::ZERO,
                 ..
             }
         ));

@@ -1,10 +1,10 @@
 //! The event envelope shared by every publisher and consumer, and the typed events it carries.
 //!
-//! Every event travels as one JSON [`Envelope`]; its `payload` is decoded into an [`Event`] by
-//! type name. Events are keyed by account number so one account's events stay in order.
+//! Every event travels as one JSON [`Envelope`] carrying a typed [`Event`]; the `payload` is
+//! decoded once, straight into the event type its `type` names. Events are keyed by account number so one account's events stay in order.
 
 use crate::ids::{AccountNo, CustomerId};
-use crate::money::Balance;
+use crate::money::{Balance, Won};
 use crate::reason::Reason;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -19,15 +19,15 @@ pub const TOPICS: [&str; 2] = [TOPIC_REQUESTS, TOPIC_ACCOUNTS];
 /// The schema version of the payloads this build writes.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
-/// One event as it travels on the bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One event as it travels on the bus: its metadata and the typed [`Event`].
+///
+/// On the wire (see [`Envelope::decode`] and the `Serialize` impl) it is one JSON object:
+/// `id`, `type` (the event's type name, e.g. `MoneyDeposited`), `version`, `aggregate`,
+/// `sequence`, `correlation_id`, `occurred_at` and `payload` (the event's fields).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// Unique id; consumers record it in their inbox to apply each event once.
     pub id: Uuid,
-    /// The event's type name, e.g. `MoneyDeposited`.
-    #[serde(rename = "type")]
-    pub event_type: String,
     /// Schema version of the payload.
     pub version: u32,
     /// The aggregate the event belongs to: the account number.
@@ -38,8 +38,79 @@ pub struct Envelope {
     pub correlation_id: Uuid,
     /// When the event happened (RFC 3339, UTC).
     pub occurred_at: String,
-    /// The typed payload, see [`Event`].
-    pub payload: serde_json::Value,
+    /// The event itself: its type name and payload on the wire.
+    pub event: Event,
+}
+
+/// An envelope as it is on the wire, its payload still undecoded JSON text.
+#[derive(Deserialize)]
+struct WireEnvelope<'a> {
+    id: Uuid,
+    #[serde(rename = "type", borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+    version: u32,
+    aggregate: String,
+    sequence: i64,
+    correlation_id: Uuid,
+    occurred_at: String,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
+}
+
+impl Envelope {
+    /// Decodes one envelope from its JSON text, its payload straight into the typed event.
+    pub fn decode(body: &str) -> Result<Self, DecodeError> {
+        let wire: WireEnvelope<'_> = serde_json::from_str(body).map_err(DecodeError::Envelope)?;
+        Ok(Envelope {
+            event: Event::decode(&wire.event_type, wire.payload.get())?,
+            id: wire.id,
+            version: wire.version,
+            aggregate: wire.aggregate,
+            sequence: wire.sequence,
+            correlation_id: wire.correlation_id,
+            occurred_at: wire.occurred_at,
+        })
+    }
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut wire = serializer.serialize_struct("Envelope", 8)?;
+        wire.serialize_field("id", &self.id)?;
+        wire.serialize_field("type", self.event.type_name())?;
+        wire.serialize_field("version", &self.version)?;
+        wire.serialize_field("aggregate", &self.aggregate)?;
+        wire.serialize_field("sequence", &self.sequence)?;
+        wire.serialize_field("correlation_id", &self.correlation_id)?;
+        wire.serialize_field("occurred_at", &self.occurred_at)?;
+        wire.serialize_field("payload", &Payload(&self.event))?;
+        wire.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let body = <&serde_json::value::RawValue>::deserialize(deserializer)?;
+        Envelope::decode(body.get()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An event's fields, the envelope's `payload`.
+struct Payload<'a>(&'a Event);
+
+impl Serialize for Payload<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Event::AuthCertified(e) => e.serialize(serializer),
+            Event::AuthCancelled(e) => e.serialize(serializer),
+            Event::AccountOpened(e)
+            | Event::MoneyDeposited(e)
+            | Event::MoneyWithdrawn(e)
+            | Event::AccountClosed(e) => e.serialize(serializer),
+            Event::AccountRequestCancelled(e) => e.serialize(serializer),
+        }
+    }
 }
 
 /// The kinds of request that move money or change an account (and so need step-up).
@@ -73,12 +144,38 @@ impl WriteKind {
     }
 }
 
-// The ids travel as the JSON strings they always were (`AccountNo` and `CustomerId` serialize as
-// their text and refuse invalid text when decoded: such an event is a `DecodeError`, logged and
-// skipped by consumers). `amount` stays a plain `i64`: 0 is legal here (open without a deposit,
-// close), so the strictly positive `Amount` does not fit, and the account role, the authority on
-// money, parses it against its own per-transaction limit (which a decoder cannot know) and
-// answers an invalid one with AccountRequestCancelled(invalid_amount) rather than skipping it.
+/// An account's status, as stored and listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    Open,
+    Closed,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Open => "open",
+            AccountStatus::Closed => "closed",
+        }
+    }
+
+    /// The stored text of a status; anything else is not a status (never a silent default).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "open" => Some(AccountStatus::Open),
+            "closed" => Some(AccountStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
+// The ids and amounts travel as the JSON strings and numbers they always were (`AccountNo` and
+// `CustomerId` serialize as their text, `Won` as its number, and each refuses invalid values when
+// decoded: such an event is a `DecodeError`, logged and skipped by consumers). `amount` is `Won`,
+// not the strictly positive `Amount`: 0 is legal here (open without a deposit, close), and the
+// account role, the authority on money, checks it against its own per-transaction limit (which a
+// decoder cannot know) and answers one over it with AccountRequestCancelled(invalid_amount).
 
 /// Step-up succeeded: the account role is to apply this request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +186,7 @@ pub struct AuthCertified {
     pub kind: WriteKind,
     pub account_no: AccountNo,
     /// Won to move; for `open` the opening amount (may be 0); for `close` 0.
-    pub amount: i64,
+    pub amount: Won,
 }
 
 /// Step-up refused: nothing happens; recorded for audit and for the read side.
@@ -100,7 +197,7 @@ pub struct AuthCancelled {
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
-    pub amount: i64,
+    pub amount: Won,
     pub reason: Reason,
 }
 
@@ -112,7 +209,7 @@ pub struct AccountChanged {
     pub customer_id: CustomerId,
     pub account_no: AccountNo,
     /// Won moved by this change (opening amount for open, 0 for close).
-    pub amount: i64,
+    pub amount: Won,
     /// The balance after the change.
     pub balance: Balance,
     /// The account's version after the change (1 on open, +1 per change).
@@ -127,7 +224,7 @@ pub struct AccountRequestCancelled {
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
-    pub amount: i64,
+    pub amount: Won,
     pub reason: Reason,
     /// The legacy system's message, e.g. "Not Sufficient".
     pub message: String,
@@ -145,9 +242,12 @@ pub enum Event {
     AccountRequestCancelled(AccountRequestCancelled),
 }
 
-/// An envelope whose type is unknown or whose payload does not decode.
+/// An envelope that is not JSON of the envelope's shape, or whose type is unknown, or whose
+/// payload does not decode.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    #[error("bad envelope: {0}")]
+    Envelope(serde_json::Error),
     #[error("unknown event type {0}")]
     UnknownType(String),
     #[error("bad payload for {event_type}: {source}")]
@@ -225,50 +325,40 @@ impl Event {
         }
     }
 
-    fn payload(&self) -> Result<serde_json::Value, serde_json::Error> {
-        match self {
-            Event::AuthCertified(e) => serde_json::to_value(e),
-            Event::AuthCancelled(e) => serde_json::to_value(e),
-            Event::AccountOpened(e)
-            | Event::MoneyDeposited(e)
-            | Event::MoneyWithdrawn(e)
-            | Event::AccountClosed(e) => serde_json::to_value(e),
-            Event::AccountRequestCancelled(e) => serde_json::to_value(e),
-        }
-    }
-
     /// Wraps the event in a new envelope with a fresh id.
-    pub fn into_envelope(self, sequence: i64) -> Result<Envelope, serde_json::Error> {
-        Ok(Envelope {
+    pub fn into_envelope(self, sequence: i64) -> Envelope {
+        Envelope {
             id: Uuid::now_v7(),
-            event_type: self.type_name().to_owned(),
             version: EVENT_SCHEMA_VERSION,
             aggregate: self.account_no().to_owned(),
             sequence,
             correlation_id: self.request_id(),
             occurred_at: crate::time::now_rfc3339(),
-            payload: self.payload()?,
-        })
+            event: self,
+        }
     }
 
-    /// Decodes an envelope's payload by its type name.
-    pub fn from_envelope(envelope: &Envelope) -> Result<Self, DecodeError> {
-        fn decode<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, DecodeError> {
-            serde_json::from_value(envelope.payload.clone()).map_err(|source| {
-                DecodeError::Payload {
-                    event_type: envelope.event_type.clone(),
-                    source,
-                }
+    /// Decodes a payload's JSON text by its event type name.
+    fn decode(event_type: &str, payload: &str) -> Result<Self, DecodeError> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            event_type: &str,
+            payload: &str,
+        ) -> Result<T, DecodeError> {
+            serde_json::from_str(payload).map_err(|source| DecodeError::Payload {
+                event_type: event_type.to_owned(),
+                source,
             })
         }
-        Ok(match envelope.event_type.as_str() {
-            "AuthCertified" => Event::AuthCertified(decode(envelope)?),
-            "AuthCancelled" => Event::AuthCancelled(decode(envelope)?),
-            "AccountOpened" => Event::AccountOpened(decode(envelope)?),
-            "MoneyDeposited" => Event::MoneyDeposited(decode(envelope)?),
-            "MoneyWithdrawn" => Event::MoneyWithdrawn(decode(envelope)?),
-            "AccountClosed" => Event::AccountClosed(decode(envelope)?),
-            "AccountRequestCancelled" => Event::AccountRequestCancelled(decode(envelope)?),
+        Ok(match event_type {
+            "AuthCertified" => Event::AuthCertified(typed(event_type, payload)?),
+            "AuthCancelled" => Event::AuthCancelled(typed(event_type, payload)?),
+            "AccountOpened" => Event::AccountOpened(typed(event_type, payload)?),
+            "MoneyDeposited" => Event::MoneyDeposited(typed(event_type, payload)?),
+            "MoneyWithdrawn" => Event::MoneyWithdrawn(typed(event_type, payload)?),
+            "AccountClosed" => Event::AccountClosed(typed(event_type, payload)?),
+            "AccountRequestCancelled" => {
+                Event::AccountRequestCancelled(typed(event_type, payload)?)
+            }
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -286,6 +376,10 @@ mod tests {
         CustomerId::parse(raw).unwrap()
     }
 
+    fn won(raw: i64) -> Won {
+        Won::from_stored(raw).unwrap()
+    }
+
     fn balance(won: i64) -> Balance {
         Balance::from_stored(won).unwrap()
     }
@@ -296,7 +390,7 @@ mod tests {
             request_id: Uuid::now_v7(),
             customer_id: customer("c"),
             account_no: account_no("1"),
-            amount: 5,
+            amount: won(5),
             balance: balance(5),
             version: 1,
         };
@@ -317,36 +411,45 @@ mod tests {
             request_id: Uuid::now_v7(),
             customer_id: customer("1@sk.com"),
             account_no: account_no("1001"),
-            amount: 500,
+            amount: won(500),
             balance: balance(1500),
             version: 3,
         });
-        let envelope = event.clone().into_envelope(7).unwrap();
-        assert_eq!(envelope.event_type, "MoneyDeposited");
+        let envelope = event.clone().into_envelope(7);
         assert_eq!(envelope.aggregate, "1001");
         assert_eq!(envelope.sequence, 7);
         let wire = serde_json::to_string(&envelope).unwrap();
         assert!(wire.contains("\"type\":\"MoneyDeposited\""));
         assert!(wire.contains("\"correlation_id\""));
-        let back: Envelope = serde_json::from_str(&wire).unwrap();
-        assert_eq!(Event::from_envelope(&back).unwrap(), event);
+        let back = Envelope::decode(&wire).unwrap();
+        assert_eq!(back, envelope);
+        assert_eq!(serde_json::from_str::<Envelope>(&wire).unwrap(), envelope);
+    }
+
+    /// The envelope's JSON as a value, for tests that break one of its fields.
+    fn wire_value(envelope: &Envelope) -> serde_json::Value {
+        serde_json::to_value(envelope).unwrap()
     }
 
     #[test]
     fn unknown_types_are_reported() {
-        let mut envelope = Event::AuthCertified(AuthCertified {
+        let envelope = Event::AuthCertified(AuthCertified {
             request_id: Uuid::now_v7(),
             customer_id: customer("c"),
             kind: WriteKind::Deposit,
             account_no: account_no("1"),
-            amount: 1,
+            amount: won(1),
         })
-        .into_envelope(1)
-        .unwrap();
-        envelope.event_type = "Nope".into();
+        .into_envelope(1);
+        let mut wire = wire_value(&envelope);
+        wire["type"] = serde_json::json!("Nope");
         assert!(matches!(
-            Event::from_envelope(&envelope),
+            Envelope::decode(&wire.to_string()),
             Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            Envelope::decode("{\"id\":1}"),
+            Err(DecodeError::Envelope(_))
         ));
     }
 
@@ -364,7 +467,7 @@ mod tests {
             request_id: request_id(),
             customer_id: customer("1@sk.com"),
             account_no: account_no("110-000000042"),
-            amount: 500,
+            amount: won(500),
             balance: balance(1500),
             version: 3,
         };
@@ -379,7 +482,7 @@ mod tests {
                     customer_id: customer("1@sk.com"),
                     kind: WriteKind::Open,
                     account_no: account_no("110-000000042"),
-                    amount: 0,
+                    amount: won(0),
                 }),
                 format!(
                     r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"open","accountNo":"110-000000042","amount":0}}"#
@@ -391,7 +494,7 @@ mod tests {
                     customer_id: customer("1@sk.com"),
                     kind: WriteKind::Withdraw,
                     account_no: account_no("1001"),
-                    amount: 70,
+                    amount: won(70),
                     reason: Reason::StepUpFailed,
                 }),
                 format!(
@@ -408,7 +511,7 @@ mod tests {
                     customer_id: customer("1@sk.com"),
                     kind: WriteKind::Withdraw,
                     account_no: account_no("1001"),
-                    amount: 70,
+                    amount: won(70),
                     reason: Reason::InsufficientFunds,
                     message: "Not Sufficient".into(),
                 }),
@@ -418,19 +521,14 @@ mod tests {
             ),
         ];
         for (event, wire) in cases {
-            let envelope = event.clone().into_envelope(1).unwrap();
-            // The bus carries the envelope with its payload as a JSON value: compare those bytes.
-            let expected: serde_json::Value = serde_json::from_str(&wire).unwrap();
-            assert_eq!(
-                envelope.payload.to_string(),
-                expected.to_string(),
-                "{}",
-                event.type_name()
-            );
+            let envelope = event.clone().into_envelope(1);
+            // The payload's bytes as the typed struct writes them, field for field.
+            let payload = serde_json::to_string(&Payload(&envelope.event)).unwrap();
+            assert_eq!(payload, wire, "{}", event.type_name());
+            assert_eq!(wire_value(&envelope)["type"], event.type_name());
             assert_eq!(envelope.aggregate, event.account_no());
-            let back: Envelope =
-                serde_json::from_str(&serde_json::to_string(&envelope).unwrap()).unwrap();
-            assert_eq!(Event::from_envelope(&back).unwrap(), event);
+            let back = Envelope::decode(&serde_json::to_string(&envelope).unwrap()).unwrap();
+            assert_eq!(back.event, event);
         }
     }
 
@@ -442,24 +540,24 @@ mod tests {
             request_id: request_id(),
             customer_id: customer("c"),
             account_no: account_no("1001"),
-            amount: 5,
+            amount: won(5),
             balance: balance(5),
             version: 1,
         })
-        .into_envelope(1)
-        .unwrap();
+        .into_envelope(1);
         for (field, bad) in [
             ("accountNo", serde_json::json!("1'; drop table")),
             ("accountNo", serde_json::json!("")),
             ("customerId", serde_json::json!("a b")),
             ("customerId", serde_json::json!("")),
             ("balance", serde_json::json!(-1)),
+            ("amount", serde_json::json!(-1)),
         ] {
-            let mut broken = envelope.clone();
-            broken.payload[field] = bad;
+            let mut broken = wire_value(&envelope);
+            broken["payload"][field] = bad;
             assert!(
                 matches!(
-                    Event::from_envelope(&broken),
+                    Envelope::decode(&broken.to_string()),
                     Err(DecodeError::Payload { .. })
                 ),
                 "{field}"

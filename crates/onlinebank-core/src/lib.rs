@@ -14,6 +14,7 @@ pub mod event;
 pub mod framing;
 pub mod http;
 pub mod ids;
+pub mod internal;
 pub mod log_limit;
 pub mod metrics;
 pub mod money;

@@ -1,7 +1,8 @@
 //! Money in the currency's minor unit (KRW: won) as `i64`, with every operation checked.
 //!
 //! An [`Amount`] can only hold a value that a single transaction may move: strictly positive and
-//! at most the configured per-transaction limit. A [`Balance`] is never negative. Arithmetic that
+//! at most the configured per-transaction limit. [`Won`] is what a request or an event records as
+//! moved, 0 included (an open without a deposit, a close). A [`Balance`] is never negative. Arithmetic that
 //! would overflow or go below zero returns an error instead of wrapping.
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,8 @@ pub const DEFAULT_MAX_AMOUNT: i64 = 10_000_000_000;
 pub enum MoneyError {
     #[error("amount must be greater than zero")]
     NotPositive,
+    #[error("amount must not be negative")]
+    Negative,
     #[error("amount exceeds the per-transaction limit")]
     OverLimit,
     #[error("insufficient funds")]
@@ -41,6 +44,63 @@ impl Amount {
 
     pub fn won(self) -> i64 {
         self.0
+    }
+}
+
+/// A non-negative number of won a request or an event records as moved: the [`Amount`] of a
+/// deposit or a withdrawal, an open's opening amount (0 without a deposit), 0 for a close. On the
+/// wire and in SQL it is the plain number; a negative one does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Won(i64);
+
+impl Won {
+    pub const ZERO: Won = Won(0);
+
+    /// Wraps a recorded number of won; a negative one is refused.
+    pub fn from_stored(raw: i64) -> Result<Self, MoneyError> {
+        if raw < 0 {
+            return Err(MoneyError::Negative);
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn won(self) -> i64 {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The amount a movement of these won is, under the per-transaction limit.
+    pub fn amount(self, max_amount: i64) -> Result<Amount, MoneyError> {
+        Amount::parse(self.0, max_amount)
+    }
+}
+
+impl From<Amount> for Won {
+    fn from(amount: Amount) -> Self {
+        Self(amount.0)
+    }
+}
+
+impl TryFrom<i64> for Won {
+    type Error = MoneyError;
+    fn try_from(raw: i64) -> Result<Self, Self::Error> {
+        Self::from_stored(raw)
+    }
+}
+
+impl From<Won> for i64 {
+    fn from(value: Won) -> Self {
+        value.0
+    }
+}
+
+impl From<Won> for crate::db::Arg<'_> {
+    fn from(value: Won) -> Self {
+        crate::db::Arg::Int(value.0)
     }
 }
 
@@ -132,6 +192,18 @@ mod tests {
             balance.deposit(Amount::parse(2, 100).unwrap()),
             Err(MoneyError::Overflow)
         );
+    }
+
+    #[test]
+    fn won_is_a_plain_number_never_negative_and_an_amount_under_the_limit() {
+        let won = Won::from_stored(70).unwrap();
+        assert_eq!(serde_json::to_string(&won).unwrap(), "70");
+        assert_eq!(serde_json::from_str::<Won>("0").unwrap(), Won::ZERO);
+        assert!(serde_json::from_str::<Won>("-1").is_err());
+        assert_eq!(won.amount(100).map(Amount::won), Ok(70));
+        assert_eq!(won.amount(69), Err(MoneyError::OverLimit));
+        assert_eq!(Won::ZERO.amount(100), Err(MoneyError::NotPositive));
+        assert_eq!(Won::from(Amount::parse(5, 100).unwrap()).won(), 5);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use onlinebank_core::client_addr::ClientKey;
 use onlinebank_core::http::{bearer_token, JsonBody};
+use onlinebank_core::internal::{self, LegacySessionAnswer, LegacySessionRequest};
 use onlinebank_core::{ApiError, ErrorCode, Reason, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -100,13 +101,18 @@ async fn login(
     if let Ok(value) = HeaderValue::from_str(&state.internal_token) {
         headers.insert(onlinebank_core::http::INTERNAL_HEADER, value);
     }
-    let body = json!({"userId": user_id, "password": password}).to_string();
+    let credentials = LegacySessionRequest {
+        user_id: user_id.to_owned(),
+        password: password.to_owned(),
+    };
+    let body = serde_json::to_vec(&credentials)
+        .map_err(|error| ApiError::internal(error).into_response())?;
     let answer = state
         .upstreams
         .call(
             Role::Auth,
             Method::POST,
-            "/internal/v1/legacy-sessions",
+            internal::LEGACY_SESSIONS,
             &headers,
             Bytes::from(body),
         )
@@ -115,12 +121,9 @@ async fn login(
     if answer.status != StatusCode::OK {
         return Err(answer.into_response());
     }
-    answer
-        .json()
-        .get("token")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::internal("login answered no token").into_response())
+    serde_json::from_slice::<LegacySessionAnswer>(&answer.body)
+        .map(|session| session.token)
+        .map_err(|_| ApiError::internal("login answered no token").into_response())
 }
 
 /// The caller's token from `Authorization: Bearer` or `Authorization: Basic userId:password`,

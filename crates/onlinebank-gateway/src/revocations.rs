@@ -11,8 +11,8 @@
 use crate::proxy::Upstreams;
 use http::{HeaderMap, HeaderValue, Method};
 use onlinebank_core::http::INTERNAL_HEADER;
+use onlinebank_core::internal::{RevokedPage, RevokedQuery, RevokedSession};
 use onlinebank_core::Role;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -33,33 +33,15 @@ const OVERLAP_MS: i64 = 10_000;
 /// asked for at once.
 const PAGE_SIZE: usize = 1000;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RevokedSession {
-    session_id: String,
-    revoked_at: i64,
-    expires_at: i64,
-}
-
-#[derive(Deserialize)]
-struct RevokedPage {
-    items: Vec<RevokedSession>,
-    /// Auth's clock when it read the page (epoch ms): the page holds every revocation it had
-    /// committed by then.
-    now: i64,
-}
-
-impl RevokedPage {
-    /// Where the next poll starts (`since`, epoch ms), and whether it should be at once (the
-    /// page was full). A page that was not full covers everything up to auth's `now`, so the next
-    /// one starts a margin before it, not at the newest revocation seen.
-    fn next(&self, since: i64) -> (i64, bool) {
-        let newest = self.items.iter().map(|item| item.revoked_at).max();
-        match newest {
-            // A full page of one millisecond cannot advance by its times; skip past it.
-            Some(newest) if self.items.len() >= PAGE_SIZE => (newest.max(since + 1), true),
-            _ => (self.now.saturating_sub(OVERLAP_MS), false),
-        }
+/// Where the poll after `page` starts (`since`, epoch ms), and whether it should be at once (the
+/// page was full). A page that was not full covers everything up to auth's `now`, so the next
+/// one starts a margin before it, not at the newest revocation seen.
+fn next_poll(page: &RevokedPage, since: i64) -> (i64, bool) {
+    let newest = page.items.iter().map(|item| item.revoked_at).max();
+    match newest {
+        // A full page of one millisecond cannot advance by its times; skip past it.
+        Some(newest) if page.items.len() >= PAGE_SIZE => (newest.max(since + 1), true),
+        _ => (page.now.saturating_sub(OVERLAP_MS), false),
     }
 }
 
@@ -109,7 +91,7 @@ impl Revocations {
         let mut failing = false;
         loop {
             let mut more = false;
-            let path = format!("/internal/v1/sessions/revoked?since={since}");
+            let path = RevokedQuery { since: Some(since) }.path();
             let answer = upstreams
                 .call(Role::Auth, Method::GET, &path, &headers, Default::default())
                 .await;
@@ -124,7 +106,7 @@ impl Revocations {
                         tracing::info!("revocations: auth answers again");
                         failing = false;
                     }
-                    (since, more) = page.next(since);
+                    (since, more) = next_poll(&page, since);
                     self.add(page.items, onlinebank_core::time::now_ms());
                 }
                 other => {
@@ -173,7 +155,7 @@ mod tests {
             items: vec![revoked_at("y", 1_020, 90_000)],
             now: 1_040,
         };
-        let (since, more) = page.next(0);
+        let (since, more) = next_poll(&page, 0);
         assert!(!more);
         assert!(since <= 1_000, "the next poll starts at {since}, after x");
     }
@@ -185,13 +167,13 @@ mod tests {
             .collect();
         let page = RevokedPage { items, now: 60_000 };
         let newest = 5_000 + i64::try_from(PAGE_SIZE).unwrap() - 1;
-        assert_eq!(page.next(5_000), (newest, true));
+        assert_eq!(next_poll(&page, 5_000), (newest, true));
         // One millisecond holding a whole page cannot stop the poll.
         let items = (0..PAGE_SIZE)
             .map(|n| revoked_at(&n.to_string(), 7_000, 90_000))
             .collect();
         let page = RevokedPage { items, now: 60_000 };
-        assert_eq!(page.next(7_000), (7_001, true));
+        assert_eq!(next_poll(&page, 7_000), (7_001, true));
     }
 
     #[test]

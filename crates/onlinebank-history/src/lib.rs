@@ -15,7 +15,8 @@ use onlinebank_bus::wiring::{Subscription, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
-use onlinebank_core::event::{Envelope, Event, WriteKind, TOPIC_ACCOUNTS};
+use onlinebank_core::event::{Envelope, WriteKind, TOPIC_ACCOUNTS};
+use onlinebank_core::internal::{self, LedgerSum, LedgerSums};
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
 use store::LedgerEntry;
@@ -35,7 +36,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         router: ctx
             .internal(
                 Router::new()
-                    .route("/internal/v1/ledger", get(ledger_sums))
+                    .route(internal::LEDGER, get(ledger_sums))
                     .route("/internal/v1/ledger/{account_no}", get(ledger_entries)),
             )
             .with_state(db)
@@ -54,21 +55,21 @@ impl Projection for Ledger {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        events: &'c [(Envelope, Event)],
+        events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
         Box::pin(append(conn, events))
     }
 }
 
 /// One ledger entry per account change of the batch, in ONE statement.
-async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
+async fn append(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
     let entries: Vec<_> = events
         .iter()
-        .filter_map(|(envelope, event)| {
-            let (kind, change) = event.as_account_change()?;
+        .filter_map(|envelope| {
+            let (kind, change) = envelope.event.as_account_change()?;
             let signed = match kind {
-                WriteKind::Open | WriteKind::Deposit => change.amount,
-                WriteKind::Withdraw => -change.amount,
+                WriteKind::Open | WriteKind::Deposit => change.amount.won(),
+                WriteKind::Withdraw => -change.amount.won(),
                 WriteKind::Close => 0,
             };
             Some(LedgerEntry {
@@ -89,7 +90,7 @@ async fn append(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result
     Ok(())
 }
 
-async fn ledger_sums(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
+async fn ledger_sums(State(db): State<Db>) -> Result<Json<LedgerSums>, ApiError> {
     let rows: Vec<(String, i64, i64)> = db
         .read()
         .await?
@@ -98,11 +99,15 @@ async fn ledger_sums(State(db): State<Db>) -> Result<Json<Value>, ApiError> {
             &[],
         )
         .await?;
-    let items: Vec<Value> = rows
+    let items = rows
         .into_iter()
-        .map(|(account_no, sum, entries)| json!({"accountNo": account_no, "sum": sum, "entries": entries}))
+        .map(|(account_no, sum, entries)| LedgerSum {
+            account_no,
+            sum,
+            entries,
+        })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(LedgerSums { items }))
 }
 
 async fn ledger_entries(

@@ -6,7 +6,7 @@ use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, Conn, Error};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::ids::{AccountNo, CustomerId};
-use onlinebank_core::money::Balance;
+use onlinebank_core::money::{Balance, Won};
 use uuid::Uuid;
 
 batch_row! {
@@ -17,7 +17,7 @@ batch_row! {
         pub account_no: &'a AccountNo => Text,
         pub customer_id: &'a CustomerId => Text,
         pub kind: WriteKind => Text,
-        pub amount: i64 => BigInt,
+        pub amount: Won => BigInt,
         pub signed_amount: i64 => BigInt,
         pub balance_after: Balance => BigInt,
         pub version: i64 => BigInt,
@@ -73,7 +73,7 @@ mod tests {
             account_no,
             customer_id,
             kind,
-            amount,
+            amount: Won::try_from(amount).unwrap(),
             signed_amount,
             balance_after: Balance::try_from(balance).unwrap(),
             version,
@@ -133,7 +133,7 @@ mod tests {
                     entry.occurred_at.to_owned(),
                 );
                 let numbers = (
-                    entry.amount,
+                    entry.amount.won(),
                     entry.signed_amount,
                     entry.balance_after.won(),
                     entry.version,

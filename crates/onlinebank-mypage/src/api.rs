@@ -8,9 +8,10 @@ use axum::{middleware, Json, Router};
 use onlinebank_core::args;
 use onlinebank_core::command::{Command, ReadKind, RequestBody};
 use onlinebank_core::db::{Conn, Error, FromRow, Row};
-use onlinebank_core::event::WriteKind;
+use onlinebank_core::event::{AccountStatus, WriteKind};
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::internal;
 use onlinebank_core::money::Balance;
 use onlinebank_core::{ApiError, Reason};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ pub(crate) fn router(
     max_in_flight_reads: usize,
 ) -> Router {
     let internal = Router::new()
-        .route("/internal/v1/accounts", get(all_accounts))
+        .route(internal::ACCOUNTS, get(all_accounts))
         .route_layer(middleware::from_fn_with_state(
             internal_token,
             require_internal,
@@ -307,17 +308,30 @@ async fn read_request(
     Ok(Json(answer))
 }
 
-async fn all_accounts(State(state): State<MypageState>) -> Result<Json<Value>, ApiError> {
+async fn all_accounts(
+    State(state): State<MypageState>,
+) -> Result<Json<internal::AccountsAnswer>, ApiError> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts_view ORDER BY account_no");
     let rows: Vec<AccountRow> = state.db.read().await?.fetch_all(&sql, &[]).await?;
-    let items: Vec<Value> = rows
-        .iter()
+    let items = rows
+        .into_iter()
         .map(|row| {
-            json!({"accountNo": row.account_no, "customerId": row.customer_id,
-                   "balance": row.balance, "status": row.status, "version": row.version})
+            let status = AccountStatus::parse(&row.status).ok_or_else(|| {
+                ApiError::internal(format!(
+                    "account {} has status {:?}",
+                    row.account_no, row.status
+                ))
+            })?;
+            Ok(internal::ListedAccount {
+                account_no: row.account_no,
+                customer_id: row.customer_id,
+                balance: row.balance,
+                status,
+                version: row.version,
+            })
         })
-        .collect();
-    Ok(Json(json!({"items": items})))
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(internal::AccountsAnswer { items }))
 }
 
 #[cfg(test)]

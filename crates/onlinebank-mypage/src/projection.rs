@@ -8,7 +8,7 @@ use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, BoxFuture, Conn, Error};
 use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Envelope, Event, WriteKind};
 use onlinebank_core::ids::{AccountNo, CustomerId};
-use onlinebank_core::money::Balance;
+use onlinebank_core::money::{Balance, Won};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ batch_row! {
         updated_at: &'a str => Text,
         last_request_id: Uuid => Text,
         last_request_kind: WriteKind => Text,
-        last_request_amount: i64 => BigInt,
+        last_request_amount: Won => BigInt,
     }
 }
 
@@ -35,7 +35,7 @@ batch_row! {
         version: i64 => BigInt,
         request_id: Uuid => Text,
         kind: WriteKind => Text,
-        amount: i64 => BigInt,
+        amount: Won => BigInt,
         balance_after: Balance => BigInt,
         occurred_at: &'a str => Text,
     }
@@ -49,16 +49,16 @@ impl Projection for ReadModel {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        events: &'c [(Envelope, Event)],
+        events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
         Box::pin(apply(conn, events))
     }
 }
 
-async fn apply(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
+async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
     let mut changes = Vec::with_capacity(events.len());
-    for (envelope, event) in events {
-        let at = envelope.occurred_at.as_str();
+    for envelope in events {
+        let (event, at) = (&envelope.event, envelope.occurred_at.as_str());
         if let Some((kind, change)) = event.as_account_change() {
             changes.push((kind, change, at));
         } else if let Event::AccountRequestCancelled(cancelled) = event {
@@ -214,7 +214,7 @@ mod tests {
     use onlinebank_core::db::Db;
     use onlinebank_core::event::{AccountChanged, Event};
     use onlinebank_core::ids::{AccountNo, CustomerId};
-    use onlinebank_core::money::Balance;
+    use onlinebank_core::money::{Balance, Won};
     use onlinebank_core::Reason;
     use std::sync::LazyLock;
     use uuid::Uuid;
@@ -224,7 +224,7 @@ mod tests {
             request_id: Uuid::now_v7(),
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             account_no: AccountNo::parse(account).unwrap(),
-            amount,
+            amount: Won::from_stored(amount).unwrap(),
             balance: Balance::ZERO
                 .deposit(onlinebank_core::money::Amount::parse(balance, i64::MAX).unwrap())
                 .unwrap(),
@@ -239,16 +239,16 @@ mod tests {
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             kind: WriteKind::Withdraw,
             account_no: AccountNo::parse(account).unwrap(),
-            amount: 999,
+            amount: Won::from_stored(999).unwrap(),
             reason: Reason::InsufficientFunds,
             message: String::new(),
         })
     }
 
     async fn apply_batch(db: &Db, events: Vec<Event>) {
-        let events: Vec<(Envelope, Event)> = events
+        let events: Vec<Envelope> = events
             .into_iter()
-            .map(|event| (event.clone().into_envelope(1).unwrap(), event))
+            .map(|event| event.into_envelope(1))
             .collect();
         db.write(move |conn| Box::pin(async move { apply(conn, &events).await }))
             .await
@@ -384,7 +384,7 @@ mod tests {
                 let rest = (
                     view.balance.won(),
                     view.version,
-                    view.last_request_amount,
+                    view.last_request_amount.won(),
                     "RequestCompleted".to_owned(),
                     view.updated_at.to_owned(),
                 );
@@ -409,7 +409,7 @@ mod tests {
             updated_at: at,
             last_request_id: Uuid::now_v7(),
             last_request_kind: WriteKind::Deposit,
-            last_request_amount: balance,
+            last_request_amount: Won::try_from(balance).unwrap(),
         };
         let opened = [
             view(first, plain, 100, 2, "at 'noon' \"例\" 🙂"),
@@ -424,7 +424,7 @@ mod tests {
             version,
             request_id: Uuid::now_v7(),
             kind,
-            amount: 5,
+            amount: Won::try_from(5).unwrap(),
             balance_after: Balance::try_from(105).unwrap(),
             occurred_at: at,
         };
@@ -468,7 +468,7 @@ mod tests {
                     row.version,
                     row.request_id.to_string(),
                     row.kind.as_str().to_owned(),
-                    row.amount,
+                    row.amount.won(),
                     row.balance_after.won(),
                     row.occurred_at.to_owned(),
                 )

@@ -12,6 +12,7 @@ use onlinebank_core::command::{Command, RequestBody};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::internal;
 use onlinebank_core::time::ms_to_rfc3339;
 use onlinebank_core::{ApiError, ErrorCode};
 use serde::Deserialize;
@@ -23,7 +24,7 @@ use uuid::Uuid;
 
 pub(crate) fn router(state: RequestState, internal_token: Arc<str>) -> Router {
     let internal = Router::new()
-        .route("/internal/v1/requests/pending", get(unfinished))
+        .route(internal::REQUESTS_PENDING, get(unfinished))
         .route_layer(middleware::from_fn_with_state(
             internal_token,
             require_internal,

@@ -62,7 +62,7 @@ impl Projection for Outcomes {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
-        events: &'c [(Envelope, Event)],
+        events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
         Box::pin(apply(conn, events))
     }
@@ -103,9 +103,10 @@ impl Projection for Outcomes {
 
 /// Completes the requests of the batch's account changes (one statement) and compensates those
 /// of its refusals. A request has one outcome, so their order does not matter.
-async fn apply(conn: &mut Conn, events: &[(Envelope, Event)]) -> anyhow::Result<()> {
+async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
     let mut completed = Vec::with_capacity(events.len());
-    for (_, event) in events {
+    for envelope in events {
+        let event = &envelope.event;
         if let Some((_, change)) = event.as_account_change() {
             completed.push(store::Completion {
                 id: change.request_id,

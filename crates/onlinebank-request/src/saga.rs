@@ -24,6 +24,7 @@ use crate::store::{self, RequestStatus};
 use crate::RequestState;
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
 use onlinebank_core::ids::{AccountNo, CustomerId};
+use onlinebank_core::money::Won;
 use onlinebank_core::{ApiError, Reason};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -38,7 +39,7 @@ pub struct WriteRequest {
     pub session_id: String,
     pub kind: WriteKind,
     pub account_no: AccountNo,
-    pub amount: i64,
+    pub amount: Won,
     pub password: String,
 }
 
@@ -124,11 +125,11 @@ async fn step_up(state: &RequestState, request: &WriteRequest) -> Verdict {
     state
         .step_up
         .verify(
-            request.customer_id.as_str(),
+            &request.customer_id,
             &request.session_id,
             &request.password,
             request.request_id,
-            request.kind.as_str(),
+            request.kind,
         )
         .await
 }

@@ -12,10 +12,12 @@ use crate::breaker::{Admission, Breaker, BreakerConfig, State};
 use std::sync::Arc;
 use std::time::Instant;
 
+use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::INTERNAL_HEADER;
+use onlinebank_core::ids::CustomerId;
+use onlinebank_core::internal::{self, StepUpRequest};
 use onlinebank_core::peer::{Failure, PeerClient};
 use onlinebank_core::{Reason, Role};
-use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -87,19 +89,24 @@ impl StepUpClient {
     /// Calls auth through the breaker.
     pub async fn verify(
         &self,
-        customer_id: &str,
+        customer_id: &CustomerId,
         session_id: &str,
         password: &str,
         request_id: Uuid,
-        action: &str,
+        action: WriteKind,
     ) -> Verdict {
         let Some(admission) = self.breaker.admit(Instant::now()) else {
             tracing::debug!(request = %request_id, "step-up refused by the open breaker");
             return Verdict::Unavailable;
         };
-        let verdict = self
-            .call(customer_id, session_id, password, request_id, action)
-            .await;
+        let step_up = StepUpRequest {
+            customer_id: customer_id.clone(),
+            session_id: session_id.to_owned(),
+            password: password.to_owned(),
+            request_id,
+            action,
+        };
+        let verdict = self.call(&step_up).await;
         self.record(admission, &verdict);
         verdict
     }
@@ -109,29 +116,23 @@ impl StepUpClient {
         self.breaker.record(admission, success, Instant::now());
     }
 
-    async fn call(
-        &self,
-        customer_id: &str,
-        session_id: &str,
-        password: &str,
-        request_id: Uuid,
-        action: &str,
-    ) -> Verdict {
-        let body = json!({
-            "customerId": customer_id,
-            "sessionId": session_id,
-            "password": password,
-            "requestId": request_id,
-            "action": action,
-        });
+    async fn call(&self, step_up: &StepUpRequest) -> Verdict {
+        let request_id = step_up.request_id;
+        let body = match serde_json::to_vec(step_up) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(request = %request_id, %error, "step-up body not encoded");
+                return Verdict::Unavailable;
+            }
+        };
         let answer = self
             .peers
             .call(
                 Role::Auth,
                 http::Method::POST,
-                "/internal/v1/step-up",
+                internal::STEP_UP,
                 &self.headers,
-                body.to_string().into(),
+                body.into(),
                 self.timeout,
             )
             .await;
@@ -203,14 +204,20 @@ mod tests {
 
     async fn verify(client: &StepUpClient) -> Verdict {
         client
-            .verify("c", "s", "pw", Uuid::now_v7(), "deposit")
+            .verify(
+                &CustomerId::parse("c").unwrap(),
+                "s",
+                "pw",
+                Uuid::now_v7(),
+                WriteKind::Deposit,
+            )
             .await
     }
 
     #[tokio::test]
     async fn a_local_auth_is_called_through_its_router_with_the_internal_header() {
         let auth = axum::Router::new().route(
-            "/internal/v1/step-up",
+            internal::STEP_UP,
             post(|headers: http::HeaderMap, body: String| async move {
                 let internal = headers.get(INTERNAL_HEADER).and_then(|v| v.to_str().ok());
                 let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
@@ -230,7 +237,7 @@ mod tests {
     #[tokio::test]
     async fn a_local_lockout_keeps_its_retry_after() {
         let auth = axum::Router::new().route(
-            "/internal/v1/step-up",
+            internal::STEP_UP,
             post(|| async { (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "42")]) }),
         );
         assert_eq!(
@@ -246,7 +253,7 @@ mod tests {
     #[tokio::test]
     async fn a_local_auth_slower_than_the_timeout_is_unavailable_at_the_timeout() {
         let auth = axum::Router::new().route(
-            "/internal/v1/step-up",
+            internal::STEP_UP,
             post(|| async {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 StatusCode::OK

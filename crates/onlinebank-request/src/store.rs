@@ -6,7 +6,7 @@ use onlinebank_core::batch_row;
 use onlinebank_core::db::{json_rows, Conn, Db, Error, FromRow, Row};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::ids::{AccountNo, CustomerId};
-use onlinebank_core::money::Balance;
+use onlinebank_core::money::{Balance, Won};
 use onlinebank_core::Reason;
 use uuid::Uuid;
 
@@ -48,8 +48,8 @@ pub struct RequestRow {
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
-    /// Won; 0 for `open` without a deposit and for `close`.
-    pub amount: i64,
+    /// 0 for `open` without a deposit and for `close`.
+    pub amount: Won,
     pub status: RequestStatus,
     pub balance: Option<i64>,
     pub version: Option<i64>,
@@ -73,7 +73,8 @@ impl FromRow for RequestRow {
             account_no: row.parsed(3, "request's account number", |raw| {
                 AccountNo::parse(raw).ok()
             })?,
-            amount: row.get(4)?,
+            amount: Won::from_stored(row.get(4)?)
+                .map_err(|_| Error::Decode("stored request amount".into()))?,
             status: row.parsed(5, "request status", RequestStatus::parse)?,
             balance: row.get(6)?,
             version: row.get(7)?,
@@ -402,7 +403,7 @@ mod tests {
             customer_id: CustomerId::parse(customer).unwrap(),
             kind: WriteKind::Deposit,
             account_no: AccountNo::parse("110-000000001").unwrap(),
-            amount: 5,
+            amount: onlinebank_core::money::Won::try_from(5).unwrap(),
             status: RequestStatus::Pending,
             balance: None,
             version: None,

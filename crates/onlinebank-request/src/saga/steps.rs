@@ -204,7 +204,7 @@ mod tests {
             session_id: "session".to_owned(),
             kind: WriteKind::Deposit,
             account_no: AccountNo::generate(),
-            amount: 1_000,
+            amount: onlinebank_core::money::Won::try_from(1_000).unwrap(),
             password: "pw".to_owned(),
         }
     }

@@ -3,7 +3,7 @@
 
 use super::rules::{AccountState, Group, OpenRequest, Sum, Unapplied};
 use onlinebank_bus::embedded::OUTBOX_POSITIONS;
-use onlinebank_core::event::{Envelope, Event};
+use onlinebank_core::event::Envelope;
 use rusqlite::{Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -188,13 +188,10 @@ pub fn unapplied(reader: &Reader) -> rusqlite::Result<Vec<Unapplied>> {
     let mut changes = Vec::new();
     for body in bodies {
         // What a consumer cannot decode it skips (and logs): it changes no store.
-        let Ok(envelope) = serde_json::from_str::<Envelope>(&body) else {
+        let Ok(envelope) = Envelope::decode(&body) else {
             continue;
         };
-        let Ok(event) = Event::from_envelope(&envelope) else {
-            continue;
-        };
-        let Some((kind, change)) = event.as_account_change() else {
+        let Some((kind, change)) = envelope.event.as_account_change() else {
             continue;
         };
         let id = envelope.id.to_string();
@@ -204,7 +201,7 @@ pub fn unapplied(reader: &Reader) -> rusqlite::Result<Vec<Unapplied>> {
         changes.push(Unapplied {
             account_no: change.account_no.as_str().to_owned(),
             kind: kind.as_str().to_owned(),
-            amount: change.amount,
+            amount: change.amount.won(),
             after: AccountState {
                 balance: change.balance.won(),
                 status: if kind.as_str() == "close" {

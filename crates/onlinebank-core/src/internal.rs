@@ -1,0 +1,183 @@
+//! The internal HTTP calls between roles, each typed once: its path, the body or query it takes
+//! and the answer it gives. The caller and the callee use the same structs, so the JSON on the
+//! wire is written in one place.
+//!
+//! Every internal call carries the internal token ([`crate::http::INTERNAL_HEADER`]).
+
+use crate::event::{AccountStatus, WriteKind};
+use crate::ids::{AccountNo, CustomerId};
+use crate::money::Balance;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `POST` (auth): verifies a step-up password, [`StepUpRequest`] in, [`StepUpAnswer`] out (200),
+/// 401 for a session that is gone, 403 for a wrong password, 429 with `retry-after` when locked.
+pub const STEP_UP: &str = "/internal/v1/step-up";
+/// `GET` (auth): sessions revoked since [`RevokedQuery::since`], a [`RevokedPage`].
+pub const SESSIONS_REVOKED: &str = "/internal/v1/sessions/revoked";
+/// `POST` (auth): a session for a legacy request's credentials, [`LegacySessionRequest`] in,
+/// [`LegacySessionAnswer`] out.
+pub const LEGACY_SESSIONS: &str = "/internal/v1/legacy-sessions";
+/// `GET` (account and mypage): every account, an [`AccountsAnswer`].
+pub const ACCOUNTS: &str = "/internal/v1/accounts";
+/// `GET` (history): each account's ledger sum, a [`LedgerSums`].
+pub const LEDGER: &str = "/internal/v1/ledger";
+/// `GET` (request): the requests not yet finished.
+pub const REQUESTS_PENDING: &str = "/internal/v1/requests/pending";
+
+/// A step-up: the request role asks auth whether `password` is the session's customer's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepUpRequest {
+    pub customer_id: CustomerId,
+    pub session_id: String,
+    pub password: String,
+    /// The request the step-up is for (recorded by auth for audit).
+    pub request_id: Uuid,
+    /// What the request does.
+    pub action: WriteKind,
+}
+
+/// auth's answer to a step-up it accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUpAnswer {
+    pub verified: bool,
+}
+
+/// The query of [`SESSIONS_REVOKED`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RevokedQuery {
+    /// Epoch ms; revocations at or after it (all when absent).
+    pub since: Option<i64>,
+}
+
+impl RevokedQuery {
+    /// The path and query of this call.
+    pub fn path(self) -> String {
+        match self.since {
+            Some(since) => format!("{SESSIONS_REVOKED}?since={since}"),
+            None => SESSIONS_REVOKED.to_owned(),
+        }
+    }
+}
+
+/// A session ended by logout, with its token's expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedSession {
+    pub session_id: String,
+    /// Epoch ms.
+    pub revoked_at: i64,
+    /// Epoch ms; past it the token is refused anyway.
+    pub expires_at: i64,
+}
+
+/// auth's answer to [`SESSIONS_REVOKED`]: at most a page of revocations, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedPage {
+    pub items: Vec<RevokedSession>,
+    /// auth's clock when it read the page (epoch ms): the page holds every revocation it had
+    /// committed by then.
+    pub now: i64,
+}
+
+/// The credentials of a legacy request (Basic authentication or its body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LegacySessionRequest {
+    pub user_id: String,
+    pub password: String,
+}
+
+/// auth's answer to [`LEGACY_SESSIONS`]: the token to call the bank with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacySessionAnswer {
+    pub token: String,
+}
+
+/// One account as [`ACCOUNTS`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedAccount {
+    pub account_no: AccountNo,
+    pub customer_id: CustomerId,
+    pub balance: Balance,
+    pub status: AccountStatus,
+    pub version: i64,
+}
+
+/// The answer of [`ACCOUNTS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsAnswer {
+    pub items: Vec<ListedAccount>,
+}
+
+/// One account's ledger: the sum of its signed amounts and its number of entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerSum {
+    pub account_no: String,
+    pub sum: i64,
+    pub entries: i64,
+}
+
+/// The answer of [`LEDGER`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerSums {
+    pub items: Vec<LedgerSum>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of each call is the one its callers and callees always exchanged.
+    #[test]
+    fn the_wire_is_unchanged() {
+        let request_id = Uuid::parse_str("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        let step_up = StepUpRequest {
+            customer_id: CustomerId::parse("1@sk.com").unwrap(),
+            session_id: "s".into(),
+            password: "pw".into(),
+            request_id,
+            action: WriteKind::Deposit,
+        };
+        assert_eq!(
+            serde_json::to_value(&step_up).unwrap(),
+            serde_json::json!({"customerId": "1@sk.com", "sessionId": "s", "password": "pw",
+                               "requestId": request_id, "action": "deposit"})
+        );
+        assert_eq!(
+            serde_json::to_string(&StepUpAnswer { verified: true }).unwrap(),
+            r#"{"verified":true}"#
+        );
+        assert_eq!(
+            RevokedQuery { since: Some(5) }.path(),
+            "/internal/v1/sessions/revoked?since=5"
+        );
+        let page = RevokedPage {
+            items: vec![RevokedSession {
+                session_id: "s".into(),
+                revoked_at: 1,
+                expires_at: 2,
+            }],
+            now: 3,
+        };
+        assert_eq!(
+            serde_json::to_string(&page).unwrap(),
+            r#"{"items":[{"sessionId":"s","revokedAt":1,"expiresAt":2}],"now":3}"#
+        );
+        let listed = ListedAccount {
+            account_no: AccountNo::parse("1001").unwrap(),
+            customer_id: CustomerId::parse("1@sk.com").unwrap(),
+            balance: Balance::from_stored(5).unwrap(),
+            status: AccountStatus::Closed,
+            version: 2,
+        };
+        assert_eq!(
+            serde_json::to_value(&listed).unwrap(),
+            serde_json::json!({"accountNo": "1001", "customerId": "1@sk.com", "balance": 5,
+                               "status": "closed", "version": 2})
+        );
+    }
+}
