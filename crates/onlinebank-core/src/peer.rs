@@ -129,19 +129,19 @@ impl Instances {
 
 /// A role's answer, read whole.
 #[derive(Debug)]
-pub struct Answer {
+pub struct PeerAnswer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
-impl Answer {
+impl PeerAnswer {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
 }
 
-impl axum::response::IntoResponse for Answer {
+impl axum::response::IntoResponse for PeerAnswer {
     fn into_response(self) -> axum::response::Response {
         let mut response = axum::response::Response::new(axum::body::Body::from(self.body));
         *response.status_mut() = self.status;
@@ -156,7 +156,7 @@ impl axum::response::IntoResponse for Answer {
 
 /// Why a call has no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub enum PeerFailure {
     /// No instance took the call (none configured, every connection refused, or a read failed
     /// on each): nothing happened.
     NotDelivered,
@@ -238,7 +238,7 @@ impl PeerClient {
         headers: &HeaderMap,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<PeerAnswer, PeerFailure> {
         if let Some(router) = self.local.get(role) {
             return call_local(router, role, method, path, headers, body, timeout).await;
         }
@@ -260,7 +260,7 @@ impl PeerClient {
                 let response = outgoing.send().await?;
                 let status = response.status();
                 let headers = response.headers().clone();
-                Ok::<_, reqwest::Error>(Answer {
+                Ok::<_, reqwest::Error>(PeerAnswer {
                     status,
                     headers,
                     body: response.bytes().await?,
@@ -283,17 +283,17 @@ impl PeerClient {
                 Ok(Err(error)) => {
                     // A write was sent: it may have been applied. Never resend it here.
                     tracing::warn!(%role, instance = %base, %error, "call to a role failed");
-                    return Err(Failure::Lost {
+                    return Err(PeerFailure::Lost {
                         timed_out: error.is_timeout(),
                     });
                 }
                 Err(_) => {
                     tracing::warn!(%role, instance = %base, "call to a role timed out");
-                    return Err(Failure::Lost { timed_out: true });
+                    return Err(PeerFailure::Lost { timed_out: true });
                 }
             }
         }
-        Err(Failure::NotDelivered)
+        Err(PeerFailure::NotDelivered)
     }
 }
 
@@ -307,7 +307,7 @@ async fn call_local(
     headers: &HeaderMap,
     body: Bytes,
     timeout: Duration,
-) -> Result<Answer, Failure> {
+) -> Result<PeerAnswer, PeerFailure> {
     let mut request = http::Request::builder().method(method).uri(path);
     for (name, value) in headers {
         if forwardable(name) {
@@ -318,7 +318,7 @@ async fn call_local(
         Ok(request) => request,
         Err(error) => {
             tracing::warn!(%role, %error, "a call to a role could not be built");
-            return Err(Failure::NotDelivered);
+            return Err(PeerFailure::NotDelivered);
         }
     };
     let answer = tokio::time::timeout(timeout, async {
@@ -329,7 +329,7 @@ async fn call_local(
         let (parts, body) = response.into_parts();
         axum::body::to_bytes(body, usize::MAX)
             .await
-            .map(|body| Answer {
+            .map(|body| PeerAnswer {
                 status: parts.status,
                 headers: parts.headers,
                 body,
@@ -340,11 +340,11 @@ async fn call_local(
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(error)) => {
             tracing::warn!(%role, %error, "reading a role's answer failed");
-            Err(Failure::Lost { timed_out: false })
+            Err(PeerFailure::Lost { timed_out: false })
         }
         Err(_) => {
             tracing::warn!(%role, "role timed out");
-            Err(Failure::Lost { timed_out: true })
+            Err(PeerFailure::Lost { timed_out: true })
         }
     }
 }
@@ -434,7 +434,7 @@ mod tests {
                 Duration::from_millis(200),
             )
             .await;
-        assert_eq!(answer.err(), Some(Failure::Lost { timed_out: true }));
+        assert_eq!(answer.err(), Some(PeerFailure::Lost { timed_out: true }));
     }
 
     #[tokio::test]
@@ -453,7 +453,7 @@ mod tests {
                     Duration::from_secs(2),
                 )
                 .await;
-            assert_eq!(answer.err(), Some(Failure::NotDelivered));
+            assert_eq!(answer.err(), Some(PeerFailure::NotDelivered));
         }
         let nobody = client
             .call(
@@ -465,6 +465,6 @@ mod tests {
                 Duration::from_secs(1),
             )
             .await;
-        assert_eq!(nobody.err(), Some(Failure::NotDelivered));
+        assert_eq!(nobody.err(), Some(PeerFailure::NotDelivered));
     }
 }

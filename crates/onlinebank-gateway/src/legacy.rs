@@ -7,7 +7,7 @@
 //! but unlike the original they need credentials (Bearer or Basic) and show only the caller's own.
 
 use crate::admission::Client;
-use crate::proxy::Answer;
+use crate::proxy::PeerAnswer;
 use crate::GatewayState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -453,7 +453,7 @@ async fn mypage_row(
     if onlinebank_core::ids::AccountNo::parse(account_no).is_err() {
         return Ok(None);
     }
-    let answer: Answer = state
+    let answer: PeerAnswer = state
         .upstreams
         .call(
             Role::Mypage,

@@ -8,8 +8,8 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use onlinebank_core::http::MAX_BODY_BYTES;
-pub use onlinebank_core::peer::Answer;
-use onlinebank_core::peer::{Failure, PeerClient};
+pub use onlinebank_core::peer::PeerAnswer;
+use onlinebank_core::peer::{PeerClient, PeerFailure};
 use onlinebank_core::{ApiError, ErrorCode, Role};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,11 +51,11 @@ pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
 
 /// What the client hears of a call without an answer: nothing happened (busy), or, for a write
 /// that was sent, its outcome is unknown (the client resolves it with its Idempotency-Key).
-fn failed(failure: Failure, idempotent: bool) -> ApiError {
+fn failed(failure: PeerFailure, idempotent: bool) -> ApiError {
     match failure {
-        Failure::NotDelivered => ApiError::busy(),
-        Failure::Lost { .. } if idempotent => ApiError::busy(),
-        Failure::Lost { timed_out } => ApiError::outcome_unknown(if timed_out {
+        PeerFailure::NotDelivered => ApiError::busy(),
+        PeerFailure::Lost { .. } if idempotent => ApiError::busy(),
+        PeerFailure::Lost { timed_out } => ApiError::outcome_unknown(if timed_out {
             StatusCode::GATEWAY_TIMEOUT
         } else {
             StatusCode::BAD_GATEWAY
@@ -98,7 +98,7 @@ impl Upstreams {
         path: &str,
         headers: &HeaderMap,
         body: Bytes,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<PeerAnswer, ApiError> {
         let idempotent = method == Method::GET || method == Method::HEAD;
         self.peers
             .call(role, method, path, headers, body, self.timeout)

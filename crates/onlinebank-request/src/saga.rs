@@ -19,7 +19,7 @@ mod steps;
 pub use steps::Outcome;
 use steps::{Effect, Input, Saga, SagaStep};
 
-use crate::stepup::Verdict;
+use crate::stepup::StepUpVerdict;
 use crate::store::{self, RequestStatus};
 use crate::RequestState;
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
@@ -121,7 +121,7 @@ pub async fn run(state: &RequestState, request: &WriteRequest) -> Result<Outcome
 }
 
 /// Asks auth to verify the request's step-up password.
-async fn step_up(state: &RequestState, request: &WriteRequest) -> Verdict {
+async fn step_up(state: &RequestState, request: &WriteRequest) -> StepUpVerdict {
     state
         .step_up
         .verify(

@@ -16,14 +16,14 @@ use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::INTERNAL_HEADER;
 use onlinebank_core::ids::CustomerId;
 use onlinebank_core::internal::{self, StepUpRequest};
-use onlinebank_core::peer::{Failure, PeerClient};
+use onlinebank_core::peer::{PeerClient, PeerFailure};
 use onlinebank_core::{Reason, Role};
 use std::time::Duration;
 use uuid::Uuid;
 
 /// auth's answer to a step-up, or why there was none.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum StepUpVerdict {
     Verified,
     /// auth refused: wrong password, locked out, or no valid session.
     Refused {
@@ -94,10 +94,10 @@ impl StepUpClient {
         password: &str,
         request_id: Uuid,
         action: WriteKind,
-    ) -> Verdict {
+    ) -> StepUpVerdict {
         let Some(admission) = self.breaker.admit(Instant::now()) else {
             tracing::debug!(request = %request_id, "step-up refused by the open breaker");
-            return Verdict::Unavailable;
+            return StepUpVerdict::Unavailable;
         };
         let step_up = StepUpRequest {
             customer_id: customer_id.clone(),
@@ -111,18 +111,18 @@ impl StepUpClient {
         verdict
     }
 
-    fn record(&self, admission: Admission, verdict: &Verdict) {
-        let success = !matches!(verdict, Verdict::Unavailable);
+    fn record(&self, admission: Admission, verdict: &StepUpVerdict) {
+        let success = !matches!(verdict, StepUpVerdict::Unavailable);
         self.breaker.record(admission, success, Instant::now());
     }
 
-    async fn call(&self, step_up: &StepUpRequest) -> Verdict {
+    async fn call(&self, step_up: &StepUpRequest) -> StepUpVerdict {
         let request_id = step_up.request_id;
         let body = match serde_json::to_vec(step_up) {
             Ok(body) => body,
             Err(error) => {
                 tracing::error!(request = %request_id, %error, "step-up body not encoded");
-                return Verdict::Unavailable;
+                return StepUpVerdict::Unavailable;
             }
         };
         let answer = self
@@ -138,44 +138,44 @@ impl StepUpClient {
             .await;
         match answer {
             Ok(answer) => verdict(answer.status.as_u16(), &answer.headers, request_id),
-            Err(Failure::NotDelivered) => {
+            Err(PeerFailure::NotDelivered) => {
                 tracing::warn!(request = %request_id, "no auth instance took the step-up");
-                Verdict::Unavailable
+                StepUpVerdict::Unavailable
             }
-            Err(Failure::Lost { timed_out }) => {
+            Err(PeerFailure::Lost { timed_out }) => {
                 tracing::warn!(request = %request_id, timed_out, "step-up call failed");
-                Verdict::Unavailable
+                StepUpVerdict::Unavailable
             }
         }
     }
 }
 
 /// What auth's answer to a step-up means.
-fn verdict(status: u16, headers: &http::HeaderMap, request_id: Uuid) -> Verdict {
+fn verdict(status: u16, headers: &http::HeaderMap, request_id: Uuid) -> StepUpVerdict {
     let retry_after = headers
         .get(http::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok());
     match status {
-        200 => Verdict::Verified,
-        401 => Verdict::Refused {
+        200 => StepUpVerdict::Verified,
+        401 => StepUpVerdict::Refused {
             reason: Reason::StepUpFailed,
             session_expired: true,
             retry_after: None,
         },
-        403 => Verdict::Refused {
+        403 => StepUpVerdict::Refused {
             reason: Reason::StepUpFailed,
             session_expired: false,
             retry_after: None,
         },
-        429 => Verdict::Refused {
+        429 => StepUpVerdict::Refused {
             reason: Reason::LockedOut,
             session_expired: false,
             retry_after,
         },
         status => {
             tracing::warn!(request = %request_id, status, "step-up answered an error");
-            Verdict::Unavailable
+            StepUpVerdict::Unavailable
         }
     }
 }
@@ -202,7 +202,7 @@ mod tests {
         .unwrap()
     }
 
-    async fn verify(client: &StepUpClient) -> Verdict {
+    async fn verify(client: &StepUpClient) -> StepUpVerdict {
         client
             .verify(
                 &CustomerId::parse("c").unwrap(),
@@ -230,7 +230,7 @@ mod tests {
         );
         assert_eq!(
             verify(&client_with_local_auth(auth)).await,
-            Verdict::Verified
+            StepUpVerdict::Verified
         );
     }
 
@@ -242,7 +242,7 @@ mod tests {
         );
         assert_eq!(
             verify(&client_with_local_auth(auth)).await,
-            Verdict::Refused {
+            StepUpVerdict::Refused {
                 reason: Reason::LockedOut,
                 session_expired: false,
                 retry_after: Some(42),
@@ -261,7 +261,7 @@ mod tests {
         );
         let client = client_with_local_auth(auth);
         let started = std::time::Instant::now();
-        assert_eq!(verify(&client).await, Verdict::Unavailable);
+        assert_eq!(verify(&client).await, StepUpVerdict::Unavailable);
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "gave up at the timeout, not after auth answered"

@@ -4,7 +4,7 @@
 //! it as an [`Input`], with the time it read.
 
 use super::WriteRequest;
-use crate::stepup::Verdict;
+use crate::stepup::StepUpVerdict;
 use crate::store::{RequestRow, RequestStatus, Standing};
 use onlinebank_core::event::{AuthCancelled, AuthCertified};
 use onlinebank_core::Reason;
@@ -57,7 +57,7 @@ pub enum SagaStep {
 #[derive(Debug, Clone)]
 pub enum Input {
     /// auth's answer to the step-up, or why there was none.
-    SteppedUp(Verdict),
+    SteppedUp(StepUpVerdict),
     /// The certify write ran at `now`: `authorized` unless the request had been swept meanwhile.
     Certified { authorized: bool, now: Instant },
     /// The compensation (refuse or give up) is written.
@@ -127,10 +127,10 @@ impl Saga<'_> {
         }
     }
 
-    fn after_step_up(&self, verdict: Verdict) -> (SagaStep, Effect) {
+    fn after_step_up(&self, verdict: StepUpVerdict) -> (SagaStep, Effect) {
         let request = self.request;
         match verdict {
-            Verdict::Verified => (
+            StepUpVerdict::Verified => (
                 SagaStep::Certify,
                 Effect::Certify(AuthCertified {
                     request_id: request.request_id,
@@ -140,7 +140,7 @@ impl Saga<'_> {
                     amount: request.amount,
                 }),
             ),
-            Verdict::Refused {
+            StepUpVerdict::Refused {
                 reason,
                 session_expired,
                 retry_after,
@@ -163,7 +163,7 @@ impl Saga<'_> {
                 };
                 (SagaStep::Refuse { outcome }, Effect::Refuse(cancelled))
             }
-            Verdict::Unavailable => (SagaStep::GiveUp, Effect::GiveUp),
+            StepUpVerdict::Unavailable => (SagaStep::GiveUp, Effect::GiveUp),
         }
     }
 }
@@ -242,7 +242,7 @@ mod tests {
     }
 
     fn refused(reason: Reason, session_expired: bool, retry_after: Option<u64>) -> Input {
-        Input::SteppedUp(Verdict::Refused {
+        Input::SteppedUp(StepUpVerdict::Refused {
             reason,
             session_expired,
             retry_after,
@@ -261,7 +261,7 @@ mod tests {
     /// The saga of `request`, certified at `now`: awaiting its outcome.
     fn certified(now: Instant) -> Vec<Input> {
         vec![
-            Input::SteppedUp(Verdict::Verified),
+            Input::SteppedUp(StepUpVerdict::Verified),
             Input::Certified {
                 authorized: true,
                 now,
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn a_verified_step_up_certifies_the_request_as_it_is() {
         let request = request();
-        let (step, effect) = after(&request, vec![Input::SteppedUp(Verdict::Verified)]);
+        let (step, effect) = after(&request, vec![Input::SteppedUp(StepUpVerdict::Verified)]);
         assert!(matches!(step, SagaStep::Certify));
         let Effect::Certify(certified) = effect else {
             panic!("{effect:?}");
@@ -349,12 +349,15 @@ mod tests {
     #[test]
     fn no_step_up_answer_gives_up_as_busy_without_an_event() {
         let request = request();
-        let (step, effect) = after(&request, vec![Input::SteppedUp(Verdict::Unavailable)]);
+        let (step, effect) = after(&request, vec![Input::SteppedUp(StepUpVerdict::Unavailable)]);
         assert!(matches!(step, SagaStep::GiveUp));
         assert!(matches!(effect, Effect::GiveUp), "{effect:?}");
         let outcome = answered(after(
             &request,
-            vec![Input::SteppedUp(Verdict::Unavailable), Input::Compensated],
+            vec![
+                Input::SteppedUp(StepUpVerdict::Unavailable),
+                Input::Compensated,
+            ],
         ));
         assert!(
             matches!(
@@ -374,7 +377,7 @@ mod tests {
         let outcome = answered(after(
             &request,
             vec![
-                Input::SteppedUp(Verdict::Verified),
+                Input::SteppedUp(StepUpVerdict::Verified),
                 Input::Certified {
                     authorized: false,
                     now: Instant::now(),
