@@ -7,8 +7,8 @@
 //! last checks every touched account against its own ledger. A run whose invariants fail exits
 //! non-zero.
 //!
-//! - HTTP calls and what an answer means (done, refused, unknown): `onlinebank_kit`, shared with
-//!   the end-to-end tests;
+//! - HTTP calls, their typed bodies and what an answer means (done, refused, unknown):
+//!   `onlinebank_client`, shared with the CLI and the end-to-end tests;
 //! - `target`: the bank under test (self-started: time to ready, RSS);
 //! - `workload`: setup, ceilings, the mix, the ledger;
 //! - `stats`: latency histograms and counts, per second too;
@@ -23,7 +23,7 @@ mod workload;
 
 use crate::cli::BenchArgs;
 use anyhow::{bail, Context};
-use onlinebank_kit::http::Api;
+use onlinebank_client::Client;
 use report::{Config, Cpu, Results, StartedBank};
 use stats::Recorder;
 use std::sync::Arc;
@@ -81,10 +81,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", report::to_text(&results));
     }
-    if !results.verdict.ok() {
+    if !results.findings.ok() {
         bail!(
             "invariants failed: {} violations",
-            results.verdict.violations.len()
+            results.findings.violations.len()
         );
     }
     Ok(())
@@ -93,7 +93,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// Every phase against `target`: setup, ceilings, the workload, the check.
 async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Result<Results> {
     let clients = args.concurrency;
-    let api = Api::new(&target.url, clients + 16, args.request_timeout)?;
+    let api = Client::pooled(&target.url, clients + 16, args.request_timeout)?;
     let customers = args
         .customers
         .unwrap_or_else(|| args.accounts.div_ceil(10))
@@ -173,7 +173,7 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
 
     progress("checking invariants");
     // The workload's calls use --request-timeout; setup and the check stay patient.
-    let verdict = invariants::check(&bench, &patient).await;
+    let findings = invariants::check(&bench, &patient).await;
     let bank = match target.started.as_mut() {
         Some(bank) => {
             bank.check_alive()?;
@@ -204,6 +204,6 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
         operations,
         elapsed,
         cpu,
-        verdict,
+        findings,
     })
 }

@@ -2,7 +2,7 @@
 //! JSON document for scripts and tests (`--json`), and a self-contained HTML page with charts
 //! over time (`--report`, inline SVG, no external URL), so the three never disagree.
 
-use super::invariants::Verdict;
+use super::invariants::Findings;
 use super::stats::OpSummary;
 use super::target::Memory;
 use serde_json::{json, Map, Value};
@@ -98,7 +98,7 @@ pub struct Results {
     pub operations: Vec<OpSummary>,
     pub elapsed: Duration,
     pub cpu: Cpu,
-    pub verdict: Verdict,
+    pub findings: Findings,
 }
 
 impl Results {
@@ -186,7 +186,7 @@ pub fn to_json(results: &Results) -> Value {
             "filesBytesAfter": bank.files_after.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         })
     });
-    let verdict = &results.verdict;
+    let findings = &results.findings;
     json!({
         "url": results.url,
         "selfStarted": results.bank.is_some(),
@@ -215,16 +215,16 @@ pub fn to_json(results: &Results) -> Value {
             .filter(|_| per_second > 0.0)
             .map(|cores| round(cores / per_second * 1000.0, 3)),
         "invariants": {
-            "ok": verdict.ok(),
-            "accounts": verdict.accounts,
+            "ok": findings.ok(),
+            "accounts": findings.accounts,
             "unknownOutcomes": {
-                "count": verdict.resolution.unknown,
-                "applied": verdict.resolution.applied,
-                "refused": verdict.resolution.refused,
-                "unresolved": verdict.resolution.unresolved,
+                "count": findings.resolution.unknown,
+                "applied": findings.resolution.applied,
+                "refused": findings.resolution.refused,
+                "unresolved": findings.resolution.unresolved,
             },
-            "readSideCaughtUpMs": verdict.drained_in.map(|d| round(d.as_secs_f64() * 1000.0, 1)),
-            "violations": verdict.violations,
+            "readSideCaughtUpMs": findings.drained_in.map(|d| round(d.as_secs_f64() * 1000.0, 1)),
+            "violations": findings.violations,
         },
     })
 }
@@ -407,14 +407,14 @@ pub fn to_text(results: &Results) -> String {
             out.push('\n');
         }
     }
-    let verdict = &results.verdict;
-    let r = &verdict.resolution;
+    let findings = &results.findings;
+    let r = &findings.resolution;
     let _ = writeln!(
         out,
         "unknown outcomes: {} (applied {}, refused {}, unresolved {})",
         r.unknown, r.applied, r.refused, r.unresolved
     );
-    match verdict.drained_in {
+    match findings.drained_in {
         Some(d) => {
             let _ = writeln!(out, "read side caught up in {:.2} s", d.as_secs_f64());
         }
@@ -422,20 +422,20 @@ pub fn to_text(results: &Results) -> String {
             let _ = writeln!(out, "read side did not catch up in time");
         }
     }
-    if verdict.ok() {
-        let _ = writeln!(out, "invariants: ok ({} accounts)", verdict.accounts);
+    if findings.ok() {
+        let _ = writeln!(out, "invariants: ok ({} accounts)", findings.accounts);
     } else {
         let _ = writeln!(
             out,
             "invariants: FAILED ({} violations over {} accounts)",
-            verdict.violations.len(),
-            verdict.accounts
+            findings.violations.len(),
+            findings.accounts
         );
-        for violation in verdict.violations.iter().take(50) {
+        for violation in findings.violations.iter().take(50) {
             let _ = writeln!(out, "  {violation}");
         }
-        if verdict.violations.len() > 50 {
-            let _ = writeln!(out, "  ... and {} more", verdict.violations.len() - 50);
+        if findings.violations.len() > 50 {
+            let _ = writeln!(out, "  ... and {} more", findings.violations.len() - 50);
         }
     }
     out
@@ -702,14 +702,14 @@ pub fn to_html(results: &Results) -> String {
             charts.push(chart("Bank resident memory", "MB", x_max, &[line]));
         }
     }
-    let verdict = if results.verdict.ok() {
+    let verdict = if results.findings.ok() {
         format!(
             r#"<p class="ok">invariants: ok ({} accounts)</p>"#,
-            results.verdict.accounts
+            results.findings.accounts
         )
     } else {
         let items: String = results
-            .verdict
+            .findings
             .violations
             .iter()
             .take(200)
@@ -717,7 +717,7 @@ pub fn to_html(results: &Results) -> String {
             .collect();
         format!(
             r#"<p class="bad">invariants: FAILED ({} violations)</p><ul>{items}</ul>"#,
-            results.verdict.violations.len()
+            results.findings.violations.len()
         )
     };
     let text = escape(&to_text(results));
