@@ -313,13 +313,15 @@ pub fn url_escape(value: &str) -> impl Iterator<Item = char> + '_ {
 }
 
 impl Transport for Client {
-    async fn write(
+    async fn write<B: Serialize + Sync + ?Sized>(
         &self,
         token: &str,
         key: &str,
-        body: &Write<'_>,
+        body: &B,
     ) -> Result<(u16, Value), String> {
-        Client::write(self, token, key, body).await.pair()
+        self.post("/api/v1/requests", Some(token), Some(key), body)
+            .await
+            .pair()
     }
 
     async fn request(&self, token: &str, id: &str) -> Result<(u16, Value), String> {

@@ -5,7 +5,7 @@
 //! other unknown, until the deadline.
 
 use crate::outcome::{classify_request, classify_write, Outcome};
-use crate::wire::Write;
+use serde::Serialize;
 use serde_json::Value;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 /// The two calls resolution needs; `Client` provides them, and the tests' client over it.
 pub trait Transport: Sync {
     /// `POST /api/v1/requests` with the bearer token and the Idempotency-Key: the status and the
-    /// body (`Null` when it is not JSON), or the label of the transport failure.
-    fn write(
+    /// body (`Null` when it is not JSON), or the label of the transport failure. `body` is a
+    /// `wire::Write`, or (in tests) any JSON.
+    fn write<B: Serialize + Sync + ?Sized>(
         &self,
         token: &str,
         key: &str,
-        body: &Write<'_>,
+        body: &B,
     ) -> impl Future<Output = Result<(u16, Value), String>> + Send;
 
     /// `GET /api/v1/requests/{id}` with the bearer token, as `write` answers.
@@ -30,11 +31,11 @@ pub trait Transport: Sync {
 }
 
 /// Sends a write with its Idempotency-Key and classifies the answer.
-pub async fn send<T: Transport>(
+pub async fn send<T: Transport, B: Serialize + Sync + ?Sized>(
     transport: &T,
     token: &str,
     key: &str,
-    body: &Write<'_>,
+    body: &B,
 ) -> Outcome {
     match transport.write(token, key, body).await {
         Ok((status, json)) => classify_write(status, &json),
@@ -43,11 +44,11 @@ pub async fn send<T: Transport>(
 }
 
 /// Sends a write and resolves it: how a step that must not be skipped (a setup's open) is done.
-pub async fn send_resolved<T: Transport>(
+pub async fn send_resolved<T: Transport, B: Serialize + Sync + ?Sized>(
     transport: &T,
     token: &str,
     key: &str,
-    body: &Write<'_>,
+    body: &B,
     deadline: Instant,
 ) -> Outcome {
     resolve(
@@ -63,11 +64,11 @@ pub async fn send_resolved<T: Transport>(
 
 /// Turns `answer` (the last thing known about the write `body` sent with `key`) into a
 /// definitive one (completed or refused), or returns the last answer seen at `deadline`.
-pub async fn resolve<T: Transport>(
+pub async fn resolve<T: Transport, B: Serialize + Sync + ?Sized>(
     transport: &T,
     token: &str,
     key: &str,
-    body: &Write<'_>,
+    body: &B,
     mut answer: Outcome,
     deadline: Instant,
 ) -> Outcome {
@@ -97,6 +98,7 @@ pub async fn resolve<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Write;
     use serde_json::json;
     use std::sync::Mutex;
 
@@ -108,7 +110,12 @@ mod tests {
     }
 
     impl Transport for Script {
-        async fn write(&self, _: &str, key: &str, _: &Write<'_>) -> Result<(u16, Value), String> {
+        async fn write<B: Serialize + Sync + ?Sized>(
+            &self,
+            _: &str,
+            key: &str,
+            _: &B,
+        ) -> Result<(u16, Value), String> {
             self.asked
                 .lock()
                 .map_err(|_| "poisoned")?
