@@ -25,6 +25,7 @@ use crate::cli::BenchArgs;
 use anyhow::{bail, Context};
 use onlinebank_client::Client;
 use report::{Config, Cpu, Results, StartedBank};
+use stats::OpSummary;
 use stats::Recorder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +91,90 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The two ceilings (`/health/live`, `/api/v1/ping`) under the workload's concurrency; none with
+/// a zero `--ceiling-duration`.
+async fn ceilings(args: &BenchArgs, api: &Client) -> Vec<OpSummary> {
+    let clients = args.concurrency;
+    let mut ceilings = Vec::new();
+    if !args.ceiling_duration.is_zero() {
+        for (index, (name, path)) in [("health_live", "/health/live"), ("ping", "/api/v1/ping")]
+            .into_iter()
+            .enumerate()
+        {
+            progress(&format!(
+                "ceiling {index}: GET {path}, {clients} clients, {:?}",
+                args.ceiling_duration
+            ));
+            let recorder = Arc::new(Recorder::new(&[name]));
+            let elapsed =
+                workload::ceiling(api, path, clients, args.ceiling_duration, &recorder, 0).await;
+            ceilings.extend(recorder.summary(elapsed));
+        }
+    }
+    ceilings
+}
+
+/// The mixed workload, measured.
+struct Run {
+    operations: Vec<OpSummary>,
+    elapsed: Duration,
+    cpu: Cpu,
+    /// When the workload began.
+    started: Instant,
+    /// The self-started bank's files then.
+    files_before: Vec<(String, u64)>,
+}
+
+/// Drives the mixed workload against `target`, measuring the CPU the bank and the bench use.
+async fn workload(
+    args: &BenchArgs,
+    mix: &Mix,
+    api: &Client,
+    bench: &Arc<workload::Bench>,
+    target: &Target,
+) -> Run {
+    let clients = args.concurrency;
+    progress(&format!(
+        "workload: {clients} clients for {:?}, mix {}",
+        args.duration,
+        mix.describe()
+    ));
+    let names: Vec<&str> = Op::ALL.iter().map(|op| op.name()).collect();
+    let mut recorder = Recorder::new(&names);
+    recorder.restart();
+    let recorder = Arc::new(recorder);
+    let bank_pid = target.started.as_ref().map(target::Started::pid);
+    let cpu_before = (
+        bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
+        target::cpu_seconds(None),
+    );
+    let files_before = target
+        .started
+        .as_ref()
+        .map(target::Started::file_sizes)
+        .unwrap_or_default();
+    let started = Instant::now();
+    let elapsed = workload::drive(bench, api, mix, clients, args.duration, &recorder).await;
+    let operations = recorder.summary(elapsed);
+    let cores = |before: Option<f64>, after: Option<f64>| {
+        Some((after? - before?) / elapsed.as_secs_f64().max(1e-9))
+    };
+    let cpu = Cpu {
+        bank_cores: cores(
+            cpu_before.0,
+            bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
+        ),
+        bench_cores: cores(cpu_before.1, target::cpu_seconds(None)),
+    };
+    Run {
+        operations,
+        elapsed,
+        cpu,
+        started,
+        files_before,
+    }
+}
+
 /// Every phase against `target`: setup, ceilings, the workload, the check.
 async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Result<Results> {
     let clients = args.concurrency;
@@ -118,55 +203,9 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
     );
     let setup = began.elapsed();
 
-    let mut ceilings = Vec::new();
-    if !args.ceiling_duration.is_zero() {
-        for (index, (name, path)) in [("health_live", "/health/live"), ("ping", "/api/v1/ping")]
-            .into_iter()
-            .enumerate()
-        {
-            progress(&format!(
-                "ceiling {index}: GET {path}, {clients} clients, {:?}",
-                args.ceiling_duration
-            ));
-            let recorder = Arc::new(Recorder::new(&[name]));
-            let elapsed =
-                workload::ceiling(&api, path, clients, args.ceiling_duration, &recorder, 0).await;
-            ceilings.extend(recorder.summary(elapsed));
-        }
-    }
+    let ceilings = ceilings(args, &api).await;
 
-    progress(&format!(
-        "workload: {clients} clients for {:?}, mix {}",
-        args.duration,
-        mix.describe()
-    ));
-    let names: Vec<&str> = Op::ALL.iter().map(|op| op.name()).collect();
-    let mut recorder = Recorder::new(&names);
-    recorder.restart();
-    let recorder = Arc::new(recorder);
-    let bank_pid = target.started.as_ref().map(target::Started::pid);
-    let cpu_before = (
-        bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
-        target::cpu_seconds(None),
-    );
-    let files_before = target
-        .started
-        .as_ref()
-        .map(target::Started::file_sizes)
-        .unwrap_or_default();
-    let started = Instant::now();
-    let elapsed = workload::drive(&bench, &api, mix, clients, args.duration, &recorder).await;
-    let operations = recorder.summary(elapsed);
-    let cores = |before: Option<f64>, after: Option<f64>| {
-        Some((after? - before?) / elapsed.as_secs_f64().max(1e-9))
-    };
-    let cpu = Cpu {
-        bank_cores: cores(
-            cpu_before.0,
-            bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
-        ),
-        bench_cores: cores(cpu_before.1, target::cpu_seconds(None)),
-    };
+    let run = workload(args, mix, &api, &bench, target).await;
     if let Some(bank) = target.started.as_mut() {
         bank.check_alive()?;
     }
@@ -180,8 +219,8 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
             Some(StartedBank {
                 ready_in: bank.ready_in,
                 idle_rss_kb: bank.idle_rss_kb,
-                memory: bank.memory(started),
-                files_before,
+                memory: bank.memory(run.started),
+                files_before: run.files_before,
                 files_after: bank.file_sizes(),
             })
         }
@@ -201,9 +240,9 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
         },
         setup,
         ceilings,
-        operations,
-        elapsed,
-        cpu,
+        operations: run.operations,
+        elapsed: run.elapsed,
+        cpu: run.cpu,
         findings,
     })
 }
