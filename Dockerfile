@@ -25,6 +25,7 @@ COPY crates/onlinebank-auth/Cargo.toml crates/onlinebank-auth/Cargo.toml
 COPY crates/onlinebank-account/Cargo.toml crates/onlinebank-account/Cargo.toml
 COPY crates/onlinebank-history/Cargo.toml crates/onlinebank-history/Cargo.toml
 COPY crates/onlinebank-mypage/Cargo.toml crates/onlinebank-mypage/Cargo.toml
+COPY crates/onlinebank-client/Cargo.toml crates/onlinebank-client/Cargo.toml
 RUN for crate in crates/*/; do mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; done \
     && echo 'fn main() {}' > crates/onlinebank/src/main.rs \
     && cargo build --release --locked \

@@ -25,6 +25,10 @@
 //! others); 1 anything else.
 
 use crate::cli::{ClientArgs, ClientCommand};
+use onlinebank_client::wire::{
+    self, Account, ErrorCode, Login, NewSession, Page, SignUp, Transaction, Write, WriteKind,
+};
+use onlinebank_client::{Client, Reply};
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -33,7 +37,7 @@ use std::time::Duration;
 
 /// Why a command did not succeed, with its exit code.
 #[derive(Debug)]
-pub struct Failure {
+pub struct CommandError {
     pub code: u8,
     pub message: String,
 }
@@ -44,8 +48,8 @@ pub const UNAVAILABLE: u8 = 3;
 pub const USAGE: u8 = 64;
 const OTHER: u8 = 1;
 
-fn fail(code: u8, message: impl Into<String>) -> Failure {
-    Failure {
+fn fail(code: u8, message: impl Into<String>) -> CommandError {
+    CommandError {
         code,
         message: message.into(),
     }
@@ -73,7 +77,7 @@ struct Session {
     expires_at: String,
 }
 
-fn config_dir() -> Result<PathBuf, Failure> {
+fn config_dir() -> Result<PathBuf, CommandError> {
     if let Some(dir) = std::env::var_os("ONLINEBANK_CLIENT_DIR") {
         return Ok(PathBuf::from(dir));
     }
@@ -84,14 +88,14 @@ fn config_dir() -> Result<PathBuf, Failure> {
     Ok(base.join("onlinebank"))
 }
 
-fn session_path() -> Result<PathBuf, Failure> {
+fn session_path() -> Result<PathBuf, CommandError> {
     Ok(config_dir()?.join("session.json"))
 }
 
 /// Whether the client directory `dir` exists, refusing one that is not private to this user.
 ///
 /// It is never chmodded: see the module docs for why.
-fn check_private_dir(dir: &Path) -> Result<bool, Failure> {
+fn check_private_dir(dir: &Path) -> Result<bool, CommandError> {
     use std::os::unix::fs::MetadataExt;
     let metadata = match std::fs::metadata(dir) {
         Ok(metadata) => metadata,
@@ -132,7 +136,7 @@ fn check_private_dir(dir: &Path) -> Result<bool, Failure> {
 
 /// The client directory, created 0700 in one step when it does not exist yet (its parents get
 /// the usual mode), refused when it exists and is not private.
-fn private_dir_created() -> Result<PathBuf, Failure> {
+fn private_dir_created() -> Result<PathBuf, CommandError> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = config_dir()?;
     if check_private_dir(&dir)? {
@@ -154,7 +158,7 @@ fn private_dir_created() -> Result<PathBuf, Failure> {
 
 /// The saved session; the directory is checked first, so a file planted in a directory others
 /// can write is never used.
-fn load_session() -> Result<Session, Failure> {
+fn load_session() -> Result<Session, CommandError> {
     let dir = config_dir()?;
     let not_logged_in = || {
         fail(
@@ -175,7 +179,7 @@ fn load_session() -> Result<Session, Failure> {
     })
 }
 
-fn save_session(session: &Session) -> Result<(), Failure> {
+fn save_session(session: &Session) -> Result<(), CommandError> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = private_dir_created()?;
@@ -204,7 +208,7 @@ fn forget_session() {
 }
 
 /// The password: the first line of stdin with `--password-stdin`, else asked on the terminal.
-fn password(args: &ClientArgs, prompt: &str) -> Result<String, Failure> {
+fn password(args: &ClientArgs, prompt: &str) -> Result<String, CommandError> {
     let password = if args.password_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -228,135 +232,85 @@ fn password(args: &ClientArgs, prompt: &str) -> Result<String, Failure> {
     Ok(password)
 }
 
-/// One HTTP answer: status, headers we use, JSON body.
-struct Answer {
-    status: u16,
-    retry_after: Option<String>,
-    body: Value,
+/// The bank at `url`: no redirect followed, 30 s per call.
+fn bank(url: &str) -> Result<Client, CommandError> {
+    Client::unredirected(url, Duration::from_secs(30))
+        .map_err(|error| fail(OTHER, error.to_string()))
 }
 
-struct Http {
-    client: reqwest::Client,
-    url: String,
-}
-
-impl Http {
-    fn new(url: &str) -> Result<Self, Failure> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| fail(OTHER, error.to_string()))?;
-        Ok(Self {
-            client,
-            url: url.trim_end_matches('/').to_owned(),
-        })
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<Answer, Failure> {
-        let mut request = self.client.request(method, format!("{}{path}", self.url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                .json(&body);
-        }
-        let response = request.send().await.map_err(|error| {
-            let what = if error.is_timeout() {
-                "did not answer in time"
-            } else if error.is_connect() {
-                "cannot be reached"
-            } else {
-                "failed to answer"
+/// The answer `reply` as the bank gave it, or why there is none to act on: the bank was not
+/// reached (try again), or it answered a redirect, which is never followed.
+fn arrived(bank: &Client, reply: Reply) -> Result<Reply, CommandError> {
+    let url = bank.base();
+    match &reply {
+        Reply::Transport(kind) => {
+            let what = match *kind {
+                "timeout" => "did not answer in time",
+                "connect" => "cannot be reached",
+                _ => "failed to answer",
             };
-            fail(
+            Err(fail(
                 UNAVAILABLE,
-                format!("the bank at {} {what}: try again shortly", self.url),
-            )
-        })?;
-        if response.status().is_redirection() {
-            return Err(self.redirect_refused(&response));
+                format!("the bank at {url} {what}: try again shortly"),
+            ))
         }
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
+        Reply::Http {
+            status: status @ 300..=399,
+            location,
+            ..
+        } => Err(redirect_refused(url, *status, location.as_deref())),
+        Reply::Http { .. } => Ok(reply),
     }
+}
 
-    /// Why a redirect is not followed, naming the origin it points to (the scheme, host and
-    /// port; its path and query are not the point and may be long).
-    fn redirect_refused(&self, response: &reqwest::Response) -> Failure {
-        let target = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|location| response.url().join(location).ok())
-            .map(|target| target.origin().ascii_serialization());
-        let Some(target) = target else {
-            return fail(
-                REFUSED,
-                format!(
-                    "the bank at {} answered a redirect ({}) with no usable location: not \
-                     following it with your password or token",
-                    self.url,
-                    response.status().as_u16()
-                ),
-            );
-        };
-        fail(
+/// Why a redirect is not followed, naming the origin it points to (the scheme, host and port;
+/// its path and query are not the point and may be long).
+fn redirect_refused(url: &str, status: u16, location: Option<&str>) -> CommandError {
+    let target = location
+        .and_then(|location| reqwest::Url::parse(location).ok())
+        .map(|target| target.origin().ascii_serialization());
+    let Some(target) = target else {
+        return fail(
             REFUSED,
             format!(
-                "the bank at {} answered a redirect to {target} ({}): not following it with your \
-                 password or token; if the bank has moved, give its new address with --url",
-                self.url,
-                response.status().as_u16()
+                "the bank at {url} answered a redirect ({status}) with no usable location: not \
+                 following it with your password or token"
             ),
-        )
-    }
+        );
+    };
+    fail(
+        REFUSED,
+        format!(
+            "the bank at {url} answered a redirect to {target} ({status}): not following it with \
+             your password or token; if the bank has moved, give its new address with --url"
+        ),
+    )
 }
 
 /// The failure an unsuccessful answer means.
-fn refusal(answer: &Answer) -> Failure {
-    let code = answer
-        .body
-        .pointer("/error/code")
-        .and_then(Value::as_str)
-        .unwrap_or("error");
-    let message = answer
-        .body
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("the bank refused");
-    match answer.status {
-        401 if code == "unauthorized" || code == "session_expired" => {
+fn refusal(reply: &Reply) -> CommandError {
+    let error = reply.error();
+    let code = error
+        .as_ref()
+        .map(|error| error.code.clone())
+        .unwrap_or_else(|| ErrorCode::Other("error".to_owned()));
+    let message = error
+        .and_then(|error| error.message)
+        .unwrap_or_else(|| "the bank refused".to_owned());
+    let retry_after = match reply {
+        Reply::Http { retry_after, .. } => retry_after.as_deref(),
+        Reply::Transport(_) => None,
+    };
+    match (reply.status().unwrap_or(0), &code) {
+        (401, ErrorCode::Unauthorized | ErrorCode::SessionExpired) => {
             forget_session();
             fail(REFUSED, "the session has ended: log in again")
         }
-        502..=504 => {
-            let wait = answer
-                .retry_after
-                .as_deref()
+        (502..=504, _) => {
+            let wait = retry_after
                 .map(|seconds| format!(" (in {seconds} s)"))
                 .unwrap_or_default();
-            let unknown = if code == "outcome_unknown" {
+            let unknown = if code == ErrorCode::OutcomeUnknown {
                 " It may have happened: check the balance before trying again."
             } else {
                 ""
@@ -366,7 +320,7 @@ fn refusal(answer: &Answer) -> Failure {
                 format!("{message}: try again shortly{wait} [{code}].{unknown}"),
             )
         }
-        500..=599 => fail(OTHER, format!("{message} [{code}]")),
+        (500..=599, _) => fail(OTHER, format!("{message} [{code}]")),
         _ => fail(REFUSED, format!("{message} [{code}]")),
     }
 }
@@ -383,14 +337,6 @@ fn won(amount: i64) -> String {
     format!("{}{grouped} won", if amount < 0 { "-" } else { "" })
 }
 
-fn int(value: &Value, key: &str) -> i64 {
-    value.get(key).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn text<'a>(value: &'a Value, key: &str) -> &'a str {
-    value.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 fn print_json(value: &Value) {
     println!(
         "{}",
@@ -398,270 +344,259 @@ fn print_json(value: &Value) {
     );
 }
 
-async fn execute(args: &ClientArgs) -> Result<(), Failure> {
+/// A fresh Idempotency-Key: every call with a body carries one.
+fn fresh_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn execute(args: &ClientArgs) -> Result<(), CommandError> {
     match &args.command {
-        ClientCommand::Signup { user, name } => {
-            let http = Http::new(&args.url)?;
-            let password = password(args, "New password: ")?;
-            let answer = http
-                .send(
-                    reqwest::Method::POST,
-                    "/api/v1/customers",
-                    None,
-                    Some(json!({"userId": user, "name": name, "password": password})),
-                )
-                .await?;
-            if answer.status != 201 {
-                return Err(refusal(&answer));
-            }
-            if args.json {
-                print_json(&answer.body);
-            } else {
-                println!("Signed up as {user}. Next: onlinebank client login --user {user}");
-            }
-            Ok(())
-        }
-        ClientCommand::Login { user } => {
-            // A directory that cannot keep the session is refused before the password is asked.
-            config_dir().and_then(|dir| check_private_dir(&dir))?;
-            let http = Http::new(&args.url)?;
-            let password = password(args, "Password: ")?;
-            let answer = http
-                .send(
-                    reqwest::Method::POST,
-                    "/api/v1/sessions",
-                    None,
-                    Some(json!({"userId": user, "password": password})),
-                )
-                .await?;
-            if answer.status != 200 {
-                return Err(refusal(&answer));
-            }
-            let session = Session {
-                url: http.url.clone(),
-                user_id: user.clone(),
-                token: text(&answer.body, "token").to_owned(),
-                expires_at: text(&answer.body, "expiresAt").to_owned(),
-            };
-            save_session(&session)?;
-            if args.json {
-                print_json(&json!({"userId": user, "expiresAt": session.expires_at}));
-            } else {
-                println!("Logged in as {user} until {}.", session.expires_at);
-            }
-            Ok(())
-        }
-        ClientCommand::Logout => {
-            let session = match load_session() {
-                Ok(session) => session,
-                Err(failure) if failure.code == REFUSED => {
-                    println!("Not logged in.");
-                    return Ok(());
-                }
-                Err(failure) => return Err(failure),
-            };
-            let http = Http::new(&session.url)?;
-            let answer = http
-                .send(
-                    reqwest::Method::DELETE,
-                    "/api/v1/sessions/current",
-                    Some(&session.token),
-                    None,
-                )
-                .await;
-            forget_session();
-            match answer {
-                Ok(answer) if answer.status == 204 || answer.status == 401 => {
-                    println!("Logged out.");
-                    Ok(())
-                }
-                Ok(answer) => Err(refusal(&answer)),
-                Err(failure) => Err(fail(
-                    failure.code,
-                    format!(
-                        "{} (the session was forgotten here; it ends at its expiry)",
-                        failure.message
-                    ),
-                )),
-            }
-        }
-        ClientCommand::Accounts => {
-            let Some(body) = read(args, "/api/v1/accounts").await? else {
-                return Ok(());
-            };
-            let items = items(&body);
-            if items.is_empty() {
-                println!("No accounts yet. Open one: onlinebank client open --amount 10000");
-                return Ok(());
-            }
-            println!("{:<18} {:>22}  STATUS", "ACCOUNT", "BALANCE");
-            for item in items {
-                println!(
-                    "{:<18} {:>22}  {}",
-                    text(&item, "accountNo"),
-                    won(int(&item, "balance")),
-                    text(&item, "status")
-                );
-            }
-            Ok(())
-        }
-        ClientCommand::Balance { account } => {
-            if let Some(body) = read(args, &format!("/api/v1/accounts/{account}")).await? {
-                println!(
-                    "{}: {} ({})",
-                    text(&body, "accountNo"),
-                    won(int(&body, "balance")),
-                    text(&body, "status")
-                );
-            }
-            Ok(())
-        }
+        ClientCommand::Signup { user, name } => signup(args, user, name).await,
+        ClientCommand::Login { user } => login(args, user).await,
+        ClientCommand::Logout => logout().await,
+        ClientCommand::Accounts => accounts(args).await,
+        ClientCommand::Balance { account } => balance(args, account).await,
         ClientCommand::History {
             account,
             limit,
             before,
-        } => {
-            let mut path = format!("/api/v1/accounts/{account}/transactions?limit={limit}");
-            if let Some(before) = before {
-                path.push_str("&before=");
-                path.extend(url_escape(before));
-            }
-            let Some(body) = read(args, &path).await? else {
-                return Ok(());
-            };
-            println!(
-                "{:<25} {:<9} {:>20} {:>22}",
-                "WHEN", "TYPE", "AMOUNT", "BALANCE AFTER"
-            );
-            for item in &items(&body) {
-                println!(
-                    "{:<25} {:<9} {:>20} {:>22}",
-                    text(item, "occurredAt"),
-                    text(item, "type"),
-                    won(int(item, "amount")),
-                    won(int(item, "balanceAfter"))
-                );
-            }
-            if let Some(next) = body.get("next").and_then(Value::as_str) {
-                println!("More: onlinebank client history {account} --before {next}");
-            }
-            Ok(())
-        }
+        } => history(args, account, *limit, before.as_deref()).await,
         ClientCommand::Open { account_no, amount } => {
-            let mut body = json!({"type": "open"});
-            if let Some(no) = account_no {
-                body["accountNo"] = json!(no);
-            }
-            if let Some(amount) = amount {
-                body["amount"] = json!(amount);
-            }
-            write(args, body).await
+            write(args, WriteKind::Open, account_no.as_deref(), *amount).await
         }
         ClientCommand::Deposit { account, amount } => {
-            write(
-                args,
-                json!({"type": "deposit", "accountNo": account, "amount": amount}),
-            )
-            .await
+            write(args, WriteKind::Deposit, Some(account), Some(*amount)).await
         }
         ClientCommand::Withdraw { account, amount } => {
-            write(
-                args,
-                json!({"type": "withdraw", "accountNo": account, "amount": amount}),
-            )
-            .await
+            write(args, WriteKind::Withdraw, Some(account), Some(*amount)).await
         }
         ClientCommand::Close { account } => {
-            write(args, json!({"type": "close", "accountNo": account})).await
+            write(args, WriteKind::Close, Some(account), None).await
         }
     }
 }
 
-fn url_escape(value: &str) -> impl Iterator<Item = char> + '_ {
-    value.chars().flat_map(|c| {
-        let plain = c.is_ascii_alphanumeric() || "-._~".contains(c);
-        let escaped: Vec<char> = if plain {
-            vec![c]
-        } else {
-            let mut bytes = [0u8; 4];
-            c.encode_utf8(&mut bytes)
-                .bytes()
-                .flat_map(|byte| format!("%{byte:02X}").chars().collect::<Vec<_>>())
-                .collect()
-        };
-        escaped
-    })
-}
-
-fn logged_in() -> Result<(Http, Session), Failure> {
-    let session = load_session()?;
-    Ok((Http::new(&session.url)?, session))
-}
-
-/// A read as the logged-in customer: the answer's JSON, or `None` when `--json` printed it
-/// already.
-async fn read(args: &ClientArgs, path: &str) -> Result<Option<Value>, Failure> {
-    let (http, session) = logged_in()?;
-    let answer = http
-        .send(reqwest::Method::GET, path, Some(&session.token), None)
-        .await?;
-    if answer.status != 200 {
-        return Err(refusal(&answer));
+async fn signup(args: &ClientArgs, user: &str, name: &str) -> Result<(), CommandError> {
+    let bank = bank(&args.url)?;
+    let password = password(args, "New password: ")?;
+    let body = SignUp {
+        user_id: user,
+        name,
+        password: &password,
+    };
+    let reply = arrived(&bank, bank.sign_up(&body, Some(&fresh_key())).await)?;
+    if reply.status() != Some(201) {
+        return Err(refusal(&reply));
     }
     if args.json {
-        print_json(&answer.body);
+        print_json(&reply.json().unwrap_or_default());
+    } else {
+        println!("Signed up as {user}. Next: onlinebank client login --user {user}");
+    }
+    Ok(())
+}
+
+async fn login(args: &ClientArgs, user: &str) -> Result<(), CommandError> {
+    // A directory that cannot keep the session is refused before the password is asked.
+    config_dir().and_then(|dir| check_private_dir(&dir))?;
+    let bank = bank(&args.url)?;
+    let password = password(args, "Password: ")?;
+    let body = Login {
+        user_id: user,
+        password: &password,
+    };
+    let reply = arrived(&bank, bank.login(&body, Some(&fresh_key())).await)?;
+    if reply.status() != Some(200) {
+        return Err(refusal(&reply));
+    }
+    let granted: NewSession = reply.decode();
+    let session = Session {
+        url: bank.base().to_owned(),
+        user_id: user.to_owned(),
+        token: granted.token,
+        expires_at: granted.expires_at,
+    };
+    save_session(&session)?;
+    if args.json {
+        print_json(&json!({"userId": user, "expiresAt": session.expires_at}));
+    } else {
+        println!("Logged in as {user} until {}.", session.expires_at);
+    }
+    Ok(())
+}
+
+async fn logout() -> Result<(), CommandError> {
+    let session = match load_session() {
+        Ok(session) => session,
+        Err(failure) if failure.code == REFUSED => {
+            println!("Not logged in.");
+            return Ok(());
+        }
+        Err(failure) => return Err(failure),
+    };
+    let bank = bank(&session.url)?;
+    let reply = arrived(&bank, bank.logout(&session.token).await);
+    forget_session();
+    match reply {
+        Ok(reply) if matches!(reply.status(), Some(204 | 401)) => {
+            println!("Logged out.");
+            Ok(())
+        }
+        Ok(reply) => Err(refusal(&reply)),
+        Err(failure) => Err(fail(
+            failure.code,
+            format!(
+                "{} (the session was forgotten here; it ends at its expiry)",
+                failure.message
+            ),
+        )),
+    }
+}
+
+async fn accounts(args: &ClientArgs) -> Result<(), CommandError> {
+    let Some(page) = read::<Page<Account>>(args, Asked::Accounts).await? else {
+        return Ok(());
+    };
+    if page.items.is_empty() {
+        println!("No accounts yet. Open one: onlinebank client open --amount 10000");
+        return Ok(());
+    }
+    println!("{:<18} {:>22}  STATUS", "ACCOUNT", "BALANCE");
+    for item in page.items {
+        println!(
+            "{:<18} {:>22}  {}",
+            item.account_no,
+            won(item.balance.unwrap_or(0)),
+            item.status
+        );
+    }
+    Ok(())
+}
+
+async fn balance(args: &ClientArgs, no: &str) -> Result<(), CommandError> {
+    if let Some(account) = read::<Account>(args, Asked::Account(no)).await? {
+        println!(
+            "{}: {} ({})",
+            account.account_no,
+            won(account.balance.unwrap_or(0)),
+            account.status
+        );
+    }
+    Ok(())
+}
+
+async fn history(
+    args: &ClientArgs,
+    no: &str,
+    limit: u32,
+    before: Option<&str>,
+) -> Result<(), CommandError> {
+    let asked = Asked::Transactions { no, limit, before };
+    let Some(page) = read::<Page<Transaction>>(args, asked).await? else {
+        return Ok(());
+    };
+    println!(
+        "{:<25} {:<9} {:>20} {:>22}",
+        "WHEN", "TYPE", "AMOUNT", "BALANCE AFTER"
+    );
+    for item in &page.items {
+        println!(
+            "{:<25} {:<9} {:>20} {:>22}",
+            item.occurred_at.as_deref().unwrap_or(""),
+            item.kind.as_deref().unwrap_or(""),
+            won(item.amount.unwrap_or(0)),
+            won(item.balance_after.unwrap_or(0))
+        );
+    }
+    if let Some(next) = &page.next {
+        println!("More: onlinebank client history {no} --before {next}");
+    }
+    Ok(())
+}
+
+fn logged_in() -> Result<(Client, Session), CommandError> {
+    let session = load_session()?;
+    Ok((bank(&session.url)?, session))
+}
+
+/// The reads a logged-in customer makes.
+enum Asked<'a> {
+    Accounts,
+    Account(&'a str),
+    Transactions {
+        no: &'a str,
+        limit: u32,
+        before: Option<&'a str>,
+    },
+}
+
+/// A read as the logged-in customer: the answer as `T`, or `None` when `--json` printed it
+/// already.
+async fn read<T>(args: &ClientArgs, asked: Asked<'_>) -> Result<Option<T>, CommandError>
+where
+    T: Default + for<'de> serde::Deserialize<'de>,
+{
+    let (bank, session) = logged_in()?;
+    let token = &session.token;
+    let reply = match asked {
+        Asked::Accounts => bank.accounts(token).await,
+        Asked::Account(no) => bank.account(token, no).await,
+        Asked::Transactions { no, limit, before } => {
+            bank.transactions(token, no, limit, before).await
+        }
+    };
+    let reply = arrived(&bank, reply)?;
+    if reply.status() != Some(200) {
+        return Err(refusal(&reply));
+    }
+    if args.json {
+        print_json(&reply.json().unwrap_or_default());
         return Ok(None);
     }
-    Ok(Some(answer.body))
+    Ok(Some(reply.decode()))
 }
 
-/// The `items` of a list answer.
-fn items(body: &Value) -> Vec<Value> {
-    body.get("items")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// A step-up write: asks the password, sends it once, follows a pending answer briefly.
-async fn write(args: &ClientArgs, mut body: Value) -> Result<(), Failure> {
-    let (http, session) = logged_in()?;
-    body["password"] = json!(password(args, "Password (to confirm): ")?);
-    let answer = http
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/requests",
-            Some(&session.token),
-            Some(body),
-        )
-        .await?;
-    let mut result = match answer.status {
-        200 => answer.body,
-        202 => {
-            let id = text(&answer.body, "requestId").to_owned();
-            follow(&http, &session, &id).await?
+/// A step-up write of `kind`: asks the password, sends it once, follows a pending answer
+/// briefly.
+async fn write(
+    args: &ClientArgs,
+    kind: WriteKind,
+    account_no: Option<&str>,
+    amount: Option<i64>,
+) -> Result<(), CommandError> {
+    let (bank, session) = logged_in()?;
+    let password = password(args, "Password (to confirm): ")?;
+    let body = Write {
+        kind,
+        account_no,
+        amount,
+        password: &password,
+    };
+    let reply = bank.write(&session.token, &fresh_key(), &body).await;
+    let reply = arrived(&bank, reply)?;
+    let mut result = match reply.status() {
+        Some(200) => reply.json().unwrap_or_default(),
+        Some(202) => {
+            let pending: wire::Request = reply.decode();
+            let id = pending.request_id.unwrap_or_default();
+            follow(&bank, &session, &id).await?
         }
-        _ => return Err(refusal(&answer)),
+        _ => return Err(refusal(&reply)),
     };
     if args.json {
         print_json(&result);
         return Ok(());
     }
-    let kind = text(&result, "type").to_owned();
-    let no = text(&result, "accountNo").to_owned();
-    let balance = won(int(&result, "balance"));
-    match kind.as_str() {
-        "open" => println!("Opened account {no}. Balance: {balance}."),
-        "close" => println!("Closed account {no}."),
-        "deposit" => println!(
-            "Deposited {} into {no}. Balance: {balance}.",
-            won(int(&result, "amount"))
-        ),
-        "withdraw" => println!(
-            "Withdrew {} from {no}. Balance: {balance}.",
-            won(int(&result, "amount"))
-        ),
-        _ => {
+    let done: wire::Request = wire::decode(&result);
+    let no = done.account_no.unwrap_or_default();
+    let balance = won(done.balance.unwrap_or(0));
+    let amount = won(done.amount.unwrap_or(0));
+    match done.kind.as_deref().and_then(WriteKind::parse) {
+        Some(WriteKind::Open) => println!("Opened account {no}. Balance: {balance}."),
+        Some(WriteKind::Close) => println!("Closed account {no}."),
+        Some(WriteKind::Deposit) => println!("Deposited {amount} into {no}. Balance: {balance}."),
+        Some(WriteKind::Withdraw) => println!("Withdrew {amount} from {no}. Balance: {balance}."),
+        None => {
             result["password"] = Value::Null;
             print_json(&result);
         }
@@ -670,21 +605,15 @@ async fn write(args: &ClientArgs, mut body: Value) -> Result<(), Failure> {
 }
 
 /// Follows a pending request for up to ten seconds.
-async fn follow(http: &Http, session: &Session, id: &str) -> Result<Value, Failure> {
+async fn follow(bank: &Client, session: &Session, id: &str) -> Result<Value, CommandError> {
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let answer = http
-            .send(
-                reqwest::Method::GET,
-                &format!("/api/v1/requests/{id}"),
-                Some(&session.token),
-                None,
-            )
-            .await?;
-        match answer.status {
-            200 if text(&answer.body, "status") == "completed" => return Ok(answer.body),
-            200 => {}
-            _ => return Err(refusal(&answer)),
+        let reply = arrived(bank, bank.request(&session.token, id).await)?;
+        let request: wire::Request = reply.decode();
+        match reply.status() {
+            Some(200) if request.is_completed() => return Ok(reply.json().unwrap_or_default()),
+            Some(200) => {}
+            _ => return Err(refusal(&reply)),
         }
     }
     Err(fail(
@@ -734,11 +663,5 @@ mod tests {
         let file = root.path().join("file");
         std::fs::write(&file, "").unwrap();
         assert_eq!(check_private_dir(&file).unwrap_err().code, USAGE);
-    }
-
-    #[test]
-    fn cursors_are_escaped_for_the_query() {
-        assert_eq!(url_escape("a b/c=").collect::<String>(), "a%20b%2Fc%3D");
-        assert_eq!(url_escape("v1.2_x-~").collect::<String>(), "v1.2_x-~");
     }
 }

@@ -12,7 +12,7 @@
 //! a negative balance, a request left pending, an event left unconsumed.
 //!
 //! What an answer means, how a lost one is resolved and how an account is checked is
-//! `onlinebank_kit`'s, as for the bench and the crash tests.
+//! `onlinebank_client`'s, as for the bench and the crash tests; `Op` is the crash test's too.
 //!
 //! Knobs: `CHAOS_SECS` (default 60), `CHAOS_CUSTOMERS` (default 200). Run it with
 //! `dev/chaos.sh` (which starts PostgreSQL and Kafka) or `./.ci/run`.
@@ -29,38 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
 
-#[derive(Debug, Clone)]
-struct Op {
-    customer: usize,
-    account: String,
-    kind: &'static str,
-    amount: i64,
-    key: String,
-    first: Answer,
-    last: Answer,
-}
-
-impl Op {
-    fn body(&self, pw: &str) -> Value {
-        match self.kind {
-            "open" => {
-                json!({"type": "open", "accountNo": self.account, "amount": self.amount, "password": pw})
-            }
-            "close" => json!({"type": "close", "accountNo": self.account, "password": pw}),
-            kind => money(kind, &self.account, self.amount, pw),
-        }
-    }
-
-    fn sent(&self) -> Sent<'_> {
-        Sent {
-            kind: self.kind,
-            amount: self.amount,
-            first: &self.first,
-            last: &self.last,
-        }
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     reads: AtomicUsize,
@@ -75,20 +43,6 @@ fn knob(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Asks again (same Idempotency-Key) or looks the request up until the answer is definitive.
-async fn settle(api: &Api, customer: &Customer, op: &mut Op, deadline: Instant) {
-    let body = op.body(&customer.pw);
-    op.last = resolve(
-        api,
-        &customer.token,
-        &op.key,
-        &body,
-        op.last.clone(),
-        deadline,
-    )
-    .await;
-}
-
 /// One customer's session: open an account, move money, read, sometimes empty and close it
 /// and open another. Every write carries an Idempotency-Key; an unknown outcome is asked
 /// again through the other gateway until it is definitive (or the run ends).
@@ -100,121 +54,161 @@ async fn customer_loop(
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut rng = StdRng::seed_from_u64(c as u64 * 7919 + 17);
-    let mut account: Option<String> = None;
-    let mut opened = 0;
-    let mut gw = c % gateways.len();
-    let mut closing = false;
+    let mut session = Session {
+        c,
+        customer,
+        gw: c % gateways.len(),
+        gateways,
+        rng: StdRng::seed_from_u64(c as u64 * 7919 + 17),
+        account: None,
+        opened: 0,
+        closing: false,
+    };
     while !stop.load(Ordering::SeqCst) {
-        let (kind, no, amount) = match (&account, closing) {
-            (None, _) => {
-                opened += 1;
-                let no = format!("9{c:03}{opened:02}");
-                ("open", no, rng.random_range(10_000..=90_000))
-            }
-            (Some(no), true) => ("close", no.clone(), 0),
-            (Some(no), false) => {
-                let roll = rng.random_range(0..=99);
-                if roll < 25 {
-                    let api = &gateways[gw];
-                    tally.reads.fetch_add(1, Ordering::SeqCst);
-                    let read = if roll < 15 {
-                        api.post_req("/api/v1/requests")
-                            .bearer(&customer.token)
-                            .json(json!({"type": "balance", "accountNo": no}))
-                            .try_send()
-                            .await
-                    } else {
-                        api.get_req(&format!("/api/v1/accounts/{no}"))
-                            .bearer(&customer.token)
-                            .try_send()
-                            .await
-                    };
-                    if read.map(|reply| reply.status) == Ok(200) {
-                        tally.reads_ok.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        gw = (gw + 1) % gateways.len();
-                    }
-                    continue;
-                }
-                if roll < 30 {
-                    // Empty the account (at its read-model balance), then close it.
-                    let read = gateways[gw]
-                        .post_req("/api/v1/requests")
-                        .bearer(&customer.token)
-                        .json(json!({"type": "balance", "accountNo": no}))
-                        .try_send()
-                        .await;
-                    let (status, body) = match read {
-                        Ok(reply) => (reply.status, reply.body),
-                        Err(_) => (0, Value::Null),
-                    };
-                    match body["balance"].as_i64() {
-                        Some(balance) if status == 200 && balance > 0 => {
-                            closing = true;
-                            ("withdraw", no.clone(), balance)
-                        }
-                        Some(0) if status == 200 => {
-                            closing = true;
-                            continue;
-                        }
-                        _ => continue,
-                    }
-                } else if roll < 70 {
-                    ("deposit", no.clone(), rng.random_range(1..=5_000))
-                } else {
-                    ("withdraw", no.clone(), rng.random_range(1..=8_000))
-                }
-            }
+        let Some(mut op) = session.next_write(&tally).await else {
+            continue;
         };
-        let mut op = Op {
-            customer: c,
-            account: no.clone(),
-            kind,
-            amount,
-            key: uuid::Uuid::new_v4().to_string(),
-            first: Answer::lost("not sent"),
-            last: Answer::lost("not sent"),
-        };
-        op.first = send(
-            &gateways[gw],
-            &customer.token,
-            &op.key,
-            op.body(&customer.pw),
-        )
-        .await;
-        op.last = op.first.clone();
-        if matches!(op.first, Answer::Unknown { .. } | Answer::Busy) {
-            gw = (gw + 1) % gateways.len();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // The session needs to know how opens and closes ended before it goes on.
-        if kind == "open" || kind == "close" {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            settle(&gateways[gw], &customer, &mut op, deadline).await;
-        }
-        match (&op.last, kind) {
-            (Answer::Completed { .. }, "open") => account = Some(no.clone()),
-            (Answer::Completed { .. }, "close") => {
-                account = None;
-                closing = false;
-            }
-            // Not empty after all (a deposit still settling): go on using the account.
-            (Answer::Refused { .. }, "close") => closing = false,
-            (Answer::Refused { code, .. }, "withdraw")
-                if closing && code == "insufficient_funds" =>
-            {
-                closing = false
-            }
-            (Answer::Unknown { .. } | Answer::Pending { .. } | Answer::Busy, "close") => {
-                closing = false;
-            }
-            _ => {}
-        }
-        if matches!(op.last, Answer::Completed { .. }) {
+        session.send(&mut op).await;
+        if matches!(op.last, Outcome::Completed { .. }) {
             tally.completed.fetch_add(1, Ordering::SeqCst);
         }
         ops.lock().unwrap().push(op);
+    }
+}
+
+/// One customer's state between writes.
+struct Session {
+    c: usize,
+    customer: Customer,
+    gateways: Vec<Api>,
+    rng: StdRng,
+    /// The open account, if any.
+    account: Option<String>,
+    opened: usize,
+    /// The gateway in use.
+    gw: usize,
+    /// Emptying the account to close it.
+    closing: bool,
+}
+
+impl Session {
+    /// The next write (an open when there is no account, a close when it is empty, else a
+    /// deposit or a withdrawal); `None` after a read.
+    async fn next_write(&mut self, tally: &Tally) -> Option<Op> {
+        let c = self.c;
+        let Some(no) = self.account.clone() else {
+            self.opened += 1;
+            let no = format!("9{c:03}{:02}", self.opened);
+            let amount = self.rng.random_range(10_000..=90_000);
+            return Some(Op::new(c, &no, WriteKind::Open, amount));
+        };
+        if self.closing {
+            return Some(Op::new(c, &no, WriteKind::Close, 0));
+        }
+        let roll = self.rng.random_range(0..=99);
+        if roll < 25 {
+            self.read(&no, roll < 15, tally).await;
+            return None;
+        }
+        if roll < 30 {
+            // Empty the account (at its read-model balance), then close it.
+            return match self.balance(&no).await {
+                Some(balance) if balance > 0 => {
+                    self.closing = true;
+                    Some(Op::new(c, &no, WriteKind::Withdraw, balance))
+                }
+                Some(0) => {
+                    self.closing = true;
+                    None
+                }
+                _ => None,
+            };
+        }
+        Some(if roll < 70 {
+            Op::new(c, &no, WriteKind::Deposit, self.rng.random_range(1..=5_000))
+        } else {
+            Op::new(
+                c,
+                &no,
+                WriteKind::Withdraw,
+                self.rng.random_range(1..=8_000),
+            )
+        })
+    }
+
+    /// A read of the account: its balance by request (`by_request`) or the account itself; a
+    /// failed read moves to the other gateway.
+    async fn read(&mut self, no: &str, by_request: bool, tally: &Tally) {
+        let api = &self.gateways[self.gw];
+        tally.reads.fetch_add(1, Ordering::SeqCst);
+        let read = if by_request {
+            api.post_req("/api/v1/requests")
+                .bearer(&self.customer.token)
+                .json(json!({"type": "balance", "accountNo": no}))
+                .try_send()
+                .await
+        } else {
+            api.get_req(&format!("/api/v1/accounts/{no}"))
+                .bearer(&self.customer.token)
+                .try_send()
+                .await
+        };
+        if read.map(|reply| reply.status) == Ok(200) {
+            tally.reads_ok.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.gw = (self.gw + 1) % self.gateways.len();
+        }
+    }
+
+    /// The account's balance as the read model answers it (`None`: no 200 answer).
+    async fn balance(&self, no: &str) -> Option<i64> {
+        let read = self.gateways[self.gw]
+            .post_req("/api/v1/requests")
+            .bearer(&self.customer.token)
+            .json(json!({"type": "balance", "accountNo": no}))
+            .try_send()
+            .await;
+        let (status, body) = match read {
+            Ok(reply) => (reply.status, reply.body),
+            Err(_) => (0, Value::Null),
+        };
+        body["balance"].as_i64().filter(|_| status == 200)
+    }
+
+    /// Sends `op`, settles an open or a close at once (the session needs to know how they
+    /// ended before it goes on), and follows what it did to the account.
+    async fn send(&mut self, op: &mut Op) {
+        op.send(&self.gateways[self.gw], &self.customer).await;
+        if matches!(op.first, Outcome::Unknown { .. } | Outcome::Busy) {
+            self.gw = (self.gw + 1) % self.gateways.len();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if matches!(op.kind, WriteKind::Open | WriteKind::Close) {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            op.settle(&self.gateways[self.gw], &self.customer, deadline)
+                .await;
+        }
+        match (&op.last, op.kind) {
+            (Outcome::Completed { .. }, WriteKind::Open) => self.account = Some(op.account.clone()),
+            (Outcome::Completed { .. }, WriteKind::Close) => {
+                self.account = None;
+                self.closing = false;
+            }
+            // Not empty after all (a deposit still settling): go on using the account.
+            (Outcome::Refused { .. }, WriteKind::Close) => self.closing = false,
+            (Outcome::Refused { code, .. }, WriteKind::Withdraw)
+                if self.closing && code == "insufficient_funds" =>
+            {
+                self.closing = false
+            }
+            (
+                Outcome::Unknown { .. } | Outcome::Pending { .. } | Outcome::Busy,
+                WriteKind::Close,
+            ) => {
+                self.closing = false;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -238,17 +232,7 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         .map(|url| Api::new(url))
         .collect();
     assert_eq!(gateways.len(), 2);
-
-    // Customers, registered a few at a time (argon2id is deliberately slow).
-    let mut customers = Vec::new();
-    for chunk in (0..customers_n).collect::<Vec<_>>().chunks(16) {
-        let made = futures::future::join_all(chunk.iter().map(|c| {
-            let api = cluster.api.clone();
-            async move { api.customer(&format!("c{c}@chaos")).await }
-        }))
-        .await;
-        customers.extend(made);
-    }
+    let customers = register(&cluster, customers_n).await;
 
     let ops: Arc<Mutex<Vec<Op>>> = Arc::new(Mutex::new(Vec::new()));
     let tally = Arc::new(Tally::default());
@@ -267,11 +251,74 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
             ))
         })
         .collect();
+    let chaos = wreak(&mut cluster, Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.expect("a client task panicked");
+    }
 
-    // The chaos: every role twice in a shuffled order, then random ones, one every few
-    // seconds; the broker once, a third of the way in.
+    // Drain, then resolve every operation the client could not see end.
+    cluster.ops.drained(Duration::from_secs(120)).await;
+    let mut ops = ops.lock().unwrap().clone();
+    let mut violations: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for op in ops.iter_mut() {
+        op.settle(&cluster.api, &customers[op.customer], deadline)
+            .await;
+        if !op.last.is_definitive() {
+            violations.push(format!("never resolved: {op:?}"));
+        }
+    }
+    let snapshot = cluster.ops.drained(Duration::from_secs(120)).await;
+    if snapshot.pending != 0 {
+        violations.push(format!("{} requests left pending", snapshot.pending));
+    }
+    let accounts = check_accounts(&cluster, &customers, &ops, &snapshot, &mut violations).await;
+    violations.extend(lag(&cluster).await);
+    summarise(&ops, &tally, accounts, &chaos, &violations);
+    assert!(violations.is_empty(), "{} violations", violations.len());
+    for role in ROLES {
+        assert!(
+            chaos.kills.get(role).copied().unwrap_or(0) >= 2,
+            "{role} was killed fewer than twice: {:?}",
+            chaos.kills
+        );
+    }
+    assert!(chaos.broker_restarted, "the broker was not restarted");
+    let completed = ops
+        .iter()
+        .filter(|op| matches!(op.last, Outcome::Completed { .. }))
+        .count();
+    assert!(
+        completed >= 200,
+        "the load hardly ran: {completed} completed"
+    );
+}
+
+/// `n` customers, registered a few at a time (argon2id is deliberately slow).
+async fn register(cluster: &Cluster, n: usize) -> Vec<Customer> {
+    let mut customers = Vec::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
+        let made = futures::future::join_all(chunk.iter().map(|c| {
+            let api = cluster.api.clone();
+            async move { api.customer(&format!("c{c}@chaos")).await }
+        }))
+        .await;
+        customers.extend(made);
+    }
+    customers
+}
+
+/// What the chaos did: kills per role, and whether the broker was restarted.
+struct Chaos {
+    kills: BTreeMap<String, usize>,
+    broker_restarted: bool,
+}
+
+/// The chaos: every role twice in a shuffled order, then random ones, one every few seconds;
+/// the broker once, a third of the way in. Until `run` is over and every role went down twice.
+async fn wreak(cluster: &mut Cluster, run: Duration) -> Chaos {
     let started = Instant::now();
-    let run = Duration::from_secs(secs);
     let mut rng = StdRng::seed_from_u64(2026);
     let mut schedule: Vec<&str> = ROLES.iter().chain(ROLES.iter()).copied().collect();
     for i in (1..schedule.len()).rev() {
@@ -281,7 +328,6 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
     let mut kills: BTreeMap<String, usize> = BTreeMap::new();
     let mut broker: Option<tokio::task::JoinHandle<std::process::ExitStatus>> = None;
     let mut next = 0;
-    // Until the time is up AND every role went down twice.
     while started.elapsed() < run || next < schedule.len() {
         tokio::time::sleep(every).await;
         if broker.is_none() && started.elapsed() >= run / 3 {
@@ -320,31 +366,23 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         }
         None => false,
     };
-    stop.store(true, Ordering::SeqCst);
-    for client in clients {
-        client.await.expect("a client task panicked");
+    Chaos {
+        kills,
+        broker_restarted,
     }
+}
 
-    // Drain, then resolve every operation the client could not see end.
-    cluster.ops.drained(Duration::from_secs(120)).await;
-    let mut ops = ops.lock().unwrap().clone();
-    let mut violations: Vec<String> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for op in ops.iter_mut() {
-        settle(&cluster.api, &customers[op.customer], op, deadline).await;
-        if !op.last.is_definitive() {
-            violations.push(format!("never resolved: {op:?}"));
-        }
-    }
-    let snapshot = cluster.ops.drained(Duration::from_secs(120)).await;
-    if snapshot.pending != 0 {
-        violations.push(format!("{} requests left pending", snapshot.pending));
-    }
-
-    // Per account: the stores agree (drained checked it), the ledger holds exactly the
-    // completed operations once each, and the balance is what they add up to.
+/// Per account: the stores agree (drained checked it), the ledger holds exactly the completed
+/// operations once each, and the balance is what they add up to. Returns the accounts touched.
+async fn check_accounts(
+    cluster: &Cluster,
+    customers: &[Customer],
+    ops: &[Op],
+    snapshot: &Snapshot,
+    violations: &mut Vec<String>,
+) -> usize {
     let mut by_account: BTreeMap<String, Vec<&Op>> = BTreeMap::new();
-    for op in &ops {
+    for op in ops {
         by_account.entry(op.account.clone()).or_default().push(op);
     }
     for (no, mine) in &by_account {
@@ -352,7 +390,7 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         let row = snapshot.accounts.get(no);
         let opened = mine
             .iter()
-            .any(|op| op.kind == "open" && matches!(op.last, Answer::Completed { .. }));
+            .any(|op| op.kind == WriteKind::Open && matches!(op.last, Outcome::Completed { .. }));
         let Some(row) = row else {
             if opened {
                 violations.push(format!("{no}: opened but unknown to the account role"));
@@ -371,8 +409,11 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         let sent: Vec<Sent> = mine.iter().map(|op| op.sent()).collect();
         violations.extend(check_account(no, views, &ledger, &sent));
     }
+    by_account.len()
+}
 
-    // No event left unconsumed: every consumer group's lag is zero.
+/// No event left unconsumed: every consumer group's lag is zero (else the violation).
+async fn lag(cluster: &Cluster) -> Option<String> {
     let lag = eventually(
         "every consumer group to catch up",
         Duration::from_secs(60),
@@ -393,48 +434,37 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         },
     )
     .await;
-    if lag != 0.0 {
-        violations.push(format!("{lag} events unconsumed"));
-    }
+    (lag != 0.0).then(|| format!("{lag} events unconsumed"))
+}
 
+/// The summary line, and the first violations.
+fn summarise(ops: &[Op], tally: &Tally, accounts: usize, chaos: &Chaos, violations: &[String]) {
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
-    let acknowledged = count(&|op| matches!(op.first, Answer::Completed { .. }));
-    let rejected = count(&|op| matches!(op.last, Answer::Refused { .. }));
+    let acknowledged = count(&|op| matches!(op.first, Outcome::Completed { .. }));
+    let rejected = count(&|op| matches!(op.last, Outcome::Refused { .. }));
     let late = count(&|op| {
-        !matches!(op.first, Answer::Completed { .. }) && matches!(op.last, Answer::Completed { .. })
+        !matches!(op.first, Outcome::Completed { .. })
+            && matches!(op.last, Outcome::Completed { .. })
     });
     let mut refusals: BTreeMap<&str, usize> = BTreeMap::new();
-    for op in &ops {
-        if let Answer::Refused { code, .. } = &op.last {
+    for op in ops {
+        if let Outcome::Refused { code, .. } = &op.last {
             *refusals.entry(code.as_str()).or_default() += 1;
         }
     }
+    let kills = &chaos.kills;
     let kills_total: usize = kills.values().sum();
     // Straight to stderr, past the test harness's capture: the summary belongs in every log.
     let _ = writeln!(
         std::io::stderr(),
-        "chaos: attempted {}, acknowledged {acknowledged}, rejected {rejected} {refusals:?}, completed after a lost or late answer {late}, reads {} ({} ok), accounts {}, kills {kills_total} {kills:?}, broker restarts {}, violations {}",
+        "chaos: attempted {}, acknowledged {acknowledged}, rejected {rejected} {refusals:?}, completed after a lost or late answer {late}, reads {} ({} ok), accounts {accounts}, kills {kills_total} {kills:?}, broker restarts {}, violations {}",
         ops.len(),
         tally.reads.load(Ordering::SeqCst),
         tally.reads_ok.load(Ordering::SeqCst),
-        by_account.len(),
-        u8::from(broker_restarted),
+        u8::from(chaos.broker_restarted),
         violations.len()
     );
     for violation in violations.iter().take(20) {
         eprintln!("violation: {violation}");
     }
-    assert!(violations.is_empty(), "{} violations", violations.len());
-    for role in ROLES {
-        assert!(
-            kills.get(role).copied().unwrap_or(0) >= 2,
-            "{role} was killed fewer than twice: {kills:?}"
-        );
-    }
-    assert!(broker_restarted, "the broker was not restarted");
-    let completed = count(&|op| matches!(op.last, Answer::Completed { .. }));
-    assert!(
-        completed >= 200,
-        "the load hardly ran: {completed} completed"
-    );
 }

@@ -9,9 +9,9 @@
 
 use super::workload::Bench;
 use futures::StreamExt;
-use onlinebank_kit::http::{Api, Reply};
-use onlinebank_kit::ledger::Entry;
-use onlinebank_kit::{resolve, Answer};
+use onlinebank_client::account_check::Entry;
+use onlinebank_client::wire::{Account, Page};
+use onlinebank_client::{resolve, Client, Outcome};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -33,9 +33,9 @@ pub struct Resolution {
     pub unresolved: usize,
 }
 
-/// The verdict.
+/// What the invariant check found.
 #[derive(Debug, Clone, Default)]
-pub struct Verdict {
+pub struct Findings {
     pub accounts: usize,
     pub resolution: Resolution,
     /// How long the read side took to show every acknowledged write (None: it did not, in time).
@@ -43,7 +43,7 @@ pub struct Verdict {
     pub violations: Vec<String>,
 }
 
-impl Verdict {
+impl Findings {
     pub fn ok(&self) -> bool {
         self.violations.is_empty()
     }
@@ -51,10 +51,10 @@ impl Verdict {
 
 /// Resolves the unknown outcomes into the ledger, waits for the read side, and checks every
 /// account.
-pub async fn check(bench: &Bench, api: &Api) -> Verdict {
-    let mut verdict = Verdict {
+pub async fn check(bench: &Bench, api: &Client) -> Findings {
+    let mut findings = Findings {
         accounts: bench.accounts.len(),
-        ..Verdict::default()
+        ..Findings::default()
     };
     let unknowns = std::mem::take(
         &mut *bench
@@ -62,12 +62,12 @@ pub async fn check(bench: &Bench, api: &Api) -> Verdict {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()),
     );
-    verdict.resolution.unknown = unknowns.len();
+    findings.resolution.unknown = unknowns.len();
     let deadline = Instant::now() + RESOLVE_PATIENCE;
-    let resolved: Vec<(usize, Answer)> = futures::stream::iter(unknowns.iter().enumerate())
+    let resolved: Vec<(usize, Outcome)> = futures::stream::iter(unknowns.iter().enumerate())
         .map(|(index, unknown)| async move {
             let Some(account) = bench.accounts.get(unknown.account) else {
-                return (index, Answer::lost("no such account"));
+                return (index, Outcome::lost("no such account"));
             };
             let token = bench.token_of(account).unwrap_or_default();
             let body = bench.write_body(unknown.op, account, unknown.amount);
@@ -76,7 +76,7 @@ pub async fn check(bench: &Bench, api: &Api) -> Verdict {
                 token,
                 &unknown.key,
                 &body,
-                unknown.answer.clone(),
+                unknown.outcome.clone(),
                 deadline,
             )
             .await;
@@ -89,16 +89,16 @@ pub async fn check(bench: &Bench, api: &Api) -> Verdict {
         let unknown = &unknowns[index];
         let account = bench.accounts.get(unknown.account);
         match outcome {
-            Answer::Completed { .. } => {
-                verdict.resolution.applied += 1;
+            Outcome::Completed { .. } => {
+                findings.resolution.applied += 1;
                 if let Some(account) = account {
                     account.apply(unknown.op, unknown.amount);
                 }
             }
-            Answer::Refused { .. } => verdict.resolution.refused += 1,
+            Outcome::Refused { .. } => findings.resolution.refused += 1,
             last => {
-                verdict.resolution.unresolved += 1;
-                verdict.violations.push(format!(
+                findings.resolution.unresolved += 1;
+                findings.violations.push(format!(
                     "{}: {} of {} (key {}) still unknown after {RESOLVE_PATIENCE:?} ({})",
                     account.map(|a| a.no.as_str()).unwrap_or("?"),
                     unknown.op.name(),
@@ -110,39 +110,38 @@ pub async fn check(bench: &Bench, api: &Api) -> Verdict {
         }
     }
 
-    verdict.drained_in = drain(bench, api).await;
+    findings.drained_in = drain(bench, api).await;
 
-    let findings: Vec<Vec<String>> = futures::stream::iter(0..bench.accounts.len())
+    let violations: Vec<Vec<String>> = futures::stream::iter(0..bench.accounts.len())
         .map(|index| check_account(bench, api, index))
         .buffered(PARALLEL)
         .collect()
         .await;
-    verdict.violations.extend(findings.into_iter().flatten());
-    verdict
+    findings.violations.extend(violations.into_iter().flatten());
+    findings
 }
 
 /// The account as the read side shows it: (balance, version).
-async fn read_account(bench: &Bench, api: &Api, index: usize) -> Result<(i64, i64, Value), String> {
+async fn read_account(bench: &Bench, api: &Client, index: usize) -> Result<(i64, i64), String> {
     let account = &bench.accounts[index];
     let token = bench.token_of(account).unwrap_or_default();
-    let reply = api
-        .get(&format!("/api/v1/accounts/{}", account.no), Some(token))
-        .await;
+    let reply = api.account(token, &account.no).await;
     if !reply.is_success() {
         return Err(reply.label());
     }
-    let json = reply.json().unwrap_or(Value::Null);
-    let balance = json.get("balance").and_then(Value::as_i64);
-    let version = json.get("version").and_then(Value::as_i64);
-    match (balance, version) {
-        (Some(balance), Some(version)) => Ok((balance, version, json)),
-        _ => Err(format!("unexpected account body {json}")),
+    let shown: Account = reply.decode();
+    match (shown.balance, shown.version) {
+        (Some(balance), Some(version)) => Ok((balance, version)),
+        _ => Err(format!(
+            "unexpected account body {}",
+            reply.json().unwrap_or_default()
+        )),
     }
 }
 
 /// Waits until the read side shows every account at its expected balance and version (open is
 /// version 1; every applied write adds one). Bounded; `None` if it did not catch up in time.
-async fn drain(bench: &Bench, api: &Api) -> Option<Duration> {
+async fn drain(bench: &Bench, api: &Client) -> Option<Duration> {
     let started = Instant::now();
     let mut waiting: Vec<usize> = (0..bench.accounts.len()).collect();
     loop {
@@ -152,9 +151,7 @@ async fn drain(bench: &Bench, api: &Api) -> Option<Duration> {
                 let expected = account.expected.load(Ordering::SeqCst);
                 let entries = i64::try_from(account.entries.load(Ordering::SeqCst)).ok();
                 match read_account(bench, api, index).await {
-                    Ok((balance, version, _))
-                        if balance == expected && Some(version) == entries =>
-                    {
+                    Ok((balance, version)) if balance == expected && Some(version) == entries => {
                         None
                     }
                     _ => Some(index),
@@ -175,13 +172,13 @@ async fn drain(bench: &Bench, api: &Api) -> Option<Duration> {
 }
 
 /// One account: balance == transactions sum == ledger, entries == acknowledged writes + 1.
-async fn check_account(bench: &Bench, api: &Api, index: usize) -> Vec<String> {
+async fn check_account(bench: &Bench, api: &Client, index: usize) -> Vec<String> {
     let account = &bench.accounts[index];
     let no = &account.no;
     let expected = account.expected.load(Ordering::SeqCst);
     let entries = account.entries.load(Ordering::SeqCst);
     let (balance, version) = match read_account(bench, api, index).await {
-        Ok((balance, version, _)) => (balance, version),
+        Ok((balance, version)) => (balance, version),
         Err(error) => return vec![format!("{no}: reading the account: {error}")],
     };
     let (sum, count) = match transactions(bench, api, index).await {
@@ -209,36 +206,29 @@ async fn check_account(bench: &Bench, api: &Api, index: usize) -> Vec<String> {
 }
 
 /// Pages through the account's transactions: (opening + deposits - withdrawals, count).
-async fn transactions(bench: &Bench, api: &Api, index: usize) -> Result<(i64, u64), String> {
+async fn transactions(bench: &Bench, api: &Client, index: usize) -> Result<(i64, u64), String> {
     let account = &bench.accounts[index];
     let token = bench.token_of(account).unwrap_or_default();
     let mut before: Option<String> = None;
     let (mut sum, mut count) = (0i64, 0u64);
     // Bounded: at most this many pages of 100.
     for _ in 0..100_000 {
-        let path = match &before {
-            Some(cursor) => format!(
-                "/api/v1/accounts/{}/transactions?limit=100&before={cursor}",
-                account.no
-            ),
-            None => format!("/api/v1/accounts/{}/transactions?limit=100", account.no),
-        };
-        let reply: Reply = api.get(&path, Some(token)).await;
+        let reply = api
+            .transactions(token, &account.no, 100, before.as_deref())
+            .await;
         if !reply.is_success() {
             return Err(reply.label());
         }
-        let json = reply.json().unwrap_or(Value::Null);
-        let Some(items) = json.get("items").and_then(Value::as_array) else {
-            return Err(format!("unexpected page {json}"));
-        };
-        for item in items {
-            sum += Entry::parse(item)?.signed()?;
+        let json = reply.json().unwrap_or_default();
+        let page: Page<Value> = serde::Deserialize::deserialize(&json)
+            .map_err(|_| format!("unexpected page {json}"))?;
+        for item in &page.items {
+            sum += Entry::parse(item)?.signed();
             count += 1;
         }
-        before = match json.get("next") {
-            Some(Value::Number(cursor)) => Some(cursor.to_string()),
-            Some(Value::String(cursor)) => Some(cursor.clone()),
-            _ => return Ok((sum, count)),
+        before = match page.next {
+            Some(cursor) => Some(cursor),
+            None => return Ok((sum, count)),
         };
     }
     Err("too many pages".to_owned())

@@ -7,8 +7,8 @@
 //! last checks every touched account against its own ledger. A run whose invariants fail exits
 //! non-zero.
 //!
-//! - HTTP calls and what an answer means (done, refused, unknown): `onlinebank_kit`, shared with
-//!   the end-to-end tests;
+//! - HTTP calls, their typed bodies and what an answer means (done, refused, unknown):
+//!   `onlinebank_client`, shared with the CLI and the end-to-end tests;
 //! - `target`: the bank under test (self-started: time to ready, RSS);
 //! - `workload`: setup, ceilings, the mix, the ledger;
 //! - `stats`: latency histograms and counts, per second too;
@@ -23,8 +23,9 @@ mod workload;
 
 use crate::cli::BenchArgs;
 use anyhow::{bail, Context};
-use onlinebank_kit::http::Api;
+use onlinebank_client::Client;
 use report::{Config, Cpu, Results, StartedBank};
+use stats::OpSummary;
 use stats::Recorder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,19 +82,103 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", report::to_text(&results));
     }
-    if !results.verdict.ok() {
+    if !results.findings.ok() {
         bail!(
             "invariants failed: {} violations",
-            results.verdict.violations.len()
+            results.findings.violations.len()
         );
     }
     Ok(())
 }
 
+/// The two ceilings (`/health/live`, `/api/v1/ping`) under the workload's concurrency; none with
+/// a zero `--ceiling-duration`.
+async fn ceilings(args: &BenchArgs, api: &Client) -> Vec<OpSummary> {
+    let clients = args.concurrency;
+    let mut ceilings = Vec::new();
+    if !args.ceiling_duration.is_zero() {
+        for (index, (name, path)) in [("health_live", "/health/live"), ("ping", "/api/v1/ping")]
+            .into_iter()
+            .enumerate()
+        {
+            progress(&format!(
+                "ceiling {index}: GET {path}, {clients} clients, {:?}",
+                args.ceiling_duration
+            ));
+            let recorder = Arc::new(Recorder::new(&[name]));
+            let elapsed =
+                workload::ceiling(api, path, clients, args.ceiling_duration, &recorder, 0).await;
+            ceilings.extend(recorder.summary(elapsed));
+        }
+    }
+    ceilings
+}
+
+/// The mixed workload, measured.
+struct Run {
+    operations: Vec<OpSummary>,
+    elapsed: Duration,
+    cpu: Cpu,
+    /// When the workload began.
+    started: Instant,
+    /// The self-started bank's files then.
+    files_before: Vec<(String, u64)>,
+}
+
+/// Drives the mixed workload against `target`, measuring the CPU the bank and the bench use.
+async fn workload(
+    args: &BenchArgs,
+    mix: &Mix,
+    api: &Client,
+    bench: &Arc<workload::Bench>,
+    target: &Target,
+) -> Run {
+    let clients = args.concurrency;
+    progress(&format!(
+        "workload: {clients} clients for {:?}, mix {}",
+        args.duration,
+        mix.describe()
+    ));
+    let names: Vec<&str> = Op::ALL.iter().map(|op| op.name()).collect();
+    let mut recorder = Recorder::new(&names);
+    recorder.restart();
+    let recorder = Arc::new(recorder);
+    let bank_pid = target.started.as_ref().map(target::Started::pid);
+    let cpu_before = (
+        bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
+        target::cpu_seconds(None),
+    );
+    let files_before = target
+        .started
+        .as_ref()
+        .map(target::Started::file_sizes)
+        .unwrap_or_default();
+    let started = Instant::now();
+    let elapsed = workload::drive(bench, api, mix, clients, args.duration, &recorder).await;
+    let operations = recorder.summary(elapsed);
+    let cores = |before: Option<f64>, after: Option<f64>| {
+        Some((after? - before?) / elapsed.as_secs_f64().max(1e-9))
+    };
+    let cpu = Cpu {
+        bank_cores: cores(
+            cpu_before.0,
+            bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
+        ),
+        bench_cores: cores(cpu_before.1, target::cpu_seconds(None)),
+    };
+    Run {
+        operations,
+        elapsed,
+        cpu,
+        started,
+        files_before,
+    }
+}
+
 /// Every phase against `target`: setup, ceilings, the workload, the check.
 async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Result<Results> {
     let clients = args.concurrency;
-    let api = Api::new(&target.url, clients + 16, args.request_timeout)?;
+    let api = Client::pooled(&target.url, clients + 16, args.request_timeout)?;
     let customers = args
         .customers
         .unwrap_or_else(|| args.accounts.div_ceil(10))
@@ -118,70 +203,24 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
     );
     let setup = began.elapsed();
 
-    let mut ceilings = Vec::new();
-    if !args.ceiling_duration.is_zero() {
-        for (index, (name, path)) in [("health_live", "/health/live"), ("ping", "/api/v1/ping")]
-            .into_iter()
-            .enumerate()
-        {
-            progress(&format!(
-                "ceiling {index}: GET {path}, {clients} clients, {:?}",
-                args.ceiling_duration
-            ));
-            let recorder = Arc::new(Recorder::new(&[name]));
-            let elapsed =
-                workload::ceiling(&api, path, clients, args.ceiling_duration, &recorder, 0).await;
-            ceilings.extend(recorder.summary(elapsed));
-        }
-    }
+    let ceilings = ceilings(args, &api).await;
 
-    progress(&format!(
-        "workload: {clients} clients for {:?}, mix {}",
-        args.duration,
-        mix.describe()
-    ));
-    let names: Vec<&str> = Op::ALL.iter().map(|op| op.name()).collect();
-    let mut recorder = Recorder::new(&names);
-    recorder.restart();
-    let recorder = Arc::new(recorder);
-    let bank_pid = target.started.as_ref().map(target::Started::pid);
-    let cpu_before = (
-        bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
-        target::cpu_seconds(None),
-    );
-    let files_before = target
-        .started
-        .as_ref()
-        .map(target::Started::file_sizes)
-        .unwrap_or_default();
-    let started = Instant::now();
-    let elapsed = workload::drive(&bench, &api, mix, clients, args.duration, &recorder).await;
-    let operations = recorder.summary(elapsed);
-    let cores = |before: Option<f64>, after: Option<f64>| {
-        Some((after? - before?) / elapsed.as_secs_f64().max(1e-9))
-    };
-    let cpu = Cpu {
-        bank_cores: cores(
-            cpu_before.0,
-            bank_pid.and_then(|pid| target::cpu_seconds(Some(pid))),
-        ),
-        bench_cores: cores(cpu_before.1, target::cpu_seconds(None)),
-    };
+    let run = workload(args, mix, &api, &bench, target).await;
     if let Some(bank) = target.started.as_mut() {
         bank.check_alive()?;
     }
 
     progress("checking invariants");
     // The workload's calls use --request-timeout; setup and the check stay patient.
-    let verdict = invariants::check(&bench, &patient).await;
+    let findings = invariants::check(&bench, &patient).await;
     let bank = match target.started.as_mut() {
         Some(bank) => {
             bank.check_alive()?;
             Some(StartedBank {
                 ready_in: bank.ready_in,
                 idle_rss_kb: bank.idle_rss_kb,
-                memory: bank.memory(started),
-                files_before,
+                memory: bank.memory(run.started),
+                files_before: run.files_before,
                 files_after: bank.file_sizes(),
             })
         }
@@ -201,9 +240,9 @@ async fn measure(args: &BenchArgs, mix: &Mix, target: &mut Target) -> anyhow::Re
         },
         setup,
         ceilings,
-        operations,
-        elapsed,
-        cpu,
-        verdict,
+        operations: run.operations,
+        elapsed: run.elapsed,
+        cpu: run.cpu,
+        findings,
     })
 }

@@ -2,7 +2,7 @@
 //! JSON document for scripts and tests (`--json`), and a self-contained HTML page with charts
 //! over time (`--report`, inline SVG, no external URL), so the three never disagree.
 
-use super::invariants::Verdict;
+use super::invariants::Findings;
 use super::stats::OpSummary;
 use super::target::Memory;
 use serde_json::{json, Map, Value};
@@ -98,7 +98,7 @@ pub struct Results {
     pub operations: Vec<OpSummary>,
     pub elapsed: Duration,
     pub cpu: Cpu,
-    pub verdict: Verdict,
+    pub findings: Findings,
 }
 
 impl Results {
@@ -186,7 +186,7 @@ pub fn to_json(results: &Results) -> Value {
             "filesBytesAfter": bank.files_after.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         })
     });
-    let verdict = &results.verdict;
+    let findings = &results.findings;
     json!({
         "url": results.url,
         "selfStarted": results.bank.is_some(),
@@ -215,16 +215,16 @@ pub fn to_json(results: &Results) -> Value {
             .filter(|_| per_second > 0.0)
             .map(|cores| round(cores / per_second * 1000.0, 3)),
         "invariants": {
-            "ok": verdict.ok(),
-            "accounts": verdict.accounts,
+            "ok": findings.ok(),
+            "accounts": findings.accounts,
             "unknownOutcomes": {
-                "count": verdict.resolution.unknown,
-                "applied": verdict.resolution.applied,
-                "refused": verdict.resolution.refused,
-                "unresolved": verdict.resolution.unresolved,
+                "count": findings.resolution.unknown,
+                "applied": findings.resolution.applied,
+                "refused": findings.resolution.refused,
+                "unresolved": findings.resolution.unresolved,
             },
-            "readSideCaughtUpMs": verdict.drained_in.map(|d| round(d.as_secs_f64() * 1000.0, 1)),
-            "violations": verdict.violations,
+            "readSideCaughtUpMs": findings.drained_in.map(|d| round(d.as_secs_f64() * 1000.0, 1)),
+            "violations": findings.violations,
         },
     })
 }
@@ -273,6 +273,21 @@ fn ratio_cell(ratio: Option<f64>) -> String {
 /// The text report.
 pub fn to_text(results: &Results) -> String {
     let mut out = String::new();
+    text_setup(&mut out, results);
+    text_operations(&mut out, results);
+    text_cpu(&mut out, results);
+    if let Some(line) = drift(results) {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(bank) = &results.bank {
+        text_bank(&mut out, bank);
+    }
+    text_findings(&mut out, &results.findings);
+    out
+}
+
+/// The target and the setup.
+fn text_setup(out: &mut String, results: &Results) {
     let c = &results.config;
     let _ = write!(out, "onlinebank bench -> {}", results.url);
     match &results.bank {
@@ -297,6 +312,11 @@ pub fn to_text(results: &Results) -> String {
         c.opening,
         results.setup.as_secs_f64()
     );
+}
+
+/// The ceilings and the workload's operations, one row each, and the total.
+fn text_operations(out: &mut String, results: &Results) {
+    let c = &results.config;
     let header = format!(
         "  {:<12} {:>10} {:>8} {:>8} {:>8} {:>8}",
         "", "done/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
@@ -352,6 +372,10 @@ pub fn to_text(results: &Results) -> String {
         "  {:<12} {:>10.1}   ({ok} completed, {errors} errors)",
         "total", per_second
     );
+}
+
+/// CPU during the workload, and the bank's per operation.
+fn text_cpu(out: &mut String, results: &Results) {
     if let Some(bench) = results.cpu.bench_cores {
         let _ = write!(out, "cpu during the workload: bench {bench:.2} cores");
         if let Some(bank) = results.cpu.bank_cores {
@@ -372,49 +396,51 @@ pub fn to_text(results: &Results) -> String {
             );
         }
     }
-    if let Some(line) = drift(results) {
-        let _ = writeln!(out, "{line}");
+}
+
+/// A self-started bank's files and memory.
+fn text_bank(out: &mut String, bank: &StartedBank) {
+    if !bank.files_after.is_empty() {
+        let before: std::collections::BTreeMap<&str, u64> = bank
+            .files_before
+            .iter()
+            .map(|(name, bytes)| (name.as_str(), *bytes))
+            .collect();
+        let files: Vec<String> = bank
+            .files_after
+            .iter()
+            .map(|(name, bytes)| {
+                format!(
+                    "{name} {:.2}->{:.2}",
+                    mb(before.get(name.as_str()).copied().unwrap_or(0) / 1024),
+                    mb(bytes / 1024)
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "files (MB, workload start->end): {}", files.join(", "));
     }
-    if let Some(bank) = &results.bank {
-        if !bank.files_after.is_empty() {
-            let before: std::collections::BTreeMap<&str, u64> = bank
-                .files_before
-                .iter()
-                .map(|(name, bytes)| (name.as_str(), *bytes))
-                .collect();
-            let files: Vec<String> = bank
-                .files_after
-                .iter()
-                .map(|(name, bytes)| {
-                    format!(
-                        "{name} {:.2}->{:.2}",
-                        mb(before.get(name.as_str()).copied().unwrap_or(0) / 1024),
-                        mb(bytes / 1024)
-                    )
-                })
-                .collect();
-            let _ = writeln!(out, "files (MB, workload start->end): {}", files.join(", "));
+    if let Some(kb) = bank.memory.high_water_kb {
+        let _ = write!(
+            out,
+            "memory: peak RSS {:.1} MB (VmHWM, setup included)",
+            mb(kb)
+        );
+        if let Some(sampled) = bank.memory.peak_workload_kb {
+            let _ = write!(out, ", {:.1} MB during the workload", mb(sampled));
         }
-        if let Some(kb) = bank.memory.high_water_kb {
-            let _ = write!(
-                out,
-                "memory: peak RSS {:.1} MB (VmHWM, setup included)",
-                mb(kb)
-            );
-            if let Some(sampled) = bank.memory.peak_workload_kb {
-                let _ = write!(out, ", {:.1} MB during the workload", mb(sampled));
-            }
-            out.push('\n');
-        }
+        out.push('\n');
     }
-    let verdict = &results.verdict;
-    let r = &verdict.resolution;
+}
+
+/// The unknown outcomes, the read side, and the invariants.
+fn text_findings(out: &mut String, findings: &Findings) {
+    let r = &findings.resolution;
     let _ = writeln!(
         out,
         "unknown outcomes: {} (applied {}, refused {}, unresolved {})",
         r.unknown, r.applied, r.refused, r.unresolved
     );
-    match verdict.drained_in {
+    match findings.drained_in {
         Some(d) => {
             let _ = writeln!(out, "read side caught up in {:.2} s", d.as_secs_f64());
         }
@@ -422,23 +448,22 @@ pub fn to_text(results: &Results) -> String {
             let _ = writeln!(out, "read side did not catch up in time");
         }
     }
-    if verdict.ok() {
-        let _ = writeln!(out, "invariants: ok ({} accounts)", verdict.accounts);
+    if findings.ok() {
+        let _ = writeln!(out, "invariants: ok ({} accounts)", findings.accounts);
     } else {
         let _ = writeln!(
             out,
             "invariants: FAILED ({} violations over {} accounts)",
-            verdict.violations.len(),
-            verdict.accounts
+            findings.violations.len(),
+            findings.accounts
         );
-        for violation in verdict.violations.iter().take(50) {
+        for violation in findings.violations.iter().take(50) {
             let _ = writeln!(out, "  {violation}");
         }
-        if verdict.violations.len() > 50 {
-            let _ = writeln!(out, "  ... and {} more", verdict.violations.len() - 50);
+        if findings.violations.len() > 50 {
+            let _ = writeln!(out, "  ... and {} more", findings.violations.len() - 50);
         }
     }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,21 +509,43 @@ fn tick_label(value: f64, step: f64) -> String {
     }
 }
 
+/// Where a chart's plot sits in the picture, and what its axes span.
+struct Frame {
+    left: f64,
+    top: f64,
+    plot_w: f64,
+    plot_h: f64,
+    x_max: f64,
+    y_max: f64,
+}
+
+impl Frame {
+    fn x(&self, v: f64) -> f64 {
+        self.left + v / self.x_max * self.plot_w
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        self.top + self.plot_h - v / self.y_max * self.plot_h
+    }
+}
+
 /// An SVG line chart: x in seconds, y from 0.
 fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line]) -> String {
     let (width, height) = (760.0, 280.0);
     let (left, right, top, bottom) = (64.0, 150.0, 32.0, 36.0);
-    let plot_w = width - left - right;
-    let plot_h = height - top - bottom;
-    let x_max = x_max.max(1.0);
     let y_data = lines
         .iter()
         .flat_map(|line| line.points.iter().map(|(_, y)| *y))
         .fold(0.0f64, f64::max);
     let y_step = nice_step(if y_data > 0.0 { y_data } else { 1.0 }, 5.0);
-    let y_max = ((y_data / y_step).ceil() * y_step).max(y_step);
-    let x = |v: f64| left + v / x_max * plot_w;
-    let y = |v: f64| top + plot_h - v / y_max * plot_h;
+    let frame = Frame {
+        left,
+        top,
+        plot_w: width - left - right,
+        plot_h: height - top - bottom,
+        x_max: x_max.max(1.0),
+        y_max: ((y_data / y_step).ceil() * y_step).max(y_step),
+    };
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -509,9 +556,25 @@ fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line]) -> String {
         r#"<text x="{left}" y="18" font-size="14" font-weight="bold">{}</text>"#,
         escape(title)
     );
+    chart_axes(&mut svg, &frame, y_step, height, unit);
+    chart_lines(&mut svg, &frame, lines);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The grid with its tick labels, the axis names and the plot's border.
+fn chart_axes(svg: &mut String, frame: &Frame, y_step: f64, height: f64, unit: &str) {
+    let Frame {
+        left,
+        top,
+        plot_w,
+        plot_h,
+        x_max,
+        y_max,
+    } = *frame;
     let mut tick = 0.0;
     while tick <= y_max + y_step / 2.0 {
-        let ty = y(tick);
+        let ty = frame.y(tick);
         let _ = write!(
             svg,
             r##"<line x1="{left}" x2="{}" y1="{ty:.1}" y2="{ty:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -525,7 +588,7 @@ fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line]) -> String {
     let x_step = nice_step(x_max, 10.0).max(1.0);
     let mut tick = 0.0;
     while tick <= x_max + 1e-9 {
-        let tx = x(tick);
+        let tx = frame.x(tick);
         let _ = write!(
             svg,
             r##"<line x1="{tx:.1}" x2="{tx:.1}" y1="{top}" y2="{}" stroke="#eee"/><text x="{tx:.1}" y="{}" text-anchor="middle">{}</text>"##,
@@ -548,18 +611,22 @@ fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line]) -> String {
         svg,
         r##"<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>"##
     );
+}
+
+/// Each line, and its entry in the legend on the right.
+fn chart_lines(svg: &mut String, frame: &Frame, lines: &[Line]) {
     for (index, line) in lines.iter().enumerate() {
+        let dash = if line.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
         if !line.points.is_empty() {
             let points: Vec<String> = line
                 .points
                 .iter()
-                .map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py)))
+                .map(|(px, py)| format!("{:.1},{:.1}", frame.x(*px), frame.y(*py)))
                 .collect();
-            let dash = if line.dashed {
-                r#" stroke-dasharray="6 4""#
-            } else {
-                ""
-            };
             let _ = write!(
                 svg,
                 r#"<polyline fill="none" stroke="{}" stroke-width="1.8"{dash} points="{}"/>"#,
@@ -567,13 +634,8 @@ fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line]) -> String {
                 points.join(" ")
             );
         }
-        let ly = top + 10.0 + index as f64 * 18.0;
-        let lx = left + plot_w + 12.0;
-        let dash = if line.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
+        let ly = frame.top + 10.0 + index as f64 * 18.0;
+        let lx = frame.left + frame.plot_w + 12.0;
         let _ = write!(
             svg,
             r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
@@ -584,8 +646,6 @@ fn chart(title: &str, unit: &str, x_max: f64, lines: &[Line]) -> String {
             escape(&line.name)
         );
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 fn table(results: &Results) -> String {
@@ -632,8 +692,8 @@ fn table(results: &Results) -> String {
     html
 }
 
-/// The `--report` page.
-pub fn to_html(results: &Results) -> String {
+/// The charts: completed operations per second, each operation's latency, the bank's memory.
+fn charts(results: &Results) -> Vec<String> {
     let x_max = results.elapsed.as_secs_f64();
     let throughput: Vec<Line> = results
         .operations
@@ -702,14 +762,20 @@ pub fn to_html(results: &Results) -> String {
             charts.push(chart("Bank resident memory", "MB", x_max, &[line]));
         }
     }
-    let verdict = if results.verdict.ok() {
+    charts
+}
+
+/// The `--report` page.
+pub fn to_html(results: &Results) -> String {
+    let charts = charts(results);
+    let verdict = if results.findings.ok() {
         format!(
             r#"<p class="ok">invariants: ok ({} accounts)</p>"#,
-            results.verdict.accounts
+            results.findings.accounts
         )
     } else {
         let items: String = results
-            .verdict
+            .findings
             .violations
             .iter()
             .take(200)
@@ -717,7 +783,7 @@ pub fn to_html(results: &Results) -> String {
             .collect();
         format!(
             r#"<p class="bad">invariants: FAILED ({} violations)</p><ul>{items}</ul>"#,
-            results.verdict.violations.len()
+            results.findings.violations.len()
         )
     };
     let text = escape(&to_text(results));

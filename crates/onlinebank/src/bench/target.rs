@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
 /// How long a self-started bank may take to print its ready line.
@@ -25,6 +25,9 @@ pub struct Target {
     pub started: Option<Started>,
 }
 
+/// VmRSS samples (when, kB), shared with the task taking them.
+type RssSamples = Arc<Mutex<Vec<(Instant, u64)>>>;
+
 /// A bank this bench started.
 pub struct Started {
     child: Child,
@@ -34,7 +37,7 @@ pub struct Started {
     pub ready_in: Duration,
     /// VmRSS shortly after ready, before any load (kB).
     pub idle_rss_kb: Option<u64>,
-    samples: Arc<Mutex<Vec<(Instant, u64)>>>,
+    samples: RssSamples,
     sampler: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -100,53 +103,14 @@ impl Target {
         let pid = child.id().context("the bank exited at once")?;
         let stdout = child.stdout.take().context("the bank's stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = match tokio::time::timeout_at(
-                tokio::time::Instant::from_std(began + START_TIMEOUT),
-                lines.next_line(),
-            )
-            .await
-            {
-                Ok(Ok(Some(line))) => line,
-                Ok(Ok(None) | Err(_)) => {
-                    let status = child.wait().await.ok();
-                    bail!(
-                        "the bank exited before it was ready ({status:?})\n{}",
-                        log_tail(&log)
-                    );
-                }
-                Err(_) => bail!(
-                    "the bank was not ready within {START_TIMEOUT:?}\n{}",
-                    log_tail(&log)
-                ),
-            };
-            if let Some(url) = line.trim().strip_prefix("onlinebank ready at ") {
-                break url.trim().to_owned();
-            }
-        };
+        let url = ready_line(&mut child, &mut lines, &log, began).await?;
         let ready_in = began.elapsed();
         // Keep reading stdout so the bank never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         // Idle: let the freshly started roles settle a moment first.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle_rss_kb = proc_status_kb(pid, "VmRSS");
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let sampler = {
-            let samples = samples.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(RSS_EVERY);
-                loop {
-                    tick.tick().await;
-                    let Some(kb) = proc_status_kb(pid, "VmRSS") else {
-                        break;
-                    };
-                    samples
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .push((Instant::now(), kb));
-                }
-            })
-        };
+        let (samples, sampler) = sample_rss(pid);
         Ok(Self {
             url,
             started: Some(Started {
@@ -161,6 +125,62 @@ impl Target {
             }),
         })
     }
+}
+
+/// The URL of the bank's `onlinebank ready at` line, read from its stdout `lines`; an error
+/// with the log's tail when it exits or is not ready within `START_TIMEOUT` of `began`.
+async fn ready_line(
+    child: &mut Child,
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    log: &PathBuf,
+    began: Instant,
+) -> anyhow::Result<String> {
+    loop {
+        let line = match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(began + START_TIMEOUT),
+            lines.next_line(),
+        )
+        .await
+        {
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None) | Err(_)) => {
+                let status = child.wait().await.ok();
+                bail!(
+                    "the bank exited before it was ready ({status:?})\n{}",
+                    log_tail(log)
+                );
+            }
+            Err(_) => bail!(
+                "the bank was not ready within {START_TIMEOUT:?}\n{}",
+                log_tail(log)
+            ),
+        };
+        if let Some(url) = line.trim().strip_prefix("onlinebank ready at ") {
+            return Ok(url.trim().to_owned());
+        }
+    }
+}
+
+/// Samples process `pid`'s VmRSS every `RSS_EVERY` until it is gone: the samples, and the task.
+fn sample_rss(pid: u32) -> (RssSamples, JoinHandle<()>) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RSS_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(kb) = proc_status_kb(pid, "VmRSS") else {
+                    break;
+                };
+                samples
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push((Instant::now(), kb));
+            }
+        })
+    };
+    (samples, sampler)
 }
 
 /// Memory of a self-started bank over the run.

@@ -10,11 +10,10 @@
 use super::stats::Recorder;
 use anyhow::{bail, Context};
 use futures::StreamExt;
-use onlinebank_kit::http::{Api, Reply};
-use onlinebank_kit::{send_resolved, Answer};
+use onlinebank_client::wire::{LegacyDeposit, Login, NewSession, SignUp, Write, WriteKind};
+use onlinebank_client::{send_resolved, Client, Outcome, Reply};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +45,15 @@ impl Op {
             Op::Balance => "balance",
             Op::History => "history",
             Op::LegacyDeposit => "legacy_deposit",
+        }
+    }
+
+    /// The write this operation sends (a legacy deposit is resolved as a deposit).
+    pub fn write_kind(self) -> WriteKind {
+        if self == Op::Withdraw {
+            WriteKind::Withdraw
+        } else {
+            WriteKind::Deposit
         }
     }
 
@@ -153,7 +161,7 @@ pub struct Unknown {
     pub amount: i64,
     pub key: String,
     /// What the client knew (a request id, when the answer carried one).
-    pub answer: Answer,
+    pub outcome: Outcome,
 }
 
 /// Everything the clients share.
@@ -166,31 +174,26 @@ pub struct Bench {
 }
 
 impl Bench {
-    pub fn write_body(&self, op: Op, account: &Account, amount: i64) -> Value {
-        json!({
-            "type": op.name(),
-            "accountNo": account.no,
-            "amount": amount,
-            "password": self.password,
-        })
+    pub fn write_body<'a>(&'a self, op: Op, account: &'a Account, amount: i64) -> Write<'a> {
+        Write::money(op.write_kind(), &account.no, amount, &self.password)
     }
 
     /// The original system's deposit body: credentials included.
-    pub fn legacy_body(&self, account: &Account, amount: i64) -> Value {
+    pub fn legacy_body<'a>(&'a self, account: &'a Account, amount: i64) -> LegacyDeposit<'a> {
         let user_id = self
             .customers
             .get(account.customer)
             .map(|customer| customer.user_id.as_str())
             .unwrap_or_default();
-        json!({
-            "accountNo": account.no,
-            "requestId": "01",
-            "requestName": "Deposit",
-            "amountOfMoney": amount,
-            "userId": user_id,
-            "userName": "bench",
-            "userPassword": self.password,
-        })
+        LegacyDeposit {
+            account_no: &account.no,
+            request_id: "01",
+            request_name: "Deposit",
+            amount_of_money: amount,
+            user_id,
+            user_name: "bench",
+            user_password: &self.password,
+        }
     }
 
     pub fn token_of(&self, account: &Account) -> Option<&str> {
@@ -212,7 +215,7 @@ pub struct SetupPlan {
 }
 
 /// Registers the customers, logs them in and opens the accounts (spread round-robin).
-pub async fn setup(api: &Api, plan: &SetupPlan) -> anyhow::Result<Bench> {
+pub async fn setup(api: &Client, plan: &SetupPlan) -> anyhow::Result<Bench> {
     let run_id = format!("{:08x}", rand::random::<u32>());
     let password = format!("bench-pw-{run_id}");
     let parallel = plan.parallel.max(1);
@@ -235,21 +238,20 @@ pub async fn setup(api: &Api, plan: &SetupPlan) -> anyhow::Result<Bench> {
             let customer = index % customers.len();
             let token = customers[customer].token.clone();
             let no = format!("bench-{run_id}-{index}");
-            let body = json!({
-                "type": "open", "accountNo": no, "amount": plan.opening, "password": password,
-            });
+            let password = password.clone();
             let key = format!("bench-{run_id}-open-{index}");
             async move {
                 let deadline = Instant::now() + SETUP_PATIENCE;
+                let body = Write::open(Some(&no), Some(plan.opening), &password);
                 match send_resolved(&api, &token, &key, &body, deadline).await {
-                    Answer::Completed { .. } => Ok(Account {
+                    Outcome::Completed { .. } => Ok(Account {
                         no,
                         customer,
                         opening: plan.opening,
                         expected: AtomicI64::new(plan.opening),
                         entries: AtomicU64::new(1),
                     }),
-                    Answer::Refused { code, .. } => bail!("opening account {no}: {code}"),
+                    Outcome::Refused { code, .. } => bail!("opening account {no}: {code}"),
                     last => bail!("opening account {no}: outcome unknown ({})", last.label()),
                 }
             }
@@ -285,32 +287,42 @@ where
 }
 
 async fn register_and_login(
-    api: &Api,
+    api: &Client,
     user_id: String,
     password: &str,
 ) -> anyhow::Result<Customer> {
-    let signup = json!({"userId": user_id, "name": "bench", "password": password});
-    let reply = patiently(|| api.post("/api/v1/customers", None, None, &signup)).await;
+    let signup = SignUp {
+        user_id: &user_id,
+        name: "bench",
+        password,
+    };
+    let reply = patiently(|| api.sign_up(&signup, None)).await;
     // customer_exists: a re-sent sign-up whose first attempt went through.
     if !reply.is_success() && reply.label() != "customer_exists" {
         bail!("registering customer {user_id}: {}", reply.label());
     }
-    let login = json!({"userId": user_id, "password": password});
-    let reply = patiently(|| api.post("/api/v1/sessions", None, None, &login)).await;
+    let login = Login {
+        user_id: &user_id,
+        password,
+    };
+    let reply = patiently(|| api.login(&login, None)).await;
     if !reply.is_success() {
         bail!("logging in as {user_id}: {}", reply.label());
     }
-    let token = reply
-        .json()
-        .and_then(|json| json.get("token").and_then(Value::as_str).map(str::to_owned))
-        .context("logging in: no token in the answer")?;
-    Ok(Customer { user_id, token })
+    let session: NewSession = reply.decode();
+    if session.token.is_empty() {
+        bail!("logging in: no token in the answer");
+    }
+    Ok(Customer {
+        user_id,
+        token: session.token,
+    })
 }
 
 /// Runs `clients` loops of `call` until `duration` has passed; each call's answer is recorded as
 /// operation `op` (the clients of a ceiling all call the same thing). Returns the wall time.
 pub async fn ceiling(
-    api: &Api,
+    api: &Client,
     path: &'static str,
     clients: usize,
     duration: Duration,
@@ -355,7 +367,7 @@ const MAX_WITHDRAW: i64 = 5_000;
 /// last calls finish after the deadline).
 pub async fn drive(
     bench: &Arc<Bench>,
-    api: &Api,
+    api: &Client,
     mix: &Mix,
     clients: usize,
     duration: Duration,
@@ -365,94 +377,121 @@ pub async fn drive(
     let deadline = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients.max(1) {
-        let bench = bench.clone();
-        let api = api.clone();
-        let recorder = recorder.clone();
+        let worker = Worker {
+            bench: bench.clone(),
+            api: api.clone(),
+            recorder: recorder.clone(),
+            client,
+        };
         let mix = mix.clone();
-        tasks.spawn(async move {
-            let mut rng = StdRng::from_os_rng();
-            let mut sequence = 0u64;
-            while Instant::now() < deadline {
-                sequence += 1;
-                let op = mix.pick(&mut rng);
-                let index = rng.random_range(0..bench.accounts.len());
-                let account = &bench.accounts[index];
-                let Some(token) = bench.token_of(account) else {
-                    break;
-                };
-                match op {
-                    Op::Deposit | Op::Withdraw | Op::LegacyDeposit => {
-                        let max = if op == Op::Withdraw {
-                            MAX_WITHDRAW
-                        } else {
-                            MAX_DEPOSIT
-                        };
-                        let amount = rng.random_range(1..=max);
-                        let key = format!("bench-{}-{client}-{sequence}", bench.run_id);
-                        let began = Instant::now();
-                        // A legacy deposit is a deposit: it counts, and is resolved through the
-                        // v1 API (the same key, the same request), as one.
-                        let (reply, answer, applied) = if op == Op::LegacyDeposit {
-                            let body = bench.legacy_body(account, amount);
-                            let reply = api.post("/requests", None, Some(&key), &body).await;
-                            let answer = reply.legacy_write_answer();
-                            (reply, answer, Op::Deposit)
-                        } else {
-                            let body = bench.write_body(op, account, amount);
-                            let reply = api
-                                .post("/api/v1/requests", Some(token), Some(&key), &body)
-                                .await;
-                            let answer = reply.write_answer();
-                            (reply, answer, op)
-                        };
-                        let latency = began.elapsed();
-                        match answer {
-                            Answer::Completed { .. } => {
-                                account.apply(applied, amount);
-                                recorder.ok(op.index(), latency);
-                            }
-                            // Nothing happened (busy included): the ledger stays as it is.
-                            Answer::Refused { .. } | Answer::Busy => {
-                                recorder.error(op.index(), &answer.label())
-                            }
-                            Answer::Pending { .. } | Answer::Unknown { .. } => {
-                                recorder.error(op.index(), &answer.label());
-                                bench
-                                    .unknowns
-                                    .lock()
-                                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                                    .push(Unknown {
-                                        account: index,
-                                        op: applied,
-                                        amount,
-                                        key,
-                                        answer,
-                                    });
-                            }
-                        }
-                        transport_pause(&reply).await;
-                    }
-                    Op::Balance | Op::History => {
-                        let path = if op == Op::Balance {
-                            format!("/api/v1/accounts/{}", account.no)
-                        } else {
-                            format!("/api/v1/accounts/{}/transactions?limit=10", account.no)
-                        };
-                        let began = Instant::now();
-                        let reply = api.get(&path, Some(token)).await;
-                        if reply.is_success() {
-                            recorder.ok(op.index(), began.elapsed());
-                        } else {
-                            recorder.error(op.index(), &reply.label());
-                        }
-                        transport_pause(&reply).await;
-                    }
-                }
-            }
-        });
+        tasks.spawn(async move { worker.run(&mix, deadline).await });
     }
     while tasks.join_next().await.is_some() {}
     started.elapsed()
+}
+
+/// One client of the mixed workload.
+struct Worker {
+    bench: Arc<Bench>,
+    api: Client,
+    recorder: Arc<Recorder>,
+    client: usize,
+}
+
+impl Worker {
+    /// Picks and sends operations until `deadline`.
+    async fn run(&self, mix: &Mix, deadline: Instant) {
+        let mut rng = StdRng::from_os_rng();
+        let mut sequence = 0u64;
+        while Instant::now() < deadline {
+            sequence += 1;
+            let op = mix.pick(&mut rng);
+            let index = rng.random_range(0..self.bench.accounts.len());
+            let Some(token) = self.bench.token_of(&self.bench.accounts[index]) else {
+                break;
+            };
+            let reply = match op {
+                Op::Deposit | Op::Withdraw | Op::LegacyDeposit => {
+                    let max = if op == Op::Withdraw {
+                        MAX_WITHDRAW
+                    } else {
+                        MAX_DEPOSIT
+                    };
+                    let amount = rng.random_range(1..=max);
+                    self.write(op, index, token, amount, sequence).await
+                }
+                Op::Balance | Op::History => self.read(op, index, token).await,
+            };
+            transport_pause(&reply).await;
+        }
+    }
+
+    /// One write of `amount` to account `index`, counted and kept in the bench's ledger (or set
+    /// aside when its outcome is unknown).
+    async fn write(&self, op: Op, index: usize, token: &str, amount: i64, sequence: u64) -> Reply {
+        let (bench, api) = (&self.bench, &self.api);
+        let account = &bench.accounts[index];
+        let key = format!("bench-{}-{}-{sequence}", bench.run_id, self.client);
+        let began = Instant::now();
+        // A legacy deposit is a deposit: it counts, and is resolved through the v1 API (the same
+        // key, the same request), as one.
+        let (reply, outcome, applied) = if op == Op::LegacyDeposit {
+            let reply = api
+                .legacy_deposit(&key, &bench.legacy_body(account, amount))
+                .await;
+            let outcome = reply.legacy_write_outcome();
+            (reply, outcome, Op::Deposit)
+        } else {
+            let reply = api
+                .write(token, &key, &bench.write_body(op, account, amount))
+                .await;
+            let outcome = reply.write_outcome();
+            (reply, outcome, op)
+        };
+        let latency = began.elapsed();
+        match outcome {
+            Outcome::Completed { .. } => {
+                account.apply(applied, amount);
+                self.recorder.ok(op.index(), latency);
+            }
+            // Nothing happened (busy included): the ledger stays as it is.
+            Outcome::Refused { .. } | Outcome::Busy => {
+                self.recorder.error(op.index(), &outcome.label())
+            }
+            Outcome::Pending { .. } | Outcome::Unknown { .. } => {
+                self.recorder.error(op.index(), &outcome.label());
+                bench
+                    .unknowns
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(Unknown {
+                        account: index,
+                        op: applied,
+                        amount,
+                        key,
+                        outcome,
+                    });
+            }
+        }
+        reply
+    }
+
+    /// One read of account `index`: its balance, or its ten newest transactions.
+    async fn read(&self, op: Op, index: usize, token: &str) -> Reply {
+        let no = &self.bench.accounts[index].no;
+        let began = Instant::now();
+        let reply = if op == Op::Balance {
+            self.api.account(token, no).await
+        } else {
+            self.api.transactions(token, no, 10, None).await
+        };
+        if reply.is_success() {
+            self.recorder.ok(op.index(), began.elapsed());
+        } else {
+            self.recorder.error(op.index(), &reply.label());
+        }
+        reply
+    }
 }
 
 #[cfg(test)]

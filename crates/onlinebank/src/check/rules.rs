@@ -54,9 +54,9 @@ pub struct Stores {
     pub read_model_unapplied: Vec<Unapplied>,
 }
 
-/// How a change of `kind` moves the balance (the rule of `onlinebank_kit::ledger`).
+/// How a change of `kind` moves the balance (the rule of `onlinebank_client::account_check`).
 pub fn signed(kind: &str, amount: i64) -> Sum {
-    onlinebank_kit::ledger::signed(kind, amount)
+    onlinebank_client::account_check::signed(kind, amount)
 }
 
 /// Per account: balance == ledger sum == read model == its transactions' sum. One finding per

@@ -4,11 +4,11 @@
 //! nothing is pending, and the ledger holds exactly the operations that completed (acknowledged
 //! ones included; operations whose answer was lost are resolved by their request id or by
 //! retrying with their Idempotency-Key, which must not apply them twice). What an answer means,
-//! how a lost one is resolved and how an account is checked is `onlinebank_kit`'s, as for the
+//! how a lost one is resolved and how an account is checked is `onlinebank_client`'s, as for the
 //! bench and the chaos test.
 
 use crate::support::*;
-use onlinebank_kit::Transport;
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,33 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const OPENING: i64 = 50_000;
-#[derive(Debug, Clone)]
-struct Op {
-    customer: usize,
-    account: String,
-    kind: &'static str,
-    amount: i64,
-    key: String,
-    first: Answer,
-    /// When the first answer arrived, as the server formats times.
-    first_at: String,
-    last: Answer,
-}
-
-impl Op {
-    fn body(&self, pw: &str) -> Value {
-        money(self.kind, &self.account, self.amount, pw)
-    }
-
-    fn sent(&self) -> Sent<'_> {
-        Sent {
-            kind: self.kind,
-            amount: self.amount,
-            first: &self.first,
-            last: &self.last,
-        }
-    }
-}
 
 /// The tests' client, asserting on the way that a request which answered 202 is then found
 /// completed (with its balance), still pending, or cancelled: nothing else.
@@ -52,7 +25,12 @@ struct Strict<'a> {
 }
 
 impl Transport for Strict<'_> {
-    async fn write(&self, token: &str, key: &str, body: &Value) -> Result<(u16, Value), String> {
+    async fn write<B: Serialize + Sync + ?Sized>(
+        &self,
+        token: &str,
+        key: &str,
+        body: &B,
+    ) -> Result<(u16, Value), String> {
         Transport::write(self.api, token, key, body).await
     }
 
@@ -84,85 +62,72 @@ async fn killing_history_mypage_and_auth_mid_stream_loses_no_money_and_leaves_no
     crash_stream(&["history", "mypage", "auth"]).await;
 }
 
-/// Runs the stream, `kill -9` and restarts each role in turn, then checks everything.
-async fn crash_stream(kills: &[&str]) {
-    let mut cluster = Cluster::start_with(&["--request-wait-ms", "1000"]).await;
+/// The customers of the stream, their accounts, and the opens (operations like the others).
+struct Savers {
+    customers: Vec<Customer>,
+    accounts: Vec<Vec<String>>,
+    opens: Vec<Op>,
+}
 
-    // Three customers with two accounts each; the opens are operations like the others.
-    let mut customers = Vec::new();
-    let mut accounts: Vec<Vec<String>> = Vec::new();
-    let mut opens = Vec::new();
+/// Three customers with two accounts each.
+async fn open_savers(cluster: &Cluster) -> Savers {
+    let mut savers = Savers {
+        customers: Vec::new(),
+        accounts: Vec::new(),
+        opens: Vec::new(),
+    };
     for c in 0..3 {
         let customer = cluster.customer(&format!("c{c}@crash")).await;
         let mut mine = Vec::new();
         for a in 0..2 {
             let no = format!("{}0{}", c + 1, a + 1);
             let opened = cluster.open_ok(&customer, &no, OPENING).await;
-            let answer = onlinebank_kit::classify_write(200, &opened);
+            let outcome = onlinebank_client::classify_write(200, &opened);
             assert!(
-                matches!(answer, Answer::Completed { id: Some(_), .. }),
+                matches!(outcome, Outcome::Completed { id: Some(_), .. }),
                 "{opened}"
             );
-            opens.push(Op {
-                customer: c,
-                account: no.clone(),
-                kind: "open",
-                amount: OPENING,
-                key: String::new(),
-                first: answer.clone(),
-                first_at: rfc3339_ms(std::time::SystemTime::now()),
-                last: answer,
-            });
+            let open = Op::completed(c, &no, WriteKind::Open, OPENING, outcome);
+            savers.opens.push(open);
             mine.push(no);
         }
-        customers.push(customer);
-        accounts.push(mine);
+        savers.customers.push(customer);
+        savers.accounts.push(mine);
     }
-    cluster.ops.drained(SETTLE).await;
+    savers
+}
 
-    // The stream: two clients per customer.
-    let ops: Arc<Mutex<Vec<Op>>> = Arc::new(Mutex::new(Vec::new()));
-    let completed = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+/// The stream: two clients per customer, each sending deposits and withdrawals until `stop`.
+fn stream(
+    api: &Api,
+    savers: &Savers,
+    ops: &Arc<Mutex<Vec<Op>>>,
+    completed: &Arc<AtomicUsize>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut clients = Vec::new();
     for client in 0..6 {
         let c = client % 3;
-        let api = cluster.api.clone();
-        let customer = customers[c].clone();
-        let mine = accounts[c].clone();
+        let api = api.clone();
+        let customer = savers.customers[c].clone();
+        let mine = savers.accounts[c].clone();
         let (ops, completed, stop) = (ops.clone(), completed.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(client as u64 + 1);
             while !stop.load(Ordering::SeqCst) {
-                let account = mine[rng.random_range(0..mine.len())].clone();
+                let account = &mine[rng.random_range(0..mine.len())];
                 let kind = if rng.random_range(0..=99) < 55 {
-                    "deposit"
+                    WriteKind::Deposit
                 } else {
-                    "withdraw"
+                    WriteKind::Withdraw
                 };
-                let amount = rng.random_range(1..=3_000);
-                let key = uuid::Uuid::new_v4().to_string();
-                let answer = send(
-                    &api,
-                    &customer.token,
-                    &key,
-                    money(kind, &account, amount, &customer.pw),
-                )
-                .await;
-                let failed = matches!(answer, Answer::Unknown { .. } | Answer::Busy);
-                if matches!(answer, Answer::Completed { .. }) {
+                let mut op = Op::new(c, account, kind, rng.random_range(1..=3_000));
+                op.send(&api, &customer).await;
+                let failed = matches!(op.first, Outcome::Unknown { .. } | Outcome::Busy);
+                if matches!(op.first, Outcome::Completed { .. }) {
                     completed.fetch_add(1, Ordering::SeqCst);
                 }
-                ops.lock().unwrap().push(Op {
-                    customer: c,
-                    account,
-                    kind,
-                    amount,
-                    key,
-                    first_at: rfc3339_ms(std::time::SystemTime::now()),
-                    first: answer.clone(),
-                    last: answer,
-                });
+                ops.lock().unwrap().push(op);
                 if failed {
                     // Pace the retries of a client that sees the bank down.
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -170,7 +135,19 @@ async fn crash_stream(kills: &[&str]) {
             }
         }));
     }
+    clients
+}
 
+/// Runs the stream, `kill -9` and restarts each role in turn, then checks everything.
+async fn crash_stream(kills: &[&str]) {
+    let mut cluster = Cluster::start_with(&["--request-wait-ms", "1000"]).await;
+    let savers = open_savers(&cluster).await;
+    cluster.ops.drained(SETTLE).await;
+
+    let ops: Arc<Mutex<Vec<Op>>> = Arc::new(Mutex::new(Vec::new()));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = stream(&cluster.api, &savers, &ops, &completed, &stop);
     wait_for_progress(
         &completed,
         20,
@@ -202,39 +179,49 @@ async fn crash_stream(kills: &[&str]) {
     }
     let mut ops = ops.lock().unwrap().clone();
     cluster.ops.drained(Duration::from_secs(60)).await;
+    resolve_all(&cluster, &savers, &mut ops).await;
+    let snapshot = cluster.ops.drained(Duration::from_secs(60)).await;
+    let acknowledged = summarise(&ops);
+    check_accounts(&cluster, &savers, &ops, &snapshot).await;
+    assert!(
+        acknowledged >= 50,
+        "the stream hardly ran: {acknowledged} acknowledged"
+    );
 
-    // Resolve every operation whose outcome the client did not see (a busy one is sent again:
-    // nothing happened, so the retry is what decides it).
+    // The bank works normally afterwards.
+    let c = &savers.customers[0];
+    let first = &savers.accounts[0][0];
+    let before = snapshot.accounts[first].balance;
+    let reply = cluster.deposit(&c.token, &c.pw, first, 1).await;
+    assert_eq!(expect_ok(&reply, 200)["balance"], before + 1, "{}", reply.1);
+    assert_busy_never_applied(&cluster, &savers, &ops).await;
+}
+
+/// Resolves every operation whose outcome the client did not see (a busy one is sent again:
+/// nothing happened, so the retry is what decides it).
+async fn resolve_all(cluster: &Cluster, savers: &Savers, ops: &mut [Op]) {
     for op in ops.iter_mut() {
-        let customer = &customers[op.customer];
+        let customer = &savers.customers[op.customer];
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let strict = Strict {
             api: &cluster.api,
             after_202: match &op.last {
-                Answer::Pending { id } => Some(id.clone()),
+                Outcome::Pending { id } => Some(id.clone()),
                 _ => None,
             },
         };
-        let body = op.body(&customer.pw);
-        op.last = resolve(
-            &strict,
-            &customer.token,
-            &op.key,
-            &body,
-            op.last.clone(),
-            deadline,
-        )
-        .await;
+        op.settle(&strict, customer, deadline).await;
         assert!(op.last.is_definitive(), "could not resolve {op:?}");
     }
-    let snapshot = cluster.ops.drained(Duration::from_secs(60)).await;
+}
 
-    // What the client learnt.
+/// Prints what the client learnt, checks the refusals' reasons; the number acknowledged.
+fn summarise(ops: &[Op]) -> usize {
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
-    let acknowledged = count(&|op| matches!(op.first, Answer::Completed { .. }));
-    let pending = count(&|op| matches!(op.first, Answer::Pending { .. }));
-    let busy = count(&|op| matches!(op.first, Answer::Busy));
-    let unknown = count(&|op| matches!(op.first, Answer::Unknown { .. }));
+    let acknowledged = count(&|op| matches!(op.first, Outcome::Completed { .. }));
+    let pending = count(&|op| matches!(op.first, Outcome::Pending { .. }));
+    let busy = count(&|op| matches!(op.first, Outcome::Busy));
+    let unknown = count(&|op| matches!(op.first, Outcome::Unknown { .. }));
     eprintln!(
         "crash stream: {} operations, {acknowledged} acknowledged, {pending} answered 202, {busy} busy, {unknown} unknown",
         ops.len()
@@ -242,77 +229,74 @@ async fn crash_stream(kills: &[&str]) {
     let reasons: BTreeSet<&str> = ops
         .iter()
         .filter_map(|op| match &op.first {
-            Answer::Unknown { label, .. } => Some(label.as_str()),
+            Outcome::Unknown { label, .. } => Some(label.as_str()),
             _ => None,
         })
         .take(10)
         .collect();
     eprintln!("unknown outcomes (a sample): {reasons:?}");
-    for op in &ops {
-        if let Answer::Refused { code, .. } = &op.last {
+    for op in ops {
+        if let Outcome::Refused { code, .. } = &op.last {
             assert!(
                 code == "insufficient_funds" || code == "interrupted" || code == "service_busy",
                 "an operation was refused for an unexpected reason: {op:?}"
             );
         }
     }
+    acknowledged
+}
 
-    let all_accounts: Vec<(usize, String)> = accounts
+/// Every account: the stores agree, and the ledger as the customer reads it holds exactly the
+/// completed operations, each once, as they were sent, and adds up to the balance.
+async fn check_accounts(cluster: &Cluster, savers: &Savers, ops: &[Op], snapshot: &Snapshot) {
+    let all_accounts: Vec<(usize, &String)> = savers
+        .accounts
         .iter()
         .enumerate()
-        .flat_map(|(c, mine)| mine.iter().map(move |no| (c, no.clone())))
+        .flat_map(|(c, mine)| mine.iter().map(move |no| (c, no)))
         .collect();
     assert_eq!(snapshot.accounts.len(), all_accounts.len(), "{snapshot:?}");
     assert_eq!(snapshot.pending, 0);
-    for (c, no) in &all_accounts {
+    for (c, no) in all_accounts {
         let row = &snapshot.accounts[no];
         let views = Views {
             balance: row.balance,
             history: snapshot.ledger.get(no).copied(),
             mypage: snapshot.mypage.get(no).map(|row| row.balance),
         };
-        // The ledger as the customer reads it holds exactly the completed operations, each once,
-        // as they were sent, and adds up to the balance.
-        let ledger = ledger_of(&cluster.api, &customers[*c].token, no).await;
-        let sent: Vec<Sent> = opens
+        let ledger = ledger_of(&cluster.api, &savers.customers[c].token, no).await;
+        let sent: Vec<Sent> = savers
+            .opens
             .iter()
-            .chain(&ops)
+            .chain(ops)
             .filter(|op| &op.account == no)
             .map(Op::sent)
             .collect();
         let violations = check_account(no, views, &ledger, &sent);
         assert!(violations.is_empty(), "{}", violations.join("\n"));
     }
-    assert!(
-        acknowledged >= 50,
-        "the stream hardly ran: {acknowledged} acknowledged"
-    );
+}
 
-    // The bank works normally afterwards.
-    let c = &customers[0];
-    let before = snapshot.accounts[&accounts[0][0]].balance;
-    let reply = cluster.deposit(&c.token, &c.pw, &accounts[0][0], 1).await;
-    assert_eq!(expect_ok(&reply, 200)["balance"], before + 1, "{}", reply.1);
-
-    // "service_busy: nothing happened": an operation answered busy was not applied by that
-    // attempt, so if its key's request completed, that request was created by the retry.
+/// "service_busy: nothing happened": an operation answered busy was not applied by that
+/// attempt, so if its key's request completed, that request was created by the retry.
+async fn assert_busy_never_applied(cluster: &Cluster, savers: &Savers, ops: &[Op]) {
     let mut busy_but_applied = Vec::new();
-    for op in &ops {
-        let busy = matches!(&op.first, Answer::Busy);
-        let Answer::Completed { id: Some(id), .. } = &op.last else {
+    for op in ops {
+        let busy = matches!(&op.first, Outcome::Busy);
+        let Outcome::Completed { id: Some(id), .. } = &op.last else {
             continue;
         };
         if !busy {
             continue;
         }
-        let token = &customers[op.customer].token;
+        let token = &savers.customers[op.customer].token;
         let (status, request) = cluster.get_request(token, id).await;
         assert_eq!(status, 200, "{request}");
         if let Some(created) = request["createdAt"].as_str() {
             if created.len() == op.first_at.len() && created < op.first_at.as_str() {
                 busy_but_applied.push(format!(
                     "{} {} on {}: answered service_busy at {}, but request {id} created at {created} completed",
-                    op.kind, op.amount, op.account, op.first_at
+                    op.kind.name(), op.amount, op.account, op.first_at
                 ));
             }
         }
@@ -323,32 +307,6 @@ async fn crash_stream(kills: &[&str]) {
         busy_but_applied.len(),
         busy_but_applied.join("\n")
     );
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), the format the bank answers times in.
-fn rfc3339_ms(time: std::time::SystemTime) -> String {
-    let since = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days to civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60,
-        since.subsec_millis()
-    )
 }
 
 #[test]

@@ -802,8 +802,8 @@ fn trickle(
                 let (api, token, key, body) = (&api, &token, &key, body.clone());
                 async move {
                     match send(api, token, key, body).await {
-                        Answer::Completed { .. } => Ok(()),
-                        refused @ Answer::Refused { .. } => Err((format!("{refused:?}"), false)),
+                        Outcome::Completed { .. } => Ok(()),
+                        refused @ Outcome::Refused { .. } => Err((format!("{refused:?}"), false)),
                         other => Err((format!("{other:?}"), true)),
                     }
                 }
@@ -1343,7 +1343,7 @@ struct Op {
     no: String,
     body: Value,
     delta: i64,
-    answer: Answer,
+    answer: Outcome,
 }
 
 #[tokio::test]
@@ -1380,7 +1380,7 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
                 let body = money(kind, &no, amount, &c.pw);
                 let answer = send(&api, &c.token, &key, body.clone()).await;
                 sent.fetch_add(1, Ordering::Relaxed);
-                if matches!(answer, Answer::Unknown { .. } | Answer::Busy) {
+                if matches!(answer, Outcome::Unknown { .. } | Outcome::Busy) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 ops.push(Op {
@@ -1439,7 +1439,7 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
     let (mut completed, mut refused, mut unknown) = (0, 0, 0);
     for (c, ops) in &mut all {
         for op in ops.iter_mut() {
-            if matches!(op.answer, Answer::Unknown { .. } | Answer::Pending { .. }) {
+            if matches!(op.answer, Outcome::Unknown { .. } | Outcome::Pending { .. }) {
                 unknown += 1;
                 let deadline = Instant::now() + Duration::from_secs(120);
                 let answer = resolve(
@@ -1459,7 +1459,7 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
                 op.answer = answer;
             }
             match &op.answer {
-                Answer::Completed { .. } => {
+                Outcome::Completed { .. } => {
                     completed += 1;
                     *expected.get_mut(&op.no).unwrap() += op.delta;
                 }

@@ -1,7 +1,9 @@
-//! The gateway's HTTP API as the tests drive it: a request builder, one helper per flow, and
-//! every answer body recorded (for the never-echo checks).
+//! The gateway's HTTP API as the tests drive it: a request builder (any method, header or body,
+//! malformed ones included), one helper per flow whose bodies are `onlinebank_client`'s wire
+//! types, and every answer body recorded (for the never-echo checks).
 
 use super::*;
+use onlinebank_client::wire::{self, ErrorCode, Login, NewSession, SignUp};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,6 +78,11 @@ impl<'a> Req<'a> {
     pub fn json(mut self, body: Value) -> Self {
         self.json = Some(body);
         self
+    }
+
+    /// A typed body, sent as JSON.
+    pub fn body(self, body: &impl serde::Serialize) -> Self {
+        self.json(serde_json::to_value(body).expect("a wire body is JSON"))
     }
 
     /// A raw body with the given content type (`None`: no content-type header).
@@ -234,31 +241,32 @@ impl Api {
     // --- customers and sessions
 
     pub async fn register(&self, user: &str, name: &str, pw: &str) -> (u16, Value) {
-        self.post(
-            "/api/v1/customers",
-            None,
-            json!({"userId": user, "name": name, "password": pw}),
-        )
-        .await
+        let body = SignUp {
+            user_id: user,
+            name,
+            password: pw,
+        };
+        self.post_req("/api/v1/customers").body(&body).pair().await
     }
 
     pub async fn login(&self, user: &str, pw: &str) -> (u16, Value) {
-        self.post(
-            "/api/v1/sessions",
-            None,
-            json!({"userId": user, "password": pw}),
-        )
-        .await
+        let body = Login {
+            user_id: user,
+            password: pw,
+        };
+        self.post_req("/api/v1/sessions").body(&body).pair().await
     }
 
     /// Logs in and returns the token; fails the test otherwise.
     pub async fn token(&self, user: &str, pw: &str) -> String {
         let (status, body) = self.login(user, pw).await;
         assert_eq!(status, 200, "login {user}: {body}");
-        body["token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("login answer without token: {body}"))
-            .to_owned()
+        let session: NewSession = wire::decode(&body);
+        assert!(
+            !session.token.is_empty(),
+            "login answer without token: {body}"
+        );
+        session.token
     }
 
     /// Registers `user` with a distinctive password and logs in.
@@ -298,14 +306,8 @@ impl Api {
         account_no: Option<&str>,
         amount: Option<i64>,
     ) -> (u16, Value) {
-        let mut body = json!({"type": "open", "password": pw});
-        if let Some(no) = account_no {
-            body["accountNo"] = json!(no);
-        }
-        if let Some(amount) = amount {
-            body["amount"] = json!(amount);
-        }
-        self.request(token, body).await
+        self.request(token, Write::open(account_no, amount, pw).to_json())
+            .await
     }
 
     /// Opens an account and fails the test unless it completed.
@@ -348,11 +350,7 @@ impl Api {
     }
 
     pub async fn close(&self, token: &str, pw: &str, no: &str) -> (u16, Value) {
-        self.request(
-            token,
-            json!({"type": "close", "accountNo": no, "password": pw}),
-        )
-        .await
+        self.request(token, Write::close(no, pw).to_json()).await
     }
 
     /// `POST /api/v1/requests` type balance.
@@ -455,13 +453,11 @@ impl Api {
             Duration::from_secs(60),
             || async {
                 let (status, body) = self.get_request(token, &id).await;
-                match (
-                    status,
-                    body["status"].as_str(),
-                    body["error"]["code"].as_str(),
-                ) {
-                    (200, Some("completed"), _) => Ok((status, body)),
-                    (404, _, Some("request_cancelled")) => Ok((status, body)),
+                let request: wire::Request = wire::decode(&body);
+                let code = request.error.as_ref().map(|error| &error.code);
+                match (status, code) {
+                    (200, _) if request.is_completed() => Ok((status, body)),
+                    (404, Some(ErrorCode::RequestCancelled)) => Ok((status, body)),
                     _ => Err(format!("{status} {body}")),
                 }
             },
@@ -479,9 +475,10 @@ fn client(pool: usize) -> reqwest::Client {
         .expect("http client")
 }
 
-/// A deposit or withdraw body.
+/// A deposit or withdraw body (`kind` names one).
 pub fn money(kind: &str, no: &str, amount: i64, pw: &str) -> Value {
-    json!({"type": kind, "accountNo": no, "amount": amount, "password": pw})
+    let kind = WriteKind::parse(kind).unwrap_or_else(|| panic!("{kind:?} is no write"));
+    Write::money(kind, no, amount, pw).to_json()
 }
 
 /// Percent-encodes a query value.
@@ -491,17 +488,14 @@ pub fn encode(value: &str) -> String {
 
 /// What a settled answer amounts to: `"completed"` or the failure's code/reason.
 pub fn outcome(reply: &(u16, Value)) -> String {
-    let body = &reply.1;
-    if reply.0 == 200 && body["status"] == "completed" {
+    let (status, body) = reply;
+    let request: wire::Request = wire::decode(body);
+    if *status == 200 && request.is_completed() {
         return "completed".into();
     }
-    if body["error"]["code"] == "request_cancelled" {
-        if let Some(reason) = body["reason"].as_str() {
-            return reason.to_owned();
-        }
+    match (wire::error_of(body), request.reason) {
+        (Some(error), Some(reason)) if error.code == ErrorCode::RequestCancelled => reason,
+        (Some(error), _) => error.code.as_str().to_owned(),
+        (None, _) => format!("status {status}: {body}"),
     }
-    body["error"]["code"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("status {}: {body}", reply.0))
 }

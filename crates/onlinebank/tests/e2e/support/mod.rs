@@ -10,9 +10,11 @@
 //! - `cluster`: one process per role (`Cluster`);
 //! - `distributed`: a PostgreSQL database and a Kafka namespace per test;
 //! - `ops`: the internal endpoints, every store's snapshot and its consistency, `/metrics`;
-//! - `api`: the gateway's HTTP API (`Api`, `Req`, `Reply`, `Customer`);
-//! - `writes`: writes whose outcome a client must learn, through `onlinebank_kit` (the same
-//!   classification and resolution as the bench's);
+//! - `api`: the gateway's HTTP API (`Api`, `Req`, `Reply`, `Customer`), its bodies
+//!   `onlinebank_client`'s wire types;
+//! - `writes`: writes whose outcome a client must learn, through `onlinebank_client` (the same
+//!   classification and resolution as the CLI's and the bench's), and `Op`, one write of the crash
+//!   and chaos tests;
 //! - `checks`: assertions on answers, polling with a deadline, small helpers.
 
 mod api;

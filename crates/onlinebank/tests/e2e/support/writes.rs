@@ -1,13 +1,15 @@
 //! Writes whose outcome a client must learn, also across crashes. What an answer means and how
-//! an unknown one is resolved is `onlinebank_kit`'s (shared with the bench); this is the tests'
-//! client speaking it, with the contract's promises about a write's answer asserted on the way.
+//! an unknown one is resolved is `onlinebank_client`'s (shared with the CLI and the bench); this is
+//! the tests' client speaking it, with the contract's promises about a write's answer asserted on
+//! the way, and `Op`, one write of the crash and chaos tests' streams.
 
 use super::*;
+use serde::Serialize;
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub use onlinebank_kit::ledger::{check_account, Entry, Sent, Views};
-pub use onlinebank_kit::{resolve, Answer};
+pub use onlinebank_client::account_check::{check_account, Entry, Sent, Views};
+pub use onlinebank_client::{resolve, Outcome, Transport, Write, WriteKind};
 
 /// How long a client waits for one answer.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -40,13 +42,19 @@ fn assert_write_contract(reply: &Reply) {
 
 /// The tests' client as the kit's transport: every call bounded by `OP_TIMEOUT` (a timeout is a
 /// lost answer).
-impl onlinebank_kit::Transport for Api {
-    async fn write(&self, token: &str, key: &str, body: &Value) -> Result<(u16, Value), String> {
+impl Transport for Api {
+    async fn write<B: Serialize + Sync + ?Sized>(
+        &self,
+        token: &str,
+        key: &str,
+        body: &B,
+    ) -> Result<(u16, Value), String> {
+        let body = serde_json::to_value(body).map_err(|error| error.to_string())?;
         let sent = self
             .post_req("/api/v1/requests")
             .bearer(token)
             .header("Idempotency-Key", key)
-            .json(body.clone());
+            .json(body);
         let reply = bounded(sent).await?;
         assert_write_contract(&reply);
         Ok((reply.status, reply.body))
@@ -68,8 +76,8 @@ async fn bounded(request: Req<'_>) -> Result<Reply, String> {
 }
 
 /// Sends a write with its Idempotency-Key and classifies the answer (a timeout is unknown).
-pub async fn send(api: &Api, token: &str, key: &str, body: Value) -> Answer {
-    onlinebank_kit::send(api, token, key, &body).await
+pub async fn send(api: &Api, token: &str, key: &str, body: Value) -> Outcome {
+    onlinebank_client::send(api, token, key, &body).await
 }
 
 /// The transactions of an account as ledger entries (newest first); fails the test on an entry
@@ -80,4 +88,128 @@ pub async fn ledger_of(api: &Api, token: &str, no: &str) -> Vec<Entry> {
         .iter()
         .map(|item| Entry::parse(item).unwrap_or_else(|error| panic!("{no}: {error}")))
         .collect()
+}
+
+/// One write of a test's stream: what was sent, and what the client learnt of it first and at
+/// last (after resolution).
+#[derive(Debug, Clone)]
+pub struct Op {
+    /// The index of the customer who sent it.
+    pub customer: usize,
+    pub account: String,
+    pub kind: WriteKind,
+    pub amount: i64,
+    pub key: String,
+    pub first: Outcome,
+    /// When the first outcome arrived, as the server formats times.
+    pub first_at: String,
+    pub last: Outcome,
+}
+
+impl Op {
+    /// A write not sent yet, with a fresh Idempotency-Key.
+    pub fn new(customer: usize, account: &str, kind: WriteKind, amount: i64) -> Op {
+        Op {
+            customer,
+            account: account.to_owned(),
+            kind,
+            amount,
+            key: uuid::Uuid::new_v4().to_string(),
+            first: Outcome::lost("not sent"),
+            first_at: String::new(),
+            last: Outcome::lost("not sent"),
+        }
+    }
+
+    /// A write already known `completed` (no key: it is never re-sent).
+    pub fn completed(
+        customer: usize,
+        account: &str,
+        kind: WriteKind,
+        amount: i64,
+        done: Outcome,
+    ) -> Op {
+        Op {
+            key: String::new(),
+            first: done.clone(),
+            first_at: rfc3339_ms(std::time::SystemTime::now()),
+            last: done,
+            ..Op::new(customer, account, kind, amount)
+        }
+    }
+
+    /// The body, with the step-up password `pw`.
+    pub fn body<'a>(&'a self, pw: &'a str) -> Write<'a> {
+        match self.kind {
+            WriteKind::Open => Write::open(Some(&self.account), Some(self.amount), pw),
+            WriteKind::Close => Write::close(&self.account, pw),
+            kind => Write::money(kind, &self.account, self.amount, pw),
+        }
+    }
+
+    /// Sends it once through `api` as `customer`; its first outcome is also its last so far.
+    pub async fn send(&mut self, api: &Api, customer: &Customer) {
+        let body = self.body(&customer.pw);
+        let outcome = onlinebank_client::send(api, &customer.token, &self.key, &body).await;
+        self.first_at = rfc3339_ms(std::time::SystemTime::now());
+        self.first = outcome.clone();
+        self.last = outcome;
+    }
+
+    /// Resolves its last outcome through `transport` (the same key, or its request id) until it
+    /// is definitive or `deadline` passes.
+    pub async fn settle(
+        &mut self,
+        transport: &impl Transport,
+        customer: &Customer,
+        deadline: Instant,
+    ) {
+        let body = self.body(&customer.pw);
+        let last = resolve(
+            transport,
+            &customer.token,
+            &self.key,
+            &body,
+            self.last.clone(),
+            deadline,
+        )
+        .await;
+        self.last = last;
+    }
+
+    /// As the account check takes it.
+    pub fn sent(&self) -> Sent<'_> {
+        Sent {
+            kind: self.kind,
+            amount: self.amount,
+            first: &self.first,
+            last: &self.last,
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), the format the bank answers times in.
+pub fn rfc3339_ms(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
 }

@@ -4,20 +4,22 @@
 //! `service_busy` on a re-send proves nothing about the first attempt, so it is retried like any
 //! other unknown, until the deadline.
 
-use crate::answer::{classify_request, classify_write, Answer};
+use crate::outcome::{classify_request, classify_write, Outcome};
+use serde::Serialize;
 use serde_json::Value;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// The two calls resolution needs; the bench's client and the tests' client both provide them.
+/// The two calls resolution needs; `Client` provides them, and the tests' client over it.
 pub trait Transport: Sync {
     /// `POST /api/v1/requests` with the bearer token and the Idempotency-Key: the status and the
-    /// body (`Null` when it is not JSON), or the label of the transport failure.
-    fn write(
+    /// body (`Null` when it is not JSON), or the label of the transport failure. `body` is a
+    /// `wire::Write`, or (in tests) any JSON.
+    fn write<B: Serialize + Sync + ?Sized>(
         &self,
         token: &str,
         key: &str,
-        body: &Value,
+        body: &B,
     ) -> impl Future<Output = Result<(u16, Value), String>> + Send;
 
     /// `GET /api/v1/requests/{id}` with the bearer token, as `write` answers.
@@ -29,27 +31,32 @@ pub trait Transport: Sync {
 }
 
 /// Sends a write with its Idempotency-Key and classifies the answer.
-pub async fn send<T: Transport>(transport: &T, token: &str, key: &str, body: &Value) -> Answer {
+pub async fn send<T: Transport, B: Serialize + Sync + ?Sized>(
+    transport: &T,
+    token: &str,
+    key: &str,
+    body: &B,
+) -> Outcome {
     match transport.write(token, key, body).await {
         Ok((status, json)) => classify_write(status, &json),
-        Err(label) => Answer::lost(label),
+        Err(label) => Outcome::lost(label),
     }
 }
 
 /// Sends a write and resolves it: how a step that must not be skipped (a setup's open) is done.
-pub async fn send_resolved<T: Transport>(
+pub async fn send_resolved<T: Transport, B: Serialize + Sync + ?Sized>(
     transport: &T,
     token: &str,
     key: &str,
-    body: &Value,
+    body: &B,
     deadline: Instant,
-) -> Answer {
+) -> Outcome {
     resolve(
         transport,
         token,
         key,
         body,
-        Answer::lost("not sent"),
+        Outcome::lost("not sent"),
         deadline,
     )
     .await
@@ -57,14 +64,14 @@ pub async fn send_resolved<T: Transport>(
 
 /// Turns `answer` (the last thing known about the write `body` sent with `key`) into a
 /// definitive one (completed or refused), or returns the last answer seen at `deadline`.
-pub async fn resolve<T: Transport>(
+pub async fn resolve<T: Transport, B: Serialize + Sync + ?Sized>(
     transport: &T,
     token: &str,
     key: &str,
-    body: &Value,
-    mut answer: Answer,
+    body: &B,
+    mut answer: Outcome,
     deadline: Instant,
-) -> Answer {
+) -> Outcome {
     let mut pause = Duration::from_millis(50);
     loop {
         if answer.is_definitive() {
@@ -73,7 +80,7 @@ pub async fn resolve<T: Transport>(
         answer = match answer.request_id().map(str::to_owned) {
             Some(id) => match transport.request(token, &id).await {
                 Ok((status, json)) => classify_request(status, &json, &id),
-                Err(label) => Answer::Unknown {
+                Err(label) => Outcome::Unknown {
                     label,
                     id: Some(id),
                 },
@@ -91,10 +98,11 @@ pub async fn resolve<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Write;
     use serde_json::json;
     use std::sync::Mutex;
 
-    /// Answers from a script; records what was asked.
+    /// Outcomes from a script; records what was asked.
     struct Script {
         writes: Mutex<Vec<(u16, Value)>>,
         polls: Mutex<Vec<(u16, Value)>>,
@@ -102,7 +110,12 @@ mod tests {
     }
 
     impl Transport for Script {
-        async fn write(&self, _: &str, key: &str, _: &Value) -> Result<(u16, Value), String> {
+        async fn write<B: Serialize + Sync + ?Sized>(
+            &self,
+            _: &str,
+            key: &str,
+            _: &B,
+        ) -> Result<(u16, Value), String> {
             self.asked
                 .lock()
                 .map_err(|_| "poisoned")?
@@ -139,11 +152,11 @@ mod tests {
             asked: Mutex::new(Vec::new()),
         };
         let deadline = Instant::now() + Duration::from_secs(5);
-        let body = json!({});
-        let answer = resolve(&script, "t", "k", &body, Answer::lost("x"), deadline).await;
+        let body = Write::close("1", "pw");
+        let answer = resolve(&script, "t", "k", &body, Outcome::lost("x"), deadline).await;
         assert_eq!(
             answer,
-            Answer::Completed {
+            Outcome::Completed {
                 id: Some("r1".into()),
                 balance: Some(7)
             }
@@ -160,7 +173,7 @@ mod tests {
             asked: Mutex::new(Vec::new()),
         };
         let deadline = Instant::now() + Duration::from_millis(200);
-        let answer = send_resolved(&script, "t", "k", &json!({}), deadline).await;
-        assert_eq!(answer, Answer::lost("timeout"));
+        let answer = send_resolved(&script, "t", "k", &Write::close("1", "pw"), deadline).await;
+        assert_eq!(answer, Outcome::lost("timeout"));
     }
 }

@@ -10,13 +10,14 @@
 //!   flight): the write may or may not have happened; resolve it by re-sending it with the same
 //!   Idempotency-Key.
 //!
-//! This is the only place that decides it.
+//! This is the only place that decides it; the bodies are read through `wire`'s types.
 
+use crate::wire::{self, ErrorCode, LegacyRequest, Request};
 use serde_json::Value;
 
-/// What a write's answer means.
+/// What a write's answer tells the client about whether it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub enum Outcome {
     /// Done: the balance moved. The contract puts the request id and the balance in the answer.
     Completed {
         id: Option<String>,
@@ -33,10 +34,10 @@ pub enum Answer {
     Unknown { label: String, id: Option<String> },
 }
 
-impl Answer {
+impl Outcome {
     /// A write whose answer never arrived (transport failure, client timeout).
-    pub fn lost(label: impl Into<String>) -> Answer {
-        Answer::Unknown {
+    pub fn lost(label: impl Into<String>) -> Outcome {
+        Outcome::Unknown {
             label: label.into(),
             id: None,
         }
@@ -44,17 +45,17 @@ impl Answer {
 
     /// Completed or refused: nothing left to find out.
     pub fn is_definitive(&self) -> bool {
-        matches!(self, Answer::Completed { .. } | Answer::Refused { .. })
+        matches!(self, Outcome::Completed { .. } | Outcome::Refused { .. })
     }
 
     /// The request id the answer carried, if any.
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            Answer::Completed { id, .. }
-            | Answer::Refused { id, .. }
-            | Answer::Unknown { id, .. } => id.as_deref(),
-            Answer::Pending { id } => Some(id),
-            Answer::Busy => None,
+            Outcome::Completed { id, .. }
+            | Outcome::Refused { id, .. }
+            | Outcome::Unknown { id, .. } => id.as_deref(),
+            Outcome::Pending { id } => Some(id),
+            Outcome::Busy => None,
         }
     }
 
@@ -62,82 +63,69 @@ impl Answer {
     /// or the unknown outcome's label (an error code, `http_<status>`, `transport_<kind>`, ...).
     pub fn label(&self) -> String {
         match self {
-            Answer::Completed { .. } => "completed".to_owned(),
-            Answer::Refused { code, .. } => code.clone(),
-            Answer::Busy => "service_busy".to_owned(),
-            Answer::Pending { .. } => "pending_202".to_owned(),
-            Answer::Unknown { label, .. } => label.clone(),
+            Outcome::Completed { .. } => "completed".to_owned(),
+            Outcome::Refused { code, .. } => code.clone(),
+            Outcome::Busy => "service_busy".to_owned(),
+            Outcome::Pending { .. } => "pending_202".to_owned(),
+            Outcome::Unknown { label, .. } => label.clone(),
         }
     }
 }
 
 /// `{"error":{"code":...}}`
-pub fn error_code(body: &Value) -> Option<String> {
-    body.get("error")?.get("code")?.as_str().map(str::to_owned)
+pub fn error_code(body: &Value) -> Option<ErrorCode> {
+    wire::error_of(body).map(|error| error.code)
 }
 
 /// The contract's error code of an answer, else `http_<status>`.
-pub fn http_label(status: u16, body: &Value) -> String {
-    error_code(body).unwrap_or_else(|| format!("http_{status}"))
-}
-
-fn text(body: &Value, field: &str) -> Option<String> {
-    body.get(field).and_then(Value::as_str).map(str::to_owned)
+pub fn http_label(status: u16, code: Option<&ErrorCode>) -> String {
+    code.map_or_else(|| format!("http_{status}"), |code| code.as_str().to_owned())
 }
 
 /// Classifies the answer to `POST /api/v1/requests`.
-pub fn classify_write(status: u16, body: &Value) -> Answer {
-    classify(status, body, text(body, "requestId"))
+pub fn classify_write(status: u16, body: &Value) -> Outcome {
+    let request: Request = wire::decode(body);
+    let code = error_code(body);
+    if status == 200 && request.is_completed() {
+        return completed(request.request_id, request.balance);
+    }
+    classify(status, code, request.request_id)
 }
 
 /// Classifies the answer to the original system's `POST /requests`: 201 with `RequestCompleted`
 /// is done, 202 pending (its id is `id`), the rest as for a v1 write.
-pub fn classify_legacy_write(status: u16, body: &Value) -> Answer {
-    let id = text(body, "id");
-    if status == 201
-        && body.get("requestStatus").and_then(Value::as_str) == Some("RequestCompleted")
-    {
-        return completed(body, id);
+pub fn classify_legacy_write(status: u16, body: &Value) -> Outcome {
+    let request: LegacyRequest = wire::decode(body);
+    if status == 201 && request.request_status.as_deref() == Some("RequestCompleted") {
+        return completed(request.id, request.balance);
     }
-    classify(status, body, id)
+    classify(status, request.error.map(|error| error.code), request.id)
 }
 
 /// Done: the request id and the balance the answer carried.
-fn completed(body: &Value, id: Option<String>) -> Answer {
-    Answer::Completed {
-        id,
-        balance: body.get("balance").and_then(Value::as_i64),
-    }
+fn completed(id: Option<String>, balance: Option<i64>) -> Outcome {
+    Outcome::Completed { id, balance }
 }
 
-/// A v1 body saying `"status": "completed"`.
-fn says_completed(body: &Value) -> bool {
-    body.get("status").and_then(Value::as_str) == Some("completed")
-}
-
-fn classify(status: u16, body: &Value, id: Option<String>) -> Answer {
-    let code = error_code(body);
-    match (status, code.as_deref()) {
-        (200, _) if says_completed(body) => completed(body, id),
+/// A write's answer that is not a completion.
+fn classify(status: u16, code: Option<ErrorCode>, id: Option<String>) -> Outcome {
+    match (status, &code) {
         (202, _) => match id {
-            Some(id) => Answer::Pending { id },
-            None => Answer::Unknown {
-                label: "pending_202".to_owned(),
-                id: None,
-            },
+            Some(id) => Outcome::Pending { id },
+            None => Outcome::lost("pending_202"),
         },
-        (503, Some("service_busy")) => Answer::Busy,
+        (503, Some(ErrorCode::ServiceBusy)) => Outcome::Busy,
         // "In flight" is not an outcome: resolve it later like an unknown one.
-        (409, Some("idempotency_key_in_flight")) => Answer::Unknown {
-            label: "idempotency_key_in_flight".to_owned(),
+        (409, Some(ErrorCode::IdempotencyKeyInFlight)) => Outcome::Unknown {
+            label: ErrorCode::IdempotencyKeyInFlight.as_str().to_owned(),
             id,
         },
-        (400..=499, _) => Answer::Refused {
-            code: http_label(status, body),
+        (400..=499, _) => Outcome::Refused {
+            code: http_label(status, code.as_ref()),
             id,
         },
-        _ => Answer::Unknown {
-            label: http_label(status, body),
+        _ => Outcome::Unknown {
+            label: http_label(status, code.as_ref()),
             id,
         },
     }
@@ -146,20 +134,24 @@ fn classify(status: u16, body: &Value, id: Option<String>) -> Answer {
 /// Classifies the answer to `GET /api/v1/requests/{id}` about the write with that id: completed,
 /// still pending, cancelled (refused with its `reason`), not known under this id (unknown without
 /// an id: ask by key instead), or no answer yet (unknown, keep asking by id).
-pub fn classify_request(status: u16, body: &Value, id: &str) -> Answer {
-    match (status, error_code(body).as_deref()) {
-        (200, _) if says_completed(body) => completed(body, Some(id.to_owned())),
-        (200, _) => Answer::Pending { id: id.to_owned() },
-        (404, Some("request_cancelled")) => Answer::Refused {
-            code: text(body, "reason").unwrap_or_else(|| "request_cancelled".to_owned()),
+pub fn classify_request(status: u16, body: &Value, id: &str) -> Outcome {
+    let mut request: Request = wire::decode(body);
+    let code = request.error.take().map(|error| error.code);
+    match (status, code) {
+        (200, _) if request.is_completed() => completed(Some(id.to_owned()), request.balance),
+        (200, _) => Outcome::Pending { id: id.to_owned() },
+        (404, Some(ErrorCode::RequestCancelled)) => Outcome::Refused {
+            code: request
+                .reason
+                .unwrap_or_else(|| ErrorCode::RequestCancelled.as_str().to_owned()),
             id: Some(id.to_owned()),
         },
-        (404, _) => Answer::Unknown {
-            label: http_label(status, body),
+        (404, code) => Outcome::Unknown {
+            label: http_label(status, code.as_ref()),
             id: None,
         },
-        _ => Answer::Unknown {
-            label: http_label(status, body),
+        (_, code) => Outcome::Unknown {
+            label: http_label(status, code.as_ref()),
             id: Some(id.to_owned()),
         },
     }
@@ -178,7 +170,7 @@ mod tests {
         );
         assert_eq!(
             completed,
-            Answer::Completed {
+            Outcome::Completed {
                 id: Some("r".into()),
                 balance: Some(5)
             }
@@ -189,30 +181,32 @@ mod tests {
         );
         assert_eq!(
             refused,
-            Answer::Refused {
+            Outcome::Refused {
                 code: "insufficient_funds".into(),
                 id: Some("r".into())
             }
         );
         // Busy: nothing happened (docs/api.md), a refusal, not an unknown outcome.
         let busy = classify_write(503, &json!({"error":{"code":"service_busy","message":"x"}}));
-        assert_eq!(busy, Answer::Busy);
+        assert_eq!(busy, Outcome::Busy);
         assert_eq!(busy.label(), "service_busy");
         assert!(!busy.is_definitive());
         let pending = classify_write(202, &json!({"requestId":"abc","status":"pending"}));
-        assert_eq!(pending, Answer::Pending { id: "abc".into() });
+        assert_eq!(pending, Outcome::Pending { id: "abc".into() });
         let lost = classify_write(
             504,
             &json!({"error":{"code":"outcome_unknown","message":"x"}}),
         );
-        assert!(matches!(&lost, Answer::Unknown { label, id: None } if label == "outcome_unknown"));
+        assert!(
+            matches!(&lost, Outcome::Unknown { label, id: None } if label == "outcome_unknown")
+        );
         let bad_gateway = classify_write(502, &json!({"error":{"code":"outcome_unknown"}}));
         assert_eq!(bad_gateway.label(), "outcome_unknown");
         let in_flight = classify_write(409, &json!({"error":{"code":"idempotency_key_in_flight"}}));
-        assert!(matches!(in_flight, Answer::Unknown { .. }));
+        assert!(matches!(in_flight, Outcome::Unknown { .. }));
         assert_eq!(classify_write(500, &json!("oops")).label(), "http_500");
         assert_eq!(
-            Answer::lost("transport_timeout").label(),
+            Outcome::lost("transport_timeout").label(),
             "transport_timeout"
         );
     }
@@ -221,9 +215,9 @@ mod tests {
     fn legacy_writes_and_polls_are_classified() {
         let done =
             classify_legacy_write(201, &json!({"id":"i","requestStatus":"RequestCompleted"}));
-        assert!(matches!(done, Answer::Completed { id: Some(id), .. } if id == "i"));
+        assert!(matches!(done, Outcome::Completed { id: Some(id), .. } if id == "i"));
         let later = classify_legacy_write(202, &json!({"id":"i"}));
-        assert_eq!(later, Answer::Pending { id: "i".into() });
+        assert_eq!(later, Outcome::Pending { id: "i".into() });
         let lost =
             classify_legacy_write(504, &json!({"id":"i","error":{"code":"outcome_unknown"}}));
         assert_eq!(lost.request_id(), Some("i"));
@@ -232,7 +226,7 @@ mod tests {
         assert!(polled.is_definitive());
         assert_eq!(
             classify_request(200, &json!({"status":"pending"}), "i"),
-            Answer::Pending { id: "i".into() }
+            Outcome::Pending { id: "i".into() }
         );
         let cancelled = classify_request(
             404,

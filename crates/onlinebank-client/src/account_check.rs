@@ -4,15 +4,16 @@
 //! oldest to newest without going negative and add up to the balance; and they hold exactly the
 //! writes the client saw complete, as they were sent, and none it saw refused.
 
-use crate::answer::Answer;
+use crate::outcome::Outcome;
+use crate::wire::{Transaction, WriteKind};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// One transaction of an account.
+/// One transaction of an account, with the fields the check needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub request_id: String,
-    pub kind: String,
+    pub kind: WriteKind,
     pub amount: i64,
     pub version: Option<i64>,
     pub balance_after: Option<i64>,
@@ -21,32 +22,43 @@ pub struct Entry {
 impl Entry {
     /// Reads one item of a transactions page.
     pub fn parse(item: &Value) -> Result<Entry, String> {
-        let text = |field: &str| item.get(field).and_then(Value::as_str).map(str::to_owned);
-        let number = |field: &str| item.get(field).and_then(Value::as_i64);
+        Entry::from_transaction(crate::wire::decode(item), item)
+    }
+
+    /// The entry of `transaction` (`item` as answered, for the message when a field is missing).
+    pub fn from_transaction(
+        transaction: Transaction,
+        item: &impl std::fmt::Display,
+    ) -> Result<Entry, String> {
+        let kind = transaction
+            .kind
+            .ok_or_else(|| format!("no type in {item}"))?;
         Ok(Entry {
-            request_id: text("requestId").ok_or_else(|| format!("no requestId in {item}"))?,
-            kind: text("type").ok_or_else(|| format!("no type in {item}"))?,
-            amount: number("amount").ok_or_else(|| format!("no amount in {item}"))?,
-            version: number("version"),
-            balance_after: number("balanceAfter"),
+            request_id: transaction
+                .request_id
+                .ok_or_else(|| format!("no requestId in {item}"))?,
+            kind: WriteKind::parse(&kind)
+                .ok_or_else(|| format!("unknown transaction type {kind:?}"))?,
+            amount: transaction
+                .amount
+                .ok_or_else(|| format!("no amount in {item}"))?,
+            version: transaction.version,
+            balance_after: transaction.balance_after,
         })
     }
 
     /// How it moves the balance.
-    pub fn signed(&self) -> Result<i64, String> {
-        signed(&self.kind, self.amount)
+    pub fn signed(&self) -> i64 {
+        self.kind.signed(self.amount)
     }
 }
 
 /// How a transaction (or a write) of `kind` moves the balance: open and deposit add, withdraw
 /// subtracts, close moves nothing.
 pub fn signed(kind: &str, amount: i64) -> Result<i64, String> {
-    match kind {
-        "open" | "deposit" => Ok(amount),
-        "withdraw" => Ok(-amount),
-        "close" => Ok(0),
-        other => Err(format!("unknown transaction type {other:?}")),
-    }
+    WriteKind::parse(kind)
+        .map(|kind| kind.signed(amount))
+        .ok_or_else(|| format!("unknown transaction type {kind:?}"))
 }
 
 /// The account as each store shows it: the account role's balance (the truth), history's ledger
@@ -58,18 +70,26 @@ pub struct Views {
     pub mypage: Option<i64>,
 }
 
-/// A write the client sent to the account, with the first answer it got and the final one
+/// A write the client sent to the account, with the first outcome it learnt and the final one
 /// (after resolution).
 #[derive(Debug, Clone, Copy)]
 pub struct Sent<'a> {
-    pub kind: &'a str,
+    pub kind: WriteKind,
     pub amount: i64,
-    pub first: &'a Answer,
-    pub last: &'a Answer,
+    pub first: &'a Outcome,
+    pub last: &'a Outcome,
 }
 
 /// Every way account `no` breaks the rules; empty when it is consistent.
 pub fn check_account(no: &str, views: Views, ledger: &[Entry], sent: &[Sent]) -> Vec<String> {
+    let mut violations = check_views(no, views);
+    let by_id = check_ledger(no, views.balance, ledger, &mut violations);
+    check_sent(no, views.balance, &by_id, sent, &mut violations);
+    violations
+}
+
+/// The balance is not negative and every store shows it.
+fn check_views(no: &str, views: Views) -> Vec<String> {
     let mut violations = Vec::new();
     let balance = views.balance;
     if balance < 0 {
@@ -87,8 +107,17 @@ pub fn check_account(no: &str, views: Views, ledger: &[Entry], sent: &[Sent]) ->
             views.mypage
         ));
     }
+    violations
+}
 
-    // The ledger itself: each request once, a chain from the oldest that never goes negative.
+/// The ledger itself: each request once, a chain from the oldest that never goes negative and
+/// ends at `balance`. Returns the entries by request id.
+fn check_ledger<'a>(
+    no: &str,
+    balance: i64,
+    ledger: &'a [Entry],
+    violations: &mut Vec<String>,
+) -> BTreeMap<&'a str, &'a Entry> {
     let mut by_id: BTreeMap<&str, &Entry> = BTreeMap::new();
     for entry in ledger {
         if by_id.insert(&entry.request_id, entry).is_some() {
@@ -102,10 +131,7 @@ pub fn check_account(no: &str, views: Views, ledger: &[Entry], sent: &[Sent]) ->
     chain.sort_by_key(|entry| entry.version.unwrap_or(0));
     let mut running = 0_i64;
     for entry in chain {
-        match entry.signed() {
-            Ok(delta) => running += delta,
-            Err(error) => violations.push(format!("{no}: {error} at {entry:?}")),
-        }
+        running += entry.signed();
         if running < 0 {
             violations.push(format!("{no}: the ledger goes negative at {entry:?}"));
         }
@@ -120,56 +146,40 @@ pub fn check_account(no: &str, views: Views, ledger: &[Entry], sent: &[Sent]) ->
             "{no}: the ledger adds up to {running}, the balance is {balance}"
         ));
     }
+    by_id
+}
 
-    // Exactly the completed writes are in the ledger, each as it was sent.
+/// Exactly the completed writes are in the ledger, each as it was sent, and they add up to
+/// `balance`.
+fn check_sent(
+    no: &str,
+    balance: i64,
+    by_id: &BTreeMap<&str, &Entry>,
+    sent: &[Sent],
+    violations: &mut Vec<String>,
+) {
     let mut expected = 0_i64;
     let mut completed = BTreeSet::new();
     for write in sent {
         match write.last {
-            Answer::Completed {
+            Outcome::Completed {
                 id: Some(id),
                 balance: after,
             } => {
-                if after.is_some_and(|after| after < 0) {
-                    violations.push(format!(
-                        "{no}: completed with a negative balance: {write:?}"
-                    ));
-                }
-                match by_id.get(id.as_str()) {
-                    Some(entry) if entry.kind == write.kind && entry.amount == write.amount => {}
-                    Some(entry) => {
-                        violations.push(format!("{no}: {write:?} recorded as {entry:?}"))
-                    }
-                    None => violations.push(format!(
-                        "{no}: completed but missing from the ledger: {write:?}"
-                    )),
-                }
-                if let Answer::Completed {
-                    id: Some(first), ..
-                } = write.first
-                {
-                    if first != id {
-                        violations.push(format!(
-                            "{no}: an acknowledged write changed its id: {write:?}"
-                        ));
-                    }
-                }
-                match signed(write.kind, write.amount) {
-                    Ok(delta) => expected += delta,
-                    Err(error) => violations.push(format!("{no}: {error} in {write:?}")),
-                }
+                check_completed(no, write, id, *after, by_id, violations);
+                expected += write.kind.signed(write.amount);
                 completed.insert(id.as_str());
             }
-            Answer::Completed { id: None, .. } => {
+            Outcome::Completed { id: None, .. } => {
                 violations.push(format!("{no}: completed without a request id: {write:?}"));
             }
-            Answer::Refused { id: Some(id), .. } if by_id.contains_key(id.as_str()) => {
+            Outcome::Refused { id: Some(id), .. } if by_id.contains_key(id.as_str()) => {
                 violations.push(format!("{no}: refused but applied: {write:?}"));
             }
             _ => {}
         }
     }
-    for (id, entry) in &by_id {
+    for (id, entry) in by_id {
         if !completed.contains(id) {
             violations.push(format!(
                 "{no}: ledger entry {entry:?} no write completed as"
@@ -181,7 +191,40 @@ pub fn check_account(no: &str, views: Views, ledger: &[Entry], sent: &[Sent]) ->
             "{no}: balance {balance} but the completed writes add up to {expected}"
         ));
     }
-    violations
+}
+
+/// One completed write `id`: a balance not negative, in the ledger as sent, the id it was
+/// first acknowledged with.
+fn check_completed(
+    no: &str,
+    write: &Sent,
+    id: &str,
+    after: Option<i64>,
+    by_id: &BTreeMap<&str, &Entry>,
+    violations: &mut Vec<String>,
+) {
+    if after.is_some_and(|after| after < 0) {
+        violations.push(format!(
+            "{no}: completed with a negative balance: {write:?}"
+        ));
+    }
+    match by_id.get(id) {
+        Some(entry) if entry.kind == write.kind && entry.amount == write.amount => {}
+        Some(entry) => violations.push(format!("{no}: {write:?} recorded as {entry:?}")),
+        None => violations.push(format!(
+            "{no}: completed but missing from the ledger: {write:?}"
+        )),
+    }
+    if let Outcome::Completed {
+        id: Some(first), ..
+    } = write.first
+    {
+        if first != id {
+            violations.push(format!(
+                "{no}: an acknowledged write changed its id: {write:?}"
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,18 +232,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entry(id: &str, kind: &str, amount: i64, version: i64, after: i64) -> Entry {
+    fn entry(id: &str, kind: WriteKind, amount: i64, version: i64, after: i64) -> Entry {
         Entry {
             request_id: id.into(),
-            kind: kind.into(),
+            kind,
             amount,
             version: Some(version),
             balance_after: Some(after),
         }
     }
 
-    fn done(id: &str) -> Answer {
-        Answer::Completed {
+    fn done(id: &str) -> Outcome {
+        Outcome::Completed {
             id: Some(id.into()),
             balance: None,
         }
@@ -214,32 +257,32 @@ mod tests {
             mypage: Some(70),
         };
         let ledger = [
-            entry("o", "open", 100, 1, 100),
-            entry("w", "withdraw", 30, 2, 70),
+            entry("o", WriteKind::Open, 100, 1, 100),
+            entry("w", WriteKind::Withdraw, 30, 2, 70),
         ];
         let (open, withdraw, refused) = (
             done("o"),
             done("w"),
-            Answer::Refused {
+            Outcome::Refused {
                 code: "insufficient_funds".into(),
                 id: Some("x".into()),
             },
         );
         let sent = [
             Sent {
-                kind: "open",
+                kind: WriteKind::Open,
                 amount: 100,
                 first: &open,
                 last: &open,
             },
             Sent {
-                kind: "withdraw",
+                kind: WriteKind::Withdraw,
                 amount: 30,
-                first: &Answer::Busy,
+                first: &Outcome::Busy,
                 last: &withdraw,
             },
             Sent {
-                kind: "withdraw",
+                kind: WriteKind::Withdraw,
                 amount: 500,
                 first: &refused,
                 last: &refused,
@@ -261,6 +304,7 @@ mod tests {
         assert!(!check_account("1", views, &twice, &sent).is_empty());
         assert!(Entry::parse(&json!({"requestId":"r","type":"deposit"})).is_err());
         assert_eq!(signed("close", 5), Ok(0));
+        assert!(Entry::parse(&json!({"requestId":"r","type":"transfer","amount":1})).is_err());
         assert!(signed("transfer", 5).is_err());
     }
 }
