@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use domain::Account;
 use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::projection::Projection;
-use onlinebank_bus::wiring::{Subscription, Wiring};
+use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::{
@@ -28,7 +28,7 @@ use onlinebank_core::{ApiError, Role, RoleContext};
 use std::collections::HashMap;
 
 /// The certified requests, up to 256 per transaction.
-const CONSUMES: Subscription = Subscription {
+const CONSUMES: Consumes = Consumes {
     topics: &[TOPIC_REQUESTS],
     batch: 256,
 };

@@ -47,23 +47,40 @@ impl Subscription {
     }
 }
 
-/// Feeds batches of up to `batch_size` events to `handler` until `shutdown`.
+/// What a role consumes: `topics`, at most `batch` events per handler call.
+#[derive(Debug, Clone, Copy)]
+pub struct Consumes {
+    pub topics: &'static [&'static str],
+    pub batch: usize,
+}
+
+/// One consumer group on the bus (named after its role), what it consumes, and when it stops.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroup {
+    pub bus: Bus,
+    pub name: &'static str,
+    pub consumes: Consumes,
+    pub shutdown: CancellationToken,
+}
+
+/// Feeds the group's topics to `handler` in batches of up to `consumes.batch` events, until
+/// `shutdown`.
 ///
 /// The handler applies a whole batch in one database transaction (with its inbox) and returns
 /// only after it committed; then the group's position moves past the batch (committed at most
-/// every 50 ms, and on shutdown). A failed batch is
-/// retried from the last committed position after a short pause: events are never skipped.
-pub async fn run<H, Fut>(
-    bus: Bus,
-    group: &'static str,
-    topics: &'static [&'static str],
-    batch_size: usize,
-    shutdown: CancellationToken,
-    mut handler: H,
-) where
+/// every 50 ms, and on shutdown). A failed batch is retried from the last committed position
+/// after a short pause: events are never skipped.
+pub async fn run<H, Fut>(group: ConsumerGroup, mut handler: H)
+where
     H: FnMut(Vec<Delivery>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    let ConsumerGroup {
+        bus,
+        name: group,
+        consumes: Consumes { topics, batch },
+        shutdown,
+    } = group;
     let mut subscribing = LogLimit::new("subscribe failed, retrying", "subscribed", group);
     let mut subscription = loop {
         match bus.subscribe(group, topics).await {
@@ -105,7 +122,7 @@ pub async fn run<H, Fut>(
     let mut logs = ConsumerLogs::new(group);
     loop {
         let batch = tokio::select! {
-            batch = subscription.next_batch(batch_size) => batch,
+            batch = subscription.next_batch(batch) => batch,
             _ = tokio::time::sleep(commit_every), if uncommitted.is_some() => {
                 commit(&mut subscription, &mut uncommitted, &mut logs.commit).await;
                 last_commit = Instant::now();

@@ -3,10 +3,10 @@
 //! redelivered one is skipped) and handed to the role's [`Projection::apply`]; the group's
 //! position moves only after the commit (see [`crate::consumer::run`]).
 
-use crate::{consumer, Bus, Delivery};
+use crate::consumer::{self, ConsumerGroup};
+use crate::Delivery;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::Envelope;
-use tokio_util::sync::CancellationToken;
 
 /// What a role does with the events it consumes.
 pub trait Projection: Clone + Send + Sync + 'static {
@@ -34,18 +34,11 @@ pub trait Projection: Clone + Send + Sync + 'static {
 }
 
 /// Consumes `topics` as `group` into `db` with `projection` until `shutdown`.
-pub async fn run<P: Projection>(
-    bus: Bus,
-    group: &'static str,
-    topics: &'static [&'static str],
-    batch_size: usize,
-    shutdown: CancellationToken,
-    db: Db,
-    projection: P,
-) {
+pub async fn run<P: Projection>(consumer: ConsumerGroup, db: Db, projection: P) {
+    let group = consumer.name;
     // From an event's publication (its publisher's transaction) to this group's commit of it.
     let delay = metrics::histogram!("event_delay_seconds", "group" => group);
-    consumer::run(bus, group, topics, batch_size, shutdown, move |batch| {
+    consumer::run(consumer, move |batch| {
         let db = db.clone();
         let projection = projection.clone();
         let delay = delay.clone();

@@ -3,6 +3,7 @@
 //! ([`Wiring::publish`]), the consumer of what it reads ([`Wiring::consume`]) and its answer to
 //! `GET /internal/quiet` ([`Wiring::quiet`]).
 
+use crate::consumer::ConsumerGroup;
 use crate::outbox::Relay;
 use crate::projection::Projection;
 use crate::quiet::RoleQuiet;
@@ -10,13 +11,7 @@ use crate::Bus;
 use onlinebank_core::db::{Db, Migrations};
 use onlinebank_core::{Role, RoleContext};
 
-/// What a role consumes: its consumer group (the role's name) reads `topics`, applying at most
-/// `batch` events per transaction.
-#[derive(Debug, Clone, Copy)]
-pub struct Subscription {
-    pub topics: &'static [&'static str],
-    pub batch: usize,
-}
+pub use crate::consumer::Consumes;
 
 /// One role's place in the process and on the bus.
 #[derive(Clone, Copy)]
@@ -53,23 +48,24 @@ impl<'a> Wiring<'a> {
         relay
     }
 
-    /// Starts consuming `subscription` into `db` with `projection` until shutdown.
-    pub fn consume<P: Projection>(&self, db: &Db, subscription: Subscription, projection: P) {
-        self.ctx.tasks.spawn(crate::projection::run(
-            self.bus.clone(),
-            self.name(),
-            subscription.topics,
-            subscription.batch,
-            self.ctx.shutdown.clone(),
-            db.clone(),
-            projection,
-        ));
+    /// Starts consuming into `db` with `projection` until shutdown: the role's consumer group
+    /// reads what `consumes` names, one transaction per batch.
+    pub fn consume<P: Projection>(&self, db: &Db, consumes: Consumes, projection: P) {
+        let group = ConsumerGroup {
+            bus: self.bus.clone(),
+            name: self.name(),
+            consumes,
+            shutdown: self.ctx.shutdown.clone(),
+        };
+        self.ctx
+            .tasks
+            .spawn(crate::projection::run(group, db.clone(), projection));
     }
 
     /// The role's unsent events and consumer lag, for `GET /internal/quiet`; `relay` when the
     /// role publishes.
-    pub fn quiet(&self, subscription: Subscription, relay: Option<&Relay>) -> RoleQuiet {
-        let quiet = RoleQuiet::consumer(self.bus, self.name(), subscription.topics);
+    pub fn quiet(&self, consumes: Consumes, relay: Option<&Relay>) -> RoleQuiet {
+        let quiet = RoleQuiet::consumer(self.bus, self.name(), consumes.topics);
         match relay {
             Some(relay) => quiet.publishing(relay),
             None => quiet,

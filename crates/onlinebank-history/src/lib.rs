@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use onlinebank_bus::projection::Projection;
-use onlinebank_bus::wiring::{Subscription, Wiring};
+use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use store::LedgerEntry;
 
 /// The account outcomes, up to 512 per transaction.
-const CONSUMES: Subscription = Subscription {
+const CONSUMES: Consumes = Consumes {
     topics: &[TOPIC_ACCOUNTS],
     batch: 512,
 };

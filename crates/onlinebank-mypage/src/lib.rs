@@ -9,7 +9,7 @@ mod api;
 mod projection;
 
 use axum::extract::FromRef;
-use onlinebank_bus::wiring::{Subscription, Wiring};
+use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::Db;
 use onlinebank_core::event::TOPIC_ACCOUNTS;
@@ -29,7 +29,7 @@ impl FromRef<MypageState> for TokenKey {
 }
 
 /// The account outcomes, up to 512 per transaction.
-const CONSUMES: Subscription = Subscription {
+const CONSUMES: Consumes = Consumes {
     topics: &[TOPIC_ACCOUNTS],
     batch: 512,
 };

@@ -4,7 +4,7 @@
 use crate::store;
 use crate::RequestState;
 use onlinebank_bus::projection::Projection;
-use onlinebank_bus::wiring::{Subscription, Wiring};
+use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Engine};
 use onlinebank_core::event::{Envelope, Event, TOPIC_ACCOUNTS};
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The account outcomes, up to 512 per transaction.
-pub(crate) const CONSUMES: Subscription = Subscription {
+pub(crate) const CONSUMES: Consumes = Consumes {
     topics: &[TOPIC_ACCOUNTS],
     batch: 512,
 };
