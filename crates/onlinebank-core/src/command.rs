@@ -36,6 +36,37 @@ impl ReadKind {
     }
 }
 
+/// Every `type` a `POST /api/v1/requests` can carry: a write (the request role's) or a read
+/// (mypage's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestType {
+    Write(WriteKind),
+    Read(ReadKind),
+}
+
+impl RequestType {
+    /// The type named `raw`, if it is one.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "balance" => Some(RequestType::Read(ReadKind::Balance)),
+            "history" => Some(RequestType::Read(ReadKind::History)),
+            other => WriteKind::parse(other).map(RequestType::Write),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestType::Write(kind) => kind.as_str(),
+            RequestType::Read(kind) => kind.as_str(),
+        }
+    }
+
+    /// Balance and history: answered by the read side, never a money movement.
+    pub fn is_read(self) -> bool {
+        matches!(self, RequestType::Read(_))
+    }
+}
+
 /// A valid request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -92,22 +123,20 @@ impl RequestBody {
             .kind
             .as_deref()
             .ok_or_else(|| ApiError::validation("type is required"))?;
-        let read = match kind {
-            "balance" => Some(ReadKind::Balance),
-            "history" => Some(ReadKind::History),
-            _ => None,
+        let kind = match RequestType::parse(kind) {
+            Some(RequestType::Read(kind)) => {
+                return Ok(Command::Read {
+                    kind,
+                    account_no: parse_account_no(self.account_no.as_deref())?,
+                })
+            }
+            Some(RequestType::Write(kind)) => kind,
+            None => {
+                return Err(ApiError::validation(
+                    "type must be one of open, close, deposit, withdraw, balance, history",
+                ))
+            }
         };
-        if let Some(kind) = read {
-            return Ok(Command::Read {
-                kind,
-                account_no: parse_account_no(self.account_no.as_deref())?,
-            });
-        }
-        let kind = WriteKind::parse(kind).ok_or_else(|| {
-            ApiError::validation(
-                "type must be one of open, close, deposit, withdraw, balance, history",
-            )
-        })?;
         let account_no = match (kind, self.account_no.as_deref()) {
             (WriteKind::Open, None) => None,
             (_, raw) => Some(parse_account_no(raw)?),

@@ -17,6 +17,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use onlinebank_core::client_addr::ClientKey;
+use onlinebank_core::command::{ReadKind, RequestType};
+use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{bearer_token, JsonBody};
 use onlinebank_core::internal::{self, LegacySessionAnswer, LegacySessionRequest};
 use onlinebank_core::{ApiError, ErrorCode, Reason, Role};
@@ -25,26 +27,51 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use tokio::sync::OwnedSemaphorePermit;
 
-/// The legacy operation codes and names, by v1 type.
-const OPERATIONS: [(&str, &str, &str); 6] = [
-    ("01", "Deposit", "deposit"),
-    ("02", "Withdraw", "withdraw"),
-    ("03", "Balance", "balance"),
-    ("04", "Transaction", "history"),
-    ("05", "addAccount", "open"),
-    ("06", "deleteAccount", "close"),
-];
-
-fn by_code(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
-    OPERATIONS.into_iter().find(|(c, _, _)| *c == code)
+/// One of the original system's operations: its code, its name, and the v1 request type it is.
+#[derive(Debug, Clone, Copy)]
+struct Operation {
+    code: &'static str,
+    name: &'static str,
+    kind: RequestType,
 }
 
-fn by_type(kind: &str) -> (&'static str, &'static str) {
-    OPERATIONS
-        .into_iter()
-        .find(|(_, _, t)| *t == kind)
-        .map(|(code, name, _)| (code, name))
-        .unwrap_or(("", ""))
+const OPERATIONS: [Operation; 6] = [
+    Operation::new("01", "Deposit", RequestType::Write(WriteKind::Deposit)),
+    Operation::new("02", "Withdraw", RequestType::Write(WriteKind::Withdraw)),
+    Operation::new("03", "Balance", RequestType::Read(ReadKind::Balance)),
+    Operation::new("04", "Transaction", RequestType::Read(ReadKind::History)),
+    Operation::new("05", "addAccount", RequestType::Write(WriteKind::Open)),
+    Operation::new("06", "deleteAccount", RequestType::Write(WriteKind::Close)),
+];
+
+impl Operation {
+    const fn new(code: &'static str, name: &'static str, kind: RequestType) -> Self {
+        Self { code, name, kind }
+    }
+
+    fn by_code(code: &str) -> Option<Self> {
+        OPERATIONS
+            .into_iter()
+            .find(|operation| operation.code == code)
+    }
+
+    /// The code and name of the v1 type `kind` (both empty for a type the legacy API lacks).
+    fn of_type(kind: &str) -> (&'static str, &'static str) {
+        OPERATIONS
+            .into_iter()
+            .find(|operation| operation.kind.as_str() == kind)
+            .map_or(("", ""), |operation| (operation.code, operation.name))
+    }
+
+    /// Whether the v1 body carries the legacy amount: deposits and withdrawals always, an open
+    /// when one was given.
+    fn carries_amount(self, given: bool) -> bool {
+        match self.kind {
+            RequestType::Write(WriteKind::Deposit | WriteKind::Withdraw) => true,
+            RequestType::Write(WriteKind::Open) => given,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -210,7 +237,7 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(legacy): JsonBody<LegacyRequest>,
 ) -> Response {
-    let Some((code, name, kind)) = legacy.request_id.as_deref().and_then(by_code) else {
+    let Some(operation) = legacy.request_id.as_deref().and_then(Operation::by_code) else {
         return ApiError::validation("requestId must be one of \"01\" to \"06\"").into_response();
     };
     let (Some(user_id), Some(password)) =
@@ -226,29 +253,24 @@ pub async fn submit(
         Ok(token) => token,
         Err(response) => return response,
     };
-    let slot = if matches!(kind, "balance" | "history") {
-        crate::Slots::Read
+    let (slots, role) = if operation.kind.is_read() {
+        (crate::Slots::Read, Role::Mypage)
     } else {
-        crate::Slots::Write
+        (crate::Slots::Write, Role::Request)
     };
-    let _slot = match state.slot(slot) {
+    let _slot = match state.slot(slots) {
         Ok(slot) => slot,
         Err(error) => return error.into_response(),
     };
-    let mut body = json!({"type": kind, "accountNo": legacy.account_no, "password": password});
-    if matches!(kind, "deposit" | "withdraw") || (kind == "open" && amount.is_some()) {
+    let mut body = json!({"type": operation.kind.as_str(), "accountNo": legacy.account_no, "password": password});
+    if operation.carries_amount(amount.is_some()) {
         body["amount"] = amount.clone().unwrap_or(Value::Null);
     }
-    let role = if matches!(kind, "balance" | "history") {
-        Role::Mypage
-    } else {
-        Role::Request
-    };
     let mut forward_headers = json_headers(&token);
     if let Some(key) = headers.get("idempotency-key") {
         forward_headers.insert("idempotency-key", key.clone());
     }
-    let answer = match state
+    let answer = state
         .upstreams
         .call(
             role,
@@ -257,40 +279,39 @@ pub async fn submit(
             &forward_headers,
             Bytes::from(body.to_string()),
         )
-        .await
-    {
-        Ok(answer) => answer,
-        Err(error) => return error.into_response(),
-    };
+        .await;
+    match answer {
+        Ok(answer) => {
+            let shaped = json!({
+                "requestId": operation.code,
+                "requestName": legacy.request_name.clone().unwrap_or_else(|| operation.name.to_owned()),
+                "amountOfMoney": amount.unwrap_or(Value::from(0)),
+                "userId": user_id,
+                "userName": legacy.user_name,
+            });
+            submitted(&state, &legacy, operation, shaped, &answer)
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The v1 answer to a legacy submission, in the original system's shape (`shaped` holds what
+/// the caller sent).
+fn submitted(
+    state: &GatewayState,
+    legacy: &LegacyRequest,
+    operation: Operation,
+    mut shaped: Value,
+    answer: &PeerAnswer,
+) -> Response {
     let result = answer.json();
-    let mut shaped = json!({
-        "accountNo": result.get("accountNo").cloned().or_else(|| legacy.account_no.clone().map(Value::from)),
-        "requestId": code,
-        "requestName": legacy.request_name.clone().unwrap_or_else(|| name.to_owned()),
-        "amountOfMoney": amount.unwrap_or(Value::from(0)),
-        "userId": user_id,
-        "userName": legacy.user_name,
-    });
+    shaped["accountNo"] = result
+        .get("accountNo")
+        .cloned()
+        .or_else(|| legacy.account_no.clone().map(Value::from))
+        .unwrap_or(Value::Null);
     if !answer.status.is_success() {
-        let reason = result
-            .pointer("/error/code")
-            .and_then(Value::as_str)
-            .and_then(Reason::parse);
-        shaped["requestStatus"] = json!("RequestCancelled");
-        shaped["message"] = json!(reason
-            .map(Reason::legacy_message)
-            .unwrap_or("Request Failed"));
-        shaped["error"] = result.get("error").cloned().unwrap_or(Value::Null);
-        if let Some(id) = result.get("requestId") {
-            shaped["id"] = id.clone();
-        }
-        let mut response = (answer.status, Json(shaped)).into_response();
-        if let Some(retry) = answer.headers.get(header::RETRY_AFTER) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry.clone());
-        }
-        return response;
+        return cancelled(shaped, &result, answer);
     }
     let completed = result.get("status").and_then(Value::as_str) == Some("completed");
     shaped["requestStatus"] = json!(if completed {
@@ -299,10 +320,10 @@ pub async fn submit(
         "RequestPending"
     });
     shaped["balance"] = result.get("balance").cloned().unwrap_or(Value::Null);
-    if kind == "balance" || kind == "history" {
+    if operation.kind.is_read() {
         shaped["amountOfMoney"] = shaped["balance"].clone();
     }
-    if kind == "history" {
+    if operation.kind == RequestType::Read(ReadKind::History) {
         shaped["transactions"] = result.get("transactions").cloned().unwrap_or(json!([]));
     }
     let id = result
@@ -312,23 +333,11 @@ pub async fn submit(
     shaped["id"] = json!(id);
     // A read (03, 04) leaves no request behind: its links lead to the account's view instead,
     // so every link handed out answers (with the caller's credentials).
-    let href = if kind == "balance" || kind == "history" {
-        let account_no = result
-            .get("accountNo")
-            .and_then(Value::as_str)
-            .or(legacy.account_no.as_deref())
-            .unwrap_or_default();
-        const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'_')
-            .remove(b'.');
-        let encoded = percent_encoding::utf8_percent_encode(account_no, QUERY);
-        format!(
-            "{}/mypages/search/findByAccountNo?accountNo={encoded}",
-            base_url(&state)
-        )
+    let href = if operation.kind.is_read() {
+        let account_no = shaped["accountNo"].as_str().unwrap_or_default();
+        account_link(state, account_no)
     } else {
-        format!("{}/requests/{id}", base_url(&state))
+        format!("{}/requests/{id}", base_url(state))
     };
     shaped["_links"] = json!({"self": {"href": href}, "request": {"href": href}});
     let status = if completed {
@@ -337,6 +346,42 @@ pub async fn submit(
         StatusCode::ACCEPTED
     };
     (status, Json(shaped)).into_response()
+}
+
+/// A refused legacy submission: the request cancelled, with the legacy message of its reason.
+fn cancelled(mut shaped: Value, result: &Value, answer: &PeerAnswer) -> Response {
+    let reason = result
+        .pointer("/error/code")
+        .and_then(Value::as_str)
+        .and_then(Reason::parse);
+    shaped["requestStatus"] = json!("RequestCancelled");
+    shaped["message"] = json!(reason
+        .map(Reason::legacy_message)
+        .unwrap_or("Request Failed"));
+    shaped["error"] = result.get("error").cloned().unwrap_or(Value::Null);
+    if let Some(id) = result.get("requestId") {
+        shaped["id"] = id.clone();
+    }
+    let mut response = (answer.status, Json(shaped)).into_response();
+    if let Some(retry) = answer.headers.get(header::RETRY_AFTER) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
+    }
+    response
+}
+
+/// The legacy link to an account's view.
+fn account_link(state: &GatewayState, account_no: &str) -> String {
+    const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.');
+    let encoded = percent_encoding::utf8_percent_encode(account_no, QUERY);
+    format!(
+        "{}/mypages/search/findByAccountNo?accountNo={encoded}",
+        base_url(state)
+    )
 }
 
 /// `GET /requests?page=&size=`: the caller's requests as a Spring Data REST page.
@@ -470,7 +515,7 @@ async fn mypage_row(
             let view = answer.json();
             let last = view.get("lastRequest").cloned().unwrap_or(Value::Null);
             let kind = last.get("type").and_then(Value::as_str).unwrap_or_default();
-            let (code, name) = by_type(kind);
+            let (code, name) = Operation::of_type(kind);
             Ok(Some(json!({
                 "accountNo": view.get("accountNo"),
                 "lastRequestId": code,
@@ -513,7 +558,7 @@ pub async fn profile() -> Response {
 /// One request in the original system's shape.
 fn request_row(item: &Value, base: &str) -> Value {
     let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
-    let (code, name) = by_type(kind);
+    let (code, name) = Operation::of_type(kind);
     let id = item
         .get("requestId")
         .and_then(Value::as_str)

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use axum::Router;
 use http::Method;
+use onlinebank_core::command::RequestType;
 use onlinebank_core::http::{bearer_token, shed};
 use onlinebank_core::token::TokenKey;
 use onlinebank_core::{ApiError, Role, RoleContext};
@@ -285,9 +286,10 @@ async fn submit_request(State(state): State<GatewayState>, request: Request) -> 
     };
     let kind = serde_json::from_slice::<RequestKind>(&bytes)
         .ok()
-        .and_then(|body| body.kind);
-    let role = match kind.as_deref() {
-        Some("balance" | "history") => Role::Mypage,
+        .and_then(|body| body.kind)
+        .and_then(|kind| RequestType::parse(&kind));
+    let role = match kind {
+        Some(kind) if kind.is_read() => Role::Mypage,
         _ => Role::Request,
     };
     let slots = if role == Role::Mypage {
