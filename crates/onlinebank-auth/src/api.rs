@@ -459,8 +459,8 @@ struct Audit {
 /// The lockout rule of the settings.
 fn lockout_rule(state: &AuthState) -> LockoutRule {
     LockoutRule {
-        threshold: i64::from(state.settings.lockout_threshold),
-        window: millis(state.settings.lockout_duration),
+        threshold: i64::from(state.settings.lockout.threshold),
+        window: millis(state.settings.lockout.duration),
     }
 }
 

@@ -58,6 +58,73 @@ impl Peers {
     }
 }
 
+/// When failed passwords lock a customer out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutSettings {
+    /// Consecutive failed logins or step-ups before a lockout.
+    pub threshold: u32,
+    /// How long a lockout lasts.
+    pub duration: Duration,
+}
+
+impl Default for LockoutSettings {
+    fn default() -> Self {
+        Self {
+            threshold: defaults::LOCKOUT_THRESHOLD,
+            duration: Duration::from_secs(defaults::LOCKOUT_SECS),
+        }
+    }
+}
+
+/// The gateway's places for sign-up and login: their own budget, apart from the customers'
+/// money requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicDoors {
+    /// Calls served at once; beyond, callers wait up to `wait`, then 503 `service_busy`.
+    pub in_flight: usize,
+    /// Calls one client address may have in progress at once.
+    pub per_client: usize,
+    /// How long a call waits for a free place.
+    pub wait: Duration,
+}
+
+impl Default for PublicDoors {
+    fn default() -> Self {
+        Self {
+            in_flight: defaults::MAX_IN_FLIGHT_PUBLIC,
+            per_client: defaults::MAX_IN_FLIGHT_PER_CLIENT,
+            wait: Duration::from_millis(defaults::PUBLIC_WAIT_MS),
+        }
+    }
+}
+
+/// The step-up circuit breaker's thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSettings {
+    /// How far back outcomes count.
+    pub window: Duration,
+    /// Outcomes needed in the window before the failure rate is judged.
+    pub min_calls: usize,
+    /// Share of failures (0..=1) that opens the breaker.
+    pub failure_rate: f64,
+    /// How long it stays open before trying again.
+    pub open_for: Duration,
+    /// Successful trial calls needed to close again.
+    pub half_open_calls: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_millis(defaults::BREAKER_WINDOW_MS),
+            min_calls: defaults::BREAKER_MIN_CALLS,
+            failure_rate: defaults::BREAKER_FAILURE_RATE,
+            open_for: Duration::from_millis(defaults::BREAKER_OPEN_MS),
+            half_open_calls: defaults::BREAKER_HALF_OPEN_CALLS,
+        }
+    }
+}
+
 /// Everything a role needs to know to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -85,28 +152,16 @@ pub struct Settings {
     pub step_up_timeout: Duration,
     /// Lifetime of a login token.
     pub token_ttl: Duration,
-    /// Consecutive failed logins or step-ups before a lockout.
-    pub lockout_threshold: u32,
-    /// How long a lockout lasts.
-    pub lockout_duration: Duration,
+    /// When failed passwords lock a customer out (auth).
+    pub lockout: LockoutSettings,
     /// Write calls a role serves at once; beyond, an immediate 503 `service_busy`.
     pub max_in_flight_writes: usize,
     /// Read calls a role serves at once; beyond, an immediate 503 `service_busy`.
     pub max_in_flight_reads: usize,
-    /// The step-up circuit breaker: window, minimum calls, failure rate (0..=1), open time and
-    /// half-open trial calls.
-    pub breaker_window: Duration,
-    pub breaker_min_calls: usize,
-    pub breaker_failure_rate: f64,
-    pub breaker_open: Duration,
-    pub breaker_half_open_calls: u32,
-    /// Sign-up and login calls the gateway serves at once (their own budget, apart from the
-    /// customers' money requests); beyond, callers wait up to `public_wait`, then 503.
-    pub max_in_flight_public: usize,
-    /// Sign-up and login calls one client address may have in progress at the gateway at once.
-    pub max_in_flight_per_client: usize,
-    /// How long a sign-up or login waits for a free place before 503 `service_busy`.
-    pub public_wait: Duration,
+    /// The step-up circuit breaker (request).
+    pub breaker: BreakerSettings,
+    /// The gateway's places for sign-up and login.
+    pub public_doors: PublicDoors,
     /// Connection-level limits: header, body and idle timeouts and the connection cap.
     pub server: crate::server::ServerLimits,
     /// The bank's public base URL (e.g. `https://bank.example`), for links handed to clients;
@@ -132,19 +187,12 @@ impl Settings {
             request_wait: Duration::from_millis(defaults::REQUEST_WAIT_MS),
             step_up_timeout: Duration::from_millis(defaults::STEP_UP_TIMEOUT_MS),
             token_ttl: Duration::from_secs(defaults::TOKEN_TTL_SECS),
-            lockout_threshold: defaults::LOCKOUT_THRESHOLD,
-            lockout_duration: Duration::from_secs(defaults::LOCKOUT_SECS),
+            lockout: LockoutSettings::default(),
             max_in_flight_writes: defaults::MAX_IN_FLIGHT_WRITES,
             max_in_flight_reads: defaults::MAX_IN_FLIGHT_READS,
-            breaker_window: Duration::from_millis(defaults::BREAKER_WINDOW_MS),
-            breaker_min_calls: defaults::BREAKER_MIN_CALLS,
-            breaker_failure_rate: defaults::BREAKER_FAILURE_RATE,
-            breaker_open: Duration::from_millis(defaults::BREAKER_OPEN_MS),
-            breaker_half_open_calls: defaults::BREAKER_HALF_OPEN_CALLS,
-            max_in_flight_public: defaults::MAX_IN_FLIGHT_PUBLIC,
-            max_in_flight_per_client: defaults::MAX_IN_FLIGHT_PER_CLIENT,
+            breaker: BreakerSettings::default(),
+            public_doors: PublicDoors::default(),
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
-            public_wait: Duration::from_millis(defaults::PUBLIC_WAIT_MS),
             server: crate::server::ServerLimits {
                 header_timeout: Duration::from_millis(defaults::HEADER_TIMEOUT_MS),
                 body_timeout: Duration::from_millis(defaults::BODY_TIMEOUT_MS),

@@ -5,7 +5,7 @@
 //! own, apart from the write slots of money requests, and each client has a share of them, so one
 //! client flooding logins waits on its own share. A share is keyed by the client's
 //! [`ClientKey`] (its IPv4 address, or its IPv6 /64: one host holds a whole /64), never the full
-//! address. A call that finds no free place within `public_wait` answers 503 `service_busy` with
+//! address. A call that finds no free place within `--public-wait-ms` answers 503 `service_busy` with
 //! `Retry-After` instead of queueing for longer. The place is taken only once the body is read
 //! (the server reads every body first), so stalled bodies hold no place. auth bounds the argon2
 //! work itself on top of this.

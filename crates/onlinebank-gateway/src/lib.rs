@@ -128,9 +128,9 @@ impl GatewayState {
             write_slots,
             read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
             admission: Arc::new(admission::PublicAdmission::new(
-                settings.max_in_flight_public,
-                settings.max_in_flight_per_client,
-                settings.public_wait,
+                settings.public_doors.in_flight,
+                settings.public_doors.per_client,
+                settings.public_doors.wait,
             )),
             public_url: settings
                 .public_url

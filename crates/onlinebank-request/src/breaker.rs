@@ -10,36 +10,10 @@
 //! Outcomes of calls admitted under an earlier state are ignored (each admission carries the
 //! state's generation), so a slow call from before an opening cannot close it.
 
+use onlinebank_core::settings::BreakerSettings;
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// The breaker's thresholds.
-#[derive(Debug, Clone)]
-pub struct BreakerConfig {
-    /// How far back outcomes count.
-    pub window: Duration,
-    /// Outcomes needed in the window before the failure rate is judged.
-    pub min_calls: usize,
-    /// Share of failures (0..=1) that opens the breaker.
-    pub failure_rate: f64,
-    /// How long it stays open before trying again.
-    pub open_for: Duration,
-    /// Successful trial calls needed to close again.
-    pub half_open_calls: u32,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        Self {
-            window: Duration::from_secs(10),
-            min_calls: 5,
-            failure_rate: 0.5,
-            open_for: Duration::from_secs(3),
-            half_open_calls: 3,
-        }
-    }
-}
+use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -90,14 +64,14 @@ struct Inner {
 
 #[derive(Debug)]
 pub struct Breaker {
-    config: BreakerConfig,
+    config: BreakerSettings,
     inner: Mutex<Inner>,
     /// Called with the new state on every transition (for metrics and logs).
     on_transition: fn(State),
 }
 
 impl Breaker {
-    pub fn new(config: BreakerConfig, on_transition: fn(State)) -> Self {
+    pub fn new(config: BreakerSettings, on_transition: fn(State)) -> Self {
         let now = Instant::now();
         Self {
             config,
@@ -211,10 +185,11 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn breaker() -> Breaker {
         Breaker::new(
-            BreakerConfig {
+            BreakerSettings {
                 window: Duration::from_secs(10),
                 min_calls: 4,
                 failure_rate: 0.5,
@@ -339,9 +314,9 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static OPENED: AtomicUsize = AtomicUsize::new(0);
         let b = Breaker::new(
-            BreakerConfig {
+            BreakerSettings {
                 min_calls: 1,
-                ..BreakerConfig::default()
+                ..BreakerSettings::default()
             },
             |state| {
                 if state == State::Open {

@@ -8,7 +8,8 @@
 //! connection carried nothing). Any other failure (a timeout, an error after sending) is not
 //! retried: auth may have recorded the verification.
 
-use crate::breaker::{Admission, Breaker, BreakerConfig, State};
+use crate::breaker::{Admission, Breaker, State};
+use onlinebank_core::settings::BreakerSettings;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,7 +62,7 @@ impl StepUpClient {
         peers: Arc<PeerClient>,
         internal_token: &str,
         timeout: Duration,
-        breaker: BreakerConfig,
+        breaker: BreakerSettings,
     ) -> anyhow::Result<Self> {
         metrics::gauge!("breaker_state", "target" => "auth").set(State::Closed.gauge());
         let mut headers = http::HeaderMap::new();
@@ -197,7 +198,7 @@ mod tests {
             Arc::new(PeerClient::new(reqwest::Client::new(), &peers, local)),
             "internal",
             Duration::from_millis(200),
-            BreakerConfig::default(),
+            BreakerSettings::default(),
         )
         .unwrap()
     }

@@ -6,7 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use onlinebank_core::secret::MasterSecret;
-use onlinebank_core::settings::defaults;
+use onlinebank_core::settings::{defaults, BreakerSettings, LockoutSettings, PublicDoors};
 use onlinebank_core::{Role, Settings};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -475,8 +475,10 @@ impl CommonArgs {
         settings.request_wait = Duration::from_millis(self.request_wait_ms);
         settings.step_up_timeout = Duration::from_millis(self.step_up_timeout_ms);
         settings.token_ttl = Duration::from_secs(self.token_ttl_secs);
-        settings.lockout_threshold = self.lockout_threshold;
-        settings.lockout_duration = Duration::from_secs(self.lockout_secs);
+        settings.lockout = LockoutSettings {
+            threshold: self.lockout_threshold,
+            duration: Duration::from_secs(self.lockout_secs),
+        };
         anyhow::ensure!(
             self.max_in_flight_writes > 0 && self.max_in_flight_reads > 0,
             "--max-in-flight-writes and --max-in-flight-reads must be positive"
@@ -487,18 +489,22 @@ impl CommonArgs {
         );
         settings.max_in_flight_writes = self.max_in_flight_writes;
         settings.max_in_flight_reads = self.max_in_flight_reads;
-        settings.breaker_window = Duration::from_millis(self.breaker_window_ms);
-        settings.breaker_min_calls = self.breaker_min_calls.max(1);
-        settings.breaker_failure_rate = self.breaker_failure_rate;
-        settings.breaker_open = Duration::from_millis(self.breaker_open_ms);
-        settings.breaker_half_open_calls = self.breaker_half_open_calls.max(1);
+        settings.breaker = BreakerSettings {
+            window: Duration::from_millis(self.breaker_window_ms),
+            min_calls: self.breaker_min_calls.max(1),
+            failure_rate: self.breaker_failure_rate,
+            open_for: Duration::from_millis(self.breaker_open_ms),
+            half_open_calls: self.breaker_half_open_calls.max(1),
+        };
         anyhow::ensure!(
             self.max_in_flight_public > 0 && self.max_in_flight_per_client > 0,
             "--max-in-flight-public and --max-in-flight-per-client must be positive"
         );
-        settings.max_in_flight_public = self.max_in_flight_public;
-        settings.max_in_flight_per_client = self.max_in_flight_per_client;
-        settings.public_wait = Duration::from_millis(self.public_wait_ms);
+        settings.public_doors = PublicDoors {
+            in_flight: self.max_in_flight_public,
+            per_client: self.max_in_flight_per_client,
+            wait: Duration::from_millis(self.public_wait_ms),
+        };
         anyhow::ensure!(
             self.header_timeout_ms > 0 && self.body_timeout_ms > 0 && self.idle_timeout_ms > 0,
             "--header-timeout-ms, --body-timeout-ms and --idle-timeout-ms must be positive"
