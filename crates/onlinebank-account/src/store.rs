@@ -240,9 +240,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn accounts_round_trip_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("account")
-            .await
-            .unwrap();
-        accounts_round_trip(Db::open(&url, "account").await.unwrap()).await;
+        accounts_round_trip(onlinebank_core::db::testing::postgres_db("account", "account").await)
+            .await;
     }
 }

@@ -154,10 +154,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn first_deliveries_are_told_apart_from_redeliveries_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("inbox")
-            .await
-            .unwrap();
-        let db = Db::open(&url, "inbox").await.unwrap();
+        let db = onlinebank_core::db::testing::postgres_db("inbox", "inbox").await;
         crate::schema::bus_only(&db).await.unwrap();
         first_deliveries_behaviour(db).await;
     }

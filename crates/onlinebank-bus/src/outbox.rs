@@ -590,10 +590,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn relay_ships_committed_events_once_with_sequences_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("relay")
-            .await
-            .unwrap();
-        let db = Db::open(&url, "svc").await.unwrap();
+        let db = onlinebank_core::db::testing::postgres_db("relay", "svc").await;
         let dir = tempfile::tempdir().unwrap();
         relay_behaviour(db, Bus::open(None, dir.path()).await.unwrap()).await;
     }
@@ -619,10 +616,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn a_batch_takes_each_aggregates_next_sequences_in_order_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("batch")
-            .await
-            .unwrap();
-        batch_behaviour(Db::open(&url, "svc").await.unwrap()).await;
+        batch_behaviour(onlinebank_core::db::testing::postgres_db("batch", "svc").await).await;
     }
 
     async fn batch_behaviour(db: Db) {
@@ -726,10 +720,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn rows_round_trip_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("outbox")
-            .await
-            .unwrap();
-        rows_round_trip(Db::open(&url, "svc").await.unwrap()).await;
+        rows_round_trip(onlinebank_core::db::testing::postgres_db("outbox", "svc").await).await;
     }
 
     async fn sqlite(dir: &tempfile::TempDir) -> Db {
@@ -763,10 +754,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn two_postgres_relays_ship_everything_in_per_aggregate_order() {
-        let url = onlinebank_core::db::testing::fresh_postgres("relays")
-            .await
-            .unwrap();
-        let db = Db::open(&url, "svc").await.unwrap();
+        let db = onlinebank_core::db::testing::postgres_db("relays", "svc").await;
         crate::schema::bus_only(&db).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let bus = Bus::open(None, dir.path()).await.unwrap();
@@ -774,13 +762,13 @@ mod tests {
             Relay::new(
                 "svc",
                 &[onlinebank_core::event::TOPIC_REQUESTS],
-                Db::open(&url, "svc").await.unwrap(),
+                Db::open(&db.url, "svc").await.unwrap(),
                 bus.clone(),
             ),
             Relay::new(
                 "svc",
                 &[onlinebank_core::event::TOPIC_REQUESTS],
-                Db::open(&url, "svc").await.unwrap(),
+                Db::open(&db.url, "svc").await.unwrap(),
                 bus.clone(),
             ),
         ];

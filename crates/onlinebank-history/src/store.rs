@@ -154,9 +154,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn entries_round_trip_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("history")
-            .await
-            .unwrap();
-        entries_round_trip(Db::open(&url, "history").await.unwrap()).await;
+        entries_round_trip(onlinebank_core::db::testing::postgres_db("history", "history").await)
+            .await;
     }
 }

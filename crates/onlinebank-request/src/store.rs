@@ -475,9 +475,9 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn completions_round_trip_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("request")
-            .await
-            .unwrap();
-        completions_round_trip(Db::open(&url, "request").await.unwrap()).await;
+        completions_round_trip(
+            onlinebank_core::db::testing::postgres_db("request", "request").await,
+        )
+        .await;
     }
 }

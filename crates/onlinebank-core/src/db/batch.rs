@@ -240,8 +240,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn rows_are_read_back_by_name_on_postgres() {
-        let url = crate::db::testing::fresh_postgres("batch").await.unwrap();
-        let db = crate::db::Db::open(&url, "batch").await.unwrap();
+        let db = crate::db::testing::postgres_db("batch", "batch").await;
         rows_read_back_by_name(db).await;
     }
 }

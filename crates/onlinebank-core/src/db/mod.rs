@@ -437,8 +437,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn concurrent_jobs_commit_together_and_a_failing_one_rolls_back_alone_on_postgres() {
-        let url = testing::fresh_postgres("group").await.unwrap();
-        let db = Db::open(&url, "test").await.unwrap();
+        let db = crate::db::testing::postgres_db("group", "test").await;
         assert_eq!(db.engine, Engine::Postgres);
         group_commit_behaviour(db).await;
     }

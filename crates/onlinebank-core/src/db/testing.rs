@@ -1,6 +1,7 @@
 //! Support for the workspace's tests that run against a real PostgreSQL (compiled only for tests:
 //! the `testing` feature, which the crates' dev-dependencies turn on).
 
+use super::Db;
 use sqlx::Connection;
 
 /// Creates a fresh, uniquely named database on the server named by the environment variable
@@ -40,4 +41,15 @@ pub async fn fresh_postgres(prefix: &str) -> anyhow::Result<String> {
         .rsplit_once('/')
         .map_or(server.as_str(), |(base, _)| base);
     Ok(format!("{base}/{name}"))
+}
+
+/// A fresh PostgreSQL database (see [`fresh_postgres`]) opened as `schema`; panics with the
+/// reason when there is none (a test cannot go on without it).
+pub async fn postgres_db(prefix: &str, schema: &str) -> Db {
+    let url = fresh_postgres(prefix)
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    Db::open(&url, schema)
+        .await
+        .unwrap_or_else(|error| panic!("opening {url}: {error:#}"))
 }
