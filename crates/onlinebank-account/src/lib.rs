@@ -14,8 +14,8 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use domain::Account;
+use onlinebank_bus::handler::EventHandler;
 use onlinebank_bus::outbox::Relay;
-use onlinebank_bus::projection::Projection;
 use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
@@ -64,7 +64,7 @@ struct Accounts {
     relay: Relay,
 }
 
-impl Projection for Accounts {
+impl EventHandler for Accounts {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
@@ -220,10 +220,8 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn a_batch_decides_each_request_on_the_state_the_previous_ones_left_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("account")
-            .await
-            .unwrap();
-        batch_behaviour(Db::open(&url, "account").await.unwrap()).await;
+        batch_behaviour(onlinebank_core::db::testing::postgres_db("account", "account").await)
+            .await;
     }
 
     fn certified(kind: WriteKind, account: &str, amount: i64) -> Envelope {

@@ -10,6 +10,9 @@
 //!   distributed mode uses Apache Kafka ([`kafka::KafkaBus`]).
 //! - [`consumer`]: the loop that feeds batches of events to a handler and commits its position
 //!   only after the handler's transaction has committed.
+//! - [`handler`]: how a role applies a batch of events ([`handler::EventHandler`]): its effects
+//!   and its inbox rows in one transaction.
+//! - [`wiring`]: how a role on the bus is put together (database, relay, consumer, quiet probe).
 //! - [`retention`]: inbox rows and log events past the retention window are deleted.
 //! - [`quiet`]: a role's unsent events and consumer lag, for a quiesced backup's
 //!   `GET /internal/quiet`.
@@ -17,10 +20,10 @@
 
 pub mod consumer;
 pub mod embedded;
+pub mod handler;
 pub mod inbox;
 pub mod kafka;
 pub mod outbox;
-pub mod projection;
 pub mod quiet;
 pub mod retention;
 pub mod schema;

@@ -4,8 +4,8 @@
 //! `GET /internal/quiet` ([`Wiring::quiet`]).
 
 use crate::consumer::ConsumerGroup;
+use crate::handler::EventHandler;
 use crate::outbox::Relay;
-use crate::projection::Projection;
 use crate::quiet::RoleQuiet;
 use crate::Bus;
 use onlinebank_core::db::{Db, Migrations};
@@ -48,9 +48,9 @@ impl<'a> Wiring<'a> {
         relay
     }
 
-    /// Starts consuming into `db` with `projection` until shutdown: the role's consumer group
+    /// Starts consuming into `db` with `handler` until shutdown: the role's consumer group
     /// reads what `consumes` names, one transaction per batch.
-    pub fn consume<P: Projection>(&self, db: &Db, consumes: Consumes, projection: P) {
+    pub fn consume<P: EventHandler>(&self, db: &Db, consumes: Consumes, handler: P) {
         let group = ConsumerGroup {
             bus: self.bus.clone(),
             name: self.name(),
@@ -59,7 +59,7 @@ impl<'a> Wiring<'a> {
         };
         self.ctx
             .tasks
-            .spawn(crate::projection::run(group, db.clone(), projection));
+            .spawn(crate::handler::run(group, db.clone(), handler));
     }
 
     /// The role's unsent events and consumer lag, for `GET /internal/quiet`; `relay` when the

@@ -10,7 +10,7 @@ mod store;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use onlinebank_bus::projection::Projection;
+use onlinebank_bus::handler::EventHandler;
 use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::args;
@@ -51,7 +51,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 #[derive(Clone)]
 struct Ledger;
 
-impl Projection for Ledger {
+impl EventHandler for Ledger {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,

@@ -1,7 +1,7 @@
 //! Folding account events into the read model: a batch's changes in two statements (the
 //! accounts' latest state, their transactions), whatever the batch's size.
 
-use onlinebank_bus::projection::Projection;
+use onlinebank_bus::handler::EventHandler;
 use onlinebank_core::args;
 use onlinebank_core::batch_row;
 use onlinebank_core::db::batch::BatchRow;
@@ -45,7 +45,7 @@ batch_row! {
 #[derive(Clone)]
 pub struct ReadModel;
 
-impl Projection for ReadModel {
+impl EventHandler for ReadModel {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
@@ -487,9 +487,6 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
     async fn views_round_trip_on_postgres() {
-        let url = onlinebank_core::db::testing::fresh_postgres("mypage")
-            .await
-            .unwrap();
-        views_round_trip(Db::open(&url, "mypage").await.unwrap()).await;
+        views_round_trip(onlinebank_core::db::testing::postgres_db("mypage", "mypage").await).await;
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::store;
 use crate::RequestState;
-use onlinebank_bus::projection::Projection;
+use onlinebank_bus::handler::EventHandler;
 use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Engine};
@@ -58,7 +58,7 @@ async fn listen(state: RequestState, shutdown: CancellationToken) {
 #[derive(Clone)]
 struct Outcomes(RequestState);
 
-impl Projection for Outcomes {
+impl EventHandler for Outcomes {
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,

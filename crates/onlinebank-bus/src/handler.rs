@@ -1,6 +1,6 @@
 //! The one way a role folds events into its database: each batch in ONE transaction, every event
 //! decoded (an undecodable one is logged and skipped), checked against the role's inbox (a
-//! redelivered one is skipped) and handed to the role's [`Projection::apply`]; the group's
+//! redelivered one is skipped) and handed to the role's [`EventHandler::apply`]; the group's
 //! position moves only after the commit (see [`crate::consumer::run`]).
 
 use crate::consumer::{self, ConsumerGroup};
@@ -9,7 +9,7 @@ use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::Envelope;
 
 /// What a role does with the events it consumes.
-pub trait Projection: Clone + Send + Sync + 'static {
+pub trait EventHandler: Clone + Send + Sync + 'static {
     /// Applies the batch's events seen for the first time, in bus order, inside the batch's
     /// transaction: a few statements per batch, not per event (on PostgreSQL each statement is a
     /// round trip; see [`onlinebank_core::db::Engine::json_rows`]).
@@ -33,17 +33,17 @@ pub trait Projection: Clone + Send + Sync + 'static {
     fn committed(&self, _batch: &[Envelope]) {}
 }
 
-/// Consumes `topics` as `group` into `db` with `projection` until `shutdown`.
-pub async fn run<P: Projection>(consumer: ConsumerGroup, db: Db, projection: P) {
+/// Feeds the group's events into `db` through `handler` until the group's shutdown.
+pub async fn run<P: EventHandler>(consumer: ConsumerGroup, db: Db, handler: P) {
     let group = consumer.name;
     // From an event's publication (its publisher's transaction) to this group's commit of it.
     let delay = metrics::histogram!("event_delay_seconds", "group" => group);
     consumer::run(consumer, move |batch| {
         let db = db.clone();
-        let projection = projection.clone();
+        let handler = handler.clone();
         let delay = delay.clone();
         async move {
-            let applying = projection.clone();
+            let applying = handler.clone();
             let seen = db
                 .write(move |conn| Box::pin(apply_batch(conn, applying, batch)))
                 .await
@@ -53,16 +53,16 @@ pub async fn run<P: Projection>(consumer: ConsumerGroup, db: Db, projection: P) 
                     delay.record(seconds);
                 }
             }
-            projection.committed(&seen);
+            handler.committed(&seen);
             Ok(())
         }
     })
     .await
 }
 
-async fn apply_batch<P: Projection>(
+async fn apply_batch<P: EventHandler>(
     conn: &mut Conn,
-    projection: P,
+    handler: P,
     batch: Vec<Delivery>,
 ) -> anyhow::Result<Vec<Envelope>> {
     let decoded: Vec<Envelope> = batch.iter().filter_map(Delivery::decode).collect();
@@ -73,9 +73,9 @@ async fn apply_batch<P: Projection>(
         .into_iter()
         .partition(|envelope| first.remove(&envelope.id.to_string()));
     if !fresh.is_empty() {
-        projection.apply(conn, &fresh).await?;
+        handler.apply(conn, &fresh).await?;
     }
     let seen: Vec<Envelope> = fresh.into_iter().chain(redelivered).collect();
-    projection.finish(conn, &seen).await?;
+    handler.finish(conn, &seen).await?;
     Ok(seen)
 }
