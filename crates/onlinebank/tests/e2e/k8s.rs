@@ -240,9 +240,12 @@ impl Bank {
             }
         })
         .await;
-        // Ready pods are not yet a routed Service everywhere (kube-proxy programs it a moment
-        // later; meanwhile the gateway's call to auth is refused: 503 service_busy). A login with
-        // an unknown user crosses gateway -> auth and is refused with 401 once it arrives.
+        // Ready pods are not yet a routed Service (kube-proxy programs a Service's endpoints up to
+        // its minimum sync period, 1 s, later; meanwhile a call to it is refused and the caller
+        // answers 503 service_busy). Every Service must answer at its cluster address, through
+        // the same rules the pods' calls take.
+        self.wait_routed().await;
+        // A login with an unknown user crosses gateway -> auth and is refused with 401.
         eventually("the gateway to reach auth", WAIT, || async {
             let login = api
                 .post_req("/api/v1/sessions")
@@ -256,6 +259,43 @@ impl Bank {
             }
         })
         .await;
+    }
+
+    /// Waits until every Service of the namespace answers HTTP at its cluster address.
+    async fn wait_routed(&self) {
+        let listing = k(&[
+            "-n",
+            &self.ns,
+            "get",
+            "services",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.spec.clusterIP}:{.spec.ports[0].port}{\"\\n\"}{end}",
+        ])
+        .await;
+        // The bank's own Services (PostgreSQL's and Kafka's only name the node's address).
+        let addresses = listing
+            .split_whitespace()
+            .filter_map(|line| {
+                line.strip_prefix("onlinebank")
+                    .and_then(|l| l.split_once('='))
+            })
+            .map(|(_, address)| address);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        for address in addresses {
+            let url = format!("http://{address}/health/live");
+            eventually(&format!("{} {url} to be routed", self.ns), WAIT, || async {
+                // Any answer means the connection reached a pod.
+                http.get(&url)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        }
     }
 
     /// The namespace's warning events (failed probes, kills), for a finding's report.
