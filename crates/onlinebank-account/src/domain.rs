@@ -106,13 +106,13 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
+    use onlinebank_core::ids::RequestId;
 
     const MAX: i64 = 1_000_000;
 
     fn request(kind: WriteKind, amount: i64) -> AuthCertified {
         AuthCertified {
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             customer_id: CustomerId::parse("alice").unwrap(),
             kind,
             account_no: AccountNo::parse("1001").unwrap(),

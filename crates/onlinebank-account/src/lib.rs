@@ -202,10 +202,10 @@ pub fn migrations() -> onlinebank_core::db::Migrations {
 mod tests {
     use super::*;
     use onlinebank_core::event::WriteKind;
+    use onlinebank_core::ids::RequestId;
     use onlinebank_core::ids::{AccountNo, CustomerId};
     use onlinebank_core::money::Won;
     use onlinebank_core::Reason;
-    use uuid::Uuid;
 
     /// A batch is decided request after request, each on the account as the ones before it
     /// left it (an overdraft after deposits is refused, the withdrawal after it is not); every
@@ -226,7 +226,7 @@ mod tests {
 
     fn certified(kind: WriteKind, account: &str, amount: i64) -> Envelope {
         let event = Event::AuthCertified(AuthCertified {
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             kind,
             account_no: AccountNo::parse(account).unwrap(),

@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn records_with_invalid_ids_are_skipped_not_fatal() {
         let envelope = Event::AuthCertified(AuthCertified {
-            request_id: uuid::Uuid::now_v7(),
+            request_id: onlinebank_core::ids::RequestId::generate(),
             customer_id: CustomerId::parse("c").unwrap(),
             kind: WriteKind::Deposit,
             account_no: AccountNo::parse("1001").unwrap(),

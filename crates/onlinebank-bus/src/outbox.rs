@@ -668,7 +668,7 @@ mod tests {
         let events = vec![
             deposit("1001", 1),
             Event::AuthCertified(AuthCertified {
-                request_id: Uuid::now_v7(),
+                request_id: onlinebank_core::ids::RequestId::generate(),
                 customer_id: onlinebank_core::ids::CustomerId::parse("o'\"né\"@例え.jp").unwrap(),
                 kind: WriteKind::Withdraw,
                 account_no: onlinebank_core::ids::AccountNo::parse("110-000000002").unwrap(),
@@ -741,7 +741,7 @@ mod tests {
 
     fn deposit(account: &str, amount: i64) -> Event {
         Event::AuthCertified(AuthCertified {
-            request_id: Uuid::now_v7(),
+            request_id: onlinebank_core::ids::RequestId::generate(),
             customer_id: onlinebank_core::ids::CustomerId::parse("c").unwrap(),
             kind: WriteKind::Deposit,
             account_no: onlinebank_core::ids::AccountNo::parse(account).unwrap(),

@@ -3,12 +3,12 @@
 //!
 //! Internal detail (database errors, I/O) goes to the log; the client only sees a code.
 
+use crate::ids::RequestId;
 use crate::reason::Reason;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
-use uuid::Uuid;
 
 /// Every error code the HTTP API answers (docs/api.md's table): a failed request's [`Reason`]
 /// (as [`Reason::answered`] tells it), or one of the protocol's own. No code is spelled anywhere
@@ -147,7 +147,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     /// The request this error concerns, answered beside the error object.
-    pub request_id: Option<Uuid>,
+    pub request_id: Option<RequestId>,
     /// Seconds after which the client may retry (sets `Retry-After`).
     pub retry_after: Option<u64>,
 }
@@ -243,7 +243,7 @@ impl ApiError {
         error
     }
 
-    pub fn with_request_id(mut self, request_id: Uuid) -> Self {
+    pub fn with_request_id(mut self, request_id: RequestId) -> Self {
         self.request_id = Some(request_id);
         self
     }

@@ -3,7 +3,7 @@
 //! Every event travels as one JSON [`Envelope`] carrying a typed [`Event`]; the `payload` is
 //! decoded once, straight into the event type its `type` names. Events are keyed by account number so one account's events stay in order.
 
-use crate::ids::{AccountNo, CustomerId};
+use crate::ids::{AccountNo, CustomerId, RequestId};
 use crate::money::{Balance, Won};
 use crate::reason::Reason;
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ pub struct Envelope {
     /// Position of this event among its publisher's events for the same aggregate.
     pub sequence: i64,
     /// The request that caused the event.
-    pub correlation_id: Uuid,
+    pub correlation_id: RequestId,
     /// When the event happened (RFC 3339, UTC).
     pub occurred_at: String,
     /// The event itself: its type name and payload on the wire.
@@ -51,7 +51,7 @@ struct WireEnvelope<'a> {
     version: u32,
     aggregate: String,
     sequence: i64,
-    correlation_id: Uuid,
+    correlation_id: RequestId,
     occurred_at: String,
     #[serde(borrow)]
     payload: &'a serde_json::value::RawValue,
@@ -181,7 +181,7 @@ impl AccountStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthCertified {
-    pub request_id: Uuid,
+    pub request_id: RequestId,
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
@@ -193,7 +193,7 @@ pub struct AuthCertified {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthCancelled {
-    pub request_id: Uuid,
+    pub request_id: RequestId,
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
@@ -205,7 +205,7 @@ pub struct AuthCancelled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountChanged {
-    pub request_id: Uuid,
+    pub request_id: RequestId,
     pub customer_id: CustomerId,
     pub account_no: AccountNo,
     /// Won moved by this change (opening amount for open, 0 for close).
@@ -220,7 +220,7 @@ pub struct AccountChanged {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountRequestCancelled {
-    pub request_id: Uuid,
+    pub request_id: RequestId,
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
@@ -313,7 +313,7 @@ impl Event {
     }
 
     /// The request that caused the event.
-    pub fn request_id(&self) -> Uuid {
+    pub fn request_id(&self) -> RequestId {
         match self {
             Event::AuthCertified(e) => e.request_id,
             Event::AuthCancelled(e) => e.request_id,
@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn an_account_change_and_its_kind_make_the_event_and_back() {
         let change = AccountChanged {
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             customer_id: customer("c"),
             account_no: account_no("1"),
             amount: won(5),
@@ -408,7 +408,7 @@ mod tests {
     #[test]
     fn events_round_trip_through_the_envelope() {
         let event = Event::MoneyDeposited(AccountChanged {
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             customer_id: customer("1@sk.com"),
             account_no: account_no("1001"),
             amount: won(500),
@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn unknown_types_are_reported() {
         let envelope = Event::AuthCertified(AuthCertified {
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             customer_id: customer("c"),
             kind: WriteKind::Deposit,
             account_no: account_no("1"),
@@ -453,8 +453,10 @@ mod tests {
         ));
     }
 
-    fn request_id() -> Uuid {
-        Uuid::parse_str("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap()
+    fn request_id() -> RequestId {
+        Uuid::parse_str("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+            .unwrap()
+            .into()
     }
 
     /// The payload JSON of every event, byte for byte as it was when the fields were plain

@@ -1,4 +1,4 @@
-//! Identifiers that can only hold valid values: account numbers and customer ids.
+//! Identifiers that can only hold valid values: account numbers, customer ids, request ids.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,44 @@ impl fmt::Display for CustomerId {
     }
 }
 
+/// A customer request's id: a UUIDv7 given when the request is recorded, carried by its events,
+/// its ledger and history rows and its answer (`requestId`). On the wire, the UUID's text.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct RequestId(uuid::Uuid);
+
+impl RequestId {
+    /// A new id, ordered by creation time (UUIDv7).
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl From<uuid::Uuid> for RequestId {
+    fn from(value: uuid::Uuid) -> Self {
+        Self(value)
+    }
+}
+
+impl std::str::FromStr for RequestId {
+    type Err = uuid::Error;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(raw).map(Self)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +167,15 @@ mod tests {
         assert!(CustomerId::parse("").is_err());
         assert!(CustomerId::parse("a b").is_err());
         assert!(CustomerId::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn request_ids_are_uuid_text_on_the_wire() {
+        let id = RequestId::generate();
+        let text = serde_json::to_string(&id).unwrap();
+        assert_eq!(text, format!("\"{}\"", id.as_uuid()));
+        assert_eq!(serde_json::from_str::<RequestId>(&text).unwrap(), id);
+        assert_eq!(id.to_string().parse::<RequestId>().unwrap(), id);
+        assert!("not-a-uuid".parse::<RequestId>().is_err());
     }
 }

@@ -5,10 +5,9 @@
 //! Every internal call carries the internal token ([`crate::http::INTERNAL_HEADER`]).
 
 use crate::event::{AccountStatus, WriteKind};
-use crate::ids::{AccountNo, CustomerId};
+use crate::ids::{AccountNo, CustomerId, RequestId};
 use crate::money::Balance;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// `POST` (auth): verifies a step-up password, [`StepUpRequest`] in, [`StepUpAnswer`] out (200),
 /// 401 for a session that is gone, 403 for a wrong password, 429 with `retry-after` when locked.
@@ -33,7 +32,7 @@ pub struct StepUpRequest {
     pub session_id: String,
     pub password: String,
     /// The request the step-up is for (recorded by auth for audit).
-    pub request_id: Uuid,
+    pub request_id: RequestId,
     /// What the request does.
     pub action: WriteKind,
 }
@@ -134,7 +133,9 @@ mod tests {
     /// The JSON of each call is the one its callers and callees always exchanged.
     #[test]
     fn the_wire_is_unchanged() {
-        let request_id = Uuid::parse_str("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        let request_id = uuid::Uuid::parse_str("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+            .unwrap()
+            .into();
         let step_up = StepUpRequest {
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             session_id: "s".into(),

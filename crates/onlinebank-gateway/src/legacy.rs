@@ -588,7 +588,7 @@ pub async fn show(
         Ok(token) => token,
         Err(response) => return response,
     };
-    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+    let Ok(id) = id.parse::<onlinebank_core::ids::RequestId>() else {
         return ApiError::not_found(ErrorCode::RequestNotFound, "request not found")
             .into_response();
     };

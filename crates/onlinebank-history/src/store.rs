@@ -5,6 +5,7 @@ use onlinebank_core::batch_row;
 use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, Conn, Error};
 use onlinebank_core::event::WriteKind;
+use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, Won};
 use uuid::Uuid;
@@ -13,7 +14,7 @@ batch_row! {
     /// One ledger entry: an account change, `signed_amount` being what it adds to the balance.
     pub struct LedgerEntry<'a> {
         pub event_id: Uuid => Text,
-        pub request_id: Uuid => Text,
+        pub request_id: RequestId => Text,
         pub account_no: &'a AccountNo => Text,
         pub customer_id: &'a CustomerId => Text,
         pub kind: WriteKind => Text,
@@ -69,7 +70,7 @@ mod tests {
         let (account_no, plain, quoted) = (&*ACCOUNT, &*PLAIN, &*QUOTED);
         let entry = |customer_id, kind, amount, signed_amount, balance, version, at| LedgerEntry {
             event_id: Uuid::now_v7(),
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             account_no,
             customer_id,
             kind,

@@ -10,6 +10,7 @@ use onlinebank_core::command::{Command, ReadKind, RequestBody};
 use onlinebank_core::db::{Conn, Error, FromRow, Row};
 use onlinebank_core::event::{AccountStatus, WriteKind};
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
+use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::internal;
 use onlinebank_core::money::Balance;
@@ -18,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use uuid::Uuid;
 
 pub(crate) fn router(
     state: MypageState,
@@ -59,7 +59,7 @@ struct AccountRow {
     version: i64,
     opened_at: String,
     updated_at: String,
-    last_request_id: Option<Uuid>,
+    last_request_id: Option<RequestId>,
     last_request_kind: Option<WriteKind>,
     last_request_amount: Option<i64>,
     last_request_status: Option<String>,
@@ -80,7 +80,8 @@ impl FromRow for AccountRow {
             version: row.get(4)?,
             opened_at: row.get(5)?,
             updated_at: row.get(6)?,
-            last_request_id: row.parsed_opt(7, "request id", |raw| Uuid::parse_str(raw).ok())?,
+            last_request_id: row
+                .parsed_opt(7, "request id", |raw| raw.parse::<RequestId>().ok())?,
             last_request_kind: row.parsed_opt(8, "request kind", WriteKind::parse)?,
             last_request_amount: row.get(9)?,
             last_request_status: row.get(10)?,
@@ -143,7 +144,7 @@ struct AccountDetail<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct LastRequest<'a> {
-    request_id: Uuid,
+    request_id: RequestId,
     #[serde(rename = "type")]
     kind: Option<WriteKind>,
     amount: Option<i64>,
@@ -154,7 +155,7 @@ struct LastRequest<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TransactionRow {
-    request_id: Uuid,
+    request_id: RequestId,
     #[serde(rename = "type")]
     kind: WriteKind,
     amount: i64,
@@ -166,7 +167,7 @@ struct TransactionRow {
 impl FromRow for TransactionRow {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
         Ok(Self {
-            request_id: row.parsed(0, "request id", |raw| Uuid::parse_str(raw).ok())?,
+            request_id: row.parsed(0, "request id", |raw| raw.parse::<RequestId>().ok())?,
             kind: row.parsed(1, "transaction kind", WriteKind::parse)?,
             amount: row.get(2)?,
             balance_after: row.balance(3)?,
@@ -291,7 +292,7 @@ async fn read_request(
     };
     let account = own_account(&mut conn, &bearer, account_no.as_str()).await?;
     let mut answer = json!({
-        "requestId": uuid::Uuid::now_v7(),
+        "requestId": RequestId::generate(),
         "type": kind.as_str(),
         "status": "completed",
         "accountNo": account.account_no,

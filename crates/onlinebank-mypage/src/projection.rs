@@ -7,10 +7,10 @@ use onlinebank_core::batch_row;
 use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, BoxFuture, Conn, Error};
 use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Envelope, Event, WriteKind};
+use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, Won};
 use std::collections::HashMap;
-use uuid::Uuid;
 
 batch_row! {
     /// An account's latest state, its last request completed by it.
@@ -22,7 +22,7 @@ batch_row! {
         version: i64 => BigInt,
         opened_at: &'a str => Text,
         updated_at: &'a str => Text,
-        last_request_id: Uuid => Text,
+        last_request_id: RequestId => Text,
         last_request_kind: WriteKind => Text,
         last_request_amount: Won => BigInt,
     }
@@ -33,7 +33,7 @@ batch_row! {
     struct TransactionView<'a> {
         account_no: &'a AccountNo => Text,
         version: i64 => BigInt,
-        request_id: Uuid => Text,
+        request_id: RequestId => Text,
         kind: WriteKind => Text,
         amount: Won => BigInt,
         balance_after: Balance => BigInt,
@@ -213,15 +213,15 @@ mod tests {
     use super::*;
     use onlinebank_core::db::Db;
     use onlinebank_core::event::{AccountChanged, Event};
+    use onlinebank_core::ids::RequestId;
     use onlinebank_core::ids::{AccountNo, CustomerId};
     use onlinebank_core::money::{Balance, Won};
     use onlinebank_core::Reason;
     use std::sync::LazyLock;
-    use uuid::Uuid;
 
     fn change(kind: WriteKind, account: &str, amount: i64, balance: i64, version: i64) -> Event {
         let change = AccountChanged {
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             account_no: AccountNo::parse(account).unwrap(),
             amount: Won::from_stored(amount).unwrap(),
@@ -235,7 +235,7 @@ mod tests {
 
     fn cancelled(account: &str) -> Event {
         Event::AccountRequestCancelled(AccountRequestCancelled {
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             kind: WriteKind::Withdraw,
             account_no: AccountNo::parse(account).unwrap(),
@@ -407,7 +407,7 @@ mod tests {
             version,
             opened_at: "2026-12-07T05:00:00Z",
             updated_at: at,
-            last_request_id: Uuid::now_v7(),
+            last_request_id: RequestId::generate(),
             last_request_kind: WriteKind::Deposit,
             last_request_amount: Won::try_from(balance).unwrap(),
         };
@@ -422,7 +422,7 @@ mod tests {
         let transaction = |account_no, version, kind, at| TransactionView {
             account_no,
             version,
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             kind,
             amount: Won::try_from(5).unwrap(),
             balance_after: Balance::try_from(105).unwrap(),

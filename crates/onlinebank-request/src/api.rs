@@ -11,6 +11,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use onlinebank_core::command::{Command, RequestBody};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
+use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::internal;
 use onlinebank_core::time::ms_to_rfc3339;
@@ -20,7 +21,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use uuid::Uuid;
 
 pub(crate) fn router(state: RequestState, internal_token: Arc<str>) -> Router {
     let internal = Router::new()
@@ -109,7 +109,7 @@ async fn submit(
     let customer_id = CustomerId::parse(bearer.customer_id()).map_err(ApiError::internal)?;
     let account_no = account_no.unwrap_or_else(AccountNo::generate);
     let row = store::RequestRow {
-        id: Uuid::now_v7(),
+        id: RequestId::generate(),
         customer_id,
         kind,
         account_no,
@@ -181,7 +181,7 @@ async fn record_and_run(
 
 /// The answer to a request's saga: its record (200 completed, 202 in flight), or why nothing
 /// happened.
-fn answer(outcome: Result<Outcome, ApiError>, request_id: Uuid) -> Response {
+fn answer(outcome: Result<Outcome, ApiError>, request_id: RequestId) -> Response {
     let error = match outcome {
         Ok(Outcome::Live(row)) => return answer_live(&row),
         Ok(Outcome::Failed {
@@ -221,7 +221,7 @@ async fn record(
 }
 
 /// The answer to a replayed Idempotency-Key: the earlier request's answer as it stands.
-async fn replay(state: &RequestState, earlier_id: Uuid) -> Result<Response, ApiError> {
+async fn replay(state: &RequestState, earlier_id: RequestId) -> Result<Response, ApiError> {
     match store::standing(&state.db, earlier_id).await? {
         Standing::Live(row) if row.status == RequestStatus::Completed => Ok(answer_live(&row)),
         Standing::Cancelled(reason) => {
@@ -243,7 +243,8 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found(ErrorCode::RequestNotFound, "request not found");
     // Only the canonical (hyphenated, lower-case) text names a request, as it is stored.
-    let request_id = Uuid::parse_str(&id)
+    let request_id = id
+        .parse::<RequestId>()
         .ok()
         .filter(|parsed| parsed.to_string() == id)
         .ok_or_else(not_found)?;

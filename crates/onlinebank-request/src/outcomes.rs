@@ -8,11 +8,11 @@ use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Engine};
 use onlinebank_core::event::{Envelope, Event, TOPIC_ACCOUNTS};
+use onlinebank_core::ids::RequestId;
 use onlinebank_core::log_limit::LogLimit;
 use onlinebank_core::Reason;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// The account outcomes, up to 512 per transaction.
 pub(crate) const CONSUMES: Consumes = Consumes {
@@ -44,7 +44,7 @@ async fn listen(state: RequestState, shutdown: CancellationToken) {
         |_| {},
         |payload| {
             for id in payload.split(',') {
-                if let Ok(id) = id.parse::<Uuid>() {
+                if let Ok(id) = id.parse::<RequestId>() {
                     state.waiters.wake(id);
                 }
             }

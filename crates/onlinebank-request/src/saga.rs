@@ -23,18 +23,18 @@ use crate::stepup::StepUpVerdict;
 use crate::store::{self, RequestStatus};
 use crate::RequestState;
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
+use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::Won;
 use onlinebank_core::{ApiError, Reason};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 /// A write request as its saga needs it: what to do, for whom, and the step-up password.
 #[derive(Debug, Clone)]
 pub struct WriteRequest {
-    pub request_id: Uuid,
+    pub request_id: RequestId,
     pub customer_id: CustomerId,
     pub session_id: String,
     pub kind: WriteKind,
@@ -46,7 +46,7 @@ pub struct WriteRequest {
 /// Removes the waiter registration on every path out of the saga.
 struct WaiterGuard<'a> {
     state: &'a RequestState,
-    request_id: Uuid,
+    request_id: RequestId,
 }
 
 impl Drop for WaiterGuard<'_> {
@@ -185,7 +185,7 @@ async fn refuse(state: &RequestState, cancelled: AuthCancelled) -> Result<(), Ap
 /// applied the outcome; polling is only the fallback for a lost notification.
 async fn await_outcome(
     state: &RequestState,
-    request_id: Uuid,
+    request_id: RequestId,
     wake: &Notify,
     deadline: Instant,
 ) -> Result<Input, ApiError> {

@@ -16,11 +16,11 @@ use std::time::Instant;
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::http::INTERNAL_HEADER;
 use onlinebank_core::ids::CustomerId;
+use onlinebank_core::ids::RequestId;
 use onlinebank_core::internal::{self, StepUpRequest};
 use onlinebank_core::peer::{PeerClient, PeerFailure};
 use onlinebank_core::{Reason, Role};
 use std::time::Duration;
-use uuid::Uuid;
 
 /// auth's answer to a step-up, or why there was none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl StepUpClient {
         customer_id: &CustomerId,
         session_id: &str,
         password: &str,
-        request_id: Uuid,
+        request_id: RequestId,
         action: WriteKind,
     ) -> StepUpVerdict {
         let Some(admission) = self.breaker.admit(Instant::now()) else {
@@ -152,7 +152,7 @@ impl StepUpClient {
 }
 
 /// What auth's answer to a step-up means.
-fn verdict(status: u16, headers: &http::HeaderMap, request_id: Uuid) -> StepUpVerdict {
+fn verdict(status: u16, headers: &http::HeaderMap, request_id: RequestId) -> StepUpVerdict {
     let retry_after = headers
         .get(http::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
@@ -209,7 +209,7 @@ mod tests {
                 &CustomerId::parse("c").unwrap(),
                 "s",
                 "pw",
-                Uuid::now_v7(),
+                RequestId::generate(),
                 WriteKind::Deposit,
             )
             .await

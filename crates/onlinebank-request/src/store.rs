@@ -5,10 +5,10 @@ use onlinebank_core::args;
 use onlinebank_core::batch_row;
 use onlinebank_core::db::{json_rows, Conn, Db, Error, FromRow, Row};
 use onlinebank_core::event::WriteKind;
+use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, Won};
 use onlinebank_core::Reason;
-use uuid::Uuid;
 
 /// Where a live request is in its saga, stored as `PENDING`, `AUTHORIZED` or `COMPLETED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl RequestStatus {
 
 #[derive(Debug, Clone)]
 pub struct RequestRow {
-    pub id: Uuid,
+    pub id: RequestId,
     pub customer_id: CustomerId,
     pub kind: WriteKind,
     pub account_no: AccountNo,
@@ -58,14 +58,15 @@ pub struct RequestRow {
 }
 
 /// A stored request id: the hyphenated text of its UUID.
-fn stored_id(raw: &str) -> Result<Uuid, Error> {
-    Uuid::parse_str(raw).map_err(|_| Error::Decode(format!("request id {raw:?}")))
+fn stored_id(raw: &str) -> Result<RequestId, Error> {
+    raw.parse::<RequestId>()
+        .map_err(|_| Error::Decode(format!("request id {raw:?}")))
 }
 
 impl FromRow for RequestRow {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
         Ok(Self {
-            id: row.parsed(0, "request id", |raw| Uuid::parse_str(raw).ok())?,
+            id: row.parsed(0, "request id", |raw| raw.parse::<RequestId>().ok())?,
             customer_id: row.parsed(1, "request's customer id", |raw| {
                 CustomerId::parse(raw).ok()
             })?,
@@ -114,7 +115,7 @@ pub async fn insert_pending(conn: &mut Conn, row: &RequestRow) -> Result<(), Err
 }
 
 /// PENDING -> AUTHORIZED; false if the request is no longer pending (e.g. swept).
-pub async fn authorize(conn: &mut Conn, id: Uuid) -> Result<bool, Error> {
+pub async fn authorize(conn: &mut Conn, id: RequestId) -> Result<bool, Error> {
     let changed = conn
         .execute(
             "UPDATE requests SET status = $1 WHERE id = $2 AND status = $3",
@@ -131,7 +132,7 @@ pub async fn authorize(conn: &mut Conn, id: Uuid) -> Result<bool, Error> {
 batch_row! {
     /// A request the account applied, written by [`complete`]: the balance and version after.
     pub struct Completion {
-        pub id: Uuid => Text,
+        pub id: RequestId => Text,
         pub balance: Balance => BigInt,
         pub version: i64 => BigInt,
     }
@@ -167,7 +168,7 @@ pub async fn complete(conn: &mut Conn, completions: &[Completion]) -> Result<u64
 /// idempotency key so the client can simply retry (nothing happened).
 pub async fn cancel(
     conn: &mut Conn,
-    id: Uuid,
+    id: RequestId,
     reason: Reason,
     release_key: bool,
 ) -> Result<bool, Error> {
@@ -207,7 +208,7 @@ pub async fn cancel(
     Ok(true)
 }
 
-pub async fn standing(db: &Db, id: Uuid) -> Result<Standing, Error> {
+pub async fn standing(db: &Db, id: RequestId) -> Result<Standing, Error> {
     let id = id.to_string();
     let mut conn = db.read().await?;
     let live: Option<RequestRow> = conn
@@ -234,7 +235,7 @@ pub async fn standing(db: &Db, id: Uuid) -> Result<Standing, Error> {
 }
 
 /// The owner of a request, live or cancelled.
-pub async fn owner(db: &Db, id: Uuid) -> Result<Option<String>, Error> {
+pub async fn owner(db: &Db, id: RequestId) -> Result<Option<String>, Error> {
     db.read()
         .await?
         .scalar(
@@ -287,7 +288,7 @@ pub async fn count_unfinished(db: &Db) -> Result<i64, Error> {
 }
 
 /// PENDING requests created before `cutoff`: their step-up can no longer count.
-pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<Uuid>, Error> {
+pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<RequestId>, Error> {
     let rows: Vec<(String,)> = db
         .read()
         .await?
@@ -326,7 +327,7 @@ pub enum KeyClaim {
     /// The key is new and now belongs to this request.
     Claimed,
     /// The key was used with the same body for this earlier request.
-    Replay(Uuid),
+    Replay(RequestId),
     /// The key was used with a different body.
     Reused,
 }
@@ -336,7 +337,7 @@ pub async fn claim_key(
     customer_id: &str,
     key: &str,
     body_hash: &str,
-    request_id: Uuid,
+    request_id: RequestId,
 ) -> Result<KeyClaim, Error> {
     let request_id = request_id.to_string();
     // Insert first: two replicas (or two PostgreSQL transactions) claiming the same key at once
@@ -399,7 +400,7 @@ mod tests {
     async fn completions_round_trip(db: Db) {
         db.migrate(&crate::migrations()).await.unwrap();
         let pending = |customer: &str| RequestRow {
-            id: Uuid::now_v7(),
+            id: RequestId::generate(),
             customer_id: CustomerId::parse(customer).unwrap(),
             kind: WriteKind::Deposit,
             account_no: AccountNo::parse("110-000000001").unwrap(),

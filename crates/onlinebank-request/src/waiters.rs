@@ -1,16 +1,16 @@
 //! Handlers waiting for their request's outcome, woken by the outcome consumer.
 
+use onlinebank_core::ids::RequestId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 #[derive(Debug, Clone, Default)]
-pub struct Waiters(Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>);
+pub struct Waiters(Arc<Mutex<HashMap<RequestId, Arc<Notify>>>>);
 
 impl Waiters {
     /// Registers interest in `request_id`; wakes are kept until awaited.
-    pub fn register(&self, request_id: Uuid) -> Arc<Notify> {
+    pub fn register(&self, request_id: RequestId) -> Arc<Notify> {
         let mut map = self
             .0
             .lock()
@@ -18,7 +18,7 @@ impl Waiters {
         map.entry(request_id).or_default().clone()
     }
 
-    pub fn remove(&self, request_id: Uuid) {
+    pub fn remove(&self, request_id: RequestId) {
         let mut map = self
             .0
             .lock()
@@ -26,7 +26,7 @@ impl Waiters {
         map.remove(&request_id);
     }
 
-    pub fn wake(&self, request_id: Uuid) {
+    pub fn wake(&self, request_id: RequestId) {
         let map = self
             .0
             .lock()

@@ -192,14 +192,14 @@ fn after_read(deadline: Instant, standing: Standing, now: Instant) -> (SagaStep,
 mod tests {
     use super::*;
     use onlinebank_core::event::WriteKind;
+    use onlinebank_core::ids::RequestId;
     use onlinebank_core::ids::{AccountNo, CustomerId};
-    use uuid::Uuid;
 
     const WAIT: Duration = Duration::from_secs(5);
 
     fn request() -> WriteRequest {
         WriteRequest {
-            request_id: Uuid::now_v7(),
+            request_id: RequestId::generate(),
             customer_id: CustomerId::parse("alice").unwrap(),
             session_id: "session".to_owned(),
             kind: WriteKind::Deposit,
