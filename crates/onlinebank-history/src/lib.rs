@@ -17,6 +17,7 @@ use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::{Envelope, WriteKind, TOPIC_ACCOUNTS};
 use onlinebank_core::internal::{self, LedgerSum, LedgerSums};
+use onlinebank_core::money::Won;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
 use store::LedgerEntry;
@@ -63,15 +64,17 @@ impl EventHandler for Ledger {
 
 /// One ledger entry per account change of the batch, in ONE statement.
 async fn append(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
-    let entries: Vec<_> = events
+    store::append(conn, &entries(events)).await?;
+    Ok(())
+}
+
+/// The ledger entries of `events`, in their order: one per account change, none for anything
+/// else.
+fn entries(events: &[Envelope]) -> Vec<LedgerEntry<'_>> {
+    events
         .iter()
         .filter_map(|envelope| {
             let (kind, change) = envelope.event.as_account_change()?;
-            let signed = match kind {
-                WriteKind::Open | WriteKind::Deposit => change.amount.won(),
-                WriteKind::Withdraw => -change.amount.won(),
-                WriteKind::Close => 0,
-            };
             Some(LedgerEntry {
                 event_id: envelope.id,
                 request_id: change.request_id,
@@ -79,15 +82,22 @@ async fn append(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
                 customer_id: &change.customer_id,
                 kind,
                 amount: change.amount,
-                signed_amount: signed,
+                signed_amount: signed(kind, change.amount),
                 balance_after: change.balance,
                 version: change.version,
                 occurred_at: envelope.occurred_at.as_str(),
             })
         })
-        .collect();
-    store::append(conn, &entries).await?;
-    Ok(())
+        .collect()
+}
+
+/// What a change of `kind` moving `amount` adds to the balance.
+fn signed(kind: WriteKind, amount: Won) -> i64 {
+    match kind {
+        WriteKind::Open | WriteKind::Deposit => amount.won(),
+        WriteKind::Withdraw => -amount.won(),
+        WriteKind::Close => 0,
+    }
 }
 
 async fn ledger_sums(State(db): State<Db>) -> Result<Json<LedgerSums>, ApiError> {
@@ -138,4 +148,55 @@ async fn ledger_entries(
 /// history's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
     onlinebank_core::expand_migrations![(1, "init", "0001_init.sql"),]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Event};
+    use onlinebank_core::ids::{AccountNo, CustomerId, RequestId};
+    use onlinebank_core::money::Balance;
+    use onlinebank_core::Reason;
+
+    fn change(kind: WriteKind, amount: i64, balance: i64, version: i64) -> Envelope {
+        let change = AccountChanged {
+            request_id: RequestId::generate(),
+            customer_id: CustomerId::parse("1@sk.com").unwrap(),
+            account_no: AccountNo::parse("1001").unwrap(),
+            amount: Won::from_stored(amount).unwrap(),
+            balance: Balance::try_from(balance).unwrap(),
+            version,
+        };
+        Event::account_changed(kind, change).into_envelope(version)
+    }
+
+    /// Every account change is one entry, in order, adding what it moved to the balance: the
+    /// entries of an account sum to its balance; a refusal is no entry.
+    #[test]
+    fn each_change_is_one_signed_entry_and_nothing_else_is() {
+        let refused = Event::AccountRequestCancelled(AccountRequestCancelled {
+            request_id: RequestId::generate(),
+            customer_id: CustomerId::parse("1@sk.com").unwrap(),
+            kind: WriteKind::Withdraw,
+            account_no: AccountNo::parse("1001").unwrap(),
+            amount: Won::from_stored(999).unwrap(),
+            reason: Reason::InsufficientFunds,
+            message: String::new(),
+        })
+        .into_envelope(3);
+        let events = [
+            change(WriteKind::Open, 100, 100, 1),
+            change(WriteKind::Deposit, 50, 150, 2),
+            refused,
+            change(WriteKind::Withdraw, 150, 0, 3),
+            change(WriteKind::Close, 0, 0, 4),
+        ];
+        let entries = entries(&events);
+        let signed: Vec<i64> = entries.iter().map(|e| e.signed_amount).collect();
+        assert_eq!(signed, [100, 50, -150, 0]);
+        let versions: Vec<i64> = entries.iter().map(|e| e.version).collect();
+        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(entries[1].event_id, events[1].id);
+        assert_eq!(entries[3].balance_after.won(), signed.iter().sum::<i64>());
+    }
 }

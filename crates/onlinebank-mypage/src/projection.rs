@@ -6,7 +6,9 @@ use onlinebank_core::args;
 use onlinebank_core::batch_row;
 use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, BoxFuture, Conn, Error};
-use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Envelope, Event, WriteKind};
+use onlinebank_core::event::{
+    AccountChanged, AccountRequestCancelled, AccountStatus, Envelope, Event, WriteKind,
+};
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, Won};
@@ -18,7 +20,7 @@ batch_row! {
         account_no: &'a AccountNo => Text,
         customer_id: &'a CustomerId => Text,
         balance: Balance => BigInt,
-        status: &'static str => Text,
+        status: AccountStatus => Text,
         version: i64 => BigInt,
         opened_at: &'a str => Text,
         updated_at: &'a str => Text,
@@ -55,31 +57,65 @@ impl EventHandler for ReadModel {
     }
 }
 
+/// What a batch of events does to the read model, decided without I/O.
+#[derive(Debug)]
+enum Step<'e> {
+    /// Account changes in bus order: each account's newest state (one row per account) and
+    /// every transaction.
+    Changes {
+        accounts: Vec<AccountView<'e>>,
+        transactions: Vec<TransactionView<'e>>,
+    },
+    /// A refused request, shown as the account's last request.
+    Cancelled {
+        cancelled: &'e AccountRequestCancelled,
+        at: &'e str,
+    },
+}
+
+/// One account change with its kind and time, as a batch gathers them.
+type Change<'e> = (WriteKind, &'e AccountChanged, &'e str);
+
 async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
-    let mut changes = Vec::with_capacity(events.len());
+    for step in plan(events) {
+        match step {
+            Step::Changes {
+                accounts,
+                transactions,
+            } => {
+                upsert_accounts(conn, &accounts).await?;
+                insert_transactions(conn, &transactions).await?;
+            }
+            Step::Cancelled { cancelled, at } => apply_cancelled(conn, cancelled, at).await?,
+        }
+    }
+    Ok(())
+}
+
+/// The read model's writes for `events`, in order. A cancellation names the account's last
+/// request, so the changes before it are written first.
+fn plan(events: &[Envelope]) -> Vec<Step<'_>> {
+    let mut steps = Vec::new();
+    let mut changes: Vec<Change<'_>> = Vec::with_capacity(events.len());
     for envelope in events {
         let (event, at) = (&envelope.event, envelope.occurred_at.as_str());
         if let Some((kind, change)) = event.as_account_change() {
             changes.push((kind, change, at));
         } else if let Event::AccountRequestCancelled(cancelled) = event {
-            // It names the account's last request: the changes before it go first.
-            apply_changes(conn, &changes).await?;
+            steps.extend(fold(&changes));
             changes.clear();
-            apply_cancelled(conn, cancelled, at).await?;
+            steps.push(Step::Cancelled { cancelled, at });
         }
     }
-    apply_changes(conn, &changes).await?;
-    Ok(())
+    steps.extend(fold(&changes));
+    steps
 }
 
-/// Account changes in bus order: every one in the transactions, each account's newest in its
-/// row (a row is only ever moved to a newer version).
-async fn apply_changes(
-    conn: &mut Conn,
-    changes: &[(WriteKind, &AccountChanged, &str)],
-) -> Result<(), Error> {
+/// Account changes in bus order as rows: every one in the transactions, each account's newest
+/// in its row (a row is only ever moved to a newer version); none for no changes.
+fn fold<'e>(changes: &[Change<'e>]) -> Option<Step<'e>> {
     if changes.is_empty() {
-        return Ok(());
+        return None;
     }
     // One row per account (PostgreSQL refuses to upsert a row twice in one statement): the
     // newest change, opened at the batch's first change of the account if the row is new.
@@ -96,38 +132,45 @@ async fn apply_changes(
     }
     let mut accounts: Vec<(usize, &str)> = newest.into_values().collect();
     accounts.sort_unstable();
-    let accounts: Vec<_> = accounts
+    let accounts = accounts
         .into_iter()
-        .map(|(index, opened_at)| {
-            let (kind, change, at) = changes[index];
-            AccountView {
-                account_no: &change.account_no,
-                customer_id: &change.customer_id,
-                balance: change.balance,
-                status: status(kind),
-                version: change.version,
-                opened_at,
-                updated_at: at,
-                last_request_id: change.request_id,
-                last_request_kind: kind,
-                last_request_amount: change.amount,
-            }
-        })
+        .map(|(index, opened_at)| account_view(changes[index], opened_at))
         .collect();
-    upsert_accounts(conn, &accounts).await?;
-    let transactions: Vec<_> = changes
+    let transactions = changes
         .iter()
-        .map(|(kind, change, at)| TransactionView {
-            account_no: &change.account_no,
-            version: change.version,
-            request_id: change.request_id,
-            kind: *kind,
-            amount: change.amount,
-            balance_after: change.balance,
-            occurred_at: at,
-        })
+        .map(|&change| transaction_view(change))
         .collect();
-    insert_transactions(conn, &transactions).await
+    Some(Step::Changes {
+        accounts,
+        transactions,
+    })
+}
+
+fn account_view<'e>((kind, change, at): Change<'e>, opened_at: &'e str) -> AccountView<'e> {
+    AccountView {
+        account_no: &change.account_no,
+        customer_id: &change.customer_id,
+        balance: change.balance,
+        status: status(kind),
+        version: change.version,
+        opened_at,
+        updated_at: at,
+        last_request_id: change.request_id,
+        last_request_kind: kind,
+        last_request_amount: change.amount,
+    }
+}
+
+fn transaction_view((kind, change, at): Change<'_>) -> TransactionView<'_> {
+    TransactionView {
+        account_no: &change.account_no,
+        version: change.version,
+        request_id: change.request_id,
+        kind,
+        amount: change.amount,
+        balance_after: change.balance,
+        occurred_at: at,
+    }
 }
 
 /// Moves each account's row to its state in `accounts` (at most one per account), unless the
@@ -175,11 +218,11 @@ async fn insert_transactions(
     Ok(())
 }
 
-fn status(kind: WriteKind) -> &'static str {
+fn status(kind: WriteKind) -> AccountStatus {
     if kind == WriteKind::Close {
-        "closed"
+        AccountStatus::Closed
     } else {
-        "open"
+        AccountStatus::Open
     }
 }
 
@@ -225,9 +268,7 @@ mod tests {
             customer_id: CustomerId::parse("1@sk.com").unwrap(),
             account_no: AccountNo::parse(account).unwrap(),
             amount: Won::from_stored(amount).unwrap(),
-            balance: Balance::ZERO
-                .deposit(onlinebank_core::money::Amount::parse(balance, i64::MAX).unwrap())
-                .unwrap(),
+            balance: Balance::try_from(balance).unwrap(),
             version,
         };
         Event::account_changed(kind, change)
@@ -253,6 +294,59 @@ mod tests {
         db.write(move |conn| Box::pin(async move { apply(conn, &events).await }))
             .await
             .unwrap();
+    }
+
+    /// A batch planned without a database: the changes before a refusal are written before
+    /// it; one row per account, at its newest change, opened at its first change of the batch;
+    /// every change a transaction; a close leaves the row closed.
+    #[test]
+    fn a_batch_is_planned_as_rows_in_order_without_io() {
+        let events: Vec<Envelope> = [
+            change(WriteKind::Open, "1001", 100, 100, 1),
+            change(WriteKind::Deposit, "1001", 50, 150, 2),
+            cancelled("1001"),
+            change(WriteKind::Withdraw, "1001", 150, 0, 3),
+            change(WriteKind::Close, "1001", 0, 0, 4),
+        ]
+        .into_iter()
+        .map(|event| event.into_envelope(1))
+        .collect();
+        let steps = plan(&events);
+        assert_eq!(steps.len(), 3, "{steps:?}");
+        let Step::Changes {
+            accounts,
+            transactions,
+        } = &steps[0]
+        else {
+            panic!("changes first: {steps:?}")
+        };
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(
+            (
+                accounts[0].version,
+                accounts[0].status,
+                accounts[0].opened_at
+            ),
+            (2, AccountStatus::Open, events[0].occurred_at.as_str())
+        );
+        assert_eq!(transactions.len(), 2);
+        assert!(matches!(steps[1], Step::Cancelled { .. }), "{steps:?}");
+        let Step::Changes {
+            accounts,
+            transactions,
+        } = &steps[2]
+        else {
+            panic!("changes last: {steps:?}")
+        };
+        assert_eq!(
+            (accounts[0].version, accounts[0].status),
+            (4, AccountStatus::Closed)
+        );
+        assert_eq!(
+            transactions.iter().map(|t| t.version).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert!(plan(&[]).is_empty());
     }
 
     /// A batch's changes land as if applied one by one: each account's row at its newest
@@ -375,7 +469,7 @@ mod tests {
                 let texts = (
                     view.account_no.to_string(),
                     view.customer_id.to_string(),
-                    view.status.to_owned(),
+                    view.status.as_str().to_owned(),
                     view.opened_at.to_owned(),
                     view.updated_at.to_owned(),
                     view.last_request_id.to_string(),
@@ -403,7 +497,7 @@ mod tests {
             account_no,
             customer_id,
             balance: Balance::try_from(balance).unwrap(),
-            status: "open",
+            status: AccountStatus::Open,
             version,
             opened_at: "2026-12-07T05:00:00Z",
             updated_at: at,
