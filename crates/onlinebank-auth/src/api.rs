@@ -263,7 +263,7 @@ async fn full_login(
     };
     let session_id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
-    let expires_at = now + millis(state.settings.token_ttl);
+    let expires_at = now + millis(state.settings.auth.token_ttl);
     let verifier = state.step_up.verifier(&session_id, plain);
     let session = store::NewSession {
         session_id: &session_id,
@@ -459,8 +459,8 @@ struct Audit {
 /// The lockout rule of the settings.
 fn lockout_rule(state: &AuthState) -> LockoutRule {
     LockoutRule {
-        threshold: i64::from(state.settings.lockout.threshold),
-        window: millis(state.settings.lockout.duration),
+        threshold: i64::from(state.settings.auth.lockout.threshold),
+        window: millis(state.settings.auth.lockout.duration),
     }
 }
 

@@ -125,6 +125,55 @@ impl Default for BreakerSettings {
     }
 }
 
+/// request's knobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestSettings {
+    /// How long `POST /api/v1/requests` waits for the outcome before answering 202.
+    pub wait: Duration,
+    /// Timeout of the request -> auth step-up call.
+    pub step_up_timeout: Duration,
+    /// The step-up circuit breaker.
+    pub breaker: BreakerSettings,
+}
+
+impl Default for RequestSettings {
+    fn default() -> Self {
+        Self {
+            wait: Duration::from_millis(defaults::REQUEST_WAIT_MS),
+            step_up_timeout: Duration::from_millis(defaults::STEP_UP_TIMEOUT_MS),
+            breaker: BreakerSettings::default(),
+        }
+    }
+}
+
+/// auth's knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// Lifetime of a login token.
+    pub token_ttl: Duration,
+    /// When failed passwords lock a customer out.
+    pub lockout: LockoutSettings,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            token_ttl: Duration::from_secs(defaults::TOKEN_TTL_SECS),
+            lockout: LockoutSettings::default(),
+        }
+    }
+}
+
+/// The gateway's knobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// The places for sign-up and login.
+    pub public_doors: PublicDoors,
+    /// The bank's public base URL (e.g. `https://bank.example`), for links handed to clients;
+    /// `None`: relative links.
+    pub public_url: Option<String>,
+}
+
 /// Everything a role needs to know to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -146,27 +195,18 @@ pub struct Settings {
     pub secret_on_disk: bool,
     /// Per-transaction limit in won.
     pub max_amount: i64,
-    /// How long `POST /api/v1/requests` waits for the outcome before answering 202.
-    pub request_wait: Duration,
-    /// Timeout of the request -> auth step-up call.
-    pub step_up_timeout: Duration,
-    /// Lifetime of a login token.
-    pub token_ttl: Duration,
-    /// When failed passwords lock a customer out (auth).
-    pub lockout: LockoutSettings,
+    /// request's knobs: its wait, the step-up's timeout and breaker.
+    pub request: RequestSettings,
+    /// auth's knobs: tokens and lockouts.
+    pub auth: AuthSettings,
+    /// The gateway's knobs: its public doors and the public URL.
+    pub gateway: GatewaySettings,
     /// Write calls a role serves at once; beyond, an immediate 503 `service_busy`.
     pub max_in_flight_writes: usize,
     /// Read calls a role serves at once; beyond, an immediate 503 `service_busy`.
     pub max_in_flight_reads: usize,
-    /// The step-up circuit breaker (request).
-    pub breaker: BreakerSettings,
-    /// The gateway's places for sign-up and login.
-    pub public_doors: PublicDoors,
     /// Connection-level limits: header, body and idle timeouts and the connection cap.
     pub server: crate::server::ServerLimits,
-    /// The bank's public base URL (e.g. `https://bank.example`), for links handed to clients;
-    /// `None`: relative links.
-    pub public_url: Option<String>,
     /// How long inbox rows and embedded-log events are kept (see `onlinebank_bus::retention`).
     pub retention: Duration,
     /// Proxies whose `X-Forwarded-For` names the client (see [`crate::client_addr`]).
@@ -184,14 +224,11 @@ impl Settings {
             secret,
             secret_on_disk: true,
             max_amount: defaults::MAX_AMOUNT,
-            request_wait: Duration::from_millis(defaults::REQUEST_WAIT_MS),
-            step_up_timeout: Duration::from_millis(defaults::STEP_UP_TIMEOUT_MS),
-            token_ttl: Duration::from_secs(defaults::TOKEN_TTL_SECS),
-            lockout: LockoutSettings::default(),
+            request: RequestSettings::default(),
+            auth: AuthSettings::default(),
+            gateway: GatewaySettings::default(),
             max_in_flight_writes: defaults::MAX_IN_FLIGHT_WRITES,
             max_in_flight_reads: defaults::MAX_IN_FLIGHT_READS,
-            breaker: BreakerSettings::default(),
-            public_doors: PublicDoors::default(),
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
             server: crate::server::ServerLimits {
                 header_timeout: Duration::from_millis(defaults::HEADER_TIMEOUT_MS),
@@ -200,7 +237,6 @@ impl Settings {
                 max_connections: crate::server::ServerLimits::default_max_connections(),
                 max_connections_per_client: None,
             },
-            public_url: None,
             retention: Duration::from_secs(defaults::RETENTION_SECS),
         }
     }

@@ -106,7 +106,8 @@ impl GatewayState {
             settings.peers.first(role)?;
         }
         // Long enough for the request role's bounded wait, short enough to never hang.
-        let timeout = settings.request_wait + settings.step_up_timeout + Duration::from_secs(5);
+        let timeout =
+            settings.request.wait + settings.request.step_up_timeout + Duration::from_secs(5);
         let peers = ctx.peers(timeout)?;
         let write_slots = Arc::new(Semaphore::new(settings.max_in_flight_writes));
         quiesce.arm(
@@ -128,11 +129,12 @@ impl GatewayState {
             write_slots,
             read_slots: Arc::new(Semaphore::new(settings.max_in_flight_reads)),
             admission: Arc::new(admission::PublicAdmission::new(
-                settings.public_doors.in_flight,
-                settings.public_doors.per_client,
-                settings.public_doors.wait,
+                settings.gateway.public_doors.in_flight,
+                settings.gateway.public_doors.per_client,
+                settings.gateway.public_doors.wait,
             )),
             public_url: settings
+                .gateway
                 .public_url
                 .as_deref()
                 .unwrap_or_default()

@@ -51,8 +51,8 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         step_up: stepup::StepUpClient::new(
             peers,
             &settings.internal_token(),
-            settings.step_up_timeout,
-            settings.breaker.clone(),
+            settings.request.step_up_timeout,
+            settings.request.breaker.clone(),
         )?,
         token_key: settings.token_key(),
         db: db.clone(),

@@ -124,8 +124,9 @@ async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
 /// Compensates PENDING requests older than the step-up could take, and forgets old
 /// compensations and idempotency keys.
 async fn sweep(state: RequestState, shutdown: CancellationToken) {
-    let grace =
-        i64::try_from(state.settings.step_up_timeout.as_millis()).unwrap_or(i64::MAX / 4) + 5_000;
+    let grace = i64::try_from(state.settings.request.step_up_timeout.as_millis())
+        .unwrap_or(i64::MAX / 4)
+        + 5_000;
     let mut round: u64 = 0;
     // Retried every second: while the disk is full, logged once per period with a count.
     let mut sweeping = LogLimit::new(

@@ -65,7 +65,7 @@ pub async fn run(state: &RequestState, request: &WriteRequest) -> Result<Outcome
     };
     let saga = Saga {
         request,
-        wait: state.settings.request_wait,
+        wait: state.settings.request.wait,
     };
     let (mut step, mut effect) = saga.start();
     let mut started = Instant::now();

@@ -6,7 +6,11 @@
 
 use clap::{Args, Parser, Subcommand};
 use onlinebank_core::secret::MasterSecret;
-use onlinebank_core::settings::{defaults, BreakerSettings, LockoutSettings, PublicDoors};
+use onlinebank_core::server::ServerLimits;
+use onlinebank_core::settings::{
+    defaults, AuthSettings, BreakerSettings, GatewaySettings, LockoutSettings, PublicDoors,
+    RequestSettings,
+};
 use onlinebank_core::{Role, Settings};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -453,10 +457,6 @@ pub struct CommonArgs {
 impl CommonArgs {
     pub fn settings(&self) -> anyhow::Result<Settings> {
         anyhow::ensure!(self.max_amount > 0, "--max-amount must be positive");
-        anyhow::ensure!(
-            self.lockout_threshold > 0,
-            "--lockout-threshold must be positive"
-        );
         onlinebank_core::secret::ensure_private_dir(&self.data_dir)?;
         let secret = match &self.token_secret {
             Some(secret) => MasterSecret::from_bytes(secret.as_bytes().to_vec())?,
@@ -472,67 +472,94 @@ impl CommonArgs {
         };
         settings.database_ca_file = self.database_ca_file.clone();
         settings.max_amount = self.max_amount;
-        settings.request_wait = Duration::from_millis(self.request_wait_ms);
-        settings.step_up_timeout = Duration::from_millis(self.step_up_timeout_ms);
-        settings.token_ttl = Duration::from_secs(self.token_ttl_secs);
-        settings.lockout = LockoutSettings {
-            threshold: self.lockout_threshold,
-            duration: Duration::from_secs(self.lockout_secs),
-        };
+        settings.request = self.request_settings()?;
+        settings.auth = self.auth_settings()?;
+        settings.gateway = self.gateway_settings()?;
         anyhow::ensure!(
             self.max_in_flight_writes > 0 && self.max_in_flight_reads > 0,
             "--max-in-flight-writes and --max-in-flight-reads must be positive"
         );
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&self.breaker_failure_rate),
-            "--breaker-failure-rate must be between 0 and 1"
-        );
         settings.max_in_flight_writes = self.max_in_flight_writes;
         settings.max_in_flight_reads = self.max_in_flight_reads;
-        settings.breaker = BreakerSettings {
-            window: Duration::from_millis(self.breaker_window_ms),
-            min_calls: self.breaker_min_calls.max(1),
-            failure_rate: self.breaker_failure_rate,
-            open_for: Duration::from_millis(self.breaker_open_ms),
-            half_open_calls: self.breaker_half_open_calls.max(1),
-        };
-        anyhow::ensure!(
-            self.max_in_flight_public > 0 && self.max_in_flight_per_client > 0,
-            "--max-in-flight-public and --max-in-flight-per-client must be positive"
-        );
-        settings.public_doors = PublicDoors {
-            in_flight: self.max_in_flight_public,
-            per_client: self.max_in_flight_per_client,
-            wait: Duration::from_millis(self.public_wait_ms),
-        };
-        anyhow::ensure!(
-            self.header_timeout_ms > 0 && self.body_timeout_ms > 0 && self.idle_timeout_ms > 0,
-            "--header-timeout-ms, --body-timeout-ms and --idle-timeout-ms must be positive"
-        );
-        settings.server.header_timeout = Duration::from_millis(self.header_timeout_ms);
-        settings.server.body_timeout = Duration::from_millis(self.body_timeout_ms);
-        settings.server.idle_timeout = Duration::from_millis(self.idle_timeout_ms);
-        if let Some(max_connections) = self.max_connections {
-            anyhow::ensure!(max_connections > 0, "--max-connections must be positive");
-            settings.server.max_connections = max_connections;
-        }
-        if let Some(share) = self.max_connections_per_client {
-            anyhow::ensure!(share > 0, "--max-connections-per-client must be positive");
-            settings.server.max_connections_per_client = Some(share);
-        }
+        self.server_limits(&mut settings.server)?;
         settings.trusted_proxies = self
             .trusted_proxies
             .parse()
             .map_err(|error| anyhow::anyhow!("--trusted-proxies: {error}"))?;
         anyhow::ensure!(self.retention_secs > 0, "--retention-secs must be positive");
         settings.retention = Duration::from_secs(self.retention_secs);
+        Ok(settings)
+    }
+
+    fn request_settings(&self) -> anyhow::Result<RequestSettings> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.breaker_failure_rate),
+            "--breaker-failure-rate must be between 0 and 1"
+        );
+        Ok(RequestSettings {
+            wait: Duration::from_millis(self.request_wait_ms),
+            step_up_timeout: Duration::from_millis(self.step_up_timeout_ms),
+            breaker: BreakerSettings {
+                window: Duration::from_millis(self.breaker_window_ms),
+                min_calls: self.breaker_min_calls.max(1),
+                failure_rate: self.breaker_failure_rate,
+                open_for: Duration::from_millis(self.breaker_open_ms),
+                half_open_calls: self.breaker_half_open_calls.max(1),
+            },
+        })
+    }
+
+    fn auth_settings(&self) -> anyhow::Result<AuthSettings> {
+        anyhow::ensure!(
+            self.lockout_threshold > 0,
+            "--lockout-threshold must be positive"
+        );
+        Ok(AuthSettings {
+            token_ttl: Duration::from_secs(self.token_ttl_secs),
+            lockout: LockoutSettings {
+                threshold: self.lockout_threshold,
+                duration: Duration::from_secs(self.lockout_secs),
+            },
+        })
+    }
+
+    fn gateway_settings(&self) -> anyhow::Result<GatewaySettings> {
+        anyhow::ensure!(
+            self.max_in_flight_public > 0 && self.max_in_flight_per_client > 0,
+            "--max-in-flight-public and --max-in-flight-per-client must be positive"
+        );
         if let Some(url) = &self.public_url {
             anyhow::ensure!(
                 url.starts_with("https://") || url.starts_with("http://"),
                 "--public-url must start with https:// or http://"
             );
-            settings.public_url = Some(url.clone());
         }
-        Ok(settings)
+        Ok(GatewaySettings {
+            public_doors: PublicDoors {
+                in_flight: self.max_in_flight_public,
+                per_client: self.max_in_flight_per_client,
+                wait: Duration::from_millis(self.public_wait_ms),
+            },
+            public_url: self.public_url.clone(),
+        })
+    }
+
+    fn server_limits(&self, limits: &mut ServerLimits) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.header_timeout_ms > 0 && self.body_timeout_ms > 0 && self.idle_timeout_ms > 0,
+            "--header-timeout-ms, --body-timeout-ms and --idle-timeout-ms must be positive"
+        );
+        limits.header_timeout = Duration::from_millis(self.header_timeout_ms);
+        limits.body_timeout = Duration::from_millis(self.body_timeout_ms);
+        limits.idle_timeout = Duration::from_millis(self.idle_timeout_ms);
+        if let Some(max_connections) = self.max_connections {
+            anyhow::ensure!(max_connections > 0, "--max-connections must be positive");
+            limits.max_connections = max_connections;
+        }
+        if let Some(share) = self.max_connections_per_client {
+            anyhow::ensure!(share > 0, "--max-connections-per-client must be positive");
+            limits.max_connections_per_client = Some(share);
+        }
+        Ok(())
     }
 }
