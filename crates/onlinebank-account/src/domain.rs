@@ -1,9 +1,11 @@
-//! The account's rules, as a pure function: given the account as it is and a certified request,
-//! the account as it will be, or the reason the request is refused.
+//! The account's rules, as a pure function: given the account as it is, a certified request and
+//! the bank's calendar day it was certified on, the account as it will be, or the reason the
+//! request is refused.
 
 use onlinebank_core::event::{AuthCertified, WriteKind};
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, MoneyError, Won};
+use onlinebank_core::time::Day;
 use onlinebank_core::Reason;
 
 /// An account's status (core's, shared with the read model and the internal listing).
@@ -17,6 +19,45 @@ pub struct Account {
     pub balance: Balance,
     pub status: Status,
     pub version: i64,
+    /// What left the account on its last day with withdrawals (None: never).
+    pub outflow: Option<Outflow>,
+}
+
+/// The won that left an account on one day of the bank's calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outflow {
+    pub day: Day,
+    pub won: Won,
+}
+
+impl Account {
+    /// The won that left the account on `day`.
+    pub fn outflow_on(&self, day: Day) -> Won {
+        match self.outflow {
+            Some(outflow) if outflow.day == day => outflow.won,
+            _ => Won::ZERO,
+        }
+    }
+
+    /// The won that may still leave the account on `day` under `daily_limit`.
+    pub fn allowed_on(&self, day: Day, daily_limit: Won) -> Won {
+        Won::from_stored(
+            daily_limit
+                .won()
+                .saturating_sub(self.outflow_on(day).won())
+                .max(0),
+        )
+        .unwrap_or(Won::ZERO)
+    }
+}
+
+/// The limits the account role enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Per-transaction limit in won.
+    pub max_amount: i64,
+    /// Withdrawals per account per day of the bank's calendar.
+    pub daily_limit: Won,
 }
 
 /// What applying a request does to the account.
@@ -37,12 +78,14 @@ fn money_reason(error: MoneyError) -> Reason {
     }
 }
 
-/// Decides the outcome of `request` on `current` (None: no such account).
+/// Decides the outcome of `request`, certified on `today`, on `current` (None: no such account).
 pub fn decide(
     current: Option<&Account>,
     request: &AuthCertified,
-    max_amount: i64,
+    rules: &Rules,
+    today: Day,
 ) -> Result<Change, Reason> {
+    let max_amount = rules.max_amount;
     if request.kind == WriteKind::Open {
         if current.is_some() {
             return Err(Reason::AccountExists);
@@ -60,6 +103,7 @@ pub fn decide(
                 balance,
                 status: Status::Open,
                 version: 1,
+                outflow: None,
             },
             amount: request.amount,
         });
@@ -71,6 +115,7 @@ pub fn decide(
     if account.status == Status::Closed {
         return Err(Reason::AccountClosed);
     }
+    let mut outflow = account.outflow;
     let (balance, status, amount) = match request.kind {
         WriteKind::Deposit => {
             let amount = request.amount.amount(max_amount).map_err(money_reason)?;
@@ -82,6 +127,14 @@ pub fn decide(
             let amount = request.amount.amount(max_amount).map_err(money_reason)?;
             let balance = account.balance.withdraw(amount).map_err(money_reason)?;
             debug_assert_eq!(account.balance.won() - balance.won(), amount.won());
+            let out_today = account.outflow_on(today).won().saturating_add(amount.won());
+            if out_today > rules.daily_limit.won() {
+                return Err(Reason::DailyLimitExceeded);
+            }
+            outflow = Some(Outflow {
+                day: today,
+                won: Won::from_stored(out_today).map_err(money_reason)?,
+            });
             (balance, Status::Open, Won::from(amount))
         }
         WriteKind::Close => {
@@ -97,6 +150,7 @@ pub fn decide(
             balance,
             status,
             version: account.version + 1,
+            outflow,
             ..account.clone()
         },
         amount,
@@ -109,6 +163,22 @@ mod tests {
     use onlinebank_core::ids::RequestId;
 
     const MAX: i64 = 1_000_000;
+    const RULES: Rules = Rules {
+        max_amount: MAX,
+        daily_limit: Won::ZERO,
+    };
+
+    /// The rules with a daily limit far above anything the tests move, unless a test sets one.
+    fn rules() -> Rules {
+        Rules {
+            daily_limit: Won::from_stored(i64::MAX).unwrap(),
+            ..RULES
+        }
+    }
+
+    fn day(n: u32) -> Day {
+        Day::parse(&format!("2026-12-{n:02}")).unwrap()
+    }
 
     fn request(kind: WriteKind, amount: i64) -> AuthCertified {
         AuthCertified {
@@ -127,16 +197,17 @@ mod tests {
             balance: Balance::from_stored(balance).unwrap(),
             status,
             version: 4,
+            outflow: None,
         }
     }
 
     #[test]
     fn open_creates_version_one_with_the_opening_amount() {
-        let change = decide(None, &request(WriteKind::Open, 500), MAX).unwrap();
+        let change = decide(None, &request(WriteKind::Open, 500), &rules(), day(7)).unwrap();
         assert_eq!(change.after.balance.won(), 500);
         assert_eq!(change.after.version, 1);
         assert_eq!(
-            decide(None, &request(WriteKind::Open, 0), MAX)
+            decide(None, &request(WriteKind::Open, 0), &rules(), day(7))
                 .unwrap()
                 .amount,
             Won::ZERO
@@ -145,12 +216,13 @@ mod tests {
             decide(
                 Some(&account(0, Status::Open)),
                 &request(WriteKind::Open, 0),
-                MAX
+                &rules(),
+                day(7)
             ),
             Err(Reason::AccountExists)
         );
         assert_eq!(
-            decide(None, &request(WriteKind::Open, MAX + 1), MAX),
+            decide(None, &request(WriteKind::Open, MAX + 1), &rules(), day(7)),
             Err(Reason::InvalidAmount)
         );
     }
@@ -158,12 +230,24 @@ mod tests {
     #[test]
     fn deposit_and_withdraw_move_the_balance_and_version() {
         let open = account(100, Status::Open);
-        let deposited = decide(Some(&open), &request(WriteKind::Deposit, 50), MAX).unwrap();
+        let deposited = decide(
+            Some(&open),
+            &request(WriteKind::Deposit, 50),
+            &rules(),
+            day(7),
+        )
+        .unwrap();
         assert_eq!(
             (deposited.after.balance.won(), deposited.after.version),
             (150, 5)
         );
-        let withdrawn = decide(Some(&open), &request(WriteKind::Withdraw, 100), MAX).unwrap();
+        let withdrawn = decide(
+            Some(&open),
+            &request(WriteKind::Withdraw, 100),
+            &rules(),
+            day(7),
+        )
+        .unwrap();
         assert_eq!(withdrawn.after.balance.won(), 0);
     }
 
@@ -172,32 +256,55 @@ mod tests {
         let open = account(100, Status::Open);
         let closed = account(0, Status::Closed);
         assert_eq!(
-            decide(None, &request(WriteKind::Deposit, 1), MAX),
+            decide(None, &request(WriteKind::Deposit, 1), &rules(), day(7)),
             Err(Reason::AccountNotFound)
         );
         assert_eq!(
-            decide(Some(&open), &request(WriteKind::Withdraw, 101), MAX),
+            decide(
+                Some(&open),
+                &request(WriteKind::Withdraw, 101),
+                &rules(),
+                day(7)
+            ),
             Err(Reason::InsufficientFunds)
         );
         assert_eq!(
-            decide(Some(&closed), &request(WriteKind::Deposit, 1), MAX),
+            decide(
+                Some(&closed),
+                &request(WriteKind::Deposit, 1),
+                &rules(),
+                day(7)
+            ),
             Err(Reason::AccountClosed)
         );
         assert_eq!(
-            decide(Some(&open), &request(WriteKind::Close, 0), MAX),
+            decide(Some(&open), &request(WriteKind::Close, 0), &rules(), day(7)),
             Err(Reason::BalanceNotZero)
         );
         assert_eq!(
-            decide(Some(&open), &request(WriteKind::Deposit, 0), MAX),
+            decide(
+                Some(&open),
+                &request(WriteKind::Deposit, 0),
+                &rules(),
+                day(7)
+            ),
             Err(Reason::InvalidAmount)
         );
         assert_eq!(
-            decide(Some(&open), &request(WriteKind::Deposit, MAX + 1), MAX),
+            decide(
+                Some(&open),
+                &request(WriteKind::Deposit, MAX + 1),
+                &rules(),
+                day(7)
+            ),
             Err(Reason::InvalidAmount)
         );
         let mut foreign = request(WriteKind::Deposit, 1);
         foreign.customer_id = CustomerId::parse("mallory").unwrap();
-        assert_eq!(decide(Some(&open), &foreign, MAX), Err(Reason::NotOwner));
+        assert_eq!(
+            decide(Some(&open), &foreign, &rules(), day(7)),
+            Err(Reason::NotOwner)
+        );
     }
 
     #[test]
@@ -205,7 +312,8 @@ mod tests {
         let change = decide(
             Some(&account(0, Status::Open)),
             &request(WriteKind::Close, 0),
-            MAX,
+            &rules(),
+            day(7),
         )
         .unwrap();
         assert_eq!(change.after.status, Status::Closed);
@@ -216,8 +324,55 @@ mod tests {
     fn overflow_is_refused() {
         let rich = account(i64::MAX - 1, Status::Open);
         assert_eq!(
-            decide(Some(&rich), &request(WriteKind::Deposit, 2), MAX),
+            decide(
+                Some(&rich),
+                &request(WriteKind::Deposit, 2),
+                &rules(),
+                day(7)
+            ),
             Err(Reason::BalanceOverflow)
         );
+    }
+
+    /// Withdrawals count against the day's limit on the bank's calendar: up to it is allowed,
+    /// one won more is refused with what is left, and the next day starts again from zero.
+    #[test]
+    fn withdrawals_stop_at_the_daily_limit_and_the_next_day_starts_afresh() {
+        let rules = Rules {
+            daily_limit: Won::from_stored(1_000).unwrap(),
+            ..RULES
+        };
+        let withdraw = |current: &Account, won: i64, today: u32| {
+            decide(
+                Some(current),
+                &request(WriteKind::Withdraw, won),
+                &rules,
+                day(today),
+            )
+        };
+        let rich = account(10_000, Status::Open);
+        let first = withdraw(&rich, 600, 7).unwrap().after;
+        assert_eq!(first.outflow_on(day(7)).won(), 600);
+        assert_eq!(first.allowed_on(day(7), rules.daily_limit).won(), 400);
+        assert_eq!(withdraw(&first, 401, 7), Err(Reason::DailyLimitExceeded));
+        let second = withdraw(&first, 400, 7).unwrap().after;
+        assert_eq!(second.allowed_on(day(7), rules.daily_limit), Won::ZERO);
+        assert_eq!(withdraw(&second, 1, 7), Err(Reason::DailyLimitExceeded));
+        // Deposits are not limited and keep the day's count.
+        let deposited = decide(
+            Some(&second),
+            &request(WriteKind::Deposit, 5_000),
+            &rules,
+            day(7),
+        )
+        .unwrap()
+        .after;
+        assert_eq!(deposited.outflow_on(day(7)).won(), 1_000);
+        let next_day = withdraw(&deposited, 1_000, 8).unwrap().after;
+        assert_eq!(next_day.outflow_on(day(8)).won(), 1_000);
+        assert_eq!(next_day.outflow_on(day(7)), Won::ZERO);
+        // Not enough money is said before the limit.
+        let poor = account(10, Status::Open);
+        assert_eq!(withdraw(&poor, 2_000, 7), Err(Reason::InsufficientFunds));
     }
 }

@@ -13,7 +13,7 @@ mod store;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use domain::Account;
+use domain::{Account, Rules};
 use onlinebank_bus::handler::EventHandler;
 use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::wiring::{Consumes, Wiring};
@@ -24,7 +24,8 @@ use onlinebank_core::event::{
     TOPIC_REQUESTS,
 };
 use onlinebank_core::internal::{self, AccountsAnswer, ListedAccount};
-use onlinebank_core::{ApiError, Role, RoleContext};
+use onlinebank_core::time::{BankTimeZone, Day};
+use onlinebank_core::{ApiError, Reason, Role, RoleContext};
 use std::collections::HashMap;
 
 /// The certified requests, up to 256 per transaction.
@@ -40,7 +41,11 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let relay = wiring.publish(&db, &[TOPIC_ACCOUNTS]);
     let quiet = wiring.quiet(CONSUMES, Some(&relay));
     let accounts = Accounts {
-        max_amount: ctx.settings.max_amount,
+        rules: Rules {
+            max_amount: ctx.settings.max_amount,
+            daily_limit: ctx.settings.account.daily_limit,
+        },
+        time_zone: ctx.settings.account.time_zone,
         relay,
     };
     wiring.consume(&db, CONSUMES, accounts);
@@ -60,7 +65,8 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 /// outbox of the same transaction.
 #[derive(Clone)]
 struct Accounts {
-    max_amount: i64,
+    rules: Rules,
+    time_zone: BankTimeZone,
     relay: Relay,
 }
 
@@ -70,7 +76,7 @@ impl EventHandler for Accounts {
         conn: &'c mut Conn,
         events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
-        Box::pin(apply(conn, events, self.max_amount))
+        Box::pin(apply(conn, events, &self.rules, self.time_zone))
     }
 
     /// The outcomes are committed: the relay ships them now.
@@ -82,38 +88,43 @@ impl EventHandler for Accounts {
 /// Decides the batch's certified requests one after another, in bus order, each on the account
 /// as the ones before it left it; then writes every changed account once and every outcome, in
 /// bus order, to the outbox (a handful of statements for the whole batch).
-async fn apply(conn: &mut Conn, events: &[Envelope], max_amount: i64) -> anyhow::Result<()> {
-    let requests: Vec<&AuthCertified> = events
+async fn apply(
+    conn: &mut Conn,
+    events: &[Envelope],
+    rules: &Rules,
+    time_zone: BankTimeZone,
+) -> anyhow::Result<()> {
+    let requests: Vec<(&AuthCertified, Day)> = events
         .iter()
         .filter_map(|envelope| match &envelope.event {
-            Event::AuthCertified(request) => Some(request),
+            Event::AuthCertified(request) => Some((request, certified_on(time_zone, envelope))),
             _ => None,
         })
         .collect();
-    let mut wanted: Vec<&str> = requests.iter().map(|r| r.account_no.as_str()).collect();
+    let mut wanted: Vec<&str> = requests.iter().map(|r| r.0.account_no.as_str()).collect();
     wanted.sort_unstable();
     wanted.dedup();
     // Each account: the version it was loaded at (None: not stored) and its state now.
-    let mut accounts: HashMap<String, (Option<i64>, Option<Account>)> = wanted
+    let mut states: HashMap<String, (Option<i64>, Option<Account>)> = wanted
         .iter()
         .map(|account_no| ((*account_no).to_owned(), (None, None)))
         .collect();
     for stored in store::load_all(conn, &wanted).await? {
-        accounts.insert(
+        states.insert(
             stored.account_no.as_str().to_owned(),
             (Some(stored.version), Some(stored)),
         );
     }
     let mut outcomes = Vec::with_capacity(requests.len());
-    for request in requests {
-        let Some((_, current)) = accounts.get_mut(request.account_no.as_str()) else {
+    for (request, today) in requests {
+        let Some((_, current)) = states.get_mut(request.account_no.as_str()) else {
             anyhow::bail!("account {} was not looked up", request.account_no.as_str());
         };
-        outcomes.push(decide(current, request, max_amount));
+        outcomes.push(decide(current, request, rules, today));
     }
     let mut created = Vec::new();
     let mut updated = Vec::new();
-    for (loaded_at, now) in accounts.values() {
+    for (loaded_at, now) in states.values() {
         match (loaded_at, now) {
             (None, Some(account)) => created.push(account),
             (Some(version), Some(account)) if account.version != *version => {
@@ -130,10 +141,24 @@ async fn apply(conn: &mut Conn, events: &[Envelope], max_amount: i64) -> anyhow:
     Ok(())
 }
 
+/// The bank's calendar day the request was certified on (when it was certified, not when it is
+/// applied: a redelivery decides the same). An envelope whose time does not parse counts on
+/// today's.
+fn certified_on(time_zone: BankTimeZone, envelope: &Envelope) -> Day {
+    time_zone
+        .day_of(&envelope.occurred_at)
+        .unwrap_or_else(|| time_zone.today())
+}
+
 /// Decides one certified request on `current` and moves it to the account's new state; returns
 /// the outcome to publish.
-fn decide(current: &mut Option<Account>, request: &AuthCertified, max_amount: i64) -> Event {
-    match domain::decide(current.as_ref(), request, max_amount) {
+fn decide(
+    current: &mut Option<Account>,
+    request: &AuthCertified,
+    rules: &Rules,
+    today: Day,
+) -> Event {
+    match domain::decide(current.as_ref(), request, rules, today) {
         Ok(change) => {
             // Each change moves the account's version by exactly one (1 on open).
             let before = current.as_ref().map_or(0, |account| account.version);
@@ -173,6 +198,11 @@ fn decide(current: &mut Option<Account>, request: &AuthCertified, max_amount: i6
                 amount: request.amount,
                 reason,
                 message: reason.legacy_message().to_owned(),
+                allowed_today: (reason == Reason::DailyLimitExceeded).then(|| {
+                    current.as_ref().map_or(rules.daily_limit, |account| {
+                        account.allowed_on(today, rules.daily_limit)
+                    })
+                }),
             })
         }
     }
@@ -195,7 +225,10 @@ async fn list_accounts(State(db): State<Db>) -> Result<Json<AccountsAnswer>, Api
 
 /// account's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
-    onlinebank_core::expand_migrations![(1, "init", "0001_init.sql"),]
+    onlinebank_core::expand_migrations![
+        (1, "init", "0001_init.sql"),
+        (2, "daily outflow", "0002_daily_outflow.sql"),
+    ]
 }
 
 #[cfg(test)]
@@ -236,7 +269,12 @@ mod tests {
     }
 
     async fn apply_batch(db: &Db, events: Vec<Envelope>) {
-        db.write(move |conn| Box::pin(async move { apply(conn, &events, 1_000_000).await }))
+        let rules = Rules {
+            max_amount: 1_000_000,
+            daily_limit: Won::from_stored(5_000_000).unwrap(),
+        };
+        let zone = BankTimeZone::default();
+        db.write(move |conn| Box::pin(async move { apply(conn, &events, &rules, zone).await }))
             .await
             .unwrap();
     }

@@ -1,14 +1,15 @@
 //! account's store (SQLite or PostgreSQL, one portable SQL).
 
-use crate::domain::{Account, Status};
+use crate::domain::{Account, Outflow, Status};
 use onlinebank_core::args;
 use onlinebank_core::batch_row;
 use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, Conn, Error, FromRow, Row};
 use onlinebank_core::ids::{AccountNo, CustomerId};
-use onlinebank_core::money::Balance;
+use onlinebank_core::money::{Balance, Won};
+use onlinebank_core::time::Day;
 
-const COLUMNS: &str = "account_no, customer_id, balance, status, version";
+const COLUMNS: &str = "account_no, customer_id, balance, status, version, outflow_day, outflow_won";
 
 impl FromRow for Account {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
@@ -20,8 +21,23 @@ impl FromRow for Account {
             balance: row.balance(2)?,
             status: row.parsed(3, "account status", Status::parse)?,
             version: row.get(4)?,
+            outflow: outflow(row)?,
         })
     }
+}
+
+/// The stored day's outflow: both columns or neither.
+fn outflow(row: &Row<'_>) -> Result<Option<Outflow>, Error> {
+    let day = row.parsed_opt(5, "outflow day", Day::parse)?;
+    let won: Option<i64> = row.get(6)?;
+    Ok(match (day, won) {
+        (Some(day), Some(won)) => Some(Outflow {
+            day,
+            won: Won::from_stored(won)
+                .map_err(|_| Error::Decode(format!("stored outflow {won}")))?,
+        }),
+        _ => None,
+    })
 }
 
 batch_row! {
@@ -39,6 +55,8 @@ batch_row! {
         balance: Balance => BigInt,
         status: &'static str => Text,
         version: i64 => BigInt,
+        outflow_day: Option<String> => Text,
+        outflow_won: Option<Won> => BigInt,
     }
 }
 
@@ -49,6 +67,8 @@ batch_row! {
         balance: Balance => BigInt,
         status: &'static str => Text,
         version: i64 => BigInt,
+        outflow_day: Option<String> => Text,
+        outflow_won: Option<Won> => BigInt,
         decided_on: i64 => BigInt,
     }
 }
@@ -91,6 +111,8 @@ pub async fn save_all(
                 balance: account.balance,
                 status: account.status.as_str(),
                 version: account.version,
+                outflow_day: account.outflow.map(|o| o.day.to_string()),
+                outflow_won: account.outflow.map(|o| o.won),
             })
             .collect();
         conn.execute(
@@ -112,6 +134,8 @@ pub async fn save_all(
                 balance: account.balance,
                 status: account.status.as_str(),
                 version: account.version,
+                outflow_day: account.outflow.map(|o| o.day.to_string()),
+                outflow_won: account.outflow.map(|o| o.won),
                 decided_on: *decided_on,
             })
             .collect();
@@ -119,13 +143,16 @@ pub async fn save_all(
         let changed = conn
             .execute(
                 &format!(
-                    "UPDATE accounts SET balance = {}, status = {}, version = {}, updated_at = $1
+                    "UPDATE accounts SET balance = {}, status = {}, version = {}, outflow_day = {},
+                         outflow_won = {}, updated_at = $1
                      FROM {}
                      WHERE accounts.account_no = {} {}
                        AND accounts.version = {}",
                     const { AccountUpdate::field("balance") }.read(),
                     const { AccountUpdate::field("status") }.read(),
                     const { AccountUpdate::field("version") }.read(),
+                    const { AccountUpdate::field("outflow_day") }.read(),
+                    const { AccountUpdate::field("outflow_won") }.read(),
                     conn.engine().json_rows("$2"),
                     account_no.read(),
                     conn.engine()
@@ -166,11 +193,22 @@ mod tests {
             balance: Balance::try_from(balance).unwrap(),
             status,
             version,
+            outflow: None,
         }
     }
 
+    type Stored = (
+        String,
+        String,
+        i64,
+        String,
+        i64,
+        Option<String>,
+        Option<i64>,
+    );
+
     /// The accounts as a plain SELECT reads them.
-    async fn stored(conn: &mut Conn) -> Vec<(String, String, i64, String, i64)> {
+    async fn stored(conn: &mut Conn) -> Vec<Stored> {
         conn.fetch_all(
             &format!("SELECT {COLUMNS} FROM accounts ORDER BY account_no"),
             &[],
@@ -179,13 +217,15 @@ mod tests {
         .unwrap()
     }
 
-    fn fields(account: &Account) -> (String, String, i64, String, i64) {
+    fn fields(account: &Account) -> Stored {
         (
             account.account_no.to_string(),
             account.customer_id.to_string(),
             account.balance.won(),
             account.status.as_str().to_owned(),
             account.version,
+            account.outflow.map(|o| o.day.to_string()),
+            account.outflow.map(|o| o.won.won()),
         )
     }
 
@@ -199,6 +239,10 @@ mod tests {
         let mut moved = plain.clone();
         moved.balance = Balance::try_from(9_000_000_000_000).unwrap();
         moved.version = 2;
+        moved.outflow = Some(Outflow {
+            day: Day::parse("2026-12-07").unwrap(),
+            won: Won::from_stored(4_999_999).unwrap(),
+        });
         let mut closed = quoted.clone();
         closed.status = Status::Closed;
         closed.version = 2;

@@ -4,7 +4,9 @@
 //! Internal detail (database errors, I/O) goes to the log; the client only sees a code.
 
 use crate::ids::RequestId;
+use crate::money::Won;
 use crate::reason::Reason;
+use crate::reason::Refusal;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderValue, StatusCode};
@@ -150,6 +152,9 @@ pub struct ApiError {
     pub request_id: Option<RequestId>,
     /// Seconds after which the client may retry (sets `Retry-After`).
     pub retry_after: Option<u64>,
+    /// For `daily_limit_exceeded`: the won that may still leave the account today, answered
+    /// in the error object as `allowedToday`.
+    pub allowed_today: Option<Won>,
 }
 
 impl ApiError {
@@ -160,6 +165,7 @@ impl ApiError {
             message: message.into(),
             request_id: None,
             retry_after: None,
+            allowed_today: None,
         }
     }
 
@@ -243,6 +249,20 @@ impl ApiError {
         error
     }
 
+    /// The answer for a refused request, with what the customer can still do.
+    pub fn from_refusal(refusal: Refusal) -> Self {
+        let mut error = Self::from_reason(refusal.reason);
+        if let Some(allowed) = refusal.allowed_today {
+            error.message = format!(
+                "{}: {} won may still leave it today",
+                error.message,
+                allowed.won()
+            );
+            error.allowed_today = Some(allowed);
+        }
+        error
+    }
+
     pub fn with_request_id(mut self, request_id: RequestId) -> Self {
         self.request_id = Some(request_id);
         self
@@ -261,6 +281,9 @@ impl ApiError {
     /// The JSON body of this error.
     pub fn body(&self) -> serde_json::Value {
         let mut body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        if let Some(allowed) = self.allowed_today {
+            body["error"]["allowedToday"] = json!(allowed);
+        }
         if let Some(request_id) = self.request_id {
             body["requestId"] = json!(request_id);
         }

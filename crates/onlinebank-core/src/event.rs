@@ -228,6 +228,10 @@ pub struct AccountRequestCancelled {
     pub reason: Reason,
     /// The legacy system's message, e.g. "Not Sufficient".
     pub message: String,
+    /// For `daily_limit_exceeded`: the won that may still leave the account today (absent
+    /// otherwise, and in events written before 0.3.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_today: Option<Won>,
 }
 
 /// Every event type of the bank.
@@ -516,9 +520,25 @@ mod tests {
                     amount: won(70),
                     reason: Reason::InsufficientFunds,
                     message: "Not Sufficient".into(),
+                    allowed_today: None,
                 }),
                 format!(
                     r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"withdraw","accountNo":"1001","amount":70,"reason":"insufficient_funds","message":"Not Sufficient"}}"#
+                ),
+            ),
+            (
+                Event::AccountRequestCancelled(AccountRequestCancelled {
+                    request_id: request_id(),
+                    customer_id: customer("1@sk.com"),
+                    kind: WriteKind::Withdraw,
+                    account_no: account_no("1001"),
+                    amount: won(70),
+                    reason: Reason::DailyLimitExceeded,
+                    message: "Daily Limit Exceeded".into(),
+                    allowed_today: Some(won(30)),
+                }),
+                format!(
+                    r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"withdraw","accountNo":"1001","amount":70,"reason":"daily_limit_exceeded","message":"Daily Limit Exceeded","allowedToday":30}}"#
                 ),
             ),
         ];

@@ -1,7 +1,25 @@
 //! Why a request did not complete: one stable code per reason, its HTTP status and messages.
 
+use crate::money::Won;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+
+/// Why a request did not complete, with what the customer needs to act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    /// For `daily_limit_exceeded`: the won that may still leave the account today.
+    pub allowed_today: Option<Won>,
+}
+
+impl From<Reason> for Refusal {
+    fn from(reason: Reason) -> Self {
+        Self {
+            reason,
+            allowed_today: None,
+        }
+    }
+}
 
 /// A stable, machine-readable reason for a failed (compensated) request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -19,11 +37,13 @@ pub enum Reason {
     LockedOut,
     ServiceBusy,
     Interrupted,
+    /// The account's withdrawals today would pass its daily limit.
+    DailyLimitExceeded,
 }
 
 impl Reason {
     /// Every reason, for whoever must have a word for each (the web page's texts, tests).
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::AccountNotFound,
         Reason::InsufficientFunds,
         Reason::AccountClosed,
@@ -36,6 +56,7 @@ impl Reason {
         Reason::LockedOut,
         Reason::ServiceBusy,
         Reason::Interrupted,
+        Reason::DailyLimitExceeded,
     ];
 
     pub fn code(self) -> &'static str {
@@ -52,6 +73,7 @@ impl Reason {
             Reason::LockedOut => "locked_out",
             Reason::ServiceBusy => "service_busy",
             Reason::Interrupted => "interrupted",
+            Reason::DailyLimitExceeded => "daily_limit_exceeded",
         }
     }
 
@@ -67,7 +89,8 @@ impl Reason {
             | Reason::AccountClosed
             | Reason::BalanceNotZero
             | Reason::AccountExists
-            | Reason::BalanceOverflow => StatusCode::CONFLICT,
+            | Reason::BalanceOverflow
+            | Reason::DailyLimitExceeded => StatusCode::CONFLICT,
             Reason::InvalidAmount => StatusCode::BAD_REQUEST,
             Reason::StepUpFailed => StatusCode::FORBIDDEN,
             Reason::LockedOut => StatusCode::TOO_MANY_REQUESTS,
@@ -90,6 +113,7 @@ impl Reason {
             Reason::LockedOut => "too many failed attempts, try again later",
             Reason::ServiceBusy => "busy, please try again shortly",
             Reason::Interrupted => "the request was interrupted, please try again",
+            Reason::DailyLimitExceeded => "the account's daily limit would be exceeded",
         }
     }
 
@@ -106,6 +130,7 @@ impl Reason {
             Reason::StepUpFailed => "Auth Failed",
             Reason::LockedOut => "Locked Out",
             Reason::ServiceBusy | Reason::Interrupted => "Busy",
+            Reason::DailyLimitExceeded => "Daily Limit Exceeded",
         }
     }
 

@@ -28,6 +28,8 @@ pub mod defaults {
     pub const BODY_TIMEOUT_MS: u64 = 10_000;
     pub const IDLE_TIMEOUT_MS: u64 = 10_000;
     pub const RETENTION_SECS: u64 = 7 * 24 * 3_600;
+    pub const DAILY_LIMIT: i64 = 5_000_000;
+    pub const TIME_ZONE: &str = "Asia/Seoul";
 }
 
 /// Where a role finds its peers: one or more base URLs each (several = instances to balance).
@@ -146,6 +148,25 @@ impl Default for RequestSettings {
     }
 }
 
+/// account's knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// Won that may leave an account per day of the bank's calendar (withdrawals).
+    pub daily_limit: crate::money::Won,
+    /// The bank's time zone: where its days begin and end.
+    pub time_zone: crate::time::BankTimeZone,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            daily_limit: crate::money::Won::from_stored(defaults::DAILY_LIMIT)
+                .unwrap_or(crate::money::Won::ZERO),
+            time_zone: crate::time::BankTimeZone::default(),
+        }
+    }
+}
+
 /// auth's knobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthSettings {
@@ -199,6 +220,8 @@ pub struct Settings {
     pub request: RequestSettings,
     /// auth's knobs: tokens and lockouts.
     pub auth: AuthSettings,
+    /// account's knobs: the daily limit and the bank's time zone.
+    pub account: AccountSettings,
     /// The gateway's knobs: its public doors and the public URL.
     pub gateway: GatewaySettings,
     /// Write calls a role serves at once; beyond, an immediate 503 `service_busy`.
@@ -226,6 +249,7 @@ impl Settings {
             max_amount: defaults::MAX_AMOUNT,
             request: RequestSettings::default(),
             auth: AuthSettings::default(),
+            account: AccountSettings::default(),
             gateway: GatewaySettings::default(),
             max_in_flight_writes: defaults::MAX_IN_FLIGHT_WRITES,
             max_in_flight_reads: defaults::MAX_IN_FLIGHT_READS,

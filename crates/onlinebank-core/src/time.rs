@@ -1,4 +1,5 @@
-//! Wall-clock helpers: epoch milliseconds for storage, RFC 3339 for the wire.
+//! Wall-clock helpers: epoch milliseconds for storage, RFC 3339 for the wire, and the bank's
+//! calendar day (limits count per day in the bank's time zone, `--time-zone`).
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 
@@ -26,9 +27,93 @@ pub fn seconds_since(rfc3339: &str) -> Option<f64> {
     Some(micros as f64 / 1e6)
 }
 
+/// The bank's time zone, an IANA name such as `Asia/Seoul` (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BankTimeZone(chrono_tz::Tz);
+
+impl Default for BankTimeZone {
+    fn default() -> Self {
+        Self(chrono_tz::Tz::Asia__Seoul)
+    }
+}
+
+impl std::str::FromStr for BankTimeZone {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        name.parse::<chrono_tz::Tz>()
+            .map(Self)
+            .map_err(|_| format!("{name:?} is not an IANA time zone name (e.g. Asia/Seoul)"))
+    }
+}
+
+impl std::fmt::Display for BankTimeZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl BankTimeZone {
+    /// The calendar day in this zone at `at`.
+    pub fn day_at(&self, at: chrono::DateTime<Utc>) -> Day {
+        Day(at.with_timezone(&self.0).date_naive())
+    }
+
+    /// Today in this zone, by the wall clock.
+    pub fn today(&self) -> Day {
+        self.day_at(Utc::now())
+    }
+
+    /// The calendar day in this zone at an RFC 3339 instant; `None` if it does not parse.
+    pub fn day_of(&self, rfc3339: &str) -> Option<Day> {
+        let at = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+        Some(self.day_at(at.with_timezone(&Utc)))
+    }
+}
+
+/// A calendar day in the bank's time zone; stored and shown as `YYYY-MM-DD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(chrono::NaiveDate);
+
+impl Day {
+    /// The stored text of a day; anything else is not a day.
+    pub fn parse(text: &str) -> Option<Self> {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .map(Self)
+    }
+}
+
+impl std::fmt::Display for Day {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Seoul is UTC+9 all year: 14:59:59 UTC is still the day, 15:00 UTC the next one.
+    #[test]
+    fn days_turn_at_midnight_in_the_bank_time_zone() {
+        let seoul = BankTimeZone::default();
+        assert_eq!(seoul.to_string(), "Asia/Seoul");
+        let day = seoul.day_of("2026-12-07T14:59:59.999Z").unwrap();
+        assert_eq!(day.to_string(), "2026-12-07");
+        assert_eq!(
+            seoul.day_of("2026-12-07T15:00:00Z").unwrap().to_string(),
+            "2026-12-08"
+        );
+        let utc: BankTimeZone = "UTC".parse().unwrap();
+        assert_eq!(
+            utc.day_of("2026-12-07T15:00:00Z").unwrap().to_string(),
+            "2026-12-07"
+        );
+        assert!("Mars/Olympus".parse::<BankTimeZone>().is_err());
+        assert_eq!(seoul.day_of("yesterday"), None);
+        assert_eq!(Day::parse("2026-12-07"), Some(day));
+        assert_eq!(Day::parse("07.12.2026"), None);
+    }
 
     #[test]
     fn formats_epoch_millis() {

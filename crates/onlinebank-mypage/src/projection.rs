@@ -283,6 +283,7 @@ mod tests {
             amount: Won::from_stored(999).unwrap(),
             reason: Reason::InsufficientFunds,
             message: String::new(),
+            allowed_today: None,
         })
     }
 

@@ -14,6 +14,7 @@ use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::internal;
+use onlinebank_core::reason::Refusal;
 use onlinebank_core::time::ms_to_rfc3339;
 use onlinebank_core::{ApiError, ErrorCode};
 use serde::Deserialize;
@@ -185,10 +186,10 @@ fn answer(outcome: Result<Outcome, ApiError>, request_id: RequestId) -> Response
     let error = match outcome {
         Ok(Outcome::Live(row)) => return answer_live(&row),
         Ok(Outcome::Failed {
-            reason,
+            refusal,
             retry_after,
         }) => {
-            let error = ApiError::from_reason(reason);
+            let error = ApiError::from_refusal(refusal);
             match retry_after {
                 Some(seconds) => error.with_retry_after(seconds),
                 None => error,
@@ -224,8 +225,8 @@ async fn record(
 async fn replay(state: &RequestState, earlier_id: RequestId) -> Result<Response, ApiError> {
     match store::standing(&state.db, earlier_id).await? {
         Standing::Live(row) if row.status == RequestStatus::Completed => Ok(answer_live(&row)),
-        Standing::Cancelled(reason) => {
-            Err(ApiError::from_reason(reason).with_request_id(earlier_id))
+        Standing::Cancelled(refusal) => {
+            Err(ApiError::from_refusal(refusal).with_request_id(earlier_id))
         }
         Standing::Live(_) | Standing::Unknown => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -254,11 +255,17 @@ async fn show(
     }
     match store::standing(&state.db, request_id).await? {
         Standing::Live(row) => Ok(Json(request_json(&row)).into_response()),
-        Standing::Cancelled(reason) => {
+        Standing::Cancelled(Refusal {
+            reason,
+            allowed_today,
+        }) => {
             let mut body = ApiError::not_found(ErrorCode::RequestCancelled, reason.message())
                 .with_request_id(request_id)
                 .body();
             body["reason"] = json!(reason.answered().code());
+            if let Some(allowed) = allowed_today {
+                body["allowedToday"] = json!(allowed);
+            }
             Ok((StatusCode::NOT_FOUND, Json(body)).into_response())
         }
         Standing::Unknown => Err(not_found()),

@@ -87,5 +87,8 @@ fn quiet_probe(wiring: &Wiring, state: &RequestState) -> onlinebank_core::quiet:
 
 /// request's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
-    onlinebank_core::expand_migrations![(1, "init", "0001_init.sql"),]
+    onlinebank_core::expand_migrations![
+        (1, "init", "0001_init.sql"),
+        (2, "allowed today", "0002_allowed_today.sql"),
+    ]
 }

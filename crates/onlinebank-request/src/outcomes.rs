@@ -10,6 +10,7 @@ use onlinebank_core::db::{BoxFuture, Conn, Engine};
 use onlinebank_core::event::{Envelope, Event, TOPIC_ACCOUNTS};
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::log_limit::LogLimit;
+use onlinebank_core::reason::Refusal;
 use onlinebank_core::Reason;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +115,11 @@ async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
                 version: change.version,
             });
         } else if let Event::AccountRequestCancelled(cancelled) = event {
-            store::cancel(conn, cancelled.request_id, cancelled.reason, false).await?;
+            let refusal = Refusal {
+                reason: cancelled.reason,
+                allowed_today: cancelled.allowed_today,
+            };
+            store::cancel(conn, cancelled.request_id, refusal, false).await?;
         }
     }
     store::complete(conn, &completed).await?;

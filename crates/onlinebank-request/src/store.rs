@@ -8,6 +8,7 @@ use onlinebank_core::event::WriteKind;
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, Won};
+use onlinebank_core::reason::Refusal;
 use onlinebank_core::Reason;
 
 /// Where a live request is in its saga, stored as `PENDING`, `AUTHORIZED` or `COMPLETED`.
@@ -89,7 +90,7 @@ impl FromRow for RequestRow {
 #[derive(Debug, Clone)]
 pub enum Standing {
     Live(RequestRow),
-    Cancelled(Reason),
+    Cancelled(Refusal),
     Unknown,
 }
 
@@ -169,9 +170,10 @@ pub async fn complete(conn: &mut Conn, completions: &[Completion]) -> Result<u64
 pub async fn cancel(
     conn: &mut Conn,
     id: RequestId,
-    reason: Reason,
+    refusal: impl Into<Refusal>,
     release_key: bool,
 ) -> Result<bool, Error> {
+    let refusal = refusal.into();
     let id = id.to_string();
     let deleted: Option<RequestRow> = conn
         .fetch_optional(
@@ -185,16 +187,18 @@ pub async fn cancel(
         return Ok(false);
     };
     conn.execute(
-        "INSERT INTO cancelled_requests (id, customer_id, kind, account_no, amount, reason, cancelled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO cancelled_requests
+             (id, customer_id, kind, account_no, amount, reason, cancelled_at, allowed_today)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         args![
             &id,
             &row.customer_id,
             row.kind.as_str(),
             &row.account_no,
             row.amount,
-            reason.code(),
-            onlinebank_core::time::now_ms()
+            refusal.reason.code(),
+            onlinebank_core::time::now_ms(),
+            refusal.allowed_today.map(Won::won)
         ],
     )
     .await?;
@@ -220,18 +224,23 @@ pub async fn standing(db: &Db, id: RequestId) -> Result<Standing, Error> {
     if let Some(row) = live {
         return Ok(Standing::Live(row));
     }
-    let cancelled: Option<String> = conn
-        .scalar(
-            "SELECT reason FROM cancelled_requests WHERE id = $1",
+    let cancelled: Option<(String, Option<i64>)> = conn
+        .fetch_optional(
+            "SELECT reason, allowed_today FROM cancelled_requests WHERE id = $1",
             args![&id],
         )
         .await?;
-    Ok(match cancelled {
-        Some(reason) => Standing::Cancelled(Reason::parse(&reason).ok_or_else(|| {
-            onlinebank_core::db::Error::Decode(format!("cancelled request's reason {reason:?}"))
-        })?),
-        None => Standing::Unknown,
-    })
+    let Some((reason, allowed_today)) = cancelled else {
+        return Ok(Standing::Unknown);
+    };
+    let decode = |what: String| onlinebank_core::db::Error::Decode(what);
+    Ok(Standing::Cancelled(Refusal {
+        reason: Reason::parse(&reason)
+            .ok_or_else(|| decode(format!("cancelled request's reason {reason:?}")))?,
+        allowed_today: allowed_today
+            .map(|won| Won::from_stored(won).map_err(|_| decode(format!("allowed today {won}"))))
+            .transpose()?,
+    }))
 }
 
 /// The owner of a request, live or cancelled.

@@ -5,11 +5,12 @@
 #![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 use clap::{Args, Parser, Subcommand};
+use onlinebank_core::money::Won;
 use onlinebank_core::secret::MasterSecret;
 use onlinebank_core::server::ServerLimits;
 use onlinebank_core::settings::{
-    defaults, AuthSettings, BreakerSettings, GatewaySettings, LockoutSettings, PublicDoors,
-    RequestSettings,
+    defaults, AccountSettings, AuthSettings, BreakerSettings, GatewaySettings, LockoutSettings,
+    PublicDoors, RequestSettings,
 };
 use onlinebank_core::{Role, Settings};
 use std::path::PathBuf;
@@ -366,6 +367,14 @@ pub struct CommonArgs {
     /// Per-transaction limit in won
     #[arg(long, env = "ONLINEBANK_MAX_AMOUNT", default_value_t = defaults::MAX_AMOUNT)]
     pub max_amount: i64,
+    /// Won that may be withdrawn from one account per day of the bank's calendar (see
+    /// --time-zone); a withdrawal past it is refused with daily_limit_exceeded
+    #[arg(long, env = "ONLINEBANK_DAILY_LIMIT", default_value_t = defaults::DAILY_LIMIT)]
+    pub daily_limit: i64,
+    /// The bank's time zone (an IANA name): where its days, and so its daily limits, begin
+    /// and end
+    #[arg(long, env = "ONLINEBANK_TIME_ZONE", default_value = defaults::TIME_ZONE)]
+    pub time_zone: String,
     /// How long POST /api/v1/requests waits for the outcome before answering 202
     #[arg(long, env = "ONLINEBANK_REQUEST_WAIT_MS", default_value_t = defaults::REQUEST_WAIT_MS)]
     pub request_wait_ms: u64,
@@ -474,6 +483,7 @@ impl CommonArgs {
         settings.max_amount = self.max_amount;
         settings.request = self.request_settings()?;
         settings.auth = self.auth_settings()?;
+        settings.account = self.account_settings()?;
         settings.gateway = self.gateway_settings()?;
         anyhow::ensure!(
             self.max_in_flight_writes > 0 && self.max_in_flight_reads > 0,
@@ -506,6 +516,17 @@ impl CommonArgs {
                 open_for: Duration::from_millis(self.breaker_open_ms),
                 half_open_calls: self.breaker_half_open_calls.max(1),
             },
+        })
+    }
+
+    fn account_settings(&self) -> anyhow::Result<AccountSettings> {
+        anyhow::ensure!(self.daily_limit >= 0, "--daily-limit must not be negative");
+        Ok(AccountSettings {
+            daily_limit: Won::from_stored(self.daily_limit)?,
+            time_zone: self
+                .time_zone
+                .parse()
+                .map_err(|error| anyhow::anyhow!("--time-zone: {error}"))?,
         })
     }
 

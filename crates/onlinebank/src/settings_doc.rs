@@ -29,7 +29,7 @@ pub struct SettingDoc {
 }
 
 /// Which roles read each setting. A setting missing here fails the unit test below.
-const READERS: [(&str, &str); 42] = [
+const READERS: [(&str, &str); 44] = [
     ("ONLINEBANK_PORT", "gateway (up)"),
     ("ONLINEBANK_BIND", "gateway (up)"),
     ("ONLINEBANK_DEMO", "auth (up)"),
@@ -48,6 +48,8 @@ const READERS: [(&str, &str); 42] = [
     ("ONLINEBANK_BUS", "request, account, history, mypage"),
     ("ONLINEBANK_TOKEN_SECRET", "all"),
     ("ONLINEBANK_MAX_AMOUNT", "request, account"),
+    ("ONLINEBANK_DAILY_LIMIT", "account"),
+    ("ONLINEBANK_TIME_ZONE", "account"),
     ("ONLINEBANK_REQUEST_WAIT_MS", "gateway, request"),
     ("ONLINEBANK_STEP_UP_TIMEOUT_MS", "gateway, request"),
     ("ONLINEBANK_TOKEN_TTL_SECS", "auth"),

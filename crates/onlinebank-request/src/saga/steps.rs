@@ -7,6 +7,7 @@ use super::WriteRequest;
 use crate::stepup::StepUpVerdict;
 use crate::store::{RequestRow, RequestStatus, Standing};
 use onlinebank_core::event::{AuthCancelled, AuthCertified};
+use onlinebank_core::reason::Refusal;
 use onlinebank_core::Reason;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -16,9 +17,10 @@ use tokio::time::Instant;
 pub enum Outcome {
     /// Completed, or still in flight when the wait ended (the client follows it up by id).
     Live(RequestRow),
-    /// Compensated, nothing happened, for `reason`; `retry_after` when auth said when to retry.
+    /// Compensated, nothing happened, for `refusal`'s reason; `retry_after` when auth said when
+    /// to retry.
     Failed {
-        reason: Reason,
+        refusal: Refusal,
         retry_after: Option<u64>,
     },
     /// The step-up found the customer's session ended: nothing happened.
@@ -28,9 +30,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn failed(reason: Reason) -> Self {
+    fn failed(refusal: impl Into<Refusal>) -> Self {
         Outcome::Failed {
-            reason,
+            refusal: refusal.into(),
             retry_after: None,
         }
     }
@@ -149,7 +151,7 @@ impl Saga<'_> {
                     Outcome::SessionExpired
                 } else {
                     Outcome::Failed {
-                        reason,
+                        refusal: reason.into(),
                         retry_after,
                     }
                 };
@@ -178,7 +180,7 @@ fn done(outcome: Outcome) -> (SagaStep, Effect) {
 fn after_read(deadline: Instant, standing: Standing, now: Instant) -> (SagaStep, Effect) {
     match standing {
         Standing::Live(row) if row.status == RequestStatus::Completed => done(Outcome::Live(row)),
-        Standing::Cancelled(reason) => done(Outcome::failed(reason)),
+        Standing::Cancelled(refusal) => done(Outcome::failed(refusal)),
         Standing::Unknown => done(Outcome::Vanished),
         Standing::Live(row) if now >= deadline => done(Outcome::Live(row)),
         Standing::Live(_) => (
@@ -324,7 +326,7 @@ mod tests {
             );
             let outcome = answered(after(&request, vec![refusal, Input::Compensated]));
             assert!(
-                matches!(outcome, Outcome::Failed { reason: r, retry_after: a } if r == reason && a == retry_after),
+                matches!(outcome, Outcome::Failed { refusal: r, retry_after: a } if r == reason.into() && a == retry_after),
                 "{outcome:?}"
             );
         }
@@ -363,7 +365,10 @@ mod tests {
             matches!(
                 outcome,
                 Outcome::Failed {
-                    reason: Reason::ServiceBusy,
+                    refusal: Refusal {
+                        reason: Reason::ServiceBusy,
+                        allowed_today: None,
+                    },
                     retry_after: None
                 }
             ),
@@ -388,7 +393,10 @@ mod tests {
             matches!(
                 outcome,
                 Outcome::Failed {
-                    reason: Reason::ServiceBusy,
+                    refusal: Refusal {
+                        reason: Reason::ServiceBusy,
+                        allowed_today: None,
+                    },
                     retry_after: None
                 }
             ),
@@ -432,12 +440,12 @@ mod tests {
         for reason in [Reason::InsufficientFunds, Reason::ServiceBusy] {
             let mut inputs = certified(now);
             inputs.push(Input::Read {
-                standing: Standing::Cancelled(reason),
+                standing: Standing::Cancelled(reason.into()),
                 now,
             });
             let outcome = answered(after(&request, inputs));
             assert!(
-                matches!(outcome, Outcome::Failed { reason: r, retry_after: None } if r == reason),
+                matches!(outcome, Outcome::Failed { refusal: r, retry_after: None } if r == reason.into()),
                 "{outcome:?}"
             );
         }
