@@ -184,8 +184,8 @@ async fn restored_deposits(api: &Api, token: &str, no: &str) -> BTreeSet<i64> {
     api.all_transactions(token, no)
         .await
         .iter()
-        .filter(|item| item["type"] == "deposit")
-        .filter_map(|item| item["amount"].as_i64())
+        .filter(|item| item.kind.as_deref() == Some("deposit"))
+        .filter_map(|item| item.amount)
         .collect()
 }
 
@@ -319,11 +319,8 @@ async fn a_stopped_data_dir_backs_up_and_restores_and_the_restored_bank_serves_i
     assert_eq!(code, 0, "{said}");
     let restored = TestBank::start_in(new, &[], &[]).await;
     let (status, body) = restored.balance(&alice.token, "1001").await;
-    assert_eq!(
-        (status, body["balance"].as_i64()),
-        (200, Some(7_000)),
-        "{body}"
-    );
+    let read: wire::ReadAnswer = wire::decode(&body);
+    assert_eq!((status, read.balance), (200, Some(7_000)), "{body}");
     let (status, body) = restored.login("alice@test", &alice.pw).await;
     assert_eq!(status, 200, "the customer logs in: {body}");
 }

@@ -6,6 +6,7 @@
 //! `up` serves the same routes on its one admin listener.
 
 use crate::support::*;
+use onlinebank_core::quiet;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -332,8 +333,8 @@ async fn check_the_cut(
                 .all_transactions(&customer.token, no)
                 .await
                 .iter()
-                .filter(|item| item["type"] == "deposit")
-                .filter_map(|item| item["amount"].as_i64())
+                .filter(|item| item.kind.as_deref() == Some("deposit"))
+                .filter_map(|item| item.amount)
                 .collect();
             for deposit in &mine {
                 let here = restored_amounts.contains(&deposit.amount);
@@ -381,11 +382,7 @@ async fn up_quiesces_on_its_admin_listener_refusing_v1_and_legacy_writes_until_r
         (200, &Value::Bool(true)),
         "{body}"
     );
-    let (status, body) = bank
-        .ops
-        .internal("request", "/internal/quiet")
-        .await
-        .unwrap();
+    let (status, body) = bank.ops.internal("request", quiet::PATH).await.unwrap();
     assert_eq!(
         (status, body),
         (
@@ -433,9 +430,9 @@ async fn up_quiesces_on_its_admin_listener_refusing_v1_and_legacy_writes_until_r
 #[tokio::test]
 async fn the_quiet_endpoint_is_internal() {
     let bank = TestBank::start().await;
-    let (status, body) = bank.ops.plain("request", "/internal/quiet").await.unwrap();
+    let (status, body) = bank.ops.plain("request", quiet::PATH).await.unwrap();
     assert_eq!(status, 403, "{body}");
-    let (status, body) = bank.get("/internal/quiet", None).await;
+    let (status, body) = bank.get(quiet::PATH, None).await;
     assert_eq!(
         status, 404,
         "the gateway never forwards internal paths: {body}"

@@ -126,17 +126,20 @@ async fn assert_untouched(
 ) {
     let (status, account) = api.account(&c.token, no).await;
     assert_eq!(status, 200, "GET account {no}: {account}");
-    assert_eq!(account["balance"], balance, "GET account {no}: {account}");
+    let shown: wire::Account = wire::decode(&account);
+    assert_eq!(shown.balance, Some(balance), "GET account {no}: {account}");
     let (status, page) = api.transactions(&c.token, no, "limit=100").await;
     assert_eq!(status, 200, "GET transactions of {no}: {page}");
     assert_eq!(items(&page).len(), entries, "transactions of {no}: {page}");
     let (status, by_request) = api.balance(&c.token, no).await;
     assert_eq!(status, 200, "balance request of {no}: {by_request}");
-    assert_eq!(by_request["balance"], balance, "{by_request}");
+    let read: wire::ReadAnswer = wire::decode(&by_request);
+    assert_eq!(read.balance, Some(balance), "{by_request}");
     let (status, history) = api.history(&c.token, no).await;
     assert_eq!(status, 200, "history request of {no}: {history}");
+    let read: wire::ReadAnswer = wire::decode(&history);
     assert_eq!(
-        history["transactions"].as_array().map(Vec::len),
+        read.transactions.as_ref().map(Vec::len),
         Some(entries),
         "history request of {no}: {history}"
     );
@@ -193,9 +196,9 @@ async fn deposit_until_it_succeeds(
 async fn ledger_deposits(api: &Api, c: &Customer, no: &str) -> BTreeMap<String, i64> {
     let mut ids = BTreeMap::new();
     for entry in api.all_transactions(&c.token, no).await {
-        if entry["type"] == "deposit" {
-            let id = entry["requestId"].as_str().unwrap_or_default().to_owned();
-            let amount = entry["amount"].as_i64().unwrap_or_default();
+        if entry.kind.as_deref() == Some("deposit") {
+            let id = entry.request_id.unwrap_or_default();
+            let amount = entry.amount.unwrap_or_default();
             assert!(
                 ids.insert(id.clone(), amount).is_none(),
                 "{no}: request {id} is in the ledger twice"
@@ -819,12 +822,9 @@ async fn a_sigterm_turns_readiness_503_for_the_drain_delay_finishes_in_flight_de
         "three deposits in flight",
         Duration::from_secs(10),
         || async {
-            let (_, body) = ops
-                .internal("request", "/internal/v1/requests/pending")
-                .await?;
-            match body["count"].as_i64() {
-                Some(3) => Ok(()),
-                _ => Err(body.to_string()),
+            match ops.pending().await? {
+                3 => Ok(()),
+                pending => Err(format!("{pending} requests pending")),
             }
         },
     )

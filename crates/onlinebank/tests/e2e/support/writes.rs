@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 pub use onlinebank_client::account_check::{check_account, Entry, Sent, Views};
-pub use onlinebank_client::{resolve, Outcome, Transport, Write, WriteKind};
+pub use onlinebank_client::{resolve, wire, Outcome, Transport, Write, WriteKind};
 
 /// How long a client waits for one answer.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -85,8 +85,11 @@ pub async fn send(api: &Api, token: &str, key: &str, body: Value) -> Outcome {
 pub async fn ledger_of(api: &Api, token: &str, no: &str) -> Vec<Entry> {
     api.all_transactions(token, no)
         .await
-        .iter()
-        .map(|item| Entry::parse(item).unwrap_or_else(|error| panic!("{no}: {error}")))
+        .into_iter()
+        .map(|item| {
+            let shown = format!("{item:?}");
+            Entry::from_transaction(item, &shown).unwrap_or_else(|error| panic!("{no}: {error}"))
+        })
         .collect()
 }
 
