@@ -523,17 +523,6 @@ async fn far_more_concurrent_deposits_than_the_write_limit_are_shed_503_busy_non
 // ---------------------------------------------------------------------------------------------
 // rolling restart
 
-/// One deposit of the steady stream: what the client saw first, then how it ended.
-#[derive(Debug, Clone)]
-struct Sent {
-    client: usize,
-    key: String,
-    amount: i64,
-    first: Result<(u16, String), String>,
-    /// The completed request's id (after resolving a failed first answer by its key).
-    id: Option<String>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposits_fails_no_call() {
     const OPENING: i64 = 1_000;
@@ -548,7 +537,7 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
     }
     cluster.ops.drained(SETTLE).await;
 
-    let sent: Arc<Mutex<Vec<Sent>>> = Arc::new(Mutex::new(Vec::new()));
+    let sent: Arc<Mutex<Vec<SentDeposit>>> = Arc::new(Mutex::new(Vec::new()));
     let completed = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -564,23 +553,14 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
                 n += 1;
                 let key = format!("roll-{client}-{n}");
                 let amount = rng.random_range(1..=100);
+                let sent_at = Instant::now();
                 let (result, _) = timed_deposit(&api, &customer, &no, amount, Some(&key)).await;
-                let ok =
-                    matches!(&result, Ok(r) if r.status == 200 && r.body["status"] == "completed");
-                if ok {
+                let deposit =
+                    SentDeposit::answered(client, no.clone(), amount, key, sent_at, result);
+                if deposit.completed() {
                     completed.fetch_add(1, Ordering::SeqCst);
                 }
-                sent.lock().unwrap().push(Sent {
-                    client,
-                    key,
-                    amount,
-                    id: result
-                        .as_ref()
-                        .ok()
-                        .filter(|_| ok)
-                        .and_then(|r| r.body["requestId"].as_str().map(str::to_owned)),
-                    first: result.map(|r| (r.status, r.text)),
-                });
+                sent.lock().unwrap().push(deposit);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
@@ -649,7 +629,7 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
     let failed: Vec<String> = sent
         .iter()
         .filter(|s| s.id.is_none())
-        .map(|s| format!("{} ({} won): {:?}", s.key, s.amount, s.first))
+        .map(|s| format!("{} ({} won): {}", s.key, s.amount, s.answer_text()))
         .collect();
     eprintln!(
         "rolling restart: {} deposits, {} failed",
@@ -659,10 +639,10 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
 
     // Resolve failed calls by their keys, so the books can be checked whatever happened.
     for s in sent.iter_mut().filter(|s| s.id.is_none()) {
-        let customer = &customers[s.client];
-        let no = format!("{}001", s.client + 1);
+        let customer = &customers[s.customer];
         let reply = eventually(&format!("resolving {}", s.key), SETTLE, || async {
-            let (result, _) = timed_deposit(&cluster, customer, &no, s.amount, Some(&s.key)).await;
+            let (result, _) =
+                timed_deposit(&cluster, customer, &s.account, s.amount, Some(&s.key)).await;
             match result {
                 Ok(reply) if reply.status == 200 => Ok(reply),
                 Ok(reply) => Err(format!("{} {}", reply.status, reply.text)),
@@ -673,11 +653,13 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
         s.id = reply.body["requestId"].as_str().map(str::to_owned);
     }
     let snapshot = cluster.ops.drained(SETTLE).await;
+    let mut by_account = SentDeposit::by_account(&sent);
     for (client, customer) in customers.iter().enumerate() {
         let no = format!("{}001", client + 1);
-        let mine: BTreeMap<String, i64> = sent
-            .iter()
-            .filter(|s| s.client == client)
+        let mine: BTreeMap<String, i64> = by_account
+            .remove(no.as_str())
+            .unwrap_or_default()
+            .into_iter()
             .map(|s| (s.id.clone().unwrap_or_default(), s.amount))
             .collect();
         let expected = OPENING + mine.values().sum::<i64>();
