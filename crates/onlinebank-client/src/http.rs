@@ -4,7 +4,7 @@
 
 use crate::outcome::{classify_legacy_write, classify_write, error_code, http_label, Outcome};
 use crate::resolve::Transport;
-use crate::wire::{self, ErrorDetail, LegacyDeposit, Login, SignUp, Write};
+use crate::wire::{self, ErrorDetail, LegacyDeposit, Login, Read, SignUp, Write};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
@@ -253,6 +253,12 @@ impl Client {
     pub async fn write(&self, token: &str, key: &str, body: &Write<'_>) -> Reply {
         self.post("/api/v1/requests", Some(token), Some(key), body)
             .await
+    }
+
+    /// `POST /api/v1/requests`: a balance or history read, answered at once as a
+    /// [`wire::ReadAnswer`].
+    pub async fn read(&self, token: &str, body: &Read<'_>) -> Reply {
+        self.post("/api/v1/requests", Some(token), None, body).await
     }
 
     /// `POST /requests`: the original system's deposit, with an Idempotency-Key.

@@ -3,7 +3,8 @@
 //! and chaos tests:
 //!
 //! - `wire`: the JSON bodies as typed structs: sign-up, login and write requests; a session, a
-//!   request, an account, a transaction and a page of them; the error body and its codes;
+//!   request, a balance or history read and its answer, an account, a transaction and a page of
+//!   them; the error body and its codes;
 //! - `http`: `Client`, one method per call, answers reduced to status, body and headers;
 //! - `outcome`: what the answer to a write means: done, refused (nothing happened;
 //!   `service_busy` may be retried), pending, or unknown (resolve it with the same

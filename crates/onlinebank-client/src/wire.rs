@@ -127,6 +127,63 @@ impl<'a> Write<'a> {
     }
 }
 
+/// The reads `POST /api/v1/requests` answers at once, without step-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadKind {
+    /// The account's balance.
+    Balance,
+    /// The balance and the newest transactions.
+    History,
+}
+
+/// A read: the body of `POST /api/v1/requests` for balance and history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Read<'a> {
+    #[serde(rename = "type")]
+    pub kind: ReadKind,
+    pub account_no: &'a str,
+}
+
+impl<'a> Read<'a> {
+    /// The balance of `account_no`.
+    pub fn balance(account_no: &'a str) -> Self {
+        Self {
+            kind: ReadKind::Balance,
+            account_no,
+        }
+    }
+
+    /// The history of `account_no`.
+    pub fn history(account_no: &'a str) -> Self {
+        Self {
+            kind: ReadKind::History,
+            account_no,
+        }
+    }
+}
+
+/// The answer to a [`Read`]: the account as the read model holds it, and for a history its
+/// newest transactions (at most 100, newest first).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ReadAnswer {
+    pub request_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<ReadKind>,
+    pub status: Option<Status>,
+    pub account_no: Option<String>,
+    pub balance: Option<i64>,
+    pub version: Option<i64>,
+    /// `open` or `closed`.
+    pub account_status: Option<String>,
+    pub updated_at: Option<String>,
+    pub completed_at: Option<String>,
+    /// A history's transactions (`None` for a balance).
+    pub transactions: Option<Vec<Transaction>>,
+}
+
 /// The original system's deposit: the body of `POST /requests`, credentials included.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -195,10 +252,14 @@ pub struct Account {
     pub balance: Option<i64>,
     pub status: String,
     pub version: Option<i64>,
+    pub opened_at: Option<String>,
+    pub updated_at: Option<String>,
+    /// `GET /api/v1/accounts/{no}` only: the newest transactions (at most 10, newest first).
+    pub transactions: Vec<Transaction>,
 }
 
 /// One transaction of an account: an item of `GET /api/v1/accounts/{no}/transactions`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Transaction {
     pub request_id: Option<String>,
@@ -352,6 +413,54 @@ mod tests {
             serde_json::to_value(signup).unwrap(),
             json!({"userId":"u","name":"n","password":"p"})
         );
+    }
+
+    #[test]
+    fn reads_and_their_answers_are_named_as_the_server_names_them() {
+        assert_eq!(
+            serde_json::to_value(Read::balance("1001")).unwrap(),
+            json!({"type":"balance","accountNo":"1001"})
+        );
+        assert_eq!(
+            serde_json::to_value(Read::history("1001")).unwrap(),
+            json!({"type":"history","accountNo":"1001"})
+        );
+        // As mypage answers a history read (crates/onlinebank-mypage/src/api.rs, read_request).
+        let history: ReadAnswer = decode(&json!({
+            "requestId": "r", "type": "history", "status": "completed", "accountNo": "1001",
+            "balance": 7, "version": 2, "accountStatus": "open",
+            "updatedAt": "2024-07-01T00:00:00Z", "completedAt": "2024-07-01T00:00:01Z",
+            "transactions": [{"requestId": "o", "type": "open", "amount": 7, "balanceAfter": 7,
+                              "version": 1, "occurredAt": "2024-07-01T00:00:00Z"}],
+        }));
+        assert_eq!(history.kind, Some(ReadKind::History));
+        assert_eq!(history.status, Some(Status::Completed));
+        assert_eq!((history.balance, history.version), (Some(7), Some(2)));
+        assert_eq!(history.account_status.as_deref(), Some("open"));
+        assert_eq!(
+            history.completed_at.as_deref(),
+            Some("2024-07-01T00:00:01Z")
+        );
+        let transactions = history.transactions.unwrap_or_default();
+        assert_eq!(transactions.len(), 1);
+        assert_eq!(transactions[0].balance_after, Some(7));
+        assert_eq!(
+            transactions[0].occurred_at.as_deref(),
+            Some("2024-07-01T00:00:00Z")
+        );
+        let balance: ReadAnswer = decode(&json!({"type": "balance", "balance": 7}));
+        assert_eq!(balance.balance, Some(7));
+        assert!(balance.transactions.is_none());
+        // As mypage answers `GET /api/v1/accounts/{no}` (AccountDetail there).
+        let account: Account = decode(&json!({
+            "accountNo": "1001", "balance": 7, "status": "open", "version": 2,
+            "openedAt": "2024-07-01T00:00:00Z", "updatedAt": "2024-07-01T00:00:01Z",
+            "transactions": [{"requestId": "o", "type": "open", "amount": 7}],
+            "lastRequest": null,
+        }));
+        assert_eq!((account.balance, account.version), (Some(7), Some(2)));
+        assert_eq!(account.opened_at.as_deref(), Some("2024-07-01T00:00:00Z"));
+        assert_eq!(account.transactions[0].kind.as_deref(), Some("open"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::event::{AccountStatus, WriteKind};
 use crate::ids::{AccountNo, CustomerId, RequestId};
-use crate::money::Balance;
+use crate::money::{Balance, Won};
 use serde::{Deserialize, Serialize};
 
 /// `POST` (auth): verifies a step-up password, [`StepUpRequest`] in, [`StepUpAnswer`] out (200),
@@ -21,8 +21,16 @@ pub const LEGACY_SESSIONS: &str = "/internal/v1/legacy-sessions";
 pub const ACCOUNTS: &str = "/internal/v1/accounts";
 /// `GET` (history): each account's ledger sum, a [`LedgerSums`].
 pub const LEDGER: &str = "/internal/v1/ledger";
-/// `GET` (request): the requests not yet finished.
+/// `GET` (history): one account's ledger entries, oldest first; the path of an account is
+/// [`ledger_of`].
+pub const LEDGER_OF: &str = "/internal/v1/ledger/{account_no}";
+/// `GET` (request): the requests not yet finished, a [`PendingAnswer`].
 pub const REQUESTS_PENDING: &str = "/internal/v1/requests/pending";
+
+/// The path of [`LEDGER_OF`] for account `no`.
+pub fn ledger_of(no: &AccountNo) -> String {
+    LEDGER_OF.replace("{account_no}", no.as_str())
+}
 
 /// A step-up: the request role asks auth whether `password` is the session's customer's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +134,58 @@ pub struct LedgerSums {
     pub items: Vec<LedgerSum>,
 }
 
+/// A live request's status as its customer reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LiveStatus {
+    Pending,
+    Completed,
+}
+
+/// Where an unfinished request is in its saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PendingStage {
+    /// Recorded, step-up not (yet) verified.
+    Pending,
+    /// Step-up verified; waiting for the account's outcome.
+    Authorized,
+}
+
+/// One request not finished yet, as [`REQUESTS_PENDING`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRequest {
+    pub request_id: RequestId,
+    #[serde(rename = "type")]
+    pub kind: WriteKind,
+    /// Always [`LiveStatus::Pending`]: its customer reads it as pending until it completes.
+    pub status: LiveStatus,
+    pub account_no: AccountNo,
+    pub amount: Won,
+    /// RFC 3339.
+    pub created_at: String,
+    pub stage: PendingStage,
+    pub customer_id: CustomerId,
+}
+
+/// The answer of [`REQUESTS_PENDING`]: the unfinished requests, oldest first, and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAnswer {
+    pub count: usize,
+    pub items: Vec<PendingRequest>,
+}
+
+impl PendingAnswer {
+    /// The answer listing `items`.
+    pub fn of(items: Vec<PendingRequest>) -> Self {
+        Self {
+            count: items.len(),
+            items,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +239,45 @@ mod tests {
             serde_json::to_value(&listed).unwrap(),
             serde_json::json!({"accountNo": "1001", "customerId": "1@sk.com", "balance": 5,
                                "status": "closed", "version": 2})
+        );
+        assert_eq!(
+            ledger_of(&AccountNo::parse("1001").unwrap()),
+            "/internal/v1/ledger/1001"
+        );
+    }
+
+    /// The pending list is the JSON its readers (the e2e tests, operators) always read.
+    #[test]
+    fn the_pending_list_is_unchanged() {
+        let request_id: RequestId = uuid::Uuid::parse_str("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+            .unwrap()
+            .into();
+        let pending = PendingAnswer::of(vec![PendingRequest {
+            request_id,
+            kind: WriteKind::Deposit,
+            status: LiveStatus::Pending,
+            account_no: AccountNo::parse("1001").unwrap(),
+            amount: Won::from_stored(5).unwrap(),
+            created_at: "2024-07-01T00:00:00.000Z".into(),
+            stage: PendingStage::Authorized,
+            customer_id: CustomerId::parse("1@sk.com").unwrap(),
+        }]);
+        let json = serde_json::json!({"count": 1, "items": [{
+            "requestId": request_id, "type": "deposit", "status": "pending",
+            "accountNo": "1001", "amount": 5, "createdAt": "2024-07-01T00:00:00.000Z",
+            "stage": "AUTHORIZED", "customerId": "1@sk.com"}]});
+        assert_eq!(serde_json::to_value(&pending).unwrap(), json);
+        assert_eq!(
+            serde_json::from_value::<PendingAnswer>(json).unwrap(),
+            pending
+        );
+        assert_eq!(
+            serde_json::to_value(PendingStage::Pending).unwrap(),
+            "PENDING"
+        );
+        assert_eq!(
+            serde_json::to_value(LiveStatus::Completed).unwrap(),
+            "completed"
         );
     }
 }

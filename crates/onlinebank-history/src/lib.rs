@@ -2,8 +2,9 @@
 //!
 //! One entry per account change (open, deposit, withdraw, close), written with the event's id in
 //! the inbox in one transaction, so a redelivered event is recorded once. The database refuses
-//! updates and deletes of entries. Operators read per-account sums at `/internal/v1/ledger`;
-//! customers read their transactions from mypage.
+//! updates and deletes of entries. Operators read per-account sums at `/internal/v1/ledger` and
+//! one account's entries at `/internal/v1/ledger/{account_no}`; customers read their
+//! transactions from mypage.
 
 mod store;
 
@@ -38,7 +39,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
             .internal(
                 Router::new()
                     .route(internal::LEDGER, get(ledger_sums))
-                    .route("/internal/v1/ledger/{account_no}", get(ledger_entries)),
+                    .route(internal::LEDGER_OF, get(ledger_entries)),
             )
             .with_state(db)
             .merge(onlinebank_core::quiet::router(

@@ -302,18 +302,31 @@ async fn list(
     Ok(Json(json!({"items": items, "next": next})))
 }
 
-async fn unfinished(State(state): State<RequestState>) -> Result<Json<Value>, ApiError> {
+async fn unfinished(
+    State(state): State<RequestState>,
+) -> Result<Json<internal::PendingAnswer>, ApiError> {
     let rows = store::unfinished(&state.db).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            let mut item = request_json(row);
-            item["stage"] = json!(row.status.as_str());
-            item["customerId"] = json!(row.customer_id);
-            item
-        })
-        .collect();
-    Ok(Json(json!({"count": items.len(), "items": items})))
+    let items = rows.into_iter().filter_map(pending_request).collect();
+    Ok(Json(internal::PendingAnswer::of(items)))
+}
+
+/// An unfinished request as [`internal::REQUESTS_PENDING`] lists it (`None`: it is completed).
+fn pending_request(row: store::RequestRow) -> Option<internal::PendingRequest> {
+    let stage = match row.status {
+        RequestStatus::Pending => internal::PendingStage::Pending,
+        RequestStatus::Authorized => internal::PendingStage::Authorized,
+        RequestStatus::Completed => return None,
+    };
+    Some(internal::PendingRequest {
+        request_id: row.id,
+        kind: row.kind,
+        status: internal::LiveStatus::Pending,
+        account_no: row.account_no,
+        amount: row.amount,
+        created_at: ms_to_rfc3339(row.created_at),
+        stage,
+        customer_id: row.customer_id,
+    })
 }
 
 /// The JSON of a live (pending or completed) request.

@@ -21,7 +21,7 @@
 #[allow(dead_code, unused_imports)]
 mod support;
 
-use serde_json::{json, Value};
+use onlinebank_client::wire::{Read, ReadAnswer};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -144,7 +144,7 @@ impl Session {
         let read = if by_request {
             api.post_req("/api/v1/requests")
                 .bearer(&self.customer.token)
-                .json(json!({"type": "balance", "accountNo": no}))
+                .body(&Read::balance(no))
                 .try_send()
                 .await
         } else {
@@ -165,14 +165,11 @@ impl Session {
         let read = self.gateways[self.gw]
             .post_req("/api/v1/requests")
             .bearer(&self.customer.token)
-            .json(json!({"type": "balance", "accountNo": no}))
+            .body(&Read::balance(no))
             .try_send()
             .await;
-        let (status, body) = match read {
-            Ok(reply) => (reply.status, reply.body),
-            Err(_) => (0, Value::Null),
-        };
-        body["balance"].as_i64().filter(|_| status == 200)
+        let reply = read.ok().filter(|reply| reply.status == 200)?;
+        wire::decode::<ReadAnswer>(&reply.body).balance
     }
 
     /// Sends `op`, settles an open or a close at once (the session needs to know how they

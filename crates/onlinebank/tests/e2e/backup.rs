@@ -6,7 +6,7 @@
 
 use crate::support::*;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,20 +17,6 @@ const CLIENTS: usize = 4;
 const ACCOUNTS_EACH: usize = 4;
 /// What each account is opened with.
 const OPENING: i64 = 1_000;
-
-/// One deposit sent, with when it went and how it was answered.
-#[derive(Debug, Clone)]
-struct Sent {
-    account: String,
-    amount: i64,
-    key: String,
-    token: String,
-    body: Value,
-    sent_at: Instant,
-    /// When a completed answer arrived (None: not acknowledged as applied).
-    acked_at: Option<Instant>,
-    reply: (u16, Value),
-}
 
 /// Kills the bank (SIGKILL) and keeps its data dir.
 fn killed(bank: TestBank) -> tempfile::TempDir {
@@ -130,11 +116,14 @@ fn deposit_until(
     api: &Api,
     savers: &[(Customer, Vec<String>)],
     stop: &Arc<AtomicBool>,
-) -> (Vec<tokio::task::JoinHandle<()>>, Arc<Mutex<Vec<Sent>>>) {
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Arc<Mutex<Vec<SentDeposit>>>,
+) {
     let sent = Arc::new(Mutex::new(Vec::new()));
     let next_amount = Arc::new(AtomicI64::new(1));
     let mut tasks = Vec::new();
-    for (customer, accounts) in savers.iter().cloned() {
+    for (client, (customer, accounts)) in savers.iter().cloned().enumerate() {
         let (api, stop, sent, next_amount) =
             (api.clone(), stop.clone(), sent.clone(), next_amount.clone());
         tasks.push(tokio::spawn(async move {
@@ -145,23 +134,17 @@ fn deposit_until(
                 let account = accounts[round % accounts.len()].clone();
                 let amount = next_amount.fetch_add(1, Ordering::SeqCst);
                 let key = format!("{}-{round}", customer.user);
-                let body = money("deposit", &account, amount, &customer.pw);
                 let sent_at = Instant::now();
                 let reply = api
-                    .request_with_key(&customer.token, &key, body.clone())
+                    .post_req("/api/v1/requests")
+                    .bearer(&customer.token)
+                    .header("Idempotency-Key", &key)
+                    .json(money("deposit", &account, amount, &customer.pw))
+                    .send()
                     .await;
-                let acked_at =
-                    (reply.0 == 200 && reply.1["status"] == "completed").then(Instant::now);
-                sent.lock().unwrap().push(Sent {
-                    account,
-                    amount,
-                    key,
-                    token: customer.token.clone(),
-                    body,
-                    sent_at,
-                    acked_at,
-                    reply,
-                });
+                let deposit =
+                    SentDeposit::answered(client, account, amount, key, sent_at, Ok(reply));
+                sent.lock().unwrap().push(deposit);
             }
         }));
     }
@@ -184,8 +167,8 @@ async fn restored_deposits(api: &Api, token: &str, no: &str) -> BTreeSet<i64> {
     api.all_transactions(token, no)
         .await
         .iter()
-        .filter(|item| item["type"] == "deposit")
-        .filter_map(|item| item["amount"].as_i64())
+        .filter(|item| item.kind.as_deref() == Some("deposit"))
+        .filter_map(|item| item.amount)
         .collect()
 }
 
@@ -209,10 +192,7 @@ async fn a_backup_taken_while_deposits_run_restores_every_acknowledged_deposit_a
         task.await.unwrap();
     }
     let sent = sent.lock().unwrap().clone();
-    let acked_before = sent
-        .iter()
-        .filter(|s| s.acked_at.is_some_and(|at| at < began))
-        .count();
+    let acked_before = sent.iter().filter(|s| s.acked_before(began)).count();
     let after = sent.iter().filter(|s| s.sent_at > ended).count();
     println!(
         "backup while depositing: {report}; {} deposits sent, {acked_before} acknowledged before it began, {after} sent after it ended",
@@ -235,7 +215,7 @@ async fn a_backup_taken_while_deposits_run_restores_every_acknowledged_deposit_a
     // Every store agrees and nothing is pending: what was in flight completed or was compensated.
     let snapshot = restored.ops.drained(SETTLE).await;
     check_the_cut(&restored.api, &savers, &sent, began, ended, &snapshot).await;
-    replay_after_restore(&restored, &sent, began).await;
+    replay_after_restore(&restored, &savers, &sent, began).await;
 
     let dir = terminated(restored).await;
     let (code, out, err) =
@@ -248,25 +228,19 @@ async fn a_backup_taken_while_deposits_run_restores_every_acknowledged_deposit_a
 async fn check_the_cut(
     api: &Api,
     savers: &[(Customer, Vec<String>)],
-    sent: &[Sent],
+    sent: &[SentDeposit],
     began: Instant,
     ended: Instant,
     snapshot: &Snapshot,
 ) {
-    let mut by_account: BTreeMap<&str, Vec<&Sent>> = BTreeMap::new();
-    for deposit in sent {
-        by_account
-            .entry(&deposit.account)
-            .or_default()
-            .push(deposit);
-    }
+    let mut by_account = SentDeposit::by_account(sent);
     for (customer, accounts) in savers {
         for no in accounts {
             let mine = by_account.remove(no.as_str()).unwrap_or_default();
             let restored = restored_deposits(api, &customer.token, no).await;
             for deposit in &mine {
                 let here = restored.contains(&deposit.amount);
-                if deposit.acked_at.is_some_and(|at| at < began) {
+                if deposit.acked_before(began) {
                     assert!(
                         here,
                         "{no}: acknowledged before the backup, missing: {deposit:?}"
@@ -285,17 +259,25 @@ async fn check_the_cut(
 
 /// A deposit acknowledged before the cut, re-sent with its Idempotency-Key (and the session
 /// issued before the cut) to the restored bank: the same answer, applied once.
-async fn replay_after_restore(restored: &TestBank, sent: &[Sent], began: Instant) {
+async fn replay_after_restore(
+    restored: &TestBank,
+    savers: &[(Customer, Vec<String>)],
+    sent: &[SentDeposit],
+    began: Instant,
+) {
     let first = sent
         .iter()
-        .find(|s| s.acked_at.is_some_and(|at| at < began))
+        .find(|s| s.acked_before(began))
         .expect("a deposit acknowledged before the backup");
+    let customer = &savers[first.customer].0;
     let before = restored.ops.drained(SETTLE).await.accounts[&first.account].balance;
+    let body = money("deposit", &first.account, first.amount, &customer.pw);
     let again = restored
-        .request_with_key(&first.token, &first.key, first.body.clone())
+        .request_with_key(&customer.token, &first.key, body)
         .await;
     assert_eq!(
-        again, first.reply,
+        Some(again),
+        first.reply(),
         "the replay answers as before the backup"
     );
     let after = restored.ops.drained(SETTLE).await.accounts[&first.account].balance;
@@ -319,11 +301,8 @@ async fn a_stopped_data_dir_backs_up_and_restores_and_the_restored_bank_serves_i
     assert_eq!(code, 0, "{said}");
     let restored = TestBank::start_in(new, &[], &[]).await;
     let (status, body) = restored.balance(&alice.token, "1001").await;
-    assert_eq!(
-        (status, body["balance"].as_i64()),
-        (200, Some(7_000)),
-        "{body}"
-    );
+    let read: wire::ReadAnswer = wire::decode(&body);
+    assert_eq!((status, read.balance), (200, Some(7_000)), "{body}");
     let (status, body) = restored.login("alice@test", &alice.pw).await;
     assert_eq!(status, 200, "the customer logs in: {body}");
 }

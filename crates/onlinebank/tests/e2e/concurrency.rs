@@ -51,16 +51,18 @@ async fn hundred_concurrent_withdrawals_of_1000_on_50000_exactly_fifty_succeed()
     assert_eq!(snapshot.mypage["1001"].balance, 0);
     bank.wait_balance(&alice.token, "1001", 0).await;
     let all = bank.all_transactions(&alice.token, "1001").await;
-    let withdrawals: Vec<_> = all.iter().filter(|t| t["type"] == "withdraw").collect();
+    let withdrawals: Vec<_> = all
+        .iter()
+        .filter(|t| t.kind.as_deref() == Some("withdraw"))
+        .collect();
     assert_eq!(withdrawals.len(), 50, "history: {all:?}");
     assert!(
-        all.iter()
-            .all(|t| t["balanceAfter"].as_i64().is_some_and(|b| b >= 0)),
+        all.iter().all(|t| t.balance_after.is_some_and(|b| b >= 0)),
         "{all:?}"
     );
     let mut history_ids: Vec<&str> = withdrawals
         .iter()
-        .map(|t| t["requestId"].as_str().unwrap())
+        .map(|t| t.request_id.as_deref().unwrap())
         .collect();
     history_ids.sort_unstable();
     let mut completed_ids: Vec<&str> = replies

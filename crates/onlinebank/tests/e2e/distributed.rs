@@ -3,7 +3,6 @@
 //! flows as on SQLite, the same answers, and the stores agree afterwards.
 
 use crate::support::*;
-use serde_json::Value;
 use std::time::Duration;
 
 async fn replicated(name: &str) -> (Cluster, Distributed) {
@@ -85,7 +84,7 @@ async fn every_flow_works_with_two_processes_per_role_on_postgres_and_kafka() {
     assert_eq!(snapshot.accounts["5001"].balance, 1_200);
     assert_eq!(snapshot.accounts["6001"].balance, 0);
     assert_eq!(snapshot.accounts["6001"].status, "closed");
-    let history: Vec<Value> = cluster.all_transactions(&bob.token, "6001").await;
+    let history = cluster.all_transactions(&bob.token, "6001").await;
     assert_eq!(
         history.len(),
         12,

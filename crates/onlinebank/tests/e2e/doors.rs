@@ -270,7 +270,7 @@ async fn encoded_dot_segments_and_slashes_never_reach_an_internal_route_in_serve
             vec![("authorization", bearer.as_str())],
             vec![
                 ("authorization", bearer.as_str()),
-                ("x-onlinebank-internal", key.as_str()),
+                (onlinebank_core::http::INTERNAL_HEADER, key.as_str()),
             ],
         ] {
             let (status, body) = raw_get(&cluster.api.base, path, &headers).await;
@@ -282,8 +282,8 @@ async fn encoded_dot_segments_and_slashes_never_reach_an_internal_route_in_serve
     // The gateway never serves internal routes, key or not.
     let (status, _) = raw_get(
         &cluster.api.base,
-        "/internal/v1/accounts",
-        &[("x-onlinebank-internal", key.as_str())],
+        onlinebank_core::internal::ACCOUNTS,
+        &[(onlinebank_core::http::INTERNAL_HEADER, key.as_str())],
     )
     .await;
     assert_eq!(status, 404);

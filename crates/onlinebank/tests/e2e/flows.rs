@@ -2,6 +2,7 @@
 //! balance, history, the account list, close.
 
 use crate::support::*;
+use onlinebank_core::internal;
 use serde_json::{json, Value};
 
 fn is_account_no(no: &str) -> bool {
@@ -471,10 +472,10 @@ async fn close_needs_a_zero_balance_and_a_closed_account_refuses_money_but_stays
     let all = bank.all_transactions(&alice.token, "3001").await;
     let kinds: Vec<&str> = all
         .iter()
-        .map(|t| t["type"].as_str().unwrap_or("?"))
+        .map(|t| t.kind.as_deref().unwrap_or("?"))
         .collect();
     assert_eq!(kinds, ["close", "withdraw", "open"], "{all:?}");
-    assert_eq!(all[0]["requestId"], closed["requestId"]);
+    assert_eq!(all[0].request_id.as_deref(), closed["requestId"].as_str());
 
     let reply = bank.balance(&alice.token, "3001").await;
     assert_eq!(
@@ -520,24 +521,20 @@ async fn every_role_answers_health_and_the_gateway_answers_ping_but_never_routes
     );
 
     // Internal endpoints need the header on the role's port, and the gateway never routes them.
-    let (status, body) = bank
-        .ops
-        .plain("account", "/internal/v1/accounts")
-        .await
-        .unwrap();
+    let (status, body) = bank.ops.plain("account", internal::ACCOUNTS).await.unwrap();
     assert!(
         status == 401 || status == 403,
         "internal without header: {status} {body}"
     );
     let (status, body) = bank
         .ops
-        .internal("account", "/internal/v1/accounts")
+        .internal("account", internal::ACCOUNTS)
         .await
         .unwrap();
     assert_eq!(status, 200, "internal with header: {body}");
     let reply = bank
-        .get_req("/internal/v1/accounts")
-        .header("x-onlinebank-internal", &bank.ops.token)
+        .get_req(internal::ACCOUNTS)
+        .header(onlinebank_core::http::INTERNAL_HEADER, &bank.ops.token)
         .pair()
         .await;
     assert_eq!(

@@ -430,69 +430,14 @@ impl Bank {
         let mut forwards = Vec::new();
         for role in ["account", "history", "mypage", "request"] {
             let forward = self.forward(&format!("svc/onlinebank-{role}"), 8080).await;
-            urls.insert(role, forward.url.clone());
+            urls.insert(role.to_owned(), forward.url.clone());
             forwards.push(forward);
         }
-        let token = internal_token_of(SECRET);
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
-        let get = |role: &str, path: &str| {
-            let url = format!("{}{path}", urls[role]);
-            let request = http.get(&url).header("x-onlinebank-internal", &token);
-            async move {
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| format!("GET {url}: {e}"))?;
-                let status = response.status().as_u16();
-                let body: Value = response
-                    .json()
-                    .await
-                    .map_err(|e| format!("GET {url}: {e}"))?;
-                if status != 200 {
-                    return Err(format!("GET {url}: {status} {body}"));
-                }
-                Ok::<Value, String>(body)
-            }
-        };
-        let rows = |body: Value| -> BTreeMap<String, AccountRow> {
-            items(&body)
-                .iter()
-                .map(|item| {
-                    (
-                        item["accountNo"].as_str().unwrap_or_default().to_owned(),
-                        AccountRow {
-                            customer_id: item["customerId"].as_str().unwrap_or_default().to_owned(),
-                            balance: item["balance"].as_i64().unwrap_or(i64::MIN),
-                            status: item["status"].as_str().unwrap_or_default().to_owned(),
-                            version: item["version"].as_i64().unwrap_or(-1),
-                        },
-                    )
-                })
-                .collect()
-        };
-        let accounts = rows(get("account", "/internal/v1/accounts").await?);
-        let mypage = rows(get("mypage", "/internal/v1/accounts").await?);
-        let ledger = items(&get("history", "/internal/v1/ledger").await?)
-            .iter()
-            .map(|item| {
-                (
-                    item["accountNo"].as_str().unwrap_or_default().to_owned(),
-                    item["sum"].as_i64().unwrap_or(i64::MIN),
-                )
-            })
-            .collect();
-        let pending = get("request", "/internal/v1/requests/pending").await?["count"]
-            .as_i64()
-            .ok_or("no pending count")?;
-        Ok(Snapshot {
-            accounts,
-            ledger,
-            mypage,
-            pending,
-        })
+        let ops = Ops::new(urls, HashMap::new(), internal_token_of(SECRET))
+            .with_timeout(Duration::from_secs(20));
+        let snapshot = ops.snapshot().await;
+        drop(forwards);
+        snapshot
     }
 }
 

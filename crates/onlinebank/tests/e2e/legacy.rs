@@ -154,7 +154,7 @@ async fn legacy_requests_01_to_06_work_and_answer_in_the_spring_shape() {
         .all_transactions(&alice.token, "2001")
         .await
         .iter()
-        .map(|t| t["type"].as_str().unwrap_or("?").to_owned())
+        .map(|t| t.kind.clone().unwrap_or_else(|| "?".into()))
         .collect();
     assert_eq!(kinds, ["close", "withdraw", "withdraw", "deposit", "open"]);
     bank.ops.drained(SETTLE).await;

@@ -6,8 +6,9 @@
 //! `up` serves the same routes on its one admin listener.
 
 use crate::support::*;
+use onlinebank_core::quiet;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,27 +21,6 @@ const ACCOUNTS_EACH: usize = 3;
 const OPENING: i64 = 1_000;
 /// The secret both clusters share, as a deployment's Secret would: sessions outlive the restore.
 const SECRET: &str = "quiesce-test-secret-0123456789";
-
-/// One deposit sent, with when it went and how it was answered.
-#[derive(Debug, Clone)]
-struct Sent {
-    account: String,
-    amount: i64,
-    sent_at: Instant,
-    answered_at: Instant,
-    reply: (u16, Value),
-    retry_after: Option<String>,
-}
-
-impl Sent {
-    fn completed(&self) -> bool {
-        self.reply.0 == 200 && self.reply.1["status"] == "completed"
-    }
-
-    fn paused(&self) -> bool {
-        self.reply.0 == 503 && self.reply.1["error"]["code"] == "service_busy"
-    }
-}
 
 /// The cluster's knobs on `services`, with the shared secret.
 fn knobs(services: &Distributed) -> Vec<String> {
@@ -78,7 +58,10 @@ fn deposit_until(
     gateways: &[Api],
     savers: &[(Customer, Vec<String>)],
     stop: &Arc<AtomicBool>,
-) -> (Vec<tokio::task::JoinHandle<()>>, Arc<Mutex<Vec<Sent>>>) {
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Arc<Mutex<Vec<SentDeposit>>>,
+) {
     let sent = Arc::new(Mutex::new(Vec::new()));
     let next_amount = Arc::new(AtomicI64::new(1));
     let mut tasks = Vec::new();
@@ -92,22 +75,17 @@ fn deposit_until(
                 }
                 let account = accounts[round % accounts.len()].clone();
                 let amount = next_amount.fetch_add(1, Ordering::SeqCst);
+                let key = format!("{}-{round}", customer.user);
                 let sent_at = Instant::now();
                 let reply = api
                     .post_req("/api/v1/requests")
                     .bearer(&customer.token)
-                    .header("Idempotency-Key", &format!("{}-{round}", customer.user))
+                    .header("Idempotency-Key", &key)
                     .json(money("deposit", &account, amount, &customer.pw))
                     .send()
                     .await;
-                let deposit = Sent {
-                    account,
-                    amount,
-                    sent_at,
-                    answered_at: Instant::now(),
-                    retry_after: reply.header("retry-after"),
-                    reply: reply.pair(),
-                };
+                let deposit =
+                    SentDeposit::answered(client, account, amount, key, sent_at, Ok(reply));
                 let paused = deposit.paused();
                 sent.lock().unwrap().push(deposit);
                 if paused {
@@ -266,7 +244,7 @@ async fn a_quiesced_pg_dump_under_load_restores_onto_a_fresh_database_and_kafka_
         .iter()
         .filter(|s| s.sent_at > resumed_at && s.completed())
         .count();
-    let refused: Vec<&Sent> = sent.iter().filter(|s| s.paused()).collect();
+    let refused: Vec<&SentDeposit> = sent.iter().filter(|s| s.paused()).collect();
     println!(
         "quiesced backup: {} deposits sent, {} refused while paused, {after_resume} completed after \
          resume; quiesce call -> ready {} ms ({ready:?}); pg_dump {} ms; writes refused for {} ms",
@@ -278,7 +256,10 @@ async fn a_quiesced_pg_dump_under_load_restores_onto_a_fresh_database_and_kafka_
     );
     assert!(after_resume > 0, "the load went on after resume");
     assert!(
-        refused.iter().all(|s| s.retry_after.is_some()),
+        refused.iter().all(|s| s
+            .answer
+            .as_ref()
+            .is_ok_and(|reply| reply.header("retry-after").is_some())),
         "every refusal says when to come back"
     );
     cluster.ops.drained(SETTLE).await;
@@ -313,18 +294,12 @@ async fn a_quiesced_pg_dump_under_load_restores_onto_a_fresh_database_and_kafka_
 async fn check_the_cut(
     restored: &Cluster,
     savers: &[(Customer, Vec<String>)],
-    sent: &[Sent],
+    sent: &[SentDeposit],
     quiet_at: Instant,
     resumed_at: Instant,
     snapshot: &Snapshot,
 ) {
-    let mut by_account: BTreeMap<&str, Vec<&Sent>> = BTreeMap::new();
-    for deposit in sent {
-        by_account
-            .entry(&deposit.account)
-            .or_default()
-            .push(deposit);
-    }
+    let mut by_account = SentDeposit::by_account(sent);
     for (customer, accounts) in savers {
         for no in accounts {
             let mine = by_account.remove(no.as_str()).unwrap_or_default();
@@ -332,12 +307,12 @@ async fn check_the_cut(
                 .all_transactions(&customer.token, no)
                 .await
                 .iter()
-                .filter(|item| item["type"] == "deposit")
-                .filter_map(|item| item["amount"].as_i64())
+                .filter(|item| item.kind.as_deref() == Some("deposit"))
+                .filter_map(|item| item.amount)
                 .collect();
             for deposit in &mine {
                 let here = restored_amounts.contains(&deposit.amount);
-                if deposit.completed() && deposit.answered_at < quiet_at {
+                if deposit.acked_before(quiet_at) {
                     assert!(
                         here,
                         "{no}: acknowledged before quiet, missing: {deposit:?}"
@@ -381,11 +356,7 @@ async fn up_quiesces_on_its_admin_listener_refusing_v1_and_legacy_writes_until_r
         (200, &Value::Bool(true)),
         "{body}"
     );
-    let (status, body) = bank
-        .ops
-        .internal("request", "/internal/quiet")
-        .await
-        .unwrap();
+    let (status, body) = bank.ops.internal("request", quiet::PATH).await.unwrap();
     assert_eq!(
         (status, body),
         (
@@ -433,9 +404,9 @@ async fn up_quiesces_on_its_admin_listener_refusing_v1_and_legacy_writes_until_r
 #[tokio::test]
 async fn the_quiet_endpoint_is_internal() {
     let bank = TestBank::start().await;
-    let (status, body) = bank.ops.plain("request", "/internal/quiet").await.unwrap();
+    let (status, body) = bank.ops.plain("request", quiet::PATH).await.unwrap();
     assert_eq!(status, 403, "{body}");
-    let (status, body) = bank.get("/internal/quiet", None).await;
+    let (status, body) = bank.get(quiet::PATH, None).await;
     assert_eq!(
         status, 404,
         "the gateway never forwards internal paths: {body}"

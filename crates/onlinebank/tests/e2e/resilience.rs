@@ -126,17 +126,20 @@ async fn assert_untouched(
 ) {
     let (status, account) = api.account(&c.token, no).await;
     assert_eq!(status, 200, "GET account {no}: {account}");
-    assert_eq!(account["balance"], balance, "GET account {no}: {account}");
+    let shown: wire::Account = wire::decode(&account);
+    assert_eq!(shown.balance, Some(balance), "GET account {no}: {account}");
     let (status, page) = api.transactions(&c.token, no, "limit=100").await;
     assert_eq!(status, 200, "GET transactions of {no}: {page}");
     assert_eq!(items(&page).len(), entries, "transactions of {no}: {page}");
     let (status, by_request) = api.balance(&c.token, no).await;
     assert_eq!(status, 200, "balance request of {no}: {by_request}");
-    assert_eq!(by_request["balance"], balance, "{by_request}");
+    let read: wire::ReadAnswer = wire::decode(&by_request);
+    assert_eq!(read.balance, Some(balance), "{by_request}");
     let (status, history) = api.history(&c.token, no).await;
     assert_eq!(status, 200, "history request of {no}: {history}");
+    let read: wire::ReadAnswer = wire::decode(&history);
     assert_eq!(
-        history["transactions"].as_array().map(Vec::len),
+        read.transactions.as_ref().map(Vec::len),
         Some(entries),
         "history request of {no}: {history}"
     );
@@ -193,9 +196,9 @@ async fn deposit_until_it_succeeds(
 async fn ledger_deposits(api: &Api, c: &Customer, no: &str) -> BTreeMap<String, i64> {
     let mut ids = BTreeMap::new();
     for entry in api.all_transactions(&c.token, no).await {
-        if entry["type"] == "deposit" {
-            let id = entry["requestId"].as_str().unwrap_or_default().to_owned();
-            let amount = entry["amount"].as_i64().unwrap_or_default();
+        if entry.kind.as_deref() == Some("deposit") {
+            let id = entry.request_id.unwrap_or_default();
+            let amount = entry.amount.unwrap_or_default();
             assert!(
                 ids.insert(id.clone(), amount).is_none(),
                 "{no}: request {id} is in the ledger twice"
@@ -520,17 +523,6 @@ async fn far_more_concurrent_deposits_than_the_write_limit_are_shed_503_busy_non
 // ---------------------------------------------------------------------------------------------
 // rolling restart
 
-/// One deposit of the steady stream: what the client saw first, then how it ended.
-#[derive(Debug, Clone)]
-struct Sent {
-    client: usize,
-    key: String,
-    amount: i64,
-    first: Result<(u16, String), String>,
-    /// The completed request's id (after resolving a failed first answer by its key).
-    id: Option<String>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposits_fails_no_call() {
     const OPENING: i64 = 1_000;
@@ -545,7 +537,7 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
     }
     cluster.ops.drained(SETTLE).await;
 
-    let sent: Arc<Mutex<Vec<Sent>>> = Arc::new(Mutex::new(Vec::new()));
+    let sent: Arc<Mutex<Vec<SentDeposit>>> = Arc::new(Mutex::new(Vec::new()));
     let completed = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -561,23 +553,14 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
                 n += 1;
                 let key = format!("roll-{client}-{n}");
                 let amount = rng.random_range(1..=100);
+                let sent_at = Instant::now();
                 let (result, _) = timed_deposit(&api, &customer, &no, amount, Some(&key)).await;
-                let ok =
-                    matches!(&result, Ok(r) if r.status == 200 && r.body["status"] == "completed");
-                if ok {
+                let deposit =
+                    SentDeposit::answered(client, no.clone(), amount, key, sent_at, result);
+                if deposit.completed() {
                     completed.fetch_add(1, Ordering::SeqCst);
                 }
-                sent.lock().unwrap().push(Sent {
-                    client,
-                    key,
-                    amount,
-                    id: result
-                        .as_ref()
-                        .ok()
-                        .filter(|_| ok)
-                        .and_then(|r| r.body["requestId"].as_str().map(str::to_owned)),
-                    first: result.map(|r| (r.status, r.text)),
-                });
+                sent.lock().unwrap().push(deposit);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
@@ -646,7 +629,7 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
     let failed: Vec<String> = sent
         .iter()
         .filter(|s| s.id.is_none())
-        .map(|s| format!("{} ({} won): {:?}", s.key, s.amount, s.first))
+        .map(|s| format!("{} ({} won): {}", s.key, s.amount, s.answer_text()))
         .collect();
     eprintln!(
         "rolling restart: {} deposits, {} failed",
@@ -656,10 +639,10 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
 
     // Resolve failed calls by their keys, so the books can be checked whatever happened.
     for s in sent.iter_mut().filter(|s| s.id.is_none()) {
-        let customer = &customers[s.client];
-        let no = format!("{}001", s.client + 1);
+        let customer = &customers[s.customer];
         let reply = eventually(&format!("resolving {}", s.key), SETTLE, || async {
-            let (result, _) = timed_deposit(&cluster, customer, &no, s.amount, Some(&s.key)).await;
+            let (result, _) =
+                timed_deposit(&cluster, customer, &s.account, s.amount, Some(&s.key)).await;
             match result {
                 Ok(reply) if reply.status == 200 => Ok(reply),
                 Ok(reply) => Err(format!("{} {}", reply.status, reply.text)),
@@ -670,11 +653,13 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
         s.id = reply.body["requestId"].as_str().map(str::to_owned);
     }
     let snapshot = cluster.ops.drained(SETTLE).await;
+    let mut by_account = SentDeposit::by_account(&sent);
     for (client, customer) in customers.iter().enumerate() {
         let no = format!("{}001", client + 1);
-        let mine: BTreeMap<String, i64> = sent
-            .iter()
-            .filter(|s| s.client == client)
+        let mine: BTreeMap<String, i64> = by_account
+            .remove(no.as_str())
+            .unwrap_or_default()
+            .into_iter()
             .map(|s| (s.id.clone().unwrap_or_default(), s.amount))
             .collect();
         let expected = OPENING + mine.values().sum::<i64>();
@@ -819,12 +804,9 @@ async fn a_sigterm_turns_readiness_503_for_the_drain_delay_finishes_in_flight_de
         "three deposits in flight",
         Duration::from_secs(10),
         || async {
-            let (_, body) = ops
-                .internal("request", "/internal/v1/requests/pending")
-                .await?;
-            match body["count"].as_i64() {
-                Some(3) => Ok(()),
-                _ => Err(body.to_string()),
+            match ops.pending().await? {
+                3 => Ok(()),
+                pending => Err(format!("{pending} requests pending")),
             }
         },
     )

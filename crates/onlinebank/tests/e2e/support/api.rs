@@ -3,8 +3,8 @@
 //! types, and every answer body recorded (for the never-echo checks).
 
 use super::*;
-use onlinebank_client::wire::{self, ErrorCode, Login, NewSession, SignUp};
-use serde_json::{json, Value};
+use onlinebank_client::wire::{self, ErrorCode, Login, NewSession, Read, SignUp, Transaction};
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -353,15 +353,21 @@ impl Api {
         self.request(token, Write::close(no, pw).to_json()).await
     }
 
-    /// `POST /api/v1/requests` type balance.
+    /// `POST /api/v1/requests` type balance: a [`wire::ReadAnswer`].
     pub async fn balance(&self, token: &str, no: &str) -> (u16, Value) {
-        self.request(token, json!({"type": "balance", "accountNo": no}))
+        self.post_req("/api/v1/requests")
+            .bearer(token)
+            .body(&Read::balance(no))
+            .pair()
             .await
     }
 
-    /// `POST /api/v1/requests` type history.
+    /// `POST /api/v1/requests` type history: a [`wire::ReadAnswer`].
     pub async fn history(&self, token: &str, no: &str) -> (u16, Value) {
-        self.request(token, json!({"type": "history", "accountNo": no}))
+        self.post_req("/api/v1/requests")
+            .bearer(token)
+            .body(&Read::history(no))
+            .pair()
             .await
     }
 
@@ -387,13 +393,15 @@ impl Api {
     }
 
     /// Every transaction of an account, newest first, following `next` (pages of 100).
-    pub async fn all_transactions(&self, token: &str, no: &str) -> Vec<Value> {
+    pub async fn all_transactions(&self, token: &str, no: &str) -> Vec<Transaction> {
         let mut items = Vec::new();
         let mut query = "limit=100".to_owned();
         for _ in 0..1000 {
             let (status, body) = self.transactions(token, no, &query).await;
             assert_eq!(status, 200, "transactions of {no}: {body}");
-            items.extend(body["items"].as_array().cloned().unwrap_or_default());
+            let page: wire::Page<Transaction> = serde_json::from_value(body.clone())
+                .unwrap_or_else(|error| panic!("transactions of {no}: {error} in {body}"));
+            items.extend(page.items);
             match body["next"].as_str() {
                 Some(next) => query = format!("limit=100&before={}", encode(next)),
                 None => {
@@ -433,7 +441,7 @@ impl Api {
             token,
             no,
             &format!("account {no} to show balance {balance}"),
-            |b| b["balance"].as_i64() == Some(balance),
+            |b| wire::decode::<wire::Account>(b).balance == Some(balance),
         )
         .await
     }

@@ -2,6 +2,7 @@
 //! and its consistency (nothing pending, account == history == mypage), `/metrics`.
 
 use super::*;
+use onlinebank_core::internal::{self, AccountsAnswer, LedgerSums, PendingAnswer};
 use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -17,27 +18,30 @@ pub struct AccountRow {
     pub version: i64,
 }
 
-/// An item of the internal account lists and the history ledger.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Listed<T> {
-    account_no: String,
-    #[serde(flatten)]
-    row: T,
-}
-
-#[derive(Deserialize)]
-struct LedgerSum {
-    sum: i64,
-}
-
 /// Every store's view at one moment.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub accounts: BTreeMap<String, AccountRow>,
     pub ledger: BTreeMap<String, i64>,
     pub mypage: BTreeMap<String, AccountRow>,
-    pub pending: i64,
+    pub pending: usize,
+}
+
+/// The accounts of an internal list by account number.
+fn by_account_no(answer: AccountsAnswer) -> BTreeMap<String, AccountRow> {
+    answer
+        .items
+        .into_iter()
+        .map(|account| {
+            let row = AccountRow {
+                customer_id: account.customer_id.as_str().to_owned(),
+                balance: account.balance.won(),
+                status: account.status.as_str().to_owned(),
+                version: account.version,
+            };
+            (account.account_no.as_str().to_owned(), row)
+        })
+        .collect()
 }
 
 impl Snapshot {
@@ -114,7 +118,7 @@ impl Ops {
         let api = Api::on(&self.urls[role], self.http.clone());
         let mut request = api.get_req(path);
         if internal {
-            request = request.header("x-onlinebank-internal", &self.token);
+            request = request.header(onlinebank_core::http::INTERNAL_HEADER, &self.token);
         }
         Ok(request.try_send().await?.pair())
     }
@@ -148,40 +152,49 @@ impl Ops {
         Ok(metric_value(&text, name, labels))
     }
 
-    /// An internal list's items by account number.
-    async fn listed<T: DeserializeOwned>(
+    /// A role's internal answer to `GET path`, as `T`; anything but a 200 `T` is an error.
+    pub async fn internal_answer<T: DeserializeOwned>(
         &self,
         role: &str,
         path: &str,
-    ) -> Result<BTreeMap<String, T>, String> {
+    ) -> Result<T, String> {
         let (status, body) = self.internal(role, path).await?;
         if status != 200 {
             return Err(format!("{role} {path}: {status} {body}"));
         }
-        let items: Vec<Listed<T>> = serde_json::from_value(body["items"].clone())
-            .map_err(|error| format!("{role} {path}: {error} in {body}"))?;
-        Ok(items.into_iter().map(|i| (i.account_no, i.row)).collect())
+        T::deserialize(&body).map_err(|error| format!("{role} {path}: {error} in {body}"))
+    }
+
+    /// The same endpoints with calls timing out after `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Ops {
+        self.http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .expect("http client");
+        self
+    }
+
+    /// How many requests are not finished yet.
+    pub async fn pending(&self) -> Result<usize, String> {
+        let pending: PendingAnswer = self
+            .internal_answer("request", internal::REQUESTS_PENDING)
+            .await?;
+        Ok(pending.count)
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, String> {
-        let accounts = self.listed("account", "/internal/v1/accounts").await?;
-        let mypage = self.listed("mypage", "/internal/v1/accounts").await?;
-        let ledger = self.listed("history", "/internal/v1/ledger").await?;
-        let (status, body) = self
-            .internal("request", "/internal/v1/requests/pending")
-            .await?;
-        if status != 200 {
-            return Err(format!("request pending: {status} {body}"));
-        }
-        let pending = body["count"].as_i64().ok_or(format!("no count: {body}"))?;
+        let accounts = self.internal_answer("account", internal::ACCOUNTS).await?;
+        let mypage = self.internal_answer("mypage", internal::ACCOUNTS).await?;
+        let ledger: LedgerSums = self.internal_answer("history", internal::LEDGER).await?;
         Ok(Snapshot {
-            accounts,
+            accounts: by_account_no(accounts),
             ledger: ledger
+                .items
                 .into_iter()
-                .map(|(no, LedgerSum { sum })| (no, sum))
+                .map(|sum| (sum.account_no, sum.sum))
                 .collect(),
-            mypage,
-            pending,
+            mypage: by_account_no(mypage),
+            pending: self.pending().await?,
         })
     }
 
@@ -253,10 +266,11 @@ pub async fn assert_restored_account(
     let balance = opening + restored.iter().sum::<i64>();
     let (status, body) = api.balance(token, no).await;
     assert_eq!(status, 200, "{body}");
+    let read: wire::ReadAnswer = wire::decode(&body);
     assert_eq!(
-        body["balance"].as_i64(),
+        read.balance,
         Some(balance),
-        "{no}: balance != history"
+        "{no}: balance != history: {body}"
     );
     assert_eq!(snapshot.accounts[no].balance, balance, "{no}: account role");
 }

@@ -6,10 +6,11 @@
 use super::*;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub use onlinebank_client::account_check::{check_account, Entry, Sent, Views};
-pub use onlinebank_client::{resolve, Outcome, Transport, Write, WriteKind};
+pub use onlinebank_client::{resolve, wire, Outcome, Transport, Write, WriteKind};
 
 /// How long a client waits for one answer.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -85,8 +86,11 @@ pub async fn send(api: &Api, token: &str, key: &str, body: Value) -> Outcome {
 pub async fn ledger_of(api: &Api, token: &str, no: &str) -> Vec<Entry> {
     api.all_transactions(token, no)
         .await
-        .iter()
-        .map(|item| Entry::parse(item).unwrap_or_else(|error| panic!("{no}: {error}")))
+        .into_iter()
+        .map(|item| {
+            let shown = format!("{item:?}");
+            Entry::from_transaction(item, &shown).unwrap_or_else(|error| panic!("{no}: {error}"))
+        })
         .collect()
 }
 
@@ -212,4 +216,94 @@ pub fn rfc3339_ms(time: std::time::SystemTime) -> String {
         rest % 60,
         since.subsec_millis()
     )
+}
+
+/// One deposit of a test's stream, sent with its own Idempotency-Key and an amount no other
+/// deposit has: who sent it where, when it went, when and how it was first answered, and the
+/// request it completed as. (The backup, quiesce and rolling-restart tests judge these.)
+#[derive(Debug, Clone)]
+pub struct SentDeposit {
+    /// The index of the customer who sent it.
+    pub customer: usize,
+    pub account: String,
+    pub amount: i64,
+    pub key: String,
+    pub sent_at: Instant,
+    pub answered_at: Instant,
+    /// The first answer, or why none arrived.
+    pub answer: Result<Reply, String>,
+    /// The id of the request it completed as: from a completed first answer, or once resolved
+    /// by its key.
+    pub id: Option<String>,
+}
+
+impl SentDeposit {
+    /// A deposit sent at `sent_at` and answered (`answer`) now.
+    pub fn answered(
+        customer: usize,
+        account: String,
+        amount: i64,
+        key: String,
+        sent_at: Instant,
+        answer: Result<Reply, String>,
+    ) -> Self {
+        let mut deposit = SentDeposit {
+            customer,
+            account,
+            amount,
+            key,
+            sent_at,
+            answered_at: Instant::now(),
+            answer,
+            id: None,
+        };
+        if deposit.completed() {
+            deposit.id = deposit.reply().and_then(|(_, body)| {
+                let request: wire::Request = wire::decode(&body);
+                request.request_id
+            });
+        }
+        deposit
+    }
+
+    /// The first answer's status and body (`None`: no answer arrived).
+    pub fn reply(&self) -> Option<(u16, Value)> {
+        self.answer.as_ref().ok().map(Reply::pair)
+    }
+
+    /// The first answer: its status and text, or why none arrived.
+    pub fn answer_text(&self) -> String {
+        match &self.answer {
+            Ok(reply) => format!("{} {}", reply.status, reply.text),
+            Err(error) => error.clone(),
+        }
+    }
+
+    /// Whether the first answer said it completed.
+    pub fn completed(&self) -> bool {
+        matches!(&self.answer, Ok(reply) if reply.status == 200 && reply.body["status"] == "completed")
+    }
+
+    /// Whether the first answer refused it as the bank was paused (503 `service_busy`).
+    pub fn paused(&self) -> bool {
+        matches!(&self.answer, Ok(reply) if reply.status == 503
+            && reply.body["error"]["code"] == "service_busy")
+    }
+
+    /// Whether it was acknowledged as applied before `at`.
+    pub fn acked_before(&self, at: Instant) -> bool {
+        self.completed() && self.answered_at < at
+    }
+
+    /// The deposits of `sent` by account, each account's in the order they were sent.
+    pub fn by_account(sent: &[SentDeposit]) -> BTreeMap<&str, Vec<&SentDeposit>> {
+        let mut by_account: BTreeMap<&str, Vec<&SentDeposit>> = BTreeMap::new();
+        for deposit in sent {
+            by_account
+                .entry(&deposit.account)
+                .or_default()
+                .push(deposit);
+        }
+        by_account
+    }
 }
