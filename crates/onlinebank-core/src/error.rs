@@ -449,4 +449,22 @@ mod tests {
         assert_eq!(busy.code, ErrorCode::Reason(Reason::ServiceBusy));
         assert_eq!(busy.retry_after, Some(1));
     }
+
+    /// A daily-limit refusal answers the won still allowed today, in the message and as
+    /// `allowedToday`; other refusals have no such field.
+    #[test]
+    fn a_daily_limit_refusal_says_what_is_left() {
+        let allowed = Won::from_stored(400).unwrap();
+        let error = ApiError::from_refusal(Refusal {
+            reason: Reason::DailyLimitExceeded,
+            allowed_today: Some(allowed),
+        });
+        let body = error.body();
+        assert_eq!(error.status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "daily_limit_exceeded");
+        assert_eq!(body["error"]["allowedToday"], 400);
+        assert!(body["error"]["message"].as_str().unwrap().contains("400 won"));
+        let other = ApiError::from_refusal(Reason::InsufficientFunds.into()).body();
+        assert!(other["error"].get("allowedToday").is_none(), "{other}");
+    }
 }

@@ -113,6 +113,11 @@ mod tests {
         assert_eq!(seoul.day_of("yesterday"), None);
         assert_eq!(Day::parse("2026-12-07"), Some(day));
         assert_eq!(Day::parse("07.12.2026"), None);
+        assert_eq!(
+            crate::settings::defaults::TIME_ZONE.parse::<BankTimeZone>(),
+            Ok(seoul),
+            "the flag's default is the type's"
+        );
     }
 
     #[test]

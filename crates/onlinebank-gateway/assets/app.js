@@ -128,6 +128,7 @@ function sayError(out, r, what, ctx = {}) {
   let title;
   const lines = [];
   if (code === 'insufficient_funds' && typeof ctx.balance === 'number') title = t('err.insufficient_funds.balance', {balance: won(ctx.balance)});
+  else if (code === 'daily_limit_exceeded' && typeof e.allowedToday === 'number') title = t('err.daily_limit_exceeded.allowed', {amount: won(e.allowedToday)});
   else if (code === 'locked_out' && wait != null) title = t('err.locked_out.wait', {time: duration(wait)});
   else if (has('err.' + code)) title = t('err.' + code);
   else title = t('err.unexpected', {status: r.status});

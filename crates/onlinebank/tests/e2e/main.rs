@@ -49,6 +49,7 @@ mod info;
 mod k8s;
 mod legacy;
 mod legacy_doors;
+mod limits;
 mod lockout;
 mod offline_guessing;
 mod quiesce;
