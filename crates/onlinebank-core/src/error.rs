@@ -463,7 +463,10 @@ mod tests {
         assert_eq!(error.status, StatusCode::CONFLICT);
         assert_eq!(body["error"]["code"], "daily_limit_exceeded");
         assert_eq!(body["error"]["allowedToday"], 400);
-        assert!(body["error"]["message"].as_str().unwrap().contains("400 won"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("400 won"));
         let other = ApiError::from_refusal(Reason::InsufficientFunds.into()).body();
         assert!(other["error"].get("allowedToday").is_none(), "{other}");
     }

@@ -115,12 +115,16 @@ async fn the_data_dir_of_the_release_before_serves_under_this_one() {
     record_outboxes_in(dir.path(), old_place.path());
     let bank = TestBank::start_in(dir, &[], &[]).await;
     old_customer_is_served(&bank).await;
-    assert!(
-        !bank
-            .data_dir()
-            .join(format!("pre-upgrade-{RELEASE}"))
-            .exists(),
-        "nothing to migrate, so no copy"
+    // This release adds columns to account's and request's databases (the daily limit): those
+    // two, and only those, were copied first.
+    let copies = std::fs::read_dir(bank.data_dir().join(format!("pre-upgrade-{RELEASE}")))
+        .expect("a copy of what this release migrated")
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".db"))
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(
+        copies.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["account.db", "request.db"]
     );
 }
 
@@ -199,7 +203,7 @@ async fn a_migration_applied_to_an_existing_database_is_preceded_by_a_copy() {
         !bank
             .data_dir()
             .join(format!("pre-upgrade-{RELEASE}"))
-            .join("account.db")
+            .join("history.db")
             .exists(),
         "only the databases it changes"
     );
