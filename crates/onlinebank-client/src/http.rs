@@ -53,6 +53,14 @@ impl Reply {
         }
     }
 
+    /// The body as text (lossy UTF-8; empty for a transport failure).
+    pub fn text(&self) -> String {
+        match self {
+            Reply::Http { body, .. } => String::from_utf8_lossy(body).into_owned(),
+            Reply::Transport(_) => String::new(),
+        }
+    }
+
     /// The body as `T` (its default when the body is not JSON or not `T`).
     pub fn decode<T: Default + for<'de> serde::Deserialize<'de>>(&self) -> T {
         match self {
@@ -281,6 +289,17 @@ impl Client {
     pub async fn account(&self, token: &str, no: &str) -> Reply {
         self.get(&format!("/api/v1/accounts/{no}"), Some(token))
             .await
+    }
+
+    /// `GET /api/v1/accounts/{no}/statement?from=&to=&format=`: days `YYYY-MM-DD` of the
+    /// bank's calendar, both included; as CSV when `csv`.
+    pub async fn statement(&self, token: &str, no: &str, from: &str, to: &str, csv: bool) -> Reply {
+        let mut path = format!("/api/v1/accounts/{no}/statement?from=");
+        path.extend(url_escape(from));
+        path.push_str("&to=");
+        path.extend(url_escape(to));
+        path.push_str(if csv { "&format=csv" } else { "&format=json" });
+        self.get(&path, Some(token)).await
     }
 
     /// `GET /api/v1/accounts/{no}/transactions?limit={limit}[&before={before}]`; `before` is

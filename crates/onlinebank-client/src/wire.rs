@@ -271,6 +271,35 @@ pub struct Transaction {
     pub occurred_at: Option<String>,
 }
 
+/// `GET /api/v1/accounts/{no}/statement` (JSON): the balance before the range, every item with
+/// its running balance, the balance after.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Statement {
+    pub account_no: String,
+    pub from: String,
+    pub to: String,
+    pub time_zone: String,
+    pub opening_balance: i64,
+    pub closing_balance: i64,
+    pub items: Vec<StatementItem>,
+}
+
+/// One item of a [`Statement`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct StatementItem {
+    pub request_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub amount: i64,
+    /// What the item added to the balance (negative for money out).
+    pub signed_amount: i64,
+    pub running_balance: i64,
+    pub version: i64,
+    pub occurred_at: String,
+}
+
 /// One page of a list: its items, newest first, and the cursor of the next page (`None`: last).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

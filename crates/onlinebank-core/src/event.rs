@@ -133,6 +133,15 @@ impl WriteKind {
         }
     }
 
+    /// What a change of this kind moving `amount` adds to the account's balance.
+    pub fn signed(self, amount: Won) -> i64 {
+        match self {
+            WriteKind::Open | WriteKind::Deposit => amount.won(),
+            WriteKind::Withdraw => -amount.won(),
+            WriteKind::Close => 0,
+        }
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "open" => Some(WriteKind::Open),

@@ -8,7 +8,13 @@ pub fn now_ms() -> i64 {
 }
 
 pub fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    rfc3339(Utc::now())
+}
+
+/// An instant as the bank writes it: RFC 3339, UTC, milliseconds (so that its texts order as
+/// their instants do).
+pub fn rfc3339(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC; out-of-range values format as the epoch.
@@ -63,6 +69,26 @@ impl BankTimeZone {
         self.day_at(Utc::now())
     }
 
+    /// The instant `day` begins in this zone (its first existing local time, should a
+    /// daylight-saving shift skip midnight).
+    pub fn start_of(&self, day: Day) -> chrono::DateTime<Utc> {
+        use chrono::TimeZone as _;
+        let midnight = day.0.and_time(chrono::NaiveTime::MIN);
+        (0..24 * 60)
+            .find_map(|minutes| {
+                let local = midnight + chrono::Duration::minutes(minutes);
+                self.0.from_local_datetime(&local).earliest()
+            })
+            .map_or_else(|| midnight.and_utc(), |at| at.with_timezone(&Utc))
+    }
+
+    /// `at` as this zone's local time, e.g. `2026-12-07 19:05:00`.
+    pub fn local_text(&self, at: chrono::DateTime<Utc>) -> String {
+        at.with_timezone(&self.0)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    }
+
     /// The calendar day in this zone at an RFC 3339 instant; `None` if it does not parse.
     pub fn day_of(&self, rfc3339: &str) -> Option<Day> {
         let at = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
@@ -80,6 +106,18 @@ impl Day {
         chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .ok()
             .map(Self)
+    }
+}
+
+impl Day {
+    /// The day after.
+    pub fn next(self) -> Option<Self> {
+        self.0.succ_opt().map(Self)
+    }
+
+    /// Days from `earlier` to this day (negative if `earlier` is later).
+    pub fn days_since(self, earlier: Day) -> i64 {
+        (self.0 - earlier.0).num_days()
     }
 }
 
@@ -113,6 +151,13 @@ mod tests {
         assert_eq!(seoul.day_of("yesterday"), None);
         assert_eq!(Day::parse("2026-12-07"), Some(day));
         assert_eq!(Day::parse("07.12.2026"), None);
+        assert_eq!(
+            rfc3339(seoul.start_of(day)),
+            "2026-12-06T15:00:00.000Z",
+            "Seoul's 7 December begins at 15:00 UTC on the 6th"
+        );
+        assert_eq!(day.next(), Day::parse("2026-12-08"));
+        assert_eq!(seoul.local_text(seoul.start_of(day)), "2026-12-07 00:00:00");
         assert_eq!(
             crate::settings::defaults::TIME_ZONE.parse::<BankTimeZone>(),
             Ok(seoul),

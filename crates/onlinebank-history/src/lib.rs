@@ -16,9 +16,8 @@ use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::args;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
-use onlinebank_core::event::{Envelope, WriteKind, TOPIC_ACCOUNTS};
+use onlinebank_core::event::{Envelope, TOPIC_ACCOUNTS};
 use onlinebank_core::internal::{self, LedgerSum, LedgerSums};
-use onlinebank_core::money::Won;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use serde_json::{json, Value};
 use store::LedgerEntry;
@@ -83,22 +82,13 @@ fn entries(events: &[Envelope]) -> Vec<LedgerEntry<'_>> {
                 customer_id: &change.customer_id,
                 kind,
                 amount: change.amount,
-                signed_amount: signed(kind, change.amount),
+                signed_amount: kind.signed(change.amount),
                 balance_after: change.balance,
                 version: change.version,
                 occurred_at: envelope.occurred_at.as_str(),
             })
         })
         .collect()
-}
-
-/// What a change of `kind` moving `amount` adds to the balance.
-fn signed(kind: WriteKind, amount: Won) -> i64 {
-    match kind {
-        WriteKind::Open | WriteKind::Deposit => amount.won(),
-        WriteKind::Withdraw => -amount.won(),
-        WriteKind::Close => 0,
-    }
 }
 
 async fn ledger_sums(State(db): State<Db>) -> Result<Json<LedgerSums>, ApiError> {
@@ -154,9 +144,9 @@ pub fn migrations() -> onlinebank_core::db::Migrations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Event};
+    use onlinebank_core::event::{AccountChanged, AccountRequestCancelled, Event, WriteKind};
     use onlinebank_core::ids::{AccountNo, CustomerId, RequestId};
-    use onlinebank_core::money::Balance;
+    use onlinebank_core::money::{Balance, Won};
     use onlinebank_core::Reason;
 
     fn change(kind: WriteKind, amount: i64, balance: i64, version: i64) -> Envelope {

@@ -42,6 +42,10 @@ pub(crate) fn router(
             "/api/v1/accounts/{account_no}/transactions",
             get(account_transactions),
         )
+        .route(
+            "/api/v1/accounts/{account_no}/statement",
+            get(crate::statement::statement),
+        )
         .route("/api/v1/requests", post(read_request))
         .route_layer(middleware::from_fn_with_state(
             ("mypage", Arc::new(Semaphore::new(max_in_flight_reads))),
@@ -51,8 +55,8 @@ pub(crate) fn router(
         .with_state(state)
 }
 
-struct AccountRow {
-    account_no: AccountNo,
+pub(crate) struct AccountRow {
+    pub(crate) account_no: AccountNo,
     customer_id: CustomerId,
     balance: Balance,
     status: String,
@@ -182,7 +186,7 @@ fn account_not_found() -> ApiError {
 }
 
 /// The caller's own account, or 404 whether it is missing or someone else's.
-async fn own_account(
+pub(crate) async fn own_account(
     conn: &mut Conn,
     bearer: &Authenticated,
     account_no: &str,

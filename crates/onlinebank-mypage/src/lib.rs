@@ -7,6 +7,7 @@
 
 mod api;
 mod projection;
+mod statement;
 
 use axum::extract::FromRef;
 use onlinebank_bus::wiring::{Consumes, Wiring};
@@ -20,6 +21,8 @@ use onlinebank_core::{Role, RoleContext};
 pub(crate) struct MypageState {
     db: Db,
     token_key: TokenKey,
+    /// The bank's time zone: where a statement's days begin and end.
+    time_zone: onlinebank_core::time::BankTimeZone,
 }
 
 impl FromRef<MypageState> for TokenKey {
@@ -42,6 +45,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let state = MypageState {
         db: db.clone(),
         token_key: settings.token_key(),
+        time_zone: settings.account.time_zone,
     };
     Ok(onlinebank_core::RoleParts {
         router: api::router(

@@ -151,6 +151,20 @@ pub enum ClientCommand {
     },
     /// Close an account with a zero balance (asks your password)
     Close { account: String },
+    /// An account's statement between two days of the bank's calendar, both included: the
+    /// balance before, every item with its running balance, the balance after
+    Statement {
+        account: String,
+        /// The first day, YYYY-MM-DD
+        #[arg(long)]
+        from: String,
+        /// The last day, YYYY-MM-DD
+        #[arg(long)]
+        to: String,
+        /// Print the statement as CSV (UTF-8 with a byte order mark, for spreadsheets)
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -26,7 +26,8 @@
 
 use crate::cli::{ClientArgs, ClientCommand};
 use onlinebank_client::wire::{
-    self, Account, ErrorCode, Login, NewSession, Page, SignUp, Transaction, Write, WriteKind,
+    self, Account, ErrorCode, Login, NewSession, Page, SignUp, Statement, Transaction, Write,
+    WriteKind,
 };
 use onlinebank_client::{Client, Reply};
 use serde_json::{json, Value};
@@ -361,6 +362,12 @@ async fn execute(args: &ClientArgs) -> Result<(), CommandError> {
             limit,
             before,
         } => history(args, account, *limit, before.as_deref()).await,
+        ClientCommand::Statement {
+            account,
+            from,
+            to,
+            csv,
+        } => statement(args, account, (from, to), *csv).await,
         ClientCommand::Open { account_no, amount } => {
             write(args, WriteKind::Open, account_no.as_deref(), *amount).await
         }
@@ -514,6 +521,61 @@ async fn history(
     Ok(())
 }
 
+async fn statement(
+    args: &ClientArgs,
+    no: &str,
+    (from, to): (&str, &str),
+    csv: bool,
+) -> Result<(), CommandError> {
+    if csv {
+        let (bank, session) = logged_in()?;
+        let reply = arrived(
+            &bank,
+            bank.statement(&session.token, no, from, to, true).await,
+        )?;
+        if reply.status() != Some(200) {
+            return Err(refusal(&reply));
+        }
+        print!("{}", reply.text());
+        return Ok(());
+    }
+    let Some(statement) = read::<Statement>(args, Asked::Statement { no, from, to }).await? else {
+        return Ok(());
+    };
+    println!(
+        "Statement of {} from {} to {} ({})",
+        statement.account_no, statement.from, statement.to, statement.time_zone
+    );
+    println!(
+        "{:<25} {:<15} {:>20} {:>22}",
+        "WHEN", "WHAT", "AMOUNT", "BALANCE"
+    );
+    println!(
+        "{:<25} {:<15} {:>20} {:>22}",
+        "",
+        "opening balance",
+        "",
+        won(statement.opening_balance)
+    );
+    for item in &statement.items {
+        println!(
+            "{:<25} {:<15} {:>20} {:>22}",
+            item.occurred_at,
+            item.kind,
+            won(item.signed_amount),
+            won(item.running_balance)
+        );
+    }
+    println!(
+        "{:<25} {:<15} {:>20} {:>22}",
+        "",
+        "closing balance",
+        "",
+        won(statement.closing_balance)
+    );
+    Ok(())
+}
+
 fn logged_in() -> Result<(Client, Session), CommandError> {
     let session = load_session()?;
     Ok((bank(&session.url)?, session))
@@ -527,6 +589,11 @@ enum Asked<'a> {
         no: &'a str,
         limit: u32,
         before: Option<&'a str>,
+    },
+    Statement {
+        no: &'a str,
+        from: &'a str,
+        to: &'a str,
     },
 }
 
@@ -544,6 +611,7 @@ where
         Asked::Transactions { no, limit, before } => {
             bank.transactions(token, no, limit, before).await
         }
+        Asked::Statement { no, from, to } => bank.statement(token, no, from, to, false).await,
     };
     let reply = arrived(&bank, reply)?;
     if reply.status() != Some(200) {

@@ -49,7 +49,7 @@ const READERS: [(&str, &str); 44] = [
     ("ONLINEBANK_TOKEN_SECRET", "all"),
     ("ONLINEBANK_MAX_AMOUNT", "request, account"),
     ("ONLINEBANK_DAILY_LIMIT", "account"),
-    ("ONLINEBANK_TIME_ZONE", "account"),
+    ("ONLINEBANK_TIME_ZONE", "account, mypage"),
     ("ONLINEBANK_REQUEST_WAIT_MS", "gateway, request"),
     ("ONLINEBANK_STEP_UP_TIMEOUT_MS", "gateway, request"),
     ("ONLINEBANK_TOKEN_TTL_SECS", "auth"),

@@ -197,6 +197,39 @@ async fn the_client_does_a_customers_whole_day_with_clear_exit_codes() {
         .collect();
     assert_eq!(types, ["open"], "the oldest page: {page}");
 
+    // The statement around today (the bank's days are Seoul's, UTC+9): its table, and the CSV.
+    let seoul = chrono::Utc::now() + chrono::Duration::hours(9);
+    let day = |offset: i64| {
+        (seoul + chrono::Duration::days(offset))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let (from, to) = (day(-1), day(1));
+    let ran = client(
+        &dir,
+        &["statement", "4001", "--from", &from, "--to", &to],
+        None,
+    )
+    .await;
+    expect(&ran, 0, "closing balance");
+    assert!(ran.stdout.contains("3,000 won"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("-500 won"), "{}", ran.stdout);
+    let ran = client(
+        &dir,
+        &["statement", "4001", "--from", &from, "--to", &to, "--csv"],
+        None,
+    )
+    .await;
+    expect(&ran, 0, "closing balance,,3000,");
+    assert!(ran.stdout.starts_with('\u{feff}'), "{}", ran.stdout);
+    let ran = client(
+        &dir,
+        &["statement", "4001", "--from", &to, "--to", &from],
+        None,
+    )
+    .await;
+    expect(&ran, 2, "invalid_request");
+
     let ran = client(&dir, &["withdraw", "4001", "3000"], Some(pw)).await;
     expect(&ran, 0, "Balance: 0 won.");
     let ran = client(&dir, &["close", "4001"], Some(pw)).await;

@@ -57,6 +57,7 @@ mod resilience;
 mod retention;
 mod secrets;
 mod sessions;
+mod statement;
 mod storage;
 mod tls;
 mod upgrade;
