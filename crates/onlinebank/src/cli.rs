@@ -100,6 +100,10 @@ pub struct ClientArgs {
     /// Read the password from the first line of stdin instead of asking on the terminal
     #[arg(long, global = true)]
     pub password_stdin: bool,
+    /// The Idempotency-Key of a write (open, deposit, withdraw, close): give the key a failed
+    /// run printed to retry it, and it is applied at most once; default: a new key per run
+    #[arg(long, global = true)]
+    pub idempotency_key: Option<String>,
     #[command(subcommand)]
     pub command: ClientCommand,
 }

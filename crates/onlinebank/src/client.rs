@@ -640,17 +640,11 @@ async fn write(
         amount,
         password: &password,
     };
-    let reply = bank.write(&session.token, &fresh_key(), &body).await;
-    let reply = arrived(&bank, reply)?;
-    let mut result = match reply.status() {
-        Some(200) => reply.json().unwrap_or_default(),
-        Some(202) => {
-            let pending: wire::Request = reply.decode();
-            let id = pending.request_id.unwrap_or_default();
-            follow(&bank, &session, &id).await?
-        }
-        _ => return Err(refusal(&reply)),
-    };
+    let key = args.idempotency_key.clone().unwrap_or_else(fresh_key);
+    let reply = bank.write(&session.token, &key, &body).await;
+    let mut result = sent(&bank, &session, reply)
+        .await
+        .map_err(|failure| with_retry_key(failure, &key))?;
     if args.json {
         print_json(&result);
         return Ok(());
@@ -670,6 +664,33 @@ async fn write(
         }
     }
     Ok(())
+}
+
+/// A write's answer, a pending one followed to its end.
+async fn sent(bank: &Client, session: &Session, reply: Reply) -> Result<Value, CommandError> {
+    let reply = arrived(bank, reply)?;
+    match reply.status() {
+        Some(200) => Ok(reply.json().unwrap_or_default()),
+        Some(202) => {
+            let pending: wire::Request = reply.decode();
+            let id = pending.request_id.unwrap_or_default();
+            follow(bank, session, &id).await
+        }
+        _ => Err(refusal(&reply)),
+    }
+}
+
+/// A failure after which the write may or may not have been applied says how to retry it
+/// without applying it twice: with the same Idempotency-Key.
+fn with_retry_key(failure: CommandError, key: &str) -> CommandError {
+    if failure.code != UNAVAILABLE {
+        return failure;
+    }
+    let message = format!(
+        "{}; to retry without applying it twice: --idempotency-key {key}",
+        failure.message
+    );
+    fail(failure.code, message)
 }
 
 /// Follows a pending request for up to ten seconds.
@@ -696,6 +717,19 @@ async fn follow(bank: &Client, session: &Session, id: &str) -> Result<Value, Com
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a failure that leaves the outcome unknown names the key to retry with.
+    #[test]
+    fn an_unknown_outcome_names_the_key_to_retry_with() {
+        let unknown = with_retry_key(fail(UNAVAILABLE, "the bank did not answer in time"), "k-1");
+        assert!(
+            unknown.message.ends_with("--idempotency-key k-1"),
+            "{}",
+            unknown.message
+        );
+        let refused = with_retry_key(fail(REFUSED, "insufficient funds"), "k-1");
+        assert_eq!(refused.message, "insufficient funds");
+    }
 
     #[test]
     fn amounts_read_as_won_with_thousands_separators() {

@@ -230,8 +230,19 @@ async fn the_client_does_a_customers_whole_day_with_clear_exit_codes() {
     .await;
     expect(&ran, 2, "invalid_request");
 
-    let ran = client(&dir, &["withdraw", "4001", "3000"], Some(pw)).await;
-    expect(&ran, 0, "Balance: 0 won.");
+    // A write run again with the Idempotency-Key of the first run is applied once: the second
+    // run answers the first one's result.
+    let keyed = [
+        "--idempotency-key",
+        "kim-withdraw-1",
+        "withdraw",
+        "4001",
+        "3000",
+    ];
+    let ran = client(&dir, &keyed, Some(pw)).await;
+    expect(&ran, 0, "Withdrew 3,000 won from 4001. Balance: 0 won.");
+    let ran = client(&dir, &keyed, Some(pw)).await;
+    expect(&ran, 0, "Withdrew 3,000 won from 4001. Balance: 0 won.");
     let ran = client(&dir, &["close", "4001"], Some(pw)).await;
     expect(&ran, 0, "Closed account 4001.");
 
