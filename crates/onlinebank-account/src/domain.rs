@@ -41,13 +41,8 @@ impl Account {
 
     /// The won that may still leave the account on `day` under `daily_limit`.
     pub fn allowed_on(&self, day: Day, daily_limit: Won) -> Won {
-        Won::from_stored(
-            daily_limit
-                .won()
-                .saturating_sub(self.outflow_on(day).won())
-                .max(0),
-        )
-        .unwrap_or(Won::ZERO)
+        let left = daily_limit.won() - self.outflow_on(day).won();
+        Won::from_stored(left).unwrap_or(Won::ZERO)
     }
 }
 
@@ -127,10 +122,10 @@ pub fn decide(
             let amount = request.amount.amount(max_amount).map_err(money_reason)?;
             let balance = account.balance.withdraw(amount).map_err(money_reason)?;
             debug_assert_eq!(account.balance.won() - balance.won(), amount.won());
-            let out_today = account.outflow_on(today).won().saturating_add(amount.won());
-            if out_today > rules.daily_limit.won() {
+            if amount.won() > account.allowed_on(today, rules.daily_limit).won() {
                 return Err(Reason::DailyLimitExceeded);
             }
+            let out_today = account.outflow_on(today).won() + amount.won();
             outflow = Some(Outflow {
                 day: today,
                 won: Won::from_stored(out_today).map_err(money_reason)?,

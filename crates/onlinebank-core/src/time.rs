@@ -107,9 +107,7 @@ impl Day {
             .ok()
             .map(Self)
     }
-}
 
-impl Day {
     /// The day after.
     pub fn next(self) -> Option<Self> {
         self.0.succ_opt().map(Self)

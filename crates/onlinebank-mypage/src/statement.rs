@@ -146,13 +146,11 @@ impl Statement {
         let rows = std::iter::once(
             ["time", "description", "amount", "balance", "request_id"].map(String::from),
         )
-        .chain(std::iter::once([
+        .chain(std::iter::once(balance_row(
             format!("{} 00:00:00", self.from),
-            "opening balance".to_owned(),
-            String::new(),
-            self.opening_balance.to_string(),
-            String::new(),
-        ]))
+            "opening balance",
+            self.opening_balance,
+        )))
         .chain(self.items.iter().map(|item| {
             [
                 local(&item.occurred_at),
@@ -162,18 +160,27 @@ impl Statement {
                 item.request_id.to_string(),
             ]
         }))
-        .chain(std::iter::once([
+        .chain(std::iter::once(balance_row(
             format!("{} 23:59:59", self.to),
-            "closing balance".to_owned(),
-            String::new(),
-            self.closing_balance.to_string(),
-            String::new(),
-        ]));
+            "closing balance",
+            self.closing_balance,
+        )));
         for row in rows {
             out.write_record(&row).map_err(ApiError::internal)?;
         }
         out.into_inner().map_err(ApiError::internal)
     }
+}
+
+/// A CSV row that states a balance (no amount, no request).
+fn balance_row(time: String, what: &str, balance: i64) -> [String; 5] {
+    [
+        time,
+        what.to_owned(),
+        String::new(),
+        balance.to_string(),
+        String::new(),
+    ]
 }
 
 /// The items of `account_no` between `start` and `end` (RFC 3339 texts, end excluded) in
