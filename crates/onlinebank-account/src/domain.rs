@@ -1,8 +1,9 @@
-//! The account's rules, as a pure function: given the account as it is, a certified request and
+//! The account's rules, as pure functions: given the account as it is, a certified request and
 //! the bank's calendar day it was certified on, the account as it will be, or the reason the
-//! request is refused.
+//! request is refused ([`decide`]); given a transfer's debited source and its target, the
+//! transfer's second leg ([`settle`]).
 
-use onlinebank_core::event::{AuthCertified, WriteKind};
+use onlinebank_core::event::{AuthCertified, TransferDebited, WriteKind};
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, MoneyError, Won};
 use onlinebank_core::time::Day;
@@ -21,6 +22,8 @@ pub struct Account {
     pub version: i64,
     /// What left the account on its last day with withdrawals (None: never).
     pub outflow: Option<Outflow>,
+    /// The won of its transfers out debited but not yet credited or reversed.
+    pub in_flight: Won,
 }
 
 /// The won that left an account on one day of the bank's calendar.
@@ -51,7 +54,7 @@ impl Account {
 pub struct Rules {
     /// Per-transaction limit in won.
     pub max_amount: i64,
-    /// Withdrawals per account per day of the bank's calendar.
+    /// Withdrawals and transfers out per account per day of the bank's calendar.
     pub daily_limit: Won,
 }
 
@@ -99,6 +102,7 @@ pub fn decide(
                 status: Status::Open,
                 version: 1,
                 outflow: None,
+                in_flight: Won::ZERO,
             },
             amount: request.amount,
         });
@@ -110,45 +114,148 @@ pub fn decide(
     if account.status == Status::Closed {
         return Err(Reason::AccountClosed);
     }
-    let mut outflow = account.outflow;
-    let (balance, status, amount) = match request.kind {
+    let mut after = Account {
+        version: account.version + 1,
+        ..account.clone()
+    };
+    let amount = match request.kind {
         WriteKind::Deposit => {
-            let amount = request.amount.amount(max_amount).map_err(money_reason)?;
-            let balance = account.balance.deposit(amount).map_err(money_reason)?;
-            debug_assert_eq!(balance.won() - account.balance.won(), amount.won());
-            (balance, Status::Open, Won::from(amount))
+            let amount = request.amount.amount(rules.max_amount).map_err(money_reason)?;
+            after.balance = account.balance.deposit(amount).map_err(money_reason)?;
+            Won::from(amount)
         }
-        WriteKind::Withdraw => {
-            let amount = request.amount.amount(max_amount).map_err(money_reason)?;
-            let balance = account.balance.withdraw(amount).map_err(money_reason)?;
-            debug_assert_eq!(account.balance.won() - balance.won(), amount.won());
-            if amount.won() > account.allowed_on(today, rules.daily_limit).won() {
-                return Err(Reason::DailyLimitExceeded);
+        WriteKind::Withdraw | WriteKind::Transfer => {
+            let target = request.to_account_no.as_ref();
+            if request.kind == WriteKind::Transfer
+                && target.is_none_or(|target| *target == account.account_no)
+            {
+                // No other account to credit (the request role refuses this before).
+                return Err(Reason::AccountNotFound);
             }
-            let out_today = account.outflow_on(today).won() + amount.won();
-            outflow = Some(Outflow {
-                day: today,
-                won: Won::from_stored(out_today).map_err(money_reason)?,
-            });
-            (balance, Status::Open, Won::from(amount))
+            let amount = take_out(account, &mut after, request.amount, rules, today)?;
+            if request.kind == WriteKind::Transfer {
+                after.in_flight = add(account.in_flight, amount)?;
+            }
+            amount
         }
         WriteKind::Close => {
-            if !account.balance.is_zero() {
+            // Money still on its way out counts: a reversal must find its source open.
+            if !account.balance.is_zero() || !account.in_flight.is_zero() {
                 return Err(Reason::BalanceNotZero);
             }
-            (account.balance, Status::Closed, Won::ZERO)
+            after.status = Status::Closed;
+            Won::ZERO
         }
         WriteKind::Open => return Err(Reason::AccountExists),
     };
-    Ok(Change {
-        after: Account {
-            balance,
-            status,
-            version: account.version + 1,
-            outflow,
-            ..account.clone()
-        },
-        amount,
+    Ok(Change { after, amount })
+}
+
+/// Takes `won` out of `account` into `after`: funds first, then the day's limit.
+fn take_out(
+    account: &Account,
+    after: &mut Account,
+    won: Won,
+    rules: &Rules,
+    today: Day,
+) -> Result<Won, Reason> {
+    let amount = won.amount(rules.max_amount).map_err(money_reason)?;
+    after.balance = account.balance.withdraw(amount).map_err(money_reason)?;
+    if amount.won() > account.allowed_on(today, rules.daily_limit).won() {
+        return Err(Reason::DailyLimitExceeded);
+    }
+    after.outflow = Some(Outflow {
+        day: today,
+        won: add(account.outflow_on(today), Won::from(amount))?,
+    });
+    Ok(Won::from(amount))
+}
+
+fn add(a: Won, b: Won) -> Result<Won, Reason> {
+    a.won()
+        .checked_add(b.won())
+        .ok_or(Reason::BalanceOverflow)
+        .and_then(|sum| Won::from_stored(sum).map_err(money_reason))
+}
+
+/// A transfer's second leg, decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// The target was credited; the source's money in flight is released.
+    Credited { source: Account, target: Account },
+    /// The target could not be credited for `reason`: the money came back to the source.
+    Reversed { source: Account, reason: Reason },
+}
+
+/// The source's state does not allow the second leg: the bank's own bookkeeping is broken (the
+/// source of a debit is never deleted, and cannot close while money is in flight).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("transfer {request}: its source {source_no} is {problem}")]
+pub struct Unsettleable {
+    pub request: String,
+    pub source_no: String,
+    pub problem: &'static str,
+}
+
+/// Decides the second leg of `debited` on its `source` and its `target` (None: no such account):
+/// credit the target when it is open and can hold the money, else return the money to the
+/// source. Either way the source's money in flight goes down by the amount.
+pub fn settle(
+    source: Option<&Account>,
+    target: Option<&Account>,
+    debited: &TransferDebited,
+) -> Result<Settlement, Unsettleable> {
+    let broken = |problem| Unsettleable {
+        request: debited.request_id.to_string(),
+        source_no: debited.account_no.to_string(),
+        problem,
+    };
+    let source = source.ok_or_else(|| broken("missing"))?;
+    if source.status == Status::Closed {
+        return Err(broken("closed"));
+    }
+    let released = source.in_flight.won() - debited.amount.won();
+    let mut source_after = Account {
+        in_flight: Won::from_stored(released).map_err(|_| broken("short of money in flight"))?,
+        ..source.clone()
+    };
+    match credit(target, debited) {
+        Ok(target) => Ok(Settlement::Credited {
+            source: source_after,
+            target,
+        }),
+        Err(reason) => {
+            let amount = debited
+                .amount
+                .amount(i64::MAX)
+                .map_err(|_| broken("sent nothing"))?;
+            source_after.balance = source
+                .balance
+                .deposit(amount)
+                .map_err(|_| broken("too full to take its money back"))?;
+            source_after.version = source.version + 1;
+            Ok(Settlement::Reversed {
+                source: source_after,
+                reason,
+            })
+        }
+    }
+}
+
+/// The target after the credit, or why it cannot take it.
+fn credit(target: Option<&Account>, debited: &TransferDebited) -> Result<Account, Reason> {
+    let target = target.ok_or(Reason::AccountNotFound)?;
+    if target.account_no == debited.account_no {
+        return Err(Reason::AccountNotFound);
+    }
+    if target.status == Status::Closed {
+        return Err(Reason::AccountClosed);
+    }
+    let amount = debited.amount.amount(i64::MAX).map_err(money_reason)?;
+    Ok(Account {
+        balance: target.balance.deposit(amount).map_err(money_reason)?,
+        version: target.version + 1,
+        ..target.clone()
     })
 }
 
@@ -182,6 +289,7 @@ mod tests {
             kind,
             account_no: AccountNo::parse("1001").unwrap(),
             amount: Won::from_stored(amount).unwrap(),
+            to_account_no: (kind == WriteKind::Transfer).then(|| AccountNo::parse("2002").unwrap()),
         }
     }
 
@@ -193,6 +301,7 @@ mod tests {
             status,
             version: 4,
             outflow: None,
+            in_flight: Won::ZERO,
         }
     }
 
@@ -369,5 +478,104 @@ mod tests {
         // Not enough money is said before the limit.
         let poor = account(10, Status::Open);
         assert_eq!(withdraw(&poor, 2_000, 7), Err(Reason::InsufficientFunds));
+    }
+
+    fn debited(amount: i64, target: &str) -> TransferDebited {
+        TransferDebited {
+            request_id: RequestId::generate(),
+            customer_id: CustomerId::parse("alice").unwrap(),
+            account_no: AccountNo::parse("1001").unwrap(),
+            to_account_no: AccountNo::parse(target).unwrap(),
+            amount: Won::from_stored(amount).unwrap(),
+            balance: Balance::ZERO,
+            version: 5,
+        }
+    }
+
+    fn target(balance: i64, status: Status) -> Account {
+        Account {
+            account_no: AccountNo::parse("2002").unwrap(),
+            customer_id: CustomerId::parse("bob").unwrap(),
+            ..account(balance, status)
+        }
+    }
+
+    /// A transfer's debit is a withdrawal that also holds the money in flight (and counts
+    /// against the daily limit); the account cannot close until the second leg released it.
+    #[test]
+    fn a_transfer_debits_holds_the_money_in_flight_and_blocks_the_close() {
+        let limited = Rules {
+            daily_limit: Won::from_stored(100).unwrap(),
+            ..RULES
+        };
+        let source = account(100, Status::Open);
+        let debited = decide(
+            Some(&source),
+            &request(WriteKind::Transfer, 100),
+            &limited,
+            day(7),
+        )
+        .unwrap()
+        .after;
+        assert_eq!(
+            (debited.balance.won(), debited.in_flight.won(), debited.version),
+            (0, 100, 5)
+        );
+        assert_eq!(debited.allowed_on(day(7), limited.daily_limit), Won::ZERO);
+        assert_eq!(
+            decide(Some(&debited), &request(WriteKind::Close, 0), &rules(), day(7)),
+            Err(Reason::BalanceNotZero)
+        );
+        assert_eq!(
+            decide(
+                Some(&source),
+                &request(WriteKind::Transfer, 101),
+                &rules(),
+                day(7)
+            ),
+            Err(Reason::InsufficientFunds)
+        );
+        let mut to_itself = request(WriteKind::Transfer, 1);
+        to_itself.to_account_no = Some(source.account_no.clone());
+        assert_eq!(
+            decide(Some(&source), &to_itself, &rules(), day(7)),
+            Err(Reason::AccountNotFound)
+        );
+    }
+
+    /// The second leg credits an open target and releases the source's money in flight; a
+    /// missing or closed target gets nothing and the money goes back to the source, whose
+    /// version moves (the reversal is an item of its history).
+    #[test]
+    fn the_second_leg_credits_or_returns_the_money() {
+        let source = Account {
+            in_flight: Won::from_stored(70).unwrap(),
+            ..account(30, Status::Open)
+        };
+        let credited = settle(
+            Some(&source),
+            Some(&target(5, Status::Open)),
+            &debited(70, "2002"),
+        )
+        .unwrap();
+        let Settlement::Credited { source: s, target: t } = credited else {
+            panic!("{credited:?}")
+        };
+        assert_eq!((s.balance.won(), s.in_flight, s.version), (30, Won::ZERO, 4));
+        assert_eq!((t.balance.won(), t.version), (75, 5));
+        for (target, reason) in [
+            (None, Reason::AccountNotFound),
+            (Some(target(5, Status::Closed)), Reason::AccountClosed),
+            (Some(target(i64::MAX - 1, Status::Open)), Reason::BalanceOverflow),
+        ] {
+            let reversed = settle(Some(&source), target.as_ref(), &debited(70, "2002")).unwrap();
+            let Settlement::Reversed { source: s, reason: why } = reversed else {
+                panic!("{reversed:?}")
+            };
+            assert_eq!((s.balance.won(), s.in_flight, s.version), (100, Won::ZERO, 5));
+            assert_eq!(why, reason);
+        }
+        assert!(settle(None, None, &debited(70, "2002")).is_err());
+        assert!(settle(Some(&account(0, Status::Open)), None, &debited(70, "2002")).is_err());
     }
 }

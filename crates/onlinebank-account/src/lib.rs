@@ -19,18 +19,21 @@ use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
+use domain::Settlement;
 use onlinebank_core::event::{
-    AccountChanged, AccountRequestCancelled, AuthCertified, Envelope, Event, TOPIC_ACCOUNTS,
-    TOPIC_REQUESTS,
+    AccountChanged, AccountRequestCancelled, AuthCertified, Envelope, Event, TransferCredited,
+    TransferDebited, TransferReversed, TOPIC_ACCOUNTS, TOPIC_REQUESTS,
 };
+use onlinebank_core::ids::AccountNo;
 use onlinebank_core::internal::{self, AccountsAnswer, ListedAccount};
 use onlinebank_core::time::{BankTimeZone, Day};
 use onlinebank_core::{ApiError, Reason, Role, RoleContext};
 use std::collections::HashMap;
 
-/// The certified requests, up to 256 per transaction.
+/// The certified requests, and its own transfer debits (their second leg), up to 256 per
+/// transaction.
 const CONSUMES: Consumes = Consumes {
-    topics: &[TOPIC_REQUESTS],
+    topics: &[TOPIC_REQUESTS, TOPIC_ACCOUNTS],
     batch: 256,
 };
 
@@ -71,6 +74,11 @@ struct Accounts {
 }
 
 impl EventHandler for Accounts {
+    /// Certified requests and transfer debits; its other outcomes only move the position.
+    fn wants(&self, event: &Event) -> bool {
+        matches!(event, Event::AuthCertified(_) | Event::TransferDebited(_))
+    }
+
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
@@ -85,60 +93,172 @@ impl EventHandler for Accounts {
     }
 }
 
-/// Decides the batch's certified requests one after another, in bus order, each on the account
-/// as the ones before it left it; then writes every changed account once and every outcome, in
-/// bus order, to the outbox (a handful of statements for the whole batch).
+/// What a batch asks of the account role, in bus order.
+enum Work<'e> {
+    /// A certified request, with the bank's day it was certified on.
+    Request(&'e AuthCertified, Day),
+    /// A transfer's debit, whose second leg is to be made.
+    Settle(&'e TransferDebited),
+}
+
+impl Work<'_> {
+    /// The accounts this work reads and writes.
+    fn accounts(&self) -> Vec<&str> {
+        match self {
+            Work::Request(request, _) => vec![request.account_no.as_str()],
+            Work::Settle(debited) => vec![
+                debited.account_no.as_str(),
+                debited.to_account_no.as_str(),
+            ],
+        }
+    }
+}
+
+/// One account as a batch holds it: as loaded (None: not stored) and as it is now.
+struct Held {
+    loaded: Option<Account>,
+    now: Option<Account>,
+}
+
+/// Decides the batch's work one item after another, in bus order, each on the accounts as the
+/// ones before it left them; then writes every changed account once and every outcome, in bus
+/// order, to the outbox (a handful of statements for the whole batch).
 async fn apply(
     conn: &mut Conn,
     events: &[Envelope],
     rules: &Rules,
     time_zone: BankTimeZone,
 ) -> anyhow::Result<()> {
-    let requests: Vec<(&AuthCertified, Day)> = events
+    let work: Vec<Work<'_>> = events
         .iter()
         .filter_map(|envelope| match &envelope.event {
-            Event::AuthCertified(request) => Some((request, certified_on(time_zone, envelope))),
+            Event::AuthCertified(request) => {
+                Some(Work::Request(request, certified_on(time_zone, envelope)))
+            }
+            Event::TransferDebited(debited) => Some(Work::Settle(debited)),
             _ => None,
         })
         .collect();
-    let mut wanted: Vec<&str> = requests.iter().map(|r| r.0.account_no.as_str()).collect();
+    let mut held = load(conn, &work).await?;
+    let mut outcomes = Vec::with_capacity(work.len());
+    for item in work {
+        outcomes.push(match item {
+            Work::Request(request, today) => {
+                let current = held_now(&mut held, &request.account_no)?;
+                decide(current, request, rules, today)
+            }
+            Work::Settle(debited) => settle(&mut held, debited)?,
+        });
+    }
+    save(conn, &held).await?;
+    onlinebank_bus::outbox::enqueue_all(conn, outcomes).await?;
+    Ok(())
+}
+
+/// The accounts `work` touches, as stored, in ONE statement.
+async fn load(conn: &mut Conn, work: &[Work<'_>]) -> anyhow::Result<HashMap<String, Held>> {
+    let mut wanted: Vec<&str> = work.iter().flat_map(Work::accounts).collect();
     wanted.sort_unstable();
     wanted.dedup();
-    // Each account: the version it was loaded at (None: not stored) and its state now.
-    let mut states: HashMap<String, (Option<i64>, Option<Account>)> = wanted
+    let mut held: HashMap<String, Held> = wanted
         .iter()
-        .map(|account_no| ((*account_no).to_owned(), (None, None)))
+        .map(|account_no| {
+            let empty = Held {
+                loaded: None,
+                now: None,
+            };
+            ((*account_no).to_owned(), empty)
+        })
         .collect();
     for stored in store::load_all(conn, &wanted).await? {
-        states.insert(
-            stored.account_no.as_str().to_owned(),
-            (Some(stored.version), Some(stored)),
+        let account_no = stored.account_no.as_str().to_owned();
+        held.insert(
+            account_no,
+            Held {
+                loaded: Some(stored.clone()),
+                now: Some(stored),
+            },
         );
     }
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for (request, today) in requests {
-        let Some((_, current)) = states.get_mut(request.account_no.as_str()) else {
-            anyhow::bail!("account {} was not looked up", request.account_no.as_str());
-        };
-        outcomes.push(decide(current, request, rules, today));
-    }
+    Ok(held)
+}
+
+fn held_now<'h>(
+    held: &'h mut HashMap<String, Held>,
+    account_no: &AccountNo,
+) -> anyhow::Result<&'h mut Option<Account>> {
+    held.get_mut(account_no.as_str())
+        .map(|held| &mut held.now)
+        .ok_or_else(|| anyhow::anyhow!("account {account_no} was not looked up"))
+}
+
+/// Writes every account the batch changed, in one order for every batch (two replicas' batches
+/// never wait on each other crosswise).
+async fn save(conn: &mut Conn, held: &HashMap<String, Held>) -> anyhow::Result<()> {
     let mut created = Vec::new();
     let mut updated = Vec::new();
-    for (loaded_at, now) in states.values() {
-        match (loaded_at, now) {
-            (None, Some(account)) => created.push(account),
-            (Some(version), Some(account)) if account.version != *version => {
-                updated.push((account, *version));
-            }
+    for account in held.values() {
+        match (&account.loaded, &account.now) {
+            (None, Some(now)) => created.push(now),
+            (Some(loaded), Some(now)) if now != loaded => updated.push(store::Update {
+                after: now,
+                loaded,
+            }),
             _ => {}
         }
     }
-    // In one order for every batch (two replicas' batches never wait on each other crosswise).
     created.sort_unstable_by(|a, b| a.account_no.as_str().cmp(b.account_no.as_str()));
-    updated.sort_unstable_by(|a, b| a.0.account_no.as_str().cmp(b.0.account_no.as_str()));
+    updated.sort_unstable_by(|a, b| a.after.account_no.as_str().cmp(b.after.account_no.as_str()));
     store::save_all(conn, &created, &updated).await?;
-    onlinebank_bus::outbox::enqueue_all(conn, outcomes).await?;
     Ok(())
+}
+
+/// Makes the second leg of `debited` on the accounts as the batch holds them: the target
+/// credited, or the money back on the source; returns the event to publish. The source is in
+/// the bank's books whatever happened since the debit (it cannot close while money is in flight),
+/// so an [`domain::Unsettleable`] transfer fails the batch rather than lose the money.
+fn settle(
+    held: &mut HashMap<String, Held>,
+    debited: &TransferDebited,
+) -> anyhow::Result<Event> {
+    let source = held_now(held, &debited.account_no)?.clone();
+    let target = held_now(held, &debited.to_account_no)?.clone();
+    let settlement = domain::settle(source.as_ref(), target.as_ref(), debited)?;
+    Ok(match settlement {
+        Settlement::Credited { source, target } => {
+            tracing::debug!(request = %debited.request_id, to = %target.account_no, "transfer credited");
+            let event = Event::TransferCredited(TransferCredited {
+                request_id: debited.request_id,
+                customer_id: target.customer_id.clone(),
+                account_no: target.account_no.clone(),
+                from_account_no: debited.account_no.clone(),
+                amount: debited.amount,
+                balance: target.balance,
+                version: target.version,
+                source_balance: debited.balance,
+                source_version: debited.version,
+            });
+            *held_now(held, &debited.to_account_no)? = Some(target);
+            *held_now(held, &debited.account_no)? = Some(source);
+            event
+        }
+        Settlement::Reversed { source, reason } => {
+            tracing::debug!(request = %debited.request_id, reason = reason.code(), "transfer reversed");
+            let event = Event::TransferReversed(TransferReversed {
+                request_id: debited.request_id,
+                customer_id: source.customer_id.clone(),
+                account_no: source.account_no.clone(),
+                to_account_no: debited.to_account_no.clone(),
+                amount: debited.amount,
+                balance: source.balance,
+                version: source.version,
+                reason,
+                message: reason.legacy_message().to_owned(),
+            });
+            *held_now(held, &debited.account_no)? = Some(source);
+            event
+        }
+    })
 }
 
 /// The bank's calendar day the request was certified on (when it was certified, not when it is
@@ -158,8 +278,13 @@ fn decide(
     rules: &Rules,
     today: Day,
 ) -> Event {
-    match domain::decide(current.as_ref(), request, rules, today) {
-        Ok(change) => {
+    let decided = domain::decide(current.as_ref(), request, rules, today).and_then(|change| {
+        // A transfer without a target has no event (decide refuses it before).
+        let event = changed_event(request, &change).ok_or(Reason::AccountNotFound)?;
+        Ok((change, event))
+    });
+    match decided {
+        Ok((change, event)) => {
             // Each change moves the account's version by exactly one (1 on open).
             let before = current.as_ref().map_or(0, |account| account.version);
             debug_assert_eq!(change.after.version, before + 1);
@@ -171,16 +296,8 @@ fn decide(
                 balance = change.after.balance.won(),
                 "request applied"
             );
-            let changed = AccountChanged {
-                request_id: request.request_id,
-                customer_id: request.customer_id.clone(),
-                account_no: request.account_no.clone(),
-                amount: change.amount,
-                balance: change.after.balance,
-                version: change.after.version,
-            };
             *current = Some(change.after);
-            Event::account_changed(request.kind, changed)
+            event
         }
         Err(reason) => {
             tracing::debug!(
@@ -208,6 +325,32 @@ fn decide(
     }
 }
 
+/// The event of an applied request: a transfer's debit names its target (None: a transfer
+/// without one).
+fn changed_event(request: &AuthCertified, change: &domain::Change) -> Option<Event> {
+    let changed = AccountChanged {
+        request_id: request.request_id,
+        customer_id: request.customer_id.clone(),
+        account_no: request.account_no.clone(),
+        amount: change.amount,
+        balance: change.after.balance,
+        version: change.after.version,
+    };
+    match (&request.to_account_no, Event::account_changed(request.kind, changed)) {
+        (_, Some(event)) => Some(event),
+        (Some(to_account_no), None) => Some(Event::TransferDebited(TransferDebited {
+            request_id: request.request_id,
+            customer_id: request.customer_id.clone(),
+            account_no: request.account_no.clone(),
+            to_account_no: to_account_no.clone(),
+            amount: change.amount,
+            balance: change.after.balance,
+            version: change.after.version,
+        })),
+        (None, None) => None,
+    }
+}
+
 async fn list_accounts(State(db): State<Db>) -> Result<Json<AccountsAnswer>, ApiError> {
     let accounts = store::all(&mut db.read().await?).await?;
     let items = accounts
@@ -228,6 +371,7 @@ pub fn migrations() -> onlinebank_core::db::Migrations {
     onlinebank_core::expand_migrations![
         (1, "init", "0001_init.sql"),
         (2, "daily outflow", "0002_daily_outflow.sql"),
+        (3, "transfers in flight", "0003_transfers_in_flight.sql"),
     ]
 }
 
@@ -264,6 +408,7 @@ mod tests {
             kind,
             account_no: AccountNo::parse(account).unwrap(),
             amount: Won::from_stored(amount).unwrap(),
+            to_account_no: None,
         });
         event.into_envelope(1)
     }
@@ -369,9 +514,20 @@ mod tests {
         let stale = db
             .write(|conn| {
                 Box::pin(async move {
-                    let mut account = store::load_all(conn, &["2002"]).await?.remove(0);
-                    account.version += 1;
-                    store::save_all(conn, &[], &[(&account, account.version - 2)]).await
+                    let loaded = store::load_all(conn, &["2002"]).await?.remove(0);
+                    let stale = Account {
+                        version: loaded.version - 1,
+                        ..loaded.clone()
+                    };
+                    let after = Account {
+                        version: loaded.version + 1,
+                        ..loaded.clone()
+                    };
+                    let update = store::Update {
+                        after: &after,
+                        loaded: &stale,
+                    };
+                    store::save_all(conn, &[], &[update]).await
                 })
             })
             .await;

@@ -9,7 +9,8 @@ use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, Won};
 use onlinebank_core::time::Day;
 
-const COLUMNS: &str = "account_no, customer_id, balance, status, version, outflow_day, outflow_won";
+const COLUMNS: &str =
+    "account_no, customer_id, balance, status, version, outflow_day, outflow_won, in_flight";
 
 impl FromRow for Account {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
@@ -22,8 +23,14 @@ impl FromRow for Account {
             status: row.parsed(3, "account status", Status::parse)?,
             version: row.get(4)?,
             outflow: outflow(row)?,
+            in_flight: in_flight(row.get(7)?)?,
         })
     }
+}
+
+/// The stored won in flight: never negative.
+fn in_flight(raw: i64) -> Result<Won, Error> {
+    Won::from_stored(raw).map_err(|_| Error::Decode(format!("stored money in flight {raw}")))
 }
 
 /// The stored day's outflow: both columns or neither.
@@ -69,8 +76,16 @@ batch_row! {
         version: i64 => BigInt,
         outflow_day: Option<String> => Text,
         outflow_won: Option<Won> => BigInt,
+        in_flight_change: i64 => BigInt,
         decided_on: i64 => BigInt,
     }
+}
+
+/// An account's new state over the state it was decided on.
+#[derive(Debug, Clone, Copy)]
+pub struct Update<'a> {
+    pub after: &'a Account,
+    pub loaded: &'a Account,
 }
 
 /// The stored accounts among `account_nos`, in ONE statement.
@@ -94,12 +109,14 @@ pub async fn load_all(conn: &mut Conn, account_nos: &[&str]) -> Result<Vec<Accou
 }
 
 /// Writes the accounts' new states, in two statements at most: `created` are new, each of
-/// `updated` applies only over the version it was decided on (`.1`); if one does not, nothing is
-/// kept (the caller's transaction fails with [`Error::Conflict`]).
+/// `updated` applies only over the version it was decided on; if one does not, nothing is kept
+/// (the caller's transaction fails with [`Error::Conflict`]). Money in flight is written as the
+/// change from the loaded state (the second leg of a transfer releases it without moving the
+/// source's version).
 pub async fn save_all(
     conn: &mut Conn,
     created: &[&Account],
-    updated: &[(&Account, i64)],
+    updated: &[Update<'_>],
 ) -> Result<(), Error> {
     let now = onlinebank_core::time::now_ms();
     if !created.is_empty() {
@@ -129,14 +146,15 @@ pub async fn save_all(
     if !updated.is_empty() {
         let rows: Vec<_> = updated
             .iter()
-            .map(|(account, decided_on)| AccountUpdate {
-                account_no: &account.account_no,
-                balance: account.balance,
-                status: account.status.as_str(),
-                version: account.version,
-                outflow_day: account.outflow.map(|o| o.day.to_string()),
-                outflow_won: account.outflow.map(|o| o.won),
-                decided_on: *decided_on,
+            .map(|Update { after, loaded }| AccountUpdate {
+                account_no: &after.account_no,
+                balance: after.balance,
+                status: after.status.as_str(),
+                version: after.version,
+                outflow_day: after.outflow.map(|o| o.day.to_string()),
+                outflow_won: after.outflow.map(|o| o.won),
+                in_flight_change: after.in_flight.won() - loaded.in_flight.won(),
+                decided_on: loaded.version,
             })
             .collect();
         let account_no = const { AccountUpdate::field("account_no") };
@@ -144,7 +162,7 @@ pub async fn save_all(
             .execute(
                 &format!(
                     "UPDATE accounts SET balance = {}, status = {}, version = {}, outflow_day = {},
-                         outflow_won = {}, updated_at = $1
+                         outflow_won = {}, in_flight = accounts.in_flight + {}, updated_at = $1
                      FROM {}
                      WHERE accounts.account_no = {} {}
                        AND accounts.version = {}",
@@ -153,6 +171,7 @@ pub async fn save_all(
                     const { AccountUpdate::field("version") }.read(),
                     const { AccountUpdate::field("outflow_day") }.read(),
                     const { AccountUpdate::field("outflow_won") }.read(),
+                    const { AccountUpdate::field("in_flight_change") }.read(),
                     conn.engine().json_rows("$2"),
                     account_no.read(),
                     conn.engine()
@@ -194,6 +213,7 @@ mod tests {
             status,
             version,
             outflow: None,
+            in_flight: Won::ZERO,
         }
     }
 
@@ -205,6 +225,7 @@ mod tests {
         i64,
         Option<String>,
         Option<i64>,
+        i64,
     );
 
     /// The accounts as a plain SELECT reads them.
@@ -226,6 +247,7 @@ mod tests {
             account.version,
             account.outflow.map(|o| o.day.to_string()),
             account.outflow.map(|o| o.won.won()),
+            account.in_flight.won(),
         )
     }
 
@@ -243,17 +265,29 @@ mod tests {
             day: Day::parse("2026-12-07").unwrap(),
             won: Won::from_stored(4_999_999).unwrap(),
         });
+        moved.in_flight = Won::from_stored(250).unwrap();
         let mut closed = quoted.clone();
         closed.status = Status::Closed;
         closed.version = 2;
         let created = [plain.clone(), quoted.clone()];
         let updated = [moved.clone(), closed.clone()];
+        let loaded_at = created.clone();
         let (after_create, after_update, mut loaded) = db
             .write(move |conn| {
                 Box::pin(async move {
                     save_all(conn, &[&created[0], &created[1]], &[]).await?;
                     let after_create = stored(conn).await;
-                    save_all(conn, &[], &[(&updated[0], 1), (&updated[1], 1)]).await?;
+                    let updates = [
+                        Update {
+                            after: &updated[0],
+                            loaded: &loaded_at[0],
+                        },
+                        Update {
+                            after: &updated[1],
+                            loaded: &loaded_at[1],
+                        },
+                    ];
+                    save_all(conn, &[], &updates).await?;
                     let after_update = stored(conn).await;
                     let loaded = load_all(conn, &["110-000000002", "1001", "9999"]).await?;
                     Ok::<_, Error>((after_create, after_update, loaded))
@@ -266,7 +300,15 @@ mod tests {
         loaded.sort_by(|a, b| a.account_no.cmp(&b.account_no));
         assert_eq!(loaded, [moved.clone(), closed]);
         let stale = db
-            .write(move |conn| Box::pin(async move { save_all(conn, &[], &[(&moved, 1)]).await }))
+            .write(move |conn| {
+                Box::pin(async move {
+                    let update = Update {
+                        after: &moved,
+                        loaded: &plain,
+                    };
+                    save_all(conn, &[], &[update]).await
+                })
+            })
             .await;
         assert!(matches!(
             stale,

@@ -10,6 +10,12 @@ use onlinebank_core::event::Envelope;
 
 /// What a role does with the events it consumes.
 pub trait EventHandler: Clone + Send + Sync + 'static {
+    /// Whether the role acts on `event` at all: the others only move the group's position (they
+    /// are neither recorded in the inbox nor handed to [`EventHandler::apply`]).
+    fn wants(&self, _event: &onlinebank_core::event::Event) -> bool {
+        true
+    }
+
     /// Applies the batch's events seen for the first time, in bus order, inside the batch's
     /// transaction: a few statements per batch, not per event (on PostgreSQL each statement is a
     /// round trip; see [`onlinebank_core::db::Engine::json_rows`]).
@@ -43,9 +49,18 @@ pub async fn run<P: EventHandler>(consumer: ConsumerGroup, db: Db, handler: P) {
         let handler = handler.clone();
         let delay = delay.clone();
         async move {
+            let decoded: Vec<Envelope> = batch
+                .iter()
+                .filter_map(Delivery::decode)
+                .filter(|envelope| handler.wants(&envelope.event))
+                .collect();
+            if decoded.is_empty() {
+                // Nothing the role acts on: no transaction, only the position moves.
+                return Ok(());
+            }
             let applying = handler.clone();
             let seen = db
-                .write(move |conn| Box::pin(apply_batch(conn, applying, batch)))
+                .write(move |conn| Box::pin(apply_batch(conn, applying, decoded)))
                 .await
                 .map_err(|error| anyhow::anyhow!("{group}: applying events: {error}"))?;
             for envelope in &seen {
@@ -63,9 +78,8 @@ pub async fn run<P: EventHandler>(consumer: ConsumerGroup, db: Db, handler: P) {
 async fn apply_batch<P: EventHandler>(
     conn: &mut Conn,
     handler: P,
-    batch: Vec<Delivery>,
+    decoded: Vec<Envelope>,
 ) -> anyhow::Result<Vec<Envelope>> {
-    let decoded: Vec<Envelope> = batch.iter().filter_map(Delivery::decode).collect();
     let ids: Vec<_> = decoded.iter().map(|envelope| envelope.id).collect();
     let mut first = crate::inbox::first_deliveries(conn, &ids).await?;
     // `remove`: a batch holding the same event twice applies it once.

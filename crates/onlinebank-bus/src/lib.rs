@@ -178,6 +178,7 @@ mod tests {
             kind: WriteKind::Deposit,
             account_no: AccountNo::parse("1001").unwrap(),
             amount: onlinebank_core::money::Won::from_stored(5).unwrap(),
+            to_account_no: None,
         })
         .into_envelope(1);
         let good = serde_json::to_string(&envelope).unwrap();

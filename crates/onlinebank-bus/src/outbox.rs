@@ -673,6 +673,7 @@ mod tests {
                 kind: WriteKind::Withdraw,
                 account_no: onlinebank_core::ids::AccountNo::parse("110-000000002").unwrap(),
                 amount: onlinebank_core::money::Won::try_from(7).unwrap(),
+                to_account_no: None,
             }),
             deposit("1001", 2),
         ];
@@ -746,6 +747,7 @@ mod tests {
             kind: WriteKind::Deposit,
             account_no: onlinebank_core::ids::AccountNo::parse(account).unwrap(),
             amount: onlinebank_core::money::Won::from_stored(amount).unwrap(),
+            to_account_no: None,
         })
     }
 

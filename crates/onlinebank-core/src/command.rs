@@ -16,6 +16,10 @@ pub struct RequestBody {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub account_no: Option<String>,
+    /// A transfer's source (instead of `accountNo`).
+    pub from_account_no: Option<String>,
+    /// A transfer's target.
+    pub to_account_no: Option<String>,
     pub amount: Option<Value>,
     pub password: Option<String>,
 }
@@ -72,8 +76,10 @@ impl RequestType {
 pub enum Command {
     Write {
         kind: WriteKind,
-        /// None only for `open` without a number: the bank assigns one.
+        /// None only for `open` without a number: the bank assigns one. A transfer's source.
         account_no: Option<AccountNo>,
+        /// A transfer's target (None for every other kind).
+        to_account_no: Option<AccountNo>,
         /// For `open` the opening amount (may be 0), for `close` 0.
         amount: Won,
         password: String,
@@ -113,8 +119,12 @@ fn parse_amount(raw: Option<&Value>, max_amount: i64, allow_zero: bool) -> Resul
 }
 
 fn parse_account_no(raw: Option<&str>) -> Result<AccountNo, ApiError> {
-    let raw = raw.ok_or_else(|| ApiError::validation("accountNo is required"))?;
-    AccountNo::parse(raw).map_err(|error| ApiError::validation(error.to_string()))
+    parse_named_account_no("accountNo", raw)
+}
+
+fn parse_named_account_no(field: &str, raw: Option<&str>) -> Result<AccountNo, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::validation(format!("{field} is required")))?;
+    AccountNo::parse(raw).map_err(|error| ApiError::validation(format!("{field}: {error}")))
 }
 
 impl RequestBody {
@@ -133,17 +143,14 @@ impl RequestBody {
             Some(RequestType::Write(kind)) => kind,
             None => {
                 return Err(ApiError::validation(
-                    "type must be one of open, close, deposit, withdraw, balance, history",
+                    "type must be one of open, close, deposit, withdraw, transfer, balance, history",
                 ))
             }
         };
-        let account_no = match (kind, self.account_no.as_deref()) {
-            (WriteKind::Open, None) => None,
-            (_, raw) => Some(parse_account_no(raw)?),
-        };
+        let (account_no, to_account_no) = self.accounts(kind)?;
         let amount = match kind {
             WriteKind::Open => parse_amount(self.amount.as_ref(), max_amount, true)?,
-            WriteKind::Deposit | WriteKind::Withdraw => {
+            WriteKind::Deposit | WriteKind::Withdraw | WriteKind::Transfer => {
                 parse_amount(self.amount.as_ref(), max_amount, false)?
             }
             WriteKind::Close => Won::ZERO,
@@ -159,9 +166,40 @@ impl RequestBody {
         Ok(Command::Write {
             kind,
             account_no,
+            to_account_no,
             amount,
             password,
         })
+    }
+
+    /// The write's account (None: an open without a number) and a transfer's target. A transfer
+    /// names `fromAccountNo` and `toAccountNo`, two different accounts; every other write only
+    /// `accountNo`.
+    fn accounts(&self, kind: WriteKind) -> Result<(Option<AccountNo>, Option<AccountNo>), ApiError> {
+        if kind != WriteKind::Transfer {
+            if self.from_account_no.is_some() || self.to_account_no.is_some() {
+                return Err(ApiError::validation(
+                    "fromAccountNo and toAccountNo belong to a transfer",
+                ));
+            }
+            return Ok(match (kind, self.account_no.as_deref()) {
+                (WriteKind::Open, None) => (None, None),
+                (_, raw) => (Some(parse_account_no(raw)?), None),
+            });
+        }
+        if self.account_no.is_some() {
+            return Err(ApiError::validation(
+                "a transfer names fromAccountNo and toAccountNo, not accountNo",
+            ));
+        }
+        let from = parse_named_account_no("fromAccountNo", self.from_account_no.as_deref())?;
+        let to = parse_named_account_no("toAccountNo", self.to_account_no.as_deref())?;
+        if from == to {
+            return Err(ApiError::validation(
+                "fromAccountNo and toAccountNo must be different accounts",
+            ));
+        }
+        Ok((Some(from), Some(to)))
     }
 }
 
@@ -184,6 +222,7 @@ mod tests {
             Command::Write {
                 kind: WriteKind::Deposit,
                 account_no: Some(AccountNo::parse("1001").unwrap()),
+                to_account_no: None,
                 amount: Won::from_stored(5).unwrap(),
                 password: "pw".into()
             }
@@ -204,6 +243,35 @@ mod tests {
             .parse(100)
             .unwrap_err();
         assert_eq!(error.code, "invalid_request");
+    }
+
+    #[test]
+    fn transfers_name_two_different_accounts_an_amount_and_a_password() {
+        let command = body(json!({"type":"transfer","fromAccountNo":"1001","toAccountNo":"2002","amount":5,"password":"pw"}))
+            .parse(100)
+            .unwrap();
+        assert_eq!(
+            command,
+            Command::Write {
+                kind: WriteKind::Transfer,
+                account_no: Some(AccountNo::parse("1001").unwrap()),
+                to_account_no: Some(AccountNo::parse("2002").unwrap()),
+                amount: Won::from_stored(5).unwrap(),
+                password: "pw".into()
+            }
+        );
+        for bad in [
+            json!({"type":"transfer","fromAccountNo":"1001","toAccountNo":"1001","amount":5,"password":"pw"}),
+            json!({"type":"transfer","toAccountNo":"2002","amount":5,"password":"pw"}),
+            json!({"type":"transfer","fromAccountNo":"1001","amount":5,"password":"pw"}),
+            json!({"type":"transfer","accountNo":"1001","toAccountNo":"2002","amount":5,"password":"pw"}),
+            json!({"type":"deposit","accountNo":"1001","toAccountNo":"2002","amount":5,"password":"pw"}),
+            json!({"type":"transfer","fromAccountNo":"1001","toAccountNo":"bad no","amount":5,"password":"pw"}),
+        ] {
+            assert_eq!(body(bad.clone()).parse(100).unwrap_err().code, "invalid_request", "{bad}");
+        }
+        let no_amount = json!({"type":"transfer","fromAccountNo":"1001","toAccountNo":"2002","amount":0,"password":"pw"});
+        assert_eq!(body(no_amount).parse(100).unwrap_err().code, "invalid_amount");
     }
 
     #[test]

@@ -109,6 +109,9 @@ impl Serialize for Payload<'_> {
             | Event::MoneyWithdrawn(e)
             | Event::AccountClosed(e) => e.serialize(serializer),
             Event::AccountRequestCancelled(e) => e.serialize(serializer),
+            Event::TransferDebited(e) => e.serialize(serializer),
+            Event::TransferCredited(e) => e.serialize(serializer),
+            Event::TransferReversed(e) => e.serialize(serializer),
         }
     }
 }
@@ -121,6 +124,8 @@ pub enum WriteKind {
     Close,
     Deposit,
     Withdraw,
+    /// From one account (`account_no`, the customer's) to another (`to_account_no`, anyone's).
+    Transfer,
 }
 
 impl WriteKind {
@@ -130,15 +135,7 @@ impl WriteKind {
             WriteKind::Close => "close",
             WriteKind::Deposit => "deposit",
             WriteKind::Withdraw => "withdraw",
-        }
-    }
-
-    /// What a change of this kind moving `amount` adds to the account's balance.
-    pub fn signed(self, amount: Won) -> i64 {
-        match self {
-            WriteKind::Open | WriteKind::Deposit => amount.won(),
-            WriteKind::Withdraw => -amount.won(),
-            WriteKind::Close => 0,
+            WriteKind::Transfer => "transfer",
         }
     }
 
@@ -148,7 +145,79 @@ impl WriteKind {
             "close" => Some(WriteKind::Close),
             "deposit" => Some(WriteKind::Deposit),
             "withdraw" => Some(WriteKind::Withdraw),
+            "transfer" => Some(WriteKind::Transfer),
             _ => None,
+        }
+    }
+
+    /// Whether this kind takes money out of its account (and so counts against the daily limit).
+    pub fn is_outflow(self) -> bool {
+        matches!(self, WriteKind::Withdraw | WriteKind::Transfer)
+    }
+}
+
+/// What one item of an account's history is: a request's change to it, or a leg of a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Open,
+    Close,
+    Deposit,
+    Withdraw,
+    /// The money of a transfer left this account.
+    TransferOut,
+    /// The money of a transfer from another account arrived.
+    TransferIn,
+    /// A transfer out could not be credited: its money came back.
+    TransferReversed,
+}
+
+impl EntryKind {
+    /// Every kind, for whoever must have a word for each.
+    pub const ALL: [EntryKind; 7] = [
+        EntryKind::Open,
+        EntryKind::Close,
+        EntryKind::Deposit,
+        EntryKind::Withdraw,
+        EntryKind::TransferOut,
+        EntryKind::TransferIn,
+        EntryKind::TransferReversed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Open => "open",
+            EntryKind::Close => "close",
+            EntryKind::Deposit => "deposit",
+            EntryKind::Withdraw => "withdraw",
+            EntryKind::TransferOut => "transfer_out",
+            EntryKind::TransferIn => "transfer_in",
+            EntryKind::TransferReversed => "transfer_reversed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        EntryKind::ALL.into_iter().find(|kind| kind.as_str() == raw)
+    }
+
+    /// What an item of this kind moving `amount` adds to the account's balance.
+    pub fn signed(self, amount: Won) -> i64 {
+        match self {
+            EntryKind::Open | EntryKind::Deposit | EntryKind::TransferIn => amount.won(),
+            EntryKind::TransferReversed => amount.won(),
+            EntryKind::Withdraw | EntryKind::TransferOut => -amount.won(),
+            EntryKind::Close => 0,
+        }
+    }
+
+    /// The item a request of `kind` makes on its own account (a transfer's first leg).
+    pub fn of_write(kind: WriteKind) -> Self {
+        match kind {
+            WriteKind::Open => EntryKind::Open,
+            WriteKind::Close => EntryKind::Close,
+            WriteKind::Deposit => EntryKind::Deposit,
+            WriteKind::Withdraw => EntryKind::Withdraw,
+            WriteKind::Transfer => EntryKind::TransferOut,
         }
     }
 }
@@ -196,6 +265,9 @@ pub struct AuthCertified {
     pub account_no: AccountNo,
     /// Won to move; for `open` the opening amount (may be 0); for `close` 0.
     pub amount: Won,
+    /// For `transfer`: the account credited (absent otherwise, and in events before 0.4.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_account_no: Option<AccountNo>,
 }
 
 /// Step-up refused: nothing happens; recorded for audit and for the read side.
@@ -243,6 +315,57 @@ pub struct AccountRequestCancelled {
     pub allowed_today: Option<Won>,
 }
 
+/// A transfer's first leg: its money left the source (`account_no`), whose balance and version
+/// are as after it. Published on the source's key; the account role's own consumer of it makes
+/// the second leg (credit or reversal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferDebited {
+    pub request_id: RequestId,
+    /// The source's owner, who asked for the transfer.
+    pub customer_id: CustomerId,
+    pub account_no: AccountNo,
+    pub to_account_no: AccountNo,
+    pub amount: Won,
+    pub balance: Balance,
+    pub version: i64,
+}
+
+/// A transfer's second leg: its money arrived on the target (`account_no`), whose balance and
+/// version are as after it. Published on the target's key. It carries the source's balance and
+/// version after the debit: the request's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferCredited {
+    pub request_id: RequestId,
+    /// The target's owner (the account this event changes).
+    pub customer_id: CustomerId,
+    pub account_no: AccountNo,
+    pub from_account_no: AccountNo,
+    pub amount: Won,
+    pub balance: Balance,
+    pub version: i64,
+    pub source_balance: Balance,
+    pub source_version: i64,
+}
+
+/// A transfer's compensation: the target could not be credited (`reason`), so its money came
+/// back to the source (`account_no`), whose balance and version are as after it. The request
+/// ends cancelled with `reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferReversed {
+    pub request_id: RequestId,
+    pub customer_id: CustomerId,
+    pub account_no: AccountNo,
+    pub to_account_no: AccountNo,
+    pub amount: Won,
+    pub balance: Balance,
+    pub version: i64,
+    pub reason: Reason,
+    pub message: String,
+}
+
 /// Every event type of the bank.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -253,6 +376,25 @@ pub enum Event {
     MoneyWithdrawn(AccountChanged),
     AccountClosed(AccountChanged),
     AccountRequestCancelled(AccountRequestCancelled),
+    TransferDebited(TransferDebited),
+    TransferCredited(TransferCredited),
+    TransferReversed(TransferReversed),
+}
+
+/// One item of an account's history, as any account event that changes an account states it:
+/// the read model's and the ledger's one view of the seven changing events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'e> {
+    pub kind: EntryKind,
+    pub request_id: RequestId,
+    /// The owner of `account_no`.
+    pub customer_id: &'e CustomerId,
+    pub account_no: &'e AccountNo,
+    /// A transfer's other account.
+    pub counterpart: Option<&'e AccountNo>,
+    pub amount: Won,
+    pub balance: Balance,
+    pub version: i64,
 }
 
 /// An envelope that is not JSON of the envelope's shape, or whose type is unknown, or whose
@@ -280,17 +422,54 @@ impl Event {
             Event::MoneyWithdrawn(_) => "MoneyWithdrawn",
             Event::AccountClosed(_) => "AccountClosed",
             Event::AccountRequestCancelled(_) => "AccountRequestCancelled",
+            Event::TransferDebited(_) => "TransferDebited",
+            Event::TransferCredited(_) => "TransferCredited",
+            Event::TransferReversed(_) => "TransferReversed",
         }
     }
 
-    /// The event of an applied account change of `kind`.
-    pub fn account_changed(kind: WriteKind, change: AccountChanged) -> Event {
-        match kind {
+    /// The event of an applied account change of `kind` (None for a transfer: its debit is a
+    /// [`TransferDebited`], which names the target).
+    pub fn account_changed(kind: WriteKind, change: AccountChanged) -> Option<Event> {
+        Some(match kind {
             WriteKind::Open => Event::AccountOpened(change),
             WriteKind::Deposit => Event::MoneyDeposited(change),
             WriteKind::Withdraw => Event::MoneyWithdrawn(change),
             WriteKind::Close => Event::AccountClosed(change),
+            WriteKind::Transfer => return None,
+        })
+    }
+
+    /// The item this event adds to its account's history, if it changes the account.
+    pub fn entry(&self) -> Option<Entry<'_>> {
+        if let Some((kind, change)) = self.as_account_change() {
+            return Some(Entry {
+                kind: EntryKind::of_write(kind),
+                request_id: change.request_id,
+                customer_id: &change.customer_id,
+                account_no: &change.account_no,
+                counterpart: None,
+                amount: change.amount,
+                balance: change.balance,
+                version: change.version,
+            });
         }
+        let (kind, e) = match self {
+            Event::TransferDebited(e) => (EntryKind::TransferOut, Leg::of_debit(e)),
+            Event::TransferCredited(e) => (EntryKind::TransferIn, Leg::of_credit(e)),
+            Event::TransferReversed(e) => (EntryKind::TransferReversed, Leg::of_reversal(e)),
+            _ => return None,
+        };
+        Some(Entry {
+            kind,
+            request_id: e.request_id,
+            customer_id: e.customer_id,
+            account_no: e.account_no,
+            counterpart: Some(e.counterpart),
+            amount: e.amount,
+            balance: e.balance,
+            version: e.version,
+        })
     }
 
     /// The kind and the change, if this is an applied account change.
@@ -322,6 +501,9 @@ impl Event {
             | Event::MoneyWithdrawn(e)
             | Event::AccountClosed(e) => e.account_no.as_str(),
             Event::AccountRequestCancelled(e) => e.account_no.as_str(),
+            Event::TransferDebited(e) => e.account_no.as_str(),
+            Event::TransferCredited(e) => e.account_no.as_str(),
+            Event::TransferReversed(e) => e.account_no.as_str(),
         }
     }
 
@@ -335,6 +517,9 @@ impl Event {
             | Event::MoneyWithdrawn(e)
             | Event::AccountClosed(e) => e.request_id,
             Event::AccountRequestCancelled(e) => e.request_id,
+            Event::TransferDebited(e) => e.request_id,
+            Event::TransferCredited(e) => e.request_id,
+            Event::TransferReversed(e) => e.request_id,
         }
     }
 
@@ -372,8 +557,60 @@ impl Event {
             "AccountRequestCancelled" => {
                 Event::AccountRequestCancelled(typed(event_type, payload)?)
             }
+            "TransferDebited" => Event::TransferDebited(typed(event_type, payload)?),
+            "TransferCredited" => Event::TransferCredited(typed(event_type, payload)?),
+            "TransferReversed" => Event::TransferReversed(typed(event_type, payload)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
+    }
+}
+
+/// The fields a transfer's three events share, borrowed.
+struct Leg<'e> {
+    request_id: RequestId,
+    customer_id: &'e CustomerId,
+    account_no: &'e AccountNo,
+    counterpart: &'e AccountNo,
+    amount: Won,
+    balance: Balance,
+    version: i64,
+}
+
+impl<'e> Leg<'e> {
+    fn of_debit(e: &'e TransferDebited) -> Self {
+        Leg {
+            request_id: e.request_id,
+            customer_id: &e.customer_id,
+            account_no: &e.account_no,
+            counterpart: &e.to_account_no,
+            amount: e.amount,
+            balance: e.balance,
+            version: e.version,
+        }
+    }
+
+    fn of_credit(e: &'e TransferCredited) -> Self {
+        Leg {
+            request_id: e.request_id,
+            customer_id: &e.customer_id,
+            account_no: &e.account_no,
+            counterpart: &e.from_account_no,
+            amount: e.amount,
+            balance: e.balance,
+            version: e.version,
+        }
+    }
+
+    fn of_reversal(e: &'e TransferReversed) -> Self {
+        Leg {
+            request_id: e.request_id,
+            customer_id: &e.customer_id,
+            account_no: &e.account_no,
+            counterpart: &e.to_account_no,
+            amount: e.amount,
+            balance: e.balance,
+            version: e.version,
+        }
     }
 }
 
@@ -413,7 +650,7 @@ mod tests {
             WriteKind::Withdraw,
             WriteKind::Close,
         ] {
-            let event = Event::account_changed(kind, change.clone());
+            let event = Event::account_changed(kind, change.clone()).unwrap();
             assert_eq!(event.as_account_change(), Some((kind, &change)));
         }
     }
@@ -452,6 +689,7 @@ mod tests {
             kind: WriteKind::Deposit,
             account_no: account_no("1"),
             amount: won(1),
+            to_account_no: None,
         })
         .into_envelope(1);
         let mut wire = wire_value(&envelope);
@@ -498,6 +736,7 @@ mod tests {
                     kind: WriteKind::Open,
                     account_no: account_no("110-000000042"),
                     amount: won(0),
+                    to_account_no: None,
                 }),
                 format!(
                     r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"open","accountNo":"110-000000042","amount":0}}"#

@@ -1,6 +1,7 @@
 //! The history role: the bank's append-only transaction ledger, built from account events.
 //!
-//! One entry per account change (open, deposit, withdraw, close), written with the event's id in
+//! One entry per account change (open, deposit, withdraw, close, and a transfer's transfer_out,
+//! transfer_in and transfer_reversed), written with the event's id in
 //! the inbox in one transaction, so a redelivered event is recorded once. The database refuses
 //! updates and deletes of entries. Operators read per-account sums at `/internal/v1/ledger` and
 //! one account's entries at `/internal/v1/ledger/{account_no}`; customers read their
@@ -74,18 +75,19 @@ fn entries(events: &[Envelope]) -> Vec<LedgerEntry<'_>> {
     events
         .iter()
         .filter_map(|envelope| {
-            let (kind, change) = envelope.event.as_account_change()?;
+            let entry = envelope.event.entry()?;
             Some(LedgerEntry {
                 event_id: envelope.id,
-                request_id: change.request_id,
-                account_no: &change.account_no,
-                customer_id: &change.customer_id,
-                kind,
-                amount: change.amount,
-                signed_amount: kind.signed(change.amount),
-                balance_after: change.balance,
-                version: change.version,
+                request_id: entry.request_id,
+                account_no: entry.account_no,
+                customer_id: entry.customer_id,
+                kind: entry.kind,
+                amount: entry.amount,
+                signed_amount: entry.kind.signed(entry.amount),
+                balance_after: entry.balance,
+                version: entry.version,
                 occurred_at: envelope.occurred_at.as_str(),
+                counterpart_account_no: entry.counterpart,
             })
         })
         .collect()
@@ -115,11 +117,13 @@ async fn ledger_entries(
     State(db): State<Db>,
     Path(account_no): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<(String, String, i64, i64, i64, String)> = db
+    type Stored = (String, String, i64, i64, i64, String, Option<String>);
+    let rows: Vec<Stored> = db
         .read()
         .await?
         .fetch_all(
-            "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM ledger
+            "SELECT request_id, kind, amount, balance_after, version, occurred_at,
+                    counterpart_account_no FROM ledger
              WHERE account_no = $1 ORDER BY version",
             args![&account_no],
         )
@@ -127,9 +131,13 @@ async fn ledger_entries(
     let items: Vec<Value> = rows
         .into_iter()
         .map(
-            |(request_id, kind, amount, balance_after, version, occurred_at)| {
-                json!({"requestId": request_id, "type": kind, "amount": amount,
-                   "balanceAfter": balance_after, "version": version, "occurredAt": occurred_at})
+            |(request_id, kind, amount, balance_after, version, occurred_at, counterpart)| {
+                let mut item = json!({"requestId": request_id, "type": kind, "amount": amount,
+                   "balanceAfter": balance_after, "version": version, "occurredAt": occurred_at});
+                if let Some(counterpart) = counterpart {
+                    item["counterpartAccountNo"] = json!(counterpart);
+                }
+                item
             },
         )
         .collect();
@@ -138,7 +146,10 @@ async fn ledger_entries(
 
 /// history's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
-    onlinebank_core::expand_migrations![(1, "init", "0001_init.sql"),]
+    onlinebank_core::expand_migrations![
+        (1, "init", "0001_init.sql"),
+        (2, "transfer entries", "0002_transfer_entries.sql"),
+    ]
 }
 
 #[cfg(test)]
@@ -158,7 +169,9 @@ mod tests {
             balance: Balance::try_from(balance).unwrap(),
             version,
         };
-        Event::account_changed(kind, change).into_envelope(version)
+        Event::account_changed(kind, change)
+            .unwrap()
+            .into_envelope(version)
     }
 
     /// Every account change is one entry, in order, adding what it moved to the balance: the

@@ -4,7 +4,7 @@ use onlinebank_core::args;
 use onlinebank_core::batch_row;
 use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, Conn, Error};
-use onlinebank_core::event::WriteKind;
+use onlinebank_core::event::EntryKind;
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::{Balance, Won};
@@ -17,12 +17,13 @@ batch_row! {
         pub request_id: RequestId => Text,
         pub account_no: &'a AccountNo => Text,
         pub customer_id: &'a CustomerId => Text,
-        pub kind: WriteKind => Text,
+        pub kind: EntryKind => Text,
         pub amount: Won => BigInt,
         pub signed_amount: i64 => BigInt,
         pub balance_after: Balance => BigInt,
         pub version: i64 => BigInt,
         pub occurred_at: &'a str => Text,
+        pub counterpart_account_no: Option<&'a AccountNo> => Text,
     }
 }
 
@@ -79,11 +80,12 @@ mod tests {
             balance_after: Balance::try_from(balance).unwrap(),
             version,
             occurred_at: at,
+            counterpart_account_no: None,
         };
         let entries = vec![
             entry(
                 plain,
-                WriteKind::Open,
+                EntryKind::Open,
                 100,
                 100,
                 100,
@@ -92,7 +94,7 @@ mod tests {
             ),
             entry(
                 quoted,
-                WriteKind::Withdraw,
+                EntryKind::Withdraw,
                 30,
                 -30,
                 70,

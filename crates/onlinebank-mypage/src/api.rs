@@ -8,7 +8,7 @@ use axum::{middleware, Json, Router};
 use onlinebank_core::args;
 use onlinebank_core::command::{Command, ReadKind, RequestBody};
 use onlinebank_core::db::{Conn, Error, FromRow, Row};
-use onlinebank_core::event::{AccountStatus, WriteKind};
+use onlinebank_core::event::{AccountStatus, EntryKind};
 use onlinebank_core::http::{require_internal, shed, Authenticated, JsonBody};
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
@@ -64,7 +64,7 @@ pub(crate) struct AccountRow {
     opened_at: String,
     updated_at: String,
     last_request_id: Option<RequestId>,
-    last_request_kind: Option<WriteKind>,
+    last_request_kind: Option<EntryKind>,
     last_request_amount: Option<i64>,
     last_request_status: Option<String>,
     last_request_at: Option<String>,
@@ -86,7 +86,7 @@ impl FromRow for AccountRow {
             updated_at: row.get(6)?,
             last_request_id: row
                 .parsed_opt(7, "request id", |raw| raw.parse::<RequestId>().ok())?,
-            last_request_kind: row.parsed_opt(8, "request kind", WriteKind::parse)?,
+            last_request_kind: row.parsed_opt(8, "request kind", EntryKind::parse)?,
             last_request_amount: row.get(9)?,
             last_request_status: row.get(10)?,
             last_request_at: row.get(11)?,
@@ -150,7 +150,7 @@ struct AccountDetail<'a> {
 struct LastRequest<'a> {
     request_id: RequestId,
     #[serde(rename = "type")]
-    kind: Option<WriteKind>,
+    kind: Option<EntryKind>,
     amount: Option<i64>,
     status: Option<&'a str>,
     at: Option<&'a str>,
@@ -161,22 +161,28 @@ struct LastRequest<'a> {
 struct TransactionRow {
     request_id: RequestId,
     #[serde(rename = "type")]
-    kind: WriteKind,
+    kind: EntryKind,
     amount: i64,
     balance_after: Balance,
     version: i64,
     occurred_at: String,
+    /// A transfer's other account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counterpart_account_no: Option<AccountNo>,
 }
 
 impl FromRow for TransactionRow {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
         Ok(Self {
             request_id: row.parsed(0, "request id", |raw| raw.parse::<RequestId>().ok())?,
-            kind: row.parsed(1, "transaction kind", WriteKind::parse)?,
+            kind: row.parsed(1, "transaction kind", EntryKind::parse)?,
             amount: row.get(2)?,
             balance_after: row.balance(3)?,
             version: row.get(4)?,
             occurred_at: row.get(5)?,
+            counterpart_account_no: row.parsed_opt(6, "counterpart account", |raw| {
+                AccountNo::parse(raw).ok()
+            })?,
         })
     }
 }
@@ -206,7 +212,8 @@ async fn transactions(
 ) -> Result<(Vec<TransactionRow>, Option<i64>), ApiError> {
     let mut rows: Vec<TransactionRow> = conn
         .fetch_all(
-            "SELECT request_id, kind, amount, balance_after, version, occurred_at FROM transactions_view
+            "SELECT request_id, kind, amount, balance_after, version, occurred_at,
+                    counterpart_account_no FROM transactions_view
              WHERE account_no = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
             args![account_no, before.unwrap_or(i64::MAX), limit + 1],
         )

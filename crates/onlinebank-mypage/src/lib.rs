@@ -63,5 +63,8 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 
 /// mypage's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
-    onlinebank_core::expand_migrations![(1, "init", "0001_init.sql"),]
+    onlinebank_core::expand_migrations![
+        (1, "init", "0001_init.sql"),
+        (2, "transfer counterpart", "0002_transfer_counterpart.sql"),
+    ]
 }

@@ -7,7 +7,7 @@ use onlinebank_core::batch_row;
 use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, BoxFuture, Conn, Error};
 use onlinebank_core::event::{
-    AccountChanged, AccountRequestCancelled, AccountStatus, Envelope, Event, WriteKind,
+    AccountRequestCancelled, AccountStatus, Entry, EntryKind, Envelope, Event,
 };
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
@@ -25,7 +25,7 @@ batch_row! {
         opened_at: &'a str => Text,
         updated_at: &'a str => Text,
         last_request_id: RequestId => Text,
-        last_request_kind: WriteKind => Text,
+        last_request_kind: EntryKind => Text,
         last_request_amount: Won => BigInt,
     }
 }
@@ -36,10 +36,11 @@ batch_row! {
         account_no: &'a AccountNo => Text,
         version: i64 => BigInt,
         request_id: RequestId => Text,
-        kind: WriteKind => Text,
+        kind: EntryKind => Text,
         amount: Won => BigInt,
         balance_after: Balance => BigInt,
         occurred_at: &'a str => Text,
+        counterpart_account_no: Option<&'a AccountNo> => Text,
     }
 }
 
@@ -73,8 +74,12 @@ enum Step<'e> {
     },
 }
 
-/// One account change with its kind and time, as a batch gathers them.
-type Change<'e> = (WriteKind, &'e AccountChanged, &'e str);
+/// One item of an account's history with its time, as a batch gathers them.
+#[derive(Debug, Clone, Copy)]
+struct Change<'e> {
+    entry: Entry<'e>,
+    at: &'e str,
+}
 
 async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
     for step in plan(events) {
@@ -99,8 +104,8 @@ fn plan(events: &[Envelope]) -> Vec<Step<'_>> {
     let mut changes: Vec<Change<'_>> = Vec::with_capacity(events.len());
     for envelope in events {
         let (event, at) = (&envelope.event, envelope.occurred_at.as_str());
-        if let Some((kind, change)) = event.as_account_change() {
-            changes.push((kind, change, at));
+        if let Some(entry) = event.entry() {
+            changes.push(Change { entry, at });
         } else if let Event::AccountRequestCancelled(cancelled) = event {
             steps.extend(fold(&changes));
             changes.clear();
@@ -120,11 +125,11 @@ fn fold<'e>(changes: &[Change<'e>]) -> Option<Step<'e>> {
     // One row per account (PostgreSQL refuses to upsert a row twice in one statement): the
     // newest change, opened at the batch's first change of the account if the row is new.
     let mut newest: HashMap<&str, (usize, &str)> = HashMap::new();
-    for (index, (_, change, at)) in changes.iter().enumerate() {
+    for (index, Change { entry, at }) in changes.iter().enumerate() {
         newest
-            .entry(change.account_no.as_str())
+            .entry(entry.account_no.as_str())
             .and_modify(|(kept, _)| {
-                if changes[*kept].1.version < change.version {
+                if changes[*kept].entry.version < entry.version {
                     *kept = index;
                 }
             })
@@ -146,30 +151,31 @@ fn fold<'e>(changes: &[Change<'e>]) -> Option<Step<'e>> {
     })
 }
 
-fn account_view<'e>((kind, change, at): Change<'e>, opened_at: &'e str) -> AccountView<'e> {
+fn account_view<'e>(Change { entry, at }: Change<'e>, opened_at: &'e str) -> AccountView<'e> {
     AccountView {
-        account_no: &change.account_no,
-        customer_id: &change.customer_id,
-        balance: change.balance,
-        status: status(kind),
-        version: change.version,
+        account_no: entry.account_no,
+        customer_id: entry.customer_id,
+        balance: entry.balance,
+        status: status(entry.kind),
+        version: entry.version,
         opened_at,
         updated_at: at,
-        last_request_id: change.request_id,
-        last_request_kind: kind,
-        last_request_amount: change.amount,
+        last_request_id: entry.request_id,
+        last_request_kind: entry.kind,
+        last_request_amount: entry.amount,
     }
 }
 
-fn transaction_view((kind, change, at): Change<'_>) -> TransactionView<'_> {
+fn transaction_view(Change { entry, at }: Change<'_>) -> TransactionView<'_> {
     TransactionView {
-        account_no: &change.account_no,
-        version: change.version,
-        request_id: change.request_id,
-        kind,
-        amount: change.amount,
-        balance_after: change.balance,
+        account_no: entry.account_no,
+        version: entry.version,
+        request_id: entry.request_id,
+        kind: entry.kind,
+        amount: entry.amount,
+        balance_after: entry.balance,
         occurred_at: at,
+        counterpart_account_no: entry.counterpart,
     }
 }
 
@@ -218,8 +224,8 @@ async fn insert_transactions(
     Ok(())
 }
 
-fn status(kind: WriteKind) -> AccountStatus {
-    if kind == WriteKind::Close {
+fn status(kind: EntryKind) -> AccountStatus {
+    if kind == EntryKind::Close {
         AccountStatus::Closed
     } else {
         AccountStatus::Open
@@ -240,7 +246,7 @@ async fn apply_cancelled(
          WHERE account_no = $5 AND customer_id = $6",
         args![
             &request_id,
-            cancelled.kind.as_str(),
+            EntryKind::of_write(cancelled.kind).as_str(),
             cancelled.amount,
             at,
             &cancelled.account_no,
@@ -255,7 +261,7 @@ async fn apply_cancelled(
 mod tests {
     use super::*;
     use onlinebank_core::db::Db;
-    use onlinebank_core::event::{AccountChanged, Event};
+    use onlinebank_core::event::{AccountChanged, Event, WriteKind};
     use onlinebank_core::ids::RequestId;
     use onlinebank_core::ids::{AccountNo, CustomerId};
     use onlinebank_core::money::{Balance, Won};
@@ -271,7 +277,7 @@ mod tests {
             balance: Balance::try_from(balance).unwrap(),
             version,
         };
-        Event::account_changed(kind, change)
+        Event::account_changed(kind, change).unwrap()
     }
 
     fn cancelled(account: &str) -> Event {
@@ -503,7 +509,7 @@ mod tests {
             opened_at: "2026-12-07T05:00:00Z",
             updated_at: at,
             last_request_id: RequestId::generate(),
-            last_request_kind: WriteKind::Deposit,
+            last_request_kind: EntryKind::Deposit,
             last_request_amount: Won::try_from(balance).unwrap(),
         };
         let opened = [
@@ -522,10 +528,11 @@ mod tests {
             amount: Won::try_from(5).unwrap(),
             balance_after: Balance::try_from(105).unwrap(),
             occurred_at: at,
+            counterpart_account_no: None,
         };
         let transactions = [
-            transaction(first, 1, WriteKind::Open, "at 'noon' \"例\" 🙂"),
-            transaction(second, 2, WriteKind::Withdraw, "2026-12-07T05:00:02Z"),
+            transaction(first, 1, EntryKind::Open, "at 'noon' \"例\" 🙂"),
+            transaction(second, 2, EntryKind::Withdraw, "2026-12-07T05:00:02Z"),
         ];
         for (views, transactions) in [(&opened, &transactions), (&later, &transactions)] {
             let views: Vec<AccountView<'static>> = views.to_vec();

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use onlinebank_core::args;
 use onlinebank_core::db::{Conn, Error, FromRow, Row};
-use onlinebank_core::event::WriteKind;
+use onlinebank_core::event::EntryKind;
 use onlinebank_core::http::Authenticated;
 use onlinebank_core::ids::{AccountNo, RequestId};
 use onlinebank_core::money::Won;
@@ -67,18 +67,21 @@ impl StatementQuery {
 pub(crate) struct Item {
     request_id: RequestId,
     #[serde(rename = "type")]
-    kind: WriteKind,
+    kind: EntryKind,
     amount: Won,
     /// What the item added to the balance (negative for money out).
     signed_amount: i64,
     running_balance: i64,
     version: i64,
     occurred_at: String,
+    /// A transfer's other account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counterpart_account_no: Option<AccountNo>,
 }
 
 impl FromRow for Item {
     fn from_row(row: &Row<'_>) -> Result<Self, Error> {
-        let kind = row.parsed(1, "transaction kind", WriteKind::parse)?;
+        let kind = row.parsed(1, "transaction kind", EntryKind::parse)?;
         let amount: i64 = row.get(2)?;
         let amount = Won::from_stored(amount)
             .map_err(|_| Error::Decode(format!("stored amount {amount}")))?;
@@ -90,6 +93,9 @@ impl FromRow for Item {
             running_balance: row.get(3)?,
             version: row.get(4)?,
             occurred_at: row.get(5)?,
+            counterpart_account_no: row.parsed_opt(6, "counterpart account", |raw| {
+                AccountNo::parse(raw).ok()
+            })?,
         })
     }
 }
@@ -144,7 +150,15 @@ impl Statement {
                 .unwrap_or_else(|_| at.to_owned())
         };
         let rows = std::iter::once(
-            ["time", "description", "amount", "balance", "request_id"].map(String::from),
+            [
+                "time",
+                "description",
+                "amount",
+                "balance",
+                "request_id",
+                "counterpart_account_no",
+            ]
+            .map(String::from),
         )
         .chain(std::iter::once(balance_row(
             format!("{} 00:00:00", self.from),
@@ -158,6 +172,10 @@ impl Statement {
                 item.signed_amount.to_string(),
                 item.running_balance.to_string(),
                 item.request_id.to_string(),
+                item.counterpart_account_no
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             ]
         }))
         .chain(std::iter::once(balance_row(
@@ -173,12 +191,13 @@ impl Statement {
 }
 
 /// A CSV row that states a balance (no amount, no request).
-fn balance_row(time: String, what: &str, balance: i64) -> [String; 5] {
+fn balance_row(time: String, what: &str, balance: i64) -> [String; 6] {
     [
         time,
         what.to_owned(),
         String::new(),
         balance.to_string(),
+        String::new(),
         String::new(),
     ]
 }
@@ -193,7 +212,8 @@ async fn read(
 ) -> Result<(i64, Vec<Item>), ApiError> {
     let items: Vec<Item> = conn
         .fetch_all(
-            "SELECT request_id, kind, amount, balance_after, version, occurred_at
+            "SELECT request_id, kind, amount, balance_after, version, occurred_at,
+                    counterpart_account_no
              FROM transactions_view
              WHERE account_no = $1 AND occurred_at >= $2 AND occurred_at < $3
              ORDER BY version LIMIT $4",
@@ -258,7 +278,7 @@ pub(crate) async fn statement(
 mod tests {
     use super::*;
 
-    fn item(kind: WriteKind, amount: i64, running_balance: i64, version: i64) -> Item {
+    fn item(kind: EntryKind, amount: i64, running_balance: i64, version: i64) -> Item {
         let amount = Won::from_stored(amount).unwrap();
         Item {
             request_id: RequestId::generate(),
@@ -268,6 +288,7 @@ mod tests {
             running_balance,
             version,
             occurred_at: "2026-12-07T01:02:03.000Z".to_owned(),
+            counterpart_account_no: None,
         }
     }
 
@@ -284,8 +305,8 @@ mod tests {
     #[test]
     fn balances_reconcile_from_opening_to_closing() {
         let items = vec![
-            item(WriteKind::Deposit, 500, 1_500, 3),
-            item(WriteKind::Withdraw, 200, 1_300, 4),
+            item(EntryKind::Deposit, 500, 1_500, 3),
+            item(EntryKind::Withdraw, 200, 1_300, 4),
         ];
         let no = AccountNo::parse("1001").unwrap();
         let statement = Statement::new(no.clone(), &range(), BankTimeZone::default(), 999, items);
@@ -301,27 +322,35 @@ mod tests {
     #[test]
     fn the_csv_opens_in_a_spreadsheet() {
         let no = AccountNo::parse("1001").unwrap();
-        let items = vec![item(WriteKind::Withdraw, 200, 800, 2)];
+        let mut transfer = item(EntryKind::TransferIn, 50, 850, 3);
+        transfer.counterpart_account_no = Some(AccountNo::parse("2002").unwrap());
+        let items = vec![item(EntryKind::Withdraw, 200, 800, 2), transfer];
         let statement = Statement::new(no, &range(), BankTimeZone::default(), 0, items);
         let csv = statement.csv(BankTimeZone::default()).unwrap();
         let text = String::from_utf8(csv).unwrap();
         let mut lines = text.lines();
         assert_eq!(
             lines.next(),
-            Some("\u{feff}time,description,amount,balance,request_id")
+            Some("\u{feff}time,description,amount,balance,request_id,counterpart_account_no")
         );
         assert_eq!(
             lines.next(),
-            Some("2026-12-07 00:00:00,opening balance,,1000,")
+            Some("2026-12-07 00:00:00,opening balance,,1000,,")
         );
         let withdrawal = lines.next().unwrap_or_default();
         assert!(
             withdrawal.starts_with("2026-12-07 10:02:03,withdraw,-200,800,"),
             "{withdrawal}"
         );
+        assert!(withdrawal.ends_with(','), "{withdrawal}");
+        let transfer = lines.next().unwrap_or_default();
+        assert!(
+            transfer.starts_with("2026-12-07 10:02:03,transfer_in,50,850,") && transfer.ends_with(",2002"),
+            "{transfer}"
+        );
         assert_eq!(
             lines.next(),
-            Some("2026-12-08 23:59:59,closing balance,,800,")
+            Some("2026-12-08 23:59:59,closing balance,,850,,")
         );
     }
 

@@ -80,7 +80,19 @@ fn body_fingerprint(body: &RequestBody) -> String {
         .as_ref()
         .map(Value::to_string)
         .unwrap_or_default();
-    let canonical = json!([body.kind, body.account_no, amount]).to_string();
+    let canonical = if body.from_account_no.is_none() && body.to_account_no.is_none() {
+        // As before transfers: keys recorded by earlier releases still match their bodies.
+        json!([body.kind, body.account_no, amount]).to_string()
+    } else {
+        json!([
+            body.kind,
+            body.account_no,
+            amount,
+            body.from_account_no,
+            body.to_account_no
+        ])
+        .to_string()
+    };
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
@@ -93,6 +105,7 @@ async fn submit(
     let Command::Write {
         kind,
         account_no,
+        to_account_no,
         amount,
         password,
     } = body.parse(state.settings.max_amount)?
@@ -114,6 +127,7 @@ async fn submit(
         customer_id,
         kind,
         account_no,
+        to_account_no,
         amount,
         status: RequestStatus::Pending,
         balance: None,
@@ -173,6 +187,7 @@ async fn record_and_run(
         session_id,
         kind,
         account_no: row.account_no,
+        to_account_no: row.to_account_no,
         amount: row.amount,
         password,
     };
@@ -340,6 +355,10 @@ fn request_json(row: &store::RequestRow) -> Value {
         "amount": row.amount,
         "createdAt": ms_to_rfc3339(row.created_at),
     });
+    if let Some(to_account_no) = &row.to_account_no {
+        body["fromAccountNo"] = json!(row.account_no);
+        body["toAccountNo"] = json!(to_account_no);
+    }
     if completed {
         body["balance"] = json!(row.balance);
         body["version"] = json!(row.version);

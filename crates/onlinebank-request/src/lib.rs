@@ -90,5 +90,6 @@ pub fn migrations() -> onlinebank_core::db::Migrations {
     onlinebank_core::expand_migrations![
         (1, "init", "0001_init.sql"),
         (2, "allowed today", "0002_allowed_today.sql"),
+        (3, "transfer target", "0003_transfer_target.sql"),
     ]
 }

@@ -60,6 +60,11 @@ async fn listen(state: RequestState, shutdown: CancellationToken) {
 struct Outcomes(RequestState);
 
 impl EventHandler for Outcomes {
+    /// A request's outcomes: a transfer's debit is not one (its second leg is).
+    fn wants(&self, event: &Event) -> bool {
+        !matches!(event, Event::TransferDebited(_))
+    }
+
     fn apply<'c>(
         &'c self,
         conn: &'c mut Conn,
@@ -114,12 +119,21 @@ async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
                 balance: change.balance,
                 version: change.version,
             });
+        } else if let Event::TransferCredited(credited) = event {
+            // A transfer is done when its target is credited; its answer is the source's.
+            completed.push(store::Completion {
+                id: credited.request_id,
+                balance: credited.source_balance,
+                version: credited.source_version,
+            });
         } else if let Event::AccountRequestCancelled(cancelled) = event {
             let refusal = Refusal {
                 reason: cancelled.reason,
                 allowed_today: cancelled.allowed_today,
             };
             store::cancel(conn, cancelled.request_id, refusal, false).await?;
+        } else if let Event::TransferReversed(reversed) = event {
+            store::cancel(conn, reversed.request_id, reversed.reason, false).await?;
         }
     }
     store::complete(conn, &completed).await?;

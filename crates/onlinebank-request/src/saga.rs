@@ -38,7 +38,10 @@ pub struct WriteRequest {
     pub customer_id: CustomerId,
     pub session_id: String,
     pub kind: WriteKind,
+    /// A transfer's source.
     pub account_no: AccountNo,
+    /// A transfer's target.
+    pub to_account_no: Option<AccountNo>,
     pub amount: Won,
     pub password: String,
 }

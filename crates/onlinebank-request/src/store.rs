@@ -48,7 +48,10 @@ pub struct RequestRow {
     pub id: RequestId,
     pub customer_id: CustomerId,
     pub kind: WriteKind,
+    /// A transfer's source.
     pub account_no: AccountNo,
+    /// A transfer's target (None for every other kind).
+    pub to_account_no: Option<AccountNo>,
     /// 0 for `open` without a deposit and for `close`.
     pub amount: Won,
     pub status: RequestStatus,
@@ -82,6 +85,9 @@ impl FromRow for RequestRow {
             version: row.get(7)?,
             created_at: row.get(8)?,
             completed_at: row.get(9)?,
+            to_account_no: row.parsed_opt(10, "transfer's target", |raw| {
+                AccountNo::parse(raw).ok()
+            })?,
         })
     }
 }
@@ -94,13 +100,14 @@ pub enum Standing {
     Unknown,
 }
 
-const REQUEST_COLUMNS: &str =
-    "id, customer_id, kind, account_no, amount, status, balance, version, created_at, completed_at";
+const REQUEST_COLUMNS: &str = "id, customer_id, kind, account_no, amount, status, balance, \
+     version, created_at, completed_at, to_account_no";
 
 pub async fn insert_pending(conn: &mut Conn, row: &RequestRow) -> Result<(), Error> {
     conn.execute(
-        "INSERT INTO requests (id, customer_id, kind, account_no, amount, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO requests
+             (id, customer_id, kind, account_no, amount, status, created_at, to_account_no)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         args![
             &row.id.to_string(),
             &row.customer_id,
@@ -108,7 +115,8 @@ pub async fn insert_pending(conn: &mut Conn, row: &RequestRow) -> Result<(), Err
             &row.account_no,
             row.amount,
             RequestStatus::Pending.as_str(),
-            row.created_at
+            row.created_at,
+            row.to_account_no.as_ref().map(AccountNo::as_str)
         ],
     )
     .await?;
@@ -413,6 +421,7 @@ mod tests {
             customer_id: CustomerId::parse(customer).unwrap(),
             kind: WriteKind::Deposit,
             account_no: AccountNo::parse("110-000000001").unwrap(),
+            to_account_no: None,
             amount: onlinebank_core::money::Won::try_from(5).unwrap(),
             status: RequestStatus::Pending,
             balance: None,

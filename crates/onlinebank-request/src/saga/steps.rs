@@ -140,6 +140,7 @@ impl Saga<'_> {
                     kind: request.kind,
                     account_no: request.account_no.clone(),
                     amount: request.amount,
+                    to_account_no: request.to_account_no.clone(),
                 }),
             ),
             StepUpVerdict::Refused {
@@ -206,6 +207,7 @@ mod tests {
             session_id: "session".to_owned(),
             kind: WriteKind::Deposit,
             account_no: AccountNo::generate(),
+            to_account_no: None,
             amount: onlinebank_core::money::Won::try_from(1_000).unwrap(),
             password: "pw".to_owned(),
         }
@@ -217,6 +219,7 @@ mod tests {
             customer_id: request.customer_id.clone(),
             kind: request.kind,
             account_no: request.account_no.clone(),
+            to_account_no: request.to_account_no.clone(),
             amount: request.amount,
             status,
             balance: None,
@@ -295,6 +298,7 @@ mod tests {
                 kind: request.kind,
                 account_no: request.account_no.clone(),
                 amount: request.amount,
+                to_account_no: request.to_account_no.clone(),
             }
         );
     }
