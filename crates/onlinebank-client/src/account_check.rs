@@ -1,11 +1,13 @@
 //! The consistency check of one account, as a client can judge it: the balance is never
 //! negative and every store shows the same one (account, history's ledger sum, mypage); the
-//! transactions (`GET /api/v1/accounts/{no}/transactions`) hold every request once, chain
-//! oldest to newest without going negative and add up to the balance; and they hold exactly the
-//! writes the client saw complete, as they were sent, and none it saw refused.
+//! transactions (`GET /api/v1/accounts/{no}/transactions`) hold every request's item of each
+//! kind once, chain oldest to newest without going negative and add up to the balance; and they
+//! hold exactly the writes the client saw complete (a transfer on both its accounts), as they
+//! were sent, and none it saw refused (a refused transfer may have left and come back: its
+//! transfer_out and transfer_reversed add up to nothing).
 
 use crate::outcome::Outcome;
-use crate::wire::{Transaction, WriteKind};
+use crate::wire::{EntryKind, Transaction};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub request_id: String,
-    pub kind: WriteKind,
+    pub kind: EntryKind,
     pub amount: i64,
     pub version: Option<i64>,
     pub balance_after: Option<i64>,
@@ -37,7 +39,7 @@ impl Entry {
             request_id: transaction
                 .request_id
                 .ok_or_else(|| format!("no requestId in {item}"))?,
-            kind: WriteKind::parse(&kind)
+            kind: EntryKind::parse(&kind)
                 .ok_or_else(|| format!("unknown transaction type {kind:?}"))?,
             amount: transaction
                 .amount
@@ -53,10 +55,9 @@ impl Entry {
     }
 }
 
-/// How a transaction (or a write) of `kind` moves the balance: open and deposit add, withdraw
-/// subtracts, close moves nothing.
+/// How a transaction of `kind` moves the balance (see [`EntryKind::signed`]).
 pub fn signed(kind: &str, amount: i64) -> Result<i64, String> {
-    WriteKind::parse(kind)
+    EntryKind::parse(kind)
         .map(|kind| kind.signed(amount))
         .ok_or_else(|| format!("unknown transaction type {kind:?}"))
 }
@@ -70,11 +71,12 @@ pub struct Views {
     pub mypage: Option<i64>,
 }
 
-/// A write the client sent to the account, with the first outcome it learnt and the final one
-/// (after resolution).
+/// A write the client sent that moves the account, with the first outcome it learnt and the
+/// final one (after resolution); `kind` is the item it makes on this account (a transfer's
+/// `transfer_out` on its source, `transfer_in` on its target).
 #[derive(Debug, Clone, Copy)]
 pub struct Sent<'a> {
-    pub kind: WriteKind,
+    pub kind: EntryKind,
     pub amount: i64,
     pub first: &'a Outcome,
     pub last: &'a Outcome,
@@ -110,20 +112,30 @@ fn check_views(no: &str, views: Views) -> Vec<String> {
     violations
 }
 
-/// The ledger itself: each request once, a chain from the oldest that never goes negative and
-/// ends at `balance`. Returns the entries by request id.
+/// A request's items on one account, by kind.
+type Items<'a> = BTreeMap<EntryKind, &'a Entry>;
+
+/// What a request's items add to the balance together.
+fn net(items: &Items<'_>) -> i64 {
+    items.values().map(|entry| entry.signed()).sum()
+}
+
+/// The ledger itself: each request's item of each kind once, a chain from the oldest that never
+/// goes negative and ends at `balance`. Returns the items by request id.
 fn check_ledger<'a>(
     no: &str,
     balance: i64,
     ledger: &'a [Entry],
     violations: &mut Vec<String>,
-) -> BTreeMap<&'a str, &'a Entry> {
-    let mut by_id: BTreeMap<&str, &Entry> = BTreeMap::new();
+) -> BTreeMap<&'a str, Items<'a>> {
+    let mut by_id: BTreeMap<&str, Items<'a>> = BTreeMap::new();
     for entry in ledger {
-        if by_id.insert(&entry.request_id, entry).is_some() {
+        let items = by_id.entry(&entry.request_id).or_default();
+        if items.insert(entry.kind, entry).is_some() {
             violations.push(format!(
-                "{no}: request {} is in the ledger twice",
-                entry.request_id
+                "{no}: request {}'s {} is in the ledger twice",
+                entry.request_id,
+                entry.kind.name()
             ));
         }
     }
@@ -154,7 +166,7 @@ fn check_ledger<'a>(
 fn check_sent(
     no: &str,
     balance: i64,
-    by_id: &BTreeMap<&str, &Entry>,
+    by_id: &BTreeMap<&str, Items<'_>>,
     sent: &[Sent],
     violations: &mut Vec<String>,
 ) {
@@ -173,16 +185,18 @@ fn check_sent(
             Outcome::Completed { id: None, .. } => {
                 violations.push(format!("{no}: completed without a request id: {write:?}"));
             }
-            Outcome::Refused { id: Some(id), .. } if by_id.contains_key(id.as_str()) => {
+            Outcome::Refused { id: Some(id), .. }
+                if by_id.get(id.as_str()).is_some_and(|items| net(items) != 0) =>
+            {
                 violations.push(format!("{no}: refused but applied: {write:?}"));
             }
             _ => {}
         }
     }
-    for (id, entry) in by_id {
-        if !completed.contains(id) {
+    for (id, items) in by_id {
+        if !completed.contains(id) && !is_returned(items) {
             violations.push(format!(
-                "{no}: ledger entry {entry:?} no write completed as"
+                "{no}: ledger items {items:?} no write completed as"
             ));
         }
     }
@@ -200,7 +214,7 @@ fn check_completed(
     write: &Sent,
     id: &str,
     after: Option<i64>,
-    by_id: &BTreeMap<&str, &Entry>,
+    by_id: &BTreeMap<&str, Items<'_>>,
     violations: &mut Vec<String>,
 ) {
     if after.is_some_and(|after| after < 0) {
@@ -209,8 +223,12 @@ fn check_completed(
         ));
     }
     match by_id.get(id) {
-        Some(entry) if entry.kind == write.kind && entry.amount == write.amount => {}
-        Some(entry) => violations.push(format!("{no}: {write:?} recorded as {entry:?}")),
+        Some(items)
+            if items.len() == 1
+                && items
+                    .get(&write.kind)
+                    .is_some_and(|entry| entry.amount == write.amount) => {}
+        Some(items) => violations.push(format!("{no}: {write:?} recorded as {items:?}")),
         None => violations.push(format!(
             "{no}: completed but missing from the ledger: {write:?}"
         )),
@@ -227,12 +245,20 @@ fn check_completed(
     }
 }
 
+/// A transfer out whose money came back: its two items add up to nothing.
+fn is_returned(items: &Items<'_>) -> bool {
+    items.len() == 2
+        && items.contains_key(&EntryKind::TransferOut)
+        && items.contains_key(&EntryKind::TransferReversed)
+        && net(items) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entry(id: &str, kind: WriteKind, amount: i64, version: i64, after: i64) -> Entry {
+    fn entry(id: &str, kind: EntryKind, amount: i64, version: i64, after: i64) -> Entry {
         Entry {
             request_id: id.into(),
             kind,
@@ -257,8 +283,8 @@ mod tests {
             mypage: Some(70),
         };
         let ledger = [
-            entry("o", WriteKind::Open, 100, 1, 100),
-            entry("w", WriteKind::Withdraw, 30, 2, 70),
+            entry("o", EntryKind::Open, 100, 1, 100),
+            entry("w", EntryKind::Withdraw, 30, 2, 70),
         ];
         let (open, withdraw, refused) = (
             done("o"),
@@ -270,19 +296,19 @@ mod tests {
         );
         let sent = [
             Sent {
-                kind: WriteKind::Open,
+                kind: EntryKind::Open,
                 amount: 100,
                 first: &open,
                 last: &open,
             },
             Sent {
-                kind: WriteKind::Withdraw,
+                kind: EntryKind::Withdraw,
                 amount: 30,
                 first: &Outcome::Busy,
                 last: &withdraw,
             },
             Sent {
-                kind: WriteKind::Withdraw,
+                kind: EntryKind::Withdraw,
                 amount: 500,
                 first: &refused,
                 last: &refused,
@@ -306,5 +332,51 @@ mod tests {
         assert_eq!(signed("close", 5), Ok(0));
         assert!(Entry::parse(&json!({"requestId":"r","type":"transfer","amount":1})).is_err());
         assert!(signed("transfer", 5).is_err());
+        assert_eq!(signed("transfer_in", 5), Ok(5));
+    }
+
+    /// A transfer's items: a completed one is one item on each account; a refused one left no
+    /// item, or left and came back (transfer_out and transfer_reversed adding up to nothing).
+    #[test]
+    fn transfers_are_checked_on_both_accounts_and_a_returned_one_adds_up_to_nothing() {
+        let views = |balance| Views {
+            balance,
+            history: Some(balance),
+            mypage: Some(balance),
+        };
+        let (open, sent_ok) = (done("o"), done("t"));
+        let refused = Outcome::Refused {
+            code: "account_closed".into(),
+            id: Some("r".into()),
+        };
+        let source = [
+            entry("o", EntryKind::Open, 100, 1, 100),
+            entry("t", EntryKind::TransferOut, 30, 2, 70),
+            entry("r", EntryKind::TransferOut, 50, 3, 20),
+            entry("r", EntryKind::TransferReversed, 50, 4, 70),
+        ];
+        let sent = |kind, amount, outcome| Sent {
+            kind,
+            amount,
+            first: outcome,
+            last: outcome,
+        };
+        let on_source = [
+            sent(EntryKind::Open, 100, &open),
+            sent(EntryKind::TransferOut, 30, &sent_ok),
+            sent(EntryKind::TransferOut, 50, &refused),
+        ];
+        assert_eq!(
+            check_account("1", views(70), &source, &on_source),
+            Vec::<String>::new()
+        );
+        // The reversal missing: the refused transfer took the money.
+        assert!(!check_account("1", views(20), &source[..3], &on_source).is_empty());
+        let target = [entry("t", EntryKind::TransferIn, 30, 1, 30)];
+        let on_target = [sent(EntryKind::TransferIn, 30, &sent_ok)];
+        assert_eq!(
+            check_account("2", views(30), &target, &on_target),
+            Vec::<String>::new()
+        );
     }
 }

@@ -32,7 +32,7 @@ pub struct NewSession {
     pub expires_at: String,
 }
 
-/// The writes `POST /api/v1/requests` takes, and the kinds of an account's transactions.
+/// The writes `POST /api/v1/requests` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteKind {
@@ -40,23 +40,27 @@ pub enum WriteKind {
     Deposit,
     Withdraw,
     Close,
+    /// From one of the customer's accounts to any account.
+    Transfer,
 }
 
 impl WriteKind {
-    pub const ALL: [WriteKind; 4] = [
+    pub const ALL: [WriteKind; 5] = [
         WriteKind::Open,
         WriteKind::Deposit,
         WriteKind::Withdraw,
         WriteKind::Close,
+        WriteKind::Transfer,
     ];
 
-    /// The name on the wire: `open`, `deposit`, `withdraw`, `close`.
+    /// The name on the wire: `open`, `deposit`, `withdraw`, `close`, `transfer`.
     pub fn name(self) -> &'static str {
         match self {
             WriteKind::Open => "open",
             WriteKind::Deposit => "deposit",
             WriteKind::Withdraw => "withdraw",
             WriteKind::Close => "close",
+            WriteKind::Transfer => "transfer",
         }
     }
 
@@ -65,18 +69,83 @@ impl WriteKind {
         WriteKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    /// How a write (or transaction) of this kind and `amount` moves the balance: open and deposit
-    /// add, withdraw subtracts, close moves nothing.
+    /// How a write of this kind and `amount` moves its account's balance (a transfer's: the
+    /// source's).
+    pub fn signed(self, amount: i64) -> i64 {
+        EntryKind::of_write(self).signed(amount)
+    }
+}
+
+/// The kinds of an account's transactions: a write's change, or a leg of a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Open,
+    Deposit,
+    Withdraw,
+    Close,
+    TransferOut,
+    TransferIn,
+    /// A transfer out whose target could not take it: the money came back.
+    TransferReversed,
+}
+
+impl EntryKind {
+    pub const ALL: [EntryKind; 7] = [
+        EntryKind::Open,
+        EntryKind::Deposit,
+        EntryKind::Withdraw,
+        EntryKind::Close,
+        EntryKind::TransferOut,
+        EntryKind::TransferIn,
+        EntryKind::TransferReversed,
+    ];
+
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::Open => "open",
+            EntryKind::Deposit => "deposit",
+            EntryKind::Withdraw => "withdraw",
+            EntryKind::Close => "close",
+            EntryKind::TransferOut => "transfer_out",
+            EntryKind::TransferIn => "transfer_in",
+            EntryKind::TransferReversed => "transfer_reversed",
+        }
+    }
+
+    /// The kind named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<EntryKind> {
+        EntryKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The item a write of `kind` makes on its own account.
+    pub fn of_write(kind: WriteKind) -> EntryKind {
+        match kind {
+            WriteKind::Open => EntryKind::Open,
+            WriteKind::Deposit => EntryKind::Deposit,
+            WriteKind::Withdraw => EntryKind::Withdraw,
+            WriteKind::Close => EntryKind::Close,
+            WriteKind::Transfer => EntryKind::TransferOut,
+        }
+    }
+
+    /// How an item of this kind and `amount` moves the balance: open, deposit, transfer_in and
+    /// transfer_reversed add, withdraw and transfer_out subtract, close moves nothing.
     pub fn signed(self, amount: i64) -> i64 {
         match self {
-            WriteKind::Open | WriteKind::Deposit => amount,
-            WriteKind::Withdraw => -amount,
-            WriteKind::Close => 0,
+            EntryKind::Open
+            | EntryKind::Deposit
+            | EntryKind::TransferIn
+            | EntryKind::TransferReversed => amount,
+            EntryKind::Withdraw | EntryKind::TransferOut => -amount,
+            EntryKind::Close => 0,
         }
     }
 }
 
-/// A write: the body of `POST /api/v1/requests` for open, deposit, withdraw and close.
+/// A write: the body of `POST /api/v1/requests` for open, deposit, withdraw, close and
+/// transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Write<'a> {
@@ -84,6 +153,12 @@ pub struct Write<'a> {
     pub kind: WriteKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_no: Option<&'a str>,
+    /// A transfer's source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_account_no: Option<&'a str>,
+    /// A transfer's target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_account_no: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<i64>,
     /// The step-up password.
@@ -96,6 +171,8 @@ impl<'a> Write<'a> {
         Self {
             kind: WriteKind::Open,
             account_no,
+            from_account_no: None,
+            to_account_no: None,
             amount,
             password,
         }
@@ -106,6 +183,20 @@ impl<'a> Write<'a> {
         Self {
             kind,
             account_no: Some(account_no),
+            from_account_no: None,
+            to_account_no: None,
+            amount: Some(amount),
+            password,
+        }
+    }
+
+    /// A transfer of `amount` from `from` (the customer's) to `to` (anyone's).
+    pub fn transfer(from: &'a str, to: &'a str, amount: i64, password: &'a str) -> Self {
+        Self {
+            kind: WriteKind::Transfer,
+            account_no: None,
+            from_account_no: Some(from),
+            to_account_no: Some(to),
             amount: Some(amount),
             password,
         }
@@ -116,6 +207,8 @@ impl<'a> Write<'a> {
         Self {
             kind: WriteKind::Close,
             account_no: Some(account_no),
+            from_account_no: None,
+            to_account_no: None,
             amount: None,
             password,
         }
@@ -218,6 +311,10 @@ pub struct Request {
     pub kind: Option<String>,
     pub status: Option<Status>,
     pub account_no: Option<String>,
+    /// A transfer's source (its `accountNo` too).
+    pub from_account_no: Option<String>,
+    /// A transfer's target.
+    pub to_account_no: Option<String>,
     pub amount: Option<i64>,
     pub balance: Option<i64>,
     pub created_at: Option<String>,
@@ -269,6 +366,8 @@ pub struct Transaction {
     pub balance_after: Option<i64>,
     pub version: Option<i64>,
     pub occurred_at: Option<String>,
+    /// A transfer's other account.
+    pub counterpart_account_no: Option<String>,
 }
 
 /// `GET /api/v1/accounts/{no}/statement` (JSON): the balance before the range, every item with
@@ -298,6 +397,8 @@ pub struct StatementItem {
     pub running_balance: i64,
     pub version: i64,
     pub occurred_at: String,
+    /// A transfer's other account.
+    pub counterpart_account_no: Option<String>,
 }
 
 /// One page of a list: its items, newest first, and the cursor of the next page (`None`: last).

@@ -369,17 +369,18 @@ async fn execute(args: &ClientArgs) -> Result<(), CommandError> {
             csv,
         } => statement(args, account, (from, to), *csv).await,
         ClientCommand::Open { account_no, amount } => {
-            write(args, WriteKind::Open, account_no.as_deref(), *amount).await
+            write(args, Write::open(account_no.as_deref(), *amount, "")).await
         }
         ClientCommand::Deposit { account, amount } => {
-            write(args, WriteKind::Deposit, Some(account), Some(*amount)).await
+            write(args, Write::money(WriteKind::Deposit, account, *amount, "")).await
         }
         ClientCommand::Withdraw { account, amount } => {
-            write(args, WriteKind::Withdraw, Some(account), Some(*amount)).await
+            write(args, Write::money(WriteKind::Withdraw, account, *amount, "")).await
         }
-        ClientCommand::Close { account } => {
-            write(args, WriteKind::Close, Some(account), None).await
+        ClientCommand::Transfer { from, to, amount } => {
+            write(args, Write::transfer(from, to, *amount, "")).await
         }
+        ClientCommand::Close { account } => write(args, Write::close(account, "")).await,
     }
 }
 
@@ -624,21 +625,14 @@ where
     Ok(Some(reply.decode()))
 }
 
-/// A step-up write of `kind`: asks the password, sends it once, follows a pending answer
-/// briefly.
-async fn write(
-    args: &ClientArgs,
-    kind: WriteKind,
-    account_no: Option<&str>,
-    amount: Option<i64>,
-) -> Result<(), CommandError> {
+/// A step-up write (its password still to be asked): asks the password, sends it once, follows
+/// a pending answer briefly.
+async fn write(args: &ClientArgs, write: Write<'_>) -> Result<(), CommandError> {
     let (bank, session) = logged_in()?;
     let password = password(args, "Password (to confirm): ")?;
     let body = Write {
-        kind,
-        account_no,
-        amount,
         password: &password,
+        ..write
     };
     let key = args.idempotency_key.clone().unwrap_or_else(fresh_key);
     let reply = bank.write(&session.token, &key, &body).await;
@@ -658,6 +652,10 @@ async fn write(
         Some(WriteKind::Close) => println!("Closed account {no}."),
         Some(WriteKind::Deposit) => println!("Deposited {amount} into {no}. Balance: {balance}."),
         Some(WriteKind::Withdraw) => println!("Withdrew {amount} from {no}. Balance: {balance}."),
+        Some(WriteKind::Transfer) => println!(
+            "Transferred {amount} from {no} to {}. Balance: {balance}.",
+            done.to_account_no.unwrap_or_default()
+        ),
         None => {
             result["password"] = Value::Null;
             print_json(&result);

@@ -191,26 +191,22 @@ pub fn unapplied(reader: &Reader) -> rusqlite::Result<Vec<Unapplied>> {
         let Ok(envelope) = Envelope::decode(&body) else {
             continue;
         };
-        let Some((kind, change)) = envelope.event.as_account_change() else {
+        let Some(entry) = envelope.event.entry() else {
             continue;
         };
         let id = envelope.id.to_string();
         if applied.query_row([&id], |_| Ok(())).optional()?.is_some() {
             continue;
         }
+        let closed = entry.kind == onlinebank_core::event::EntryKind::Close;
         changes.push(Unapplied {
-            account_no: change.account_no.as_str().to_owned(),
-            kind: kind.as_str().to_owned(),
-            amount: change.amount.won(),
+            account_no: entry.account_no.as_str().to_owned(),
+            kind: entry.kind.as_str().to_owned(),
+            amount: entry.amount.won(),
             after: AccountState {
-                balance: change.balance.won(),
-                status: if kind.as_str() == "close" {
-                    "closed"
-                } else {
-                    "open"
-                }
-                .to_owned(),
-                version: change.version,
+                balance: entry.balance.won(),
+                status: if closed { "closed" } else { "open" }.to_owned(),
+                version: entry.version,
             },
         });
     }

@@ -184,7 +184,7 @@ impl Op {
     /// As the account check takes it.
     pub fn sent(&self) -> Sent<'_> {
         Sent {
-            kind: self.kind,
+            kind: onlinebank_client::wire::EntryKind::of_write(self.kind),
             amount: self.amount,
             first: &self.first,
             last: &self.last,
