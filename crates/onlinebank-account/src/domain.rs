@@ -120,7 +120,10 @@ pub fn decide(
     };
     let amount = match request.kind {
         WriteKind::Deposit => {
-            let amount = request.amount.amount(rules.max_amount).map_err(money_reason)?;
+            let amount = request
+                .amount
+                .amount(rules.max_amount)
+                .map_err(money_reason)?;
             after.balance = account.balance.deposit(amount).map_err(money_reason)?;
             Won::from(amount)
         }
@@ -518,12 +521,21 @@ mod tests {
         .unwrap()
         .after;
         assert_eq!(
-            (debited.balance.won(), debited.in_flight.won(), debited.version),
+            (
+                debited.balance.won(),
+                debited.in_flight.won(),
+                debited.version
+            ),
             (0, 100, 5)
         );
         assert_eq!(debited.allowed_on(day(7), limited.daily_limit), Won::ZERO);
         assert_eq!(
-            decide(Some(&debited), &request(WriteKind::Close, 0), &rules(), day(7)),
+            decide(
+                Some(&debited),
+                &request(WriteKind::Close, 0),
+                &rules(),
+                day(7)
+            ),
             Err(Reason::BalanceNotZero)
         );
         assert_eq!(
@@ -558,21 +570,38 @@ mod tests {
             &debited(70, "2002"),
         )
         .unwrap();
-        let Settlement::Credited { source: s, target: t } = credited else {
+        let Settlement::Credited {
+            source: s,
+            target: t,
+        } = credited
+        else {
             panic!("{credited:?}")
         };
-        assert_eq!((s.balance.won(), s.in_flight, s.version), (30, Won::ZERO, 4));
+        assert_eq!(
+            (s.balance.won(), s.in_flight, s.version),
+            (30, Won::ZERO, 4)
+        );
         assert_eq!((t.balance.won(), t.version), (75, 5));
         for (target, reason) in [
             (None, Reason::AccountNotFound),
             (Some(target(5, Status::Closed)), Reason::AccountClosed),
-            (Some(target(i64::MAX - 1, Status::Open)), Reason::BalanceOverflow),
+            (
+                Some(target(i64::MAX - 1, Status::Open)),
+                Reason::BalanceOverflow,
+            ),
         ] {
             let reversed = settle(Some(&source), target.as_ref(), &debited(70, "2002")).unwrap();
-            let Settlement::Reversed { source: s, reason: why } = reversed else {
+            let Settlement::Reversed {
+                source: s,
+                reason: why,
+            } = reversed
+            else {
                 panic!("{reversed:?}")
             };
-            assert_eq!((s.balance.won(), s.in_flight, s.version), (100, Won::ZERO, 5));
+            assert_eq!(
+                (s.balance.won(), s.in_flight, s.version),
+                (100, Won::ZERO, 5)
+            );
             assert_eq!(why, reason);
         }
         assert!(settle(None, None, &debited(70, "2002")).is_err());

@@ -13,13 +13,13 @@ mod store;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use domain::Settlement;
 use domain::{Account, Rules};
 use onlinebank_bus::handler::EventHandler;
 use onlinebank_bus::outbox::Relay;
 use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
-use domain::Settlement;
 use onlinebank_core::event::{
     AccountChanged, AccountRequestCancelled, AuthCertified, Envelope, Event, TransferCredited,
     TransferDebited, TransferReversed, TOPIC_ACCOUNTS, TOPIC_REQUESTS,
@@ -30,19 +30,28 @@ use onlinebank_core::time::{BankTimeZone, Day};
 use onlinebank_core::{ApiError, Reason, Role, RoleContext};
 use std::collections::HashMap;
 
-/// The certified requests, and its own transfer debits (their second leg), up to 256 per
-/// transaction.
+/// The certified requests, up to 256 per transaction.
 const CONSUMES: Consumes = Consumes {
-    topics: &[TOPIC_REQUESTS, TOPIC_ACCOUNTS],
+    topics: &[TOPIC_REQUESTS],
     batch: 256,
 };
+
+/// Its own transfer debits, whose second leg it makes, up to 256 per transaction; read as a
+/// consumer group of their own.
+const SETTLES: Consumes = Consumes {
+    topics: &[TOPIC_ACCOUNTS],
+    batch: 256,
+};
+const SETTLES_GROUP: &str = "account-transfers";
 
 /// Opens account's database, starts its consumer and relay, and returns its router.
 pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_core::RoleParts> {
     let wiring = Wiring::new(ctx, bus, Role::Account);
     let db = wiring.open_db(&migrations()).await?;
     let relay = wiring.publish(&db, &[TOPIC_ACCOUNTS]);
-    let quiet = wiring.quiet(CONSUMES, Some(&relay));
+    let quiet = wiring
+        .quiet(CONSUMES, Some(&relay))
+        .also_consuming(SETTLES_GROUP, SETTLES.topics);
     let accounts = Accounts {
         rules: Rules {
             max_amount: ctx.settings.max_amount,
@@ -51,7 +60,8 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
         time_zone: ctx.settings.account.time_zone,
         relay,
     };
-    wiring.consume(&db, CONSUMES, accounts);
+    wiring.consume(&db, CONSUMES, accounts.clone());
+    wiring.consume_as(SETTLES_GROUP, &db, SETTLES, accounts);
     Ok(onlinebank_core::RoleParts {
         db: Some(db.clone()),
         router: ctx
@@ -106,10 +116,9 @@ impl Work<'_> {
     fn accounts(&self) -> Vec<&str> {
         match self {
             Work::Request(request, _) => vec![request.account_no.as_str()],
-            Work::Settle(debited) => vec![
-                debited.account_no.as_str(),
-                debited.to_account_no.as_str(),
-            ],
+            Work::Settle(debited) => {
+                vec![debited.account_no.as_str(), debited.to_account_no.as_str()]
+            }
         }
     }
 }
@@ -200,10 +209,9 @@ async fn save(conn: &mut Conn, held: &HashMap<String, Held>) -> anyhow::Result<(
     for account in held.values() {
         match (&account.loaded, &account.now) {
             (None, Some(now)) => created.push(now),
-            (Some(loaded), Some(now)) if now != loaded => updated.push(store::Update {
-                after: now,
-                loaded,
-            }),
+            (Some(loaded), Some(now)) if now != loaded => {
+                updated.push(store::Update { after: now, loaded })
+            }
             _ => {}
         }
     }
@@ -217,10 +225,7 @@ async fn save(conn: &mut Conn, held: &HashMap<String, Held>) -> anyhow::Result<(
 /// credited, or the money back on the source; returns the event to publish. The source is in
 /// the bank's books whatever happened since the debit (it cannot close while money is in flight),
 /// so an [`domain::Unsettleable`] transfer fails the batch rather than lose the money.
-fn settle(
-    held: &mut HashMap<String, Held>,
-    debited: &TransferDebited,
-) -> anyhow::Result<Event> {
+fn settle(held: &mut HashMap<String, Held>, debited: &TransferDebited) -> anyhow::Result<Event> {
     let source = held_now(held, &debited.account_no)?.clone();
     let target = held_now(held, &debited.to_account_no)?.clone();
     let settlement = domain::settle(source.as_ref(), target.as_ref(), debited)?;
@@ -336,7 +341,10 @@ fn changed_event(request: &AuthCertified, change: &domain::Change) -> Option<Eve
         balance: change.after.balance,
         version: change.after.version,
     };
-    match (&request.to_account_no, Event::account_changed(request.kind, changed)) {
+    match (
+        &request.to_account_no,
+        Event::account_changed(request.kind, changed),
+    ) {
         (_, Some(event)) => Some(event),
         (Some(to_account_no), None) => Some(Event::TransferDebited(TransferDebited {
             request_id: request.request_id,
@@ -361,6 +369,7 @@ async fn list_accounts(State(db): State<Db>) -> Result<Json<AccountsAnswer>, Api
             balance: account.balance,
             status: account.status,
             version: account.version,
+            in_flight: account.in_flight,
         })
         .collect();
     Ok(Json(AccountsAnswer { items }))

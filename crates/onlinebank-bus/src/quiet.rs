@@ -10,10 +10,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct RoleQuiet {
     bus: Bus,
-    /// The role's consumer group.
-    group: &'static str,
-    /// The topics the group consumes.
-    topics: &'static [&'static str],
+    /// The role's consumer groups, each with the topics it consumes.
+    groups: Vec<(&'static str, &'static [&'static str])>,
     /// The role's outbox relay, if it publishes.
     relay: Option<Relay>,
 }
@@ -23,10 +21,15 @@ impl RoleQuiet {
     pub fn consumer(bus: &Bus, group: &'static str, topics: &'static [&'static str]) -> Self {
         Self {
             bus: bus.clone(),
-            group,
-            topics,
+            groups: vec![(group, topics)],
             relay: None,
         }
+    }
+
+    /// The same role, which also consumes `topics` as `group`.
+    pub fn also_consuming(mut self, group: &'static str, topics: &'static [&'static str]) -> Self {
+        self.groups.push((group, topics));
+        self
     }
 
     /// The same role, which also publishes through `relay`.
@@ -41,9 +44,13 @@ impl RoleQuiet {
             Some(relay) => relay.unsent().await?,
             None => 0,
         };
+        let mut lag = 0;
+        for (group, topics) in &self.groups {
+            lag += self.bus.lag(group, topics).await?;
+        }
         Ok(Quiet {
             unsent_events,
-            lag: self.bus.lag(self.group, self.topics).await?,
+            lag,
             pending_requests: 0,
         })
     }

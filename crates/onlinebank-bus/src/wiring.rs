@@ -51,9 +51,21 @@ impl<'a> Wiring<'a> {
     /// Starts consuming into `db` with `handler` until shutdown: the role's consumer group
     /// reads what `consumes` names, one transaction per batch.
     pub fn consume<P: EventHandler>(&self, db: &Db, consumes: Consumes, handler: P) {
+        self.consume_as(self.name(), db, consumes, handler);
+    }
+
+    /// [`Wiring::consume`] as a consumer group of its own, `group` (a role that reads another
+    /// publisher's topics beside its own: in the embedded log one group reads one outbox).
+    pub fn consume_as<P: EventHandler>(
+        &self,
+        group: &'static str,
+        db: &Db,
+        consumes: Consumes,
+        handler: P,
+    ) {
         let group = ConsumerGroup {
             bus: self.bus.clone(),
-            name: self.name(),
+            name: group,
             consumes,
             shutdown: self.ctx.shutdown.clone(),
         };

@@ -141,11 +141,9 @@ impl RequestBody {
                 })
             }
             Some(RequestType::Write(kind)) => kind,
-            None => {
-                return Err(ApiError::validation(
-                    "type must be one of open, close, deposit, withdraw, transfer, balance, history",
-                ))
-            }
+            None => return Err(ApiError::validation(
+                "type must be one of open, close, deposit, withdraw, transfer, balance, history",
+            )),
         };
         let (account_no, to_account_no) = self.accounts(kind)?;
         let amount = match kind {
@@ -175,7 +173,10 @@ impl RequestBody {
     /// The write's account (None: an open without a number) and a transfer's target. A transfer
     /// names `fromAccountNo` and `toAccountNo`, two different accounts; every other write only
     /// `accountNo`.
-    fn accounts(&self, kind: WriteKind) -> Result<(Option<AccountNo>, Option<AccountNo>), ApiError> {
+    fn accounts(
+        &self,
+        kind: WriteKind,
+    ) -> Result<(Option<AccountNo>, Option<AccountNo>), ApiError> {
         if kind != WriteKind::Transfer {
             if self.from_account_no.is_some() || self.to_account_no.is_some() {
                 return Err(ApiError::validation(
@@ -268,10 +269,17 @@ mod tests {
             json!({"type":"deposit","accountNo":"1001","toAccountNo":"2002","amount":5,"password":"pw"}),
             json!({"type":"transfer","fromAccountNo":"1001","toAccountNo":"bad no","amount":5,"password":"pw"}),
         ] {
-            assert_eq!(body(bad.clone()).parse(100).unwrap_err().code, "invalid_request", "{bad}");
+            assert_eq!(
+                body(bad.clone()).parse(100).unwrap_err().code,
+                "invalid_request",
+                "{bad}"
+            );
         }
         let no_amount = json!({"type":"transfer","fromAccountNo":"1001","toAccountNo":"2002","amount":0,"password":"pw"});
-        assert_eq!(body(no_amount).parse(100).unwrap_err().code, "invalid_amount");
+        assert_eq!(
+            body(no_amount).parse(100).unwrap_err().code,
+            "invalid_amount"
+        );
     }
 
     #[test]

@@ -111,6 +111,14 @@ pub struct ListedAccount {
     pub balance: Balance,
     pub status: AccountStatus,
     pub version: i64,
+    /// The account role's list only: won of transfers out debited and not yet credited or
+    /// reversed (money conservation counts it beside the balances).
+    #[serde(default, skip_serializing_if = "nothing_in_flight")]
+    pub in_flight: Won,
+}
+
+fn nothing_in_flight(won: &Won) -> bool {
+    won.is_zero()
 }
 
 /// The answer of [`ACCOUNTS`].
@@ -234,6 +242,7 @@ mod tests {
             balance: Balance::from_stored(5).unwrap(),
             status: AccountStatus::Closed,
             version: 2,
+            in_flight: Won::ZERO,
         };
         assert_eq!(
             serde_json::to_value(&listed).unwrap(),

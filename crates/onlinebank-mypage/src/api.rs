@@ -180,9 +180,8 @@ impl FromRow for TransactionRow {
             balance_after: row.balance(3)?,
             version: row.get(4)?,
             occurred_at: row.get(5)?,
-            counterpart_account_no: row.parsed_opt(6, "counterpart account", |raw| {
-                AccountNo::parse(raw).ok()
-            })?,
+            counterpart_account_no: row
+                .parsed_opt(6, "counterpart account", |raw| AccountNo::parse(raw).ok())?,
         })
     }
 }
@@ -340,6 +339,7 @@ async fn all_accounts(
                 balance: row.balance,
                 status,
                 version: row.version,
+                in_flight: onlinebank_core::money::Won::ZERO,
             })
         })
         .collect::<Result<_, ApiError>>()?;

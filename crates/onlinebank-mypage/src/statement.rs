@@ -93,9 +93,8 @@ impl FromRow for Item {
             running_balance: row.get(3)?,
             version: row.get(4)?,
             occurred_at: row.get(5)?,
-            counterpart_account_no: row.parsed_opt(6, "counterpart account", |raw| {
-                AccountNo::parse(raw).ok()
-            })?,
+            counterpart_account_no: row
+                .parsed_opt(6, "counterpart account", |raw| AccountNo::parse(raw).ok())?,
         })
     }
 }
@@ -345,7 +344,8 @@ mod tests {
         assert!(withdrawal.ends_with(','), "{withdrawal}");
         let transfer = lines.next().unwrap_or_default();
         assert!(
-            transfer.starts_with("2026-12-07 10:02:03,transfer_in,50,850,") && transfer.ends_with(",2002"),
+            transfer.starts_with("2026-12-07 10:02:03,transfer_in,50,850,")
+                && transfer.ends_with(",2002"),
             "{transfer}"
         );
         assert_eq!(

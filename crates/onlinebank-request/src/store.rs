@@ -85,9 +85,8 @@ impl FromRow for RequestRow {
             version: row.get(7)?,
             created_at: row.get(8)?,
             completed_at: row.get(9)?,
-            to_account_no: row.parsed_opt(10, "transfer's target", |raw| {
-                AccountNo::parse(raw).ok()
-            })?,
+            to_account_no: row
+                .parsed_opt(10, "transfer's target", |raw| AccountNo::parse(raw).ok())?,
         })
     }
 }

@@ -142,7 +142,11 @@ pub enum ClientCommand {
     /// Withdraw won from an account (asks your password)
     Withdraw { account: String, amount: i64 },
     /// Transfer won from one of your accounts to any account (asks your password)
-    Transfer { from: String, to: String, amount: i64 },
+    Transfer {
+        from: String,
+        to: String,
+        amount: i64,
+    },
     /// An account's balance
     Balance { account: String },
     /// An account's transactions, newest first, a page at a time

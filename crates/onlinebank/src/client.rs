@@ -375,7 +375,11 @@ async fn execute(args: &ClientArgs) -> Result<(), CommandError> {
             write(args, Write::money(WriteKind::Deposit, account, *amount, "")).await
         }
         ClientCommand::Withdraw { account, amount } => {
-            write(args, Write::money(WriteKind::Withdraw, account, *amount, "")).await
+            write(
+                args,
+                Write::money(WriteKind::Withdraw, account, *amount, ""),
+            )
+            .await
         }
         ClientCommand::Transfer { from, to, amount } => {
             write(args, Write::transfer(from, to, *amount, "")).await

@@ -60,5 +60,6 @@ mod sessions;
 mod statement;
 mod storage;
 mod tls;
+mod transfers;
 mod upgrade;
 mod web;

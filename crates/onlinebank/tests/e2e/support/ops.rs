@@ -16,6 +16,8 @@ pub struct AccountRow {
     pub balance: i64,
     pub status: String,
     pub version: i64,
+    /// Won of transfers out not yet credited or reversed (the account role's list only).
+    pub in_flight: i64,
 }
 
 /// Every store's view at one moment.
@@ -38,6 +40,7 @@ fn by_account_no(answer: AccountsAnswer) -> BTreeMap<String, AccountRow> {
                 balance: account.balance.won(),
                 status: account.status.as_str().to_owned(),
                 version: account.version,
+                in_flight: account.in_flight.won(),
             };
             (account.account_no.as_str().to_owned(), row)
         })
@@ -51,6 +54,12 @@ impl Snapshot {
             return Some(format!("{} requests still pending", self.pending));
         }
         for (no, account) in &self.accounts {
+            if account.in_flight != 0 {
+                return Some(format!(
+                    "account {no}: {} won still in flight",
+                    account.in_flight
+                ));
+            }
             let ledger = self.ledger.get(no).copied().unwrap_or(0);
             if ledger != account.balance {
                 return Some(format!(
