@@ -21,7 +21,7 @@
 #[allow(dead_code, unused_imports)]
 mod support;
 
-use onlinebank_client::wire::{Read, ReadAnswer};
+use onlinebank_client::wire::{EntryKind, Read, ReadAnswer};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,6 +34,9 @@ struct Tally {
     reads: AtomicUsize,
     reads_ok: AtomicUsize,
     completed: AtomicUsize,
+    /// Each customer's account as last opened (a transfer's target: it may be closing or
+    /// closed by the time the money arrives, which is the compensation's case).
+    accounts: Mutex<BTreeMap<usize, String>>,
 }
 
 fn knob(name: &str, default: u64) -> u64 {
@@ -68,7 +71,7 @@ async fn customer_loop(
         let Some(mut op) = session.next_write(&tally).await else {
             continue;
         };
-        session.send(&mut op).await;
+        session.send(&mut op, &tally).await;
         if matches!(op.last, Outcome::Completed { .. }) {
             tally.completed.fetch_add(1, Ordering::SeqCst);
         }
@@ -124,6 +127,11 @@ impl Session {
                 _ => None,
             };
         }
+        if roll < 40 {
+            if let Some(to) = self.transfer_target(tally) {
+                return Some(Op::transfer(c, &no, &to, self.rng.random_range(1..=6_000)));
+            }
+        }
         Some(if roll < 70 {
             Op::new(c, &no, WriteKind::Deposit, self.rng.random_range(1..=5_000))
         } else {
@@ -134,6 +142,20 @@ impl Session {
                 self.rng.random_range(1..=8_000),
             )
         })
+    }
+
+    /// Another customer's account, picked at random among those opened (None: none yet).
+    fn transfer_target(&mut self, tally: &Tally) -> Option<String> {
+        let accounts = tally.accounts.lock().unwrap();
+        let others: Vec<&String> = accounts
+            .iter()
+            .filter(|(owner, _)| **owner != self.c)
+            .map(|(_, no)| no)
+            .collect();
+        if others.is_empty() {
+            return None;
+        }
+        Some(others[self.rng.random_range(0..others.len())].clone())
     }
 
     /// A read of the account: its balance by request (`by_request`) or the account itself; a
@@ -174,7 +196,7 @@ impl Session {
 
     /// Sends `op`, settles an open or a close at once (the session needs to know how they
     /// ended before it goes on), and follows what it did to the account.
-    async fn send(&mut self, op: &mut Op) {
+    async fn send(&mut self, op: &mut Op, tally: &Tally) {
         op.send(&self.gateways[self.gw], &self.customer).await;
         if matches!(op.first, Outcome::Unknown { .. } | Outcome::Busy) {
             self.gw = (self.gw + 1) % self.gateways.len();
@@ -186,7 +208,14 @@ impl Session {
                 .await;
         }
         match (&op.last, op.kind) {
-            (Outcome::Completed { .. }, WriteKind::Open) => self.account = Some(op.account.clone()),
+            (Outcome::Completed { .. }, WriteKind::Open) => {
+                self.account = Some(op.account.clone());
+                tally
+                    .accounts
+                    .lock()
+                    .unwrap()
+                    .insert(self.c, op.account.clone());
+            }
             (Outcome::Completed { .. }, WriteKind::Close) => {
                 self.account = None;
                 self.closing = false;
@@ -378,16 +407,30 @@ async fn check_accounts(
     snapshot: &Snapshot,
     violations: &mut Vec<String>,
 ) -> usize {
-    let mut by_account: BTreeMap<String, Vec<&Op>> = BTreeMap::new();
+    // Per account: what was sent that moves it (a transfer on both its accounts), and its owner.
+    let mut by_account: BTreeMap<&str, Vec<Sent>> = BTreeMap::new();
+    let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
     for op in ops {
-        by_account.entry(op.account.clone()).or_default().push(op);
+        by_account.entry(&op.account).or_default().push(op.sent());
+        if let Some((to, sent)) = op.sent_in() {
+            by_account.entry(to).or_default().push(sent);
+        }
+        if op.kind == WriteKind::Open {
+            owner.insert(&op.account, op.customer);
+        }
     }
-    for (no, mine) in &by_account {
-        let customer = &customers[mine[0].customer];
-        let row = snapshot.accounts.get(no);
-        let opened = mine
+    for (no, sent) in &by_account {
+        let Some(customer) = owner.get(no).map(|c| &customers[*c]) else {
+            // Only ever a transfer's target that was never opened: nothing may exist there.
+            if snapshot.accounts.contains_key(*no) {
+                violations.push(format!("{no}: exists but was never opened"));
+            }
+            continue;
+        };
+        let row = snapshot.accounts.get(*no);
+        let opened = sent
             .iter()
-            .any(|op| op.kind == WriteKind::Open && matches!(op.last, Outcome::Completed { .. }));
+            .any(|s| s.kind == EntryKind::Open && matches!(s.last, Outcome::Completed { .. }));
         let Some(row) = row else {
             if opened {
                 violations.push(format!("{no}: opened but unknown to the account role"));
@@ -399,12 +442,11 @@ async fn check_accounts(
         }
         let views = Views {
             balance: row.balance,
-            history: snapshot.ledger.get(no).copied(),
-            mypage: snapshot.mypage.get(no).map(|m| m.balance),
+            history: snapshot.ledger.get(*no).copied(),
+            mypage: snapshot.mypage.get(*no).map(|m| m.balance),
         };
         let ledger = ledger_of(&cluster.api, &customer.token, no).await;
-        let sent: Vec<Sent> = mine.iter().map(|op| op.sent()).collect();
-        violations.extend(check_account(no, views, &ledger, &sent));
+        violations.extend(check_account(no, views, &ledger, sent));
     }
     by_account.len()
 }

@@ -66,11 +66,14 @@ pub async fn check(bench: &Bench, api: &Client) -> Findings {
     let deadline = Instant::now() + RESOLVE_PATIENCE;
     let resolved: Vec<(usize, Outcome)> = futures::stream::iter(unknowns.iter().enumerate())
         .map(|(index, unknown)| async move {
-            let Some(account) = bench.accounts.get(unknown.account) else {
+            let planned = &unknown.planned;
+            let (Some(account), Some(body)) = (
+                bench.accounts.get(planned.account),
+                bench.write_body(planned),
+            ) else {
                 return (index, Outcome::lost("no such account"));
             };
             let token = bench.token_of(account).unwrap_or_default();
-            let body = bench.write_body(unknown.op, account, unknown.amount);
             let outcome = resolve(
                 api,
                 token,
@@ -87,13 +90,12 @@ pub async fn check(bench: &Bench, api: &Client) -> Findings {
         .await;
     for (index, outcome) in resolved {
         let unknown = &unknowns[index];
-        let account = bench.accounts.get(unknown.account);
+        let planned = &unknown.planned;
+        let account = bench.accounts.get(planned.account);
         match outcome {
             Outcome::Completed { .. } => {
                 findings.resolution.applied += 1;
-                if let Some(account) = account {
-                    account.apply(unknown.op, unknown.amount);
-                }
+                bench.apply(planned);
             }
             Outcome::Refused { .. } => findings.resolution.refused += 1,
             last => {
@@ -101,8 +103,8 @@ pub async fn check(bench: &Bench, api: &Client) -> Findings {
                 findings.violations.push(format!(
                     "{}: {} of {} (key {}) still unknown after {RESOLVE_PATIENCE:?} ({})",
                     account.map(|a| a.no.as_str()).unwrap_or("?"),
-                    unknown.op.name(),
-                    unknown.amount,
+                    planned.op.name(),
+                    planned.amount,
                     unknown.key,
                     last.label()
                 ));

@@ -27,15 +27,18 @@ pub enum Op {
     History,
     /// The original system's deposit: `POST /requests` with the credentials in the body.
     LegacyDeposit,
+    /// From one of the bench's accounts to another (often another customer's).
+    Transfer,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 6] = [
         Op::Deposit,
         Op::Withdraw,
         Op::Balance,
         Op::History,
         Op::LegacyDeposit,
+        Op::Transfer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,15 +48,16 @@ impl Op {
             Op::Balance => "balance",
             Op::History => "history",
             Op::LegacyDeposit => "legacy_deposit",
+            Op::Transfer => "transfer",
         }
     }
 
     /// The write this operation sends (a legacy deposit is resolved as a deposit).
     pub fn write_kind(self) -> WriteKind {
-        if self == Op::Withdraw {
-            WriteKind::Withdraw
-        } else {
-            WriteKind::Deposit
+        match self {
+            Op::Withdraw => WriteKind::Withdraw,
+            Op::Transfer => WriteKind::Transfer,
+            _ => WriteKind::Deposit,
         }
     }
 
@@ -64,6 +68,7 @@ impl Op {
             Op::Balance => 2,
             Op::History => 3,
             Op::LegacyDeposit => 4,
+            Op::Transfer => 5,
         }
     }
 }
@@ -71,12 +76,12 @@ impl Op {
 /// Operation weights, e.g. `deposit=40,withdraw=20,balance=30,history=10`.
 #[derive(Debug, Clone)]
 pub struct Mix {
-    pub weights: [u32; 5],
+    pub weights: [u32; 6],
 }
 
 impl Mix {
     pub fn parse(raw: &str) -> anyhow::Result<Self> {
-        let mut weights = [0u32; 5];
+        let mut weights = [0u32; 6];
         for part in raw
             .split(',')
             .map(str::trim)
@@ -91,7 +96,7 @@ impl Mix {
                 .with_context(|| {
                     format!(
                         "--mix: unknown operation {name:?} (deposit, withdraw, balance, \
-                         history, legacy_deposit)"
+                         history, legacy_deposit, transfer)"
                     )
                 })?;
             weights[op.index()] = weight
@@ -145,20 +150,27 @@ pub struct Account {
 }
 
 impl Account {
-    pub fn apply(&self, op: Op, amount: i64) {
-        // (A legacy deposit is a deposit.)
-        let delta = if op == Op::Withdraw { -amount } else { amount };
+    /// One acknowledged item of `delta` won.
+    fn record(&self, delta: i64) {
         self.expected.fetch_add(delta, Ordering::SeqCst);
         self.entries.fetch_add(1, Ordering::SeqCst);
     }
 }
 
+/// One write the bench sends: `op` (a deposit, a withdrawal, a legacy deposit or a transfer) of
+/// `amount` on account `account` (a transfer's source), to account `to` for a transfer.
+#[derive(Debug, Clone, Copy)]
+pub struct Planned {
+    pub op: Op,
+    pub account: usize,
+    pub to: Option<usize>,
+    pub amount: i64,
+}
+
 /// A write whose outcome the client did not learn; resolved before the invariants are judged.
 #[derive(Debug, Clone)]
 pub struct Unknown {
-    pub account: usize,
-    pub op: Op,
-    pub amount: i64,
+    pub planned: Planned,
     pub key: String,
     /// What the client knew (a request id, when the answer carried one).
     pub outcome: Outcome,
@@ -174,8 +186,35 @@ pub struct Bench {
 }
 
 impl Bench {
-    pub fn write_body<'a>(&'a self, op: Op, account: &'a Account, amount: i64) -> Write<'a> {
-        Write::money(op.write_kind(), &account.no, amount, &self.password)
+    /// The v1 body of `planned` (None: it names an account the bench does not have).
+    pub fn write_body(&self, planned: &Planned) -> Option<Write<'_>> {
+        let account = self.accounts.get(planned.account)?;
+        Some(match (planned.op, planned.to) {
+            (Op::Transfer, Some(to)) => Write::transfer(
+                &account.no,
+                &self.accounts.get(to)?.no,
+                planned.amount,
+                &self.password,
+            ),
+            (op, _) => Write::money(op.write_kind(), &account.no, planned.amount, &self.password),
+        })
+    }
+
+    /// Records an acknowledged `planned` in the bench's ledger (a legacy deposit is a deposit; a
+    /// transfer moves the amount from its source to its target).
+    pub fn apply(&self, planned: &Planned) {
+        let amount = planned.amount;
+        let (from, to) = match planned.op {
+            Op::Withdraw => (-amount, None),
+            Op::Transfer => (-amount, planned.to),
+            _ => (amount, None),
+        };
+        if let Some(account) = self.accounts.get(planned.account) {
+            account.record(from);
+        }
+        if let Some(target) = to.and_then(|to| self.accounts.get(to)) {
+            target.record(amount);
+        }
     }
 
     /// The original system's deposit body: credentials included.
@@ -411,14 +450,22 @@ impl Worker {
                 break;
             };
             let reply = match op {
-                Op::Deposit | Op::Withdraw | Op::LegacyDeposit => {
-                    let max = if op == Op::Withdraw {
-                        MAX_WITHDRAW
-                    } else {
+                Op::Deposit | Op::Withdraw | Op::LegacyDeposit | Op::Transfer => {
+                    let max = if op == Op::Deposit || op == Op::LegacyDeposit {
                         MAX_DEPOSIT
+                    } else {
+                        MAX_WITHDRAW
                     };
-                    let amount = rng.random_range(1..=max);
-                    self.write(op, index, token, amount, sequence).await
+                    let accounts = self.bench.accounts.len();
+                    let planned = Planned {
+                        op,
+                        account: index,
+                        // Any other account (with one account there is none: refused, counted).
+                        to: (op == Op::Transfer)
+                            .then(|| (index + rng.random_range(1..accounts.max(2))) % accounts),
+                        amount: rng.random_range(1..=max),
+                    };
+                    self.write(planned, token, sequence).await
                 }
                 Op::Balance | Op::History => self.read(op, index, token).await,
             };
@@ -426,11 +473,12 @@ impl Worker {
         }
     }
 
-    /// One write of `amount` to account `index`, counted and kept in the bench's ledger (or set
-    /// aside when its outcome is unknown).
-    async fn write(&self, op: Op, index: usize, token: &str, amount: i64, sequence: u64) -> Reply {
+    /// One write, counted and kept in the bench's ledger (or set aside when its outcome is
+    /// unknown).
+    async fn write(&self, planned: Planned, token: &str, sequence: u64) -> Reply {
         let (bench, api) = (&self.bench, &self.api);
-        let account = &bench.accounts[index];
+        let (op, amount) = (planned.op, planned.amount);
+        let account = &bench.accounts[planned.account];
         let key = format!("bench-{}-{}-{sequence}", bench.run_id, self.client);
         let began = Instant::now();
         // A legacy deposit is a deposit: it counts, and is resolved through the v1 API (the same
@@ -440,18 +488,23 @@ impl Worker {
                 .legacy_deposit(&key, &bench.legacy_body(account, amount))
                 .await;
             let outcome = reply.legacy_write_outcome();
-            (reply, outcome, Op::Deposit)
+            let applied = Planned {
+                op: Op::Deposit,
+                ..planned
+            };
+            (reply, outcome, applied)
         } else {
-            let reply = api
-                .write(token, &key, &bench.write_body(op, account, amount))
-                .await;
+            let Some(body) = bench.write_body(&planned) else {
+                return Reply::Transport("the bench planned a write to no account");
+            };
+            let reply = api.write(token, &key, &body).await;
             let outcome = reply.write_outcome();
-            (reply, outcome, op)
+            (reply, outcome, planned)
         };
         let latency = began.elapsed();
         match outcome {
             Outcome::Completed { .. } => {
-                account.apply(applied, amount);
+                bench.apply(&applied);
                 self.recorder.ok(op.index(), latency);
             }
             // Nothing happened (busy included): the ledger stays as it is.
@@ -465,9 +518,7 @@ impl Worker {
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .push(Unknown {
-                        account: index,
-                        op: applied,
-                        amount,
+                        planned: applied,
                         key,
                         outcome,
                     });
@@ -501,12 +552,14 @@ mod tests {
     #[test]
     fn mix_parses_weights_and_rejects_nonsense() {
         let mix = Mix::parse("deposit=40, withdraw=20,balance=30,history=10");
-        assert!(matches!(&mix, Ok(mix) if mix.weights == [40, 20, 30, 10, 0]));
+        assert!(matches!(&mix, Ok(mix) if mix.weights == [40, 20, 30, 10, 0, 0]));
         let only = Mix::parse("deposit=1");
-        assert!(matches!(&only, Ok(mix) if mix.weights == [1, 0, 0, 0, 0]));
+        assert!(matches!(&only, Ok(mix) if mix.weights == [1, 0, 0, 0, 0, 0]));
         let legacy = Mix::parse("legacy_deposit=100");
-        assert!(matches!(&legacy, Ok(mix) if mix.weights == [0, 0, 0, 0, 100]));
-        assert!(Mix::parse("transfer=5").is_err());
+        assert!(matches!(&legacy, Ok(mix) if mix.weights == [0, 0, 0, 0, 100, 0]));
+        let transfers = Mix::parse("transfer=5");
+        assert!(matches!(&transfers, Ok(mix) if mix.weights == [0, 0, 0, 0, 0, 5]));
+        assert!(Mix::parse("loan=5").is_err());
         assert!(Mix::parse("deposit=x").is_err());
         assert!(Mix::parse("deposit=0").is_err());
         assert!(Mix::parse("deposit").is_err());

@@ -1,5 +1,5 @@
-//! The crash test: one process per role, a stream of deposits and withdrawals from several
-//! concurrent clients, `kill -9` of the account process and then of the request process
+//! The crash test: one process per role, a stream of deposits, withdrawals and transfers between
+//! customers from several concurrent clients, `kill -9` of the account process and then of the request process
 //! mid-stream, each restarted on its port. Once drained: every store agrees on every account,
 //! nothing is pending, and the ledger holds exactly the operations that completed (acknowledged
 //! ones included; operations whose answer was lost are resolved by their request id or by
@@ -97,7 +97,8 @@ async fn open_savers(cluster: &Cluster) -> Savers {
     savers
 }
 
-/// The stream: two clients per customer, each sending deposits and withdrawals until `stop`.
+/// The stream: two clients per customer, each sending deposits, withdrawals and transfers to
+/// any other account (often another customer's) until `stop`.
 fn stream(
     api: &Api,
     savers: &Savers,
@@ -106,22 +107,29 @@ fn stream(
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut clients = Vec::new();
+    let everyone: Vec<String> = savers.accounts.iter().flatten().cloned().collect();
     for client in 0..6 {
         let c = client % 3;
         let api = api.clone();
         let customer = savers.customers[c].clone();
         let mine = savers.accounts[c].clone();
         let (ops, completed, stop) = (ops.clone(), completed.clone(), stop.clone());
+        let everyone = everyone.clone();
         clients.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(client as u64 + 1);
             while !stop.load(Ordering::SeqCst) {
                 let account = &mine[rng.random_range(0..mine.len())];
-                let kind = if rng.random_range(0..=99) < 55 {
-                    WriteKind::Deposit
-                } else {
-                    WriteKind::Withdraw
+                let amount = rng.random_range(1..=3_000);
+                let mut op = match rng.random_range(0..=99) {
+                    0..45 => Op::new(c, account, WriteKind::Deposit, amount),
+                    45..80 => Op::new(c, account, WriteKind::Withdraw, amount),
+                    _ => {
+                        let others: Vec<&String> =
+                            everyone.iter().filter(|no| *no != account).collect();
+                        let to = others[rng.random_range(0..others.len())];
+                        Op::transfer(c, account, to, amount)
+                    }
                 };
-                let mut op = Op::new(c, account, kind, rng.random_range(1..=3_000));
                 op.send(&api, &customer).await;
                 let failed = matches!(op.first, Outcome::Unknown { .. } | Outcome::Busy);
                 if matches!(op.first, Outcome::Completed { .. }) {
@@ -265,13 +273,18 @@ async fn check_accounts(cluster: &Cluster, savers: &Savers, ops: &[Op], snapshot
             mypage: snapshot.mypage.get(no).map(|row| row.balance),
         };
         let ledger = ledger_of(&cluster.api, &savers.customers[c].token, no).await;
-        let sent: Vec<Sent> = savers
+        let mine = savers
             .opens
             .iter()
             .chain(ops)
             .filter(|op| &op.account == no)
-            .map(Op::sent)
-            .collect();
+            .map(Op::sent);
+        let received = ops
+            .iter()
+            .filter_map(Op::sent_in)
+            .filter(|(to, _)| to == no)
+            .map(|(_, sent)| sent);
+        let sent: Vec<Sent> = mine.chain(received).collect();
         let violations = check_account(no, views, &ledger, &sent);
         assert!(violations.is_empty(), "{}", violations.join("\n"));
     }

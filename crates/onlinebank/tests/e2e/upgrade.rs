@@ -115,8 +115,9 @@ async fn the_data_dir_of_the_release_before_serves_under_this_one() {
     record_outboxes_in(dir.path(), old_place.path());
     let bank = TestBank::start_in(dir, &[], &[]).await;
     old_customer_is_served(&bank).await;
-    // This release adds columns to account's and request's databases (the daily limit): those
-    // two, and only those, were copied first.
+    // Since the fixture's release, account's and request's databases gained columns (the daily
+    // limit, transfers), history's ledger and mypage's read model the transfers' items: those
+    // four, and only those, were copied first (auth's and the bus's are as they were).
     let copies = std::fs::read_dir(bank.data_dir().join(format!("pre-upgrade-{RELEASE}")))
         .expect("a copy of what this release migrated")
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -124,7 +125,7 @@ async fn the_data_dir_of_the_release_before_serves_under_this_one() {
         .collect::<std::collections::BTreeSet<_>>();
     assert_eq!(
         copies.iter().map(String::as_str).collect::<Vec<_>>(),
-        ["account.db", "request.db"]
+        ["account.db", "history.db", "mypage.db", "request.db"]
     );
 }
 
@@ -203,7 +204,7 @@ async fn a_migration_applied_to_an_existing_database_is_preceded_by_a_copy() {
         !bank
             .data_dir()
             .join(format!("pre-upgrade-{RELEASE}"))
-            .join("history.db")
+            .join("bus.db")
             .exists(),
         "only the databases it changes"
     );

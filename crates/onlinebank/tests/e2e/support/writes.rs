@@ -100,7 +100,10 @@ pub async fn ledger_of(api: &Api, token: &str, no: &str) -> Vec<Entry> {
 pub struct Op {
     /// The index of the customer who sent it.
     pub customer: usize,
+    /// A transfer's source.
     pub account: String,
+    /// A transfer's target.
+    pub to: Option<String>,
     pub kind: WriteKind,
     pub amount: i64,
     pub key: String,
@@ -116,12 +119,21 @@ impl Op {
         Op {
             customer,
             account: account.to_owned(),
+            to: None,
             kind,
             amount,
             key: uuid::Uuid::new_v4().to_string(),
             first: Outcome::lost("not sent"),
             first_at: String::new(),
             last: Outcome::lost("not sent"),
+        }
+    }
+
+    /// A transfer of `amount` from `from` (the customer's) to `to`, not sent yet.
+    pub fn transfer(customer: usize, from: &str, to: &str, amount: i64) -> Op {
+        Op {
+            to: Some(to.to_owned()),
+            ..Op::new(customer, from, WriteKind::Transfer, amount)
         }
     }
 
@@ -147,6 +159,10 @@ impl Op {
         match self.kind {
             WriteKind::Open => Write::open(Some(&self.account), Some(self.amount), pw),
             WriteKind::Close => Write::close(&self.account, pw),
+            WriteKind::Transfer => {
+                let to = self.to.as_deref().unwrap_or_default();
+                Write::transfer(&self.account, to, self.amount, pw)
+            }
             kind => Write::money(kind, &self.account, self.amount, pw),
         }
     }
@@ -181,7 +197,17 @@ impl Op {
         self.last = last;
     }
 
-    /// As the account check takes it.
+    /// As the account check of a transfer's target takes it (None: not a transfer).
+    pub fn sent_in(&self) -> Option<(&str, Sent<'_>)> {
+        let to = self.to.as_deref()?;
+        let sent = Sent {
+            kind: onlinebank_client::wire::EntryKind::TransferIn,
+            ..self.sent()
+        };
+        Some((to, sent))
+    }
+
+    /// As the account check (of its own account, a transfer's source) takes it.
     pub fn sent(&self) -> Sent<'_> {
         Sent {
             kind: onlinebank_client::wire::EntryKind::of_write(self.kind),
