@@ -893,13 +893,23 @@ async fn k8s_1_deploy_and_walk_through() {
     );
     let body = expect_ok(&api.deposit(&token, pw, "3001", 5_000).await, 200).clone();
     assert_eq!(body["balance"], 15_000, "deposit: {body}");
-    let body = expect_ok(&api.withdraw(&token, pw, "3001", 15_000).await, 200).clone();
+    let (status, body) = api.open(&token, pw, Some("3002"), Some(0)).await;
+    assert_eq!(status, 200, "open 3002: {body}");
+    let transfer = onlinebank_client::wire::Write::transfer("3001", "3002", 5_000, pw).to_json();
+    let body = expect_ok(&api.request(&token, transfer).await, 200).clone();
+    assert_eq!(
+        (&body["status"], &body["balance"]),
+        (&json!("completed"), &json!(10_000)),
+        "transfer: {body}"
+    );
+    read_side_balance(api, &token, "3002", Some(5_000)).await;
+    let body = expect_ok(&api.withdraw(&token, pw, "3001", 10_000).await, 200).clone();
     assert_eq!(body["balance"], 0, "withdraw: {body}");
     read_side_balance(api, &token, "3001", Some(0)).await;
-    let history = eventually("history with 3 transactions", WAIT, || async {
+    let history = eventually("history with 4 transactions", WAIT, || async {
         let (status, body) = api.history(&token, "3001").await;
         let n = body.to_string().matches("\"amount\"").count();
-        if status == 200 && n >= 3 {
+        if status == 200 && n >= 4 {
             Ok(body)
         } else {
             Err(format!("{status} {body}"))
@@ -910,7 +920,7 @@ async fn k8s_1_deploy_and_walk_through() {
     assert_eq!(body["status"], "completed", "close: {body}");
     eprintln!(
         "PROOF deploy: 6 Deployments rolled out, walk-through (sign up, log in, open, deposit, \
-         withdraw, balance, history {} chars, close) on 127.0.0.1:30080; {}",
+         transfer, withdraw, balance, history {} chars, close) on 127.0.0.1:30080; {}",
         history.to_string().len(),
         secs(t0.elapsed())
     );
@@ -1354,12 +1364,14 @@ async fn k8s_5_config_map_and_volume() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. faults: random pods force-deleted under a stream of deposits and withdrawals
+// 6. faults: random pods force-deleted under a stream of deposits, withdrawals and transfers
 
 #[derive(Debug)]
 struct Op {
     key: String,
     no: String,
+    /// A transfer's target, which gains what `no` loses.
+    to: Option<String>,
     body: Value,
     delta: i64,
     answer: Outcome,
@@ -1390,13 +1402,19 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let amount = rng.random_range(1..=1_000);
-                let (kind, delta) = if rng.random_range(0..=1) == 0 {
-                    ("deposit", amount)
-                } else {
-                    ("withdraw", -amount)
-                };
                 let key = format!("fault-{no}-{n}");
-                let body = money(kind, &no, amount, &c.pw);
+                // Deposits, withdrawals and transfers to the next customer's account.
+                let (body, delta, to) = match rng.random_range(0..=2) {
+                    0 => (money("deposit", &no, amount, &c.pw), amount, None),
+                    1 => (money("withdraw", &no, amount, &c.pw), -amount, None),
+                    _ => {
+                        let to = format!("600{}", (i + 1) % 4);
+                        let body =
+                            onlinebank_client::wire::Write::transfer(&no, &to, amount, &c.pw)
+                                .to_json();
+                        (body, -amount, Some(to))
+                    }
+                };
                 let answer = send(&api, &c.token, &key, body.clone()).await;
                 sent.fetch_add(1, Ordering::Relaxed);
                 if matches!(answer, Outcome::Unknown { .. } | Outcome::Busy) {
@@ -1405,6 +1423,7 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
                 ops.push(Op {
                     key,
                     no: no.clone(),
+                    to,
                     body,
                     delta,
                     answer,
@@ -1481,6 +1500,9 @@ async fn k8s_6_random_pod_deletions_keep_every_store_consistent() {
                 Outcome::Completed { .. } => {
                     completed += 1;
                     *expected.get_mut(&op.no).unwrap() += op.delta;
+                    if let Some(to) = &op.to {
+                        *expected.get_mut(to).unwrap() -= op.delta;
+                    }
                 }
                 _ => refused += 1,
             }
