@@ -410,6 +410,104 @@ mod tests {
             .await;
     }
 
+    #[tokio::test]
+    async fn a_transfer_is_debited_then_credited_or_returned_by_its_second_leg_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("account.db").display().to_string();
+        transfer_behaviour(Db::open(&url, "account").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (ONLINEBANK_TEST_POSTGRES): ./.ci/run runs it"]
+    async fn a_transfer_is_debited_then_credited_or_returned_by_its_second_leg_on_postgres() {
+        transfer_behaviour(onlinebank_core::db::testing::postgres_db("account", "account").await)
+            .await;
+    }
+
+    fn transfer(from: &str, to: &str, amount: i64) -> Envelope {
+        let mut envelope = certified(WriteKind::Transfer, from, amount);
+        if let Event::AuthCertified(request) = &mut envelope.event {
+            request.to_account_no = Some(AccountNo::parse(to).unwrap());
+        }
+        envelope
+    }
+
+    /// The outbox's events after `seq`, decoded, with the last seq.
+    async fn published_after(db: &Db, seq: i64) -> (Vec<Envelope>, i64) {
+        let rows: Vec<(i64, String)> = db
+            .read()
+            .await
+            .unwrap()
+            .fetch_all(
+                "SELECT seq, body FROM outbox WHERE seq > $1 ORDER BY seq",
+                onlinebank_core::args![seq],
+            )
+            .await
+            .unwrap();
+        let last = rows.last().map_or(seq, |(seq, _)| *seq);
+        let events = rows
+            .iter()
+            .map(|(_, body)| Envelope::decode(body).unwrap())
+            .collect();
+        (events, last)
+    }
+
+    fn in_flight(db_accounts: &[Account], no: &str) -> i64 {
+        db_accounts
+            .iter()
+            .find(|a| a.account_no.as_str() == no)
+            .map_or(-1, |a| a.in_flight.won())
+    }
+
+    /// A debit holds the money in flight; its TransferDebited, applied by the second leg, credits
+    /// an open target or returns the money from a missing one; a redelivered debit is the inbox's
+    /// (not applied here twice: the handler is only given first deliveries).
+    async fn transfer_behaviour(db: Db) {
+        onlinebank_bus::schema::migrate(&db, &migrations())
+            .await
+            .unwrap();
+        apply_batch(
+            &db,
+            vec![
+                certified(WriteKind::Open, "1001", 100),
+                certified(WriteKind::Open, "2002", 5),
+            ],
+        )
+        .await;
+        let (_, seq) = published_after(&db, 0).await;
+        apply_batch(
+            &db,
+            vec![transfer("1001", "2002", 70), transfer("1001", "3003", 20)],
+        )
+        .await;
+        let (debits, seq) = published_after(&db, seq).await;
+        let names: Vec<&str> = debits.iter().map(|e| e.event.type_name()).collect();
+        assert_eq!(names, ["TransferDebited", "TransferDebited"]);
+        let accounts = store::all(&mut db.read().await.unwrap()).await.unwrap();
+        assert_eq!(in_flight(&accounts, "1001"), 90);
+        assert_eq!(balances(&db).await[0], ("1001".into(), 10, 3));
+        // Closing with money in flight is refused.
+        apply_batch(&db, vec![certified(WriteKind::Close, "1001", 0)]).await;
+        let (refused, seq) = published_after(&db, seq).await;
+        assert!(matches!(
+            &refused[0].event,
+            Event::AccountRequestCancelled(c) if c.reason == Reason::BalanceNotZero
+        ));
+        // The second leg of both debits in one batch.
+        apply_batch(&db, debits).await;
+        let (legs, _) = published_after(&db, seq).await;
+        let names: Vec<&str> = legs.iter().map(|e| e.event.type_name()).collect();
+        assert_eq!(names, ["TransferCredited", "TransferReversed"]);
+        assert_eq!(legs[0].aggregate, "2002");
+        assert_eq!(legs[1].aggregate, "1001");
+        let accounts = store::all(&mut db.read().await.unwrap()).await.unwrap();
+        assert_eq!(in_flight(&accounts, "1001"), 0);
+        assert_eq!(
+            balances(&db).await,
+            [("1001".into(), 30, 4), ("2002".into(), 75, 2)]
+        );
+    }
+
     fn certified(kind: WriteKind, account: &str, amount: i64) -> Envelope {
         let event = Event::AuthCertified(AuthCertified {
             request_id: RequestId::generate(),

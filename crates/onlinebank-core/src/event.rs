@@ -655,6 +655,48 @@ mod tests {
         }
     }
 
+    /// Each changing event is one item of its account's history: a transfer's three legs with
+    /// their counterpart, the source's leaving and returning money under one request.
+    #[test]
+    fn every_changing_event_is_an_item_of_its_account() {
+        let debited = TransferDebited {
+            request_id: RequestId::generate(),
+            customer_id: customer("a"),
+            account_no: account_no("1001"),
+            to_account_no: account_no("2002"),
+            amount: won(70),
+            balance: balance(30),
+            version: 4,
+        };
+        let event = Event::TransferDebited(debited.clone());
+        let entry = event.entry().unwrap();
+        assert_eq!(
+            (
+                entry.kind,
+                entry.account_no.as_str(),
+                entry.counterpart.map(AccountNo::as_str)
+            ),
+            (EntryKind::TransferOut, "1001", Some("2002"))
+        );
+        assert_eq!(entry.kind.signed(entry.amount), -70);
+        assert_eq!(EntryKind::TransferReversed.signed(won(70)), 70);
+        assert_eq!(EntryKind::TransferIn.signed(won(70)), 70);
+        for kind in EntryKind::ALL {
+            assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
+        }
+        assert!(Event::AuthCertified(AuthCertified {
+            request_id: debited.request_id,
+            customer_id: customer("a"),
+            kind: WriteKind::Transfer,
+            account_no: account_no("1001"),
+            amount: won(70),
+            to_account_no: Some(account_no("2002")),
+        })
+        .entry()
+        .is_none());
+        assert_eq!(Event::TransferDebited(debited).topic(), TOPIC_ACCOUNTS);
+    }
+
     #[test]
     fn events_round_trip_through_the_envelope() {
         let event = Event::MoneyDeposited(AccountChanged {
@@ -787,6 +829,65 @@ mod tests {
                 }),
                 format!(
                     r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"withdraw","accountNo":"1001","amount":70,"reason":"daily_limit_exceeded","message":"Daily Limit Exceeded","allowedToday":30}}"#
+                ),
+            ),
+            (
+                Event::AuthCertified(AuthCertified {
+                    request_id: request_id(),
+                    customer_id: customer("1@sk.com"),
+                    kind: WriteKind::Transfer,
+                    account_no: account_no("1001"),
+                    amount: won(70),
+                    to_account_no: Some(account_no("2002")),
+                }),
+                format!(
+                    r#"{{"requestId":"{id}","customerId":"1@sk.com","kind":"transfer","accountNo":"1001","amount":70,"toAccountNo":"2002"}}"#
+                ),
+            ),
+            (
+                Event::TransferDebited(TransferDebited {
+                    request_id: request_id(),
+                    customer_id: customer("1@sk.com"),
+                    account_no: account_no("1001"),
+                    to_account_no: account_no("2002"),
+                    amount: won(70),
+                    balance: balance(30),
+                    version: 4,
+                }),
+                format!(
+                    r#"{{"requestId":"{id}","customerId":"1@sk.com","accountNo":"1001","toAccountNo":"2002","amount":70,"balance":30,"version":4}}"#
+                ),
+            ),
+            (
+                Event::TransferCredited(TransferCredited {
+                    request_id: request_id(),
+                    customer_id: customer("bob"),
+                    account_no: account_no("2002"),
+                    from_account_no: account_no("1001"),
+                    amount: won(70),
+                    balance: balance(75),
+                    version: 2,
+                    source_balance: balance(30),
+                    source_version: 4,
+                }),
+                format!(
+                    r#"{{"requestId":"{id}","customerId":"bob","accountNo":"2002","fromAccountNo":"1001","amount":70,"balance":75,"version":2,"sourceBalance":30,"sourceVersion":4}}"#
+                ),
+            ),
+            (
+                Event::TransferReversed(TransferReversed {
+                    request_id: request_id(),
+                    customer_id: customer("1@sk.com"),
+                    account_no: account_no("1001"),
+                    to_account_no: account_no("2002"),
+                    amount: won(70),
+                    balance: balance(100),
+                    version: 5,
+                    reason: Reason::AccountClosed,
+                    message: "Account Closed".into(),
+                }),
+                format!(
+                    r#"{{"requestId":"{id}","customerId":"1@sk.com","accountNo":"1001","toAccountNo":"2002","amount":70,"balance":100,"version":5,"reason":"account_closed","message":"Account Closed"}}"#
                 ),
             ),
         ];
