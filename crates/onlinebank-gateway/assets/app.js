@@ -115,30 +115,44 @@ function retryAfterSeconds(v) {
   const at = Date.parse(v);
   return isNaN(at) ? null : Math.max(0, (at - Date.now()) / 1000);
 }
+// Why a call failed: its error code, or for a request the bank cancelled, the reason it gives.
+function refusal(r) {
+  const code = r.data?.error?.code;
+  return code === 'request_cancelled' && typeof r.data?.reason === 'string' && has('err.' + r.data.reason) ? r.data.reason : code;
+}
+// The customer's words for a refusal. `ctx` may carry {balance}, {transfer} (a transfer's refusal),
+// {returnedFrom} (a transfer's target its money came back from) and {statement}.
+function refusalTitle(code, r, ctx) {
+  const allowed = r.data?.error?.allowedToday ?? r.data?.allowedToday;
+  const wait = retryAfterSeconds(r.retryAfter);
+  if (ctx.returnedFrom && code === 'account_not_found') return t('err.transfer.account_not_found', {to: ctx.returnedFrom});
+  if (ctx.returnedFrom && code === 'account_closed') return t('err.transfer.account_closed', {to: ctx.returnedFrom});
+  if (code === 'insufficient_funds' && typeof ctx.balance === 'number') return t('err.insufficient_funds.balance', {balance: won(ctx.balance)});
+  if (code === 'daily_limit_exceeded' && typeof allowed === 'number') {
+    return t(ctx.transfer ? 'err.transfer.daily_limit_exceeded.allowed' : 'err.daily_limit_exceeded.allowed', {amount: won(allowed)});
+  }
+  if (code === 'invalid_request' && ctx.statement) return t('err.statement.invalid_request');
+  if (code === 'locked_out' && wait != null) return t('err.locked_out.wait', {time: duration(wait)});
+  if (has('err.' + code)) return t('err.' + code);
+  return t('err.unexpected', {status: r.status});
+}
+const mayRetry = code => code === 'service_busy' || code === 'storage_unavailable' || code === 'interrupted';
 // The customer's message for a failed call: what happened in their words, what to do, and the
-// technical part behind a toggle. `ctx` may carry {balance} and a `retry` function.
+// technical part behind a toggle. `ctx` may also carry a `retry` function.
 function sayError(out, r, what, ctx = {}) {
   if (r.network) {
     say(out, 'err', t('err.network'), [t('err.networkHint')]);
     return;
   }
-  const e = r.data?.error || {};
-  const code = e.code || (r.status ? 'http_' + r.status : 'unknown');
-  const wait = retryAfterSeconds(r.retryAfter);
-  let title;
-  const lines = [];
-  if (code === 'insufficient_funds' && typeof ctx.balance === 'number') title = t('err.insufficient_funds.balance', {balance: won(ctx.balance)});
-  else if (code === 'daily_limit_exceeded' && typeof e.allowedToday === 'number') title = t('err.daily_limit_exceeded.allowed', {amount: won(e.allowedToday)});
-  else if (code === 'locked_out' && wait != null) title = t('err.locked_out.wait', {time: duration(wait)});
-  else if (has('err.' + code)) title = t('err.' + code);
-  else title = t('err.unexpected', {status: r.status});
-  if (code === 'service_busy' || code === 'storage_unavailable' || code === 'interrupted') lines.push(t('err.nothingChanged'));
-  say(out, 'err', what ? t('err.when', {what, why: title}) : title.charAt(0).toUpperCase() + title.slice(1), lines);
-  const reason = r.data?.reason;
-  if ((code === 'service_busy' || code === 'storage_unavailable' || code === 'interrupted' || code === 'outcome_unknown') && ctx.retry) {
+  const code = r.data?.error?.code || (r.status ? 'http_' + r.status : 'unknown');
+  const why = refusal(r) || code, title = refusalTitle(why, r, ctx);
+  say(out, 'err', what ? t('err.when', {what, why: title}) : title.charAt(0).toUpperCase() + title.slice(1),
+    mayRetry(why) ? [t('err.nothingChanged')] : []);
+  if ((mayRetry(code) || code === 'outcome_unknown') && ctx.retry) {
+    const wait = retryAfterSeconds(r.retryAfter);
     offerRetry(out, wait == null ? 1 : wait, ctx.retry);
   }
-  out.append(details(code, r.status, r.data?.requestId, reason));
+  out.append(details(code, r.status, r.data?.requestId, r.data?.reason));
 }
 // A retry button that waits out Retry-After, counting down.
 function offerRetry(out, wait, retry) {
@@ -168,8 +182,9 @@ function offerRetry(out, wait, retry) {
 }
 
 // ---- HTTP ----
-async function api(method, path, {body, key, auth = true} = {}) {
-  const headers = {Accept: 'application/json'};
+// One call to the bank with the session's token; null when the bank could not be reached.
+async function send(method, path, {body, key, auth = true, accept = 'application/json'} = {}) {
+  const headers = {Accept: accept};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (auth && session) headers.Authorization = 'Bearer ' + session.token;
   if (key) headers['Idempotency-Key'] = key;
@@ -178,13 +193,21 @@ async function api(method, path, {body, key, auth = true} = {}) {
     res = await fetch(path, {method, headers, cache: 'no-store', credentials: 'omit',
       body: body === undefined ? undefined : JSON.stringify(body)});
   } catch (_) {
-    return {ok: false, network: true, status: 0, data: null};
+    return null;
   }
+  if (res.status === 401 && auth && session) endSession(t('msg.sessionEnded'));
+  return res;
+}
+const unreachable = () => ({ok: false, network: true, status: 0, data: null});
+// An answer as the page reads it: status, JSON body (or null) and the headers it uses.
+async function answerOf(res) {
   let data = null;
   try { const text = await res.text(); data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
-  const r = {ok: res.ok, status: res.status, data, retryAfter: res.headers.get('Retry-After'), location: res.headers.get('Location')};
-  if (res.status === 401 && auth && session) endSession(t('msg.sessionEnded'));
-  return r;
+  return {ok: res.ok, status: res.status, data, retryAfter: res.headers.get('Retry-After'), location: res.headers.get('Location')};
+}
+async function api(method, path, opts) {
+  const res = await send(method, path, opts);
+  return res ? answerOf(res) : unreachable();
 }
 
 // ---- session ----
@@ -362,11 +385,11 @@ document.addEventListener('visibilitychange', pollAccounts);
 // ---- one account ----
 function resetOp() {
   document.querySelectorAll('input[name=opType]').forEach(r => { r.checked = false; });
-  $('opAmt').value = ''; $('opAmtHint').textContent = ''; $('opPw').value = '';
+  $('opTo').value = ''; $('opAmt').value = ''; $('opAmtHint').textContent = ''; $('opPw').value = '';
   syncOp();
 }
 async function showDetail(no, focus) {
-  if (current !== no) { clear($('opOut')); clear($('txOut')); resetOp(); unsure = null; $('txList').replaceChildren(); }
+  if (current !== no) { clear($('opOut')); clear($('txOut')); resetOp(); resetStatement(); unsure = null; $('txList').replaceChildren(); }
   current = no;
   try { sessionStorage.setItem(SHOWN, no); } catch (_) { /* ignore */ }
   document.querySelectorAll('#accList li').forEach(li => {
@@ -408,6 +431,22 @@ async function loadDetail(no, expect) {
   if (k && !(d.version < k.version)) known.set(no, {version: d.version, status: d.status, balance: d.balance});
   return d;
 }
+// The other account of a transfer's item, in the customer's words.
+const COUNTERPART = {transfer_out: 'tx.to', transfer_in: 'tx.from', transfer_reversed: 'tx.returnedFrom'};
+const ADDS = new Set(['deposit', 'transfer_in', 'transfer_reversed']);
+const TAKES = new Set(['withdraw', 'transfer_out']);
+function txItem(x) {
+  const plus = ADDS.has(x.type) || (x.type === 'open' && x.amount > 0);
+  const sign = TAKES.has(x.type) ? '−' : plus ? '+' : '';
+  const li = el('li');
+  const left = el('div'), right = el('div');
+  left.append(el('div', has('tx.type.' + x.type) ? t('tx.type.' + x.type) : x.type, 'kind'));
+  if (COUNTERPART[x.type] && x.counterpartAccountNo) left.append(el('div', t(COUNTERPART[x.type], {no: x.counterpartAccountNo}), 'party'));
+  const w = el('div', null, 'when'); w.append(timeEl(x.occurredAt)); left.append(w);
+  right.append(el('div', sign + won(x.amount), 'amt' + (plus ? ' plus' : '')), el('div', t('tx.after', {amount: won(x.balanceAfter)}), 'after'));
+  li.append(left, right);
+  return li;
+}
 // The first page again (as many rows as are shown, so paging is kept), or the next older page.
 async function loadTx(no, first) {
   const out = $('txOut'), more = $('txMore');
@@ -423,17 +462,7 @@ async function loadTx(no, first) {
   const list = $('txList');
   if (first) list.replaceChildren();
   const items = r.data && Array.isArray(r.data.items) ? r.data.items : [];
-  for (const x of items) {
-    const plus = x.type === 'deposit' || (x.type === 'open' && x.amount > 0);
-    const sign = x.type === 'withdraw' ? '−' : plus ? '+' : '';
-    const li = el('li');
-    const left = el('div'), right = el('div');
-    left.append(el('div', has('tx.type.' + x.type) ? t('tx.type.' + x.type) : x.type, 'kind'));
-    const w = el('div', null, 'when'); w.append(timeEl(x.occurredAt)); left.append(w);
-    right.append(el('div', sign + won(x.amount), 'amt' + (plus ? ' plus' : '')), el('div', t('tx.after', {amount: won(x.balanceAfter)}), 'after'));
-    li.append(left, right);
-    list.append(li);
-  }
+  for (const x of items) list.append(txItem(x));
   txShown = list.childElementCount;
   txNext = r.data?.next != null ? r.data.next : null;
   more.hidden = txNext === null;
@@ -441,12 +470,73 @@ async function loadTx(no, first) {
 }
 $('txMore').addEventListener('click', () => { if (current && txNext !== null) loadTx(current, false); });
 
+// ---- statement (GET .../statement?format=csv, saved as a file) ----
+const isoDay = d => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+const STATEMENT_DAYS = 366;
+// This month so far, the customer's default.
+function resetStatement() {
+  const today = new Date();
+  $('stFrom').value = isoDay(new Date(today.getFullYear(), today.getMonth(), 1));
+  $('stTo').value = isoDay(today);
+  clear($('stOut'));
+}
+// The statement's days, or null (and the customer told why).
+function statementRange(out) {
+  const from = $('stFrom').value, to = $('stTo').value, day = /^\d{4}-\d{2}-\d{2}$/;
+  if (!day.test(from)) return invalid($('stFrom'), out, t('v.statementDay'));
+  if (!day.test(to)) return invalid($('stTo'), out, t('v.statementDay'));
+  const days = (Date.parse(to) - Date.parse(from)) / 86400000;
+  if (!(days >= 0 && days < STATEMENT_DAYS)) return invalid($('stTo'), out, t('v.statementRange'));
+  return {from, to};
+}
+// The file name the bank gives (Content-Disposition), else one like it.
+function fileName(res, fallback) {
+  const m = /filename="([^"\\/]+)"/.exec(res.headers.get('Content-Disposition') || '');
+  return m ? m[1] : fallback;
+}
+// Saves a file the page holds: a link to it, clicked from here (a download, no navigation), then
+// let go of.
+function saveFile(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el('a');
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+async function downloadStatement(no, range, out) {
+  const what = t('what.statement'), retry = () => downloadStatement(no, range, out);
+  say(out, 'info', t('busy.statement'));
+  const query = new URLSearchParams({from: range.from, to: range.to, format: 'csv'});
+  const res = await send('GET', accPath(no) + '/statement?' + query, {accept: 'text/csv, application/json'});
+  if (!session) return;
+  if (!res || !res.ok) return sayError(out, res ? await answerOf(res) : unreachable(), what, {statement: true, retry});
+  let blob;
+  try { blob = await res.blob(); } catch (_) { return sayError(out, unreachable(), what, {retry}); }
+  const name = fileName(res, `statement-${no}-${range.from}-${range.to}.csv`);
+  saveFile(blob, name);
+  say(out, 'ok', t('st.done', range), [t('st.file', {name})]);
+}
+$('stForm').addEventListener('submit', async e => {
+  e.preventDefault();
+  const f = e.currentTarget, out = $('stOut'), no = current;
+  if (isBusy(f) || !no) return;
+  const range = statementRange(out);
+  if (!range) return;
+  busy(f, true);
+  try { await downloadStatement(no, range, out); } finally { busy(f, false); }
+});
+
 // ---- operations (POST /api/v1/requests) ----
 function sayDone(out, d) {
   const lines = [];
   let title;
   if (d.type === 'open') title = t('done.open', {no: d.accountNo});
   else if (d.type === 'close') title = t('done.close', {no: d.accountNo});
+  else if (d.type === 'transfer') title = t('done.transfer', {amount: won(d.amount), to: d.toAccountNo});
   else title = t('done.' + d.type, {amount: won(d.amount), no: d.accountNo});
   if (typeof d.balance === 'number' && d.type !== 'close') lines.push(t('done.balance', {amount: won(d.balance)}));
   say(out, 'ok', title, lines);
@@ -462,7 +552,7 @@ function requestUrl(r) {
   }
   return id ? '/api/v1/requests/' + encodeURIComponent(id) : null;
 }
-async function poll(out, url, id, what, onDone) {
+async function poll(out, url, id, what, onDone, body) {
   const tries = 5;
   for (let i = 1; i <= tries; i++) {
     say(out, 'warn', t('pending.title', {what}), [t('pending.body'), t('pending.checking', {i, n: tries})]);
@@ -474,7 +564,7 @@ async function poll(out, url, id, what, onDone) {
       continue;
     }
     if (p.network || p.status === 503) continue;
-    sayError(out, p, what);   // e.g. 404 request_cancelled with its reason
+    sayError(out, p, what, await refusalContext(body, refusal(p)));   // e.g. 404 request_cancelled with its reason
     onDone(null, p);
     return;
   }
@@ -482,14 +572,28 @@ async function poll(out, url, id, what, onDone) {
   const box = el('div', null, 'actions');
   const b = el('button', t('pending.checkAgain'), 'sec small');
   b.type = 'button';
-  b.addEventListener('click', () => poll(out, url, id, what, onDone));
+  b.addEventListener('click', () => poll(out, url, id, what, onDone, body));
   box.append(b);
   out.append(box, details(null, null, id));
+}
+// What the message for a refused operation needs from its (source) account: the balance when the
+// money was short; for a transfer whose other account is missing or closed, that the source is
+// still there and open, so it was the target, and the money came back.
+async function refusalContext(body, code) {
+  const ctx = {transfer: body.type === 'transfer'};
+  const source = body.accountNo || body.fromAccountNo;
+  const returned = ctx.transfer && (code === 'account_not_found' || code === 'account_closed');
+  if (!source || !(returned || code === 'insufficient_funds')) return ctx;
+  const a = await api('GET', accPath(source));
+  if (!a.ok || !a.data) return ctx;
+  if (typeof a.data.balance === 'number') ctx.balance = a.data.balance;
+  if (returned && a.data.status === 'open') ctx.returnedFrom = body.toAccountNo;
+  return ctx;
 }
 async function submitOp(out, body, onDone) {
   const what = t('what.' + body.type);
   // Same operation after an unknown outcome: reuse its key so it can only apply once.
-  const sig = JSON.stringify([body.type, body.accountNo || '', body.amount == null ? '' : body.amount]);
+  const sig = JSON.stringify([body.type, body.accountNo || body.fromAccountNo || '', body.toAccountNo || '', body.amount == null ? '' : body.amount]);
   const key = unsure && unsure.sig === sig ? unsure.key : uuid();
   say(out, 'info', t('busy.sending', {what}));
   const r = await api('POST', '/api/v1/requests', {body, key});
@@ -500,19 +604,15 @@ async function submitOp(out, body, onDone) {
   if (r.status === 202) {
     body.password = '';
     const url = requestUrl(r), id = r.data?.requestId;
-    if (url) return poll(out, url, id, what, onDone);
+    if (url) return poll(out, url, id, what, onDone, body);
     say(out, 'warn', t('pending.title', {what}), [t('pending.refresh')]);
     return;
   }
   // A busy bank changed nothing: the retry button sends the same operation again (its password is
   // kept only while the button is offered).
-  const ctx = {};
+  const ctx = await refusalContext(body, code);
   if (r.status === 503 || unknown) ctx.retry = () => submitOp(out, body, onDone);
   else body.password = '';
-  if (code === 'insufficient_funds' && body.accountNo) {
-    const a = await api('GET', accPath(body.accountNo));
-    if (a.ok && typeof a.data?.balance === 'number') ctx.balance = a.data.balance;
-  }
   sayError(out, r, what, ctx);
   if (unknown) out.insertBefore(el('p', t('err.outcomeUnknownHint')), out.querySelector('details'));
   onDone(null, r);
@@ -522,6 +622,7 @@ const opType = () => document.querySelector('input[name=opType]:checked')?.value
 function syncOp() {
   const type = opType();
   $('opFields').hidden = !type;
+  $('opToBox').hidden = type !== 'transfer';
   $('opAmtBox').hidden = type === 'close';
   $('opCloseNote').hidden = type !== 'close';
   $('opBtn').textContent = type ? t('op.submit.' + type) : '';
@@ -530,6 +631,35 @@ document.querySelectorAll('input[name=opType]').forEach(r => r.addEventListener(
 amountHint($('opAmt'), $('opAmtHint'));
 amountHint($('opnAmt'), $('opnAmtHint'));
 
+const validNo = no => /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$/.test(no);
+// The operation the form asks for on account `no`, or null (and the customer told why).
+function opBody(type, no, out) {
+  const body = type === 'transfer' ? {type, fromAccountNo: no} : {type, accountNo: no};
+  if (type === 'transfer') {
+    const to = $('opTo').value.trim();
+    if (!validNo(to)) return invalid($('opTo'), out, t('v.toAccountNo'));
+    if (to === no) return invalid($('opTo'), out, t('v.toSame'));
+    body.toAccountNo = to;
+  }
+  if (type !== 'close') {
+    const amount = parseAmount($('opAmt').value, 1);
+    if (amount === null) return invalid($('opAmt'), out, t('v.amount'));
+    body.amount = amount;
+  }
+  return body;
+}
+// After an operation: what it changed shows (also a refusal that left items behind, like a
+// transfer whose money came back).
+function opSettled(type, no, d, r) {
+  const code = r && refusal(r);
+  if (d) resetOp();
+  if (d || code === 'account_closed' || code === 'account_not_found' || code === 'insufficient_funds') {
+    const expect = d && {accountNo: d.accountNo || no, version: d.version};
+    refreshAccounts(expect);
+    if (current === no) loadDetail(no, expect).then(() => { if (type === 'close' && d) $('detH').focus(); });
+  }
+}
+
 $('opForm').addEventListener('submit', async e => {
   e.preventDefault();
   const f = e.currentTarget, out = $('opOut'), no = current, type = opType();
@@ -537,26 +667,14 @@ $('opForm').addEventListener('submit', async e => {
   const pw = $('opPw').value;
   $('opPw').value = '';
   if (!no) return;
-  const body = {type, accountNo: no};
-  if (type !== 'close') {
-    const amount = parseAmount($('opAmt').value, 1);
-    if (amount === null) return invalid($('opAmt'), out, t('v.amount'));
-    body.amount = amount;
-  }
+  const body = opBody(type, no, out);
+  if (!body) return;
   if (!pw) return invalid($('opPw'), out, t('v.passwordOp'));
   if (type === 'close' && !confirm(t('op.confirmClose', {no}))) return;
   body.password = pw;
   busy(f, true);
   try {
-    await submitOp(out, body, (d, r) => {
-      const code = r?.data?.error?.code;
-      if (d) resetOp();
-      if (d || code === 'account_closed' || code === 'account_not_found' || code === 'insufficient_funds') {
-        const expect = d && {accountNo: d.accountNo || no, version: d.version};
-        refreshAccounts(expect);
-        if (current === no) loadDetail(no, expect).then(() => { if (type === 'close' && d) $('detH').focus(); });
-      }
-    });
+    await submitOp(out, body, (d, r) => opSettled(type, no, d, r));
   } finally { busy(f, false); }
 });
 
@@ -569,7 +687,7 @@ $('openForm').addEventListener('submit', async e => {
   const no = $('opnNo').value.trim(), rawAmt = $('opnAmt').value.trim();
   const body = {type: 'open'};
   if (no) {
-    if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$/.test(no)) return invalid($('opnNo'), out, t('v.accountNo'));
+    if (!validNo(no)) return invalid($('opnNo'), out, t('v.accountNo'));
     body.accountNo = no;
   }
   if (rawAmt) {

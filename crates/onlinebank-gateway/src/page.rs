@@ -407,20 +407,55 @@ mod tests {
                 used.insert(quoted.to_owned());
             }
         }
-        for prefix in ["what.", "tx.type."] {
-            for kind in ["open", "deposit", "withdraw", "close"] {
-                used.insert(format!("{prefix}{kind}"));
-            }
+        for kind in ["open", "deposit", "withdraw", "transfer", "close"] {
+            used.insert(format!("what.{kind}"));
         }
-        for kind in ["deposit", "withdraw", "close"] {
+        for kind in [
+            "open",
+            "deposit",
+            "withdraw",
+            "close",
+            "transfer_out",
+            "transfer_in",
+            "transfer_reversed",
+        ] {
+            used.insert(format!("tx.type.{kind}"));
+        }
+        for kind in ["deposit", "withdraw", "transfer", "close"] {
             used.insert(format!("op.submit.{kind}"));
         }
-        for kind in ["deposit", "withdraw"] {
+        for kind in ["deposit", "withdraw", "transfer"] {
             used.insert(format!("done.{kind}"));
         }
         assert!(used.len() > 50, "the scan finds the keys: {used:?}");
         let missing: Vec<_> = used.iter().filter(|key| !en.contains_key(*key)).collect();
         assert!(missing.is_empty(), "keys without texts: {missing:?}");
+    }
+
+    /// The page's markup runs nothing and styles nothing by itself (the CSP would refuse it): no
+    /// inline script, no event handler attribute, no style attribute, no `javascript:` link.
+    #[test]
+    fn the_page_has_no_inline_script_or_style() {
+        let messages = messages().expect("messages.json parses");
+        for lang in Lang::ALL {
+            let html = render(INDEX_HTML, lang, &messages[lang.code()]).expect("renders");
+            let lower = html.to_ascii_lowercase();
+            assert_eq!(
+                lower.matches("<script").count(),
+                2,
+                "{lang:?}: data + app.js"
+            );
+            assert!(!lower.contains(" style=\""), "{lang:?}: a style attribute");
+            assert!(!lower.contains("<style"), "{lang:?}: a style element");
+            assert!(
+                !lower.contains("javascript:"),
+                "{lang:?}: a javascript: link"
+            );
+            let handler = lower
+                .split(|c: char| c.is_whitespace())
+                .find(|word| word.starts_with("on") && word.contains('='));
+            assert_eq!(handler, None, "{lang:?}: an inline event handler");
+        }
     }
 
     /// Every error code the API documents (docs/api.md) and every reason a request can fail for

@@ -1,8 +1,10 @@
 // The customer's web page in a real browser (Debian's Chromium, headless, driven by playwright-core),
 // at phone and desktop sizes, in Korean and English: sign up, open an account with an opening
 // deposit, deposit, a wrong password, withdraw too much, withdraw, deposits made through the API
-// appearing without a reload, history page by page, a second account starting on no operation, the
-// language switch keeping the session, close, log out.
+// appearing without a reload, history page by page, a second account starting on no operation, a
+// transfer to it (seen in both histories with the other account), a transfer to a number that does
+// not exist (the money comes back) and one over the balance, the statement downloaded as a CSV file,
+// the language switch keeping the session, close, log out.
 //
 // Fails on any console error (a missing text logs one, so does a CSP violation), any page error, any
 // answer >= 500, and any element wider than the viewport. Writes a screenshot of every step.
@@ -27,10 +29,10 @@ fs.mkdirSync(OUT, {recursive: true});
 
 const WAIT = 20000;
 const RUNS = [
-  {name: 'phone-ko', viewport: {width: 390, height: 844}, locale: 'ko-KR', lang: 'ko', mobile: true},
-  {name: 'phone-en', viewport: {width: 360, height: 740}, locale: 'en-US', lang: 'en', mobile: true},
-  {name: 'desktop-en', viewport: {width: 1280, height: 800}, locale: 'en-US', lang: 'en', mobile: false},
-  {name: 'desktop-ko', viewport: {width: 1440, height: 900}, locale: 'ko-KR', lang: 'ko', mobile: false},
+  {name: 'phone-ko', viewport: {width: 390, height: 844}, locale: 'ko-KR', lang: 'ko', mobile: true, timezone: 'Asia/Seoul'},
+  {name: 'phone-en', viewport: {width: 360, height: 740}, locale: 'en-US', lang: 'en', mobile: true, timezone: 'America/New_York'},
+  {name: 'desktop-en', viewport: {width: 1280, height: 800}, locale: 'en-US', lang: 'en', mobile: false, timezone: 'Europe/London'},
+  {name: 'desktop-ko', viewport: {width: 1440, height: 900}, locale: 'ko-KR', lang: 'ko', mobile: false, timezone: 'Asia/Seoul'},
 ];
 
 function fail(message) { throw new Error(message); }
@@ -48,8 +50,8 @@ async function call(method, p, {token, body, key} = {}) {
 
 async function run(browser, spec) {
   const problems = [];
-  const context = await browser.newContext({viewport: spec.viewport, locale: spec.locale,
-    isMobile: spec.mobile, hasTouch: spec.mobile, deviceScaleFactor: 1});
+  const context = await browser.newContext({viewport: spec.viewport, locale: spec.locale, timezoneId: spec.timezone,
+    isMobile: spec.mobile, hasTouch: spec.mobile, deviceScaleFactor: 1, acceptDownloads: true});
   const page = await context.newPage();
   // Chromium itself logs every 4xx answer as a console error; the bank's refusals (a wrong password,
   // too little money) are expected answers, shown to the customer. Anything else logged as an error
@@ -233,11 +235,15 @@ async function run(browser, spec) {
     const d = document.getElementById('detNo');
     return d && d.textContent && d.textContent !== no;
   }, accountNo, {timeout: WAIT});
+  const secondNo = (await text('#detNo')).trim();
   check(await page.locator('input[name=opType]:checked').count() === 0, 'the second card starts on no operation');
   await page.locator(`#accList li[data-account="${accountNo}"] button`).click();
   await waitText('#detNo', accountNo, 'back to the first account');
   check(await page.locator('input[name=opType]:checked').count() === 0, 'the first card starts on no operation too');
   await done('second-account');
+
+  await transfers(accountNo, secondNo);
+  await statement(accountNo, secondNo);
 
   // The language switch: remembered, and the session survives it.
   await page.locator('#lang').click();
@@ -255,10 +261,10 @@ async function run(browser, spec) {
 
   // Empty the account and close it.
   await choose('withdraw');
-  await page.fill('#opAmt', '50000');
+  await page.fill('#opAmt', '30000');
   await page.fill('#opPw', password);
   await page.locator('#opBtn').click();
-  await waitText('#opOut', t('done.withdraw', {amount: won(50000), no: accountNo}), 'emptied');
+  await waitText('#opOut', t('done.withdraw', {amount: won(30000), no: accountNo}), 'emptied');
   await waitText('#detBal', won(0), 'emptied');
   await choose('close');
   await page.fill('#opPw', password);
@@ -298,6 +304,84 @@ async function run(browser, spec) {
     await waitText('#liOut', before.charAt(0).toUpperCase() + before.slice(1).trim(), 'locked out, with the time left');
     check(/\d+ min|\d+ s/.test(await text('#liOut')), 'the time left is shown');
     await done('locked-out');
+  }
+
+  // Money to the customer's second account: the answer names it and the balance after; each
+  // account's history shows the transfer with the other account. Then a number that does not exist
+  // (the money comes back, and the page says so) and more than the balance.
+  async function transfers(from, to) {
+    const send = async (target, amount) => {
+      await page.fill('#opTo', target);
+      await page.fill('#opAmt', String(amount));
+      await page.fill('#opPw', password);
+      await page.locator('#opBtn').click();
+    };
+    await choose('transfer');
+    check(await page.locator('#opTo').isVisible(), 'a transfer asks for the account to send to');
+    await send(from, 20000);
+    await waitText('#opOut', t('v.toSame'), 'not to the account itself');
+    await send(to, 20000);
+    await waitText('#opOut', t('done.transfer', {amount: won(20000), to}), 'transferred');
+    await waitText('#opOut', t('done.balance', {amount: won(30000)}), 'the answer has the balance after');
+    await waitText('#detBal', won(30000), 'balance after the transfer');
+    await waitText('#txList li:first-child', t('tx.type.transfer_out'), 'the history shows the transfer');
+    await waitText('#txList li:first-child', t('tx.to', {no: to}), 'with the account it went to');
+    check(await page.locator('input[name=opType]:checked').count() === 0, 'back to no operation after the transfer');
+    await done('transferred');
+
+    const nowhere = 'no-such-' + Date.now().toString(36);
+    await choose('transfer');
+    await send(nowhere, 5000);
+    await waitText('#opOut', t('err.transfer.account_not_found', {to: nowhere}), 'no such account: the money came back');
+    await waitText('#txList li:first-child', t('tx.returnedFrom', {no: nowhere}), 'the history shows it coming back');
+    await waitText('#detBal', won(30000), 'every won came back');
+    await done('transfer-returned');
+
+    await send(to, 1000000);
+    await waitText('#opOut', t('err.insufficient_funds.balance', {balance: won(30000)}), 'a transfer over the balance');
+    await done('transfer-insufficient');
+
+    await page.locator(`#accList li[data-account="${to}"] button`).click();
+    await waitText('#detNo', to, 'the second account');
+    await waitText('#detBal', won(20000), 'the money arrived');
+    await waitText('#txList li:first-child', t('tx.type.transfer_in'), 'the second account received it');
+    await waitText('#txList li:first-child', t('tx.from', {no: from}), 'from the first account');
+    await done('transfer-received');
+    await page.locator(`#accList li[data-account="${from}"] button`).click();
+    await waitText('#detNo', from, 'back to the first account');
+  }
+
+  // The statement: this month so far by default, downloaded as a CSV file (byte order mark, header
+  // row, the transfer with its counterpart). The bank's days are Korea's: where this browser's
+  // day is behind, the range reaches tomorrow.
+  async function statement(no, other) {
+    const days = await page.evaluate(() => {
+      const iso = d => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+      const now = new Date();
+      return {first: iso(new Date(now.getFullYear(), now.getMonth(), 1)), today: iso(now),
+        tomorrow: iso(new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1))};
+    });
+    check(await page.inputValue('#stFrom') === days.first, `the statement starts on the 1st: ${await page.inputValue('#stFrom')}`);
+    check(await page.inputValue('#stTo') === days.today, `the statement ends today: ${await page.inputValue('#stTo')}`);
+    if (spec.name === 'desktop-en') {
+      await page.fill('#stFrom', days.tomorrow);
+      await page.locator('#stBtn').click();
+      await waitText('#stOut', t('v.statementRange'), 'the first day after the last is refused');
+      await page.fill('#stFrom', days.first);
+    }
+    if (spec.timezone !== 'Asia/Seoul') await page.fill('#stTo', days.tomorrow);
+    const [from, to] = [await page.inputValue('#stFrom'), await page.inputValue('#stTo')];
+    const [download] = await Promise.all([page.waitForEvent('download', {timeout: WAIT}), page.locator('#stBtn').click()]);
+    const name = download.suggestedFilename();
+    check(name === `statement-${no}-${from}-${to}.csv`, `the file's name: ${name}`);
+    const bytes = fs.readFileSync(await download.path());
+    fs.copyFileSync(await download.path(), path.join(dir, name));
+    check(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf, 'the CSV starts with a byte order mark');
+    const lines = bytes.subarray(3).toString('utf8').split(/\r?\n/);
+    check(lines[0] === 'time,description,amount,balance,request_id,counterpart_account_no', `the header row: ${lines[0]}`);
+    check(lines.some(l => l.includes(',transfer_out,-20000,') && l.endsWith(',' + other)), `the transfer's row:\n${lines.join('\n')}`);
+    await waitText('#stOut', t('st.done', {from, to}), 'downloaded');
+    await done('statement');
   }
   }
 }
