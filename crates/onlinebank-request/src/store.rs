@@ -428,11 +428,15 @@ mod tests {
             created_at: 1,
             completed_at: None,
         };
-        let rows = [
-            pending("1@sk.com"),
-            pending("o'\"né\"@例え.jp"),
-            pending("2@sk.com"),
-        ];
+        // A transfer after rows without a target: on PostgreSQL the insert's statement is
+        // prepared with the first rows' NULL target and must take a text target after it.
+        let transfer = RequestRow {
+            kind: WriteKind::Transfer,
+            to_account_no: Some(AccountNo::parse("110-000000002").unwrap()),
+            ..pending("2@sk.com")
+        };
+        let transfer_id = transfer.id;
+        let rows = [pending("1@sk.com"), pending("o'\"né\"@例え.jp"), transfer];
         let completions = vec![
             Completion {
                 id: rows[0].id,
@@ -481,6 +485,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(moved, (2, 0));
+        match standing(&db, transfer_id).await.unwrap() {
+            Standing::Live(row) => assert_eq!(
+                row.to_account_no.as_ref().map(AccountNo::as_str),
+                Some("110-000000002")
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

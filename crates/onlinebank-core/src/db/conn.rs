@@ -102,7 +102,12 @@ pub enum Arg<'a> {
     Int(i64),
     Text(&'a str),
     Blob(&'a [u8]),
+    /// NULL in a BIGINT parameter.
     Null,
+    /// NULL in a TEXT parameter. PostgreSQL types a prepared statement's parameters by the first
+    /// values bound to it, and sqlx keeps the statement: a NULL typed BIGINT in a TEXT parameter
+    /// would make a later text value there unreadable to the server.
+    NullText,
 }
 
 impl From<i64> for Arg<'_> {
@@ -155,7 +160,7 @@ impl From<Option<i64>> for Arg<'_> {
 
 impl<'a> From<Option<&'a str>> for Arg<'a> {
     fn from(value: Option<&'a str>) -> Self {
-        value.map_or(Arg::Null, Arg::Text)
+        value.map_or(Arg::NullText, Arg::Text)
     }
 }
 
@@ -336,7 +341,9 @@ fn bind_sqlite(statement: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> Res
             Arg::Int(value) => statement.raw_bind_parameter(position, value)?,
             Arg::Text(value) => statement.raw_bind_parameter(position, value)?,
             Arg::Blob(value) => statement.raw_bind_parameter(position, value)?,
-            Arg::Null => statement.raw_bind_parameter(position, rusqlite::types::Null)?,
+            Arg::Null | Arg::NullText => {
+                statement.raw_bind_parameter(position, rusqlite::types::Null)?
+            }
         }
     }
     Ok(())
@@ -367,6 +374,7 @@ fn postgres_query<'q>(
             Arg::Blob(value) => query.bind(value),
             // Typed BIGINT, as the Any driver sent it.
             Arg::Null => query.bind(None::<i64>),
+            Arg::NullText => query.bind(None::<&str>),
         };
     }
     query

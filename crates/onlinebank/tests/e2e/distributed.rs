@@ -76,9 +76,26 @@ async fn every_flow_works_with_two_processes_per_role_on_postgres_and_kafka() {
     }
     assert_eq!(ok, 10, "exactly the covered withdrawals succeed");
 
+    // Transfers between the two customers' accounts (two partitions, two account processes):
+    // one credited, one to a closed account returned.
+    let body = onlinebank_client::wire::Write::transfer("5001", "6001", 200, &alice.pw).to_json();
+    let reply = cluster.request(&alice.token, body).await;
+    let reply = cluster.settle(&alice.token, reply).await;
+    assert_eq!(expect_ok(&reply, 200)["balance"], 1_000, "{}", reply.1);
+    cluster.wait_balance(&bob.token, "6001", 200).await;
+    let body = onlinebank_client::wire::Write::transfer("6001", "5001", 200, &bob.pw).to_json();
+    let reply = cluster.request(&bob.token, body).await;
+    let reply = cluster.settle(&bob.token, reply).await;
+    assert_eq!(expect_ok(&reply, 200)["balance"], 0, "{}", reply.1);
+
     // Empty and close.
     let reply = cluster.close(&bob.token, &bob.pw, "6001").await;
     assert_eq!(expect_ok(&reply, 200)["status"], "completed", "{}", reply.1);
+
+    let body = onlinebank_client::wire::Write::transfer("5001", "6001", 300, &alice.pw).to_json();
+    let reply = cluster.request(&alice.token, body).await;
+    let reply = cluster.settle(&alice.token, reply).await;
+    assert_eq!(outcome(&reply), "account_closed", "{reply:?}");
 
     let snapshot = cluster.ops.drained(Duration::from_secs(60)).await;
     assert_eq!(snapshot.accounts["5001"].balance, 1_200);
@@ -87,8 +104,14 @@ async fn every_flow_works_with_two_processes_per_role_on_postgres_and_kafka() {
     let history = cluster.all_transactions(&bob.token, "6001").await;
     assert_eq!(
         history.len(),
-        12,
-        "open, 10 withdrawals, close: {history:?}"
+        14,
+        "open, 10 withdrawals, a transfer in and out, close: {history:?}"
+    );
+    let history = cluster.all_transactions(&alice.token, "5001").await;
+    assert_eq!(
+        history.len(),
+        7,
+        "and two transfers out, one returned: {history:?}"
     );
 }
 
