@@ -300,6 +300,7 @@ async fn chaos_kills_and_a_broker_restart_lose_no_money_and_leave_nothing_pendin
         violations.push(format!("{} requests left pending", snapshot.pending));
     }
     let accounts = check_accounts(&cluster, &customers, &ops, &snapshot, &mut violations).await;
+    violations.extend(conservation(&ops, &snapshot));
     violations.extend(lag(&cluster).await);
     summarise(&ops, &tally, accounts, &chaos, &violations);
     assert!(violations.is_empty(), "{} violations", violations.len());
@@ -449,6 +450,35 @@ async fn check_accounts(
         violations.extend(check_account(no, views, &ledger, sent));
     }
     by_account.len()
+}
+
+/// Money is conserved across the bank: the sum of all balances equals the completed opening
+/// amounts plus deposits minus withdrawals (a completed transfer moves money between two balances
+/// and adds nothing; a returned one moved nothing), and no won is left in flight.
+fn conservation(ops: &[Op], snapshot: &Snapshot) -> Option<String> {
+    let completed = ops
+        .iter()
+        .filter(|op| matches!(op.last, Outcome::Completed { .. }));
+    let expected: i64 = completed
+        .map(|op| match op.kind {
+            WriteKind::Open | WriteKind::Deposit => op.amount,
+            WriteKind::Withdraw => -op.amount,
+            WriteKind::Close | WriteKind::Transfer => 0,
+        })
+        .sum();
+    let held: i64 = snapshot.accounts.values().map(|row| row.balance).sum();
+    let in_flight: i64 = snapshot.accounts.values().map(|row| row.in_flight).sum();
+    let transfers = ops
+        .iter()
+        .filter(|op| op.kind == WriteKind::Transfer)
+        .count();
+    eprintln!(
+        "chaos: money: balances {held}, opening + deposits - withdrawals {expected}, in flight \
+         {in_flight}; {transfers} transfers sent"
+    );
+    (held != expected || in_flight != 0).then(|| {
+        format!("money not conserved: balances {held} (+{in_flight} in flight) != {expected}")
+    })
 }
 
 /// No event left unconsumed: every consumer group's lag is zero (else the violation).
