@@ -27,6 +27,7 @@ pub mod server;
 pub mod settings;
 pub mod time;
 pub mod token;
+pub mod trace;
 
 pub use context::{RoleContext, RoleParts};
 pub use error::{ApiError, ErrorCode};

@@ -5,14 +5,11 @@
 //! `breaker_state` (0 closed, 1 open, 2 half-open), `breaker_transitions_total`,
 //! `outbox_backlog`, `consumer_lag`, `build_info` (1, labelled with what runs).
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -105,23 +102,19 @@ pub fn method_label(method: &http::Method) -> Option<&'static str> {
     Some(label)
 }
 
-/// Counts and times every call of `role` by method, route template and status. Every label
-/// comes from a closed set (a stranger cannot add series): the method from [`method_label`] (or
-/// `other`, which the server never lets through), the
-/// route from the router's templates (or `unmatched`), the status from the answer.
-pub async fn track(role: &'static str, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = method_label(request.method()).unwrap_or("other");
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "role" => role, "method" => method, "route" => route.clone(), "status" => status)
+/// Counts and times one call of `role`. Every label comes from a closed set (a stranger cannot
+/// add series): the method from [`method_label`] (or `other`, which the server never lets
+/// through), the route from the router's templates (or `unmatched`), the status from the answer.
+pub fn record_call(
+    role: &'static str,
+    method: &'static str,
+    route: &str,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
+    let route = route.to_owned();
+    metrics::counter!("http_requests_total", "role" => role, "method" => method, "route" => route.clone(), "status" => status.to_string())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "role" => role, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+        .record(elapsed.as_secs_f64());
 }

@@ -239,6 +239,8 @@ impl PeerClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<PeerAnswer, PeerFailure> {
+        // The call being served goes on: its request id, and this hop as the trace's parent.
+        let headers = &crate::trace::outgoing(headers);
         if let Some(router) = self.local.get(role) {
             return call_local(router, role, method, path, headers, body, timeout).await;
         }

@@ -140,12 +140,13 @@ async fn submit(
     let session_id = bearer.session_id().to_owned();
     // From here on the work runs on its own task: a client that hangs up cannot leave a
     // transaction or a saga half-done; the request finishes or is compensated either way.
-    tokio::spawn(async move {
+    // It stays in the customer's call: its logs and its calls to auth carry the call's ids.
+    tokio::spawn(onlinebank_core::trace::carry(async move {
         match record_and_run(state, row, key, fingerprint, session_id, kind, password).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
-    })
+    }))
     .await
     .map_err(ApiError::internal)
 }

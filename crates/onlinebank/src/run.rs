@@ -176,7 +176,7 @@ impl Process {
         };
         let connections = self.admin_connections.clone();
         self.spawn_server_with("admin", listener, router, connections, Door::Internal);
-        println!("onlinebank admin listening on http://{address}");
+        crate::logs::announce(&format!("onlinebank admin listening on http://{address}"));
         tracing::info!(%address, "admin listener started");
         Ok(address)
     }
@@ -198,7 +198,7 @@ async fn start_role(
         process.ctx.local.register(role, front.clone());
     }
     process.spawn_server(role, listener, front);
-    println!("onlinebank {role} starting on http://{address}");
+    crate::logs::announce(&format!("onlinebank {role} starting on http://{address}"));
     let parts = build_until_started(role, process, bus).await?;
     let check: ReadyCheck = {
         let db = parts.db.clone();
@@ -242,12 +242,12 @@ async fn start_role(
         .merge(health_router(name, process.readiness.clone(), check))
         .fallback(onlinebank_core::http::not_found)
         .layer(axum::middleware::from_fn(move |request, next| {
-            onlinebank_core::metrics::track(name, request, next)
+            onlinebank_core::trace::observe(name, request, next)
         }));
     if built.set(router).is_err() {
         anyhow::bail!("the {role} role was built twice");
     }
-    println!("onlinebank {role} listening on http://{address}");
+    crate::logs::announce(&format!("onlinebank {role} listening on http://{address}"));
     tracing::info!(%role, %address, "role started");
     Ok(())
 }
@@ -436,6 +436,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         serving.serving_at(admin)?;
     }
     process.readiness.set(true);
-    println!("onlinebank ready at {gateway_url}");
+    crate::logs::announce(&format!("onlinebank ready at {gateway_url}"));
     run_until_signal(process).await
 }
