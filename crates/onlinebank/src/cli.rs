@@ -4,6 +4,7 @@
 //! URLs), not for rustdoc.
 #![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
+use crate::logs::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use onlinebank_core::money::Won;
 use onlinebank_core::secret::MasterSecret;
@@ -91,6 +92,7 @@ pub struct ClientArgs {
     #[arg(
         long,
         env = "ONLINEBANK_CLIENT_URL",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8080"
     )]
     pub url: String,
@@ -256,7 +258,7 @@ pub struct UpArgs {
     pub demo: bool,
     /// A PostgreSQL URL for every role's data, each role in its own schema (default: one SQLite
     /// file per role under --data-dir)
-    #[arg(long, env = "ONLINEBANK_DATABASE")]
+    #[arg(long, env = "ONLINEBANK_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -270,7 +272,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ONLINEBANK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// The role's database URL (default: sqlite://<data-dir>/<role>.db)
-    #[arg(long, env = "ONLINEBANK_DATABASE")]
+    #[arg(long, env = "ONLINEBANK_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
     #[command(flatten)]
     pub peers: PeerArgs,
@@ -324,22 +326,22 @@ pub struct BenchArgs {
 #[derive(Debug, Args, Default)]
 pub struct PeerArgs {
     /// Base URL(s) of the gateway role, comma-separated for several instances
-    #[arg(long, env = "ONLINEBANK_GATEWAY_URL")]
+    #[arg(long, env = "ONLINEBANK_GATEWAY_URL", hide_env_values = true)]
     pub gateway_url: Option<String>,
     /// Base URL(s) of the request role, comma-separated for several instances
-    #[arg(long, env = "ONLINEBANK_REQUEST_URL")]
+    #[arg(long, env = "ONLINEBANK_REQUEST_URL", hide_env_values = true)]
     pub request_url: Option<String>,
     /// Base URL(s) of the auth role, comma-separated for several instances
-    #[arg(long, env = "ONLINEBANK_AUTH_URL")]
+    #[arg(long, env = "ONLINEBANK_AUTH_URL", hide_env_values = true)]
     pub auth_url: Option<String>,
     /// Base URL(s) of the account role, comma-separated for several instances
-    #[arg(long, env = "ONLINEBANK_ACCOUNT_URL")]
+    #[arg(long, env = "ONLINEBANK_ACCOUNT_URL", hide_env_values = true)]
     pub account_url: Option<String>,
     /// Base URL(s) of the history role, comma-separated for several instances
-    #[arg(long, env = "ONLINEBANK_HISTORY_URL")]
+    #[arg(long, env = "ONLINEBANK_HISTORY_URL", hide_env_values = true)]
     pub history_url: Option<String>,
     /// Base URL(s) of the mypage role, comma-separated for several instances
-    #[arg(long, env = "ONLINEBANK_MYPAGE_URL")]
+    #[arg(long, env = "ONLINEBANK_MYPAGE_URL", hide_env_values = true)]
     pub mypage_url: Option<String>,
 }
 
@@ -370,12 +372,16 @@ impl PeerArgs {
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
+    /// How the log is written on stderr: text for people, json for pipelines (one object per
+    /// line; the start-up lines on stdout are JSON too)
+    #[arg(long, env = "ONLINEBANK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Directory of the SQLite files, the embedded event log and the secret
     #[arg(long, env = "ONLINEBANK_DATA_DIR", default_value = "onlinebank-data")]
     pub data_dir: PathBuf,
     /// Event bus URL (default: the embedded log <data-dir>/bus.db); kafka://HOST:PORT[,...]
     /// takes librdkafka's security.protocol, ssl.* and sasl.* settings in its query
-    #[arg(long, env = "ONLINEBANK_BUS")]
+    #[arg(long, env = "ONLINEBANK_BUS", hide_env_values = true)]
     pub bus: Option<String>,
     /// SASL password for a Kafka bus whose URL names none (kept apart from the URL, e.g. in
     /// its own Secret)
@@ -479,7 +485,7 @@ pub struct CommonArgs {
     pub trusted_proxies: String,
     /// The bank's public base URL for links in answers (e.g. https://bank.example); default:
     /// relative links
-    #[arg(long, env = "ONLINEBANK_PUBLIC_URL")]
+    #[arg(long, env = "ONLINEBANK_PUBLIC_URL", hide_env_values = true)]
     pub public_url: Option<String>,
     /// How long consumers' inbox rows and the embedded log's consumed events are kept; on
     /// Kafka, keep the topics' retention.ms at most this long

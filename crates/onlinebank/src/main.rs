@@ -13,6 +13,7 @@ mod bench;
 mod check;
 mod cli;
 mod client;
+mod logs;
 mod run;
 mod schemas;
 mod settings_doc;
@@ -30,17 +31,6 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Colours only on a terminal, and never when NO_COLOR is set (https://no-color.org).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .init();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -55,6 +45,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let (log_format, role) = match &cli.command {
+        cli::Command::Up(args) => (args.common.log_format, "up"),
+        cli::Command::Serve(args) => (args.common.log_format, args.role.as_str()),
+        _ => (logs::LogFormat::Text, "onlinebank"),
+    };
+    logs::init(log_format, role);
     if let cli::Command::Client(args) = cli.command {
         return client::run(args).await;
     }
@@ -86,7 +82,7 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("onlinebank: {error:#}");
+            logs::fatal(&format!("{error:#}"));
             ExitCode::FAILURE
         }
     }

@@ -29,7 +29,8 @@ pub struct SettingDoc {
 }
 
 /// Which roles read each setting. A setting missing here fails the unit test below.
-const READERS: [(&str, &str); 44] = [
+const READERS: [(&str, &str); 45] = [
+    ("ONLINEBANK_LOG_FORMAT", "all"),
     ("ONLINEBANK_PORT", "gateway (up)"),
     ("ONLINEBANK_BIND", "gateway (up)"),
     ("ONLINEBANK_DEMO", "auth (up)"),

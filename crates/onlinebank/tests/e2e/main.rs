@@ -21,6 +21,8 @@
 //!   proxies, probes apart.
 //! - `legacy_doors`: logout on the legacy reads, per-client shares of legacy logins, strict legacy
 //!   amounts.
+//! - `observability`: one call's request id and trace across the roles in JSON logs, access
+//!   lines, `--help` without secrets.
 //! - `offline_guessing`: a copy of the data directory gives nothing to test passwords against.
 //! - `resilience`: auth frozen or killed (timeout, breaker), write overload (shedding), rolling
 //!   restart of two request instances, clients hanging up, graceful shutdown, `/metrics`.
@@ -51,6 +53,7 @@ mod legacy;
 mod legacy_doors;
 mod limits;
 mod lockout;
+mod observability;
 mod offline_guessing;
 mod quiesce;
 mod resilience;

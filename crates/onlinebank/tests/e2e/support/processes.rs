@@ -69,7 +69,7 @@ impl Proc {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     append_log(&log, format!("[stdout] {line}\n").as_bytes());
-                    let _ = lines_tx.send(line);
+                    let _ = lines_tx.send(startup_message(line));
                 }
             });
         }
@@ -227,6 +227,17 @@ pub(crate) fn append_log(log: &Arc<Mutex<Vec<u8>>>, bytes: &[u8]) {
         let cut = log.len() - LOG_CAP / 2;
         log.drain(..cut);
     }
+}
+
+/// A start-up line's text: the line itself, or the `message` of a JSON one (`--log-format json`).
+fn startup_message(line: String) -> String {
+    if !line.starts_with('{') {
+        return line;
+    }
+    serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|object| object["message"].as_str().map(str::to_owned))
+        .unwrap_or(line)
 }
 
 /// Parses `onlinebank <role> listening on <url>`.

@@ -1,0 +1,122 @@
+//! Seeing inside: one customer call followed across the roles by its `x-request-id` and W3C
+//! trace context, JSON logs (every line the process writes), one access line per call, and
+//! `--help` that never prints a secret from the environment.
+
+use crate::support::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Command;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALL_ID: &str = "deposit-call-7f3a";
+
+/// Every line the bank wrote (stdout's start-up lines and stderr's log), each parsed as JSON;
+/// a line that is not JSON fails the test.
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .map(|line| line.strip_prefix("[stdout] ").unwrap_or(line))
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deposit_is_one_trace_across_the_roles_it_calls_in_json_logs() {
+    let bank = TestBank::start_with(&["--log-format", "json"]).await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 1_000).await;
+    let reply = bank
+        .post_req("/api/v1/requests")
+        .bearer(&alice.token)
+        .header("x-request-id", CALL_ID)
+        .header("traceparent", &format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .json(money("deposit", "1001", 500, &alice.pw))
+        .send()
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.header("x-request-id").as_deref(), Some(CALL_ID));
+    // A call without an id gets one made for it.
+    let read = bank
+        .get_req("/api/v1/accounts")
+        .bearer(&alice.token)
+        .send()
+        .await;
+    let made = read.header("x-request-id").expect("an x-request-id");
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    bank.wait_balance(&alice.token, "1001", 1_500).await;
+
+    let lines = json_lines(&bank.log());
+    for line in &lines {
+        for field in ["timestamp", "level", "role", "target", "message"] {
+            assert!(line[field].is_string(), "no {field} in {line}");
+        }
+    }
+    assert!(
+        lines.iter().any(|line| line["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("onlinebank ready at "))),
+        "the start-up line is JSON too"
+    );
+    let call: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["request_id"] == CALL_ID)
+        .collect();
+    let roles: BTreeSet<&str> = call.iter().filter_map(|l| l["role"].as_str()).collect();
+    for role in ["gateway", "request", "auth"] {
+        assert!(
+            roles.contains(role),
+            "{role} not in the call's lines: {roles:?}"
+        );
+    }
+    assert!(
+        call.iter().all(|line| line["trace_id"] == TRACE),
+        "a line of the call left its trace: {call:?}"
+    );
+    let access = call
+        .iter()
+        .find(|line| line["target"] == "onlinebank::access" && line["role"] == "gateway")
+        .expect("the gateway's access line");
+    assert_eq!(access["method"], "POST");
+    assert_eq!(access["route"], "/api/v1/requests");
+    assert_eq!(access["status"], 200);
+    assert!(access["duration_ms"].as_f64().is_some());
+    // One hop, one span: each role's line of the call has its own span id.
+    let spans: BTreeSet<&str> = call.iter().filter_map(|l| l["span_id"].as_str()).collect();
+    assert!(spans.len() >= 3, "{spans:?}");
+    assert!(!bank.log().contains(&alice.pw), "the password was logged");
+}
+
+#[test]
+fn help_never_prints_a_secret_from_the_environment() {
+    let secret = "Hunter2-Secret-Value";
+    for command in [["serve", "request"].as_slice(), ["up"].as_slice()] {
+        let output = Command::new(BIN)
+            .args(command)
+            .arg("--help")
+            .env(
+                "ONLINEBANK_DATABASE",
+                format!("postgres://bank:{secret}@db/bank"),
+            )
+            .env(
+                "ONLINEBANK_BUS",
+                format!("kafka://k:9092?sasl.password={secret}"),
+            )
+            .env("ONLINEBANK_TOKEN_SECRET", secret)
+            .env("ONLINEBANK_BUS_SASL_PASSWORD", secret)
+            .env(
+                "ONLINEBANK_AUTH_URL",
+                format!("http://u:{secret}@auth:8080"),
+            )
+            .output()
+            .expect("running --help");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{command:?} --help failed");
+        assert!(text.contains("ONLINEBANK_DATABASE"), "{text}");
+        assert!(
+            !text.contains(secret),
+            "{command:?} --help printed a secret:\n{text}"
+        );
+    }
+}
