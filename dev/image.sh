@@ -28,8 +28,8 @@ say() { echo "image.sh: $*"; }
 install() {
     if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v mmdebstrap >/dev/null; then
         say "installing podman and mmdebstrap"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc mmdebstrap uidmap binutils >/dev/null
+        apt-get -o DPkg::Lock::Timeout=300 update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq podman runc mmdebstrap uidmap binutils >/dev/null
     fi
     # crun refuses this machine's cgroup v1 hybrid; without explicit ulimits every container fails
     # with `setrlimit RLIMIT_NOFILE: Operation not permitted`.

@@ -70,8 +70,8 @@ need_tools() {
     if [ "${1:-}" = mvn ]; then command -v mvn >/dev/null 2>&1 || missing+=(maven); fi
     [ "${#missing[@]}" -eq 0 ] && return 0
     say "installing ${missing[*]} with apt-get"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
 }
 
 cmd_fetch() {

@@ -60,9 +60,9 @@ cmd_install() {
         return 0
     fi
     say "installing Debian's postgresql package"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
-    find_bindir >/dev/null || die "apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q postgresql
+    find_bindir >/dev/null || die "apt-get -o DPkg::Lock::Timeout=300 installed postgresql but no /usr/lib/postgresql/*/bin/initdb"
 }
 
 # Run a server-side binary as the owner of the cluster: the postgres system user when we are root.
