@@ -49,7 +49,7 @@ pub fn init(format: LogFormat, role: &str) {
     }
 }
 
-/// Colours only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+/// Colours only on a terminal, and never when NO_COLOR is set (<https://no-color.org>).
 fn colour() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
