@@ -1,5 +1,5 @@
-//! Prometheus metrics: one recorder per process, `/metrics` on every role, and the middleware that
-//! counts and times HTTP calls by role, route and status.
+//! Prometheus metrics: one recorder per process, `/metrics` on every role, and the counting and
+//! timing of HTTP calls by role, route and status ([`record_call`], from `trace::observe`).
 //!
 //! Names: `http_requests_total`, `http_request_duration_seconds` (histogram), `shed_total`,
 //! `breaker_state` (0 closed, 1 open, 2 half-open), `breaker_transitions_total`,
@@ -108,11 +108,10 @@ pub fn method_label(method: &http::Method) -> Option<&'static str> {
 pub fn record_call(
     role: &'static str,
     method: &'static str,
-    route: &str,
+    route: String,
     status: u16,
     elapsed: std::time::Duration,
 ) {
-    let route = route.to_owned();
     metrics::counter!("http_requests_total", "role" => role, "method" => method, "route" => route.clone(), "status" => status.to_string())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "role" => role, "method" => method, "route" => route)

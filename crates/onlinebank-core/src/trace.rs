@@ -223,7 +223,6 @@ pub async fn observe(role: &'static str, request: Request, next: Next) -> Respon
         .await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    crate::metrics::record_call(role, method, &route, status, elapsed);
     span.in_scope(|| {
         tracing::info!(
             target: "onlinebank::access",
@@ -234,6 +233,7 @@ pub async fn observe(role: &'static str, request: Request, next: Next) -> Respon
             "{method} {route} {status}"
         );
     });
+    crate::metrics::record_call(role, method, route, status, elapsed);
     if let Some(id) = request_id {
         response.headers_mut().insert(REQUEST_ID, id);
     }

@@ -75,15 +75,21 @@ pub fn fatal(message: &str) {
     }
 }
 
-/// One JSON log line with the fields every line has.
+/// A JSON log line of the process's own (not from an event): the common fields and `message`.
 fn line(level: &str, role: &str, target: &str, message: &str) -> Value {
+    let mut object = common(level, role, target);
+    object.insert("message".into(), message.into());
+    Value::Object(object)
+}
+
+/// The fields every JSON line has, `message` aside.
+fn common(level: &str, role: &str, target: &str) -> Map<String, Value> {
     let mut object = Map::new();
     object.insert("timestamp".into(), now().into());
     object.insert("level".into(), level.into());
     object.insert("role".into(), role.into());
     object.insert("target".into(), target.into());
-    object.insert("message".into(), message.into());
-    Value::Object(object)
+    object
 }
 
 fn now() -> String {
@@ -107,10 +113,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
-        let mut object = Map::new();
-        object.insert("timestamp".into(), now().into());
-        object.insert("level".into(), metadata.level().as_str().into());
-        object.insert("role".into(), self.role.clone().into());
+        let mut object = common(metadata.level().as_str(), &self.role, metadata.target());
         // The spans' fields, outermost first, so that an inner span's `role` wins.
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
@@ -123,7 +126,6 @@ where
                 }
             }
         }
-        object.insert("target".into(), metadata.target().into());
         event.record(&mut Fields(&mut object));
         writeln!(writer, "{}", Value::Object(object))
     }
