@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use domain::Settlement;
 use domain::{Account, Rules};
 use onlinebank_bus::handler::EventHandler;
-use onlinebank_bus::outbox::Relay;
+use onlinebank_bus::outbox::{Outgoing, Relay};
 use onlinebank_bus::wiring::{Consumes, Wiring};
 use onlinebank_bus::Bus;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
@@ -52,16 +52,27 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     let quiet = wiring
         .quiet(CONSUMES, Some(&relay))
         .also_consuming(SETTLES_GROUP, SETTLES.topics);
-    let accounts = Accounts {
+    let decider = Decider {
+        group: wiring.name(),
         rules: Rules {
             max_amount: ctx.settings.max_amount,
             daily_limit: ctx.settings.account.daily_limit,
         },
         time_zone: ctx.settings.account.time_zone,
-        relay,
+    };
+    let accounts = Accounts {
+        decider: decider.clone(),
+        relay: relay.clone(),
     };
     wiring.consume(&db, CONSUMES, accounts.clone());
-    wiring.consume_as(SETTLES_GROUP, &db, SETTLES, accounts);
+    let settles = Accounts {
+        decider: Decider {
+            group: SETTLES_GROUP,
+            ..decider
+        },
+        relay,
+    };
+    wiring.consume_as(SETTLES_GROUP, &db, SETTLES, settles);
     Ok(onlinebank_core::RoleParts {
         db: Some(db.clone()),
         router: ctx
@@ -78,9 +89,17 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 /// outbox of the same transaction.
 #[derive(Clone)]
 struct Accounts {
+    decider: Decider,
+    relay: Relay,
+}
+
+/// What deciding a batch needs besides the batch.
+#[derive(Clone)]
+struct Decider {
+    /// The consumer group this instance applies events for (it names their spans).
+    group: &'static str,
     rules: Rules,
     time_zone: BankTimeZone,
-    relay: Relay,
 }
 
 impl EventHandler for Accounts {
@@ -94,7 +113,7 @@ impl EventHandler for Accounts {
         conn: &'c mut Conn,
         events: &'c [Envelope],
     ) -> BoxFuture<'c, anyhow::Result<()>> {
-        Box::pin(apply(conn, events, &self.rules, self.time_zone))
+        Box::pin(apply(conn, events, &self.decider))
     }
 
     /// The outcomes are committed: the relay ships them now.
@@ -132,32 +151,32 @@ struct Held {
 /// Decides the batch's work one item after another, in bus order, each on the accounts as the
 /// ones before it left them; then writes every changed account once and every outcome, in bus
 /// order, to the outbox (a handful of statements for the whole batch).
-async fn apply(
-    conn: &mut Conn,
-    events: &[Envelope],
-    rules: &Rules,
-    time_zone: BankTimeZone,
-) -> anyhow::Result<()> {
-    let work: Vec<Work<'_>> = events
+async fn apply(conn: &mut Conn, events: &[Envelope], decider: &Decider) -> anyhow::Result<()> {
+    let work: Vec<(Work<'_>, &Envelope)> = events
         .iter()
         .filter_map(|envelope| match &envelope.event {
-            Event::AuthCertified(request) => {
-                Some(Work::Request(request, certified_on(time_zone, envelope)))
-            }
-            Event::TransferDebited(debited) => Some(Work::Settle(debited)),
+            Event::AuthCertified(request) => Some((
+                Work::Request(request, certified_on(decider.time_zone, envelope)),
+                envelope,
+            )),
+            Event::TransferDebited(debited) => Some((Work::Settle(debited), envelope)),
             _ => None,
         })
         .collect();
-    let mut held = load(conn, &work).await?;
+    let mut held = load(conn, work.iter().map(|(item, _)| item)).await?;
     let mut outcomes = Vec::with_capacity(work.len());
-    for item in work {
-        outcomes.push(match item {
+    for (item, cause) in work {
+        let event = match item {
             Work::Request(request, today) => {
                 let current = held_now(&mut held, &request.account_no)?;
-                decide(current, request, rules, today)
+                decide(current, request, &decider.rules, today)
             }
             Work::Settle(debited) => settle(&mut held, debited)?,
-        });
+        };
+        // The outcome goes on in the trace of the call that caused it, as a child of this
+        // group's span of the event it answers.
+        let call = Some(cause.consumed_by(decider.group).publishing());
+        outcomes.push(Outgoing { event, call });
     }
     save(conn, &held).await?;
     onlinebank_bus::outbox::enqueue_all(conn, outcomes).await?;
@@ -165,8 +184,11 @@ async fn apply(
 }
 
 /// The accounts `work` touches, as stored, in ONE statement.
-async fn load(conn: &mut Conn, work: &[Work<'_>]) -> anyhow::Result<HashMap<String, Held>> {
-    let mut wanted: Vec<&str> = work.iter().flat_map(Work::accounts).collect();
+async fn load<'w>(
+    conn: &mut Conn,
+    work: impl Iterator<Item = &'w Work<'w>>,
+) -> anyhow::Result<HashMap<String, Held>> {
+    let mut wanted: Vec<&str> = work.flat_map(Work::accounts).collect();
     wanted.sort_unstable();
     wanted.dedup();
     let mut held: HashMap<String, Held> = wanted
@@ -391,6 +413,7 @@ mod tests {
     use onlinebank_core::ids::RequestId;
     use onlinebank_core::ids::{AccountNo, CustomerId};
     use onlinebank_core::money::Won;
+    use onlinebank_core::trace::CallContext;
     use onlinebank_core::Reason;
 
     /// A batch is decided request after request, each on the account as the ones before it
@@ -422,6 +445,32 @@ mod tests {
     async fn a_transfer_is_debited_then_credited_or_returned_by_its_second_leg_on_postgres() {
         transfer_behaviour(onlinebank_core::db::testing::postgres_db("account", "account").await)
             .await;
+    }
+
+    /// Every outcome goes on in the trace of the event it answers, as a child of this group's
+    /// span of that event; an event that came without a call starts a trace of its own.
+    #[tokio::test]
+    async fn outcomes_carry_the_call_of_the_event_they_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("account.db").display().to_string();
+        let db = Db::open(&url, "account").await.unwrap();
+        onlinebank_bus::schema::migrate(&db, &migrations())
+            .await
+            .unwrap();
+        let caller = CallContext::from_headers(&Default::default());
+        let opened = Envelope {
+            call: Some(caller.publishing()),
+            ..certified(WriteKind::Open, "1001", 5)
+        };
+        let untraced = certified(WriteKind::Open, "2002", 5);
+        apply_batch(&db, vec![opened.clone(), untraced]).await;
+        let (published, _) = published_after(&db, 0).await;
+        let call = published[0].call.clone().unwrap();
+        assert_eq!(call.request_id, caller.request_id);
+        assert_eq!(call.parent.trace_id, caller.trace_id);
+        assert_eq!(call.parent.parent_id, opened.consumed_by("account").span_id);
+        let own = published[1].call.clone().unwrap();
+        assert_ne!(own.parent.trace_id, caller.trace_id);
     }
 
     fn transfer(from: &str, to: &str, amount: i64) -> Envelope {
@@ -525,8 +574,12 @@ mod tests {
             max_amount: 1_000_000,
             daily_limit: Won::from_stored(5_000_000).unwrap(),
         };
-        let zone = BankTimeZone::default();
-        db.write(move |conn| Box::pin(async move { apply(conn, &events, &rules, zone).await }))
+        let decider = Decider {
+            group: "account",
+            rules,
+            time_zone: BankTimeZone::default(),
+        };
+        db.write(move |conn| Box::pin(async move { apply(conn, &events, &decider).await }))
             .await
             .unwrap();
     }

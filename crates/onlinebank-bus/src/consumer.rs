@@ -58,6 +58,8 @@ pub struct Consumes {
 #[derive(Debug, Clone)]
 pub struct ConsumerGroup {
     pub bus: Bus,
+    /// The role whose group it is (one role may read as several groups).
+    pub role: &'static str,
     pub name: &'static str,
     pub consumes: Consumes,
     pub shutdown: CancellationToken,
@@ -77,6 +79,7 @@ where
 {
     let ConsumerGroup {
         bus,
+        role: _,
         name: group,
         consumes: Consumes { topics, batch },
         shutdown,

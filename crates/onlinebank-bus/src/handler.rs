@@ -41,7 +41,7 @@ pub trait EventHandler: Clone + Send + Sync + 'static {
 
 /// Feeds the group's events into `db` through `handler` until the group's shutdown.
 pub async fn run<P: EventHandler>(consumer: ConsumerGroup, db: Db, handler: P) {
-    let group = consumer.name;
+    let (role, group) = (consumer.role, consumer.name);
     // From an event's publication (its publisher's transaction) to this group's commit of it.
     let delay = metrics::histogram!("event_delay_seconds", "group" => group);
     consumer::run(consumer, move |batch| {
@@ -60,7 +60,7 @@ pub async fn run<P: EventHandler>(consumer: ConsumerGroup, db: Db, handler: P) {
             }
             let applying = handler.clone();
             let seen = db
-                .write(move |conn| Box::pin(apply_batch(conn, applying, decoded)))
+                .write(move |conn| Box::pin(apply_batch(conn, applying, role, group, decoded)))
                 .await
                 .map_err(|error| anyhow::anyhow!("{group}: applying events: {error}"))?;
             for envelope in &seen {
@@ -78,6 +78,8 @@ pub async fn run<P: EventHandler>(consumer: ConsumerGroup, db: Db, handler: P) {
 async fn apply_batch<P: EventHandler>(
     conn: &mut Conn,
     handler: P,
+    role: &str,
+    group: &str,
     decoded: Vec<Envelope>,
 ) -> anyhow::Result<Vec<Envelope>> {
     let ids: Vec<_> = decoded.iter().map(|envelope| envelope.id).collect();
@@ -88,8 +90,40 @@ async fn apply_batch<P: EventHandler>(
         .partition(|envelope| first.remove(&envelope.id.to_string()));
     if !fresh.is_empty() {
         handler.apply(conn, &fresh).await?;
+        for envelope in &fresh {
+            trace_applied(envelope, role, group);
+        }
     }
     let seen: Vec<Envelope> = fresh.into_iter().chain(redelivered).collect();
     handler.finish(conn, &seen).await?;
     Ok(seen)
+}
+
+/// One debug line per event applied (target `onlinebank::events`), in the event's span of this
+/// group: the customer call's request id and trace continued from the envelope, so a call's
+/// lines can be followed into every role that consumed what it caused.
+fn trace_applied(envelope: &Envelope, role: &str, group: &str) {
+    if !tracing::enabled!(target: "onlinebank::events", tracing::Level::DEBUG) {
+        return;
+    }
+    let context = envelope.consumed_by(group);
+    let event = envelope.event.type_name();
+    tracing::debug_span!(
+        target: "onlinebank::events",
+        "event",
+        role,
+        group,
+        request_id = %context.request_id,
+        trace_id = %context.trace_id,
+        span_id = %context.span_id,
+    )
+    .in_scope(|| {
+        tracing::debug!(
+            target: "onlinebank::events",
+            event,
+            request = %envelope.correlation_id,
+            parent_id = context.parent_id.map(|id| id.to_string()),
+            "applied {event}"
+        );
+    });
 }

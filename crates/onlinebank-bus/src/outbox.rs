@@ -13,6 +13,7 @@ use onlinebank_core::db::batch::BatchRow;
 use onlinebank_core::db::{json_rows, Conn, Db, Engine};
 use onlinebank_core::event::{Envelope, Event};
 use onlinebank_core::log_limit::LogLimit;
+use onlinebank_core::trace::{CallContext, EventCall};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,31 @@ const RELAY_BATCH: i64 = 512;
 /// SQLite: how often shipped rows are deleted at most.
 const PRUNE_EVERY: Duration = Duration::from_millis(100);
 
+/// An event to publish, with the customer call that caused it (see [`Envelope::call`]).
+pub struct Outgoing {
+    pub event: Event,
+    pub call: Option<EventCall>,
+}
+
+impl Outgoing {
+    /// `event`, caused by the call this task is serving (see [`CallContext::current`]).
+    pub fn of_current_call(event: Event) -> Self {
+        Self {
+            event,
+            call: CallContext::current().map(|context| context.publishing()),
+        }
+    }
+}
+
+/// An event no customer call caused (or whose call is not known).
+impl From<Event> for Outgoing {
+    fn from(event: Event) -> Self {
+        Self { event, call: None }
+    }
+}
+
 /// Writes `event` to the outbox inside the caller's transaction and returns its envelope.
-pub async fn enqueue(conn: &mut Conn, event: Event) -> anyhow::Result<Envelope> {
+pub async fn enqueue(conn: &mut Conn, event: impl Into<Outgoing>) -> anyhow::Result<Envelope> {
     enqueue_all(conn, vec![event])
         .await?
         .pop()
@@ -53,12 +77,16 @@ batch_row! {
 /// Writes `events` to the outbox, in their order, inside the caller's transaction and returns
 /// their envelopes: two statements whatever their number (each aggregate's sequence moved once
 /// by its count, then every row), see [`onlinebank_core::db::Engine::json_rows`].
-pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<Vec<Envelope>> {
+pub async fn enqueue_all(
+    conn: &mut Conn,
+    events: Vec<impl Into<Outgoing>>,
+) -> anyhow::Result<Vec<Envelope>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    let events: Vec<Outgoing> = events.into_iter().map(Into::into).collect();
     let mut moves: Vec<SequenceMove> = Vec::new();
-    for event in &events {
+    for Outgoing { event, .. } in &events {
         let aggregate = event.account_no();
         match moves.iter_mut().find(|kept| kept.aggregate == aggregate) {
             Some(kept) => kept.taken += 1,
@@ -95,12 +123,15 @@ pub async fn enqueue_all(conn: &mut Conn, events: Vec<Event>) -> anyhow::Result<
     }
     let mut envelopes = Vec::with_capacity(events.len());
     let mut outbox = Vec::with_capacity(events.len());
-    for event in events {
+    for Outgoing { event, call } in events {
         let sequence = next
             .get_mut(event.account_no())
             .ok_or_else(|| anyhow::anyhow!("no sequence for {}", event.account_no()))?;
         let topic = event.topic();
-        let envelope = event.into_envelope(*sequence);
+        let envelope = Envelope {
+            call,
+            ..event.into_envelope(*sequence)
+        };
         *sequence += 1;
         let body = serde_json::to_string(&envelope)?;
         outbox.push(OutboxEntry {

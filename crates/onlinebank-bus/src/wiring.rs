@@ -65,6 +65,7 @@ impl<'a> Wiring<'a> {
     ) {
         let group = ConsumerGroup {
             bus: self.bus.clone(),
+            role: self.name(),
             name: group,
             consumes,
             shutdown: self.ctx.shutdown.clone(),

@@ -6,6 +6,7 @@
 use crate::ids::{AccountNo, CustomerId, RequestId};
 use crate::money::{Balance, Won};
 use crate::reason::Reason;
+use crate::trace::{CallContext, CallId, EventCall, SpanId, TraceParent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,7 +24,11 @@ pub const EVENT_SCHEMA_VERSION: u32 = 1;
 ///
 /// On the wire (see [`Envelope::decode`] and the `Serialize` impl) it is one JSON object:
 /// `id`, `type` (the event's type name, e.g. `MoneyDeposited`), `version`, `aggregate`,
-/// `sequence`, `correlation_id`, `occurred_at` and `payload` (the event's fields).
+/// `sequence`, `correlation_id`, `occurred_at` and `payload` (the event's fields); and, when the
+/// event was caused by a customer call, `call_id` (the call's `x-request-id`) and `traceparent`
+/// (the W3C trace context of the span that published it). Those two are optional on the wire:
+/// events published before they existed decode without them, and an invalid pair is dropped
+/// (the consumer starts a new trace) rather than the event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// Unique id; consumers record it in their inbox to apply each event once.
@@ -38,6 +43,8 @@ pub struct Envelope {
     pub correlation_id: RequestId,
     /// When the event happened (RFC 3339, UTC).
     pub occurred_at: String,
+    /// The customer call that caused it, when known: what its consumers continue.
+    pub call: Option<EventCall>,
     /// The event itself: its type name and payload on the wire.
     pub event: Event,
 }
@@ -53,8 +60,22 @@ struct WireEnvelope<'a> {
     sequence: i64,
     correlation_id: RequestId,
     occurred_at: String,
+    #[serde(default, borrow)]
+    call_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    traceparent: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     payload: &'a serde_json::value::RawValue,
+}
+
+impl WireEnvelope<'_> {
+    /// The call the envelope names, when both its parts are valid.
+    fn call(&self) -> Option<EventCall> {
+        Some(EventCall {
+            request_id: CallId::parse(self.call_id.as_deref()?)?,
+            parent: TraceParent::parse(self.traceparent.as_deref()?)?,
+        })
+    }
 }
 
 impl Envelope {
@@ -63,6 +84,7 @@ impl Envelope {
         let wire: WireEnvelope<'_> = serde_json::from_str(body).map_err(DecodeError::Envelope)?;
         Ok(Envelope {
             event: Event::decode(&wire.event_type, wire.payload.get())?,
+            call: wire.call(),
             id: wire.id,
             version: wire.version,
             aggregate: wire.aggregate,
@@ -73,10 +95,18 @@ impl Envelope {
     }
 }
 
+impl Envelope {
+    /// The context in which consumer group `group` applies this event: the publishing call's
+    /// trace continued, with the group's span of this event as the current hop.
+    pub fn consumed_by(&self, group: &str) -> CallContext {
+        CallContext::consuming(self.call.as_ref(), SpanId::of_consumption(self.id, group))
+    }
+}
+
 impl Serialize for Envelope {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut wire = serializer.serialize_struct("Envelope", 8)?;
+        let mut wire = serializer.serialize_struct("Envelope", 10)?;
         wire.serialize_field("id", &self.id)?;
         wire.serialize_field("type", self.event.type_name())?;
         wire.serialize_field("version", &self.version)?;
@@ -84,6 +114,10 @@ impl Serialize for Envelope {
         wire.serialize_field("sequence", &self.sequence)?;
         wire.serialize_field("correlation_id", &self.correlation_id)?;
         wire.serialize_field("occurred_at", &self.occurred_at)?;
+        if let Some(call) = &self.call {
+            wire.serialize_field("call_id", call.request_id.as_str())?;
+            wire.serialize_field("traceparent", &call.parent.to_string())?;
+        }
         wire.serialize_field("payload", &Payload(&self.event))?;
         wire.end()
     }
@@ -523,7 +557,7 @@ impl Event {
         }
     }
 
-    /// Wraps the event in a new envelope with a fresh id.
+    /// Wraps the event in a new envelope with a fresh id (and no call: see [`Envelope::call`]).
     pub fn into_envelope(self, sequence: i64) -> Envelope {
         Envelope {
             id: Uuid::now_v7(),
@@ -532,6 +566,7 @@ impl Event {
             sequence,
             correlation_id: self.request_id(),
             occurred_at: crate::time::now_rfc3339(),
+            call: None,
             event: self,
         }
     }
@@ -716,6 +751,50 @@ mod tests {
         let back = Envelope::decode(&wire).unwrap();
         assert_eq!(back, envelope);
         assert_eq!(serde_json::from_str::<Envelope>(&wire).unwrap(), envelope);
+    }
+
+    #[test]
+    fn the_call_travels_in_the_envelope_and_a_broken_one_is_dropped_not_the_event() {
+        let event = Event::AccountClosed(AccountChanged {
+            request_id: RequestId::generate(),
+            customer_id: customer("c"),
+            account_no: account_no("1001"),
+            amount: won(0),
+            balance: balance(0),
+            version: 4,
+        });
+        let publisher = CallContext::from_headers(&http::HeaderMap::new());
+        let envelope = Envelope {
+            call: Some(publisher.publishing()),
+            ..event.clone().into_envelope(1)
+        };
+        let wire = wire_value(&envelope);
+        assert_eq!(wire["call_id"], publisher.request_id.as_str());
+        assert_eq!(wire["traceparent"], publisher.traceparent());
+        let back = Envelope::decode(&wire.to_string()).unwrap();
+        assert_eq!(back, envelope);
+        let consumer = back.consumed_by("history");
+        assert_eq!(consumer.trace_id, publisher.trace_id);
+        assert_eq!(consumer.parent_id, Some(publisher.span_id));
+        assert_eq!(consumer.request_id, publisher.request_id);
+        // Every delivery to a group is one span; each group has its own.
+        assert_eq!(back.consumed_by("history"), consumer);
+        assert_ne!(back.consumed_by("mypage").span_id, consumer.span_id);
+
+        let untraced = event.into_envelope(2);
+        assert!(!wire_value(&untraced)
+            .as_object()
+            .unwrap()
+            .contains_key("traceparent"));
+        for (field, broken) in [("traceparent", "00-zz-1-01"), ("call_id", "has space")] {
+            let mut wire = wire.clone();
+            wire[field] = broken.into();
+            let decoded = Envelope::decode(&wire.to_string()).unwrap();
+            assert_eq!(
+                (decoded.call, decoded.event),
+                (None, envelope.event.clone())
+            );
+        }
     }
 
     /// The envelope's JSON as a value, for tests that break one of its fields.

@@ -64,6 +64,21 @@ impl SpanId {
     fn random() -> Self {
         Self(nonzero(rand::random::<[u8; 8]>()))
     }
+
+    /// The span of one consumer group applying one event: the same for every delivery of it, so
+    /// a redelivered or retried event is the same span, and what the consumer publishes because
+    /// of it names that span as its parent without being handed it.
+    pub fn of_consumption(event_id: uuid::Uuid, group: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new()
+            .chain_update(group.as_bytes())
+            .chain_update([0])
+            .chain_update(event_id.as_bytes())
+            .finalize();
+        let mut id = [0; 8];
+        id.copy_from_slice(&digest[..8]);
+        Self(nonzero(id))
+    }
 }
 
 /// `bytes`, or the same with its last byte 1 when all were zero (an invalid id).
@@ -93,15 +108,23 @@ impl fmt::Display for CallId {
 }
 
 impl CallId {
+    /// `id` when it is one we may log and echo: 1 to 128 visible ASCII characters.
+    pub fn parse(id: &str) -> Option<Self> {
+        ((1..=MAX_REQUEST_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| Self(id.to_owned()))
+    }
+
+    /// A new id (a UUID), for a call that came without one.
+    fn new() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
     /// The caller's id when it is one we may log and echo, else a new one.
     fn from_header(value: Option<&HeaderValue>) -> Self {
         value
             .and_then(|value| value.to_str().ok())
-            .filter(|id| {
-                (1..=MAX_REQUEST_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map(|id| Self(id.to_owned()))
-            .unwrap_or_else(|| Self(uuid::Uuid::new_v4().to_string()))
+            .and_then(Self::parse)
+            .unwrap_or_else(Self::new)
     }
 
     pub fn as_str(&self) -> &str {
@@ -109,47 +132,112 @@ impl CallId {
     }
 }
 
-/// The trace id, parent span and flags of a valid `traceparent` value.
-fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, u8)> {
-    let mut parts = value.split('-');
-    let version = parts.next()?;
-    let (trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?);
-    // Version 00 has exactly four parts; a later version may append more, never ff.
-    let extra = parts.next().is_some();
-    let lower_hex = |text: &str, len: usize| {
-        text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    if !lower_hex(version, 2) || version == "ff" || (version == "00" && extra) {
-        return None;
+/// A valid W3C `traceparent`: the trace, the span that made the call (or published the event), and
+/// the trace flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: TraceId,
+    pub parent_id: SpanId,
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// The value's parts when it is a valid `traceparent` (version 00, or a later one read as 00).
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split('-');
+        let version = parts.next()?;
+        let (trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?);
+        // Version 00 has exactly four parts; a later version may append more, never ff.
+        let extra = parts.next().is_some();
+        let lower_hex = |text: &str, len: usize| {
+            text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        if !lower_hex(version, 2) || version == "ff" || (version == "00" && extra) {
+            return None;
+        }
+        if !lower_hex(trace, 32) || !lower_hex(parent, 16) || !lower_hex(flags, 2) {
+            return None;
+        }
+        let trace: [u8; 16] = hex::decode(trace).ok()?.try_into().ok()?;
+        let parent: [u8; 8] = hex::decode(parent).ok()?.try_into().ok()?;
+        let flags = hex::decode(flags).ok()?.first().copied()?;
+        let zero = |bytes: &[u8]| bytes.iter().all(|byte| *byte == 0);
+        (!zero(&trace) && !zero(&parent)).then_some(Self {
+            trace_id: TraceId(trace),
+            parent_id: SpanId(parent),
+            flags,
+        })
     }
-    if !lower_hex(trace, 32) || !lower_hex(parent, 16) || !lower_hex(flags, 2) {
-        return None;
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            self.trace_id, self.parent_id, self.flags
+        )
     }
-    let trace: [u8; 16] = hex::decode(trace).ok()?.try_into().ok()?;
-    let parent: [u8; 8] = hex::decode(parent).ok()?.try_into().ok()?;
-    let flags = hex::decode(flags).ok()?.first().copied()?;
-    let zero = |bytes: &[u8]| bytes.iter().all(|byte| *byte == 0);
-    (!zero(&trace) && !zero(&parent)).then_some((TraceId(trace), SpanId(parent), flags))
+}
+
+/// What an event carries of the customer call that caused it: the call's `x-request-id` and the
+/// span that published it, so that every consumer continues the same trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventCall {
+    pub request_id: CallId,
+    pub parent: TraceParent,
 }
 
 impl CallContext {
     /// Continues the caller's `x-request-id` and `traceparent` (a missing or invalid one is
     /// started anew), with a new span for this hop.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let traced = headers
+        let parent = headers
             .get(TRACEPARENT)
             .and_then(|value| value.to_str().ok())
-            .and_then(parse_traceparent);
-        let (trace_id, parent_id, flags) = match traced {
-            Some((trace, parent, flags)) => (trace, Some(parent), flags),
+            .and_then(TraceParent::parse);
+        Self::continued(CallId::from_header(headers.get(REQUEST_ID)), parent)
+    }
+
+    /// Continues the call that published an event (or starts a new one for an event that carries
+    /// none: one published before events carried it) with `span_id` for applying it (see
+    /// [`SpanId::of_consumption`]).
+    pub fn consuming(call: Option<&EventCall>, span_id: SpanId) -> Self {
+        let context = match call {
+            Some(call) => Self::continued(call.request_id.clone(), Some(call.parent)),
+            None => Self::continued(CallId::new(), None),
+        };
+        Self { span_id, ..context }
+    }
+
+    /// A new span for this hop, in the caller's trace or in a new one.
+    fn continued(request_id: CallId, parent: Option<TraceParent>) -> Self {
+        let (trace_id, parent_id, flags) = match parent {
+            Some(parent) => (parent.trace_id, Some(parent.parent_id), parent.flags),
             None => (TraceId::random(), None, 1),
         };
         Self {
-            request_id: CallId::from_header(headers.get(REQUEST_ID)),
+            request_id,
             trace_id,
             span_id: SpanId::random(),
             parent_id,
             flags,
+        }
+    }
+
+    /// What an event published from this hop carries: this call's id, with this hop as parent.
+    pub fn publishing(&self) -> EventCall {
+        EventCall {
+            request_id: self.request_id.clone(),
+            parent: self.as_parent(),
+        }
+    }
+
+    fn as_parent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.trace_id,
+            parent_id: self.span_id,
+            flags: self.flags,
         }
     }
 
@@ -160,7 +248,7 @@ impl CallContext {
 
     /// The `traceparent` a call made from this hop carries.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+        self.as_parent().to_string()
     }
 
     /// Sets this call's `x-request-id` and `traceparent` on a call to another role (replacing
@@ -268,7 +356,10 @@ mod tests {
         let sent = context.traceparent();
         assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(sent.ends_with("-01"));
-        assert_eq!(parse_traceparent(&sent).unwrap().1, context.span_id);
+        assert_eq!(
+            TraceParent::parse(&sent).unwrap().parent_id,
+            context.span_id
+        );
     }
 
     #[test]
@@ -287,10 +378,10 @@ mod tests {
             "",
             "00-1-2-3",
         ] {
-            assert_eq!(parse_traceparent(bad), None, "{bad}");
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
         }
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future";
-        assert!(parse_traceparent(later).is_some());
+        assert!(TraceParent::parse(later).is_some());
         let long = "x".repeat(MAX_REQUEST_ID + 1);
         for bad in ["", "has space", long.as_str()] {
             let context = CallContext::from_headers(&headers(&[(&REQUEST_ID, bad)]));

@@ -22,14 +22,17 @@ use steps::{Effect, Input, Saga, SagaStep};
 use crate::stepup::StepUpVerdict;
 use crate::store::{self, RequestStatus};
 use crate::RequestState;
+use onlinebank_bus::outbox::Outgoing;
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::Won;
 use onlinebank_core::{ApiError, Reason};
+use std::ops::ControlFlow;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// A write request as its saga needs it: what to do, for whom, and the step-up password.
 #[derive(Debug, Clone)]
@@ -73,54 +76,78 @@ pub async fn run(state: &RequestState, request: &WriteRequest) -> Result<Outcome
     let (mut step, mut effect) = saga.start();
     let mut started = Instant::now();
     loop {
-        let input = match effect {
-            Effect::StepUp => {
-                let verdict = step_up(state, request).await;
-                stage("step_up", started);
-                started = Instant::now();
-                Input::SteppedUp(verdict)
-            }
-            Effect::Certify(certified) => {
-                let authorized = certify(state, certified).await?;
-                if authorized {
-                    stage("authorize", started);
-                }
-                started = Instant::now();
-                Input::Certified {
-                    authorized,
-                    now: Instant::now(),
-                }
-            }
-            Effect::Refuse(cancelled) => {
-                refuse(state, cancelled).await?;
-                Input::Compensated
-            }
-            Effect::GiveUp => {
-                let id = request.request_id;
-                state
-                    .db
-                    .write(move |conn| {
-                        Box::pin(
-                            async move { store::cancel(conn, id, Reason::ServiceBusy, true).await },
-                        )
-                    })
-                    .await?;
-                Input::Compensated
-            }
-            Effect::AwaitOutcome { deadline } => {
-                await_outcome(state, request.request_id, &wake, deadline).await?
-            }
-            Effect::Answer(outcome) => {
+        // Each step in a span of its own, inside the call's: its lines name the step and the
+        // bank's request.
+        let span = tracing::info_span!(
+            "saga",
+            step = effect.name(),
+            request = %request.request_id,
+        );
+        match perform(state, request, effect, &wake, &mut started)
+            .instrument(span)
+            .await?
+        {
+            ControlFlow::Continue(input) => (step, effect) = saga.next(step, input),
+            ControlFlow::Break(outcome) => {
                 debug_assert!(matches!(step, SagaStep::Done), "answered at {step:?}");
-                if matches!(&outcome, Outcome::Live(row) if row.status == RequestStatus::Completed)
-                {
-                    stage("outcome", started);
-                }
                 return Ok(outcome);
             }
-        };
-        (step, effect) = saga.next(step, input);
+        }
     }
+}
+
+/// Carries out one effect of the saga and returns what came of it, or the saga's answer.
+async fn perform(
+    state: &RequestState,
+    request: &WriteRequest,
+    effect: Effect,
+    wake: &Notify,
+    started: &mut Instant,
+) -> Result<ControlFlow<Outcome, Input>, ApiError> {
+    Ok(ControlFlow::Continue(match effect {
+        Effect::StepUp => {
+            let verdict = step_up(state, request).await;
+            stage("step_up", *started);
+            *started = Instant::now();
+            Input::SteppedUp(verdict)
+        }
+        Effect::Certify(certified) => {
+            let authorized = certify(state, certified).await?;
+            if authorized {
+                stage("authorize", *started);
+            }
+            *started = Instant::now();
+            Input::Certified {
+                authorized,
+                now: Instant::now(),
+            }
+        }
+        Effect::Refuse(cancelled) => {
+            refuse(state, cancelled).await?;
+            Input::Compensated
+        }
+        Effect::GiveUp => {
+            let id = request.request_id;
+            state
+                .db
+                .write(move |conn| {
+                    Box::pin(
+                        async move { store::cancel(conn, id, Reason::ServiceBusy, true).await },
+                    )
+                })
+                .await?;
+            Input::Compensated
+        }
+        Effect::AwaitOutcome { deadline } => {
+            await_outcome(state, request.request_id, wake, deadline).await?
+        }
+        Effect::Answer(outcome) => {
+            if matches!(&outcome, Outcome::Live(row) if row.status == RequestStatus::Completed) {
+                stage("outcome", *started);
+            }
+            return Ok(ControlFlow::Break(outcome));
+        }
+    }))
 }
 
 /// Asks auth to verify the request's step-up password.
@@ -141,7 +168,7 @@ async fn step_up(state: &RequestState, request: &WriteRequest) -> StepUpVerdict 
 /// false if the request was no longer pending.
 async fn certify(state: &RequestState, certified: AuthCertified) -> Result<bool, ApiError> {
     let id = certified.request_id;
-    let event = Event::AuthCertified(certified);
+    let event = Outgoing::of_current_call(Event::AuthCertified(certified));
     let authorized = state
         .db
         .write(move |conn| {
@@ -164,7 +191,7 @@ async fn certify(state: &RequestState, certified: AuthCertified) -> Result<bool,
 /// wakes the relay.
 async fn refuse(state: &RequestState, cancelled: AuthCancelled) -> Result<(), ApiError> {
     let (id, reason) = (cancelled.request_id, cancelled.reason);
-    let event = Event::AuthCancelled(cancelled);
+    let event = Outgoing::of_current_call(Event::AuthCancelled(cancelled));
     state
         .db
         .write(move |conn| {

@@ -88,6 +88,20 @@ pub enum Effect {
     Answer(Outcome),
 }
 
+impl Effect {
+    /// The step's name in logs and spans.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Effect::StepUp => "step_up",
+            Effect::Certify(_) => "certify",
+            Effect::Refuse(_) => "refuse",
+            Effect::GiveUp => "give_up",
+            Effect::AwaitOutcome { .. } => "await_outcome",
+            Effect::Answer(_) => "answer",
+        }
+    }
+}
+
 /// The saga of one write request: its record and how long it waits for the account's outcome.
 #[derive(Debug, Clone, Copy)]
 pub struct Saga<'a> {

@@ -24,7 +24,12 @@ fn json_lines(log: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_deposit_is_one_trace_across_the_roles_it_calls_in_json_logs() {
-    let bank = TestBank::start_with(&["--log-format", "json"]).await;
+    // The events' lines are debug: asked for here.
+    let bank = TestBank::start_with_env(
+        &["--log-format", "json"],
+        &[("RUST_LOG", "info,onlinebank::events=debug")],
+    )
+    .await;
     let alice = bank.customer("alice@test").await;
     bank.open_ok(&alice, "1001", 1_000).await;
     let reply = bank
@@ -82,9 +87,24 @@ async fn a_deposit_is_one_trace_across_the_roles_it_calls_in_json_logs() {
     assert_eq!(access["route"], "/api/v1/requests");
     assert_eq!(access["status"], 200);
     assert!(access["duration_ms"].as_f64().is_some());
+    // The events the call caused carry it: every role that applied one continued the trace,
+    // account's MoneyDeposited (published while applying AuthCertified) included.
+    let applied: BTreeSet<(&str, &str)> = call
+        .iter()
+        .filter(|line| line["target"] == "onlinebank::events")
+        .filter_map(|line| Some((line["role"].as_str()?, line["event"].as_str()?)))
+        .collect();
+    for seen in [
+        ("account", "AuthCertified"),
+        ("request", "MoneyDeposited"),
+        ("history", "MoneyDeposited"),
+        ("mypage", "MoneyDeposited"),
+    ] {
+        assert!(applied.contains(&seen), "{seen:?} not in {applied:?}");
+    }
     // One hop, one span: each role's line of the call has its own span id.
     let spans: BTreeSet<&str> = call.iter().filter_map(|l| l["span_id"].as_str()).collect();
-    assert!(spans.len() >= 3, "{spans:?}");
+    assert!(spans.len() >= 7, "{spans:?}");
     assert!(!bank.log().contains(&alice.pw), "the password was logged");
 }
 

@@ -50,11 +50,12 @@ impl Proc {
             // timeout keeps a slow scheduler from turning into `service_busy`. Tests of the
             // timeout itself pass `--step-up-timeout-ms` (flags win over the environment).
             .env("ONLINEBANK_STEP_UP_TIMEOUT_MS", "3000")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
                 std::env::var("ONLINEBANK_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // After the defaults: a test's own environment wins (RUST_LOG included).
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
