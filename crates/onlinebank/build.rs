@@ -1,4 +1,4 @@
-//! The build facts `onlinebank --version`, the admin listener's `GET /info` and the `build_info`
+//! The build facts `onlinebank --version`, the admin listener's `GET /info` and the `onlinebank_build_info`
 //! gauge report, handed to the compiler as environment variables that
 //! `onlinebank_core::this_build!` reads: `ONLINEBANK_COMMIT`, the full commit `git rev-parse
 //! HEAD` names ("unknown" without git or outside a checkout), and `ONLINEBANK_PROFILE`, cargo's

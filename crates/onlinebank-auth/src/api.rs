@@ -63,7 +63,8 @@ async fn argon2_job<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     let Ok(_waiting) = state.argon2_queue.try_acquire() else {
-        metrics::counter!("shed_total", "role" => "auth", "why" => "argon2").increment(1);
+        metrics::counter!("onlinebank_shed_total", "role" => "auth", "why" => "argon2")
+            .increment(1);
         return Err(ApiError::busy());
     };
     let _slot = tokio::time::timeout(Duration::from_secs(2), state.argon2_slots.acquire())
@@ -159,7 +160,7 @@ async fn legacy_login(
     if let Some(token) = remembered(&state, &user_id, &body.password).await? {
         return Ok(Json(LegacySessionAnswer { token }));
     }
-    metrics::counter!("legacy_logins_total", "how" => "argon2").increment(1);
+    metrics::counter!("onlinebank_legacy_logins_total", "how" => "argon2").increment(1);
     let opened = match full_login(&state, user_id.clone(), &body.password, turn).await {
         Ok(opened) => opened,
         Err(error) => {
@@ -205,7 +206,7 @@ async fn remembered(
     }
     let token = state.legacy.token(user_id, &phc, password, now);
     if token.is_some() {
-        metrics::counter!("legacy_logins_total", "how" => "remembered").increment(1);
+        metrics::counter!("onlinebank_legacy_logins_total", "how" => "remembered").increment(1);
     }
     Ok(token)
 }
@@ -436,7 +437,7 @@ async fn recheck_with_argon2(
         verify_password(&candidate, &customer.password_hash)
     })
     .await?;
-    metrics::counter!("step_up_rechecks_total", "valid" => if valid { "yes" } else { "no" })
+    metrics::counter!("onlinebank_step_up_rechecks_total", "valid" => if valid { "yes" } else { "no" })
         .increment(1);
     let rechecked = if valid {
         Rechecked::Right(Some(state.step_up.verifier(session_id, password)))

@@ -106,7 +106,7 @@ where
     tokio::spawn(async move {
         loop {
             if let Ok(lag) = lag_bus.lag(group, topics).await {
-                metrics::gauge!("consumer_lag", "group" => group).set(lag as f64);
+                metrics::gauge!("onlinebank_consumer_lag", "group" => group).set(lag as f64);
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -141,7 +141,8 @@ where
                 let last = batch.last().map(|delivery| delivery.position);
                 let count = batch.len() as u64;
                 handler(batch).await.map(|()| {
-                    metrics::counter!("consumer_events_total", "group" => group).increment(count);
+                    metrics::counter!("onlinebank_consumer_events_total", "group" => group)
+                        .increment(count);
                     if last.is_some() {
                         uncommitted = last;
                     }

@@ -43,7 +43,7 @@ pub trait EventHandler: Clone + Send + Sync + 'static {
 pub async fn run<P: EventHandler>(consumer: ConsumerGroup, db: Db, handler: P) {
     let (role, group) = (consumer.role, consumer.name);
     // From an event's publication (its publisher's transaction) to this group's commit of it.
-    let delay = metrics::histogram!("event_delay_seconds", "group" => group);
+    let delay = metrics::histogram!("onlinebank_event_delay_seconds", "group" => group);
     consumer::run(consumer, move |batch| {
         let db = db.clone();
         let handler = handler.clone();

@@ -298,7 +298,7 @@ impl Relay {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            metrics::gauge!("outbox_backlog", "publisher" => self.name).set(0.0);
+            metrics::gauge!("onlinebank_outbox_backlog", "publisher" => self.name).set(0.0);
             return Ok(0);
         }
         // Exactly the rows this transaction locked and shipped (numbers from our own table): a
@@ -314,7 +314,7 @@ impl Relay {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        metrics::counter!("outbox_shipped_total", "publisher" => self.name)
+        metrics::counter!("onlinebank_outbox_shipped_total", "publisher" => self.name)
             .increment(records.len() as u64);
         Ok(records.len())
     }
@@ -332,14 +332,14 @@ impl Relay {
             )
             .await?;
         let Some(last_seq) = rows.last().map(|row| row.0) else {
-            metrics::gauge!("outbox_backlog", "publisher" => self.name).set(0.0);
+            metrics::gauge!("onlinebank_outbox_backlog", "publisher" => self.name).set(0.0);
             return Ok(0);
         };
         let records = into_records(rows);
         self.bus.publish(&records).await?;
         self.shipped.fetch_max(last_seq, Ordering::SeqCst);
         self.prune.notify_one();
-        metrics::counter!("outbox_shipped_total", "publisher" => self.name)
+        metrics::counter!("onlinebank_outbox_shipped_total", "publisher" => self.name)
             .increment(records.len() as u64);
         if records.len() as i64 >= RELAY_BATCH {
             let backlog: Option<i64> = self
@@ -351,7 +351,7 @@ impl Relay {
                     args![self.shipped.load(Ordering::SeqCst)],
                 )
                 .await?;
-            metrics::gauge!("outbox_backlog", "publisher" => self.name)
+            metrics::gauge!("onlinebank_outbox_backlog", "publisher" => self.name)
                 .set(backlog.unwrap_or(0) as f64);
         }
         Ok(records.len())

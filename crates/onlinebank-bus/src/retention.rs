@@ -42,7 +42,7 @@ pub async fn run(db: Option<Db>, bus: Option<Bus>, window: Duration, shutdown: C
             match inbox_log.note(crate::inbox::purge(db, before).await) {
                 Ok(0) | Err(_) => {}
                 Ok(deleted) => {
-                    metrics::counter!("retention_deleted_total", "what" => "inbox")
+                    metrics::counter!("onlinebank_retention_deleted_total", "what" => "inbox")
                         .increment(deleted);
                 }
             }
@@ -51,7 +51,7 @@ pub async fn run(db: Option<Db>, bus: Option<Bus>, window: Duration, shutdown: C
             match events_log.note(log.purge(before).await) {
                 Ok(0) | Err(_) => {}
                 Ok(deleted) => {
-                    metrics::counter!("retention_deleted_total", "what" => "events")
+                    metrics::counter!("onlinebank_retention_deleted_total", "what" => "events")
                         .increment(deleted);
                 }
             }

@@ -1,6 +1,6 @@
 //! What runs: the build (version, git commit, linked SQLite, cargo profile) and the process (its
 //! roles, when it started). One struct holds the build's facts, so `onlinebank --version`, the
-//! admin listener's `GET /info` and the `build_info` gauge of `/metrics` cannot disagree.
+//! admin listener's `GET /info` and the `onlinebank_build_info` gauge of `/metrics` cannot disagree.
 //!
 //! The commit and the profile are known only to the binary crate's build script, which hands
 //! them to the compiler as environment variables; [`this_build!`](crate::this_build) reads them where it is expanded,

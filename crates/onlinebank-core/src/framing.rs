@@ -656,7 +656,8 @@ impl<S> CheckedIo<S> {
     }
 
     fn refuse(&mut self, violation: Violation) {
-        metrics::counter!("http_framing_refused_total", "why" => violation.as_str()).increment(1);
+        metrics::counter!("onlinebank_http_framing_refused_total", "why" => violation.as_str())
+            .increment(1);
         if self.checker.in_body() {
             // The request is being served: hyper is told the stream ended, so its body read
             // fails and the request is answered 400; nothing more is read but the lingering

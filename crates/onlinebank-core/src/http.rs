@@ -137,7 +137,7 @@ pub async fn shed(
     next: Next,
 ) -> Response {
     let Ok(_permit) = limit.try_acquire() else {
-        metrics::counter!("shed_total", "role" => role).increment(1);
+        metrics::counter!("onlinebank_shed_total", "role" => role).increment(1);
         return ApiError::busy().into_response();
     };
     next.run(request).await

@@ -1,9 +1,11 @@
 //! Prometheus metrics: one recorder per process, `/metrics` on every role, and the counting and
 //! timing of HTTP calls by role, route and status ([`record_call`], from `trace::observe`).
 //!
-//! Names: `http_requests_total`, `http_request_duration_seconds` (histogram), `shed_total`,
-//! `breaker_state` (0 closed, 1 open, 2 half-open), `breaker_transitions_total`,
-//! `outbox_backlog`, `consumer_lag`, `build_info` (1, labelled with what runs).
+//! Every name starts with `onlinebank_` (README lists them all), among them
+//! `onlinebank_http_requests_total`, `onlinebank_http_request_duration_seconds` (histogram),
+//! `onlinebank_shed_total`, `onlinebank_breaker_state` (0 closed, 1 open, 2 half-open),
+//! `onlinebank_breaker_transitions_total`, `onlinebank_outbox_backlog`,
+//! `onlinebank_consumer_lag`, `onlinebank_build_info` (1, labelled with what runs).
 
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -25,7 +27,7 @@ pub fn install() -> Option<PrometheusHandle> {
             ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    Matcher::Full("http_request_duration_seconds".to_owned()),
+                    Matcher::Full("onlinebank_http_request_duration_seconds".to_owned()),
                     &buckets,
                 )
                 .ok()?;
@@ -70,12 +72,12 @@ pub fn router() -> Router {
     )
 }
 
-/// Sets `build_info` to 1, labelled with the process's version, commit, sqlite, profile and
+/// Sets `onlinebank_build_info` to 1, labelled with the process's version, commit, sqlite, profile and
 /// roles (comma-joined): the facts of `GET /info`, for joining with other series in queries.
 pub fn build_info(info: &crate::build_info::ProcessInfo) {
     let build = info.build;
     metrics::gauge!(
-        "build_info",
+        "onlinebank_build_info",
         "version" => build.version,
         "commit" => build.commit,
         "sqlite" => build.sqlite,
@@ -112,8 +114,8 @@ pub fn record_call(
     status: u16,
     elapsed: std::time::Duration,
 ) {
-    metrics::counter!("http_requests_total", "role" => role, "method" => method, "route" => route.clone(), "status" => status.to_string())
+    metrics::counter!("onlinebank_http_requests_total", "role" => role, "method" => method, "route" => route.clone(), "status" => status.to_string())
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "role" => role, "method" => method, "route" => route)
+    metrics::histogram!("onlinebank_http_request_duration_seconds", "role" => role, "method" => method, "route" => route)
         .record(elapsed.as_secs_f64());
 }

@@ -294,21 +294,23 @@ impl Connections {
         if let Some(key) = client {
             if open.held_by(client) >= self.limits.per_client_share() {
                 let Some(evicted) = open.take_idle_unused_of(key) else {
-                    metrics::counter!("connections_refused_total", "why" => "per_client")
+                    metrics::counter!("onlinebank_connections_refused_total", "why" => "per_client")
                         .increment(1);
                     return None;
                 };
                 evicted.close.cancel();
-                metrics::counter!("connections_closed_total", "why" => "per_client").increment(1);
+                metrics::counter!("onlinebank_connections_closed_total", "why" => "per_client")
+                    .increment(1);
             }
         }
         if open.by_id.len() >= self.limits.max_connections {
             let Some(evicted) = open.take_idle() else {
-                metrics::counter!("connections_refused_total", "why" => "cap").increment(1);
+                metrics::counter!("onlinebank_connections_refused_total", "why" => "cap")
+                    .increment(1);
                 return None;
             };
             evicted.close.cancel();
-            metrics::counter!("connections_closed_total", "why" => "cap").increment(1);
+            metrics::counter!("onlinebank_connections_closed_total", "why" => "cap").increment(1);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let tracked = Arc::new(Tracked {
@@ -319,14 +321,14 @@ impl Connections {
             client,
         });
         open.insert(id, tracked.clone());
-        metrics::gauge!("connections_open").set(open.by_id.len() as f64);
+        metrics::gauge!("onlinebank_connections_open").set(open.by_id.len() as f64);
         Some((id, tracked))
     }
 
     fn release(&self, id: u64) {
         let mut open = self.lock();
         open.remove(id);
-        metrics::gauge!("connections_open").set(open.by_id.len() as f64);
+        metrics::gauge!("onlinebank_connections_open").set(open.by_id.len() as f64);
     }
 
     /// Out of file descriptors (or another accept error): make room and back off.
@@ -340,7 +342,8 @@ impl Connections {
         let evicted = self.lock().take_idle();
         if let Some(evicted) = evicted {
             evicted.close.cancel();
-            metrics::counter!("connections_closed_total", "why" => "accept_error").increment(1);
+            metrics::counter!("onlinebank_connections_closed_total", "why" => "accept_error")
+                .increment(1);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -365,7 +368,8 @@ impl Connections {
                 }
             }
             if closed > 0 {
-                metrics::counter!("connections_closed_total", "why" => "idle").increment(closed);
+                metrics::counter!("onlinebank_connections_closed_total", "why" => "idle")
+                    .increment(closed);
             }
         }
     }
@@ -660,7 +664,7 @@ fn framing_refusal(violation: Violation) -> Response {
 /// process keeps.
 async fn known_method(request: Request, next: Next) -> Response {
     if crate::metrics::method_label(request.method()).is_none() {
-        metrics::counter!("http_methods_refused_total").increment(1);
+        metrics::counter!("onlinebank_http_methods_refused_total").increment(1);
         return ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             ErrorCode::NotImplemented,
@@ -705,7 +709,7 @@ async fn read_body_in_time(
             response
         }
         Err(_) => {
-            metrics::counter!("body_timeouts_total").increment(1);
+            metrics::counter!("onlinebank_body_timeouts_total").increment(1);
             let mut response = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 ErrorCode::RequestTimeout,
@@ -764,7 +768,7 @@ async fn canonical_path(mut request: Request, next: Next) -> Response {
             next.run(request).await
         }
         Err(message) => {
-            metrics::counter!("paths_refused_total").increment(1);
+            metrics::counter!("onlinebank_paths_refused_total").increment(1);
             ApiError::bad_request(ErrorCode::InvalidPath, message).into_response()
         }
     }

@@ -131,7 +131,8 @@ impl PublicAdmission {
     pub async fn admit(&self, client: ClientKey) -> Result<Admitted, ApiError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         let busy = |why: &'static str| {
-            metrics::counter!("shed_total", "role" => "gateway", "why" => why).increment(1);
+            metrics::counter!("onlinebank_shed_total", "role" => "gateway", "why" => why)
+                .increment(1);
             ApiError::busy()
         };
         let (mut hold, share) = self.hold(client).ok_or_else(|| busy("clients"))?;

@@ -66,7 +66,7 @@ impl GatewayState {
             Slots::Read => &self.read_slots,
         };
         let slot = semaphore.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!("shed_total", "role" => "gateway").increment(1);
+            metrics::counter!("onlinebank_shed_total", "role" => "gateway").increment(1);
             ApiError::busy()
         })?;
         self.quiesce.admit(slots, slot)

@@ -124,7 +124,7 @@ impl Quiesce {
             return Ok(slot);
         }
         drop(slot);
-        metrics::counter!("writes_paused_refused_total").increment(1);
+        metrics::counter!("onlinebank_writes_paused_refused_total").increment(1);
         Err(ApiError::busy().with_retry_after(RETRY_AFTER_S))
     }
 

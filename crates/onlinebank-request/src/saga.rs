@@ -235,8 +235,8 @@ async fn await_outcome(
     })
 }
 
-/// Records how long a stage of the write path took (`saga_stage_seconds{stage}`).
+/// Records how long a stage of the write path took (`onlinebank_saga_stage_seconds{stage}`).
 pub fn stage(name: &'static str, started: Instant) {
-    metrics::histogram!("saga_stage_seconds", "stage" => name)
+    metrics::histogram!("onlinebank_saga_stage_seconds", "stage" => name)
         .record(started.elapsed().as_secs_f64());
 }

@@ -47,8 +47,8 @@ pub struct StepUpClient {
 }
 
 fn breaker_transition(state: State) {
-    metrics::gauge!("breaker_state", "target" => "auth").set(state.gauge());
-    metrics::counter!("breaker_transitions_total", "target" => "auth", "to" => state.as_str())
+    metrics::gauge!("onlinebank_breaker_state", "target" => "auth").set(state.gauge());
+    metrics::counter!("onlinebank_breaker_transitions_total", "target" => "auth", "to" => state.as_str())
         .increment(1);
     match state {
         State::Open => tracing::warn!("step-up breaker opened: auth is failing or slow"),
@@ -64,7 +64,7 @@ impl StepUpClient {
         timeout: Duration,
         breaker: BreakerSettings,
     ) -> anyhow::Result<Self> {
-        metrics::gauge!("breaker_state", "target" => "auth").set(State::Closed.gauge());
+        metrics::gauge!("onlinebank_breaker_state", "target" => "auth").set(State::Closed.gauge());
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,

@@ -147,7 +147,7 @@ impl Process {
         })
     }
 
-    /// Binds the admin listener: `/metrics`, `/info` (what runs, also the `build_info` gauge),
+    /// Binds the admin listener: `/metrics`, `/info` (what runs, also the `onlinebank_build_info` gauge),
     /// and `/health/*` of the process (ready when every role in it is).
     async fn start_admin(
         &self,

@@ -492,7 +492,8 @@ async fn lag(cluster: &Cluster) -> Option<String> {
                 let mut total = 0.0;
                 for role in ["account", "history", "mypage", "request"] {
                     let (text, _) = ops.metrics(role).await?;
-                    total += metric_value(&text, "consumer_lag", &[]).unwrap_or(f64::NAN);
+                    total +=
+                        metric_value(&text, "onlinebank_consumer_lag", &[]).unwrap_or(f64::NAN);
                 }
                 if total == 0.0 {
                     Ok(total)

@@ -104,7 +104,7 @@ impl Storage {
         self.owe_checkpoint();
         if !self.failed.swap(true, Ordering::SeqCst) {
             tracing::error!(database = %self.name, %error, "storage unavailable: writes refused, not ready");
-            metrics::counter!("storage_unavailable_total", "database" => self.name.clone())
+            metrics::counter!("onlinebank_storage_unavailable_total", "database" => self.name.clone())
                 .increment(1);
         }
     }

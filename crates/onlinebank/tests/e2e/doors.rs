@@ -307,7 +307,7 @@ async fn metrics_are_served_on_the_admin_listener_never_on_the_public_port() {
     let (status, _) = bank.get("/health/ready", None).await;
     assert_eq!(status, 200, "/health/ready stays on the public port");
     let (text, _) = bank.ops.metrics("gateway").await.expect("admin /metrics");
-    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("onlinebank_http_requests_total"), "{text}");
     let admin = bank.ops.admin["gateway"].clone();
     let admin_api = Api::new(&admin);
     assert_eq!(admin_api.get("/health/ready", None).await.0, 200);

@@ -1,6 +1,6 @@
 //! What runs, visible: `onlinebank --version` names the commit the binary was built from, the
 //! admin listener's `GET /info` says which build runs which roles since when, and `/metrics`
-//! carries the same facts as the `build_info` gauge.
+//! carries the same facts as the `onlinebank_build_info` gauge.
 
 use crate::support::*;
 use serde_json::Value;
@@ -137,7 +137,7 @@ async fn assert_info(admin: &str, roles: &[&str], started_after_ms: i64) -> Valu
     info
 }
 
-/// `/metrics` on an admin listener has `build_info 1` labelled as `/info` says.
+/// `/metrics` on an admin listener has `onlinebank_build_info 1` labelled as `/info` says.
 async fn assert_build_info_gauge(admin: &str, info: &Value) {
     let reply = Api::new(admin).get_req("/metrics").send().await;
     assert_eq!(reply.status, 200);
@@ -165,12 +165,12 @@ async fn assert_build_info_gauge(admin: &str, info: &Value) {
     let series: Vec<&str> = reply
         .text
         .lines()
-        .filter(|line| line.starts_with("build_info"))
+        .filter(|line| line.starts_with("onlinebank_build_info"))
         .collect();
     assert_eq!(
-        metric_value(&reply.text, "build_info", &labels),
+        metric_value(&reply.text, "onlinebank_build_info", &labels),
         Some(1.0),
-        "build_info with {labels:?} in {series:?}"
+        "onlinebank_build_info with {labels:?} in {series:?}"
     );
 }
 

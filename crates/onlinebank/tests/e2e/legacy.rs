@@ -433,10 +433,10 @@ async fn legacy_links_never_echo_the_host_header_and_start_with_the_public_url_w
     }
 }
 
-/// `legacy_logins_total{how}` on auth (0 when there is no such series yet).
+/// `onlinebank_legacy_logins_total{how}` on auth (0 when there is no such series yet).
 async fn legacy_logins(bank: &TestBank, how: &str) -> f64 {
     bank.ops
-        .metric("auth", "legacy_logins_total", &[("how", how)])
+        .metric("auth", "onlinebank_legacy_logins_total", &[("how", how)])
         .await
         .unwrap()
         .unwrap_or(0.0)

@@ -6,7 +6,7 @@
 //! - `failures`: every failure reason, with compensation.
 //! - `lockout`, `bad_input`, `idempotency`, `authorization`, `legacy`, `secrets`.
 //! - `backup`: a backup while deposits run is one cut; restore, its refusals, several processes.
-//! - `info`: `--version`, the admin listener's `/info` and the `build_info` gauge.
+//! - `info`: `--version`, the admin listener's `/info` and the `onlinebank_build_info` gauge.
 //! - `concurrency`: parallel withdrawals and parallel opens.
 //! - `cluster`: one process per role; reads survive the write side.
 //! - `crash`: kill -9 of account and request mid-stream; every store agrees afterwards.

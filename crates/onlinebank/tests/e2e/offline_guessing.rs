@@ -70,10 +70,14 @@ async fn a_copy_of_the_data_directory_gives_nothing_to_test_a_sessions_password_
     }
 }
 
-/// `step_up_rechecks_total{valid}` on auth (0 when there is no such series yet).
+/// `onlinebank_step_up_rechecks_total{valid}` on auth (0 when there is no such series yet).
 async fn rechecks(bank: &TestBank, valid: &str) -> f64 {
     bank.ops
-        .metric("auth", "step_up_rechecks_total", &[("valid", valid)])
+        .metric(
+            "auth",
+            "onlinebank_step_up_rechecks_total",
+            &[("valid", valid)],
+        )
         .await
         .unwrap()
         .unwrap_or(0.0)

@@ -94,7 +94,7 @@ fn answered(result: Result<Reply, String>, what: &str) -> Reply {
 
 /// The request role's step-up breaker as `/metrics` shows it (0 closed, 1 open, 2 half-open).
 async fn breaker_state(ops: &Ops, role: &str) -> Option<f64> {
-    ops.metric(role, "breaker_state", &[("target", "auth")])
+    ops.metric(role, "onlinebank_breaker_state", &[("target", "auth")])
         .await
         .unwrap_or_else(|error| panic!("metrics of {role}: {error}"))
 }
@@ -102,12 +102,12 @@ async fn breaker_state(ops: &Ops, role: &str) -> Option<f64> {
 /// Polls `/metrics` until the breaker shows `state`.
 async fn wait_breaker(ops: &Ops, role: &str, state: f64, timeout: Duration) {
     eventually(
-        &format!("breaker_state{{target=\"auth\"}} {state} on {role}"),
+        &format!("onlinebank_breaker_state{{target=\"auth\"}} {state} on {role}"),
         timeout,
         || async {
             match breaker_state(ops, role).await {
                 Some(now) if now == state => Ok(()),
-                other => Err(format!("breaker_state is {other:?}")),
+                other => Err(format!("onlinebank_breaker_state is {other:?}")),
             }
         },
     )
@@ -273,14 +273,14 @@ async fn a_frozen_auth_makes_deposits_busy_opens_the_breaker_keeps_reads_and_mov
         .ops
         .metric(
             "request",
-            "breaker_transitions_total",
+            "onlinebank_breaker_transitions_total",
             &[("target", "auth"), ("to", "open")],
         )
         .await
         .unwrap();
     assert!(
         opened.is_some_and(|n| n >= 1.0),
-        "breaker_transitions_total{{to=\"open\"}}: {opened:?}"
+        "onlinebank_breaker_transitions_total{{to=\"open\"}}: {opened:?}"
     );
     // ... and busy answers come at once, without waiting for a timeout.
     for i in 0..5 {
@@ -476,10 +476,14 @@ async fn far_more_concurrent_deposits_than_the_write_limit_are_shed_503_busy_non
         "{CALLS} concurrent deposits against a limit of 4: none shed"
     );
     assert!(!completed.is_empty(), "no deposit got through the overload");
-    let shed = bank.ops.metric("gateway", "shed_total", &[]).await.unwrap();
+    let shed = bank
+        .ops
+        .metric("gateway", "onlinebank_shed_total", &[])
+        .await
+        .unwrap();
     assert!(
         shed.is_some_and(|n| n >= 1.0),
-        "shed_total after {} shed calls: {shed:?}",
+        "onlinebank_shed_total after {} shed calls: {shed:?}",
         busy.len()
     );
 
@@ -597,7 +601,7 @@ async fn restarting_two_request_instances_one_at_a_time_under_a_stream_of_deposi
                 let served = ops
                     .metric(
                         instance,
-                        "http_requests_total",
+                        "onlinebank_http_requests_total",
                         &[
                             ("method", "POST"),
                             ("route", "/api/v1/requests"),
@@ -897,12 +901,12 @@ async fn every_role_answers_prometheus_text_with_http_requests_total_on_metrics(
             "{role} /metrics content type {content_type:?}"
         );
         assert!(
-            text.contains("# TYPE http_requests_total counter"),
+            text.contains("# TYPE onlinebank_http_requests_total counter"),
             "{role} /metrics:\n{text}"
         );
         let ready_calls = metric_value(
             &text,
-            "http_requests_total",
+            "onlinebank_http_requests_total",
             &[
                 ("role", role),
                 ("route", "/health/ready"),
@@ -911,10 +915,17 @@ async fn every_role_answers_prometheus_text_with_http_requests_total_on_metrics(
         );
         assert!(
             ready_calls.is_some_and(|n| n >= 1.0),
-            "{role}: http_requests_total for /health/ready: {ready_calls:?}\n{text}"
+            "{role}: onlinebank_http_requests_total for /health/ready: {ready_calls:?}\n{text}"
         );
+        // Every series is the bank's own: no name without the prefix.
+        let foreign: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .filter(|line| !line.starts_with("onlinebank_"))
+            .collect();
+        assert!(foreign.is_empty(), "{role}: unprefixed series {foreign:?}");
         assert!(
-            text.contains("http_request_duration_seconds"),
+            text.contains("onlinebank_http_request_duration_seconds"),
             "{role} /metrics without the latency histogram:\n{text}"
         );
     }

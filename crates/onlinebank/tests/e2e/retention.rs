@@ -6,7 +6,11 @@ use std::time::Duration;
 
 async fn deleted(bank: &TestBank, role: &str, what: &str) -> f64 {
     bank.ops
-        .metric(role, "retention_deleted_total", &[("what", what)])
+        .metric(
+            role,
+            "onlinebank_retention_deleted_total",
+            &[("what", what)],
+        )
         .await
         .unwrap()
         .unwrap_or(0.0)
