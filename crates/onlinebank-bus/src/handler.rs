@@ -7,6 +7,8 @@ use crate::consumer::{self, ConsumerGroup};
 use crate::Delivery;
 use onlinebank_core::db::{BoxFuture, Conn, Db};
 use onlinebank_core::event::Envelope;
+use onlinebank_core::trace::CallContext;
+use std::time::SystemTime;
 
 /// What a role does with the events it consumes.
 pub trait EventHandler: Clone + Send + Sync + 'static {
@@ -78,7 +80,7 @@ pub async fn run<P: EventHandler>(consumer: ConsumerGroup, db: Db, handler: P) {
 async fn apply_batch<P: EventHandler>(
     conn: &mut Conn,
     handler: P,
-    role: &str,
+    role: &'static str,
     group: &str,
     decoded: Vec<Envelope>,
 ) -> anyhow::Result<Vec<Envelope>> {
@@ -89,9 +91,16 @@ async fn apply_batch<P: EventHandler>(
         .into_iter()
         .partition(|envelope| first.remove(&envelope.id.to_string()));
     if !fresh.is_empty() {
+        let start = SystemTime::now();
         handler.apply(conn, &fresh).await?;
+        let applying = Applying {
+            role,
+            group,
+            start,
+            end: SystemTime::now(),
+        };
         for envelope in &fresh {
-            trace_applied(envelope, role, group);
+            applying.trace(envelope);
         }
     }
     let seen: Vec<Envelope> = fresh.into_iter().chain(redelivered).collect();
@@ -99,31 +108,71 @@ async fn apply_batch<P: EventHandler>(
     Ok(seen)
 }
 
-/// One debug line per event applied (target `onlinebank::events`), in the event's span of this
-/// group: the customer call's request id and trace continued from the envelope, so a call's
-/// lines can be followed into every role that consumed what it caused.
-fn trace_applied(envelope: &Envelope, role: &str, group: &str) {
-    if !tracing::enabled!(target: "onlinebank::events", tracing::Level::DEBUG) {
-        return;
+/// A batch's application by one consumer group, as its events' spans tell it.
+struct Applying<'g> {
+    role: &'static str,
+    group: &'g str,
+    start: SystemTime,
+    end: SystemTime,
+}
+
+impl Applying<'_> {
+    /// `envelope`'s span of this group (the customer call's request id and trace continued from
+    /// the envelope): one debug line (target `onlinebank::events`) in it, and its export when
+    /// spans are exported, so a call can be followed into every role that consumed what it
+    /// caused.
+    fn trace(&self, envelope: &Envelope) {
+        let logged = tracing::enabled!(target: "onlinebank::events", tracing::Level::DEBUG);
+        if !logged && !onlinebank_core::otel::enabled() {
+            return;
+        }
+        let context = envelope.consumed_by(self.group);
+        let event = envelope.event.type_name();
+        if logged {
+            self.log(envelope, &context);
+        }
+        use onlinebank_core::otel::Attribute::Text;
+        onlinebank_core::otel::record(onlinebank_core::otel::FinishedSpan {
+            name: format!("apply {event}"),
+            kind: onlinebank_core::otel::SpanKind::Consumer,
+            role: self.role,
+            attributes: vec![
+                ("onlinebank.group", Text(self.group.to_owned())),
+                ("onlinebank.event", Text(event.to_owned())),
+                (
+                    "onlinebank.request",
+                    Text(envelope.correlation_id.to_string()),
+                ),
+                (
+                    "onlinebank.request_id",
+                    Text(context.request_id.to_string()),
+                ),
+            ],
+            context,
+            start: self.start,
+            end: self.end,
+        });
     }
-    let context = envelope.consumed_by(group);
-    let event = envelope.event.type_name();
-    tracing::debug_span!(
-        target: "onlinebank::events",
-        "event",
-        role,
-        group,
-        request_id = %context.request_id,
-        trace_id = %context.trace_id,
-        span_id = %context.span_id,
-    )
-    .in_scope(|| {
-        tracing::debug!(
+
+    fn log(&self, envelope: &Envelope, context: &CallContext) {
+        let event = envelope.event.type_name();
+        tracing::debug_span!(
             target: "onlinebank::events",
-            event,
-            request = %envelope.correlation_id,
-            parent_id = context.parent_id.map(|id| id.to_string()),
-            "applied {event}"
-        );
-    });
+            "event",
+            role = self.role,
+            group = self.group,
+            request_id = %context.request_id,
+            trace_id = %context.trace_id,
+            span_id = %context.span_id,
+        )
+        .in_scope(|| {
+            tracing::debug!(
+                target: "onlinebank::events",
+                event,
+                request = %envelope.correlation_id,
+                parent_id = context.parent_id.map(|id| id.to_string()),
+                "applied {event}"
+            );
+        });
+    }
 }

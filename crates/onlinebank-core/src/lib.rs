@@ -18,6 +18,7 @@ pub mod internal;
 pub mod log_limit;
 pub mod metrics;
 pub mod money;
+pub mod otel;
 pub mod peer;
 pub mod quiet;
 pub mod reason;

@@ -15,7 +15,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::fmt;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tracing::Instrument;
 
 /// The header naming one customer call.
@@ -60,7 +60,19 @@ impl TraceId {
     }
 }
 
+impl TraceId {
+    /// Its 16 bytes, as OTLP carries them.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
 impl SpanId {
+    /// Its 8 bytes, as OTLP carries them.
+    pub fn as_bytes(&self) -> &[u8; 8] {
+        &self.0
+    }
+
     fn random() -> Self {
         Self(nonzero(rand::random::<[u8; 8]>()))
     }
@@ -272,6 +284,33 @@ pub fn outgoing(headers: &HeaderMap) -> HeaderMap {
     headers
 }
 
+/// Queues the server span of one call for export (see [`crate::otel`]).
+fn export_call(
+    role: &'static str,
+    context: CallContext,
+    start: SystemTime,
+    method: &str,
+    route: &str,
+    status: u16,
+) {
+    use crate::otel::Attribute::{Int, Text};
+    let request_id = context.request_id.as_str().to_owned();
+    crate::otel::record(crate::otel::FinishedSpan {
+        name: format!("{method} {route}"),
+        kind: crate::otel::SpanKind::Server,
+        role,
+        context,
+        start,
+        end: SystemTime::now(),
+        attributes: vec![
+            ("http.request.method", Text(method.to_owned())),
+            ("http.route", Text(route.to_owned())),
+            ("http.response.status_code", Int(i64::from(status))),
+            ("onlinebank.request_id", Text(request_id)),
+        ],
+    });
+}
+
 /// `future` with the current call's context and span, for work moved onto a task of its own
 /// (a spawned task keeps neither).
 pub fn carry<F: Future>(future: F) -> impl Future<Output = F::Output> {
@@ -305,12 +344,16 @@ pub async fn observe(role: &'static str, request: Request, next: Next) -> Respon
         span_id = %context.span_id,
     );
     let request_id = HeaderValue::from_str(context.request_id.as_str()).ok();
+    let exported = crate::otel::enabled().then(|| (context.clone(), SystemTime::now()));
     let started = Instant::now();
     let mut response = CURRENT
         .scope(context, next.run(request).instrument(span.clone()))
         .await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    if let Some((context, start)) = exported {
+        export_call(role, context, start, method, &route, status);
+    }
     span.in_scope(|| {
         tracing::info!(
             target: "onlinebank::access",

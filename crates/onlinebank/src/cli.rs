@@ -376,6 +376,10 @@ pub struct CommonArgs {
     /// line; the start-up lines on stdout are JSON too)
     #[arg(long, env = "ONLINEBANK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// OpenTelemetry collector to export spans to, e.g. http://collector:4318 (OTLP over HTTP
+    /// with protobuf, to <URL>/v1/traces); OTEL_EXPORTER_OTLP_ENDPOINT when unset. Off by default
+    #[arg(long, env = "ONLINEBANK_OTLP_ENDPOINT", hide_env_values = true)]
+    pub otlp_endpoint: Option<String>,
     /// Directory of the SQLite files, the embedded event log and the secret
     #[arg(long, env = "ONLINEBANK_DATA_DIR", default_value = "onlinebank-data")]
     pub data_dir: PathBuf,
@@ -494,6 +498,19 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// Starts the span exporter when a collector is named (by the flag, else by OpenTelemetry's
+    /// own variable).
+    pub fn span_exporter(&self) -> anyhow::Result<Option<onlinebank_core::otel::Exporter>> {
+        let endpoint = self.otlp_endpoint.clone().or_else(|| {
+            std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .ok()
+                .filter(|endpoint| !endpoint.is_empty())
+        });
+        endpoint
+            .map(|endpoint| onlinebank_core::otel::Exporter::start(&endpoint))
+            .transpose()
+    }
+
     pub fn settings(&self) -> anyhow::Result<Settings> {
         anyhow::ensure!(self.max_amount > 0, "--max-amount must be positive");
         onlinebank_core::secret::ensure_private_dir(&self.data_dir)?;

@@ -313,8 +313,11 @@ async fn bind(address: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding {address}"))
 }
 
-/// Waits for SIGTERM or SIGINT, then drains in order.
-async fn run_until_signal(process: Process) -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT, then drains in order; the spans of the drain are exported last.
+async fn run_until_signal(
+    process: Process,
+    exporter: Option<onlinebank_core::otel::Exporter>,
+) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down: not ready");
     process.readiness.set(false);
@@ -338,6 +341,9 @@ async fn run_until_signal(process: Process) -> anyhow::Result<()> {
         .is_err()
     {
         tracing::warn!("background work did not finish in time");
+    }
+    if let Some(exporter) = exporter {
+        exporter.finish().await;
     }
     tracing::info!("stopped");
     Ok(())
@@ -364,6 +370,7 @@ async fn wait_for_signal() {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     onlinebank_core::metrics::install();
+    let exporter = args.common.span_exporter()?;
     let about = ProcessInfo::starting_now(onlinebank_core::this_build!(), &[args.role]);
     let mut settings = args.common.settings()?;
     settings.database = args.database.clone();
@@ -383,11 +390,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         serving.serving_at(admin)?;
     }
     process.readiness.set(true);
-    run_until_signal(process).await
+    run_until_signal(process, exporter).await
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     onlinebank_core::metrics::install();
+    let exporter = args.common.span_exporter()?;
     let about = ProcessInfo::starting_now(onlinebank_core::this_build!(), &Role::ALL);
     let mut settings = args.common.settings()?;
     if let Some(url) = &args.database {
@@ -437,5 +445,5 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     process.readiness.set(true);
     crate::logs::announce(&format!("onlinebank ready at {gateway_url}"));
-    run_until_signal(process).await
+    run_until_signal(process, exporter).await
 }

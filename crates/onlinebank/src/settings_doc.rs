@@ -29,8 +29,9 @@ pub struct SettingDoc {
 }
 
 /// Which roles read each setting. A setting missing here fails the unit test below.
-const READERS: [(&str, &str); 45] = [
+const READERS: [(&str, &str); 46] = [
     ("ONLINEBANK_LOG_FORMAT", "all"),
+    ("ONLINEBANK_OTLP_ENDPOINT", "all"),
     ("ONLINEBANK_PORT", "gateway (up)"),
     ("ONLINEBANK_BIND", "gateway (up)"),
     ("ONLINEBANK_DEMO", "auth (up)"),

@@ -3,9 +3,14 @@
 //! `--help` that never prints a secret from the environment.
 
 use crate::support::*;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALL_ID: &str = "deposit-call-7f3a";
@@ -106,6 +111,143 @@ async fn a_deposit_is_one_trace_across_the_roles_it_calls_in_json_logs() {
     let spans: BTreeSet<&str> = call.iter().filter_map(|l| l["span_id"].as_str()).collect();
     assert!(spans.len() >= 7, "{spans:?}");
     assert!(!bank.log().contains(&alice.pw), "the password was logged");
+}
+
+/// A stand-in OpenTelemetry collector: an OTLP/HTTP receiver on a free port that decodes each
+/// `POST /v1/traces` (protobuf) with opentelemetry-proto's types and keeps its spans.
+struct Collector {
+    url: String,
+    spans: Arc<Mutex<Vec<Span>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let kept = spans.clone();
+        let receive = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+            let protobuf = headers
+                .get("content-type")
+                .is_some_and(|value| value == "application/x-protobuf");
+            let Ok(request) = ExportTraceServiceRequest::decode(body.as_ref()) else {
+                return axum::http::StatusCode::BAD_REQUEST;
+            };
+            if !protobuf {
+                return axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            }
+            let mut spans = kept.lock().unwrap();
+            for resource in request.resource_spans {
+                for scope in resource.scope_spans {
+                    spans.extend(scope.spans);
+                }
+            }
+            axum::http::StatusCode::OK
+        };
+        let app = axum::Router::new().route("/v1/traces", axum::routing::post(receive));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Collector { url, spans, task }
+    }
+
+    /// The spans of `trace` received so far.
+    fn trace(&self, trace: &str) -> Vec<Span> {
+        let spans = self.spans.lock().unwrap();
+        spans
+            .iter()
+            .filter(|span| hex::encode(&span.trace_id) == trace)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn text_attribute<'s>(span: &'s Span, key: &str) -> Option<&'s str> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(text) => Some(text.as_str()),
+            _ => None,
+        })
+}
+
+#[tokio::test]
+async fn a_deposit_is_one_exported_trace_with_spans_of_every_role() {
+    let collector = Collector::start().await;
+    let bank = TestBank::start_with(&["--otlp-endpoint", &collector.url]).await;
+    let alice = bank.customer("alice@test").await;
+    bank.open_ok(&alice, "1001", 1_000).await;
+    let reply = bank
+        .post_req("/api/v1/requests")
+        .bearer(&alice.token)
+        .header("traceparent", &format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .json(money("deposit", "1001", 500, &alice.pw))
+        .send()
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let every_role = ["account", "auth", "gateway", "history", "mypage", "request"];
+    let mut roles = BTreeSet::new();
+    for _ in 0..100 {
+        let spans = collector.trace(TRACE);
+        roles = spans
+            .iter()
+            .filter_map(|span| text_attribute(span, "onlinebank.role"))
+            .map(str::to_owned)
+            .collect();
+        if roles.len() == every_role.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        roles.iter().map(String::as_str).collect::<Vec<_>>(),
+        every_role
+    );
+    // One tree: the gateway's span is the caller's child, every other span a child of a span
+    // of the same trace (events included: account's outcome names the span that applied
+    // AuthCertified, and so on).
+    let spans = collector.trace(TRACE);
+    let ids: BTreeSet<Vec<u8>> = spans.iter().map(|span| span.span_id.clone()).collect();
+    for span in &spans {
+        let role = text_attribute(span, "onlinebank.role");
+        let parent = hex::encode(&span.parent_span_id);
+        if role == Some("gateway") {
+            assert_eq!(parent, "00f067aa0ba902b7", "{}", span.name);
+        } else {
+            assert!(
+                ids.contains(&span.parent_span_id),
+                "{:?} {} has parent {parent}, not a span of the trace",
+                role,
+                span.name
+            );
+        }
+        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+    }
+    let applied: BTreeSet<(&str, &str)> = spans
+        .iter()
+        .filter_map(|span| {
+            Some((
+                text_attribute(span, "onlinebank.role")?,
+                text_attribute(span, "onlinebank.event")?,
+            ))
+        })
+        .collect();
+    assert!(
+        applied.contains(&("history", "MoneyDeposited")),
+        "{applied:?}"
+    );
+    assert!(
+        applied.contains(&("account", "AuthCertified")),
+        "{applied:?}"
+    );
 }
 
 #[test]
