@@ -457,6 +457,7 @@ fn guarded(router: Router, body_timeout: Duration) -> Router {
         .layer(axum::middleware::from_fn(canonical_path))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(known_method))
+        .layer(axum::middleware::from_fn(crate::trace::identify))
 }
 
 /// Largest framework error text kept as the message of its JSON error.
@@ -656,7 +657,12 @@ fn framing_refusal(violation: Violation) -> Response {
         (StatusCode::BAD_REQUEST, ErrorCode::InvalidFraming)
     };
     tracing::debug!(why = violation.as_str(), "request framing refused");
-    ApiError::new(status, code, violation.message()).into_response()
+    let mut response = ApiError::new(status, code, violation.message()).into_response();
+    // The request was not read: its id, if it sent one, is not known.
+    response
+        .headers_mut()
+        .insert(crate::trace::REQUEST_ID, crate::trace::new_request_id());
+    response
 }
 
 /// Answers 501 `not_implemented` to a method the bank serves on no route, before any route (and

@@ -284,6 +284,26 @@ pub fn outgoing(headers: &HeaderMap) -> HeaderMap {
     headers
 }
 
+/// Gives every answer an `x-request-id`, also those made before any route (a refused method,
+/// path or body; the admin listener's): the caller's when valid, else a new one. An answer
+/// that already has one (every routed call's, from [`observe`]) keeps it.
+pub async fn identify(request: Request, next: Next) -> Response {
+    let sent = request.headers().get(REQUEST_ID).cloned();
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key(REQUEST_ID) {
+        let id = CallId::from_header(sent.as_ref());
+        if let Ok(id) = HeaderValue::from_str(id.as_str()) {
+            response.headers_mut().insert(REQUEST_ID, id);
+        }
+    }
+    response
+}
+
+/// A new `x-request-id`, for an answer given before the request could be read.
+pub fn new_request_id() -> HeaderValue {
+    HeaderValue::from_str(CallId::new().as_str()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
 /// Queues the server span of one call for export (see [`crate::otel`]).
 fn export_call(
     role: &'static str,

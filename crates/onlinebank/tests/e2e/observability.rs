@@ -250,6 +250,48 @@ async fn a_deposit_is_one_exported_trace_with_spans_of_every_role() {
     );
 }
 
+/// The head of the first answer to `request` sent raw to `base` (`http://host:port`).
+async fn raw_head(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(read > 0, "closed before the answer's head");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&answer).to_lowercase()
+}
+
+#[tokio::test]
+async fn answers_made_before_any_route_and_the_admin_listeners_carry_a_request_id() {
+    let bank = TestBank::start().await;
+    let base = &bank.api.base;
+    let brew = raw_head(
+        base,
+        "BREW /api/v1/ping HTTP/1.1\r\nHost: bank\r\nx-request-id: tea-1\r\n\r\n",
+    )
+    .await;
+    assert!(brew.starts_with("http/1.1 501"), "{brew}");
+    assert!(brew.contains("x-request-id: tea-1\r\n"), "{brew}");
+    let path = raw_head(base, "GET /api/v1/../ping HTTP/1.1\r\nHost: bank\r\n\r\n").await;
+    assert!(path.contains("\r\nx-request-id: "), "{path}");
+    let framing = raw_head(base, "GET /api/v1/ping HTTP/1.1\r\n\r\n").await;
+    assert!(framing.starts_with("http/1.1 400"), "{framing}");
+    assert!(framing.contains("\r\nx-request-id: "), "{framing}");
+    let admin = &bank.ops.admin["gateway"];
+    let metrics = raw_head(
+        admin,
+        "GET /metrics HTTP/1.1\r\nHost: admin\r\nx-request-id: scrape-9\r\n\r\n",
+    )
+    .await;
+    assert!(metrics.starts_with("http/1.1 200"), "{metrics}");
+    assert!(metrics.contains("x-request-id: scrape-9\r\n"), "{metrics}");
+}
+
 #[test]
 fn help_never_prints_a_secret_from_the_environment() {
     let secret = "Hunter2-Secret-Value";
