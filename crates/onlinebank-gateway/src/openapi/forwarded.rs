@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use super::schemas::{
-    AccountDetail, AccountList, Customer, ErrorBody, Health, LogIn, Pong, RequestAnswer,
+    AccountDetail, AccountList, Customer, ErrorBody, Health, LogIn, NotReady, Pong, RequestAnswer,
     RequestBody, RequestPage, Session, SignUp, Statement, TransactionPage,
 };
 
@@ -199,7 +199,7 @@ fn live() {}
 #[utoipa::path(get, path = "/health/ready", tag = "health", security(()),
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Not ready (starting or draining): `{status: \"not_ready\"}`, or `starting`", body = Health),
+        (status = 503, description = "Not ready (starting or draining): `{status: \"not_ready\"}`, or `starting`", body = NotReady),
     )
 )]
 fn ready() {}

@@ -320,6 +320,15 @@ pub(crate) struct Health {
     role: String,
 }
 
+/// `GET /health/ready`'s 503: the role's own answer (`not_ready`), or the process's while it
+/// starts (`starting`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum NotReady {
+    Health(Health),
+    Starting(ErrorBody),
+}
+
 /// A HAL link.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Link {

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The API's contract checked against the bank itself: schemathesis fuzzes every operation of
+# GET /api/v1/openapi.json on a running `onlinebank up` and fails on any answer the document
+# does not describe (status, content type, body schema) and on any 5xx the document does not name.
+#
+#   dev/schemathesis.sh BIN        BIN: the onlinebank binary (e.g. target/debug/onlinebank)
+#
+# It starts `BIN up` on free ports with a temporary data directory, signs up and logs in a
+# customer with one account (so the fuzzed calls carry a real bearer token and reach real data),
+# runs `st run` with that token, and stops the bank on exit whatever happens.
+#
+# Environment:
+#   SCHEMATHESIS_VENV          the venv, default ${XDG_CACHE_HOME:-$HOME/.cache}/onlinebank/schemathesis
+#                              (created, with the pinned schemathesis, when it lacks that version)
+#   SCHEMATHESIS_MAX_EXAMPLES  examples per operation, default 50
+#   SCHEMATHESIS_SEED          hypothesis seed (default: a new one, printed by schemathesis)
+set -euo pipefail
+
+SCHEMATHESIS_VERSION=4.32.5
+VENV="${SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/onlinebank/schemathesis}"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-50}"
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
+PASSWORD=schemathesis-1234
+
+say() { echo "schemathesis.sh: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+[ $# -eq 1 ] || die "usage: dev/schemathesis.sh BIN (the onlinebank binary)"
+BIN="$1"
+[ -x "$BIN" ] || die "$BIN is not an executable"
+started=$SECONDS
+
+# The pinned schemathesis in its own venv; nothing is installed when it is already there.
+ensure_schemathesis() {
+    if "$VENV/bin/st" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+        return 0
+    fi
+    say "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
+work="$(mktemp -d)"
+bank_pid=
+finish() {
+    local status=$?
+    if [ -n "$bank_pid" ]; then
+        kill "$bank_pid" 2>/dev/null || true
+        wait "$bank_pid" 2>/dev/null || true
+    fi
+    if [ "$status" -ne 0 ] && [ -f "$work/bank.log" ]; then
+        say "the bank's last log lines:"
+        tail -n 40 "$work/bank.log" >&2 || true
+    fi
+    rm -rf "$work"
+    say "took $((SECONDS - started)) s"
+    exit "$status"
+}
+trap finish EXIT
+
+# Starts the bank and sets URL to the gateway's once it printed that it is ready.
+start_bank() {
+    "$BIN" up --data-dir "$work/data" --port 0 >"$work/bank.out" 2>"$work/bank.log" &
+    bank_pid=$!
+    local waited=0
+    URL=
+    while [ -z "$URL" ]; do
+        kill -0 "$bank_pid" 2>/dev/null || die "the bank exited while starting"
+        [ "$waited" -lt 600 ] || die "the bank was not ready within 60 s"
+        URL="$(sed -n 's/^onlinebank ready at \(http[^ ]*\).*/\1/p' "$work/bank.out" | head -n 1)"
+        URL="${URL%/}"
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    say "bank ready at $URL"
+}
+
+# POSTs JSON to the bank; prints the answer's body, fails on a status other than 2xx.
+post() {
+    local path="$1" body="$2"
+    shift 2
+    curl --silent --show-error --fail-with-body --max-time 30 -X POST \
+        -H 'content-type: application/json' "$@" --data "$body" "$URL$path"
+}
+
+# One field of a JSON object on stdin.
+field() {
+    python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# A customer with one open account; sets TOKEN.
+customer() {
+    local user="schemathesis@example.com"
+    post /api/v1/customers "{\"userId\":\"$user\",\"name\":\"Schemathesis\",\"password\":\"$PASSWORD\"}" >/dev/null
+    TOKEN="$(post /api/v1/sessions "{\"userId\":\"$user\",\"password\":\"$PASSWORD\"}" | field token)"
+    local account
+    account="$(post /api/v1/requests "{\"type\":\"open\",\"password\":\"$PASSWORD\",\"amount\":10000}" \
+        -H "authorization: Bearer $TOKEN" | field accountNo)"
+    say "customer $user logged in, account $account opened"
+}
+
+ensure_schemathesis
+"$VENV/bin/st" --version
+start_bank
+customer
+seed=()
+if [ -n "${SCHEMATHESIS_SEED:-}" ]; then
+    seed=(--seed "$SCHEMATHESIS_SEED")
+fi
+"$VENV/bin/st" --no-color run "$URL/api/v1/openapi.json" \
+    --header "Authorization: Bearer $TOKEN" \
+    --checks "$CHECKS" \
+    --max-examples "$MAX_EXAMPLES" \
+    --request-timeout 30 \
+    --generation-database none \
+    "${seed[@]}"
