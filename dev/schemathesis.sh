@@ -107,6 +107,8 @@ seed=()
 if [ -n "${SCHEMATHESIS_SEED:-}" ]; then
     seed=(--seed "$SCHEMATHESIS_SEED")
 fi
+# From the temporary directory: schemathesis keeps its cache (.schemathesis/) in the current one.
+cd "$work"
 "$VENV/bin/st" --no-color run "$URL/api/v1/openapi.json" \
     --header "Authorization: Bearer $TOKEN" \
     --checks "$CHECKS" \
