@@ -7,7 +7,10 @@
 #
 # It starts `BIN up` on free ports with a temporary data directory, signs up and logs in a
 # customer with one account (so the fuzzed calls carry a real bearer token and reach real data),
-# runs `st run` with that token, and stops the bank on exit whatever happens.
+# runs `st run` with that customer's `Authorization: Bearer` token, and stops the bank on exit
+# whatever happens. The token comes from `POST /api/v1/sessions` and is fetched again after a 401
+# (schemathesis itself calls `DELETE /api/v1/sessions/current`, which ends the session); the legacy
+# routes may also get the customer's HTTP Basic credentials.
 #
 # Environment:
 #   SCHEMATHESIS_VENV          the venv, default ${XDG_CACHE_HOME:-$HOME/.cache}/onlinebank/schemathesis
@@ -88,19 +91,38 @@ field() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
 
-# A customer with one open account; sets TOKEN.
+USER_ID="schemathesis@example.com"
+
+# A customer with one open account (the token opens it).
 customer() {
-    local user="schemathesis@example.com"
+    local user="$USER_ID" token
     post /api/v1/customers "{\"userId\":\"$user\",\"name\":\"Schemathesis\",\"password\":\"$PASSWORD\"}" >/dev/null
-    TOKEN="$(post /api/v1/sessions "{\"userId\":\"$user\",\"password\":\"$PASSWORD\"}" | field token)"
+    token="$(post /api/v1/sessions "{\"userId\":\"$user\",\"password\":\"$PASSWORD\"}" | field token)"
     local account
     account="$(post /api/v1/requests "{\"type\":\"open\",\"password\":\"$PASSWORD\",\"amount\":10000}" \
-        -H "authorization: Bearer $TOKEN" | field accountNo)"
+        -H "authorization: Bearer $token" | field accountNo)"
     say "customer $user logged in, account $account opened"
+}
+
+# schemathesis's configuration: the customer's bearer token, logged in again after a 401, and its
+# Basic credentials for the legacy routes that take them.
+write_config() {
+    cat >"$work/schemathesis.toml" <<EOF
+[auth.dynamic.openapi.bearer]
+path = "/api/v1/sessions"
+payload = { userId = "$USER_ID", password = "$PASSWORD" }
+extract_selector = "/token"
+retry_on = [401]
+
+[auth.openapi.basic]
+username = "$USER_ID"
+password = "$PASSWORD"
+EOF
 }
 
 ensure_schemathesis
 "$VENV/bin/st" --version
+write_config
 start_bank
 customer
 seed=()
@@ -109,8 +131,7 @@ if [ -n "${SCHEMATHESIS_SEED:-}" ]; then
 fi
 # From the temporary directory: schemathesis keeps its cache (.schemathesis/) in the current one.
 cd "$work"
-"$VENV/bin/st" --no-color run "$URL/api/v1/openapi.json" \
-    --header "Authorization: Bearer $TOKEN" \
+"$VENV/bin/st" --no-color --config-file "$work/schemathesis.toml" run "$URL/api/v1/openapi.json" \
     --checks "$CHECKS" \
     --max-examples "$MAX_EXAMPLES" \
     --request-timeout 30 \
