@@ -77,6 +77,8 @@ const DOCS_CSS: &str = include_str!("../assets/docs.css");
         script,
         style,
     ),
+    // Parameters' schemas are not collected from the paths as bodies' are.
+    components(schemas(schemas::StatementFormat)),
     modifiers(&Security, &AnyRoute),
     tags(
         (name = "customers", description = "Sign-up, login and logout (auth)"),
@@ -321,6 +323,39 @@ mod tests {
             unserved.is_empty(),
             "documented but not served: {unserved:?}"
         );
+    }
+
+    /// Every `$ref` in `value`.
+    fn references(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(object) => {
+                if let Some(serde_json::Value::String(target)) = object.get("$ref") {
+                    found.push(target.clone());
+                }
+                object.values().for_each(|inner| references(inner, found));
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().for_each(|inner| references(inner, found))
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let value: serde_json::Value = serde_json::from_str(&openapi().to_json().unwrap()).unwrap();
+        let mut found = Vec::new();
+        references(&value, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or(&target);
+            assert!(
+                value["components"]["schemas"][name].is_object(),
+                "{target} is not in the document"
+            );
+        }
     }
 
     #[test]

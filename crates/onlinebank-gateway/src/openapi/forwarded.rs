@@ -5,7 +5,7 @@
 
 use super::schemas::{
     AccountDetail, AccountList, Customer, ErrorBody, Health, LogIn, NotReady, Pong, RequestAnswer,
-    RequestBody, RequestPage, Session, SignUp, Statement, TransactionPage,
+    RequestBody, RequestPage, Session, SignUp, Statement, StatementFormat, TransactionPage,
 };
 
 /// Sign up a customer.
@@ -91,7 +91,7 @@ fn submit_request() {}
 /// The caller's requests, newest first.
 #[utoipa::path(get, path = "/api/v1/requests", tag = "requests", security(("bearer" = [])),
     params(
-        ("limit" = Option<String>, Query, nullable = false, description = "1-100 (default 20)"),
+        ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 100, description = "1-100 (default 20)"),
         ("before" = Option<String>, Query, nullable = false, description = "The previous page's `next`"),
     ),
     responses(
@@ -130,7 +130,7 @@ fn list_accounts() {}
 
 /// One of the caller's accounts, with its 10 newest transactions.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_no}", tag = "accounts", security(("bearer" = [])),
-    params(("account_no" = String, Path, description = "The account number")),
+    params(("account_no" = String, Path, pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$", max_length = 32, description = "The account number")),
     responses(
         (status = 200, description = "The account", body = AccountDetail),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -144,8 +144,8 @@ fn show_account() {}
 /// An account's transactions, newest first.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_no}/transactions", tag = "accounts", security(("bearer" = [])),
     params(
-        ("account_no" = String, Path, description = "The account number"),
-        ("limit" = Option<String>, Query, nullable = false, description = "1-100 (default 20)"),
+        ("account_no" = String, Path, pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$", max_length = 32, description = "The account number"),
+        ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 100, description = "1-100 (default 20)"),
         ("before" = Option<String>, Query, nullable = false, description = "The previous page's `next`"),
     ),
     responses(
@@ -162,10 +162,10 @@ fn account_transactions() {}
 /// An account's statement between two days of the bank's calendar, as JSON or CSV.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_no}/statement", tag = "accounts", security(("bearer" = [])),
     params(
-        ("account_no" = String, Path, description = "The account number"),
-        ("from" = String, Query, description = "The first day, YYYY-MM-DD"),
-        ("to" = String, Query, description = "The last day, YYYY-MM-DD (at most 366 days after `from`)"),
-        ("format" = Option<String>, Query, nullable = false, description = "`json` (the default) or `csv`"),
+        ("account_no" = String, Path, pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$", max_length = 32, description = "The account number"),
+        ("from" = String, Query, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description = "The first day, YYYY-MM-DD"),
+        ("to" = String, Query, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description = "The last day, YYYY-MM-DD (at most 366 days after `from`)"),
+        ("format" = Option<StatementFormat>, Query, nullable = false, description = "`json` (the default) or `csv`"),
     ),
     responses(
         (status = 200, description = "The statement (CSV: UTF-8 with a byte order mark, as an attachment)",

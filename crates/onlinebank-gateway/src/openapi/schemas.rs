@@ -64,10 +64,13 @@ pub(crate) struct ErrorBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct SignUp {
     /// 1-64 printable characters, no spaces.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\s\x00-\x1f\x7f]+$")]
     user_id: String,
     /// 1-100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// 4-128 characters.
+    #[schema(min_length = 4, max_length = 128)]
     password: String,
 }
 
@@ -122,12 +125,25 @@ pub(crate) struct RequestBody {
     #[serde(rename = "type")]
     kind: RequestType,
     /// The account (every type but `transfer`).
+    #[schema(
+        pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$",
+        max_length = 32
+    )]
     account_no: Option<String>,
     /// A transfer's source: one of the caller's accounts.
+    #[schema(
+        pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$",
+        max_length = 32
+    )]
     from_account_no: Option<String>,
     /// A transfer's target: anyone's account.
+    #[schema(
+        pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$",
+        max_length = 32
+    )]
     to_account_no: Option<String>,
     /// Won: 1 to the per-transaction limit (an opening deposit may be 0).
+    #[schema(minimum = 0)]
     amount: Option<i64>,
     /// The customer's password (step-up) for writes.
     password: Option<String>,
@@ -304,6 +320,14 @@ pub(crate) struct Statement {
     /// Won.
     closing_balance: i64,
     items: Vec<StatementItem>,
+}
+
+/// A statement's format.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StatementFormat {
+    Json,
+    Csv,
 }
 
 /// `GET /api/v1/ping`.
