@@ -12,6 +12,8 @@
 # (schemathesis itself calls `DELETE /api/v1/sessions/current`, which ends the session); the legacy
 # routes may also get the customer's HTTP Basic credentials.
 #
+# Needs python3 (python3-venv is installed with apt-get when missing) and curl.
+#
 # Environment:
 #   SCHEMATHESIS_VENV          the venv, default ${XDG_CACHE_HOME:-$HOME/.cache}/onlinebank/schemathesis
 #                              (created, with the pinned schemathesis, when it lacks that version)
@@ -37,6 +39,11 @@ started=$SECONDS
 ensure_schemathesis() {
     if "$VENV/bin/st" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
         return 0
+    fi
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        say "installing python3-venv with apt-get"
+        apt-get -o DPkg::Lock::Timeout=300 update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq python3-venv >/dev/null
     fi
     say "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
     python3 -m venv "$VENV"
