@@ -67,7 +67,7 @@ function security(operation, doc) {
 function operationView(doc, path, method, operation) {
   return el("details", { id: (operation.operationId || method + path) },
     el("summary", {}, el("span", { class: "method " + method }, method.toUpperCase()),
-      el("code", {}, path), " ", el("span", { class: "muted" }, operation.summary || "")),
+      el("code", {}, path), " ", el("span", { class: "muted" }, prose(operation.summary))),
     operation.description ? el("p", {}, prose(operation.description)) : null,
     security(operation, doc), parameters(operation), requestBody(operation), responses(operation));
 }
@@ -77,7 +77,8 @@ function render(doc) {
   const summary = document.getElementById("summary");
   summary.replaceChildren(prose(doc.info.description), " OpenAPI " + doc.openapi + ": ",
     el("a", { href: "/api/v1/openapi.json" }, "/api/v1/openapi.json"));
-  const byTag = new Map();
+  // The document's own order of tags (customers first), then any other.
+  const byTag = new Map((doc.tags || []).map((tag) => [tag.name, []]));
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const method of METHODS) {
       if (!item[method]) continue;
@@ -89,6 +90,7 @@ function render(doc) {
   const main = document.getElementById("operations");
   const toc = el("ul");
   for (const [tag, views] of byTag) {
+    if (!views.length) continue;
     toc.append(el("li", {}, el("a", { href: "#tag-" + tag }, tag), " (" + views.length + ")"));
     main.append(el("h2", { id: "tag-" + tag }, tag), ...views);
   }
