@@ -162,7 +162,7 @@ struct Layers {
 }
 
 /// Every public route of the gateway and the role it goes to, each added through [`Served`] so
-/// that [`served_routes`] lists exactly what the router serves.
+/// that `served_routes` (the route table test's list) lists exactly what the router serves.
 fn table(layers: &Layers) -> Served<GatewayState> {
     let read_slots = layers.read_slots.clone();
     let reads = move |router: Router<GatewayState>| {
