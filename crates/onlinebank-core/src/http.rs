@@ -162,16 +162,21 @@ pub type ReadyCheck = Arc<
     dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync,
 >;
 
+/// The liveness route every role's listener serves.
+pub const HEALTH_LIVE: &str = "/health/live";
+/// The readiness route every role's listener serves.
+pub const HEALTH_READY: &str = "/health/ready";
+
 /// `/health/live` (the runtime answers) and `/health/ready` (started, not draining, and the
 /// role's own check passes within a second) for a role.
 pub fn health_router(role: &'static str, readiness: Readiness, check: ReadyCheck) -> Router {
     Router::new()
         .route(
-            "/health/live",
+            HEALTH_LIVE,
             get(move || async move { Json(json!({"status": "live", "role": role})) }),
         )
         .route(
-            "/health/ready",
+            HEALTH_READY,
             get(move || {
                 let readiness = readiness.clone();
                 let check = check.clone();

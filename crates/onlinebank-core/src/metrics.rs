@@ -88,7 +88,9 @@ pub fn build_info(info: &crate::build_info::ProcessInfo) {
 }
 
 /// The method as a label, if it is one the bank answers (the server answers any other 501
-/// before any route, so the label set is closed).
+/// before any route, so the label set is closed). `TRACE` (RFC 9110, 9.3.8) and `QUERY` (the
+/// IETF HTTP QUERY method) are HTTP's own: the bank knows them and serves them on no route, so a
+/// route answers them 405 with `Allow` (501 is for a method the server does not recognise).
 pub fn method_label(method: &http::Method) -> Option<&'static str> {
     use http::Method;
     let label = match *method {
@@ -99,6 +101,8 @@ pub fn method_label(method: &http::Method) -> Option<&'static str> {
         Method::PATCH => "PATCH",
         Method::DELETE => "DELETE",
         Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        _ if method.as_str() == "QUERY" => "QUERY",
         _ => return None,
     };
     Some(label)

@@ -7,6 +7,9 @@
 //! but unlike the original they need credentials (Bearer or Basic) and show only the caller's own.
 
 use crate::admission::Client;
+use crate::openapi::schemas::{
+    ErrorBody, LegacyAnswer, LegacyMypage, LegacyMypageSearch, LegacyRequestPage,
+};
 use crate::proxy::PeerAnswer;
 use crate::GatewayState;
 use axum::body::Bytes;
@@ -74,12 +77,17 @@ impl Operation {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /requests` (the original system's body). `requestId` is the operation: "01" deposit,
+/// "02" withdraw, "03" balance, "04" history, "05" open, "06" close.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = LegacySubmit)]
 pub struct LegacyRequest {
     account_no: Option<String>,
     request_id: Option<String>,
     request_name: Option<String>,
+    /// Won (a whole number; the original's clients may also send its digits as a string).
+    #[schema(value_type = Option<i64>)]
     amount_of_money: Option<Value>,
     user_id: Option<String>,
     user_name: Option<String>,
@@ -230,7 +238,33 @@ fn strict_won(text: &str) -> Option<i64> {
     text.parse().ok()
 }
 
-/// `POST /requests` in the original system's shape.
+/// Submit a request in the original system's shape (credentials in the body).
+///
+/// The credentials act as login and step-up. A refused request answers its status with the
+/// original fields, `requestStatus: "RequestCancelled"`, the legacy `message` and the `error`
+/// object; a refusal before anything was sent (a bad body, a failed login) is the error object.
+#[utoipa::path(post, path = "/requests", tag = "legacy", security(()),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "As on `POST /api/v1/requests`")),
+    request_body = LegacyRequest,
+    responses(
+        (status = 201, description = "Completed: the request's fields (never the password), `requestStatus`, `balance`, `_links`; \"04\" adds `transactions`", body = LegacyAnswer),
+        (status = 202, description = "Accepted, still running (`RequestPending`)", body = LegacyAnswer),
+        (status = 400, description = "`invalid_request` (requestId not \"01\"-\"06\", no userId/userPassword, a bad account number), `invalid_amount`, `malformed_json`", body = LegacyAnswer),
+        (status = 401, description = "`invalid_credentials`; `session_expired`", body = LegacyAnswer),
+        (status = 403, description = "`step_up_failed`", body = LegacyAnswer),
+        (status = 404, description = "`account_not_found` (\"Account Not Exist\")", body = LegacyAnswer),
+        (status = 409, description = "`account_exists`, `insufficient_funds` (\"Not Sufficient\"), `daily_limit_exceeded`, `account_closed`, `balance_not_zero`, `balance_overflow`, `idempotency_key_in_flight`", body = LegacyAnswer),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`", body = LegacyAnswer),
+        (status = 429, description = "`locked_out`", body = LegacyAnswer,
+            headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 502, description = "`outcome_unknown`", body = LegacyAnswer),
+        (status = 503, description = "`service_busy`, `interrupted`", body = LegacyAnswer,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "`outcome_unknown`", body = LegacyAnswer),
+    )
+)]
 pub async fn submit(
     State(state): State<GatewayState>,
     Client(client): Client,
@@ -384,7 +418,24 @@ fn account_link(state: &GatewayState, account_no: &str) -> String {
     )
 }
 
-/// `GET /requests?page=&size=`: the caller's requests as a Spring Data REST page.
+/// The caller's requests as a Spring Data REST (HAL) page.
+#[utoipa::path(get, path = "/requests", tag = "legacy", security(("bearer" = []), ("basic" = [])),
+    params(
+        ("page" = Option<String>, Query, nullable = false, description = "The page, from 0 (default 0)"),
+        ("size" = Option<String>, Query, nullable = false, description = "1-100 (default 20)"),
+    ),
+    responses(
+        (status = 200, description = "A page of the caller's requests", body = LegacyRequestPage),
+        (status = 401, description = "`unauthorized`: no credentials, or a token that is not valid (with `WWW-Authenticate`); `invalid_credentials`: wrong Basic credentials", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"onlinebank\", Bearer realm=\"onlinebank\"`"))),
+        (status = 429, description = "`locked_out`: too many failed logins", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 502, description = "`outcome_unknown`", body = ErrorBody),
+        (status = 503, description = "`service_busy`: no login place or read slot free, or a role down", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "`outcome_unknown`", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<GatewayState>,
     Client(client): Client,
@@ -446,7 +497,21 @@ pub async fn list(
     .into_response()
 }
 
-/// `GET /mypages/search/findByAccountNo?accountNo=`: the account's view row, if it is the caller's.
+/// The account's view row, if it is the caller's.
+#[utoipa::path(get, path = "/mypages/search/findByAccountNo", tag = "legacy", security(("bearer" = []), ("basic" = [])),
+    params(("accountNo" = Option<String>, Query, nullable = false, description = "The account number")),
+    responses(
+        (status = 200, description = "The caller's row of this account (none if it is not the caller's)", body = LegacyMypageSearch),
+        (status = 401, description = "`unauthorized`: no credentials, or a token that is not valid (with `WWW-Authenticate`); `invalid_credentials`: wrong Basic credentials", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"onlinebank\", Bearer realm=\"onlinebank\"`"))),
+        (status = 429, description = "`locked_out`: too many failed logins", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 502, description = "`outcome_unknown`", body = ErrorBody),
+        (status = 503, description = "`service_busy`: no login place or read slot free, or a role down", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "`outcome_unknown`", body = ErrorBody),
+    )
+)]
 pub async fn find_by_account_no(
     State(state): State<GatewayState>,
     Client(client): Client,
@@ -470,8 +535,22 @@ pub async fn find_by_account_no(
     .into_response()
 }
 
-/// `GET /mypages/{accountNo}`: one of the caller's account view rows (the `self` link of
-/// `findByAccountNo`'s rows); 404 when it is not the caller's or does not exist.
+/// One of the caller's account view rows (the `self` link of `findByAccountNo`'s rows).
+#[utoipa::path(get, path = "/mypages/{account_no}", tag = "legacy", security(("bearer" = []), ("basic" = [])),
+    params(("account_no" = String, Path, description = "The account number")),
+    responses(
+        (status = 200, description = "The account's view row", body = LegacyMypage),
+        (status = 404, description = "`account_not_found`: not the caller's, or no such account", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no credentials, or a token that is not valid (with `WWW-Authenticate`); `invalid_credentials`: wrong Basic credentials", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"onlinebank\", Bearer realm=\"onlinebank\"`"))),
+        (status = 429, description = "`locked_out`: too many failed logins", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 502, description = "`outcome_unknown`", body = ErrorBody),
+        (status = 503, description = "`service_busy`: no login place or read slot free, or a role down", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "`outcome_unknown`", body = ErrorBody),
+    )
+)]
 pub async fn mypage(
     State(state): State<GatewayState>,
     Client(client): Client,
@@ -534,8 +613,11 @@ async fn mypage_row(
     }
 }
 
-/// `GET /profile/requests`: the ALPS description of a request, as Spring Data REST links it from
-/// every page of `GET /requests`.
+/// The ALPS description of a request, as Spring Data REST links it from every page of
+/// `GET /requests`.
+#[utoipa::path(get, path = "/profile/requests", tag = "legacy", security(()),
+    responses((status = 200, description = "The ALPS document", body = Object))
+)]
 pub async fn profile() -> Response {
     let field = |name: &str| json!({"name": name, "type": "SEMANTIC"});
     Json(json!({
@@ -577,7 +659,22 @@ fn request_row(item: &Value, base: &str) -> Value {
     })
 }
 
-/// `GET /requests/{id}`: one of the caller's requests in the original shape.
+/// One of the caller's requests in the original shape.
+#[utoipa::path(get, path = "/requests/{id}", tag = "legacy", security(("bearer" = []), ("basic" = [])),
+    params(("id" = String, Path, description = "The request's id (a UUID)")),
+    responses(
+        (status = 200, description = "The request", body = LegacyAnswer),
+        (status = 404, description = "`request_not_found`; `request_cancelled` with `reason`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no credentials, or a token that is not valid (with `WWW-Authenticate`); `invalid_credentials`: wrong Basic credentials", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"onlinebank\", Bearer realm=\"onlinebank\"`"))),
+        (status = 429, description = "`locked_out`: too many failed logins", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 502, description = "`outcome_unknown`", body = ErrorBody),
+        (status = 503, description = "`service_busy`: no login place or read slot free, or a role down", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "`outcome_unknown`", body = ErrorBody),
+    )
+)]
 pub async fn show(
     State(state): State<GatewayState>,
     Client(client): Client,

@@ -7,15 +7,17 @@
 
 mod admission;
 mod legacy;
+mod openapi;
 mod page;
 mod proxy;
 mod quiesce;
 mod revocations;
+mod served;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
+use axum::routing::any;
 use axum::Router;
 use http::Method;
 use onlinebank_core::command::RequestType;
@@ -24,6 +26,7 @@ use onlinebank_core::token::TokenKey;
 use onlinebank_core::{ApiError, Role, RoleContext};
 use proxy::Upstreams;
 pub use quiesce::Quiesce;
+use served::Served;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -47,6 +50,8 @@ pub(crate) struct GatewayState {
     internal_token: Arc<str>,
     /// The web page in each language, and its script and style.
     pages: Arc<page::Pages>,
+    /// The OpenAPI document and its reference page.
+    docs: Arc<openapi::Docs>,
     /// The pause of new writes for a quiesced backup (see [`quiesce`]).
     quiesce: Quiesce,
 }
@@ -143,66 +148,149 @@ impl GatewayState {
             revocations,
             internal_token: settings.internal_token().into(),
             pages: Arc::new(page::Pages::new()?),
+            docs: Arc::new(openapi::Docs::new()?),
             quiesce: quiesce.clone(),
         })
     }
 }
 
-/// Every public route of the gateway and the role it goes to.
-fn routes(state: GatewayState) -> Router {
-    let reads = |router: Router<GatewayState>| {
+/// What the route table's layers need: the read slots and the places of the unauthenticated
+/// routes.
+struct Layers {
+    read_slots: Arc<Semaphore>,
+    admission: Arc<admission::PublicAdmission>,
+}
+
+/// Every public route of the gateway and the role it goes to, each added through [`Served`] so
+/// that `served_routes` (the route table test's list) lists exactly what the router serves.
+fn table(layers: &Layers) -> Served<GatewayState> {
+    let read_slots = layers.read_slots.clone();
+    let reads = move |router: Router<GatewayState>| {
         router.route_layer(axum::middleware::from_fn_with_state(
-            ("gateway", state.read_slots.clone()),
+            ("gateway", read_slots),
             shed,
         ))
     };
-    Router::new()
-        .route("/", get(index))
-        .route("/index.html", get(index))
-        .route("/assets/app.js", get(script))
-        .route("/assets/app.css", get(style))
+    let admission = layers.admission.clone();
+    Served::new()
+        .get("/", index)
+        .get("/index.html", index_html)
+        .get("/assets/app.js", script)
+        .get("/assets/app.css", style)
+        .get(openapi::DOCUMENT_PATH, openapi::document)
+        .get(openapi::PAGE_PATH, openapi::page)
+        .get(openapi::SCRIPT_PATH, openapi::script)
+        .get(openapi::STYLE_PATH, openapi::style)
+        .merge(
+            Served::new()
+                .post("/api/v1/customers", to_auth)
+                .post("/api/v1/sessions", to_auth)
+                .with_layer(|router| public(router, admission)),
+        )
+        // Legacy calls carry credentials: each takes its slot only after its login.
+        .post("/requests", legacy::submit)
+        .get("/requests", legacy::list)
+        .get("/requests/{id}", legacy::show)
+        .get("/mypages/{account_no}", legacy::mypage)
+        .get("/profile/requests", legacy::profile)
+        .get(
+            "/mypages/search/findByAccountNo",
+            legacy::find_by_account_no,
+        )
+        .delete("/api/v1/sessions/current", to_auth_with_token)
+        // Shed by what the call is: balance and history count as reads.
+        .post("/api/v1/requests", submit_request)
+        .merge(
+            Served::new()
+                .get("/api/v1/requests", to_request)
+                .get("/api/v1/requests/{id}", to_request)
+                .get("/api/v1/accounts", to_mypage)
+                .get("/api/v1/accounts/{*rest}", to_mypage)
+                .get("/api/v1/ping", to_mypage_open)
+                .with_layer(reads),
+        )
+}
+
+/// Every public route a gateway's listener serves: its table's, and the health routes every
+/// role's listener adds.
+#[cfg(test)]
+pub(crate) fn served_routes() -> Vec<served::Route> {
+    let layers = Layers {
+        read_slots: Arc::new(Semaphore::new(1)),
+        admission: Arc::new(admission::PublicAdmission::new(
+            1,
+            1,
+            Duration::from_secs(1),
+        )),
+    };
+    let (_, mut routes) = table(&layers).into_parts();
+    for path in [
+        onlinebank_core::http::HEALTH_LIVE,
+        onlinebank_core::http::HEALTH_READY,
+    ] {
+        routes.push((Method::GET, path));
+    }
+    routes
+}
+
+fn routes(state: GatewayState) -> Router {
+    let layers = Layers {
+        read_slots: state.read_slots.clone(),
+        admission: state.admission.clone(),
+    };
+    let (router, _) = table(&layers).into_parts();
+    router
+        // Not a route: internal endpoints are never reachable through the public door.
         .route(
             "/internal/{*rest}",
             any(|| async { onlinebank_core::http::not_found().await }),
         )
-        .merge(public(
-            Router::new()
-                .route("/api/v1/customers", post(to_auth))
-                .route("/api/v1/sessions", post(to_auth)),
-            state.admission.clone(),
-        ))
-        // Legacy calls carry credentials: each takes its slot only after its login.
-        .route("/requests", post(legacy::submit).get(legacy::list))
-        .route("/requests/{id}", get(legacy::show))
-        .route("/mypages/{account_no}", get(legacy::mypage))
-        .route("/profile/requests", get(legacy::profile))
-        .route(
-            "/mypages/search/findByAccountNo",
-            get(legacy::find_by_account_no),
-        )
-        .route("/api/v1/sessions/current", delete(to_auth_with_token))
-        // Shed by what the call is: balance and history count as reads.
-        .route("/api/v1/requests", post(submit_request))
-        .merge(reads(
-            Router::new()
-                .route("/api/v1/requests", get(to_request))
-                .route("/api/v1/requests/{id}", get(to_request))
-                .route("/api/v1/accounts", get(to_mypage))
-                .route("/api/v1/accounts/{*rest}", get(to_mypage))
-                .route("/api/v1/ping", get(to_mypage_open)),
-        ))
         .with_state(state)
         .layer(axum::middleware::map_response(nosniff))
 }
 
+/// The web page, in the customer's language.
+#[utoipa::path(get, path = "/", tag = "page", security(()),
+    params(("Accept-Language" = Option<String>, Header, nullable = false, description = "`ko` or `en` (else English), unless the language cookie is set")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 304, description = "Not modified (`If-None-Match` named this version)"),
+    )
+)]
 async fn index(State(state): State<GatewayState>, headers: http::HeaderMap) -> Response {
     state.pages.index(&headers)
 }
 
+/// The web page (as `/`).
+#[utoipa::path(get, path = "/index.html", tag = "page", security(()),
+    params(("Accept-Language" = Option<String>, Header, nullable = false, description = "`ko` or `en` (else English), unless the language cookie is set")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 304, description = "Not modified (`If-None-Match` named this version)"),
+    )
+)]
+async fn index_html(State(state): State<GatewayState>, headers: http::HeaderMap) -> Response {
+    state.pages.index(&headers)
+}
+
+/// The web page's script.
+#[utoipa::path(get, path = "/assets/app.js", tag = "page", security(()),
+    responses(
+        (status = 200, description = "The script", content_type = "text/javascript", body = String),
+        (status = 304, description = "Not modified"),
+    )
+)]
 async fn script(State(state): State<GatewayState>, headers: http::HeaderMap) -> Response {
     state.pages.script(&headers)
 }
 
+/// The web page's style.
+#[utoipa::path(get, path = "/assets/app.css", tag = "page", security(()),
+    responses(
+        (status = 200, description = "The style sheet", content_type = "text/css", body = String),
+        (status = 304, description = "Not modified"),
+    )
+)]
 async fn style(State(state): State<GatewayState>, headers: http::HeaderMap) -> Response {
     state.pages.style(&headers)
 }

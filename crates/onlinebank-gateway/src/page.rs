@@ -121,7 +121,7 @@ pub(crate) struct Pages {
     style: Asset,
 }
 
-struct Asset {
+pub(crate) struct Asset {
     body: bytes::Bytes,
     content_type: &'static str,
     etag: HeaderValue,
@@ -129,7 +129,11 @@ struct Asset {
 }
 
 impl Asset {
-    fn new(body: String, content_type: &'static str, lang: Option<Lang>) -> anyhow::Result<Asset> {
+    pub(crate) fn new(
+        body: String,
+        content_type: &'static str,
+        lang: Option<Lang>,
+    ) -> anyhow::Result<Asset> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         body.hash(&mut hasher);
         let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))?;
@@ -142,7 +146,7 @@ impl Asset {
     }
 
     /// The asset, or 304 when the client has this very version.
-    fn respond(&self, request: &HeaderMap) -> Response {
+    pub(crate) fn respond(&self, request: &HeaderMap) -> Response {
         let fresh = request
             .get(header::IF_NONE_MATCH)
             .is_some_and(|tag| tag.as_bytes() == self.etag.as_bytes());

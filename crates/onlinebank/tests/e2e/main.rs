@@ -23,6 +23,7 @@
 //!   amounts.
 //! - `observability`: one call's request id and trace across the roles in JSON logs, access
 //!   lines, `--help` without secrets.
+//! - `openapi`: the OpenAPI document at `/api/v1/openapi.json` and its page at `/api/docs`.
 //! - `offline_guessing`: a copy of the data directory gives nothing to test passwords against.
 //! - `resilience`: auth frozen or killed (timeout, breaker), write overload (shedding), rolling
 //!   restart of two request instances, clients hanging up, graceful shutdown, `/metrics`.
@@ -55,6 +56,7 @@ mod limits;
 mod lockout;
 mod observability;
 mod offline_guessing;
+mod openapi;
 mod quiesce;
 mod resilience;
 mod retention;
