@@ -228,7 +228,10 @@ pub(crate) fn served_routes() -> Vec<served::Route> {
         onlinebank_core::http::HEALTH_LIVE,
         onlinebank_core::http::HEALTH_READY,
     ] {
-        routes.push((Method::GET, path));
+        routes.push(served::Route {
+            method: Method::GET,
+            path,
+        });
     }
     routes
 }

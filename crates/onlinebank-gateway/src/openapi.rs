@@ -299,7 +299,7 @@ mod tests {
         let documented = documented();
         let missing: Vec<_> = crate::served_routes()
             .into_iter()
-            .filter(|(method, path)| covered_by(method.as_str(), path, &documented) == 0)
+            .filter(|route| covered_by(route.method.as_str(), route.path, &documented) == 0)
             .collect();
         assert!(
             missing.is_empty(),
@@ -313,9 +313,9 @@ mod tests {
         let unserved: Vec<_> = documented()
             .into_iter()
             .filter(|(method, path)| {
-                !served.iter().any(|(served_method, served_path)| {
+                !served.iter().any(|route| {
                     let one = BTreeSet::from([(method.clone(), path.clone())]);
-                    served_method.as_str() == method && covered_by(method, served_path, &one) == 1
+                    route.method.as_str() == method && covered_by(method, route.path, &one) == 1
                 })
             })
             .collect();

@@ -7,8 +7,13 @@ use axum::routing::{self, MethodRouter};
 use axum::Router;
 use http::Method;
 
-/// One public route: its method and its path as the router matches it (`{param}`, `{*rest}`).
-pub(crate) type Route = (Method, &'static str);
+/// One public route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub(crate) method: Method,
+    /// As the router matches it (`{param}`, `{*rest}`).
+    pub(crate) path: &'static str,
+}
 
 /// A router and the routes it serves.
 pub(crate) struct Served<S> {
@@ -42,7 +47,7 @@ impl<S: Clone + Send + Sync + 'static> Served<S> {
 
     /// axum merges a second method on a path into the path's method router.
     fn add(mut self, method: Method, path: &'static str, handler: MethodRouter<S>) -> Self {
-        self.routes.push((method, path));
+        self.routes.push(Route { method, path });
         self.router = self.router.route(path, handler);
         self
     }
