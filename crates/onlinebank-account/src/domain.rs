@@ -236,6 +236,15 @@ pub fn settle(
                 .balance
                 .deposit(amount)
                 .map_err(|_| broken("too full to take its money back"))?;
+            if onlinebank_core::ambient::armed(
+                onlinebank_core::ambient::Injection::CompensationTwice,
+            ) {
+                // The simulator's known bug: the money given back twice.
+                source_after.balance = source_after
+                    .balance
+                    .deposit(amount)
+                    .map_err(|_| broken("too full"))?;
+            }
             source_after.version = source.version + 1;
             Ok(Settlement::Reversed {
                 source: source_after,

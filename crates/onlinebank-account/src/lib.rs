@@ -62,7 +62,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     };
     let accounts = Accounts {
         decider: decider.clone(),
-        relay: relay.clone(),
+        relay: Some(relay.clone()),
     };
     wiring.consume(&db, CONSUMES, accounts.clone());
     let settles = Accounts {
@@ -70,7 +70,7 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
             group: SETTLES_GROUP,
             ..decider
         },
-        relay,
+        relay: Some(relay),
     };
     wiring.consume_as(SETTLES_GROUP, &db, SETTLES, settles);
     Ok(onlinebank_core::RoleParts {
@@ -90,7 +90,34 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 #[derive(Clone)]
 struct Accounts {
     decider: Decider,
-    relay: Relay,
+    /// Woken after a commit; none where no relay runs (the simulator ships the outbox itself).
+    relay: Option<Relay>,
+}
+
+/// The account role's consumer groups and what each applies, for the deterministic simulator:
+/// `account` (certified requests) and `account-transfers` (transfer debits, whose second leg it
+/// makes), each the real [`EventHandler`] of the role.
+pub fn projections(
+    rules: Rules,
+    time_zone: BankTimeZone,
+) -> [(&'static str, &'static [&'static str], impl EventHandler); 2] {
+    let decider = |group| Decider {
+        group,
+        rules,
+        time_zone,
+    };
+    let accounts = |group| Accounts {
+        decider: decider(group),
+        relay: None,
+    };
+    [
+        (
+            Role::Account.as_str(),
+            CONSUMES.topics,
+            accounts(Role::Account.as_str()),
+        ),
+        (SETTLES_GROUP, SETTLES.topics, accounts(SETTLES_GROUP)),
+    ]
 }
 
 /// What deciding a batch needs besides the batch.
@@ -118,7 +145,9 @@ impl EventHandler for Accounts {
 
     /// The outcomes are committed: the relay ships them now.
     fn committed(&self, _batch: &[Envelope]) {
-        self.relay.wake();
+        if let Some(relay) = &self.relay {
+            relay.wake();
+        }
     }
 }
 

@@ -560,7 +560,7 @@ impl Event {
     /// Wraps the event in a new envelope with a fresh id (and no call: see [`Envelope::call`]).
     pub fn into_envelope(self, sequence: i64) -> Envelope {
         Envelope {
-            id: Uuid::now_v7(),
+            id: crate::ambient::uuid_v7(),
             version: EVENT_SCHEMA_VERSION,
             aggregate: self.account_no().to_owned(),
             sequence,

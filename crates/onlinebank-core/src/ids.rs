@@ -1,6 +1,5 @@
 //! Identifiers that can only hold valid values: account numbers, customer ids, request ids.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -34,7 +33,7 @@ impl AccountNo {
 
     /// A bank-assigned number: `110-` followed by 9 random digits, e.g. `110-482910375`.
     pub fn generate() -> Self {
-        let digits: u32 = rand::rng().random_range(0..1_000_000_000);
+        let digits = u64::from_le_bytes(crate::ambient::random_bytes::<8>()) % 1_000_000_000;
         Self(format!("110-{digits:09}"))
     }
 
@@ -111,7 +110,7 @@ pub struct RequestId(uuid::Uuid);
 impl RequestId {
     /// A new id, ordered by creation time (UUIDv7).
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7())
+        Self(crate::ambient::uuid_v7())
     }
 
     pub fn as_uuid(&self) -> uuid::Uuid {

@@ -4,6 +4,7 @@
 //! failure reasons and the one HTTP error shape, bearer tokens, settings, and the SQLite and HTTP
 //! plumbing every role uses. Role crates never import each other; they meet here.
 
+pub mod ambient;
 pub mod build_info;
 pub mod client_addr;
 pub mod command;

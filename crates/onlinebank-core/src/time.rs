@@ -3,12 +3,22 @@
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 
+/// The wall clock in epoch milliseconds (the simulated one in a simulation: see
+/// [`crate::ambient`]).
 pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+    crate::ambient::wall_ms()
 }
 
+/// The wall clock as RFC 3339 (see [`now_ms`]).
 pub fn now_rfc3339() -> String {
-    rfc3339(Utc::now())
+    ms_to_rfc3339(now_ms())
+}
+
+/// The wall clock (see [`now_ms`]).
+pub fn now() -> chrono::DateTime<Utc> {
+    Utc.timestamp_millis_opt(now_ms())
+        .single()
+        .unwrap_or_default()
 }
 
 /// An instant as the bank writes it: RFC 3339, UTC, milliseconds (so that its texts order as
@@ -29,7 +39,7 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
 /// parse.
 pub fn seconds_since(rfc3339: &str) -> Option<f64> {
     let at = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
-    let micros = (Utc::now() - at.with_timezone(&Utc)).num_microseconds()?;
+    let micros = (now() - at.with_timezone(&Utc)).num_microseconds()?;
     Some(micros as f64 / 1e6)
 }
 
@@ -66,7 +76,7 @@ impl BankTimeZone {
 
     /// Today in this zone, by the wall clock.
     pub fn today(&self) -> Day {
-        self.day_at(Utc::now())
+        self.day_at(now())
     }
 
     /// The instant `day` begins in this zone (its first existing local time, should a

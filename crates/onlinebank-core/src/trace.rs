@@ -56,7 +56,7 @@ tokio::task_local! {
 
 impl TraceId {
     fn random() -> Self {
-        Self(nonzero(rand::random::<[u8; 16]>()))
+        Self(nonzero(crate::ambient::random_bytes::<16>()))
     }
 }
 
@@ -74,7 +74,7 @@ impl SpanId {
     }
 
     fn random() -> Self {
-        Self(nonzero(rand::random::<[u8; 8]>()))
+        Self(nonzero(crate::ambient::random_bytes::<8>()))
     }
 
     /// The span of one consumer group applying one event: the same for every delivery of it, so
@@ -128,7 +128,7 @@ impl CallId {
 
     /// A new id (a UUID), for a call that came without one.
     fn new() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
+        Self(crate::ambient::uuid_v4().to_string())
     }
 
     /// The caller's id when it is one we may log and echo, else a new one.

@@ -53,6 +53,12 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
 #[derive(Clone)]
 struct Ledger;
 
+/// history's consumer group, the topics it reads and its projection (the real [`EventHandler`]),
+/// for the deterministic simulator.
+pub fn projection() -> (&'static str, &'static [&'static str], impl EventHandler) {
+    (Role::History.as_str(), CONSUMES.topics, Ledger)
+}
+
 impl EventHandler for Ledger {
     fn apply<'c>(
         &'c self,

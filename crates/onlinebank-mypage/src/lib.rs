@@ -61,6 +61,20 @@ pub async fn build(ctx: &RoleContext, bus: &Bus) -> anyhow::Result<onlinebank_co
     })
 }
 
+/// mypage's consumer group, the topics it reads and its projection (the real
+/// [`onlinebank_bus::handler::EventHandler`]), for the deterministic simulator.
+pub fn projection() -> (
+    &'static str,
+    &'static [&'static str],
+    impl onlinebank_bus::handler::EventHandler,
+) {
+    (
+        Role::Mypage.as_str(),
+        CONSUMES.topics,
+        projection::ReadModel,
+    )
+}
+
 /// mypage's migrations, for each engine (see [`onlinebank_core::db::migrate`]).
 pub fn migrations() -> onlinebank_core::db::Migrations {
     onlinebank_core::expand_migrations![

@@ -23,6 +23,16 @@ use onlinebank_core::{Role, RoleContext, Settings};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The parts of the request role the deterministic simulator (`onlinebank-sim`) runs as they are:
+/// the saga's writes, the outcome consumer and the sweeper's read and write, on a connection.
+pub mod sim {
+    pub use crate::outcomes::{interrupt_on, projection, sweep_grace};
+    pub use crate::saga::{certify_on, refuse_on};
+    pub use crate::store::{
+        insert_pending, stale_pending_on, standing_on, RequestRow, RequestStatus, Standing,
+    };
+}
+
 #[derive(Clone)]
 pub(crate) struct RequestState {
     db: onlinebank_core::db::Db,

@@ -24,7 +24,7 @@ pub(crate) const CONSUMES: Consumes = Consumes {
 const KEEP_CANCELLED_MS: i64 = 7 * 24 * 3600 * 1000;
 
 pub fn start(wiring: &Wiring, state: &RequestState) {
-    wiring.consume(&state.db, CONSUMES, Outcomes(state.clone()));
+    wiring.consume(&state.db, CONSUMES, Outcomes(Some(state.waiters.clone())));
     let ctx = wiring.ctx;
     ctx.tasks.spawn(sweep(state.clone(), ctx.shutdown.clone()));
     if state.db.engine == Engine::Postgres {
@@ -56,8 +56,19 @@ async fn listen(state: RequestState, shutdown: CancellationToken) {
 
 /// Account outcomes complete or compensate their requests; every waiting handler of the batch's
 /// requests is woken (also for an outcome another instance applied first).
+/// The handlers to wake: none where nobody waits (the simulator drives its own).
 #[derive(Clone)]
-struct Outcomes(RequestState);
+struct Outcomes(Option<crate::waiters::Waiters>);
+
+/// request's outcome consumer group, the topics it reads and its projection (the real
+/// [`EventHandler`]), for the deterministic simulator.
+pub fn projection() -> (&'static str, &'static [&'static str], impl EventHandler) {
+    (
+        onlinebank_core::Role::Request.as_str(),
+        CONSUMES.topics,
+        Outcomes(None),
+    )
+}
 
 impl EventHandler for Outcomes {
     /// A request's outcomes: a transfer's debit is not one (its second leg is).
@@ -101,8 +112,9 @@ impl EventHandler for Outcomes {
     }
 
     fn committed(&self, batch: &[Envelope]) {
+        let Some(waiters) = &self.0 else { return };
         for envelope in batch {
-            self.0.waiters.wake(envelope.correlation_id);
+            waiters.wake(envelope.correlation_id);
         }
     }
 }
@@ -143,9 +155,7 @@ async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
 /// Compensates PENDING requests older than the step-up could take, and forgets old
 /// compensations and idempotency keys.
 async fn sweep(state: RequestState, shutdown: CancellationToken) {
-    let grace = i64::try_from(state.settings.request.step_up_timeout.as_millis())
-        .unwrap_or(i64::MAX / 4)
-        + 5_000;
+    let grace = sweep_grace(state.settings.request.step_up_timeout);
     let mut round: u64 = 0;
     // Retried every second: while the disk is full, logged once per period with a count.
     let mut sweeping = LogLimit::new(
@@ -170,6 +180,21 @@ async fn sweep(state: RequestState, shutdown: CancellationToken) {
     }
 }
 
+/// How old a PENDING request must be before the sweeper compensates it: longer than its step-up
+/// could take, and 5 s more.
+pub fn sweep_grace(step_up_timeout: Duration) -> i64 {
+    i64::try_from(step_up_timeout.as_millis()).unwrap_or(i64::MAX / 4) + 5_000
+}
+
+/// The sweeper's write for one stale request (read before by [`store::stale_pending`]): it is
+/// compensated as interrupted and its key released.
+pub async fn interrupt_on(
+    conn: &mut Conn,
+    id: RequestId,
+) -> Result<bool, onlinebank_core::db::Error> {
+    store::cancel(conn, id, Reason::Interrupted, true).await
+}
+
 async fn sweep_stale(state: &RequestState, cutoff: i64) -> anyhow::Result<()> {
     let stale = store::stale_pending(&state.db, cutoff).await?;
     if stale.is_empty() {
@@ -181,7 +206,7 @@ async fn sweep_stale(state: &RequestState, cutoff: i64) -> anyhow::Result<()> {
         .write(move |conn| {
             Box::pin(async move {
                 for id in &stale {
-                    store::cancel(conn, *id, Reason::Interrupted, true).await?;
+                    interrupt_on(conn, *id).await?;
                 }
                 Ok::<(), onlinebank_core::db::Error>(())
             })

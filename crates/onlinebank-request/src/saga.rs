@@ -23,6 +23,7 @@ use crate::stepup::StepUpVerdict;
 use crate::store::{self, RequestStatus};
 use crate::RequestState;
 use onlinebank_bus::outbox::Outgoing;
+use onlinebank_core::db::Conn;
 use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
@@ -167,19 +168,10 @@ async fn step_up(state: &RequestState, request: &WriteRequest) -> StepUpVerdict 
 /// In one write, PENDING -> AUTHORIZED with AuthCertified in the outbox, then wakes the relay;
 /// false if the request was no longer pending.
 async fn certify(state: &RequestState, certified: AuthCertified) -> Result<bool, ApiError> {
-    let id = certified.request_id;
     let event = Outgoing::of_current_call(Event::AuthCertified(certified));
     let authorized = state
         .db
-        .write(move |conn| {
-            Box::pin(async move {
-                if !store::authorize(conn, id).await? {
-                    return Ok(false);
-                }
-                onlinebank_bus::outbox::enqueue(conn, event).await?;
-                Ok::<bool, anyhow::Error>(true)
-            })
-        })
+        .write(move |conn| Box::pin(certify_on(conn, event)))
         .await?;
     if authorized {
         state.relay.wake();
@@ -187,20 +179,32 @@ async fn certify(state: &RequestState, certified: AuthCertified) -> Result<bool,
     Ok(authorized)
 }
 
+/// The certify write: PENDING -> AUTHORIZED with `certified` (an AuthCertified) in the outbox;
+/// false, and nothing written, if the request was no longer pending.
+pub async fn certify_on(conn: &mut Conn, certified: Outgoing) -> anyhow::Result<bool> {
+    if !store::authorize(conn, certified.event.request_id()).await? {
+        return Ok(false);
+    }
+    onlinebank_bus::outbox::enqueue(conn, certified).await?;
+    Ok(true)
+}
+
+/// The refuse write: the request compensated (its key released) with `cancelled` (an
+/// AuthCancelled) in the outbox.
+pub async fn refuse_on(conn: &mut Conn, cancelled: AuthCancelled) -> anyhow::Result<()> {
+    let (id, reason) = (cancelled.request_id, cancelled.reason);
+    let event = Outgoing::of_current_call(Event::AuthCancelled(cancelled));
+    store::cancel(conn, id, reason, true).await?;
+    onlinebank_bus::outbox::enqueue(conn, event).await?;
+    Ok(())
+}
+
 /// Step-up refused: in one write, compensate (releasing the key) and record AuthCancelled; then
 /// wakes the relay.
 async fn refuse(state: &RequestState, cancelled: AuthCancelled) -> Result<(), ApiError> {
-    let (id, reason) = (cancelled.request_id, cancelled.reason);
-    let event = Outgoing::of_current_call(Event::AuthCancelled(cancelled));
     state
         .db
-        .write(move |conn| {
-            Box::pin(async move {
-                store::cancel(conn, id, reason, true).await?;
-                onlinebank_bus::outbox::enqueue(conn, event).await?;
-                Ok::<(), anyhow::Error>(())
-            })
-        })
+        .write(move |conn| Box::pin(refuse_on(conn, cancelled)))
         .await?;
     state.relay.wake();
     Ok(())

@@ -220,8 +220,12 @@ pub async fn cancel(
 }
 
 pub async fn standing(db: &Db, id: RequestId) -> Result<Standing, Error> {
+    standing_on(&mut db.read().await?, id).await
+}
+
+/// [`standing`] on a connection.
+pub async fn standing_on(conn: &mut Conn, id: RequestId) -> Result<Standing, Error> {
     let id = id.to_string();
-    let mut conn = db.read().await?;
     let live: Option<RequestRow> = conn
         .fetch_optional(
             &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"),
@@ -305,9 +309,12 @@ pub async fn count_unfinished(db: &Db) -> Result<i64, Error> {
 
 /// PENDING requests created before `cutoff`: their step-up can no longer count.
 pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<RequestId>, Error> {
-    let rows: Vec<(String,)> = db
-        .read()
-        .await?
+    stale_pending_on(&mut db.read().await?, cutoff).await
+}
+
+/// [`stale_pending`] on a connection.
+pub async fn stale_pending_on(conn: &mut Conn, cutoff: i64) -> Result<Vec<RequestId>, Error> {
+    let rows: Vec<(String,)> = conn
         .fetch_all(
             "SELECT id FROM requests WHERE status = $1 AND created_at < $2 ORDER BY created_at LIMIT 500",
             args![RequestStatus::Pending.as_str(), cutoff],

@@ -430,6 +430,17 @@ impl Conn {
         }
     }
 
+    /// A private in-memory SQLite database with the settings of the bank's connections that
+    /// apply in memory (foreign keys, the statement cache): the deterministic simulator's
+    /// stores. Transactions are the caller's (`BEGIN IMMEDIATE` ... `COMMIT` through
+    /// [`Conn::batch`]).
+    pub fn sqlite_memory() -> Result<Self, Error> {
+        let conn = rusqlite::Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Self::sqlite(Box::new(conn)))
+    }
+
     pub(crate) fn sqlite_reader(guard: tokio::sync::OwnedMutexGuard<rusqlite::Connection>) -> Self {
         Self {
             inner: Inner::Sqlite(Lite::Reader(guard)),
