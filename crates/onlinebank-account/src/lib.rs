@@ -476,6 +476,33 @@ mod tests {
             .await;
     }
 
+    /// An account opened and transferring out in the same batch keeps its money in flight (the
+    /// new row is written with it), so the second leg finds it. Found by the simulator (seed 328
+    /// of its first version): the row was inserted without it, the second leg failed for ever.
+    #[tokio::test]
+    async fn an_account_opened_and_transferring_in_one_batch_holds_its_money_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("account.db").display().to_string();
+        let db = Db::open(&url, "account").await.unwrap();
+        onlinebank_bus::schema::migrate(&db, &migrations())
+            .await
+            .unwrap();
+        let batch = vec![
+            certified(WriteKind::Open, "1001", 100),
+            certified(WriteKind::Open, "2002", 5),
+            transfer("1001", "2002", 70),
+        ];
+        apply_batch(&db, batch).await;
+        let accounts = store::all(&mut db.read().await.unwrap()).await.unwrap();
+        assert_eq!(in_flight(&accounts, "1001"), 70);
+        let (published, seq) = published_after(&db, 0).await;
+        apply_batch(&db, published[2..].to_vec()).await;
+        let (legs, _) = published_after(&db, seq).await;
+        assert_eq!(legs[0].event.type_name(), "TransferCredited");
+        let accounts = store::all(&mut db.read().await.unwrap()).await.unwrap();
+        assert_eq!(in_flight(&accounts, "1001"), 0);
+    }
+
     /// Every outcome goes on in the trace of the event it answers, as a child of this group's
     /// span of that event; an event that came without a call starts a trace of its own.
     #[tokio::test]

@@ -64,6 +64,7 @@ batch_row! {
         version: i64 => BigInt,
         outflow_day: Option<String> => Text,
         outflow_won: Option<Won> => BigInt,
+        in_flight: Won => BigInt,
     }
 }
 
@@ -130,6 +131,8 @@ pub async fn save_all(
                 version: account.version,
                 outflow_day: account.outflow.map(|o| o.day.to_string()),
                 outflow_won: account.outflow.map(|o| o.won),
+                // Opened and transferring out in the same batch: its money is in flight already.
+                in_flight: account.in_flight,
             })
             .collect();
         conn.execute(
