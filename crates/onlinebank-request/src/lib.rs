@@ -29,7 +29,8 @@ pub mod sim {
     pub use crate::outcomes::{interrupt_on, projection, sweep_grace};
     pub use crate::saga::{certify_on, refuse_on};
     pub use crate::store::{
-        insert_pending, stale_pending_on, standing_on, RequestRow, RequestStatus, Standing,
+        cancel, insert_pending, stale_pending_on, standing_on, Compensation, RequestRow,
+        RequestStatus, Standing,
     };
 }
 

@@ -1,7 +1,7 @@
 //! Closing the saga: account outcomes complete or compensate requests; a sweeper compensates
 //! requests whose step-up never finished (the process died mid-call).
 
-use crate::store;
+use crate::store::{self, Compensation};
 use crate::RequestState;
 use onlinebank_bus::handler::EventHandler;
 use onlinebank_bus::wiring::{Consumes, Wiring};
@@ -143,9 +143,15 @@ async fn apply(conn: &mut Conn, events: &[Envelope]) -> anyhow::Result<()> {
                 reason: cancelled.reason,
                 allowed_today: cancelled.allowed_today,
             };
-            store::cancel(conn, cancelled.request_id, refusal, false).await?;
+            store::cancel(conn, cancelled.request_id, refusal, Compensation::Refused).await?;
         } else if let Event::TransferReversed(reversed) = event {
-            store::cancel(conn, reversed.request_id, reversed.reason, false).await?;
+            store::cancel(
+                conn,
+                reversed.request_id,
+                reversed.reason,
+                Compensation::Refused,
+            )
+            .await?;
         }
     }
     store::complete(conn, &completed).await?;
@@ -187,12 +193,13 @@ pub fn sweep_grace(step_up_timeout: Duration) -> i64 {
 }
 
 /// The sweeper's write for one stale request (read before by [`store::stale_pending`]): it is
-/// compensated as interrupted and its key released.
+/// compensated as interrupted and its key released, if it is still PENDING (its saga may have
+/// certified it since the read).
 pub async fn interrupt_on(
     conn: &mut Conn,
     id: RequestId,
 ) -> Result<bool, onlinebank_core::db::Error> {
-    store::cancel(conn, id, Reason::Interrupted, true).await
+    store::cancel(conn, id, Reason::Interrupted, Compensation::Uncertified).await
 }
 
 async fn sweep_stale(state: &RequestState, cutoff: i64) -> anyhow::Result<()> {

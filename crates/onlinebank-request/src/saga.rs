@@ -20,7 +20,7 @@ pub use steps::Outcome;
 use steps::{Effect, Input, Saga, SagaStep};
 
 use crate::stepup::StepUpVerdict;
-use crate::store::{self, RequestStatus};
+use crate::store::{self, Compensation, RequestStatus};
 use crate::RequestState;
 use onlinebank_bus::outbox::Outgoing;
 use onlinebank_core::db::Conn;
@@ -132,9 +132,10 @@ async fn perform(
             state
                 .db
                 .write(move |conn| {
-                    Box::pin(
-                        async move { store::cancel(conn, id, Reason::ServiceBusy, true).await },
-                    )
+                    Box::pin(async move {
+                        store::cancel(conn, id, Reason::ServiceBusy, Compensation::Uncertified)
+                            .await
+                    })
                 })
                 .await?;
             Input::Compensated
@@ -194,7 +195,7 @@ pub async fn certify_on(conn: &mut Conn, certified: Outgoing) -> anyhow::Result<
 pub async fn refuse_on(conn: &mut Conn, cancelled: AuthCancelled) -> anyhow::Result<()> {
     let (id, reason) = (cancelled.request_id, cancelled.reason);
     let event = Outgoing::of_current_call(Event::AuthCancelled(cancelled));
-    store::cancel(conn, id, reason, true).await?;
+    store::cancel(conn, id, reason, Compensation::Uncertified).await?;
     onlinebank_bus::outbox::enqueue(conn, event).await?;
     Ok(())
 }
