@@ -1,0 +1,286 @@
+//! The money rules, read from the roles' own tables: after every step the cheap ones, once the
+//! bank drained all of them.
+
+use crate::node::now;
+use crate::world::{Answer, Violation, World, ACCOUNT, HISTORY, MYPAGE, REQUEST};
+use onlinebank_core::db::{Conn, FromRow};
+use onlinebank_core::event::WriteKind;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn rows<T: FromRow>(conn: &mut Conn, sql: &str) -> Result<Vec<T>, Violation> {
+    now(conn.fetch_all(sql, &[]))
+        .and_then(|rows| Ok(rows?))
+        .map_err(|error| {
+            broken(
+                "the oracle can read the roles' tables",
+                format!("{sql}: {error:#}"),
+            )
+        })
+}
+
+fn broken(invariant: &'static str, detail: String) -> Violation {
+    Violation { invariant, detail }
+}
+
+/// An account as the account role holds it.
+#[derive(Debug)]
+struct Held {
+    balance: i64,
+    version: i64,
+    status: String,
+    in_flight: i64,
+}
+
+/// Every account by its number, as account holds them.
+fn accounts(world: &mut World) -> Result<BTreeMap<String, Held>, Violation> {
+    let held: Vec<(String, i64, i64, String, i64)> = rows(
+        &mut world.nodes[ACCOUNT].conn,
+        "SELECT account_no, balance, version, status, in_flight FROM accounts",
+    )?;
+    Ok(held
+        .into_iter()
+        .map(|(no, balance, version, status, in_flight)| {
+            let held = Held {
+                balance,
+                version,
+                status,
+                in_flight,
+            };
+            (no, held)
+        })
+        .collect())
+}
+
+/// After every step: no negative balance or money in flight, and the read model never ahead of
+/// the accounts (an equal version shows an equal balance and status).
+pub fn after_step(world: &mut World) -> Result<(), Violation> {
+    let accounts = accounts(world)?;
+    if let Some((no, held)) = accounts
+        .iter()
+        .find(|(_, held)| held.balance < 0 || held.in_flight < 0)
+    {
+        return Err(broken("no negative balance", format!("{no}: {held:?}")));
+    }
+    let shown: Vec<(String, i64, i64, String)> = rows(
+        &mut world.nodes[MYPAGE].conn,
+        "SELECT account_no, balance, version, status FROM accounts_view",
+    )?;
+    for (no, balance, version, status) in shown {
+        let fits = accounts.get(&no).is_some_and(|held| {
+            held.version > version
+                || (held.version == version && held.balance == balance && held.status == status)
+        });
+        if !fits {
+            return Err(broken(
+                "the read model never shows what the accounts do not hold",
+                format!(
+                    "{no}: read model {balance} v{version} {status}, account {:?}",
+                    accounts.get(&no)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why the bank is not quiet yet, or None.
+pub fn unquiet(world: &mut World) -> Option<String> {
+    if let Some(node) = world.nodes.iter().find(|node| !node.up) {
+        return Some(format!("{} is down", node.name));
+    }
+    if world.sagas_in_flight() {
+        return Some("a saga is in flight".into());
+    }
+    for node in 0..world.nodes.len() {
+        let waiting = now(world.nodes[node]
+            .conn
+            .scalar::<i64>("SELECT COUNT(*) FROM outbox", &[]));
+        if let Ok(Ok(Some(count))) = waiting {
+            if count > 0 {
+                return Some(format!(
+                    "{} has {count} events unshipped",
+                    world.nodes[node].name
+                ));
+            }
+        }
+        for group in &world.nodes[node].groups {
+            for partition in world.bus.partitions_of(group.topics) {
+                let end = world.bus.len(&partition);
+                let at = world.bus.committed(group.name, &partition);
+                if at < end {
+                    return Some(format!(
+                        "{} is at {at} of {end} in {partition:?}",
+                        group.name
+                    ));
+                }
+            }
+        }
+    }
+    let unfinished = now(world.nodes[REQUEST].conn.scalar::<i64>(
+        "SELECT COUNT(*) FROM requests WHERE status != 'COMPLETED'",
+        &[],
+    ));
+    match unfinished {
+        Ok(Ok(Some(0))) => None,
+        other => Some(format!("requests unfinished: {other:?}")),
+    }
+}
+
+/// The kinds of ledger entries a request leaves, completed or compensated.
+fn entries_of(kind: WriteKind, completed: bool) -> BTreeSet<&'static str> {
+    let kinds: &[&'static str] = match (kind, completed) {
+        (WriteKind::Transfer, true) => &["transfer_in", "transfer_out"],
+        (kind, true) => &[match kind {
+            WriteKind::Open => "open",
+            WriteKind::Deposit => "deposit",
+            WriteKind::Withdraw => "withdraw",
+            _ => "close",
+        }],
+        (_, false) => &[],
+    };
+    kinds.iter().copied().collect()
+}
+
+/// Once drained: every account agrees in account, history and mypage; money is conserved; every
+/// request is finished, applied exactly once if completed and never if compensated; every
+/// answer a client got is what happened.
+pub fn after_drain(world: &mut World) -> Result<(), Violation> {
+    after_step(world)?;
+    let accounts = accounts(world)?;
+    let ledger: Vec<(String, i64, i64)> = rows(
+        &mut world.nodes[HISTORY].conn,
+        "SELECT account_no, CAST(SUM(signed_amount) AS BIGINT), COUNT(*) FROM ledger GROUP BY account_no",
+    )?;
+    let ledger: BTreeMap<String, (i64, i64)> = ledger
+        .into_iter()
+        .map(|(no, sum, count)| (no, (sum, count)))
+        .collect();
+    let shown: Vec<(String, i64, i64, String)> = rows(
+        &mut world.nodes[MYPAGE].conn,
+        "SELECT account_no, balance, version, status FROM accounts_view",
+    )?;
+    let shown: BTreeMap<String, (i64, i64, String)> = shown
+        .into_iter()
+        .map(|(no, balance, version, status)| (no, (balance, version, status)))
+        .collect();
+    for (no, held) in &accounts {
+        let Held {
+            balance,
+            version,
+            status,
+            in_flight,
+        } = held;
+        let agrees = ledger.get(no) == Some(&(*balance, *version))
+            && shown.get(no) == Some(&(*balance, *version, status.clone()))
+            && *in_flight == 0;
+        if !agrees {
+            return Err(broken(
+                "per account: balance == ledger == read model, one entry per version, nothing in flight",
+                format!(
+                    "{no}: account {balance} v{version} {status} in flight {in_flight}, ledger {:?}, read model {:?}",
+                    ledger.get(no),
+                    shown.get(no)
+                ),
+            ));
+        }
+    }
+    if ledger.len() != accounts.len() || shown.len() != accounts.len() {
+        return Err(broken(
+            "history and mypage know exactly the accounts account holds",
+            format!(
+                "{} accounts, {} in the ledger, {} in the read model",
+                accounts.len(),
+                ledger.len(),
+                shown.len()
+            ),
+        ));
+    }
+    requests_applied_once(world, &accounts)
+}
+
+fn requests_applied_once(
+    world: &mut World,
+    accounts: &BTreeMap<String, Held>,
+) -> Result<(), Violation> {
+    let entries: Vec<(String, String)> = rows(
+        &mut world.nodes[HISTORY].conn,
+        "SELECT request_id, kind FROM ledger",
+    )?;
+    let mut applied: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (request_id, kind) in entries {
+        applied.entry(request_id).or_default().push(kind);
+    }
+    let completed: Vec<(String,)> = rows(
+        &mut world.nodes[REQUEST].conn,
+        "SELECT id FROM requests WHERE status = 'COMPLETED'",
+    )?;
+    let completed: BTreeSet<String> = completed.into_iter().map(|(id,)| id).collect();
+    let cancelled: Vec<(String, String)> = rows(
+        &mut world.nodes[REQUEST].conn,
+        "SELECT id, reason FROM cancelled_requests",
+    )?;
+    let cancelled: BTreeMap<String, String> = cancelled.into_iter().collect();
+    let mut external = 0i64;
+    for (op, spec) in world.ops.iter().enumerate() {
+        let request = &spec.request;
+        let id = request.request_id.to_string();
+        let done = completed.contains(&id);
+        let mut kinds: Vec<String> = applied.remove(&id).unwrap_or_default();
+        kinds.sort_unstable();
+        let expected = entries_of(request.kind, done);
+        let reversed = request.kind == WriteKind::Transfer
+            && cancelled.contains_key(&id)
+            && kinds == ["transfer_out", "transfer_reversed"];
+        let exactly: Vec<&str> = expected.iter().copied().collect();
+        if kinds != exactly && !reversed {
+            let standing = if done {
+                "completed".to_owned()
+            } else {
+                format!("cancelled: {:?}", cancelled.get(&id))
+            };
+            return Err(broken(
+                "every completed request applied exactly once, every compensated one never",
+                format!(
+                    "op {op} {} {id} ({standing}): ledger entries {kinds:?}",
+                    request.kind.as_str()
+                ),
+            ));
+        }
+        if done {
+            external += match request.kind {
+                WriteKind::Open | WriteKind::Deposit => request.amount.won(),
+                WriteKind::Withdraw => -request.amount.won(),
+                WriteKind::Close | WriteKind::Transfer => 0,
+            };
+        }
+        let told = &world.answers[op];
+        let truthful = match told {
+            Answer::Completed => done,
+            Answer::Refused(_) => cancelled.contains_key(&id),
+            Answer::NotSent | Answer::Lost | Answer::Accepted => true,
+        };
+        if !truthful {
+            return Err(broken(
+                "every answer a client got is what happened",
+                format!(
+                    "op {op} {id}: told {told:?}, completed {done}, cancelled {:?}",
+                    cancelled.get(&id)
+                ),
+            ));
+        }
+    }
+    if let Some((id, kinds)) = applied.into_iter().next() {
+        return Err(broken(
+            "no money moves without a request",
+            format!("{id}: {kinds:?}"),
+        ));
+    }
+    let total: i64 = accounts.values().map(|held| held.balance).sum();
+    if total != external {
+        return Err(broken(
+            "money is conserved: balances == opening amounts + deposits - withdrawals of completed requests",
+            format!("balances {total}, completed requests {external}"),
+        ));
+    }
+    Ok(())
+}

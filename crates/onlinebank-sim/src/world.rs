@@ -1,0 +1,669 @@
+//! One simulated bank: the nodes, the bus, the clients' requests and one queue of timed tasks,
+//! all driven by one seed. Each step pops the earliest task (ties in the order they were
+//! queued), sets the simulated clock, does it, draws its faults and checks the step invariants.
+
+use crate::bus::{Partition, SimBus};
+use crate::node::{crashed_transaction, now, transaction, Node};
+use crate::oracle;
+use crate::workload::{self, Op};
+use onlinebank_bus::outbox::Outgoing;
+use onlinebank_bus::{Delivery, Record};
+use onlinebank_core::ambient::{self, Ambient, Injection};
+use onlinebank_core::event::{AuthCancelled, Event, TOPIC_ACCOUNTS, TOPIC_REQUESTS};
+use onlinebank_core::ids::RequestId;
+use onlinebank_core::Reason;
+use onlinebank_request::sim::{self as request, RequestRow, RequestStatus, Standing};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::Duration;
+
+pub const REQUEST: usize = 0;
+pub const ACCOUNT: usize = 1;
+pub const HISTORY: usize = 2;
+pub const MYPAGE: usize = 3;
+
+/// The step-up timeout and the saga's wait for an outcome: the bank's defaults.
+const STEP_UP_TIMEOUT_MS: u64 = onlinebank_core::settings::defaults::STEP_UP_TIMEOUT_MS;
+const WAIT_MS: u64 = onlinebank_core::settings::defaults::REQUEST_WAIT_MS;
+/// After the last request is sent: faults stop, every node restarts, the bank must go quiet
+/// within this long.
+const DRAIN_LIMIT_MS: u64 = 120_000;
+
+/// What a run is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub injections: BTreeSet<Injection>,
+    pub trace: bool,
+}
+
+/// What the client was told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Not sent, or the call failed before it was recorded.
+    NotSent,
+    /// The saga died with its process: the client does not know.
+    Lost,
+    Completed,
+    Refused(Reason),
+    /// 202: certified, its outcome not there within the wait.
+    Accepted,
+}
+
+/// The faults and shapes the seed picked.
+#[derive(Debug)]
+pub struct Faults {
+    pub partitions: usize,
+    pub max_batch: usize,
+    /// A node crashes at a step.
+    pub crash: f64,
+    /// A consumer crashes inside its transaction, or between its commit and its position.
+    pub crash_in_step: f64,
+    /// A consumer rereads from its committed position (redelivery without a crash).
+    pub rewind: f64,
+    /// The sweeper's read and its write are this far apart at most.
+    pub sweep_gap_ms: u64,
+}
+
+#[derive(Debug)]
+enum Task {
+    Submit(usize),
+    SteppedUp {
+        op: usize,
+        epoch: u64,
+    },
+    Certify {
+        op: usize,
+        epoch: u64,
+    },
+    Await {
+        op: usize,
+        epoch: u64,
+        deadline: u64,
+    },
+    Consume {
+        node: usize,
+        group: usize,
+    },
+    Relay {
+        node: usize,
+    },
+    Sweep,
+    SweepWrite {
+        ids: Vec<RequestId>,
+        epoch: u64,
+    },
+    Restart {
+        node: usize,
+    },
+    Check,
+}
+
+/// A broken rule.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+pub struct World {
+    pub rng: ChaCha8Rng,
+    pub faults: Faults,
+    pub config: Config,
+    pub nodes: Vec<Node>,
+    pub bus: SimBus,
+    pub ops: Vec<Op>,
+    pub answers: Vec<Answer>,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    tasks: BTreeMap<u64, Task>,
+    next_seq: u64,
+    pub now_ms: u64,
+    wall_base_ms: i64,
+    /// Requests are sent until then; faults stop a second later.
+    load_until_ms: u64,
+    pub trace: Vec<String>,
+    pub steps: u64,
+}
+
+impl World {
+    /// A fresh bank for `seed`, with its workload drawn; the ambient source entered on this
+    /// thread (left when the guard drops).
+    pub fn new(seed: u64, config: Config) -> anyhow::Result<(Self, ambient::Entered)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Midnight in Seoul falls inside some runs, so daily limits roll over.
+        let wall_base_ms = 1_796_000_000_000 + rng.random_range(0..86_400_000);
+        let entered = ambient::enter(Ambient {
+            wall_ms: wall_base_ms,
+            rng: Box::new(ChaCha8Rng::seed_from_u64(rng.next_u64())),
+            injections: config.injections.clone(),
+        });
+        let faults = Faults {
+            partitions: rng.random_range(1..=4),
+            max_batch: rng.random_range(1..=8),
+            crash: rng.random_range(0.0..0.004),
+            crash_in_step: rng.random_range(0.0..0.05),
+            rewind: rng.random_range(0.0..0.02),
+            sweep_gap_ms: rng.random_range(0..=300),
+        };
+        let shape = workload::Shape {
+            ops: rng.random_range(10..=60),
+            span_ms: rng.random_range(2_000..=20_000),
+            wrong_password: rng.random_range(0.0..0.15),
+            slow_step_up: rng.random_range(0.0..0.1),
+            slow_write: rng.random_range(0.0..0.1),
+        };
+        let ops = workload::draw(&mut rng, &shape)?;
+        let mut world = Self {
+            faults,
+            nodes: nodes()?,
+            bus: SimBus::new(&[TOPIC_REQUESTS, TOPIC_ACCOUNTS], 0),
+            answers: vec![Answer::NotSent; ops.len()],
+            load_until_ms: shape.span_ms,
+            ops,
+            rng,
+            config,
+            queue: BinaryHeap::new(),
+            tasks: BTreeMap::new(),
+            next_seq: 0,
+            now_ms: 0,
+            wall_base_ms,
+            trace: Vec::new(),
+            steps: 0,
+        };
+        world.bus = SimBus::new(&[TOPIC_REQUESTS, TOPIC_ACCOUNTS], world.faults.partitions);
+        world.note(format!("faults {:?}", world.faults));
+        world.schedule_start();
+        Ok((world, entered))
+    }
+
+    fn schedule_start(&mut self) {
+        for op in 0..self.ops.len() {
+            self.at(self.ops[op].at_ms, Task::Submit(op));
+        }
+        for node in 0..self.nodes.len() {
+            for group in 0..self.nodes[node].groups.len() {
+                self.at(1, Task::Consume { node, group });
+            }
+            if self.nodes[node].publishes {
+                self.at(1, Task::Relay { node });
+            }
+        }
+        self.at(1_000, Task::Sweep);
+        self.at(self.load_until_ms + 1_000, Task::Check);
+    }
+
+    /// Runs until the bank is quiet after the load, or a rule breaks.
+    pub fn run(&mut self) -> Result<(), Violation> {
+        while let Some(Reverse((at, seq))) = self.queue.pop() {
+            let Some(task) = self.tasks.remove(&seq) else {
+                continue;
+            };
+            self.now_ms = at;
+            self.steps += 1;
+            ambient::set_wall_ms(self.wall_base_ms + i64::try_from(at).unwrap_or(i64::MAX / 2));
+            let quiet = self.step(task).map_err(|error| Violation {
+                invariant: "the simulated bank ran without an internal error",
+                detail: format!("{error:#}"),
+            })?;
+            if quiet {
+                return oracle::after_drain(self);
+            }
+            if self.faulty() {
+                self.maybe_crash();
+            }
+            oracle::after_step(self)?;
+            if at > self.load_until_ms + DRAIN_LIMIT_MS {
+                return Err(Violation {
+                    invariant: "the bank drains: no request pending, no event unapplied",
+                    detail: oracle::unquiet(self).unwrap_or_default(),
+                });
+            }
+        }
+        Err(Violation {
+            invariant: "the simulation's queue never empties",
+            detail: String::new(),
+        })
+    }
+
+    fn faulty(&self) -> bool {
+        self.now_ms <= self.load_until_ms + 1_000
+    }
+
+    fn at(&mut self, at: u64, task: Task) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.tasks.insert(seq, task);
+        self.queue.push(Reverse((at, seq)));
+    }
+
+    fn after(&mut self, delay: u64, task: Task) {
+        self.at(self.now_ms + delay, task);
+    }
+
+    pub fn note(&mut self, line: String) {
+        if self.config.trace {
+            self.trace.push(format!("{:>7} {line}", self.now_ms));
+        }
+    }
+
+    /// Does one task; true when the bank is quiet after the load.
+    fn step(&mut self, task: Task) -> anyhow::Result<bool> {
+        match task {
+            Task::Submit(op) => self.submit(op)?,
+            Task::SteppedUp { op, epoch } => self.stepped_up(op, epoch)?,
+            Task::Certify { op, epoch } => self.certify(op, epoch)?,
+            Task::Await {
+                op,
+                epoch,
+                deadline,
+            } => self.await_outcome(op, epoch, deadline)?,
+            Task::Consume { node, group } => {
+                self.consume(node, group)?;
+                let delay = self.rng.random_range(1..=50);
+                self.after(delay, Task::Consume { node, group });
+            }
+            Task::Relay { node } => {
+                self.relay(node)?;
+                let delay = self.rng.random_range(1..=30);
+                self.after(delay, Task::Relay { node });
+            }
+            Task::Sweep => {
+                self.sweep()?;
+                self.after(1_000, Task::Sweep);
+            }
+            Task::SweepWrite { ids, epoch } => self.sweep_write(ids, epoch)?,
+            Task::Restart { node } => {
+                self.nodes[node].restart();
+                let name = self.nodes[node].name;
+                self.note(format!("{name} restarts"));
+            }
+            Task::Check => {
+                if self.quiet()? {
+                    return Ok(true);
+                }
+                self.after(500, Task::Check);
+            }
+        }
+        Ok(false)
+    }
+
+    fn maybe_crash(&mut self) {
+        if self.rng.random_bool(self.faults.crash) {
+            let node = self.rng.random_range(0..self.nodes.len());
+            self.crash(node);
+        }
+    }
+
+    fn crash(&mut self, node: usize) {
+        if !self.nodes[node].up {
+            return;
+        }
+        self.nodes[node].crash();
+        let downtime = self.rng.random_range(100..=3_000);
+        let name = self.nodes[node].name;
+        self.note(format!("{name} crashes, down {downtime} ms"));
+        self.after(downtime, Task::Restart { node });
+    }
+
+    /// The client sends op: request records it PENDING (the real insert), then asks auth.
+    fn submit(&mut self, op: usize) -> anyhow::Result<()> {
+        let request = self.ops[op].request.clone();
+        let line = format!(
+            "op {op} {} {} {} by {}",
+            request.kind.as_str(),
+            request.account_no,
+            request.amount.won(),
+            request.customer_id
+        );
+        self.note(line);
+        if !self.nodes[REQUEST].up {
+            self.note(format!("op {op} refused: request is down"));
+            return Ok(());
+        }
+        let row = RequestRow {
+            id: request.request_id,
+            customer_id: request.customer_id.clone(),
+            kind: request.kind,
+            account_no: request.account_no.clone(),
+            to_account_no: request.to_account_no.clone(),
+            amount: request.amount,
+            status: RequestStatus::Pending,
+            balance: None,
+            version: None,
+            created_at: ambient::wall_ms(),
+            completed_at: None,
+        };
+        transaction(&mut self.nodes[REQUEST].conn, |conn| {
+            Ok(now(request::insert_pending(conn, &row))??)
+        })?;
+        let epoch = self.nodes[REQUEST].epoch;
+        let step_up = self.ops[op].step_up_ms.min(STEP_UP_TIMEOUT_MS);
+        self.after(step_up, Task::SteppedUp { op, epoch });
+        Ok(())
+    }
+
+    /// Whether the saga started in `epoch` of request is still alive; if not, its client lost
+    /// the answer.
+    fn alive(&mut self, op: usize, epoch: u64) -> bool {
+        let node = &self.nodes[REQUEST];
+        let alive = node.up && node.epoch == epoch;
+        if !alive {
+            self.answer(op, Answer::Lost);
+        }
+        alive
+    }
+
+    fn answer(&mut self, op: usize, answer: Answer) {
+        self.note(format!("op {op} answered {answer:?}"));
+        self.answers[op] = answer;
+    }
+
+    /// auth answered (or the step-up timed out): refuse, give up or certify, as the saga does.
+    fn stepped_up(&mut self, op: usize, epoch: u64) -> anyhow::Result<()> {
+        if !self.alive(op, epoch) {
+            return Ok(());
+        }
+        let spec = self.ops[op].clone();
+        let request = spec.request.clone();
+        if spec.step_up_ms >= STEP_UP_TIMEOUT_MS {
+            let id = request.request_id;
+            transaction(&mut self.nodes[REQUEST].conn, |conn| {
+                Ok(now(request::cancel(
+                    conn,
+                    id,
+                    Reason::ServiceBusy,
+                    request::Compensation::Uncertified,
+                ))??)
+            })?;
+            self.answer(op, Answer::Refused(Reason::ServiceBusy));
+        } else if spec.wrong_password {
+            let cancelled = AuthCancelled {
+                request_id: request.request_id,
+                customer_id: request.customer_id,
+                kind: request.kind,
+                account_no: request.account_no,
+                amount: request.amount,
+                reason: Reason::StepUpFailed,
+            };
+            transaction(&mut self.nodes[REQUEST].conn, |conn| {
+                now(request::refuse_on(conn, cancelled))?
+            })?;
+            self.answer(op, Answer::Refused(Reason::StepUpFailed));
+        } else {
+            self.after(spec.write_delay_ms, Task::Certify { op, epoch });
+        }
+        Ok(())
+    }
+
+    /// The certify write (the real one); then the saga waits for the outcome.
+    fn certify(&mut self, op: usize, epoch: u64) -> anyhow::Result<()> {
+        if !self.alive(op, epoch) {
+            return Ok(());
+        }
+        let certified = Outgoing {
+            event: Event::AuthCertified(self.ops[op].request.clone()),
+            call: None,
+        };
+        let authorized = transaction(&mut self.nodes[REQUEST].conn, |conn| {
+            now(request::certify_on(conn, certified))?
+        })?;
+        self.note(format!("op {op} certified: {authorized}"));
+        let deadline = self.now_ms + WAIT_MS;
+        self.await_outcome(op, epoch, deadline)
+    }
+
+    /// Reads the request's standing (the real read): answers it, or waits 100 ms more.
+    fn await_outcome(&mut self, op: usize, epoch: u64, deadline: u64) -> anyhow::Result<()> {
+        if !self.alive(op, epoch) {
+            return Ok(());
+        }
+        let id = self.ops[op].request.request_id;
+        let standing = now(request::standing_on(&mut self.nodes[REQUEST].conn, id))??;
+        match standing {
+            Standing::Live(row) if row.status == RequestStatus::Completed => {
+                self.answer(op, Answer::Completed)
+            }
+            Standing::Cancelled(refusal) => self.answer(op, Answer::Refused(refusal.reason)),
+            _ if self.now_ms >= deadline => self.answer(op, Answer::Accepted),
+            _ => self.after(
+                100,
+                Task::Await {
+                    op,
+                    epoch,
+                    deadline,
+                },
+            ),
+        }
+        Ok(())
+    }
+
+    /// The sweeper's read: PENDING requests older than the step-up could take. Its write comes
+    /// in a separate step, as in the bank (a read, then a write queued behind others).
+    fn sweep(&mut self) -> anyhow::Result<()> {
+        if !self.nodes[REQUEST].up {
+            return Ok(());
+        }
+        let grace = request::sweep_grace(Duration::from_millis(STEP_UP_TIMEOUT_MS));
+        let cutoff = ambient::wall_ms() - grace;
+        let ids = now(request::stale_pending_on(
+            &mut self.nodes[REQUEST].conn,
+            cutoff,
+        ))??;
+        if !ids.is_empty() {
+            let epoch = self.nodes[REQUEST].epoch;
+            let gap = self.rng.random_range(0..=self.faults.sweep_gap_ms);
+            self.after(gap, Task::SweepWrite { ids, epoch });
+        }
+        Ok(())
+    }
+
+    fn sweep_write(&mut self, ids: Vec<RequestId>, epoch: u64) -> anyhow::Result<()> {
+        let node = &self.nodes[REQUEST];
+        if !node.up || node.epoch != epoch {
+            return Ok(());
+        }
+        let swept = transaction(&mut self.nodes[REQUEST].conn, |conn| {
+            let mut swept = 0;
+            for id in &ids {
+                swept += usize::from(now(request::interrupt_on(conn, *id))??);
+            }
+            Ok(swept)
+        })?;
+        self.note(format!("sweeper compensated {swept} of {}", ids.len()));
+        Ok(())
+    }
+
+    /// One batch of one consumer group: the real inbox and handler in one transaction, the
+    /// position committed after it (or before it, with the injection); crashes drawn inside.
+    fn consume(&mut self, node: usize, group: usize) -> anyhow::Result<()> {
+        if !self.nodes[node].up {
+            return Ok(());
+        }
+        if self.faulty() && self.rng.random_bool(self.faults.rewind) {
+            self.nodes[node].groups[group].fetched.clear();
+            let name = self.nodes[node].groups[group].name;
+            self.note(format!("{name} rereads from its committed positions"));
+        }
+        let Some((partition, from, batch)) = self.next_batch(node, group) else {
+            return Ok(());
+        };
+        let next = from + batch.len();
+        let name = self.nodes[node].groups[group].name;
+        let early = ambient::armed(Injection::PositionBeforeEffect);
+        if early {
+            self.bus.commit(name, &partition, next);
+        }
+        let decoded: Vec<_> = batch
+            .iter()
+            .filter_map(Delivery::decode)
+            .filter(|envelope| {
+                self.nodes[node].groups[group]
+                    .consumer
+                    .wants(&envelope.event)
+            })
+            .collect();
+        let count = decoded.len();
+        let crash = self.faulty() && self.rng.random_bool(self.faults.crash_in_step);
+        let Node { conn, groups, .. } = &mut self.nodes[node];
+        let consumer = &groups[group].consumer;
+        if !decoded.is_empty() {
+            if crash && self.rng.random_bool(0.5) {
+                crashed_transaction(conn, |conn| consumer.apply(conn, decoded))?;
+                self.note(format!("{name} crashes applying {count} events"));
+                self.crash(node);
+                return Ok(());
+            }
+            if let Err(error) = transaction(conn, |conn| consumer.apply(conn, decoded)) {
+                self.note(format!("{name} failed a batch: {error:#}"));
+                self.nodes[node].groups[group].fetched.clear();
+                return Ok(());
+            }
+        }
+        self.nodes[node].groups[group]
+            .fetched
+            .insert(partition.clone(), next);
+        if crash {
+            self.note(format!("{name} crashes before committing its position"));
+            self.crash(node);
+            return Ok(());
+        }
+        self.note(format!(
+            "{name} applied {count} of {} from {}/{} at {from}",
+            batch.len(),
+            partition.topic,
+            partition.index
+        ));
+        self.bus.commit(name, &partition, next);
+        Ok(())
+    }
+
+    /// A partition with records the group has not read (drawn among them) and up to
+    /// `max_batch` of them.
+    fn next_batch(
+        &mut self,
+        node: usize,
+        group: usize,
+    ) -> Option<(Partition, usize, Vec<Delivery>)> {
+        let topics = self.nodes[node].groups[group].topics;
+        let name = self.nodes[node].groups[group].name;
+        let unread: Vec<(Partition, usize)> = self
+            .bus
+            .partitions_of(topics)
+            .into_iter()
+            .filter_map(|partition| {
+                let fetched = self.nodes[node].groups[group].fetched.get(&partition);
+                let from = fetched
+                    .copied()
+                    .unwrap_or(self.bus.committed(name, &partition));
+                (from < self.bus.len(&partition)).then_some((partition, from))
+            })
+            .collect();
+        if unread.is_empty() {
+            return None;
+        }
+        let (partition, from) = unread[self.rng.random_range(0..unread.len())].clone();
+        let count = self.rng.random_range(1..=self.faults.max_batch);
+        let batch = self.bus.read(&partition, from, count);
+        Some((partition, from, batch))
+    }
+
+    /// Ships committed outbox rows past the watermark to the bus, then deletes them; a crash
+    /// between the two ships them again later (the bus then holds them twice).
+    fn relay(&mut self, node: usize) -> anyhow::Result<()> {
+        if !self.nodes[node].up {
+            return Ok(());
+        }
+        let after = self.nodes[node].shipped_to;
+        let rows: Vec<(i64, String, String, String, String)> =
+            now(self.nodes[node].conn.fetch_all(
+                "SELECT seq, id, topic, key, body FROM outbox WHERE seq > $1 ORDER BY seq LIMIT 64",
+                onlinebank_core::args![after],
+            ))??;
+        let Some(last) = rows.last().map(|row| row.0) else {
+            return Ok(());
+        };
+        let shipped = rows.len();
+        for (_, id, topic, key, body) in rows {
+            self.bus.publish(Record {
+                id,
+                topic,
+                key,
+                body,
+            })?;
+        }
+        self.nodes[node].shipped_to = last;
+        let name = self.nodes[node].name;
+        if self.faulty() && self.rng.random_bool(self.faults.crash_in_step) {
+            self.note(format!(
+                "{name} relay shipped {shipped} and crashed before deleting"
+            ));
+            self.crash(node);
+            return Ok(());
+        }
+        transaction(&mut self.nodes[node].conn, |conn| {
+            now(conn.execute(
+                "DELETE FROM outbox WHERE seq <= $1",
+                onlinebank_core::args![last],
+            ))??;
+            Ok(())
+        })?;
+        self.note(format!("{name} relay shipped {shipped}"));
+        Ok(())
+    }
+
+    /// After the load: every node up, and nothing left to do (no saga in flight, no outbox
+    /// row, every group at the end of its partitions, no request unfinished).
+    fn quiet(&mut self) -> anyhow::Result<bool> {
+        if self.faulty() {
+            return Ok(false);
+        }
+        for node in 0..self.nodes.len() {
+            if !self.nodes[node].up {
+                self.nodes[node].restart();
+            }
+        }
+        Ok(oracle::unquiet(self).is_none())
+    }
+
+    /// Whether a saga task is still queued.
+    pub fn sagas_in_flight(&self) -> bool {
+        self.tasks.values().any(|task| {
+            matches!(
+                task,
+                Task::Submit(_)
+                    | Task::SteppedUp { .. }
+                    | Task::Certify { .. }
+                    | Task::Await { .. }
+                    | Task::SweepWrite { .. }
+            )
+        })
+    }
+}
+
+/// The roles with the real migrations and consumers: request (outcomes), account (requests and
+/// transfer debits), history and mypage.
+fn nodes() -> anyhow::Result<Vec<Node>> {
+    let mut request = Node::new("request", &onlinebank_request::migrations(), true)?;
+    let (group, topics, outcomes) = onlinebank_request::sim::projection();
+    request.consume(group, topics, outcomes);
+    let mut account = Node::new("account", &onlinebank_account::migrations(), true)?;
+    let rules = onlinebank_account::domain::Rules {
+        max_amount: onlinebank_core::settings::defaults::MAX_AMOUNT,
+        daily_limit: onlinebank_core::money::Won::try_from(
+            onlinebank_core::settings::defaults::DAILY_LIMIT,
+        )?,
+    };
+    for (group, topics, handler) in
+        onlinebank_account::projections(rules, onlinebank_core::time::BankTimeZone::default())
+    {
+        account.consume(group, topics, handler);
+    }
+    let mut history = Node::new("history", &onlinebank_history::migrations(), false)?;
+    let (group, topics, ledger) = onlinebank_history::projection();
+    history.consume(group, topics, ledger);
+    let mut mypage = Node::new("mypage", &onlinebank_mypage::migrations(), false)?;
+    let (group, topics, read_model) = onlinebank_mypage::projection();
+    mypage.consume(group, topics, read_model);
+    Ok(vec![request, account, history, mypage])
+}
