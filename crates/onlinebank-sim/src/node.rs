@@ -6,6 +6,7 @@ use crate::bus::Partition;
 use onlinebank_bus::handler::{apply_batch, EventHandler};
 use onlinebank_core::db::{Conn, Migrations};
 use onlinebank_core::event::{Envelope, Event};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
 
@@ -67,18 +68,22 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node on a fresh in-memory database with `migrations` and the bus's tables.
+    /// A node on a fresh in-memory database with `migrations` and the bus's tables: a copy of
+    /// the role's database as migrated once on this thread.
     pub fn new(
         name: &'static str,
         migrations: &Migrations,
         publishes: bool,
     ) -> anyhow::Result<Self> {
-        let mut conn = Conn::sqlite_memory()?;
-        let known = onlinebank_bus::schema::with_bus(migrations)?;
-        let known = known.for_engine(onlinebank_core::db::Engine::Sqlite);
-        transaction(&mut conn, |conn| {
-            now(onlinebank_core::db::migrate::run(conn, name, known))??;
-            Ok(())
+        let conn = TEMPLATES.with(|templates| {
+            let mut templates = templates.borrow_mut();
+            if !templates.contains_key(name) {
+                templates.insert(name, migrated(name, migrations)?);
+            }
+            match templates.get(name) {
+                Some(template) => Ok(template.sqlite_memory_copy()?),
+                None => Err(anyhow::anyhow!("no template for {name}")),
+            }
         })?;
         Ok(Self {
             name,
@@ -124,6 +129,23 @@ impl Node {
     pub fn restart(&mut self) {
         self.up = true;
     }
+}
+
+thread_local! {
+    /// Each role's database as migrated, once per thread.
+    static TEMPLATES: RefCell<BTreeMap<&'static str, Conn>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// A new in-memory database with the role's migrations and the bus's tables.
+fn migrated(name: &'static str, migrations: &Migrations) -> anyhow::Result<Conn> {
+    let mut conn = Conn::sqlite_memory()?;
+    let known = onlinebank_bus::schema::with_bus(migrations)?;
+    let known = known.for_engine(onlinebank_core::db::Engine::Sqlite);
+    transaction(&mut conn, |conn| {
+        now(onlinebank_core::db::migrate::run(conn, name, known))??;
+        Ok(())
+    })?;
+    Ok(conn)
 }
 
 /// Runs `job` in one transaction: committed if it returns Ok, rolled back otherwise.

@@ -441,6 +441,25 @@ impl Conn {
         Ok(Self::sqlite(Box::new(conn)))
     }
 
+    /// A new in-memory SQLite database holding a copy of this one (SQLite's online backup API):
+    /// the simulator migrates a role's database once and copies it for every run. Fails on
+    /// PostgreSQL.
+    pub fn sqlite_memory_copy(&self) -> Result<Self, Error> {
+        let Inner::Sqlite(source) = &self.inner else {
+            return Err(Error::Decode("only a SQLite database can be copied".into()));
+        };
+        let mut copy = Self::sqlite_memory()?;
+        let Inner::Sqlite(Lite::Owned(target)) = &mut copy.inner else {
+            return Err(Error::Closed);
+        };
+        rusqlite::backup::Backup::new(source.conn(), target)?.run_to_completion(
+            i32::MAX,
+            std::time::Duration::ZERO,
+            None,
+        )?;
+        Ok(copy)
+    }
+
     pub(crate) fn sqlite_reader(guard: tokio::sync::OwnedMutexGuard<rusqlite::Connection>) -> Self {
         Self {
             inner: Inner::Sqlite(Lite::Reader(guard)),
