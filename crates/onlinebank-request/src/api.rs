@@ -220,7 +220,7 @@ fn answer(outcome: Result<Outcome, ApiError>, request_id: RequestId) -> Response
 
 /// Claims the key (if any) and inserts the request PENDING, in the caller's transaction.
 /// Nothing is written unless the key is new.
-async fn record(
+pub async fn record(
     conn: &mut onlinebank_core::db::Conn,
     row: &store::RequestRow,
     key: Option<&str>,

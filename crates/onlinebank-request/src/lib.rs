@@ -24,12 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The parts of the request role the deterministic simulator (`onlinebank-sim`) runs as they are:
-/// the saga's writes, the outcome consumer and the sweeper's read and write, on a connection.
+/// the record (key and request), the saga's writes, the outcome consumer and the sweeper's read
+/// and write, on a connection.
 pub mod sim {
+    pub use crate::api::record;
     pub use crate::outcomes::{interrupt_on, projection, sweep_grace};
     pub use crate::saga::{certify_on, refuse_on};
     pub use crate::store::{
-        cancel, insert_pending, stale_pending_on, standing_on, Compensation, RequestRow,
+        cancel, insert_pending, stale_pending_on, standing_on, Compensation, KeyClaim, RequestRow,
         RequestStatus, Standing,
     };
 }

@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod node;
 pub mod oracle;
+pub mod saga;
 pub mod workload;
 pub mod world;
 

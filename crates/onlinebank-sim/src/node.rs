@@ -126,6 +126,14 @@ impl Node {
         self.shipped_to = 0;
     }
 
+    /// Runs `job` in one transaction on the node's database (see [`transaction`]).
+    pub fn write<T>(
+        &mut self,
+        job: impl FnOnce(&mut Conn) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        transaction(&mut self.conn, job)
+    }
+
     pub fn restart(&mut self) {
         self.up = true;
     }

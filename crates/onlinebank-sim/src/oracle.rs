@@ -2,9 +2,11 @@
 //! bank drained all of them.
 
 use crate::node::now;
-use crate::world::{Answer, Violation, World, ACCOUNT, HISTORY, MYPAGE, REQUEST};
+use crate::saga::Answer;
+use crate::world::{Violation, World, ACCOUNT, HISTORY, MYPAGE, REQUEST};
 use onlinebank_core::db::{Conn, FromRow};
 use onlinebank_core::event::WriteKind;
+use onlinebank_core::ids::RequestId;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn rows<T: FromRow>(conn: &mut Conn, sql: &str) -> Result<Vec<T>, Violation> {
@@ -198,6 +200,23 @@ pub fn after_drain(world: &mut World) -> Result<(), Violation> {
     requests_applied_once(world, &accounts)
 }
 
+/// What request holds: the completed requests, and the compensated ones with their reason.
+struct Requests {
+    completed: BTreeSet<String>,
+    cancelled: BTreeMap<String, String>,
+}
+
+fn requests(world: &mut World) -> Result<Requests, Violation> {
+    let conn = &mut world.nodes[REQUEST].conn;
+    let completed: Vec<(String,)> =
+        rows(conn, "SELECT id FROM requests WHERE status = 'COMPLETED'")?;
+    let cancelled: Vec<(String, String)> = rows(conn, "SELECT id, reason FROM cancelled_requests")?;
+    Ok(Requests {
+        completed: completed.into_iter().map(|(id,)| id).collect(),
+        cancelled: cancelled.into_iter().collect(),
+    })
+}
+
 fn requests_applied_once(
     world: &mut World,
     accounts: &BTreeMap<String, Held>,
@@ -210,38 +229,29 @@ fn requests_applied_once(
     for (request_id, kind) in entries {
         applied.entry(request_id).or_default().push(kind);
     }
-    let completed: Vec<(String,)> = rows(
-        &mut world.nodes[REQUEST].conn,
-        "SELECT id FROM requests WHERE status = 'COMPLETED'",
-    )?;
-    let completed: BTreeSet<String> = completed.into_iter().map(|(id,)| id).collect();
-    let cancelled: Vec<(String, String)> = rows(
-        &mut world.nodes[REQUEST].conn,
-        "SELECT id, reason FROM cancelled_requests",
-    )?;
-    let cancelled: BTreeMap<String, String> = cancelled.into_iter().collect();
+    let requests = requests(world)?;
     let mut external = 0i64;
-    for (op, spec) in world.ops.iter().enumerate() {
-        let request = &spec.request;
-        let id = request.request_id.to_string();
-        let done = completed.contains(&id);
+    for attempt in world.attempts.iter().filter(|attempt| attempt.recorded) {
+        let request = &world.ops[attempt.op].request;
+        let id = attempt.request_id.to_string();
+        let done = requests.completed.contains(&id);
         let mut kinds: Vec<String> = applied.remove(&id).unwrap_or_default();
         kinds.sort_unstable();
-        let expected = entries_of(request.kind, done);
+        let expected: Vec<&str> = entries_of(request.kind, done).into_iter().collect();
         let reversed = request.kind == WriteKind::Transfer
-            && cancelled.contains_key(&id)
+            && requests.cancelled.contains_key(&id)
             && kinds == ["transfer_out", "transfer_reversed"];
-        let exactly: Vec<&str> = expected.iter().copied().collect();
-        if kinds != exactly && !reversed {
+        if kinds != expected && !reversed {
             let standing = if done {
                 "completed".to_owned()
             } else {
-                format!("cancelled: {:?}", cancelled.get(&id))
+                format!("cancelled: {:?}", requests.cancelled.get(&id))
             };
             return Err(broken(
                 "every completed request applied exactly once, every compensated one never",
                 format!(
-                    "op {op} {} {id} ({standing}): ledger entries {kinds:?}",
+                    "op {} {} {id} ({standing}): ledger entries {kinds:?}",
+                    attempt.op,
                     request.kind.as_str()
                 ),
             ));
@@ -252,21 +262,6 @@ fn requests_applied_once(
                 WriteKind::Withdraw => -request.amount.won(),
                 WriteKind::Close | WriteKind::Transfer => 0,
             };
-        }
-        let told = &world.answers[op];
-        let truthful = match told {
-            Answer::Completed => done,
-            Answer::Refused(_) => cancelled.contains_key(&id),
-            Answer::NotSent | Answer::Lost | Answer::Accepted => true,
-        };
-        if !truthful {
-            return Err(broken(
-                "every answer a client got is what happened",
-                format!(
-                    "op {op} {id}: told {told:?}, completed {done}, cancelled {:?}",
-                    cancelled.get(&id)
-                ),
-            ));
         }
     }
     if let Some((id, kinds)) = applied.into_iter().next() {
@@ -281,6 +276,55 @@ fn requests_applied_once(
             "money is conserved: balances == opening amounts + deposits - withdrawals of completed requests",
             format!("balances {total}, completed requests {external}"),
         ));
+    }
+    answers_are_true(world, &requests)
+}
+
+/// Every answer a client got is what happened; a key's requests complete once at most; every
+/// answer about one request says the same.
+fn answers_are_true(world: &World, requests: &Requests) -> Result<(), Violation> {
+    let mut first: BTreeMap<RequestId, &Answer> = BTreeMap::new();
+    for (n, attempt) in world.attempts.iter().enumerate() {
+        let told = &attempt.answer;
+        let truthful = match told {
+            Answer::Completed(id) => requests.completed.contains(&id.to_string()),
+            Answer::Refused(id, reason) => {
+                requests.cancelled.get(&id.to_string()).map(String::as_str) == Some(reason.code())
+            }
+            Answer::NotSent | Answer::Lost | Answer::Accepted(_) | Answer::InFlight(_) => true,
+        };
+        if !truthful {
+            return Err(broken(
+                "every answer a client got is what happened",
+                format!("op {} send {n}: told {told:?}", attempt.op),
+            ));
+        }
+        if let Answer::Completed(id) | Answer::Refused(id, _) = told {
+            let earlier = *first.entry(*id).or_insert(told);
+            if earlier != told {
+                return Err(broken(
+                    "a replayed key returns the first answer",
+                    format!(
+                        "op {} send {n}: told {told:?}, earlier {earlier:?}",
+                        attempt.op
+                    ),
+                ));
+            }
+        }
+    }
+    for op in 0..world.ops.len() {
+        let completed = world
+            .attempts
+            .iter()
+            .filter(|attempt| attempt.op == op && attempt.recorded)
+            .filter(|attempt| requests.completed.contains(&attempt.request_id.to_string()))
+            .count();
+        if completed > 1 {
+            return Err(broken(
+                "one Idempotency-Key, one completed request",
+                format!("op {op}: {completed} of its requests completed"),
+            ));
+        }
     }
     Ok(())
 }

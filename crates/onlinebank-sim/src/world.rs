@@ -5,28 +5,22 @@
 use crate::bus::{Partition, SimBus};
 use crate::node::{crashed_transaction, now, transaction, Node};
 use crate::oracle;
+use crate::saga::Attempt;
 use crate::workload::{self, Op};
-use onlinebank_bus::outbox::Outgoing;
 use onlinebank_bus::{Delivery, Record};
 use onlinebank_core::ambient::{self, Ambient, Injection};
-use onlinebank_core::event::{AuthCancelled, Event, TOPIC_ACCOUNTS, TOPIC_REQUESTS};
+use onlinebank_core::event::{TOPIC_ACCOUNTS, TOPIC_REQUESTS};
 use onlinebank_core::ids::RequestId;
-use onlinebank_core::Reason;
-use onlinebank_request::sim::{self as request, RequestRow, RequestStatus, Standing};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::time::Duration;
 
 pub const REQUEST: usize = 0;
 pub const ACCOUNT: usize = 1;
 pub const HISTORY: usize = 2;
 pub const MYPAGE: usize = 3;
 
-/// The step-up timeout and the saga's wait for an outcome: the bank's defaults.
-const STEP_UP_TIMEOUT_MS: u64 = onlinebank_core::settings::defaults::STEP_UP_TIMEOUT_MS;
-const WAIT_MS: u64 = onlinebank_core::settings::defaults::REQUEST_WAIT_MS;
 /// After the last request is sent: faults stop, every node restarts, the bank must go quiet
 /// within this long.
 const DRAIN_LIMIT_MS: u64 = 120_000;
@@ -36,19 +30,6 @@ const DRAIN_LIMIT_MS: u64 = 120_000;
 pub struct Config {
     pub injections: BTreeSet<Injection>,
     pub trace: bool,
-}
-
-/// What the client was told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// Not sent, or the call failed before it was recorded.
-    NotSent,
-    /// The saga died with its process: the client does not know.
-    Lost,
-    Completed,
-    Refused(Reason),
-    /// 202: certified, its outcome not there within the wait.
-    Accepted,
 }
 
 /// The faults and shapes the seed picked.
@@ -64,21 +45,26 @@ pub struct Faults {
     pub rewind: f64,
     /// The sweeper's read and its write are this far apart at most.
     pub sweep_gap_ms: u64,
+    /// An answer is lost on its way to the client.
+    pub lost_answer: f64,
+    /// A client that does not know what happened (or was told to try again) sends again.
+    pub retry: f64,
 }
 
 #[derive(Debug)]
-enum Task {
+pub(crate) enum Task {
+    /// A client sends op (again).
     Submit(usize),
     SteppedUp {
-        op: usize,
+        attempt: usize,
         epoch: u64,
     },
     Certify {
-        op: usize,
+        attempt: usize,
         epoch: u64,
     },
     Await {
-        op: usize,
+        attempt: usize,
         epoch: u64,
         deadline: u64,
     },
@@ -114,7 +100,8 @@ pub struct World {
     pub nodes: Vec<Node>,
     pub bus: SimBus,
     pub ops: Vec<Op>,
-    pub answers: Vec<Answer>,
+    /// Every sending of every op, in order.
+    pub attempts: Vec<Attempt>,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     tasks: BTreeMap<u64, Task>,
     next_seq: u64,
@@ -147,6 +134,8 @@ impl World {
             crash_in_step: rng.random_range(0.0..0.05),
             rewind: rng.random_range(0.0..0.02),
             sweep_gap_ms: rng.random_range(0..=300),
+            lost_answer: rng.random_range(0.0..0.1),
+            retry: rng.random_range(0.3..1.0),
         };
         let shape = workload::Shape {
             ops: rng.random_range(10..=60),
@@ -160,7 +149,7 @@ impl World {
             faults,
             nodes: nodes()?,
             bus: SimBus::new(&[TOPIC_REQUESTS, TOPIC_ACCOUNTS], 0),
-            answers: vec![Answer::NotSent; ops.len()],
+            attempts: Vec::new(),
             load_until_ms: shape.span_ms,
             ops,
             rng,
@@ -231,7 +220,7 @@ impl World {
         })
     }
 
-    fn faulty(&self) -> bool {
+    pub(crate) fn faulty(&self) -> bool {
         self.now_ms <= self.load_until_ms + 1_000
     }
 
@@ -242,7 +231,7 @@ impl World {
         self.queue.push(Reverse((at, seq)));
     }
 
-    fn after(&mut self, delay: u64, task: Task) {
+    pub(crate) fn after(&mut self, delay: u64, task: Task) {
         self.at(self.now_ms + delay, task);
     }
 
@@ -256,13 +245,13 @@ impl World {
     fn step(&mut self, task: Task) -> anyhow::Result<bool> {
         match task {
             Task::Submit(op) => self.submit(op)?,
-            Task::SteppedUp { op, epoch } => self.stepped_up(op, epoch)?,
-            Task::Certify { op, epoch } => self.certify(op, epoch)?,
+            Task::SteppedUp { attempt, epoch } => self.stepped_up(attempt, epoch)?,
+            Task::Certify { attempt, epoch } => self.certify(attempt, epoch)?,
             Task::Await {
-                op,
+                attempt,
                 epoch,
                 deadline,
-            } => self.await_outcome(op, epoch, deadline)?,
+            } => self.await_outcome(attempt, epoch, deadline)?,
             Task::Consume { node, group } => {
                 self.consume(node, group)?;
                 let delay = self.rng.random_range(1..=50);
@@ -309,174 +298,6 @@ impl World {
         let name = self.nodes[node].name;
         self.note(format!("{name} crashes, down {downtime} ms"));
         self.after(downtime, Task::Restart { node });
-    }
-
-    /// The client sends op: request records it PENDING (the real insert), then asks auth.
-    fn submit(&mut self, op: usize) -> anyhow::Result<()> {
-        let request = self.ops[op].request.clone();
-        let line = format!(
-            "op {op} {} {} {} by {}",
-            request.kind.as_str(),
-            request.account_no,
-            request.amount.won(),
-            request.customer_id
-        );
-        self.note(line);
-        if !self.nodes[REQUEST].up {
-            self.note(format!("op {op} refused: request is down"));
-            return Ok(());
-        }
-        let row = RequestRow {
-            id: request.request_id,
-            customer_id: request.customer_id.clone(),
-            kind: request.kind,
-            account_no: request.account_no.clone(),
-            to_account_no: request.to_account_no.clone(),
-            amount: request.amount,
-            status: RequestStatus::Pending,
-            balance: None,
-            version: None,
-            created_at: ambient::wall_ms(),
-            completed_at: None,
-        };
-        transaction(&mut self.nodes[REQUEST].conn, |conn| {
-            Ok(now(request::insert_pending(conn, &row))??)
-        })?;
-        let epoch = self.nodes[REQUEST].epoch;
-        let step_up = self.ops[op].step_up_ms.min(STEP_UP_TIMEOUT_MS);
-        self.after(step_up, Task::SteppedUp { op, epoch });
-        Ok(())
-    }
-
-    /// Whether the saga started in `epoch` of request is still alive; if not, its client lost
-    /// the answer.
-    fn alive(&mut self, op: usize, epoch: u64) -> bool {
-        let node = &self.nodes[REQUEST];
-        let alive = node.up && node.epoch == epoch;
-        if !alive {
-            self.answer(op, Answer::Lost);
-        }
-        alive
-    }
-
-    fn answer(&mut self, op: usize, answer: Answer) {
-        self.note(format!("op {op} answered {answer:?}"));
-        self.answers[op] = answer;
-    }
-
-    /// auth answered (or the step-up timed out): refuse, give up or certify, as the saga does.
-    fn stepped_up(&mut self, op: usize, epoch: u64) -> anyhow::Result<()> {
-        if !self.alive(op, epoch) {
-            return Ok(());
-        }
-        let spec = self.ops[op].clone();
-        let request = spec.request.clone();
-        if spec.step_up_ms >= STEP_UP_TIMEOUT_MS {
-            let id = request.request_id;
-            transaction(&mut self.nodes[REQUEST].conn, |conn| {
-                Ok(now(request::cancel(
-                    conn,
-                    id,
-                    Reason::ServiceBusy,
-                    request::Compensation::Uncertified,
-                ))??)
-            })?;
-            self.answer(op, Answer::Refused(Reason::ServiceBusy));
-        } else if spec.wrong_password {
-            let cancelled = AuthCancelled {
-                request_id: request.request_id,
-                customer_id: request.customer_id,
-                kind: request.kind,
-                account_no: request.account_no,
-                amount: request.amount,
-                reason: Reason::StepUpFailed,
-            };
-            transaction(&mut self.nodes[REQUEST].conn, |conn| {
-                now(request::refuse_on(conn, cancelled))?
-            })?;
-            self.answer(op, Answer::Refused(Reason::StepUpFailed));
-        } else {
-            self.after(spec.write_delay_ms, Task::Certify { op, epoch });
-        }
-        Ok(())
-    }
-
-    /// The certify write (the real one); then the saga waits for the outcome.
-    fn certify(&mut self, op: usize, epoch: u64) -> anyhow::Result<()> {
-        if !self.alive(op, epoch) {
-            return Ok(());
-        }
-        let certified = Outgoing {
-            event: Event::AuthCertified(self.ops[op].request.clone()),
-            call: None,
-        };
-        let authorized = transaction(&mut self.nodes[REQUEST].conn, |conn| {
-            now(request::certify_on(conn, certified))?
-        })?;
-        self.note(format!("op {op} certified: {authorized}"));
-        let deadline = self.now_ms + WAIT_MS;
-        self.await_outcome(op, epoch, deadline)
-    }
-
-    /// Reads the request's standing (the real read): answers it, or waits 100 ms more.
-    fn await_outcome(&mut self, op: usize, epoch: u64, deadline: u64) -> anyhow::Result<()> {
-        if !self.alive(op, epoch) {
-            return Ok(());
-        }
-        let id = self.ops[op].request.request_id;
-        let standing = now(request::standing_on(&mut self.nodes[REQUEST].conn, id))??;
-        match standing {
-            Standing::Live(row) if row.status == RequestStatus::Completed => {
-                self.answer(op, Answer::Completed)
-            }
-            Standing::Cancelled(refusal) => self.answer(op, Answer::Refused(refusal.reason)),
-            _ if self.now_ms >= deadline => self.answer(op, Answer::Accepted),
-            _ => self.after(
-                100,
-                Task::Await {
-                    op,
-                    epoch,
-                    deadline,
-                },
-            ),
-        }
-        Ok(())
-    }
-
-    /// The sweeper's read: PENDING requests older than the step-up could take. Its write comes
-    /// in a separate step, as in the bank (a read, then a write queued behind others).
-    fn sweep(&mut self) -> anyhow::Result<()> {
-        if !self.nodes[REQUEST].up {
-            return Ok(());
-        }
-        let grace = request::sweep_grace(Duration::from_millis(STEP_UP_TIMEOUT_MS));
-        let cutoff = ambient::wall_ms() - grace;
-        let ids = now(request::stale_pending_on(
-            &mut self.nodes[REQUEST].conn,
-            cutoff,
-        ))??;
-        if !ids.is_empty() {
-            let epoch = self.nodes[REQUEST].epoch;
-            let gap = self.rng.random_range(0..=self.faults.sweep_gap_ms);
-            self.after(gap, Task::SweepWrite { ids, epoch });
-        }
-        Ok(())
-    }
-
-    fn sweep_write(&mut self, ids: Vec<RequestId>, epoch: u64) -> anyhow::Result<()> {
-        let node = &self.nodes[REQUEST];
-        if !node.up || node.epoch != epoch {
-            return Ok(());
-        }
-        let swept = transaction(&mut self.nodes[REQUEST].conn, |conn| {
-            let mut swept = 0;
-            for id in &ids {
-                swept += usize::from(now(request::interrupt_on(conn, *id))??);
-            }
-            Ok(swept)
-        })?;
-        self.note(format!("sweeper compensated {swept} of {}", ids.len()));
-        Ok(())
     }
 
     /// One batch of one consumer group: the real inbox and handler in one transaction, the
