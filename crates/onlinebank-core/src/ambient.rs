@@ -26,14 +26,22 @@ pub enum Injection {
     /// A consumer group commits its position before the transaction that applies the events
     /// (the simulator's consumer driver: the position rule of `onlinebank_bus::consumer`).
     PositionBeforeEffect,
+    /// request records a request without claiming its Idempotency-Key (`api::record`): a
+    /// client's second sending is a second request.
+    KeyUnclaimed,
+    /// The sweeper's compensation takes back any unfinished request, a certified one too
+    /// (`store::cancel`): the bug the simulator found first.
+    SweepTakesCertified,
 }
 
 impl Injection {
     /// Every injection, in the order `--list-injections` prints them.
-    pub const ALL: [Injection; 3] = [
+    pub const ALL: [Injection; 5] = [
         Injection::InboxSkipped,
         Injection::PositionBeforeEffect,
         Injection::CompensationTwice,
+        Injection::KeyUnclaimed,
+        Injection::SweepTakesCertified,
     ];
 
     /// Its name on the simulator's command line.
@@ -42,6 +50,8 @@ impl Injection {
             Injection::InboxSkipped => "inbox-skipped",
             Injection::CompensationTwice => "compensation-twice",
             Injection::PositionBeforeEffect => "position-before-effect",
+            Injection::KeyUnclaimed => "key-unclaimed",
+            Injection::SweepTakesCertified => "sweep-takes-certified",
         }
     }
 

@@ -226,7 +226,9 @@ pub async fn record(
     key: Option<&str>,
     fingerprint: &str,
 ) -> Result<KeyClaim, onlinebank_core::db::Error> {
-    if let Some(key) = key {
+    let unclaimed =
+        onlinebank_core::ambient::armed(onlinebank_core::ambient::Injection::KeyUnclaimed);
+    if let Some(key) = key.filter(|_| !unclaimed) {
         let claim =
             store::claim_key(conn, row.customer_id.as_str(), key, fingerprint, row.id).await?;
         if !matches!(claim, KeyClaim::Claimed) {

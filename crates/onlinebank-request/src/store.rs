@@ -195,9 +195,11 @@ pub async fn cancel(
 ) -> Result<bool, Error> {
     let refusal = refusal.into();
     let id = id.to_string();
+    let injected =
+        onlinebank_core::ambient::armed(onlinebank_core::ambient::Injection::SweepTakesCertified);
     let (status_is, status) = match compensation {
-        Compensation::Uncertified => ("=", RequestStatus::Pending),
-        Compensation::Refused => ("!=", RequestStatus::Completed),
+        Compensation::Uncertified if !injected => ("=", RequestStatus::Pending),
+        Compensation::Uncertified | Compensation::Refused => ("!=", RequestStatus::Completed),
     };
     let deleted: Option<RequestRow> = conn
         .fetch_optional(
