@@ -448,13 +448,13 @@ async fn recheck_with_argon2(
 }
 
 /// The step-up being audited.
-struct Audit {
-    request_id: String,
-    session_id: String,
-    action: String,
+pub struct Audit {
+    pub request_id: String,
+    pub session_id: String,
+    pub action: String,
     /// The session's verifier under this process's pepper, when argon2id just accepted the
     /// password for a verifier made under another: written in the same write, if accepted.
-    new_verifier: Option<Vec<u8>>,
+    pub new_verifier: Option<Vec<u8>>,
 }
 
 /// The lockout rule of the settings.
@@ -482,19 +482,32 @@ async fn record_attempt(
         .db
         .write(move |conn| {
             Box::pin(async move {
-                let decision = match attempt {
-                    Attempt::Failed => store::record_failure(conn, &user_id, rule, now).await?,
-                    Attempt::Succeeded | Attempt::WhileLocked(_) => {
-                        store::decide_attempt(conn, &user_id, attempt, rule, now).await?
-                    }
-                };
-                if let Some(audit) = &audit {
-                    write_audit(conn, &user_id, audit, decision).await?;
-                }
-                Ok::<Decision, onlinebank_core::db::Error>(decision)
+                record_attempt_on(conn, &user_id, attempt, audit.as_ref(), rule, now).await
             })
         })
         .await?;
+    Ok(decision)
+}
+
+/// [`record_attempt`]'s write: the attempt decided on the id's lockout record read in this
+/// write, the record and the audit written with it.
+pub async fn record_attempt_on(
+    conn: &mut onlinebank_core::db::Conn,
+    user_id: &str,
+    attempt: Attempt,
+    audit: Option<&Audit>,
+    rule: LockoutRule,
+    now: i64,
+) -> Result<Decision, onlinebank_core::db::Error> {
+    let decision = match attempt {
+        Attempt::Failed => store::record_failure(conn, user_id, rule, now).await?,
+        Attempt::Succeeded | Attempt::WhileLocked(_) => {
+            store::decide_attempt(conn, user_id, attempt, rule, now).await?
+        }
+    };
+    if let Some(audit) = audit {
+        write_audit(conn, user_id, audit, decision).await?;
+    }
     Ok(decision)
 }
 

@@ -7,6 +7,16 @@
 //! and `POST /internal/v1/legacy-sessions` (gateway).
 
 mod api;
+
+/// The parts of the auth role the deterministic simulator (`onlinebank-sim`) runs as they are:
+/// opening a session, the step-up's read, its HMAC check and its deciding write (lockout and
+/// audit), on a connection.
+pub mod sim {
+    pub use crate::api::{record_attempt_on, Audit};
+    pub use crate::lockout::{admit, Attempt, Decision, LockoutRule};
+    pub use crate::password::{StepUpCheck, StepUpKeys};
+    pub use crate::store::{open_session_on, session_on, NewSession, SessionRow};
+}
 pub mod legacy;
 mod lockout;
 pub mod password;

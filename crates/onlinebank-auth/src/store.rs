@@ -151,7 +151,12 @@ pub async fn decide_attempt(
     rule: LockoutRule,
     now: i64,
 ) -> Result<Decision, Error> {
-    let stored = stored_lockout(conn, user_id).await?;
+    let mut stored = stored_lockout(conn, user_id).await?;
+    use onlinebank_core::ambient::{armed, Injection};
+    if attempt == Attempt::Failed && armed(Injection::LockoutOutsideWrite) {
+        // The simulator's known bug: the lock as read in this write is not looked at.
+        stored.locked_until = 0;
+    }
     let (decision, changed) = lockout::decide(stored, attempt, now, rule);
     if let Some(changed) = changed {
         conn.execute(
@@ -240,34 +245,55 @@ pub async fn open_session(
     let (session_id, user_id, verifier) =
         (session_id.to_owned(), user_id.to_owned(), verifier.to_vec());
     let result = db
-        .write(move |conn| Box::pin(async move {
-                if let Decision::Locked(locked_until) =
-                    accept_success(conn, &user_id, rule, now).await?
-                {
-                    return Ok(Err(locked_until));
-                }
-                conn.execute(
-                    "INSERT INTO sessions (id, user_id, verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-                    args![&session_id, &user_id, &verifier, now, expires_at],
-                )
-                .await?;
-                // Expired sessions and revocations are of no use to anyone; drop a few on the way.
-                conn.execute(
-                    "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 LIMIT 100)",
-                    args![now],
-                )
-                .await?;
-                conn.execute(
-                    "DELETE FROM revoked_sessions WHERE session_id IN
-                         (SELECT session_id FROM revoked_sessions WHERE expires_at < $1 LIMIT 100)",
-                    args![now],
-                )
-                .await?;
-                Ok(Ok(()))
-
-}))
+        .write(move |conn| {
+            Box::pin(async move {
+                let session = NewSession {
+                    session_id: &session_id,
+                    user_id: &user_id,
+                    verifier: &verifier,
+                    expires_at,
+                };
+                open_session_on(conn, session, rule, now).await
+            })
+        })
         .await;
     result.map_err(Error::from)
+}
+
+/// [`open_session`] in the caller's write.
+pub async fn open_session_on(
+    conn: &mut Conn,
+    session: NewSession<'_>,
+    rule: LockoutRule,
+    now: i64,
+) -> Result<Result<(), i64>, Error> {
+    let NewSession {
+        session_id,
+        user_id,
+        verifier,
+        expires_at,
+    } = session;
+    if let Decision::Locked(locked_until) = accept_success(conn, user_id, rule, now).await? {
+        return Ok(Err(locked_until));
+    }
+    conn.execute(
+        "INSERT INTO sessions (id, user_id, verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        args![session_id, user_id, verifier, now, expires_at],
+    )
+    .await?;
+    // Expired sessions and revocations are of no use to anyone; drop a few on the way.
+    conn.execute(
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 LIMIT 100)",
+        args![now],
+    )
+    .await?;
+    conn.execute(
+        "DELETE FROM revoked_sessions WHERE session_id IN
+             (SELECT session_id FROM revoked_sessions WHERE expires_at < $1 LIMIT 100)",
+        args![now],
+    )
+    .await?;
+    Ok(Ok(()))
 }
 
 /// Ends a session: its row goes (so no step-up succeeds with it) and its revocation is kept
@@ -342,14 +368,17 @@ pub async fn revoked_since(
 /// A session with its user's lock, in one read (the lock is checked again in the write that
 /// accepts or counts the attempt).
 pub async fn session(db: &Db, session_id: &str) -> Result<Option<SessionRow>, Error> {
-    db.read()
-        .await?
-        .fetch_optional(
-            "SELECT s.user_id, s.verifier, s.expires_at, COALESCE(l.locked_until, 0)
+    session_on(&mut db.read().await?, session_id).await
+}
+
+/// [`session`] on a connection.
+pub async fn session_on(conn: &mut Conn, session_id: &str) -> Result<Option<SessionRow>, Error> {
+    conn.fetch_optional(
+        "SELECT s.user_id, s.verifier, s.expires_at, COALESCE(l.locked_until, 0)
              FROM sessions s LEFT JOIN lockouts l ON l.user_id = s.user_id WHERE s.id = $1",
-            args![session_id],
-        )
-        .await
+        args![session_id],
+    )
+    .await
 }
 
 /// Replaces a session's step-up verifier, in the caller's write (one made under another pepper,

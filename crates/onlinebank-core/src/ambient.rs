@@ -32,16 +32,20 @@ pub enum Injection {
     /// The sweeper's compensation takes back any unfinished request, a certified one too
     /// (`store::cancel`): the bug the simulator found first.
     SweepTakesCertified,
+    /// auth's write counts a wrong step-up password without deciding on the lock it reads in
+    /// that write (`store::decide_attempt`): the lock was checked only at the session's read.
+    LockoutOutsideWrite,
 }
 
 impl Injection {
     /// Every injection, in the order `--list-injections` prints them.
-    pub const ALL: [Injection; 5] = [
+    pub const ALL: [Injection; 6] = [
         Injection::InboxSkipped,
         Injection::PositionBeforeEffect,
         Injection::CompensationTwice,
         Injection::KeyUnclaimed,
         Injection::SweepTakesCertified,
+        Injection::LockoutOutsideWrite,
     ];
 
     /// Its name on the simulator's command line.
@@ -52,6 +56,7 @@ impl Injection {
             Injection::PositionBeforeEffect => "position-before-effect",
             Injection::KeyUnclaimed => "key-unclaimed",
             Injection::SweepTakesCertified => "sweep-takes-certified",
+            Injection::LockoutOutsideWrite => "lockout-outside-write",
         }
     }
 

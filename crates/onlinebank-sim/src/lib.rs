@@ -6,6 +6,7 @@
 //!
 //! See docs/simulation.md for what is simulated, what is not, and the rules checked.
 
+pub mod auth;
 pub mod bus;
 pub mod node;
 pub mod oracle;

@@ -3,7 +3,7 @@
 
 use crate::node::now;
 use crate::saga::Answer;
-use crate::world::{Violation, World, ACCOUNT, HISTORY, MYPAGE, REQUEST};
+use crate::world::{Violation, World, ACCOUNT, AUTH, HISTORY, MYPAGE, REQUEST};
 use onlinebank_core::db::{Conn, FromRow};
 use onlinebank_core::event::WriteKind;
 use onlinebank_core::ids::RequestId;
@@ -197,7 +197,47 @@ pub fn after_drain(world: &mut World) -> Result<(), Violation> {
             ),
         ));
     }
-    requests_applied_once(world, &accounts)
+    requests_applied_once(world, &accounts)?;
+    no_password_evaluated_while_locked(world)
+}
+
+/// The lockout, read from auth's step-up audit in the order it was written: the threshold's
+/// wrong passwords in a row (none more than a window after the one before) lock the customer
+/// for the window, during which no password is evaluated (no `failed` or `verified` row).
+fn no_password_evaluated_while_locked(world: &mut World) -> Result<(), Violation> {
+    let audit: Vec<(String, String, i64)> = rows(
+        &mut world.nodes[AUTH].conn,
+        "SELECT user_id, outcome, at FROM step_up_audit ORDER BY id",
+    )?;
+    let rule = crate::auth::RULE;
+    // Per customer: wrong passwords counted, the last one's time, locked until.
+    let mut state: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    for (n, (user, outcome, at)) in audit.into_iter().enumerate() {
+        let (count, last, locked_until) = state.entry(user.clone()).or_default();
+        let evaluated = outcome == "failed" || outcome == "verified";
+        if evaluated && at < *locked_until {
+            return Err(broken(
+                "lockout: no password is evaluated while the customer is locked",
+                format!("audit row {n}: {user} {outcome} at {at}, locked until {locked_until}"),
+            ));
+        }
+        match outcome.as_str() {
+            "verified" => *count = 0,
+            "failed" => {
+                *count = if at - *last > rule.window {
+                    1
+                } else {
+                    *count + 1
+                };
+                *last = at;
+                if *count >= rule.threshold {
+                    (*count, *locked_until) = (0, at + rule.window);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// What request holds: the completed requests, and the compensated ones with their reason.

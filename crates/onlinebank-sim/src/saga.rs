@@ -24,6 +24,15 @@ const WAIT_MS: u64 = onlinebank_core::settings::defaults::REQUEST_WAIT_MS;
 /// A client sends one request at most this many times.
 const MAX_SENDS: usize = 6;
 
+/// auth's verdict on a step-up, as request hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Verified,
+    Refused(Reason),
+    /// No answer within the step-up timeout.
+    Unavailable,
+}
+
 /// What the client was told, and about which request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -60,6 +69,9 @@ pub struct Attempt {
     pub request_id: RequestId,
     /// Whether its record claimed the key and inserted the request.
     pub recorded: bool,
+    /// Whether the saga has its step-up's verdict (auth's answer or the timeout, whichever came
+    /// first).
+    pub stepped_up: bool,
     pub answer: Answer,
 }
 
@@ -76,6 +88,7 @@ impl World {
             op,
             request_id: certified.request_id,
             recorded: false,
+            stepped_up: false,
             answer: Answer::NotSent,
         });
         self.note(format!(
@@ -116,8 +129,15 @@ impl World {
             KeyClaim::Claimed => {
                 self.attempts[attempt].recorded = true;
                 let epoch = self.nodes[REQUEST].epoch;
-                let step_up = self.ops[op].step_up_ms.min(STEP_UP_TIMEOUT_MS);
-                self.after(step_up, Task::SteppedUp { attempt, epoch });
+                let to_auth = self.rng.random_range(0..=5);
+                self.after(to_auth, Task::StepUpRead { attempt, epoch });
+                let verdict = Verdict::Unavailable;
+                let timeout = Task::SteppedUp {
+                    attempt,
+                    epoch,
+                    verdict,
+                };
+                self.after(STEP_UP_TIMEOUT_MS, timeout);
             }
             KeyClaim::Replay(earlier) => {
                 let answer = match self.standing(earlier)? {
@@ -178,37 +198,50 @@ impl World {
         }
     }
 
-    /// auth answered (or the step-up timed out): refuse, give up or certify, as the saga does.
-    pub(crate) fn stepped_up(&mut self, attempt: usize, epoch: u64) -> anyhow::Result<()> {
+    /// auth's answer reaches request, or the step-up's timeout does, whichever comes first:
+    /// refuse, give up or certify, as the saga does.
+    pub(crate) fn stepped_up(
+        &mut self,
+        attempt: usize,
+        epoch: u64,
+        verdict: Verdict,
+    ) -> anyhow::Result<()> {
+        if std::mem::replace(&mut self.attempts[attempt].stepped_up, true) {
+            // The later of the answer and the timeout is not heard.
+            return Ok(());
+        }
         if !self.alive(attempt, epoch) {
             return Ok(());
         }
         let op = self.ops[self.attempts[attempt].op].clone();
         let id = self.attempts[attempt].request_id;
-        if op.step_up_ms >= STEP_UP_TIMEOUT_MS {
-            self.nodes[REQUEST].write(|conn| {
-                let uncertified = request::Compensation::Uncertified;
-                Ok(now(request::cancel(
-                    conn,
-                    id,
-                    Reason::ServiceBusy,
-                    uncertified,
-                ))??)
-            })?;
-            self.answer(attempt, Answer::Refused(id, Reason::ServiceBusy));
-        } else if op.wrong_password {
-            let cancelled = AuthCancelled {
-                request_id: id,
-                customer_id: op.request.customer_id,
-                kind: op.request.kind,
-                account_no: op.request.account_no,
-                amount: op.request.amount,
-                reason: Reason::StepUpFailed,
-            };
-            self.nodes[REQUEST].write(|conn| now(request::refuse_on(conn, cancelled))?)?;
-            self.answer(attempt, Answer::Refused(id, Reason::StepUpFailed));
-        } else {
-            self.after(op.write_delay_ms, Task::Certify { attempt, epoch });
+        self.note(format!("send {attempt} stepped up: {verdict:?}"));
+        match verdict {
+            Verdict::Unavailable => {
+                self.nodes[REQUEST].write(|conn| {
+                    let uncertified = request::Compensation::Uncertified;
+                    Ok(now(request::cancel(
+                        conn,
+                        id,
+                        Reason::ServiceBusy,
+                        uncertified,
+                    ))??)
+                })?;
+                self.answer(attempt, Answer::Refused(id, Reason::ServiceBusy));
+            }
+            Verdict::Refused(reason) => {
+                let cancelled = AuthCancelled {
+                    request_id: id,
+                    customer_id: op.request.customer_id,
+                    kind: op.request.kind,
+                    account_no: op.request.account_no,
+                    amount: op.request.amount,
+                    reason,
+                };
+                self.nodes[REQUEST].write(|conn| now(request::refuse_on(conn, cancelled))?)?;
+                self.answer(attempt, Answer::Refused(id, reason));
+            }
+            Verdict::Verified => self.after(op.write_delay_ms, Task::Certify { attempt, epoch }),
         }
         Ok(())
     }

@@ -31,8 +31,15 @@ pub struct Shape {
     pub slow_write: f64,
 }
 
-/// `shape.ops` requests over `shape.span_ms`, sorted by time.
-pub fn draw(rng: &mut ChaCha8Rng, shape: &Shape) -> anyhow::Result<Vec<Op>> {
+/// The customers and what they ask.
+pub struct Workload {
+    pub customers: Vec<CustomerId>,
+    pub ops: Vec<Op>,
+}
+
+/// `shape.ops` requests over `shape.span_ms`, sorted by time; some come in bursts (a few
+/// milliseconds apart), so step-ups of one customer overlap.
+pub fn draw(rng: &mut ChaCha8Rng, shape: &Shape) -> anyhow::Result<Workload> {
     let customers: Vec<CustomerId> = (0..rng.random_range(1..=3))
         .map(|n| CustomerId::parse(&format!("customer-{n}")))
         .collect::<Result<_, _>>()?;
@@ -61,7 +68,10 @@ pub fn draw(rng: &mut ChaCha8Rng, shape: &Shape) -> anyhow::Result<Vec<Op>> {
         ops.push(open);
     }
     while ops.len() < shape.ops {
-        let at = rng.random_range(1..=shape.span_ms);
+        let at = match ops.last() {
+            Some(last) if rng.random_bool(0.3) => last.at_ms + rng.random_range(0..=20),
+            _ => rng.random_range(1..=shape.span_ms),
+        };
         let (account_no, owner) = pick(rng, &accounts);
         let customer = if rng.random_bool(0.1) {
             customers[rng.random_range(0..customers.len())].clone()
@@ -102,7 +112,7 @@ pub fn draw(rng: &mut ChaCha8Rng, shape: &Shape) -> anyhow::Result<Vec<Op>> {
         )?);
     }
     ops.sort_by_key(|op| op.at_ms);
-    Ok(ops)
+    Ok(Workload { customers, ops })
 }
 
 fn pick(rng: &mut ChaCha8Rng, accounts: &[(AccountNo, CustomerId)]) -> (AccountNo, CustomerId) {
@@ -132,7 +142,7 @@ fn op(
         rng.random_range(1..=50)
     };
     let write_delay_ms = if rng.random_bool(shape.slow_write) {
-        rng.random_range(500..=9_000)
+        rng.random_range(1_000..=12_000)
     } else {
         rng.random_range(0..=20)
     };

@@ -5,7 +5,7 @@
 use crate::bus::{Partition, SimBus};
 use crate::node::{crashed_transaction, now, transaction, Node};
 use crate::oracle;
-use crate::saga::Attempt;
+use crate::saga::{Attempt, Verdict};
 use crate::workload::{self, Op};
 use onlinebank_bus::{Delivery, Record};
 use onlinebank_core::ambient::{self, Ambient, Injection};
@@ -20,6 +20,7 @@ pub const REQUEST: usize = 0;
 pub const ACCOUNT: usize = 1;
 pub const HISTORY: usize = 2;
 pub const MYPAGE: usize = 3;
+pub const AUTH: usize = 4;
 
 /// After the last request is sent: faults stop, every node restarts, the bank must go quiet
 /// within this long.
@@ -55,9 +56,23 @@ pub struct Faults {
 pub(crate) enum Task {
     /// A client sends op (again).
     Submit(usize),
+    /// auth reads the session and its lock, and checks the password.
+    StepUpRead {
+        attempt: usize,
+        epoch: u64,
+    },
+    /// auth's deciding write: the lockout and the audit.
+    StepUpWrite {
+        attempt: usize,
+        epoch: u64,
+        auth_epoch: u64,
+        tried: onlinebank_auth::sim::Attempt,
+    },
+    /// auth's answer reaches request (or its timeout does, first).
     SteppedUp {
         attempt: usize,
         epoch: u64,
+        verdict: Verdict,
     },
     Certify {
         attempt: usize,
@@ -140,11 +155,17 @@ impl World {
         let shape = workload::Shape {
             ops: rng.random_range(10..=60),
             span_ms: rng.random_range(2_000..=20_000),
-            wrong_password: rng.random_range(0.0..0.15),
+            // A quarter of the runs have a customer who keeps getting the password wrong.
+            wrong_password: if rng.random_bool(0.25) {
+                rng.random_range(0.5..0.9)
+            } else {
+                rng.random_range(0.0..0.15)
+            },
             slow_step_up: rng.random_range(0.0..0.1),
-            slow_write: rng.random_range(0.0..0.1),
+            slow_write: rng.random_range(0.0..0.2),
         };
-        let ops = workload::draw(&mut rng, &shape)?;
+        let workload = workload::draw(&mut rng, &shape)?;
+        let ops = workload.ops;
         let mut world = Self {
             faults,
             nodes: nodes()?,
@@ -164,6 +185,7 @@ impl World {
             touched: false,
         };
         world.bus = SimBus::new(&[TOPIC_REQUESTS, TOPIC_ACCOUNTS], world.faults.partitions);
+        world.open_sessions(&workload.customers)?;
         world.note(format!("faults {:?}", world.faults));
         world.schedule_start();
         Ok((world, entered))
@@ -245,7 +267,18 @@ impl World {
     fn step(&mut self, task: Task) -> anyhow::Result<bool> {
         match task {
             Task::Submit(op) => self.submit(op)?,
-            Task::SteppedUp { attempt, epoch } => self.stepped_up(attempt, epoch)?,
+            Task::StepUpRead { attempt, epoch } => self.step_up_read(attempt, epoch)?,
+            Task::StepUpWrite {
+                attempt,
+                epoch,
+                auth_epoch,
+                tried,
+            } => self.step_up_write(attempt, epoch, auth_epoch, tried)?,
+            Task::SteppedUp {
+                attempt,
+                epoch,
+                verdict,
+            } => self.stepped_up(attempt, epoch, verdict)?,
             Task::Certify { attempt, epoch } => self.certify(attempt, epoch)?,
             Task::Await {
                 attempt,
@@ -492,5 +525,6 @@ fn nodes() -> anyhow::Result<Vec<Node>> {
     let mut mypage = Node::new("mypage", &onlinebank_mypage::migrations(), false)?;
     let (group, topics, read_model) = onlinebank_mypage::projection();
     mypage.consume(group, topics, read_model);
-    Ok(vec![request, account, history, mypage])
+    let auth = Node::new("auth", &onlinebank_auth::migrations(), false)?;
+    Ok(vec![request, account, history, mypage, auth])
 }
