@@ -81,9 +81,23 @@ impl World {
             PASSWORD
         };
         let latency = op.step_up_ms;
-        let session = now(session_on(&mut self.nodes[AUTH].conn, &session_id))??
-            .ok_or_else(|| anyhow::anyhow!("no session {session_id}"))?;
-        let tried = match admit(session.locked_until, ambient::wall_ms()) {
+        let session = now(session_on(&mut self.nodes[AUTH].conn, &session_id))??;
+        let at = ambient::wall_ms();
+        let Some(session) = session.filter(|session| session.expires_at > at) else {
+            // Answered 401 before anything is recorded: the saga refuses the request.
+            let verdict = Verdict::Refused(Reason::StepUpFailed);
+            let back = self.rng.random_range(0..=5);
+            self.after(
+                back,
+                Task::SteppedUp {
+                    attempt,
+                    epoch,
+                    verdict,
+                },
+            );
+            return Ok(());
+        };
+        let tried = match admit(session.locked_until, at) {
             Err(until) => Attempt::WhileLocked(until),
             Ok(()) => match keys().check(&session_id, password, &session.verifier) {
                 StepUpCheck::Matches => Attempt::Succeeded,

@@ -98,6 +98,11 @@ pub(crate) enum Task {
     Restart {
         node: usize,
     },
+    /// The wall clock jumps forward (the simulated monotonic clock, which times every task,
+    /// does not).
+    ClockJump {
+        ms: i64,
+    },
     Check,
 }
 
@@ -122,6 +127,8 @@ pub struct World {
     next_seq: u64,
     pub now_ms: u64,
     wall_base_ms: i64,
+    /// What the wall clock's jumps added.
+    wall_jumped_ms: i64,
     /// Requests are sent until then; faults stop a second later.
     load_until_ms: u64,
     pub trace: Vec<String>,
@@ -180,6 +187,7 @@ impl World {
             next_seq: 0,
             now_ms: 0,
             wall_base_ms,
+            wall_jumped_ms: 0,
             trace: Vec::new(),
             steps: 0,
             touched: false,
@@ -204,7 +212,29 @@ impl World {
             }
         }
         self.at(1_000, Task::Sweep);
+        self.schedule_clock_jumps();
         self.at(self.load_until_ms + 1_000, Task::Check);
+    }
+
+    /// In some runs the wall clock jumps forward once or more during the load, by about the
+    /// lockout's window, a token's lifetime, the sweeper's grace, or a little.
+    fn schedule_clock_jumps(&mut self) {
+        if !self.rng.random_bool(0.3) {
+            return;
+        }
+        let lockout = crate::auth::RULE.window;
+        let token = i64::try_from(onlinebank_core::settings::defaults::TOKEN_TTL_SECS)
+            .unwrap_or(3_600)
+            * 1_000;
+        let grace = onlinebank_request::sim::sweep_grace(std::time::Duration::from_millis(
+            crate::saga::STEP_UP_TIMEOUT_MS,
+        ));
+        for _ in 0..self.rng.random_range(1..=3) {
+            let near = [lockout, token, grace, 0][self.rng.random_range(0..4)];
+            let ms = (near + self.rng.random_range(-1_000..=1_000)).max(1);
+            let at = self.rng.random_range(1..=self.load_until_ms);
+            self.at(at, Task::ClockJump { ms });
+        }
     }
 
     /// Runs until the bank is quiet after the load, or a rule breaks.
@@ -215,7 +245,8 @@ impl World {
             };
             self.now_ms = at;
             self.steps += 1;
-            ambient::set_wall_ms(self.wall_base_ms + i64::try_from(at).unwrap_or(i64::MAX / 2));
+            let elapsed = i64::try_from(at).unwrap_or(i64::MAX / 4);
+            ambient::set_wall_ms(self.wall_base_ms + self.wall_jumped_ms + elapsed);
             let quiet = self.step(task).map_err(|error| Violation {
                 invariant: "the simulated bank ran without an internal error",
                 detail: format!("{error:#}"),
@@ -300,6 +331,10 @@ impl World {
                 self.after(1_000, Task::Sweep);
             }
             Task::SweepWrite { ids, epoch } => self.sweep_write(ids, epoch)?,
+            Task::ClockJump { ms } => {
+                self.wall_jumped_ms += ms;
+                self.note(format!("the wall clock jumps {ms} ms"));
+            }
             Task::Restart { node } => {
                 self.nodes[node].restart();
                 let name = self.nodes[node].name;
