@@ -236,14 +236,13 @@ pub async fn open_session(
     rule: LockoutRule,
     now: i64,
 ) -> Result<Result<(), i64>, Error> {
-    let NewSession {
-        session_id,
-        user_id,
-        verifier,
-        expires_at,
-    } = session;
-    let (session_id, user_id, verifier) =
-        (session_id.to_owned(), user_id.to_owned(), verifier.to_vec());
+    // Owned, for the writer: the write may run on another thread.
+    let (session_id, user_id, verifier) = (
+        session.session_id.to_owned(),
+        session.user_id.to_owned(),
+        session.verifier.to_vec(),
+    );
+    let expires_at = session.expires_at;
     let result = db
         .write(move |conn| {
             Box::pin(async move {
