@@ -80,7 +80,7 @@ impl World {
         } else {
             PASSWORD
         };
-        let latency = op.step_up_ms;
+        let latency = self.attempts[attempt].step_up_ms;
         let session = now(session_on(&mut self.nodes[AUTH].conn, &session_id))??;
         let at = ambient::wall_ms();
         let Some(session) = session.filter(|session| session.expires_at > at) else {

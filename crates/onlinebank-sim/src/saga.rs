@@ -69,6 +69,10 @@ pub struct Attempt {
     pub request_id: RequestId,
     /// Whether its record claimed the key and inserted the request.
     pub recorded: bool,
+    /// How long its step-up takes at auth.
+    pub step_up_ms: u64,
+    /// How long its certify write waits for the database.
+    pub write_delay_ms: u64,
     /// Whether the saga has its step-up's verdict (auth's answer or the timeout, whichever came
     /// first).
     pub stepped_up: bool,
@@ -84,9 +88,17 @@ impl World {
             ..self.ops[op].request.clone()
         };
         let attempt = self.attempts.len();
+        let first = !self.attempts.iter().any(|earlier| earlier.op == op);
+        let (step_up_ms, write_delay_ms) = if first {
+            (self.ops[op].step_up_ms, self.ops[op].write_delay_ms)
+        } else {
+            crate::workload::latencies(&mut self.rng, &self.shape)
+        };
         self.attempts.push(Attempt {
             op,
             request_id: certified.request_id,
+            step_up_ms,
+            write_delay_ms,
             recorded: false,
             stepped_up: false,
             answer: Answer::NotSent,
@@ -241,7 +253,10 @@ impl World {
                 self.nodes[REQUEST].write(|conn| now(request::refuse_on(conn, cancelled))?)?;
                 self.answer(attempt, Answer::Refused(id, reason));
             }
-            Verdict::Verified => self.after(op.write_delay_ms, Task::Certify { attempt, epoch }),
+            Verdict::Verified => {
+                let delay = self.attempts[attempt].write_delay_ms;
+                self.after(delay, Task::Certify { attempt, epoch });
+            }
         }
         Ok(())
     }

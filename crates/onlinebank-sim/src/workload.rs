@@ -125,6 +125,22 @@ fn pick(rng: &mut ChaCha8Rng, accounts: &[(AccountNo, CustomerId)]) -> (AccountN
     accounts[index].clone()
 }
 
+/// How long a sending's step-up takes at auth, and its certify write waits for the database:
+/// drawn again for every sending (a slow moment, not a slow request).
+pub fn latencies(rng: &mut ChaCha8Rng, shape: &Shape) -> (u64, u64) {
+    let step_up_ms = if rng.random_bool(shape.slow_step_up) {
+        rng.random_range(300..=1_500)
+    } else {
+        rng.random_range(1..=50)
+    };
+    let write_delay_ms = if rng.random_bool(shape.slow_write) {
+        rng.random_range(1_000..=12_000)
+    } else {
+        rng.random_range(0..=20)
+    };
+    (step_up_ms, write_delay_ms)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn op(
     rng: &mut ChaCha8Rng,
@@ -136,16 +152,7 @@ fn op(
     amount: i64,
     to_account_no: Option<AccountNo>,
 ) -> anyhow::Result<Op> {
-    let step_up_ms = if rng.random_bool(shape.slow_step_up) {
-        rng.random_range(300..=1_500)
-    } else {
-        rng.random_range(1..=50)
-    };
-    let write_delay_ms = if rng.random_bool(shape.slow_write) {
-        rng.random_range(1_000..=12_000)
-    } else {
-        rng.random_range(0..=20)
-    };
+    let (step_up_ms, write_delay_ms) = latencies(rng, shape);
     Ok(Op {
         at_ms,
         request: AuthCertified {
