@@ -133,8 +133,14 @@ fn summarize(args: &Args, reports: &[Report], elapsed: f64) -> ExitCode {
         .collect();
     for report in &failures {
         if let Some(violation) = &report.violation {
+            // With --inject a broken rule is the bug found, not a failure.
+            let verdict = if args.inject.is_some() {
+                "found the injected bug"
+            } else {
+                "FAILED"
+            };
             eprintln!(
-                "seed {} FAILED: {}: {}\n  replay: cargo run --release -p onlinebank-sim -- --seed {} --trace{}",
+                "seed {} {verdict}: {}: {}\n  replay: cargo run --release -p onlinebank-sim -- --seed {} --trace{}",
                 report.seed,
                 violation.invariant,
                 violation.detail,
