@@ -28,6 +28,7 @@ use onlinebank_core::event::{AuthCancelled, AuthCertified, Event, WriteKind};
 use onlinebank_core::ids::RequestId;
 use onlinebank_core::ids::{AccountNo, CustomerId};
 use onlinebank_core::money::Won;
+use onlinebank_core::trace::{CallContext, EventCall};
 use onlinebank_core::{ApiError, Reason};
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -191,10 +192,18 @@ pub async fn certify_on(conn: &mut Conn, certified: Outgoing) -> anyhow::Result<
 }
 
 /// The refuse write: the request compensated (its key released) with `cancelled` (an
-/// AuthCancelled) in the outbox.
-pub async fn refuse_on(conn: &mut Conn, cancelled: AuthCancelled) -> anyhow::Result<()> {
+/// AuthCancelled) in the outbox, caused by `call` (taken in the customer's task: the write runs
+/// on the writer's).
+pub async fn refuse_on(
+    conn: &mut Conn,
+    cancelled: AuthCancelled,
+    call: Option<EventCall>,
+) -> anyhow::Result<()> {
     let (id, reason) = (cancelled.request_id, cancelled.reason);
-    let event = Outgoing::of_current_call(Event::AuthCancelled(cancelled));
+    let event = Outgoing {
+        event: Event::AuthCancelled(cancelled),
+        call,
+    };
     store::cancel(conn, id, reason, Compensation::Uncertified).await?;
     onlinebank_bus::outbox::enqueue(conn, event).await?;
     Ok(())
@@ -203,9 +212,10 @@ pub async fn refuse_on(conn: &mut Conn, cancelled: AuthCancelled) -> anyhow::Res
 /// Step-up refused: in one write, compensate (releasing the key) and record AuthCancelled; then
 /// wakes the relay.
 async fn refuse(state: &RequestState, cancelled: AuthCancelled) -> Result<(), ApiError> {
+    let call = CallContext::current().map(|context| context.publishing());
     state
         .db
-        .write(move |conn| Box::pin(refuse_on(conn, cancelled)))
+        .write(move |conn| Box::pin(refuse_on(conn, cancelled, call)))
         .await?;
     state.relay.wake();
     Ok(())

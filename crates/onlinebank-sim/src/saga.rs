@@ -250,7 +250,8 @@ impl World {
                     amount: op.request.amount,
                     reason,
                 };
-                self.nodes[REQUEST].write(|conn| now(request::refuse_on(conn, cancelled))?)?;
+                self.nodes[REQUEST]
+                    .write(|conn| now(request::refuse_on(conn, cancelled, None))?)?;
                 self.answer(attempt, Answer::Refused(id, reason));
             }
             Verdict::Verified => {
