@@ -178,9 +178,9 @@ impl World {
         let mut world = Self {
             load_until_ms: shape.span_ms,
             shape,
+            bus: SimBus::new(&[TOPIC_REQUESTS, TOPIC_ACCOUNTS], faults.partitions),
             faults,
             nodes: nodes()?,
-            bus: SimBus::new(&[TOPIC_REQUESTS, TOPIC_ACCOUNTS], 0),
             attempts: Vec::new(),
             ops,
             rng,
@@ -195,7 +195,6 @@ impl World {
             steps: 0,
             touched: false,
         };
-        world.bus = SimBus::new(&[TOPIC_REQUESTS, TOPIC_ACCOUNTS], world.faults.partitions);
         world.open_sessions(&workload.customers)?;
         world.note(format!("faults {:?}", world.faults));
         world.schedule_start();
